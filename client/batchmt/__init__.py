@@ -1,0 +1,77 @@
+"""batchmt: Python SDK and CLI of the batchmt English→German batch translation server.
+
+>>> import batchmt
+>>> with batchmt.Client(base_url="http://127.0.0.1:8000") as client:
+...     result = client.translate(["The museum is closed on Mondays."])
+...     print(result.raise_for_failures().texts)
+
+Only needs httpx, tqdm and sacrebleu (never the server's packages).
+"""
+
+from __future__ import annotations
+
+from ._base_client import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from .async_client import AsyncClient
+from .client import Client
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BatchmtError,
+    ConflictError,
+    GatewayTimeoutError,
+    InternalServerError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServiceUnavailableError,
+    TranslationFailed,
+    UnprocessableEntityError,
+    UnsupportedMediaTypeError,
+)
+from .files import FileReport
+from .types import Health, Limits, ServerInfo, Translation, TranslationError, TranslationResult, Usage
+from .version import __version__
+
+__all__ = [
+    "__version__",
+    "Client",
+    "AsyncClient",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    # results
+    "TranslationResult",
+    "Translation",
+    "TranslationError",
+    "Usage",
+    "ServerInfo",
+    "Limits",
+    "Health",
+    "FileReport",
+    # errors
+    "BatchmtError",
+    "APIError",
+    "BadRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "RequestTimeoutError",
+    "ConflictError",
+    "PayloadTooLargeError",
+    "UnsupportedMediaTypeError",
+    "UnprocessableEntityError",
+    "RateLimitError",
+    "InternalServerError",
+    "ServiceUnavailableError",
+    "GatewayTimeoutError",
+    "APIResponseValidationError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "TranslationFailed",
+]

@@ -1,0 +1,310 @@
+"""What the sync and async clients share: options, env fallback, building requests, the retry
+decision, backoff, error mapping, chunking. Only the send/retry loop is written twice (in
+``client.py`` and ``async_client.py``); everything here is I/O-free.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import random
+import re
+import time
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import httpx
+
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APITimeoutError,
+    BatchmtError,
+    error_class_for_status,
+)
+from .types import Health, ServerInfo, TranslationResult
+from .version import __version__
+
+__all__ = [
+    "BaseClient",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MAX_SENTENCES_PER_REQUEST",
+    "ENV_BASE_URL",
+    "ENV_API_KEY",
+]
+
+ENV_BASE_URL = "BATCHMT_BASE_URL"
+ENV_API_KEY = "BATCHMT_API_KEY"
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+# Translating a full request on a CPU engine can take minutes; connecting should not.
+DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
+DEFAULT_MAX_RETRIES = 3
+# Used when /v1/info cannot tell us the server's limit.
+DEFAULT_MAX_SENTENCES_PER_REQUEST = 64
+
+INITIAL_RETRY_DELAY = 0.5  # seconds; doubled per attempt ...
+MAX_RETRY_DELAY = 8.0  # ... up to this, with full jitter
+MAX_RETRY_AFTER = 60.0  # a server's Retry-After is honoured up to this many seconds
+
+_SENTENCE_PARAM = re.compile(r"sentences\[(\d+)\]")
+
+
+def _is_retryable_status(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait according to ``Retry-After-Ms`` / ``Retry-After`` (delta-seconds or an
+    HTTP-date); ``None`` if absent or unparseable. Negative values become 0."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class BaseClient:
+    """Options and request logic shared by :class:`~batchmt.Client` and :class:`~batchmt.AsyncClient`."""
+
+    base_url: str
+    api_key: str | None
+    timeout: httpx.Timeout
+    max_retries: int
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        chunk_size: int | None = None,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if base_url is None:
+            base_url = os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+        base_url = base_url.strip().rstrip("/")
+        if not re.match(r"^https?://", base_url):
+            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if api_key is None:
+            api_key = os.environ.get(ENV_API_KEY) or None
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        self.base_url = base_url
+        self.api_key = api_key
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.max_retries = max_retries
+        self._default_headers = dict(default_headers or {})
+        # Sentences per request: given explicitly, or learnt from /v1/info on first use.
+        self._max_per_request: int | None = chunk_size
+        self._server_info: ServerInfo | None = None
+        # Injectable for tests: random() in [0, 1) drives the backoff jitter.
+        self._random: Callable[[], float] = random.random
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    # -- requests ------------------------------------------------------------------------------
+    @property
+    def headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": f"batchmt-python/{__version__}"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        headers.update(self._default_headers)
+        return headers
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _request_kwargs(self, method: str, path: str, body: Any | None) -> dict[str, Any]:
+        """Arguments for ``httpx.(Async)Client.build_request``."""
+        kwargs: dict[str, Any] = {
+            "method": method,
+            "url": self._url(path),
+            "headers": self.headers,
+            "timeout": self.timeout,
+        }
+        if body is not None:
+            kwargs["json"] = body
+        return kwargs
+
+    # -- retries -------------------------------------------------------------------------------
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter: uniform in [0, min(8, 0.5 * 2**attempt))."""
+        ceiling = min(MAX_RETRY_DELAY, INITIAL_RETRY_DELAY * (2**attempt))
+        return ceiling * self._random()
+
+    def _retry_delay(
+        self,
+        attempt: int,
+        max_retries: int,
+        *,
+        response: httpx.Response | None = None,
+        error: BaseException | None = None,
+    ) -> float | None:
+        """Seconds to sleep before retry number ``attempt + 1``, or ``None`` not to retry.
+
+        Retried: connection errors and timeouts, and statuses 408, 409, 429 and 5xx. A
+        ``Retry-After`` header is honoured (capped at ``MAX_RETRY_AFTER``).
+        """
+        if attempt >= max_retries:
+            return None
+        if response is not None:
+            if not _is_retryable_status(response.status_code):
+                return None
+            retry_after = parse_retry_after(response.headers)
+            if retry_after is not None:
+                return min(retry_after, MAX_RETRY_AFTER)
+            return self._backoff(attempt)
+        if isinstance(error, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+            return None  # a bug on our side; retrying will not help
+        if isinstance(error, httpx.TransportError):
+            return self._backoff(attempt)
+        return None
+
+    # -- errors --------------------------------------------------------------------------------
+    @staticmethod
+    def _connection_error(exc: httpx.TransportError, request: httpx.Request) -> APIConnectionError:
+        """The one place httpx exceptions become SDK exceptions."""
+        where = f"{request.method} {request.url}"
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(f"Request timed out: {where} ({type(exc).__name__})", request=request)
+        detail = str(exc) or type(exc).__name__
+        return APIConnectionError(f"Connection error: {where}: {detail}", request=request)
+
+    @staticmethod
+    def _status_error(response: httpx.Response) -> APIError:
+        """Map an error response to the matching :class:`APIError` subclass."""
+        status = response.status_code
+        try:
+            body: Any = response.json()
+        except (ValueError, UnicodeDecodeError):
+            body = response.text
+        code = param = None
+        message = None
+        if isinstance(body, Mapping):
+            err = body.get("error")
+            if isinstance(err, Mapping):
+                code = err.get("code")
+                message = err.get("message")
+                param = err.get("param")
+            elif isinstance(body.get("detail"), str):  # a framework's default error shape
+                message = body["detail"]
+        if not message:
+            text = body if isinstance(body, str) else json.dumps(body)
+            message = text.strip()[:500] or response.reason_phrase or f"HTTP {status}"
+        cls = error_class_for_status(status)
+        return cls(
+            str(message),
+            status=status,
+            code=str(code) if code is not None else None,
+            param=str(param) if param is not None else None,
+            body=body,
+            response=response,
+        )
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise APIResponseValidationError(
+                f"The server's response to {response.request.method} {response.request.url} is not JSON",
+                status=response.status_code,
+                code="invalid_response",
+                body=response.text,
+                response=response,
+            ) from exc
+
+    # -- translate -----------------------------------------------------------------------------
+    @staticmethod
+    def _sentences(sentences: Iterable[str]) -> list[str]:
+        if isinstance(sentences, (str, bytes)):
+            raise TypeError("translate() takes a list of sentences, not a single string; use translate([text])")
+        items = list(sentences)
+        for i, s in enumerate(items):
+            if not isinstance(s, str):
+                raise TypeError(f"sentences[{i}] is {type(s).__name__}, not str")
+        return items
+
+    @staticmethod
+    def _translate_body(sentences: Sequence[str], source_lang: str, target_lang: str) -> dict[str, Any]:
+        return {"sentences": list(sentences), "source_lang": source_lang, "target_lang": target_lang}
+
+    @staticmethod
+    def _chunks(items: Sequence[str], size: int) -> list[tuple[int, Sequence[str]]]:
+        """``(offset, chunk)`` pairs covering ``items`` in order."""
+        return [(i, items[i : i + size]) for i in range(0, len(items), size)]
+
+    @staticmethod
+    def _shift_error(err: APIError, offset: int) -> APIError:
+        """Make ``param="sentences[i]"`` of a chunk's error refer to the caller's whole list."""
+        if offset and err.param:
+            m = _SENTENCE_PARAM.fullmatch(err.param)
+            if m:
+                new = f"sentences[{int(m.group(1)) + offset}]"
+                err.message = err.message.replace(err.param, new)
+                err.param = new
+                err.args = (err.message,)
+        return err
+
+    @staticmethod
+    def _empty_result() -> TranslationResult:
+        return TranslationResult([])
+
+    # -- limits / info -------------------------------------------------------------------------
+    def _known_limit(self, n: int) -> int | None:
+        """The chunk size if no /v1/info round trip is needed for ``n`` sentences."""
+        if self._max_per_request is not None:
+            return self._max_per_request
+        if n <= 1:
+            return 1
+        return None
+
+    def _remember_info(self, data: Any) -> ServerInfo:
+        info = ServerInfo.from_json(data, default_max_sentences=DEFAULT_MAX_SENTENCES_PER_REQUEST)
+        self._server_info = info
+        if self._max_per_request is None:
+            self._max_per_request = info.limits.max_sentences_per_request
+        return info
+
+    def _limit_after_info_error(self, err: BatchmtError) -> int:
+        """/v1/info failed: use the fallback, and keep it unless the failure looks transient."""
+        transient = isinstance(err, APIConnectionError) or (
+            isinstance(err, APIError) and err.status is not None and _is_retryable_status(err.status)
+        )
+        if not transient:
+            self._max_per_request = DEFAULT_MAX_SENTENCES_PER_REQUEST
+        return DEFAULT_MAX_SENTENCES_PER_REQUEST
+
+    # -- health --------------------------------------------------------------------------------
+    @staticmethod
+    def _health(live: httpx.Response, ready: httpx.Response | None) -> Health:
+        if not live.is_success:
+            return Health(live=False, ready=False, status="down", message=f"/healthz answered {live.status_code}")
+        assert ready is not None
+        if ready.is_success:
+            return Health(live=True, ready=True, status="ready")
+        err = BaseClient._status_error(ready)
+        return Health(live=True, ready=False, status=err.code or f"http_{ready.status_code}", message=err.message)
