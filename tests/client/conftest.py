@@ -1,0 +1,67 @@
+"""Fixtures of the client tests.
+
+Fixture names are prefixed (fake_server, mt_client, ...) so that they never shadow fixtures of
+tests/conftest.py (e.g. the gateway fixtures used by test_integration_gateway.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import pytest
+from sdk_fakes import FakeServer
+
+import batchmt
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests must not depend on the developer's BATCHMT_* variables."""
+    monkeypatch.delenv("BATCHMT_BASE_URL", raising=False)
+    monkeypatch.delenv("BATCHMT_API_KEY", raising=False)
+
+
+@pytest.fixture
+def fake_server() -> FakeServer:
+    return FakeServer()
+
+
+@pytest.fixture
+def recorded_sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def make_mt_client(fake_server: FakeServer, recorded_sleeps: list[float]) -> Iterator[Callable[..., batchmt.Client]]:
+    clients: list[batchmt.Client] = []
+
+    def make(**kwargs: Any) -> batchmt.Client:
+        kwargs.setdefault("base_url", "http://test")
+        client = batchmt.Client(transport=fake_server.transport(), **kwargs)
+        client._sleep = recorded_sleeps.append  # never really sleep
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+@pytest.fixture
+def mt_client(make_mt_client: Callable[..., batchmt.Client]) -> batchmt.Client:
+    return make_mt_client()
+
+
+@pytest.fixture
+def make_async_mt_client(fake_server: FakeServer, recorded_sleeps: list[float]) -> Callable[..., batchmt.AsyncClient]:
+    def make(**kwargs: Any) -> batchmt.AsyncClient:
+        kwargs.setdefault("base_url", "http://test")
+        client = batchmt.AsyncClient(transport=fake_server.async_transport(), **kwargs)
+
+        async def fake_sleep(seconds: float) -> None:
+            recorded_sleeps.append(seconds)
+
+        client._sleep = fake_sleep
+        return client
+
+    return make
