@@ -153,7 +153,7 @@ class BaseClient:
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter: uniform in [0, min(8, 0.5 * 2**attempt))."""
         ceiling = min(MAX_RETRY_DELAY, INITIAL_RETRY_DELAY * (2**attempt))
-        return ceiling * self._random()
+        return float(ceiling * self._random())
 
     def _retry_delay(
         self,

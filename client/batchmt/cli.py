@@ -156,6 +156,13 @@ def _client_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def _err(message: str) -> None:
     print(f"batchmt: {message}", file=sys.stderr)
 
@@ -165,6 +172,8 @@ def _err(message: str) -> None:
 
 def _cmd_translate(client: Client, args: argparse.Namespace) -> int:
     src: Any = sys.stdin if args.input == "-" else args.input
+    if src is sys.stdin and _isatty(sys.stdin):
+        _err("reading sentences from the terminal, one per line; end with Ctrl-D (see -i FILE)")
     dst: Any = sys.stdout if args.output == "-" else args.output
     report = client.translate_file(
         src,

@@ -96,7 +96,8 @@ class APIError(BatchmtError):
         """The raw ``Retry-After`` header of the response, if any."""
         if self.response is None:
             return None
-        return self.response.headers.get("retry-after")
+        value: str | None = self.response.headers.get("retry-after")
+        return value
 
     def __str__(self) -> str:
         parts = []

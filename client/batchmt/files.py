@@ -166,8 +166,8 @@ class FileJob:
     @staticmethod
     def _name(obj: Any, default: str) -> str:
         if _is_path(obj):
-            return os.fspath(obj)
-        return str(getattr(obj, "name", default))
+            return str(os.fspath(obj))
+        return str(getattr(obj, "name", None) or default)
 
     # -- setup / teardown ----------------------------------------------------------------------
     def __enter__(self) -> FileJob:

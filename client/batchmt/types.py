@@ -89,7 +89,9 @@ class Usage:
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {k: int(v) for k, v in data.items() if k in known and isinstance(v, (int, float))}
         extra = {
-            k: v for k, v in data.items() if k not in known and isinstance(v, (int, float)) and not isinstance(v, bool)
+            str(k): int(v)
+            for k, v in data.items()
+            if k not in known and isinstance(v, (int, float)) and not isinstance(v, bool)
         }
         return cls(**values, extra=extra)
 
@@ -266,7 +268,8 @@ class ServerInfo:
     def from_json(cls, data: Any, *, default_max_sentences: int) -> ServerInfo:
         if not isinstance(data, Mapping):
             raise _invalid("/v1/info is not an object", data)
-        limits = data.get("limits") if isinstance(data.get("limits"), Mapping) else {}
+        raw_limits = data.get("limits")
+        limits: Mapping[str, Any] = raw_limits if isinstance(raw_limits, Mapping) else {}
         max_n = limits.get("max_sentences_per_request")
         max_chars = limits.get("max_sentence_chars")
         pairs = []

@@ -15,8 +15,10 @@ import batchmt
 
 
 @pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests must not depend on the developer's BATCHMT_* variables."""
+def _no_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests must not depend on the developer's BATCHMT_* variables (the engine tests may)."""
+    if request.node.get_closest_marker("engine") is not None:
+        return
     monkeypatch.delenv("BATCHMT_BASE_URL", raising=False)
     monkeypatch.delenv("BATCHMT_API_KEY", raising=False)
 
