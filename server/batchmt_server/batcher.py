@@ -1,0 +1,275 @@
+"""The micro-batcher: one queue for the sentences of all callers, packed into BatchPrompt prompts.
+
+Modelled on Ray Serve's ``@serve.batch``: the batch window opens at the first queued sentence and
+closes after ``max_wait_ms`` or as soon as a full prompt is waiting; a token budget and a sentence
+cap size each prompt; a semaphore caps prompts in flight; cancelled callers' sentences are dropped
+before they are sent; a bad slot is repaired on its own (re-sent in smaller prompts, down to one
+sentence per prompt) and never fails its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .engine import Engine, EngineError, GenerationParams
+from .parsing import parse_completion
+from .stats import Stats
+from .template import Template
+
+__all__ = ["Batcher", "Item", "Outcome", "QueueFull"]
+
+log = logging.getLogger("batchmt.batcher")
+
+
+class QueueFull(Exception):
+    """The queue cannot take these sentences now; ``retry_after`` is a hint in seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"queue full, retry after {retry_after:.0f}s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class Outcome:
+    """What a queued sentence resolves to. Failures are values, not exceptions."""
+
+    text: str | None
+    error_code: str | None = None
+    error_message: str | None = None
+    prompt_tokens: float = 0.0
+    cached_prompt_tokens: float = 0.0
+    completion_tokens: float = 0.0
+    engine_prompts: float = 0.0
+    retries: int = 0
+
+
+@dataclass(eq=False)
+class Item:
+    text: str
+    tokens: int
+    request_id: int
+    future: asyncio.Future
+    enqueued_at: float = field(default_factory=time.monotonic)
+    max_pack: int = 1 << 30
+    attempts: int = 0  # engine calls at one sentence per prompt
+    usage: Outcome = field(default_factory=lambda: Outcome(None))
+
+
+class Batcher:
+    def __init__(
+        self,
+        engine: Engine,
+        template: Template,
+        stats: Stats,
+        *,
+        max_wait_ms: float = 5.0,
+        max_sentences_per_prompt: int = 8,
+        max_prompt_tokens: int = 1024,
+        max_prompts_in_flight: int = 64,
+        max_queue_sentences: int = 4096,
+        max_attempts: int = 2,
+        temperature: float = 0.0,
+        policy: Literal["adaptive", "fixed"] = "adaptive",
+    ) -> None:
+        self.engine, self.template, self.stats = engine, template, stats
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_pack = max_sentences_per_prompt
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_in_flight = max_prompts_in_flight
+        self.max_queue = max_queue_sentences
+        self.max_attempts = max_attempts
+        self.temperature = temperature
+        self.policy = policy
+        self._queue: deque[Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_prompts_in_flight)
+        self._tasks: set[asyncio.Task] = set()
+        self._loop_task: asyncio.Task | None = None
+        self._prefix_tokens = engine.count_tokens(template.prefix)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run(), name="batchmt-batcher")
+
+    async def close(self) -> None:
+        if self._loop_task:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_result(Outcome(None, "shutdown", "the gateway shut down before this sentence was sent"))
+        self.stats.queue_depth = 0
+
+    # ------------------------------------------------------------------ intake
+    def submit(self, texts: list[str], request_id: int) -> list[asyncio.Future]:
+        """Queue ``texts`` (all or none). Raises :class:`QueueFull`."""
+        if len(self._queue) + len(texts) > self.max_queue:
+            raise QueueFull(self.retry_after())
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        futures = []
+        for text in texts:
+            fut = loop.create_future()
+            self._queue.append(Item(text, self.engine.count_tokens(text), request_id, fut, now))
+            futures.append(fut)
+        self.stats.queue_depth = len(self._queue)
+        self._wakeup.set()
+        return futures
+
+    def retry_after(self) -> float:
+        """Seconds until the queue has likely drained enough, from recent engine latency."""
+        mean = self.stats.engine_seconds.sum / self.stats.engine_seconds.count if self.stats.engine_seconds.count else 1.0
+        waves = len(self._queue) / max(1, self.max_in_flight * self.max_pack)
+        return float(min(60, max(1, math.ceil(mean * max(1.0, waves)))))
+
+    # ------------------------------------------------------------------ packing policy
+    def pack_target(self) -> int:
+        """Sentences to put in the next prompt.
+
+        ``fixed`` always packs up to ``max_sentences_per_prompt``. ``adaptive`` sends one sentence per
+        prompt while prompt slots are free and packs only as far as needed to spread the queue over
+        the free slots: packing pays only once the engine's sequence slots are full.
+        """
+        if self.policy == "fixed":
+            return self.max_pack
+        free = self.max_in_flight - self.stats.prompts_in_flight  # includes the slot this dispatch holds
+        return max(1, min(self.max_pack, math.ceil(len(self._queue) / free)))
+
+    def _take(self, target: int) -> list[Item]:
+        batch: list[Item] = []
+        tokens = 0
+        limit = target
+        skipped: list[Item] = []
+        scanned = 0
+        while self._queue and len(batch) < limit and scanned < 4 * target + 8:
+            item = self._queue.popleft()
+            scanned += 1
+            if item.future.done():  # the caller went away
+                self.stats.record_sentences("cancelled")
+                continue
+            if batch and (tokens + item.tokens > self.max_prompt_tokens or item.max_pack < len(batch) + 1):
+                skipped.append(item)
+                continue
+            batch.append(item)
+            tokens += item.tokens
+            limit = min(limit, item.max_pack)
+        self._queue.extendleft(reversed(skipped))
+        self.stats.queue_depth = len(self._queue)
+        return batch
+
+    # ------------------------------------------------------------------ loop
+    async def _run(self) -> None:
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            # the window opens at the first queued sentence
+            deadline = self._queue[0].enqueued_at + self.max_wait
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or len(self._queue) >= self.max_pack:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            await self._slots.acquire()
+            batch = self._take(self.pack_target())
+            if not batch:
+                self._slots.release()
+                continue
+            self.stats.prompts_in_flight += 1
+            task = asyncio.create_task(self._send(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _max_tokens(self, batch: list[Item]) -> int:
+        return int(sum(2 * it.tokens + 6 for it in batch) + 16)
+
+    async def _send(self, batch: list[Item]) -> None:
+        try:
+            now = time.monotonic()
+            for it in batch:
+                self.stats.record_queue_wait(now - it.enqueued_at)
+            sources = [it.text for it in batch]
+            params = GenerationParams(max_tokens=self._max_tokens(batch), temperature=self.temperature,
+                                      stop=self.template.stop)
+            requests = len({it.request_id for it in batch})
+            t0 = time.monotonic()
+            try:
+                completion = await self.engine.generate(self.template.render(sources), params)
+            except EngineError as exc:
+                self.stats.record_prompt(sentences=len(batch), requests=requests, ok=False,
+                                         seconds=time.monotonic() - t0)
+                log.warning("engine call failed for %d sentences: %s", len(batch), exc)
+                for it in batch:
+                    self._repair(it, "engine_error", len(batch), str(exc))
+                return
+            self.stats.record_prompt(
+                sentences=len(batch), requests=requests, ok=True, seconds=time.monotonic() - t0,
+                prompt_tokens=completion.prompt_tokens, cached_prompt_tokens=completion.cached_prompt_tokens,
+                completion_tokens=completion.completion_tokens)
+            total = sum(it.tokens for it in batch) or 1
+            for it in batch:  # each sentence carries its share of the prompt's cost
+                share = it.tokens / total
+                it.usage.prompt_tokens += share * completion.prompt_tokens
+                it.usage.cached_prompt_tokens += share * completion.cached_prompt_tokens
+                it.usage.completion_tokens += share * completion.completion_tokens
+                it.usage.engine_prompts += 1 / len(batch)
+            slots = parse_completion(completion.text, sources, completion.finish_reason)
+            for it, slot in zip(batch, slots):
+                if slot.ok:
+                    self._resolve(it, slot.text)
+                elif len(batch) == 1 and slot.reason in ("copy", "merged", "truncated") and slot.text:
+                    # alone in its prompt, this is the model's own answer for this very sentence
+                    self.stats.record_repair(slot.reason, retried=False)
+                    self._resolve(it, slot.text)
+                else:
+                    self._repair(it, slot.reason or "missing", len(batch), f"output slot flagged: {slot.reason}")
+        finally:
+            self.stats.prompts_in_flight -= 1
+            self._slots.release()
+            self._wakeup.set()
+
+    def _resolve(self, it: Item, text: str | None, code: str | None = None, message: str | None = None) -> None:
+        if it.future.done():
+            return
+        u = it.usage
+        u.text, u.error_code, u.error_message = text, code, message
+        it.future.set_result(u)
+
+    def _repair(self, it: Item, reason: str, pack: int, message: str) -> None:
+        """Re-send ``it`` in a smaller prompt; at one per prompt, retry up to ``max_attempts``."""
+        if it.future.done():
+            return
+        if pack == 1:
+            it.attempts += 1
+            if it.attempts >= self.max_attempts:
+                self.stats.record_repair(reason, retried=False)
+                code = "engine_error" if reason == "engine_error" else "unparseable_output"
+                self._resolve(it, None, code, f"no usable translation after {it.attempts} attempts ({message})")
+                return
+        self.stats.record_repair(reason, retried=True)
+        it.usage.retries += 1
+        it.max_pack = max(1, min(it.max_pack, pack) // 2)
+        self._queue.appendleft(it)  # repairs go first; they keep their original window
+        self.stats.queue_depth = len(self._queue)
+        self._wakeup.set()
+
+    async def drain(self) -> None:
+        """Wait until the queue is empty and no prompt is in flight (for tests and shutdown)."""
+        while self._queue or self._tasks:
+            await asyncio.sleep(0.005)

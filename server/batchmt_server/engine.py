@@ -1,0 +1,64 @@
+"""The one small interface through which the gateway knows an engine.
+
+Two real implementations: :class:`~batchmt_server.vllm_engine.VLLMEngine` (in-process ``AsyncLLM``)
+and :class:`~batchmt_server.http_engine.HTTPEngine` (any OpenAI-compatible ``/v1/completions``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Completion", "Engine", "EngineError", "GenerationParams"]
+
+
+class EngineError(RuntimeError):
+    """The engine failed to produce a completion (raised by every implementation, whatever the cause)."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: bool = False
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_prompt_tokens: int = 0
+    finish_reason: str | None = None  # "stop" | "length" | ...
+    #: sum of the chosen tokens' log-probabilities, when asked for with ``logprobs=True``
+    cumulative_logprob: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the gateway needs from an engine."""
+
+    model_name: str
+
+    async def start(self) -> None:
+        """Load or connect; return once the engine can answer."""
+
+    async def generate(self, prompt: str, params: GenerationParams) -> Completion:
+        """One prompt in, one completion out. Raises :class:`EngineError`."""
+
+    async def ready(self) -> bool:
+        """True when the engine answers."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text`` (exact where the tokenizer is at hand, else an estimate)."""
+
+    async def close(self) -> None:
+        """Release the engine."""
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free upper-ish estimate: ~3.2 characters per token for European languages."""
+    return max(1, int(len(text) / 3.2) + 1)

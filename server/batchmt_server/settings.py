@@ -1,0 +1,81 @@
+"""One typed settings object, read from ``BATCHMT_*`` environment variables and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "EMBEDDED_MODEL"]
+
+#: ``--model`` value that selects the embedded default model (Gemma-3-270M from a PyPI package).
+EMBEDDED_MODEL = "embedded"
+
+
+class Settings(BaseSettings):
+    """Every knob of the gateway. Validated once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="BATCHMT_", extra="ignore", validate_assignment=True)
+
+    # --- HTTP server
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: str | None = Field(None, description="if set, requests need 'Authorization: Bearer <key>'")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- engine
+    engine: Literal["vllm", "http", "fake"] = Field(
+        "vllm", description="'vllm' runs the model in-process; 'http' talks to --engine-url; "
+        "'fake' is an echo engine for development only")
+    model: str = Field(EMBEDDED_MODEL, description="'embedded', a Hugging Face folder, or a model id")
+    served_model_name: str | None = Field(None, description="name reported in responses and sent to an HTTP engine")
+    engine_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8001")
+    engine_api_key: str | None = None
+    engine_timeout_s: float = Field(300.0, gt=0)
+    cache_dir: Path = Field(Path.home() / ".cache" / "batchmt", description="where the converted embedded model lives")
+    dtype: str = Field("auto", description="'auto' is float32 on the CPU (no native bf16 here), the model's dtype on a GPU")
+    block_size: int | None = Field(None, description="KV block size; default 32 on the CPU so the few-shot prefix fills whole, cacheable blocks")
+    max_model_len: int = Field(2048, ge=256)
+    max_num_seqs: int = Field(128, ge=1)
+    enforce_eager: bool = Field(False, description="skip graph compilation: starts in ~30 s instead of ~2 min, decodes ~30% slower")
+    enable_prefix_caching: bool = True
+    cpu_kvcache_gib: int = Field(4, ge=1, description="VLLM_CPU_KVCACHE_SPACE for the CPU engine")
+    warmup: bool = Field(True, description="send one prompt at start-up so the prefix is cached before the first caller")
+
+    # --- prompts and generation
+    prompts_dir: Path | None = Field(None, description="folder of prompt templates; default: the packaged prompts/")
+    template: str = "en-de-packed"
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+
+    # --- micro-batcher
+    max_wait_ms: float = Field(5.0, ge=0.0, description="batch window, from the first queued sentence")
+    max_sentences_per_prompt: int = Field(8, ge=1, le=64)
+    max_prompt_tokens: int = Field(1024, ge=64, description="token budget for the numbered inputs of one prompt")
+    max_prompts_in_flight: int = Field(64, ge=1)
+    max_queue_sentences: int = Field(4096, ge=1, description="bounded queue; beyond it requests get 429")
+    max_attempts: int = Field(2, ge=1, le=5, description="engine calls per sentence at one-per-prompt before it is reported failed")
+
+    # --- request limits
+    max_sentences_per_request: int = Field(128, ge=1)
+    max_sentence_chars: int = Field(1000, ge=1)
+    request_timeout_s: float = Field(600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if self.engine == "http" and not self.engine_url:
+            raise ValueError("engine 'http' needs engine_url (--engine-url / BATCHMT_ENGINE_URL)")
+        if self.engine_url and self.engine == "vllm":
+            # Giving an engine URL is how a user asks for the HTTP engine.
+            object.__setattr__(self, "engine", "http")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """Short name reported to callers and put in signatures."""
+        if self.served_model_name:
+            return self.served_model_name
+        if self.model == EMBEDDED_MODEL:
+            return "gemma-3-270m"
+        return Path(self.model.rstrip("/")).name or self.model

@@ -1,0 +1,114 @@
+"""The in-process engine: vLLM's ``AsyncLLM`` in this process (its engine core in a child process).
+
+vLLM's own ``vllm:*`` Prometheus metrics land in the default prometheus-client registry, which the
+gateway's ``/metrics`` serves next to its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+
+from .engine import Completion, EngineError, GenerationParams
+
+__all__ = ["VLLMEngine", "cpu_environment"]
+
+log = logging.getLogger("batchmt.vllm")
+
+
+def _on_cpu() -> bool:
+    try:
+        import torch
+        return not torch.cuda.is_available()
+    except Exception:  # pragma: no cover
+        return True
+
+
+def cpu_environment(kvcache_gib: int) -> None:
+    """vLLM-CPU knobs that must be set before the engine starts (operators' values win)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    # The default binds one core; bind every core we have and reserve none for the frontend.
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}" if cores == list(range(cores[0], cores[-1] + 1)) else ",".join(map(str, cores)))
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kvcache_gib))
+
+
+class VLLMEngine:
+    def __init__(self, model: str, *, model_name: str, dtype: str = "auto", block_size: int | None = None,
+                 max_model_len: int = 2048, max_num_seqs: int = 128, enforce_eager: bool = False,
+                 enable_prefix_caching: bool = True, cpu_kvcache_gib: int = 4, seed: int = 0) -> None:
+        self.model = model
+        self.model_name = model_name
+        self._opts = dict(dtype=dtype, block_size=block_size, max_model_len=max_model_len,
+                          max_num_seqs=max_num_seqs, enforce_eager=enforce_eager,
+                          enable_prefix_caching=enable_prefix_caching, seed=seed)
+        self._kv = cpu_kvcache_gib
+        self._llm = None
+        self._tokenizer = None
+        self._ids = itertools.count()
+
+    async def start(self) -> None:
+        cpu = _on_cpu()
+        if cpu:
+            cpu_environment(self._kv)
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        opts = dict(self._opts)
+        if opts["dtype"] == "auto" and cpu:
+            opts["dtype"] = "float32"  # no native bf16 on these CPUs: bf16 is ~3x slower batched
+        if opts["block_size"] is None and cpu:
+            opts["block_size"] = 32  # only full blocks are cached; 128 is longer than the prefix
+        opts = {k: v for k, v in opts.items() if v is not None}
+        args = AsyncEngineArgs(model=self.model, served_model_name=[self.model_name], **opts)
+        log.info("starting vLLM engine: %s %s", self.model, opts)
+        try:
+            self._llm = AsyncLLM.from_engine_args(args)
+            self._tokenizer = self._llm.get_tokenizer()
+        except Exception as exc:
+            raise EngineError(f"vLLM failed to start on {self.model}: {exc}") from exc
+
+    async def ready(self) -> bool:
+        if self._llm is None:
+            return False
+        try:
+            await self._llm.check_health()
+            return True
+        except Exception:
+            return False
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    async def generate(self, prompt: str, params: GenerationParams) -> Completion:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        if self._llm is None:
+            raise EngineError("engine not started")
+        sp = SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature,
+                            stop=list(params.stop), seed=params.seed,
+                            logprobs=0 if params.logprobs else None,
+                            output_kind=RequestOutputKind.FINAL_ONLY)
+        final = None
+        try:
+            async for out in self._llm.generate(prompt, sp, request_id=f"batchmt-{next(self._ids)}"):
+                final = out
+        except Exception as exc:  # vLLM's errors are translated here, once
+            raise EngineError(f"{type(exc).__name__}: {exc}") from exc
+        if final is None or not final.outputs:
+            raise EngineError("vLLM returned no output")
+        o = final.outputs[0]
+        return Completion(
+            text=o.text, finish_reason=o.finish_reason,
+            prompt_tokens=len(final.prompt_token_ids or ()),
+            cached_prompt_tokens=int(final.num_cached_tokens or 0),
+            completion_tokens=len(o.token_ids),
+            cumulative_logprob=o.cumulative_logprob if params.logprobs else None,
+        )
+
+    async def close(self) -> None:
+        if self._llm is not None:
+            self._llm.shutdown()
+            self._llm = None
