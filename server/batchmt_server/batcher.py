@@ -269,6 +269,15 @@ class Batcher:
         self.stats.queue_depth = len(self._queue)
         self._wakeup.set()
 
+    async def warmup(self) -> None:
+        """Send the template's own first example once, so the prefix is cached before the first caller."""
+        source = self.template.examples[0][0][0] if self.template.examples else "Hello."
+        try:
+            await self.engine.generate(self.template.render([source]),
+                                       GenerationParams(max_tokens=8, temperature=0.0, stop=self.template.stop))
+        except EngineError as exc:
+            raise EngineError(f"warm-up prompt failed: {exc}") from exc
+
     async def drain(self) -> None:
         """Wait until the queue is empty and no prompt is in flight (for tests and shutdown)."""
         while self._queue or self._tasks:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # --- micro-batcher
     max_wait_ms: float = Field(5.0, ge=0.0, description="batch window, from the first queued sentence")
     max_sentences_per_prompt: int = Field(8, ge=1, le=64)
+    pack_policy: Literal["adaptive", "fixed"] = Field(
+        "adaptive", description="'adaptive': one sentence per prompt while prompt slots are free, packing only as the "
+        "queue deepens; 'fixed': always pack up to max_sentences_per_prompt")
     max_prompt_tokens: int = Field(1024, ge=64, description="token budget for the numbered inputs of one prompt")
     max_prompts_in_flight: int = Field(64, ge=1)
     max_queue_sentences: int = Field(4096, ge=1, description="bounded queue; beyond it requests get 429")

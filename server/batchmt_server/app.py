@@ -1,0 +1,178 @@
+"""The FastAPI application: app factory + lifespan, no import-time globals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from . import __version__
+from .batcher import Batcher
+from .engine import Engine, EngineError
+from .errors import APIError, api_error_handler, error_body, validation_error_handler
+from .metrics import StatsCollector, make_registry, render
+from .schemas import Info, Limits, TranslateRequest, TranslateResponse
+from .settings import Settings
+from .stats import Stats
+from .template import Template
+from .translator import LANGUAGE_PAIRS, Translator
+
+__all__ = ["create_app", "build_engine", "Gateway"]
+
+log = logging.getLogger("batchmt.app")
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The engine the settings ask for. The fake one only when asked for by name."""
+    if settings.engine == "http":
+        from .http_engine import HTTPEngine
+        return HTTPEngine(settings.engine_url or "", model=settings.served_model_name, api_key=settings.engine_api_key,
+                          timeout=settings.engine_timeout_s)
+    if settings.engine == "fake":
+        from .fake_engine import FakeEngine
+        return FakeEngine()
+    from .model import resolve_model
+    from .vllm_engine import VLLMEngine
+    return VLLMEngine(resolve_model(settings.model, settings.cache_dir), model_name=settings.model_name,
+                      dtype=settings.dtype, block_size=settings.block_size, max_model_len=settings.max_model_len,
+                      max_num_seqs=settings.max_num_seqs, enforce_eager=settings.enforce_eager,
+                      enable_prefix_caching=settings.enable_prefix_caching, cpu_kvcache_gib=settings.cpu_kvcache_gib)
+
+
+@dataclass
+class Gateway:
+    """Everything one running app owns (kept on ``app.state.gateway``)."""
+
+    settings: Settings
+    template: Template
+    stats: Stats = field(default_factory=Stats)
+    engine: Engine | None = None
+    batcher: Batcher | None = None
+    translator: Translator | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    boot_error: str | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    ready_after_s: float | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.engine.model_name if self.engine is not None else self.settings.model_name
+
+    async def boot(self, engine: Engine | None) -> None:
+        """Build and start the engine, then open for traffic. Runs in the background so that
+        ``/healthz`` answers (and ``/readyz`` says 503) while a model loads."""
+        try:
+            self.engine = engine if engine is not None else await asyncio.to_thread(build_engine, self.settings)
+            await self.engine.start()
+            s = self.settings
+            self.batcher = Batcher(self.engine, self.template, self.stats, max_wait_ms=s.max_wait_ms,
+                                   max_sentences_per_prompt=s.max_sentences_per_prompt, max_prompt_tokens=s.max_prompt_tokens,
+                                   max_prompts_in_flight=s.max_prompts_in_flight, max_queue_sentences=s.max_queue_sentences,
+                                   max_attempts=s.max_attempts, temperature=s.temperature, policy=s.pack_policy)
+            self.batcher.start()
+            self.translator = Translator(self.batcher, self.stats, s, self.model_name, self.template)
+            if s.warmup:
+                await self.batcher.warmup()
+            self.ready_after_s = time.monotonic() - self.started_at
+            self.stats.engine_ready = True
+            self.ready.set()
+            log.info("ready in %.1fs: model %s, signature %s", self.ready_after_s, self.model_name, self.translator.signature)
+        except Exception as exc:  # the process stays up and says why in /readyz
+            self.boot_error = f"{type(exc).__name__}: {exc}"
+            log.exception("engine failed to start")
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
+        if self.engine is not None:
+            await self.engine.close()
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """Build the gateway app. ``engine`` overrides the one the settings would build (tests)."""
+    settings = settings or Settings()
+    template = Template.load(settings.template, settings.prompts_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        gw = Gateway(settings, template)
+        app.state.gateway = gw
+        collector = StatsCollector(gw.stats, lambda: {"version": __version__, "model": gw.model_name,
+                                                      "template": template.ref})
+        app.state.registry = make_registry(collector)
+        boot = asyncio.create_task(gw.boot(engine))
+        try:
+            yield
+        finally:
+            boot.cancel()
+            await asyncio.gather(boot, return_exceptions=True)
+            await gw.close()
+
+    app = FastAPI(title="batchmt", version=__version__, lifespan=lifespan,
+                  description="BatchPrompt translation gateway in front of vLLM: English→German.")
+    app.add_exception_handler(APIError, api_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+
+    def gateway(request: Request) -> Gateway:
+        return request.app.state.gateway
+
+    def check_key(request: Request) -> None:
+        if settings.api_key and request.headers.get("authorization", "") != f"Bearer {settings.api_key}":
+            raise APIError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'")
+
+    def require_ready(gw: Gateway) -> Translator:
+        if gw.translator is None or not gw.ready.is_set():
+            why = gw.boot_error or "the engine is still starting"
+            raise APIError(503, "not_ready", f"not ready: {why}", headers={"Retry-After": "5"})
+        return gw.translator
+
+    @app.post("/v1/translate", response_model=TranslateResponse, tags=["translate"],
+              responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}})
+    async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
+        """Translate sentences English→German. One entry per input, in order; a sentence that
+        failed after retries says so in its own slot."""
+        check_key(request)
+        gw = gateway(request)
+        try:
+            translator = require_ready(gw)
+        except APIError:
+            gw.stats.record_request("rejected")
+            raise
+        return await translator.translate(body, request.is_disconnected)
+
+    @app.get("/v1/info", response_model=Info, tags=["translate"])
+    async def info(request: Request) -> Info:
+        check_key(request)
+        gw = gateway(request)
+        from .translator import signature
+        return Info(version=__version__, model=gw.model_name, signature=signature(template, gw.model_name, settings),
+                    language_pairs=list(LANGUAGE_PAIRS),
+                    limits=Limits(max_sentences_per_request=settings.max_sentences_per_request,
+                                  max_sentence_chars=settings.max_sentence_chars),
+                    max_sentences_per_prompt=settings.max_sentences_per_prompt, pack_policy=settings.pack_policy)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request) -> JSONResponse:
+        gw = gateway(request)
+        if gw.ready.is_set() and gw.engine is not None and await gw.engine.ready():
+            return JSONResponse({"status": "ready", "model": gw.model_name, "ready_after_s": gw.ready_after_s})
+        why = gw.boot_error or ("the engine does not answer" if gw.ready.is_set() else "the engine is still starting")
+        return JSONResponse(error_body("not_ready", why), status_code=503, headers={"Retry-After": "5"})
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics(request: Request) -> Response:
+        in_process = settings.engine == "vllm"
+        return Response(render(request.app.state.registry, in_process),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

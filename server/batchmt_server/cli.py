@@ -1,0 +1,87 @@
+"""``batchmt-server``: run the gateway, or prepare the embedded model.
+
+Every setting is a flag (``--max-wait-ms 5``) and an environment variable (``BATCHMT_MAX_WAIT_MS=5``);
+flags win. ``batchmt-server --help`` lists them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import types
+import typing
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from . import __version__
+from .settings import Settings
+
+__all__ = ["main", "parse_settings"]
+
+
+def _flag_type(annotation: typing.Any):
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and args:
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return str, list(typing.get_args(annotation))
+    if annotation in (int, float, Path):
+        return annotation, None
+    return str, None
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (each also BATCHMT_<NAME> in the environment)")
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_ = (field.description or "") + f" (default: {field.default})"
+        if field.annotation is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            typ, choices = _flag_type(field.annotation)
+            group.add_argument(flag, dest=name, type=typ, choices=choices, default=None, help=help_)
+
+
+def parse_settings(ns: argparse.Namespace) -> Settings:
+    overrides = {k: v for k, v in vars(ns).items() if k in Settings.model_fields and v is not None}
+    return Settings(**overrides)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batchmt-server", description="batchmt translation gateway")
+    parser.add_argument("--version", action="version", version=f"batchmt-server {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    for name, help_ in (("serve", "run the gateway (the default)"),
+                        ("prepare-model", "convert the embedded model once and print its folder")):
+        _add_settings_flags(sub.add_parser(name, help=help_))
+    _add_settings_flags(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv.insert(0, "serve")
+    ns = _build_parser().parse_args(argv)
+    try:
+        settings = parse_settings(ns)
+    except ValidationError as exc:
+        print(f"batchmt-server: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if ns.command == "prepare-model":
+        from .model import resolve_model
+        print(resolve_model(settings.model, settings.cache_dir))
+        return 0
+    import uvicorn
+
+    from .app import create_app
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

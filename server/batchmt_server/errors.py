@@ -1,0 +1,54 @@
+"""API errors: one exception type, one JSON shape ``{"error": {"code", "message", "param"}}``."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+__all__ = ["APIError", "api_error_handler", "validation_error_handler", "error_body"]
+
+
+class APIError(Exception):
+    def __init__(self, status: int, code: str, message: str, *, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.param, self.headers = status, code, message, param, headers
+
+
+def error_body(code: str, message: str, param: str | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "param": param}}
+
+
+async def api_error_handler(request: Request, exc: APIError) -> JSONResponse:
+    return JSONResponse(error_body(exc.code, exc.message, exc.param), status_code=exc.status, headers=exc.headers)
+
+
+def _param(loc: tuple) -> str | None:
+    parts = [p for p in loc if p != "body"]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or None
+
+
+async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is not None:
+        gateway.stats.record_request("rejected")
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";")[0].strip().lower() != "application/json":
+        return JSONResponse(error_body("unsupported_media_type",
+                                       f"send the body as application/json (got {ctype or 'no content type'})"),
+                            status_code=415)
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return JSONResponse(error_body("invalid_json", f"the body is not valid JSON: {first.get('msg', '')}"), status_code=400)
+    param = _param(tuple(first.get("loc", ())))
+    msg = first.get("msg", "invalid request")
+    if first.get("type") == "missing":
+        msg = f"{param} is required"
+    elif param:
+        msg = f"{param}: {msg}"
+    return JSONResponse(error_body("invalid_request", msg, param), status_code=422)

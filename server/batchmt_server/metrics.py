@@ -1,0 +1,81 @@
+"""Prometheus export of :class:`~batchmt_server.stats.Stats` (prometheus-client, its own registry).
+
+Stats are read at scrape time by a custom collector, so what ``/metrics`` shows and what the API
+reports come from the same numbers. With the in-process engine, vLLM's ``vllm:*`` metrics (in
+prometheus-client's default registry) are served on the same endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from .stats import Histogram, Stats
+
+__all__ = ["StatsCollector", "make_registry", "render"]
+
+
+def _hist(name: str, doc: str, h: Histogram) -> HistogramMetricFamily:
+    fam = HistogramMetricFamily(name, doc)
+    fam.add_metric([], h.cumulative(), h.sum)
+    return fam
+
+
+def _counter(name: str, doc: str, label: str, values: dict[str, float], known: Iterable[str] = ()) -> CounterMetricFamily:
+    fam = CounterMetricFamily(name, doc, labels=[label])
+    for key in sorted(set(known) | set(values)):
+        fam.add_metric([key], values.get(key, 0))
+    return fam
+
+
+class StatsCollector:
+    def __init__(self, stats: Stats, info: Callable[[], dict[str, str]]) -> None:
+        self.stats = stats
+        self.info = info
+
+    def describe(self) -> list[Metric]:
+        return []  # unchecked collector: families are produced at scrape time
+
+    def collect(self) -> Iterable[Metric]:
+        s = self.stats
+        info = GaugeMetricFamily("batchmt_build_info", "Version, model and prompt template of this gateway",
+                                 labels=sorted(self.info()))
+        info.add_metric([self.info()[k] for k in sorted(self.info())], 1)
+        yield info
+        yield _counter("batchmt_requests", "Translate requests by outcome", "outcome", s.requests,
+                       ("ok", "partial", "failed", "rejected", "cancelled"))
+        yield _counter("batchmt_sentences", "Sentences by outcome", "outcome", s.sentences,
+                       ("translated", "failed", "cancelled"))
+        yield CounterMetricFamily("batchmt_source_characters", "Source characters accepted", value=s.characters)
+        yield _hist("batchmt_request_duration_seconds", "Time from request to response", s.request_seconds)
+        yield _hist("batchmt_queue_wait_seconds", "Time a sentence waited before its prompt was sent", s.queue_wait_seconds)
+        yield _hist("batchmt_engine_duration_seconds", "Time of one engine call", s.engine_seconds)
+        yield _hist("batchmt_sentences_per_prompt", "Sentences packed into one engine prompt", s.sentences_per_prompt)
+        yield _counter("batchmt_engine_prompts", "Engine prompts by outcome", "outcome", s.prompts, ("ok", "error"))
+        yield CounterMetricFamily("batchmt_multi_request_prompts", "Engine prompts carrying sentences of more than one request",
+                                  value=s.multi_request_prompts)
+        yield CounterMetricFamily("batchmt_prompt_tokens", "Prompt tokens sent to the engine", value=s.prompt_tokens)
+        yield CounterMetricFamily("batchmt_cached_prompt_tokens", "Prompt tokens served from the engine's prefix cache",
+                                  value=s.cached_prompt_tokens)
+        yield CounterMetricFamily("batchmt_completion_tokens", "Completion tokens generated", value=s.completion_tokens)
+        yield _counter("batchmt_repairs", "Output slots flagged by the parser, by reason", "reason", s.repairs)
+        yield _counter("batchmt_retries", "Sentences re-sent in a smaller prompt, by reason", "reason", s.retries)
+        yield GaugeMetricFamily("batchmt_queue_depth", "Sentences waiting in the queue", value=s.queue_depth)
+        yield GaugeMetricFamily("batchmt_prompts_in_flight", "Engine prompts in flight", value=s.prompts_in_flight)
+        yield GaugeMetricFamily("batchmt_engine_ready", "1 once the engine answers", value=1 if s.engine_ready else 0)
+
+
+def make_registry(collector: StatsCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def render(registry: CollectorRegistry, include_default: bool) -> bytes:
+    """Our metrics, then (for the in-process engine) the default registry's: ``vllm:*`` and process."""
+    out = generate_latest(registry)
+    if include_default:
+        out += generate_latest(REGISTRY)
+    return out

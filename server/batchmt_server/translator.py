@@ -1,0 +1,155 @@
+"""A translate request end to end: validate, split into lines, queue, wait, reassemble in order."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import time
+from typing import Awaitable, Callable
+
+from . import __version__
+from .batcher import Batcher, Outcome, QueueFull
+from .errors import APIError
+from .schemas import TranslateRequest, TranslateResponse, Translation, TranslationError, Usage
+from .settings import Settings
+from .stats import Stats
+from .template import Template
+
+__all__ = ["Translator", "LANGUAGE_PAIRS", "signature"]
+
+LANGUAGE_PAIRS = (("en", "de"),)
+
+
+def signature(template: Template, model: str, settings: Settings) -> str:
+    """sacrebleu-style: everything that decides the output, in one line."""
+    return (f"tmpl:{template.ref}|model:{model}|pack:{settings.max_sentences_per_prompt}|policy:{settings.pack_policy}"
+            f"|temp:{settings.temperature:g}|batchmt:{__version__}")
+
+
+class Translator:
+    def __init__(self, batcher: Batcher, stats: Stats, settings: Settings, model: str, template: Template) -> None:
+        self.batcher, self.stats, self.settings = batcher, stats, settings
+        self.model = model
+        self.signature = signature(template, model, settings)
+        self._ids = itertools.count(1)
+
+    def validate(self, req: TranslateRequest) -> None:
+        s = self.settings
+        if (req.source_lang.lower(), req.target_lang.lower()) not in LANGUAGE_PAIRS:
+            pairs = ", ".join(f"{a}->{b}" for a, b in LANGUAGE_PAIRS)
+            raise APIError(422, "unsupported_language_pair",
+                           f"{req.source_lang}->{req.target_lang} is not served; supported: {pairs}", param="target_lang")
+        if not req.sentences:
+            raise APIError(422, "empty_sentences", "sentences is empty: send at least one sentence", param="sentences")
+        if len(req.sentences) > s.max_sentences_per_request:
+            raise APIError(413, "too_many_sentences",
+                           f"{len(req.sentences)} sentences in one request; the limit is {s.max_sentences_per_request}: "
+                           "split the list (the Python SDK does this for you)", param="sentences")
+        for i, text in enumerate(req.sentences):
+            if not text.strip():
+                raise APIError(422, "empty_sentence", f"sentences[{i}] is empty or whitespace only", param=f"sentences[{i}]")
+            if len(text) > s.max_sentence_chars:
+                raise APIError(413, "sentence_too_long",
+                               f"sentences[{i}] has {len(text)} characters; the limit is {s.max_sentence_chars}",
+                               param=f"sentences[{i}]")
+
+    async def translate(self, req: TranslateRequest,
+                        is_disconnected: Callable[[], Awaitable[bool]] | None = None) -> TranslateResponse:
+        t0 = time.monotonic()
+        try:
+            self.validate(req)
+        except APIError:
+            self.stats.record_request("rejected")
+            raise
+        # A sentence with line breaks is translated line by line and put back together, so its
+        # lines can never spill into a neighbour's slot. Blank lines stay blank.
+        segments: list[list[int | None]] = []
+        texts: list[str] = []
+        for sentence in req.sentences:
+            idx: list[int | None] = []
+            for line in sentence.splitlines() or [sentence]:
+                if line.strip():
+                    idx.append(len(texts))
+                    texts.append(line.strip())
+                else:
+                    idx.append(None)
+            segments.append(idx)
+        rid = next(self._ids)
+        try:
+            futures = self.batcher.submit(texts, rid)
+        except QueueFull as exc:
+            self.stats.record_request("rejected")
+            raise APIError(429, "queue_full", f"the gateway is at capacity ({self.settings.max_queue_sentences} sentences "
+                           f"queued); retry after {exc.retry_after:.0f}s",
+                           headers={"Retry-After": str(int(exc.retry_after))}) from None
+        chars = sum(len(t) for t in req.sentences)
+        try:
+            outcomes = await self._wait(futures, is_disconnected)
+        except asyncio.CancelledError:
+            for f in futures:
+                f.cancel()
+            self.stats.record_request("cancelled")
+            self.stats.record_sentences("cancelled", len(req.sentences))
+            raise
+        translations: list[Translation] = []
+        total = Outcome(None)
+        for idx in segments:
+            parts: list[str] = []
+            error: TranslationError | None = None
+            for k in idx:
+                if k is None:
+                    parts.append("")
+                    continue
+                o = outcomes[k]
+                for field in ("prompt_tokens", "cached_prompt_tokens", "completion_tokens", "engine_prompts"):
+                    setattr(total, field, getattr(total, field) + getattr(o, field))
+                total.retries += o.retries
+                if o.text is None:
+                    error = error or TranslationError(code=o.error_code or "failed", message=o.error_message or "failed")
+                else:
+                    parts.append(o.text)
+            if error is None:
+                translations.append(Translation(text="\n".join(parts), status="ok"))
+            else:
+                translations.append(Translation(text=None, status="failed", error=error))
+        failed = sum(t.status == "failed" for t in translations)
+        self.stats.record_sentences("translated", len(translations) - failed, characters=chars)
+        if failed:
+            self.stats.record_sentences("failed", failed)
+        outcome = "ok" if not failed else ("failed" if failed == len(translations) else "partial")
+        self.stats.record_request(outcome, time.monotonic() - t0)
+        return TranslateResponse(
+            id=f"tr-{secrets.token_hex(6)}", model=self.model, translations=translations, signature=self.signature,
+            usage=Usage(sentences=len(req.sentences), characters=chars,
+                        prompt_tokens=round(total.prompt_tokens), cached_prompt_tokens=round(total.cached_prompt_tokens),
+                        completion_tokens=round(total.completion_tokens),
+                        engine_prompts=round(total.engine_prompts, 3), retries=total.retries))
+
+    async def _wait(self, futures: list[asyncio.Future],
+                    is_disconnected: Callable[[], Awaitable[bool]] | None) -> list[Outcome]:
+        """Wait for every sentence; on timeout the unfinished ones fail in their own slots; a caller
+        that went away cancels its sentences (the batcher drops them before they are sent)."""
+        gathered = asyncio.gather(*futures)
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                done, _ = await asyncio.wait({gathered}, timeout=min(0.5, remaining))
+                if done:
+                    return gathered.result()
+                if is_disconnected is not None and await is_disconnected():
+                    raise asyncio.CancelledError()
+        except asyncio.CancelledError:
+            gathered.cancel()
+            raise
+        out = []
+        for f in futures:
+            if f.done() and not f.cancelled():
+                out.append(f.result())
+            else:
+                f.cancel()
+                out.append(Outcome(None, "timeout", f"not translated within {self.settings.request_timeout_s:g}s"))
+        return out
