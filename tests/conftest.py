@@ -1,0 +1,157 @@
+"""Session fixtures shared by every test folder.
+
+The real engines are loaded once per test session, and only when a test asks for them:
+
+- ``gateway_app``: the gateway FastAPI app with the real in-process vLLM engine (``AsyncLLM``)
+  on the embedded model, running on the session event loop (drive it with ``httpx.ASGITransport``).
+- ``vllm_server``: a real ``python -m vllm.entrypoints.openai.api_server`` subprocess on loopback.
+- ``gateway_url``: a real ``batchmt-server`` subprocess (uvicorn) on loopback, using the HTTP engine
+  against ``vllm_server``.
+
+``BATCHMT_TEST_DATA`` names the folder with ``src.en``/``ref.de`` (default ``../shared/data/newstest2021_ende``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+ENGINE_START_TIMEOUT = float(os.environ.get("BATCHMT_TEST_ENGINE_TIMEOUT", "900"))
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("BATCHMT_TEST_DATA", REPO.parent / "shared" / "data" / "newstest2021_ende"))
+
+
+def read_lines(name: str, limit: int, skip: int = 0) -> list[str]:
+    """``limit`` lines of the test set (read at run time: the data is not copied into the repo)."""
+    path = data_dir() / name
+    if not path.exists():
+        pytest.fail(f"test data not found at {path}; set BATCHMT_TEST_DATA")
+    with path.open(encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    return [line for line in lines if line][skip: skip + limit]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}; log:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    proc.terminate()
+    raise RuntimeError(f"{url} not ready after {timeout:.0f}s; log:\n{log.read_text()[-4000:]}")
+
+
+def _model_dir() -> str:
+    from batchmt_server.model import prepare_embedded_model
+    from batchmt_server.settings import Settings
+    return str(prepare_embedded_model(Settings().cache_dir))
+
+
+class _Proc:
+    def __init__(self, name: str, cmd: list[str], ready_path: str, env: dict | None = None) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = ARTIFACTS / f"{name}.log"
+        self.ready_url = self.url + ready_path
+        full_env = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen([*cmd, "--port", str(self.port)], stdout=self.log.open("w"),
+                                     stderr=subprocess.STDOUT, env=full_env, cwd=REPO)
+
+    def wait(self) -> str:
+        wait_http(self.ready_url, self.proc, ENGINE_START_TIMEOUT, self.log)
+        return self.url
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+_procs: dict[str, _Proc] = {}
+
+
+def _vllm_server_proc() -> _Proc:
+    """Started on first use (and early, by gateway_app, so the two engines load side by side)."""
+    if "vllm" not in _procs:
+        _procs["vllm"] = _Proc("vllm-api-server", [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", _model_dir(),
+            "--served-model-name", "gemma-3-270m", "--dtype", "float32", "--block-size", "32",
+            "--enable-prefix-caching", "--enforce-eager", "--max-model-len", "2048", "--max-num-seqs", "64",
+            "--enable-prompt-tokens-details", "--host", "127.0.0.1"], "/v1/models",
+            env={"VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-%d" % (os.cpu_count() - 1)),
+                 "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_KVCACHE_SPACE": "2"})
+    return _procs["vllm"]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for p in _procs.values():
+        p.stop()
+
+
+def engine_test_settings(**overrides):
+    from batchmt_server.settings import Settings
+    base = dict(enforce_eager=True, cpu_kvcache_gib=2, max_num_seqs=64, max_wait_ms=30.0,
+                max_prompts_in_flight=4, max_sentences_per_prompt=4, pack_policy="adaptive")
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture(scope="session")
+async def gateway_app():
+    """The gateway with the real in-process vLLM engine, started once per session."""
+    from batchmt_server.app import create_app
+
+    _vllm_server_proc()  # let the api_server load alongside
+    app = create_app(engine_test_settings())
+    async with app.router.lifespan_context(app):
+        gw = app.state.gateway
+        t0 = time.monotonic()
+        while not gw.ready.is_set():
+            if gw.boot_error:
+                pytest.fail(f"engine failed to start: {gw.boot_error}")
+            if time.monotonic() - t0 > ENGINE_START_TIMEOUT:
+                pytest.fail("engine did not start in time")
+            await asyncio.sleep(0.5)
+        yield app
+
+
+@pytest.fixture(scope="session")
+def vllm_server() -> str:
+    return _vllm_server_proc().wait()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(vllm_server: str) -> str:
+    """A real batchmt-server process (uvicorn, HTTP engine → the vLLM api_server)."""
+    if "gateway" not in _procs:
+        _procs["gateway"] = _Proc("gateway", [
+            sys.executable, "-m", "batchmt_server", "serve", "--engine-url", vllm_server, "--host", "127.0.0.1",
+            "--max-wait-ms", "30", "--max-prompts-in-flight", "8", "--max-sentences-per-prompt", "4"], "/readyz",
+            env={"PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])})
+    return _procs["gateway"].wait()
