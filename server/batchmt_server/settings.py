@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     max_sentence_chars: int = Field(1000, ge=1)
     request_timeout_s: float = Field(600.0, gt=0)
 
+    # --- cost accounting (see cost.py; both models add up, leave the unused one at 0)
+    currency: str = Field("USD", description="currency the prices below are in (reported with every cost)")
+    price_prompt_per_mtok: float = Field(0.0, ge=0.0, description="price per 1M uncached prompt tokens")
+    price_cached_prompt_per_mtok: float = Field(0.0, ge=0.0, description="price per 1M prompt tokens served from the prefix cache")
+    price_completion_per_mtok: float = Field(0.0, ge=0.0, description="price per 1M completion tokens")
+    price_engine_hour: float = Field(0.0, ge=0.0, description="price per engine-hour (self-hosted GPU), charged for "
+                                     "engine busy time: seconds with at least one prompt in flight")
+
     @model_validator(mode="after")
     def _check(self) -> "Settings":
         if self.engine == "http" and not self.engine_url:
