@@ -8,6 +8,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .cost import Prices
+
 __all__ = ["Histogram", "Stats", "LATENCY_BUCKETS", "PACK_BUCKETS"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -55,6 +57,16 @@ class Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.started_at = time.time()
+        # --- cost accounting: physical quantities only; money is applied at read time (cost.usage_totals)
+        self.prices = Prices()                        # set from the settings by the app
+        self.engine_busy_seconds = 0.0                # sum of each engine call's share of wall-clock engine time
+        self.baseline_prompts = 0                     # prompts the translated sentences would take one per prompt
+        self.baseline_prompt_tokens = 0.0             # their prompt tokens (prefix + query each, none cached)
+        self.baseline_completion_tokens = 0.0
+        self.baseline_engine_seconds = 0.0            # their estimated engine time (see cost.py)
+        self._in_flight = 0
+        # processor-sharing clock: (t, V, n) checkpoints; V grows by dt/n while n > 0 prompts are in flight
+        self._ps: list[tuple[float, float, int]] = [(time.monotonic(), 0.0, 0)]
         self.requests: Counter[str] = Counter()       # by outcome: ok | partial | failed | rejected | cancelled
         self.sentences: Counter[str] = Counter()      # by outcome: translated | failed | cancelled
         self.characters = 0                           # source characters accepted
@@ -73,6 +85,27 @@ class Stats:
         self.prompts_in_flight = 0
         self.engine_ready = False
 
+    # ---- engine busy time, shared by the prompts in flight (the batcher does ``prompts_in_flight += 1``)
+    @property
+    def prompts_in_flight(self) -> int:
+        return self._in_flight
+
+    @prompts_in_flight.setter
+    def prompts_in_flight(self, n: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._ps.append((now, self._ps_value(now), n))
+            self._in_flight = n
+            if len(self._ps) > 4096 and self._ps[1][0] < now - 3600:  # keep an hour (engine calls are shorter)
+                cut = bisect.bisect_left(self._ps, (now - 3600,))
+                del self._ps[:max(1, min(cut, len(self._ps) - 1))]
+
+    def _ps_value(self, t: float) -> float:
+        """The processor-sharing clock at monotonic time ``t`` (caller holds the lock)."""
+        i = max(0, bisect.bisect_right(self._ps, (t, float("inf"), 0)) - 1)
+        t0, v, n = self._ps[i]
+        return v + (max(0.0, t - t0) / n if n > 0 else 0.0)
+
     def record_request(self, outcome: str, seconds: float | None = None) -> None:
         with self._lock:
             self.requests[outcome] += 1
@@ -89,8 +122,13 @@ class Stats:
             self.queue_wait_seconds.observe(seconds)
 
     def record_prompt(self, *, sentences: int, requests: int, ok: bool, seconds: float,
-                      prompt_tokens: int = 0, cached_prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+                      prompt_tokens: int = 0, cached_prompt_tokens: int = 0, completion_tokens: int = 0) -> float:
+        """Returns this prompt's share of engine busy time: the ``seconds`` just past, each second
+        divided by the number of prompts in flight then."""
         with self._lock:
+            now = time.monotonic()
+            busy = max(0.0, self._ps_value(now) - self._ps_value(now - seconds))
+            self.engine_busy_seconds += busy
             self.prompts["ok" if ok else "error"] += 1
             self.sentences_per_prompt.observe(sentences)
             self.engine_seconds.observe(seconds)
@@ -99,6 +137,15 @@ class Stats:
             self.prompt_tokens += prompt_tokens
             self.cached_prompt_tokens += cached_prompt_tokens
             self.completion_tokens += completion_tokens
+        return busy
+
+    def record_baseline(self, *, prompt_tokens: float, completion_tokens: float, engine_seconds: float) -> None:
+        """One translated sentence as it would have been sent alone, without a prefix cache."""
+        with self._lock:
+            self.baseline_prompts += 1
+            self.baseline_prompt_tokens += prompt_tokens
+            self.baseline_completion_tokens += completion_tokens
+            self.baseline_engine_seconds += engine_seconds
 
     def record_repair(self, reason: str, retried: bool) -> None:
         with self._lock:
