@@ -1,35 +1,49 @@
 """Split a packed completion back into one slot per input, and say which slots need a repair.
 
-The completion continues a prompt that ends in ``"1."``, so the text parsed is ``"1." + completion``.
-A slot is accepted only when its alignment is certain; everything doubtful is flagged with a reason
-and re-sent in a smaller prompt by the batcher. A slot never takes a neighbour's line.
+The prompt (see ``template.py``) ends inside the first pair, ``"...\\nEnglish 1: <source 1>\\nGerman 1:"``,
+so the text parsed is ``"German 1:" + completion``, which should read::
+
+    German 1: <translation 1>
+    English 2: <source 2, echoed>
+    German 2: <translation 2>
+    ...
+
+A slot is accepted only when its alignment is certain: its number came in order, the echo right
+before it repeats its own input, and the translation is not a copy of the input, of a neighbour,
+or of a few-shot example. Everything doubtful is flagged with a reason and re-sent in a smaller
+prompt by the batcher. A slot never takes a neighbour's line.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 from .template import clean
 
-__all__ = ["Slot", "parse_completion", "REASONS", "is_copy"]
+__all__ = ["Slot", "parse_completion", "REASONS", "is_copy", "is_example_copy"]
 
 #: Every reason a slot can be flagged for repair (metric label values).
 REASONS = (
     "missing",      # its number never appeared
-    "duplicate",    # its number appeared twice, or numbering restarted: alignment lost from here on
-    "reordered",    # numbers went backwards
-    "merged",       # the line before a missing number is suspiciously long: two translations in one
-    "extra",        # numbers above N interleaved with real ones (only counted when run-on at the end)
+    "duplicate",    # a number appeared twice, or numbering restarted: alignment lost from here on
+    "reordered",    # numbers went backwards: alignment lost from here on
+    "merged",       # the line before a missing number (or a wrapped line) is suspiciously long: two in one
+    "extra",        # numbers above N interleaved with real ones (only ignored when run-on at the end)
+    "echo",         # the source echo before the translation is absent or does not repeat this input
     "copy",         # the output repeats the English source
-    "neighbour",    # the output equals another slot's source or another slot's output
-    "empty",        # nothing after the number
+    "neighbour",    # the output (or its echo) equals another slot's source, or another slot's output
+    "example",      # the output is a few-shot example translation: the model copied the prompt
+    "empty",        # nothing after the label
     "truncated",    # the engine stopped at max_tokens inside this slot
     "engine_error", # the engine call failed
 )
 
-_NUMBERED = re.compile(r"^\s*(\d{1,3})\s*[.)]\s?(.*)$")
 _WORD = re.compile(r"\w+", re.UNICODE)
+#: Echo similarity needed when the echo is not identical (normalised) to its input.
+_ECHO_RATIO = 0.85
 
 
 @dataclass
@@ -55,52 +69,123 @@ def is_copy(source: str, output: str) -> bool:
     return len(s.split()) >= 3 and s == _norm(output)
 
 
-def parse_completion(completion: str, sources: list[str], finish_reason: str | None = None) -> list[Slot]:
+def is_example_copy(source: str, output: str, examples: Sequence[str | tuple[str, str]]) -> bool:
+    """True when ``output`` is one of the few-shot translations (three words or more) and ``source``
+    is not that example's own source. ``examples`` holds translations, or (source, translation) pairs."""
+    out, src = _norm(output), _norm(source)
+    if len(out.split()) < 3:
+        return False
+    for ex in examples:
+        ex_src, ex_tgt = (None, ex) if isinstance(ex, str) else ex
+        if _norm(ex_tgt) == out and (ex_src is None or _norm(ex_src) != src):
+            return True
+    return False
+
+
+def _similar(a: str, b: str) -> float:
+    return 1.0 if a == b else SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def _echo_reason(echo: str, k: int, norm_src: list[str]) -> str | None:
+    """None when ``echo`` repeats input ``k`` (0-based), else "neighbour" (it is another input) or "echo"."""
+    e = _norm(echo)
+    own = _similar(e, norm_src[k])
+    others = [(_similar(e, s), j) for j, s in enumerate(norm_src) if j != k and s != norm_src[k]]
+    best_other = max(others, default=(0.0, -1))
+    if own >= _ECHO_RATIO and own > best_other[0]:
+        return None
+    if best_other[0] >= _ECHO_RATIO:
+        return "neighbour"
+    return "echo"
+
+
+def _label_pattern(label: str) -> re.Pattern[str]:
+    return re.compile(rf"^\s*{re.escape(label)}\s*(\d{{1,3}})\s*:\s?(.*)$")
+
+
+def parse_completion(
+    completion: str,
+    sources: Sequence[str],
+    finish_reason: str | None = None,
+    examples: Sequence[str | tuple[str, str]] = (),
+    *,
+    source_label: str = "English",
+    target_label: str = "German",
+) -> list[Slot]:
+    """One ``Slot`` per source, in order. ``examples``: the template's few-shot translations
+    (``Template.example_targets``) or (source, translation) pairs; outputs equal to one are flagged
+    "example". Labels must be the template's (``Template.source_label`` / ``.target_label``)."""
     n = len(sources)
-    entries: list[list] = []  # [number, text]
-    for line in ("1." + completion).split("\n"):
-        m = _NUMBERED.match(line)
+    src_re, tgt_re = _label_pattern(source_label), _label_pattern(target_label)
+    norm_src = [_norm(s) for s in sources]
+
+    # 1. Lines -> entries [kind, number, text, wrapped]; unlabelled lines continue the entry above.
+    entries: list[list] = []
+    for line in (f"{target_label} 1:" + completion).split("\n"):
+        m = tgt_re.match(line)
+        kind = "tgt"
+        if not m:
+            m, kind = src_re.match(line), "src"
         if m:
-            entries.append([int(m.group(1)), m.group(2)])
-        elif line.strip():
-            if entries:  # a wrapped line: part of the entry above (its slot is checked below)
-                entries[-1][1] += " " + line.strip()
-                entries[-1].append("wrapped")
+            entries.append([kind, int(m.group(1)), m.group(2), False])
+        elif line.strip() and entries:
+            entries[-1][2] += " " + line.strip()
+            entries[-1][3] = True
+    ended_inside = finish_reason == "length" and bool(entries)
+
+    # 2. Walk the entries in order. ``echo`` = (number, text) of the last source echo seen;
+    #    the prompt itself holds the echo of input 1.
     slots: list[Slot] = [Slot(None, "missing") for _ in range(n)]
+    flags: dict[int, str] = {}
+    seen: set[int] = set()
+    echo: tuple[int, str] | None = (1, sources[0]) if n else None
     expected = 1
-    lost_from: tuple[int, str] | None = None  # (first slot index with lost alignment, reason)
-    wrapped: set[int] = set()
-    for entry in entries:
-        num, text = entry[0], entry[1]
-        if num > n:
-            if expected <= n:  # a number above N before all N arrived: the numbering is off
-                lost_from = lost_from or (expected - 1, "extra")
-            continue  # run-on after the last slot: ignored
-        if num < expected:  # seen already, or skipped and now back: alignment is lost from here
-            lost_from = lost_from or (num - 1, "duplicate" if slots[num - 1].text is not None else "reordered")
+    lost_from: tuple[int, str] | None = None  # (first slot index whose alignment is lost, reason)
+    for pos, (kind, num, text, wrapped) in enumerate(entries):
+        if kind == "src":
+            echo = (num, text)
+            if num > n and expected <= n and lost_from is None:
+                lost_from = (expected - 1, "extra")  # a number above N before all N arrived
             continue
-        # num >= expected: slots expected..num-1 were skipped (stay "missing")
+        is_last = pos == len(entries) - 1
+        if num > n:
+            if expected <= n and lost_from is None:
+                lost_from = (expected - 1, "extra")
+            continue  # run-on after the last slot: ignored
+        if num in seen or num < expected:  # seen already, or skipped and now back
+            if lost_from is None:
+                lost_from = (num - 1, "duplicate" if num in seen else "reordered")
+            continue
+        # num >= expected: slots expected..num-1 were skipped (they stay "missing")
         if num > expected and expected > 1:
             prev = slots[expected - 2]
             if prev.text is not None and _too_long(sources[expected - 2], prev.text):
-                prev.reason = "merged"
-        slots[num - 1] = Slot(clean(text), None)
-        if len(entry) > 2:
-            wrapped.add(num - 1)
+                flags[expected - 2] = flags.get(expected - 2) or "merged"
+        i = num - 1
+        slots[i] = Slot(clean(text), None)
+        seen.add(num)
         expected = num + 1
+        if echo is None or echo[0] != num:
+            flags[i] = "echo"  # no echo of this number right before it
+        else:
+            why = _echo_reason(echo[1], i, norm_src)
+            if why:
+                flags[i] = why
+        echo = None
+        if wrapped and n > 1 and _too_long(sources[i], slots[i].text or ""):
+            flags.setdefault(i, "merged")
+        if is_last and ended_inside:
+            flags.setdefault(i, "truncated")
+
+    for i, reason in flags.items():
+        if slots[i].reason is None:
+            slots[i].reason = reason
     if lost_from is not None:
         start, reason = lost_from
         for i in range(max(start, 0), n):
-            if slots[i].reason is None or slots[i].reason == "missing":
-                slots[i] = Slot(slots[i].text, reason if slots[i].text is not None else slots[i].reason)
-    if finish_reason == "length":
-        last = max((i for i, s in enumerate(slots) if s.text is not None), default=None)
-        if last is not None and slots[last].reason is None:
-            slots[last].reason = "truncated"
-    for i in wrapped:
-        if slots[i].reason is None and n > 1 and _too_long(sources[i], slots[i].text or ""):
-            slots[i].reason = "merged"
-    _check_contents(slots, sources)
+            if slots[i].text is not None and slots[i].reason is None:
+                slots[i].reason = reason
+    _check_contents(slots, sources, norm_src, examples)
     return slots
 
 
@@ -108,9 +193,9 @@ def _too_long(source: str, output: str) -> bool:
     return len(output) > 2.2 * len(source) + 20
 
 
-def _check_contents(slots: list[Slot], sources: list[str]) -> None:
+def _check_contents(slots: list[Slot], sources: Sequence[str], norm_src: list[str],
+                    examples: Sequence[str | tuple[str, str]]) -> None:
     n = len(sources)
-    norm_src = [_norm(s) for s in sources]
     outputs: dict[str, list[int]] = {}
     for i, slot in enumerate(slots):
         if slot.text is None:
@@ -120,12 +205,14 @@ def _check_contents(slots: list[Slot], sources: list[str]) -> None:
             continue
         out = _norm(slot.text)
         outputs.setdefault(out, []).append(i)
-        if slot.reason is None and is_copy(sources[i], slot.text):
+        if slot.reason is not None:
+            continue
+        if is_copy(sources[i], slot.text):
             slot.reason = "copy"
-        elif slot.reason is None and n > 1 and any(
-            out == norm_src[j] and len(norm_src[j].split()) >= 3 for j in range(n) if j != i
-        ):
+        elif n > 1 and any(out == norm_src[j] and len(norm_src[j].split()) >= 3 for j in range(n) if j != i):
             slot.reason = "neighbour"
+        elif examples and is_example_copy(sources[i], slot.text, examples):
+            slot.reason = "example"
     for out, idx in outputs.items():
         # two different sources with one identical (non-trivial) translation: one of them is wrong
         if len(idx) > 1 and len(out.split()) >= 3 and len({norm_src[i] for i in idx}) > 1:

@@ -1,4 +1,33 @@
-"""Versioned BatchPrompt templates from ``prompts/``: render a packed prompt, carry a signature."""
+"""Versioned BatchPrompt templates from ``prompts/``: render a packed prompt, carry a signature.
+
+Rendered layout (labels and headers come from the toml; shown for en-de)::
+
+    <instruction>
+
+    <list_header>                 <- example batch 1: the numbered inputs ...
+    1. <example source>
+    2. <example source>
+    <answer_header>               <- ... then, per input, an echo of the source and its translation
+    English 1: <example source>
+    German 1: <example translation>
+    English 2: <example source>
+    German 2: <example translation>
+
+    ... more example batches ...  <- everything up to here is ``prefix``: byte-identical every time
+
+    <list_header>                 <- the query
+    1. <source 1>
+    ...
+    N. <source N>
+    <answer_header>
+    English 1: <source 1>
+    German 1:                     <- the prompt ends here; the completion continues with
+                                     " <translation 1>\\nEnglish 2: <source 2>\\nGerman 2: ..."
+
+Each translation is written right after its own source (the echo), so a small base model
+translates the sentence in front of it instead of copying an example batch, and the parser can
+check every echo against the input it belongs to (alignment is verified, not assumed).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +36,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Template", "default_prompts_dir"]
+__all__ = ["Template", "default_prompts_dir", "clean"]
 
 
 def default_prompts_dir() -> Path:
@@ -20,7 +49,7 @@ def default_prompts_dir() -> Path:
 
 
 def clean(text: str) -> str:
-    """One line of input as it goes into a prompt: whitespace runs (tabs, CR, ...) become one space."""
+    """One line of input as it goes into a prompt: whitespace runs (tabs, CR, newlines, ...) become one space."""
     return " ".join(text.split())
 
 
@@ -33,6 +62,8 @@ class Template:
     instruction: str
     examples: tuple[tuple[tuple[str, str], ...], ...]
     digest: str
+    list_header: str = "Sentences:"
+    answer_header: str = "Translations:"
 
     @classmethod
     def load(cls, name: str, prompts_dir: Path | None = None) -> "Template":
@@ -45,6 +76,8 @@ class Template:
             source_label=data["source_label"], target_label=data["target_label"],
             instruction=data["instruction"].strip(), examples=examples,
             digest=hashlib.sha256(raw).hexdigest()[:8],
+            list_header=data.get("list_header", cls.list_header),
+            answer_header=data.get("answer_header", cls.answer_header),
         )
 
     @property
@@ -52,25 +85,44 @@ class Template:
         """``id@version+hash``: what a signature names."""
         return f"{self.id}@{self.version}+{self.digest}"
 
-    def _block(self, sources: list[str], targets: list[str] | None) -> str:
-        lines = [f"{self.source_label}:"]
-        lines += [f"{i}. {clean(s)}" for i, s in enumerate(sources, 1)]
-        lines.append(f"{self.target_label}:")
-        if targets is not None:
-            lines += [f"{i}. {clean(t)}" for i, t in enumerate(targets, 1)]
+    @property
+    def example_targets(self) -> tuple[str, ...]:
+        """Every few-shot translation (as rendered): an output equal to one of them is a copy."""
+        return tuple(clean(t) for ex in self.examples for _, t in ex)
+
+    def _list(self, sources: list[str]) -> list[str]:
+        return [self.list_header] + [f"{i}. {clean(s)}" for i, s in enumerate(sources, 1)] + [self.answer_header]
+
+    def _pair(self, i: int, source: str, target: str | None) -> str:
+        head = f"{self.source_label} {i}: {clean(source)}\n{self.target_label} {i}:"
+        return head if target is None else f"{head} {clean(target)}"
+
+    def _block(self, pairs: tuple[tuple[str, str], ...]) -> str:
+        lines = self._list([s for s, _ in pairs])
+        lines += [self._pair(i, s, t) for i, (s, t) in enumerate(pairs, 1)]
         return "\n".join(lines)
 
     @property
     def prefix(self) -> str:
         """Instruction and examples: byte-identical for every prompt."""
-        parts = [self.instruction]
-        parts += [self._block([s for s, _ in ex], [t for _, t in ex]) for ex in self.examples]
+        parts = [self.instruction] + [self._block(ex) for ex in self.examples]
         return "\n\n".join(parts) + "\n\n"
 
     def render(self, sources: list[str]) -> str:
-        """The full prompt for ``sources``; the completion continues after the final ``1.``."""
-        return self.prefix + self._block(sources, None) + "\n1."
+        """The full prompt for ``sources``; it ends in ``"\\n<target_label> 1:"`` and the completion
+        continues with the first translation (see the module docstring and ``parse_completion``)."""
+        if not sources:
+            raise ValueError("render() needs at least one source")
+        return self.prefix + "\n".join(self._list(sources) + [self._pair(1, sources[0], None)])
 
     @property
     def stop(self) -> tuple[str, ...]:
-        return ("\n\n", f"\n{self.source_label}:")
+        """Where a completion is over: the blank line that ends every batch, a new batch, or the
+        numbering starting again at 1 (never valid: the completion starts inside pair 1).
+        Three strings, so that ``stop_for`` stays within the OpenAI API's limit of four."""
+        return ("\n\n", f"\n{self.list_header}", f"\n{self.source_label} 1:")
+
+    def stop_for(self, n: int) -> tuple[str, ...]:
+        """``stop`` plus the echo of a source N+1 that does not exist (saves the run-on tokens);
+        four strings at most (the OpenAI completions API rejects more)."""
+        return self.stop + (f"\n{self.source_label} {n + 1}:",)
