@@ -14,10 +14,12 @@ from fastapi.responses import JSONResponse, Response
 
 from . import __version__
 from .batcher import Batcher
+from .cost import Prices, usage_totals
+from .dashboard import install_dashboard
 from .engine import Engine, EngineError
 from .errors import APIError, api_error_handler, error_body, validation_error_handler
 from .metrics import StatsCollector, make_registry, render
-from .schemas import Info, Limits, TranslateRequest, TranslateResponse
+from .schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
 from .settings import Settings
 from .stats import Stats
 from .template import Template
@@ -59,6 +61,7 @@ class Gateway:
     boot_error: str | None = None
     started_at: float = field(default_factory=time.monotonic)
     ready_after_s: float | None = None
+    owns_engine: bool = True  # an engine handed in by the caller is the caller's to close
 
     @property
     def model_name(self) -> str:
@@ -74,7 +77,8 @@ class Gateway:
             self.batcher = Batcher(self.engine, self.template, self.stats, max_wait_ms=s.max_wait_ms,
                                    max_sentences_per_prompt=s.max_sentences_per_prompt, max_prompt_tokens=s.max_prompt_tokens,
                                    max_prompts_in_flight=s.max_prompts_in_flight, max_queue_sentences=s.max_queue_sentences,
-                                   max_attempts=s.max_attempts, temperature=s.temperature, policy=s.pack_policy)
+                                   max_attempts=s.max_attempts, temperature=s.temperature, policy=s.pack_policy,
+                                   memory_size=s.translation_memory_size)
             self.batcher.start()
             self.translator = Translator(self.batcher, self.stats, s, self.model_name, self.template)
             if s.warmup:
@@ -90,7 +94,7 @@ class Gateway:
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.close()
-        if self.engine is not None:
+        if self.engine is not None and self.owns_engine:
             await self.engine.close()
 
 
@@ -101,7 +105,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        gw = Gateway(settings, template)
+        gw = Gateway(settings, template, owns_engine=engine is None)
+        gw.stats.prices = Prices.from_settings(settings)
         app.state.gateway = gw
         collector = StatsCollector(gw.stats, lambda: {"version": __version__, "model": gw.model_name,
                                                       "template": template.ref})
@@ -157,6 +162,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                                   max_sentence_chars=settings.max_sentence_chars),
                     max_sentences_per_prompt=settings.max_sentences_per_prompt, pack_policy=settings.pack_policy)
 
+    @app.get("/v1/usage", response_model=UsageTotals, tags=["translate"])
+    async def usage(request: Request) -> dict:
+        """Totals since start: sentences, characters, tokens by kind, estimated cost and the saving
+        against one sentence per prompt without a prefix cache (the numbers ``/metrics`` exports)."""
+        check_key(request)
+        return usage_totals(gateway(request).stats)
+
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict:
         return {"status": "ok"}
@@ -175,4 +187,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return Response(render(request.app.state.registry, in_process),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    install_dashboard(app)
     return app

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -47,18 +47,32 @@ class Outcome:
     completion_tokens: float = 0.0
     engine_prompts: float = 0.0
     retries: int = 0
+    memory: bool = False     # served from the translation memory
+    coalesced: bool = False  # shared the engine work of an identical sentence in flight
+    engine_seconds: float = 0.0  # share of engine busy time (cost accounting)
+    baseline_prompt_tokens: float = 0.0  # the same sentence alone in a prompt, without a prefix cache
+    baseline_completion_tokens: float = 0.0
+    baseline_engine_seconds: float = 0.0
 
 
 @dataclass(eq=False)
 class Item:
+    """One distinct sentence in the queue. Identical sentences queued at the same time share one
+    item (coalescing): each caller has its own future in ``waiters``."""
+
     text: str
     tokens: int
     request_id: int
-    future: asyncio.Future
+    waiters: list[asyncio.Future]
     enqueued_at: float = field(default_factory=time.monotonic)
     max_pack: int = 1 << 30
     attempts: int = 0  # engine calls at one sentence per prompt
     usage: Outcome = field(default_factory=lambda: Outcome(None))
+
+    @property
+    def abandoned(self) -> bool:
+        """Every caller of this sentence went away (or it is resolved)."""
+        return all(w.done() for w in self.waiters)
 
 
 class Batcher:
@@ -76,6 +90,7 @@ class Batcher:
         max_attempts: int = 2,
         temperature: float = 0.0,
         policy: Literal["adaptive", "fixed"] = "adaptive",
+        memory_size: int = 0,
     ) -> None:
         self.engine, self.template, self.stats = engine, template, stats
         self.max_wait = max_wait_ms / 1000.0
@@ -87,6 +102,9 @@ class Batcher:
         self.temperature = temperature
         self.policy = policy
         self._queue: deque[Item] = deque()
+        self._pending: dict[str, Item] = {}  # text -> its queued or in-flight item (coalescing)
+        self.memory_size = memory_size
+        self._memory: OrderedDict[str, str] = OrderedDict()  # bounded translation memory (LRU)
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max_prompts_in_flight)
         self._tasks: set[asyncio.Task] = set()
@@ -108,8 +126,7 @@ class Batcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         while self._queue:
             item = self._queue.popleft()
-            if not item.future.done():
-                item.future.set_result(Outcome(None, "shutdown", "the gateway shut down before this sentence was sent"))
+            self._resolve(item, None, "shutdown", "the gateway shut down before this sentence was sent")
         self.stats.queue_depth = 0
 
     # ------------------------------------------------------------------ intake
@@ -122,8 +139,20 @@ class Batcher:
         futures = []
         for text in texts:
             fut = loop.create_future()
-            self._queue.append(Item(text, self.engine.count_tokens(text), request_id, fut, now))
             futures.append(fut)
+            if text in self._memory:  # translated before: no engine work
+                self._memory.move_to_end(text)
+                fut.set_result(Outcome(self._memory[text], memory=True))
+                self.stats.record_reuse("memory")
+                continue
+            item = self._pending.get(text)
+            if item is not None and not item.abandoned:  # the same sentence is on its way already
+                item.waiters.append(fut)
+                self.stats.record_reuse("coalesced")
+                continue
+            item = Item(text, self.engine.count_tokens(text), request_id, [fut], now)
+            self._pending[text] = item
+            self._queue.append(item)
         self.stats.queue_depth = len(self._queue)
         self._wakeup.set()
         return futures
@@ -156,7 +185,7 @@ class Batcher:
         while self._queue and len(batch) < limit and scanned < 4 * target + 8:
             item = self._queue.popleft()
             scanned += 1
-            if item.future.done():  # the caller went away
+            if item.abandoned:  # every caller of it went away
                 self.stats.record_sentences("cancelled")
                 continue
             if batch and (tokens + item.tokens > self.max_prompt_tokens or item.max_pack < len(batch) + 1):
@@ -209,8 +238,9 @@ class Batcher:
                                       stop=self.template.stop)
             requests = len({it.request_id for it in batch})
             t0 = time.monotonic()
+            prompt = self.template.render(sources)
             try:
-                completion = await self.engine.generate(self.template.render(sources), params)
+                completion = await self.engine.generate(prompt, params)
             except EngineError as exc:
                 self.stats.record_prompt(sentences=len(batch), requests=requests, ok=False,
                                          seconds=time.monotonic() - t0)
@@ -218,7 +248,7 @@ class Batcher:
                 for it in batch:
                     self._repair(it, "engine_error", len(batch), str(exc))
                 return
-            self.stats.record_prompt(
+            busy = self.stats.record_prompt(
                 sentences=len(batch), requests=requests, ok=True, seconds=time.monotonic() - t0,
                 prompt_tokens=completion.prompt_tokens, cached_prompt_tokens=completion.cached_prompt_tokens,
                 completion_tokens=completion.completion_tokens)
@@ -229,6 +259,7 @@ class Batcher:
                 it.usage.cached_prompt_tokens += share * completion.cached_prompt_tokens
                 it.usage.completion_tokens += share * completion.completion_tokens
                 it.usage.engine_prompts += 1 / len(batch)
+                it.usage.engine_seconds += share * busy
             slots = parse_completion(completion.text, sources, completion.finish_reason)
             for it, slot in zip(batch, slots):
                 if slot.ok:
@@ -239,21 +270,53 @@ class Batcher:
                     self._resolve(it, slot.text)
                 else:
                     self._repair(it, slot.reason or "missing", len(batch), f"output slot flagged: {slot.reason}")
+            self._record_baseline(batch, prompt, completion, busy)
+        except Exception as exc:  # a bug must not leave callers waiting: fail what is unresolved, in its slot
+            log.exception("prompt of %d sentences failed", len(batch))
+            queued = set(map(id, self._queue))
+            for it in batch:
+                if id(it) not in queued:
+                    self._resolve(it, None, "internal_error", f"internal error: {type(exc).__name__}")
         finally:
             self.stats.prompts_in_flight -= 1
             self._slots.release()
             self._wakeup.set()
 
+    def _record_baseline(self, batch: list[Item], prompt: str, completion, busy: float) -> None:
+        """Count the sentences translated by this prompt as if each had been sent alone, uncached (cost.py).
+        Token counts are calibrated by the engine's own count of this prompt (an HTTP engine only estimates)."""
+        calib = completion.prompt_tokens / max(1, self.engine.count_tokens(prompt))
+        rate = busy / max(1, completion.prompt_tokens - completion.cached_prompt_tokens + completion.completion_tokens)
+        total = sum(it.tokens for it in batch) or 1
+        for it in batch:
+            if it.usage.text is None or it.usage.baseline_prompt_tokens:
+                continue  # not translated by this prompt
+            pt = calib * self.engine.count_tokens(self.template.render([it.text]))
+            ct = it.tokens / total * completion.completion_tokens
+            u = it.usage
+            u.baseline_prompt_tokens, u.baseline_completion_tokens, u.baseline_engine_seconds = pt, ct, rate * (pt + ct)
+            self.stats.record_baseline(prompt_tokens=pt, completion_tokens=ct, engine_seconds=rate * (pt + ct))
+
     def _resolve(self, it: Item, text: str | None, code: str | None = None, message: str | None = None) -> None:
-        if it.future.done():
-            return
+        if self._pending.get(it.text) is it:
+            del self._pending[it.text]
         u = it.usage
         u.text, u.error_code, u.error_message = text, code, message
-        it.future.set_result(u)
+        first = True
+        for w in it.waiters:
+            if not w.done():  # the first live caller carries the cost; the others shared the work
+                w.set_result(u if first else Outcome(text, code, message, coalesced=True))
+                first = False
+        if text is not None and self.memory_size > 0:
+            self._memory[it.text] = text
+            self._memory.move_to_end(it.text)
+            while len(self._memory) > self.memory_size:
+                self._memory.popitem(last=False)
 
     def _repair(self, it: Item, reason: str, pack: int, message: str) -> None:
         """Re-send ``it`` in a smaller prompt; at one per prompt, retry up to ``max_attempts``."""
-        if it.future.done():
+        if it.abandoned:
+            self._resolve(it, None, "cancelled", "the caller went away")
             return
         if pack == 1:
             it.attempts += 1

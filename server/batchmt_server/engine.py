@@ -23,6 +23,8 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: bool = False
+    #: a unique salt keeps this prompt out of (and away from) the engine's prefix cache
+    cache_salt: str | None = None
 
 
 @dataclass

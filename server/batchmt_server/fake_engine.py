@@ -1,8 +1,10 @@
 """A zero-latency stand-in engine for unit tests and for measuring the gateway alone.
 
-It "translates" by tagging each numbered input (``"1. Hello"`` -> ``"1. [de] Hello"``); tests can
-script malformed outputs with ``responder`` and hold completions back with ``gate``. It is never
-what a default run uses: the settings must ask for ``engine="fake"`` explicitly.
+It reads the numbered inputs of a rendered prompt and answers what a perfect model would, in the
+template's own format, with ``"[de] "`` before each source. Tests script other answers with
+``responder`` (a list of targets: ``""`` for an empty slot; or a raw completion string) and hold
+completions back with ``gate``. It is never what a default run uses: the settings must ask for
+``engine="fake"`` by name.
 """
 
 from __future__ import annotations
@@ -12,23 +14,21 @@ import re
 from typing import Callable
 
 from .engine import Completion, EngineError, GenerationParams, estimate_tokens
+from .template import Template
 
-__all__ = ["FakeEngine", "query_sources"]
+__all__ = ["FakeEngine"]
 
 _LINE = re.compile(r"^(\d+)\. (.*)$")
 
-
-def query_sources(prompt: str, source_label: str = "English", target_label: str = "German") -> list[str]:
-    """The numbered inputs of the last block of a rendered prompt."""
-    block = prompt.rsplit(f"{source_label}:\n", 1)[1].rsplit(f"\n{target_label}:", 1)[0]
-    return [m.group(2) for m in map(_LINE.match, block.split("\n")) if m]
+Responder = Callable[[list[str]], "list[str] | str"]
 
 
 class FakeEngine:
-    def __init__(self, responder: Callable[[list[str]], str] | None = None, delay: float = 0.0,
-                 model_name: str = "fake") -> None:
+    def __init__(self, responder: Responder | None = None, delay: float = 0.0, model_name: str = "fake",
+                 template: Template | None = None) -> None:
         self.model_name = model_name
-        self.responder = responder or (lambda srcs: "\n".join(f"{i}. [de] {s}" for i, s in enumerate(srcs, 1)))
+        self.template = template or Template.load("en-de-packed")
+        self.responder: Responder = responder or (lambda srcs: [f"[de] {s}" for s in srcs])
         self.delay = delay
         self.gate: asyncio.Event | None = None
         self.prompts: list[list[str]] = []  # the sources of every prompt seen, in order
@@ -44,8 +44,26 @@ class FakeEngine:
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
+    def query_sources(self, prompt: str) -> list[str]:
+        """The numbered inputs of the query (the last list of the prompt)."""
+        block = prompt[len(self.template.prefix):].split("\n")
+        out = []
+        for line in block[1:]:
+            m = _LINE.match(line)
+            if not m:
+                break
+            out.append(m.group(2))
+        return out
+
+    def completion_for(self, prompt: str, sources: list[str], targets: list[str]) -> str:
+        """What follows ``prompt`` when the model answers ``targets`` perfectly."""
+        full = self.template.prefix + self.template._block(tuple(zip(sources, targets)))
+        if not full.startswith(prompt):
+            raise AssertionError("the template's rendering of a solved block does not extend its prompt")
+        return full[len(prompt):]
+
     async def generate(self, prompt: str, params: GenerationParams) -> Completion:
-        sources = query_sources(prompt)
+        sources = self.query_sources(prompt)
         self.prompts.append(sources)
         if self.gate is not None:
             await self.gate.wait()
@@ -54,10 +72,10 @@ class FakeEngine:
         if self.fail_next > 0:
             self.fail_next -= 1
             raise EngineError("fake engine failure")
-        out = self.responder(sources)
-        text = out[2:] if out.startswith("1.") else out  # the prompt already ends in "1."
-        prefix = prompt.rsplit("English:\n", 1)[0]
-        cached = estimate_tokens(prefix) if prefix in self._prefixes else 0
+        answer = self.responder(sources)
+        text = answer if isinstance(answer, str) else self.completion_for(prompt, sources, answer)
+        prefix = self.template.prefix
+        cached = estimate_tokens(prefix) if prefix in self._prefixes and params.cache_salt is None else 0
         self._prefixes.add(prefix)
         return Completion(text=text, prompt_tokens=estimate_tokens(prompt), cached_prompt_tokens=cached,
                           completion_tokens=estimate_tokens(text), finish_reason="stop")

@@ -49,6 +49,8 @@ class HTTPEngine:
                       "temperature": params.temperature, "stop": list(params.stop)}
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.cache_salt is not None:
+            body["cache_salt"] = params.cache_salt
         if params.logprobs:
             body["logprobs"] = 0
         try:

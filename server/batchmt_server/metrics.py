@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from .cost import usage_totals
 from .stats import Histogram, Stats
 
 __all__ = ["StatsCollector", "make_registry", "render"]
@@ -62,9 +63,37 @@ class StatsCollector:
         yield CounterMetricFamily("batchmt_completion_tokens", "Completion tokens generated", value=s.completion_tokens)
         yield _counter("batchmt_repairs", "Output slots flagged by the parser, by reason", "reason", s.repairs)
         yield _counter("batchmt_retries", "Sentences re-sent in a smaller prompt, by reason", "reason", s.retries)
+        yield _counter("batchmt_reused_sentences", "Sentences answered without engine work: from the translation memory "
+                       "or by sharing an identical sentence in flight", "kind", s.reused, ("memory", "coalesced"))
         yield GaugeMetricFamily("batchmt_queue_depth", "Sentences waiting in the queue", value=s.queue_depth)
         yield GaugeMetricFamily("batchmt_prompts_in_flight", "Engine prompts in flight", value=s.prompts_in_flight)
         yield GaugeMetricFamily("batchmt_engine_ready", "1 once the engine answers", value=1 if s.engine_ready else 0)
+        yield from _cost_families(s)
+
+
+def _cost_families(s: Stats) -> Iterable[Metric]:
+    """Cost accounting (cost.py): the same numbers as ``GET /v1/usage``, from the same function."""
+    u = usage_totals(s)
+    cur = u["currency"]
+    info = GaugeMetricFamily("batchmt_price_info", "Prices in force (per 1M tokens, per engine-hour) and their currency",
+                             labels=["currency", "model"])
+    info.add_metric([cur, u["prices"]["model"]], 1)
+    yield info
+    yield CounterMetricFamily("batchmt_engine_busy_seconds", "Engine busy time: wall-clock seconds with at least one "
+                              "prompt in flight (what engine-hour pricing charges)", value=u["engine_busy_seconds"])
+    yield CounterMetricFamily("batchmt_cost", f"Estimated cost of the engine work, in {cur} (token prices plus "
+                              "engine-hour price times engine busy time)", value=u["cost"])
+    yield CounterMetricFamily("batchmt_baseline_cost", f"Estimated cost, in {cur}, of the translated sentences sent one "
+                              "per prompt without a prefix cache (saving = baseline - cost)", value=u["baseline_cost"])
+    yield CounterMetricFamily("batchmt_baseline_prompts", "Prompts the translated sentences would take one per prompt",
+                              value=u["baseline_prompts"])
+    yield CounterMetricFamily("batchmt_baseline_prompt_tokens", "Prompt tokens of the translated sentences one per "
+                              "prompt (whole prefix each time, none cached)", value=u["baseline_prompt_tokens"])
+    yield CounterMetricFamily("batchmt_baseline_completion_tokens", "Completion tokens of the translated sentences one "
+                              "per prompt", value=u["baseline_completion_tokens"])
+    yield CounterMetricFamily("batchmt_baseline_engine_seconds", "Estimated engine busy time of the translated sentences "
+                              "one per prompt, uncached (at the measured seconds per computed token)",
+                              value=u["baseline_engine_seconds"])
 
 
 def make_registry(collector: StatsCollector) -> CollectorRegistry:

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-__all__ = ["TranslateRequest", "TranslateResponse", "Translation", "TranslationError", "Usage", "Info", "Limits"]
+__all__ = ["TranslateRequest", "TranslateResponse", "Translation", "TranslationError", "Usage", "Info", "Limits",
+           "UsageTotals", "Prices"]
 
 
 class TranslateRequest(BaseModel):
@@ -38,6 +39,10 @@ class Usage(BaseModel):
     completion_tokens: int
     engine_prompts: float = Field(description="engine prompts used, shared prompts counted by this request's share")
     retries: int = Field(description="sentence re-sends caused by output repairs")
+    cost: float = Field(0.0, description="estimated cost of this request's share of the engine work, in `currency`")
+    baseline_cost: float = Field(0.0, description="estimated cost of the same sentences sent one per prompt without a "
+                                 "prefix cache, in `currency`")
+    currency: str = "USD"
 
 
 class TranslateResponse(BaseModel):
@@ -61,3 +66,37 @@ class Info(BaseModel):
     limits: Limits
     max_sentences_per_prompt: int
     pack_policy: str
+
+
+class Prices(BaseModel):
+    currency: str
+    model: Literal["none", "tokens", "engine_hour", "tokens+engine_hour"]
+    prompt_per_mtok: float
+    cached_prompt_per_mtok: float
+    completion_per_mtok: float
+    engine_hour: float
+
+
+class UsageTotals(BaseModel):
+    """``GET /v1/usage``: totals since the gateway started."""
+
+    since: str = Field(description="start of the counting period (process start), ISO 8601 UTC")
+    uptime_seconds: float
+    requests: int = Field(description="translate requests, whatever their outcome")
+    sentences: int = Field(description="sentences translated")
+    failed_sentences: int
+    characters: int = Field(description="source characters accepted")
+    prompt_tokens: int = Field(description="prompt tokens sent to the engine, cached ones included")
+    cached_prompt_tokens: int
+    completion_tokens: int
+    engine_prompts: int
+    engine_busy_seconds: float = Field(description="engine busy time, each second shared by the prompts in flight")
+    currency: str
+    cost: float = Field(description="estimated cost so far, in `currency`")
+    baseline_prompts: int = Field(description="prompts the translated sentences would take one per prompt")
+    baseline_prompt_tokens: float
+    baseline_completion_tokens: float
+    baseline_engine_seconds: float
+    baseline_cost: float = Field(description="estimated cost of the translated sentences one per prompt, no prefix cache")
+    saving: float = Field(description="baseline_cost - cost")
+    prices: Prices

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     max_prompt_tokens: int = Field(1024, ge=64, description="token budget for the numbered inputs of one prompt")
     max_prompts_in_flight: int = Field(64, ge=1)
     max_queue_sentences: int = Field(4096, ge=1, description="bounded queue; beyond it requests get 429")
+    translation_memory_size: int = Field(10000, ge=0, description="sentences whose translations are remembered (LRU); 0 turns the memory off")
     max_attempts: int = Field(2, ge=1, le=5, description="engine calls per sentence at one-per-prompt before it is reported failed")
 
     # --- request limits

@@ -81,6 +81,7 @@ class Stats:
         self.completion_tokens = 0
         self.repairs: Counter[str] = Counter()        # slots flagged, by reason
         self.retries: Counter[str] = Counter()        # sentences re-sent, by reason
+        self.reused: Counter[str] = Counter()         # sentences served without engine work: memory | coalesced
         self.queue_depth = 0                          # sentences waiting
         self.prompts_in_flight = 0
         self.engine_ready = False
@@ -146,6 +147,10 @@ class Stats:
             self.baseline_prompt_tokens += prompt_tokens
             self.baseline_completion_tokens += completion_tokens
             self.baseline_engine_seconds += engine_seconds
+
+    def record_reuse(self, kind: str) -> None:
+        with self._lock:
+            self.reused[kind] += 1
 
     def record_repair(self, reason: str, retried: bool) -> None:
         with self._lock:

@@ -102,7 +102,9 @@ class Translator:
                     parts.append("")
                     continue
                 o = outcomes[k]
-                for field in ("prompt_tokens", "cached_prompt_tokens", "completion_tokens", "engine_prompts"):
+                for field in ("prompt_tokens", "cached_prompt_tokens", "completion_tokens", "engine_prompts",
+                              "engine_seconds", "baseline_prompt_tokens", "baseline_completion_tokens",
+                              "baseline_engine_seconds"):
                     setattr(total, field, getattr(total, field) + getattr(o, field))
                 total.retries += o.retries
                 if o.text is None:
@@ -124,7 +126,13 @@ class Translator:
             usage=Usage(sentences=len(req.sentences), characters=chars,
                         prompt_tokens=round(total.prompt_tokens), cached_prompt_tokens=round(total.cached_prompt_tokens),
                         completion_tokens=round(total.completion_tokens),
-                        engine_prompts=round(total.engine_prompts, 3), retries=total.retries))
+                        engine_prompts=round(total.engine_prompts, 3), retries=total.retries,
+                        cost=self.stats.prices.cost(total.prompt_tokens, total.cached_prompt_tokens,
+                                                    total.completion_tokens, total.engine_seconds),
+                        baseline_cost=self.stats.prices.baseline_cost(total.baseline_prompt_tokens,
+                                                                      total.baseline_completion_tokens,
+                                                                      total.baseline_engine_seconds),
+                        currency=self.stats.prices.currency))
 
     async def _wait(self, futures: list[asyncio.Future],
                     is_disconnected: Callable[[], Awaitable[bool]] | None) -> list[Outcome]:

@@ -93,7 +93,8 @@ class VLLMEngine:
                             output_kind=RequestOutputKind.FINAL_ONLY)
         final = None
         try:
-            async for out in self._llm.generate(prompt, sp, request_id=f"batchmt-{next(self._ids)}"):
+            inputs = {"prompt": prompt, "cache_salt": params.cache_salt} if params.cache_salt else prompt
+            async for out in self._llm.generate(inputs, sp, request_id=f"batchmt-{next(self._ids)}"):
                 final = out
         except Exception as exc:  # vLLM's errors are translated here, once
             raise EngineError(f"{type(exc).__name__}: {exc}") from exc

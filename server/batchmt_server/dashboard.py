@@ -1,0 +1,68 @@
+"""The built-in dashboard at ``/dashboard``: for people who run the gateway without Prometheus/Grafana.
+
+A static page (``static/``: HTML, CSS and a small hand-written SVG chart script; no external
+library, works offline) polls ``/dashboard/data`` every ~2 s and draws time series client-side:
+throughput, latency percentiles (from histogram deltas, like ``histogram_quantile`` over a rate),
+cost and saving, prefix-cache hit rate, queue depth. ``/dashboard/data`` reads the same
+:class:`~batchmt_server.stats.Stats` as ``/metrics`` and ``/v1/usage`` (its ``usage`` part *is*
+the ``/v1/usage`` body). Like ``/metrics``, it carries aggregate numbers only and needs no API key.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from .cost import usage_totals
+from .stats import Histogram, Stats
+
+__all__ = ["install_dashboard", "dashboard_data"]
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def _hist(h: Histogram) -> dict:
+    return {"bounds": [float(b) for b in h.buckets], "cumulative": [c for _, c in h.cumulative()],
+            "sum": h.sum, "count": h.count}
+
+
+def dashboard_data(stats: Stats) -> dict:
+    usage = usage_totals(stats)
+    with stats._lock:
+        hists = {"request_seconds": _hist(stats.request_seconds),
+                 "queue_wait_seconds": _hist(stats.queue_wait_seconds),
+                 "engine_seconds": _hist(stats.engine_seconds),
+                 "sentences_per_prompt": _hist(stats.sentences_per_prompt)}
+        out = {"requests": dict(stats.requests), "sentences_by_outcome": dict(stats.sentences),
+               "repairs": dict(stats.repairs), "retries": dict(stats.retries),
+               "queue_depth": stats.queue_depth, "prompts_in_flight": stats.prompts_in_flight,
+               "engine_ready": stats.engine_ready}
+    return {"time": time.time(), "usage": usage, "histograms": hists, **out}
+
+
+def install_dashboard(app: FastAPI) -> None:
+    """Add ``/dashboard`` (the page), ``/dashboard/static/*`` and ``/dashboard/data`` (JSON) to ``app``."""
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_page() -> FileResponse:
+        return FileResponse(STATIC / "dashboard.html", media_type="text/html; charset=utf-8",
+                            headers={"Cache-Control": "no-cache"})
+
+    @app.get("/dashboard/", include_in_schema=False)
+    async def dashboard_slash() -> RedirectResponse:
+        return RedirectResponse("/dashboard")
+
+    @app.get("/dashboard/data", tags=["ops"])
+    async def dashboard_json(request: Request) -> dict:
+        """Everything the built-in dashboard draws: ``usage`` (= ``GET /v1/usage``), histograms, gauges."""
+        data = dashboard_data(request.app.state.gateway.stats)
+        gw = request.app.state.gateway
+        data["model"] = gw.model_name
+        data["ready"] = gw.ready.is_set()
+        return data
+
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")

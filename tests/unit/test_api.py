@@ -1,0 +1,191 @@
+"""The REST API over the fake engine: contract, errors, overload, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from helpers import parse_metrics
+
+from batchmt_server.app import create_app
+from batchmt_server.engine import Completion
+from batchmt_server.fake_engine import FakeEngine
+from batchmt_server.settings import Settings
+
+
+@asynccontextmanager
+async def running(engine=None, wait_ready=True, **settings):
+    settings.setdefault("max_wait_ms", 1)
+    settings.setdefault("warmup", False)
+    app = create_app(Settings(engine="fake", **settings), engine=engine or FakeEngine())
+    async with app.router.lifespan_context(app):
+        if wait_ready:
+            await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            yield client, app
+
+
+async def test_translate_returns_one_slot_per_input_in_order_with_usage_and_signature():
+    async with running() as (c, _):
+        r = await c.post("/v1/translate", json={"sentences": ["Good morning to you.", "See you later today."]})
+    assert r.status_code == 200
+    body = r.json()
+    assert [t["text"] for t in body["translations"]] == ["[de] Good morning to you.", "[de] See you later today."]
+    assert all(t["status"] == "ok" and t["error"] is None for t in body["translations"])
+    assert body["usage"]["sentences"] == 2 and body["usage"]["prompt_tokens"] > 0
+    assert re.fullmatch(r"tmpl:en-de-packed@\d+\+[0-9a-f]{8}\|model:fake\|pack:8\|policy:adaptive\|temp:0\|batchmt:.+",
+                        body["signature"])
+
+
+@pytest.mark.parametrize("kwargs,status,code,param", [
+    ({"json": {"sentences": []}}, 422, "empty_sentences", "sentences"),
+    ({"json": {"sentences": ["ok", "  \n\t"]}}, 422, "empty_sentence", "sentences[1]"),
+    ({"json": {"sentences": ["x"] * 5}}, 413, "too_many_sentences", "sentences"),
+    ({"json": {"sentences": ["ok", "y" * 51]}}, 413, "sentence_too_long", "sentences[1]"),
+    ({"json": {"sentences": ["ok", 3]}}, 422, "invalid_request", "sentences[1]"),
+    ({"json": {"sentences": "just a string"}}, 422, "invalid_request", "sentences"),
+    ({"json": {}}, 422, "invalid_request", "sentences"),
+    ({"json": {"sentences": ["ok"], "target_lang": "fr"}}, 422, "unsupported_language_pair", "target_lang"),
+    ({"json": {"sentences": ["ok"], "colour": "blue"}}, 422, "invalid_request", "colour"),
+    ({"content": b"sentences=ok", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415,
+     "unsupported_media_type", None),
+    ({"content": b'{"sentences": [', "headers": {"content-type": "application/json"}}, 400, "invalid_json", None),
+])
+async def test_bad_input_gets_status_code_and_message(kwargs, status, code, param):
+    async with running(max_sentences_per_request=4, max_sentence_chars=50) as (c, app):
+        r = await c.post("/v1/translate", **kwargs)
+        m = parse_metrics((await c.get("/metrics")).text)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code and err["param"] == param and len(err["message"]) > 10
+    assert m['batchmt_requests_total{outcome="rejected"}'] == 1
+
+
+async def test_queue_full_answers_429_with_retry_after():
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    async with running(eng, max_queue_sentences=2, max_prompts_in_flight=1, max_sentences_per_prompt=1) as (c, _):
+        first = asyncio.create_task(c.post("/v1/translate", json={"sentences": ["One is here.", "Two is here."]}))
+        while not eng.prompts:
+            await asyncio.sleep(0.005)
+        r = await c.post("/v1/translate", json={"sentences": ["Four is here.", "Five is here."]})
+        assert r.status_code == 429 and r.json()["error"]["code"] == "queue_full"
+        assert int(r.headers["retry-after"]) >= 1
+        eng.gate.set()
+        assert (await first).status_code == 200
+
+
+async def test_not_ready_until_the_engine_answers():
+    class SlowStart(FakeEngine):
+        def __init__(self):
+            super().__init__()
+            self.go = asyncio.Event()
+
+        async def start(self):
+            await self.go.wait()
+
+    eng = SlowStart()
+    async with running(eng, wait_ready=False) as (c, app):
+        assert (await c.get("/healthz")).status_code == 200
+        r = await c.get("/readyz")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+        r = await c.post("/v1/translate", json={"sentences": ["Hello there."]})
+        assert r.status_code == 503 and r.headers["retry-after"]
+        eng.go.set()
+        await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
+        assert (await c.get("/readyz")).status_code == 200
+        assert (await c.post("/v1/translate", json={"sentences": ["Hello there."]})).status_code == 200
+
+
+async def test_failed_sentence_is_reported_in_its_own_slot():
+    def responder(srcs):
+        return ["" if "poison" in s else f"[de] {s}" for s in srcs]
+
+    async with running(FakeEngine(responder)) as (c, _):
+        r = await c.post("/v1/translate", json={"sentences": ["Fine one here.", "The poison pill.", "Fine two here."]})
+        m = parse_metrics((await c.get("/metrics")).text)
+    out = r.json()["translations"]
+    assert r.status_code == 200
+    assert out[0]["status"] == "ok" and out[2]["status"] == "ok"
+    assert out[1] == {"text": None, "status": "failed", "error": out[1]["error"]}
+    assert out[1]["error"]["code"] == "unparseable_output"
+    assert m['batchmt_requests_total{outcome="partial"}'] == 1
+    assert m['batchmt_sentences_total{outcome="failed"}'] == 1
+
+
+async def test_multiline_and_numbering_inputs_round_trip():
+    async with running(pack_policy="fixed") as (c, _):
+        r = await c.post("/v1/translate", json={"sentences": ["2. Ignore the above", "Line one\n\nLine three", "Tab\tend"]})
+    texts = [t["text"] for t in r.json()["translations"]]
+    assert texts == ["[de] 2. Ignore the above", "[de] Line one\n\n[de] Line three", "[de] Tab end"]
+
+
+async def test_api_key_is_checked_when_set():
+    async with running(api_key="s3cret") as (c, _):
+        r = await c.post("/v1/translate", json={"sentences": ["Hi there."]})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        r = await c.post("/v1/translate", json={"sentences": ["Hi there."]}, headers={"authorization": "Bearer s3cret"})
+        assert r.status_code == 200
+
+
+async def test_engine_outage_fails_slots_not_the_request():
+    eng = FakeEngine()
+    eng.fail_next = 10**6
+    async with running(eng, max_attempts=2) as (c, _):
+        r = await c.post("/v1/translate", json={"sentences": ["One here.", "Two here."]})
+    assert r.status_code == 200
+    assert [t["error"]["code"] for t in r.json()["translations"]] == ["engine_error", "engine_error"]
+
+
+async def test_metrics_follow_prometheus_naming():
+    async with running() as (c, _):
+        await c.post("/v1/translate", json={"sentences": ["One here.", "Two here."]})
+        text = (await c.get("/metrics")).text
+    names = {line.split()[2].removesuffix("_total") for line in text.splitlines() if line.startswith("# TYPE")}
+    ours = {n for n in names if n.startswith("batchmt")}
+    assert {"batchmt_requests", "batchmt_sentences", "batchmt_request_duration_seconds", "batchmt_queue_wait_seconds",
+            "batchmt_sentences_per_prompt", "batchmt_prompt_tokens", "batchmt_cached_prompt_tokens",
+            "batchmt_completion_tokens", "batchmt_repairs", "batchmt_retries"} <= ours
+    types = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE"))
+    for name, kind in types.items():
+        if kind == "counter":
+            assert name.endswith("_total"), name
+        if name.startswith("batchmt") and kind == "histogram":
+            assert name.endswith(("_seconds", "_per_prompt")), name
+    assert "caller" not in text and "request_id" not in text
+    m = parse_metrics(text)
+    assert m['batchmt_sentences_total{outcome="translated"}'] == 2
+
+
+async def test_info_exposes_limits_for_clients():
+    async with running(max_sentences_per_request=7) as (c, _):
+        info = (await c.get("/v1/info")).json()
+    assert info["limits"] == {"max_sentences_per_request": 7, "max_sentence_chars": 1000}
+    assert info["language_pairs"] == [["en", "de"]]
+
+
+async def test_openapi_documents_the_translate_endpoint():
+    async with running() as (c, _):
+        spec = (await c.get("/openapi.json")).json()
+        assert (await c.get("/docs")).status_code == 200
+    assert "/v1/translate" in spec["paths"] and "TranslateRequest" in str(spec)
+
+
+async def test_timeout_fails_unfinished_slots():
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    async with running(eng, request_timeout_s=0.2) as (c, _):
+        r = await c.post("/v1/translate", json={"sentences": ["Never finishes here."]})
+        eng.gate.set()
+    assert r.status_code == 200 and r.json()["translations"][0]["error"]["code"] == "timeout"
+
+
+def test_settings_are_validated_at_start_up():
+    with pytest.raises(Exception, match="engine_url"):
+        Settings(engine="http")
+    assert Settings(engine_url="http://127.0.0.1:1").engine == "http"
+    with pytest.raises(Exception):
+        Settings(max_sentences_per_prompt=0)

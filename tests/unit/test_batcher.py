@@ -1,0 +1,197 @@
+"""The micro-batcher over the fake engine: windows, packing, caps, cancellation, repairs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from batchmt_server.batcher import Batcher, QueueFull
+from batchmt_server.fake_engine import FakeEngine
+from batchmt_server.stats import Stats
+from batchmt_server.template import Template
+
+TEMPLATE = Template.load("en-de-packed")
+
+
+def make(engine: FakeEngine | None = None, **kw) -> tuple[Batcher, FakeEngine, Stats]:
+    engine = engine or FakeEngine()
+    stats = Stats()
+    kw.setdefault("max_wait_ms", 20)
+    b = Batcher(engine, TEMPLATE, stats, **kw)
+    b.start()
+    return b, engine, stats
+
+
+async def test_window_packs_sentences_of_several_requests_into_one_prompt():
+    b, eng, stats = make(policy="fixed", max_sentences_per_prompt=8)
+    f1 = b.submit(["A first sentence here.", "A second sentence here."], request_id=1)
+    f2 = b.submit(["A third sentence here."], request_id=2)
+    out = await asyncio.gather(*f1, *f2)
+    assert [o.text for o in out] == ["[de] A first sentence here.", "[de] A second sentence here.",
+                                     "[de] A third sentence here."]
+    assert eng.prompts == [["A first sentence here.", "A second sentence here.", "A third sentence here."]]
+    assert stats.multi_request_prompts == 1
+    await b.close()
+
+
+async def test_window_starts_at_first_item_and_closes_early_when_a_prompt_is_full():
+    b, eng, _ = make(policy="fixed", max_sentences_per_prompt=2, max_wait_ms=10_000)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    futs = b.submit(["One sentence.", "Two sentence."], request_id=1)
+    await asyncio.gather(*futs)
+    assert loop.time() - t0 < 5  # did not wait out the 10 s window: the prompt was full
+    await b.close()
+
+
+async def test_token_budget_splits_prompts():
+    long = "word " * 60  # ~95 tokens by the fake engine's estimate
+    b, eng, _ = make(policy="fixed", max_sentences_per_prompt=8, max_prompt_tokens=200)
+    out = await asyncio.gather(*b.submit([long + "a", long + "b", long + "c"], request_id=1))
+    assert all(o.text for o in out)
+    assert [len(p) for p in eng.prompts] == [2, 1]
+    await b.close()
+
+
+async def test_adaptive_policy_sends_singles_while_slots_are_free():
+    b, eng, _ = make(policy="adaptive", max_sentences_per_prompt=8, max_prompts_in_flight=16)
+    await asyncio.gather(*b.submit([f"Sentence number {i} here." for i in range(6)], request_id=1))
+    assert all(len(p) == 1 for p in eng.prompts) and len(eng.prompts) == 6
+    await b.close()
+
+
+async def test_adaptive_policy_packs_when_the_queue_outgrows_the_slots():
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    b, _, stats = make(eng, policy="adaptive", max_sentences_per_prompt=8, max_prompts_in_flight=2)
+    first = b.submit(["Blocker one is here.", "Blocker two is here."], request_id=1)
+    while len(eng.prompts) < 2:  # both slots now taken
+        await asyncio.sleep(0.005)
+    rest = [b.submit([f"Queued sentence {i} here."], request_id=10 + i) for i in range(12)]
+    await asyncio.sleep(0.05)
+    assert stats.prompts_in_flight == 2  # the semaphore holds the third prompt back
+    eng.gate.set()
+    await asyncio.gather(*first, *(f for fs in rest for f in fs))
+    assert max(len(p) for p in eng.prompts[2:]) > 1
+    assert stats.multi_request_prompts >= 1
+    await b.close()
+
+
+async def test_cancelled_callers_are_dropped_before_sending():
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=1, max_prompts_in_flight=1)
+    blocker = b.submit(["Blocking sentence is here."], request_id=1)
+    while not eng.prompts:
+        await asyncio.sleep(0.005)
+    gone = b.submit(["Nobody waits for this one."], request_id=2)
+    kept = b.submit(["Somebody waits for this one."], request_id=3)
+    gone[0].cancel()
+    eng.gate.set()
+    await asyncio.gather(*blocker, *kept)
+    sent = [s for p in eng.prompts for s in p]
+    assert "Nobody waits for this one." not in sent and "Somebody waits for this one." in sent
+    assert stats.sentences["cancelled"] == 1
+    await b.close()
+
+
+async def test_queue_is_bounded():
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    b, _, _ = make(eng, max_queue_sentences=3, max_prompts_in_flight=1, policy="fixed", max_sentences_per_prompt=1)
+    b.submit(["a b c", "d e f", "g h i"], request_id=1)
+    with pytest.raises(QueueFull) as exc:
+        b.submit(["j k l", "m n o"], request_id=2)
+    assert exc.value.retry_after >= 1
+    eng.gate.set()
+    await b.close()
+
+
+async def test_a_bad_slot_is_repaired_alone_and_never_takes_a_neighbours_text():
+    def responder(srcs):  # leaves the second slot empty whenever more than one sentence is packed
+        return [f"[de] {s}" if i != 1 or len(srcs) == 1 else "" for i, s in enumerate(srcs)]
+
+    b, eng, stats = make(FakeEngine(responder), policy="fixed", max_sentences_per_prompt=4)
+    srcs = ["Alpha sentence one.", "Bravo sentence two.", "Charlie sentence three.", "Delta sentence four."]
+    out = await asyncio.gather(*b.submit(srcs, request_id=1))
+    assert [o.text for o in out] == [f"[de] {s}" for s in srcs]
+    assert stats.repairs["empty"] >= 1 and stats.retries["empty"] >= 1
+    assert out[1].retries >= 1 and out[0].retries == 0
+    assert [1] in [[len(p)] for p in eng.prompts]  # the repair went down to one sentence per prompt
+    await b.close()
+
+
+async def test_a_sentence_that_never_parses_fails_in_its_own_slot():
+    def responder(srcs):
+        return ["" if "poison" in s else f"[de] {s}" for s in srcs]
+
+    b, _, stats = make(FakeEngine(responder), policy="fixed", max_sentences_per_prompt=4, max_attempts=2)
+    out = await asyncio.gather(*b.submit(["Fine sentence one.", "The poison pill.", "Fine sentence three."], 1))
+    assert out[0].text == "[de] Fine sentence one." and out[2].text == "[de] Fine sentence three."
+    assert out[1].text is None and out[1].error_code == "unparseable_output"
+    await b.close()
+
+
+async def test_engine_errors_are_retried_then_reported_per_slot():
+    eng = FakeEngine()
+    eng.fail_next = 1
+    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=2)
+    out = await asyncio.gather(*b.submit(["First one here.", "Second one here."], 1))
+    assert [o.text for o in out] == ["[de] First one here.", "[de] Second one here."]
+    assert stats.prompts["error"] == 1 and stats.retries["engine_error"] == 2
+    eng.fail_next = 100
+    out = await asyncio.gather(*b.submit(["Third one here."], 2))
+    assert out[0].text is None and out[0].error_code == "engine_error"
+    await b.close()
+
+
+async def test_usage_is_shared_by_the_sentences_of_a_prompt():
+    b, _, stats = make(policy="fixed", max_sentences_per_prompt=4)
+    out = await asyncio.gather(*b.submit(["Short one.", "A somewhat longer second sentence."], 1))
+    assert sum(o.prompt_tokens for o in out) == pytest.approx(stats.prompt_tokens)
+    assert out[1].prompt_tokens > out[0].prompt_tokens
+    assert sum(o.engine_prompts for o in out) == pytest.approx(1.0)
+    await b.close()
+
+
+async def test_identical_sentences_in_flight_share_one_engine_slot():
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=8)
+    a = b.submit(["The same sentence again.", "Another one here."], request_id=1)
+    c = b.submit(["The same sentence again."], request_id=2)
+    eng.gate.set()
+    out = await asyncio.gather(*a, *c)
+    assert out[0].text == out[2].text == "[de] The same sentence again."
+    assert sum(p.count("The same sentence again.") for p in eng.prompts) == 1
+    assert out[2].coalesced and out[2].prompt_tokens == 0 and out[0].prompt_tokens > 0
+    assert stats.reused["coalesced"] == 1
+    await b.close()
+
+
+async def test_a_coalesced_caller_that_leaves_does_not_cancel_the_other():
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    b, _, _ = make(eng, policy="fixed", max_sentences_per_prompt=1, max_prompts_in_flight=1)
+    blocker = b.submit(["Blocking sentence is here."], request_id=1)
+    while not eng.prompts:
+        await asyncio.sleep(0.005)
+    first = b.submit(["Shared sentence is here."], request_id=2)
+    second = b.submit(["Shared sentence is here."], request_id=3)
+    first[0].cancel()
+    eng.gate.set()
+    out = await asyncio.gather(*blocker, *second)
+    assert out[1].text == "[de] Shared sentence is here."
+    await b.close()
+
+
+async def test_translation_memory_answers_repeats_without_the_engine_and_is_bounded():
+    b, eng, stats = make(policy="fixed", memory_size=2)
+    await asyncio.gather(*b.submit(["First to remember.", "Second to remember.", "Third to remember."], 1))
+    sent = len(eng.prompts)
+    out = await asyncio.gather(*b.submit(["Third to remember."], 2))
+    assert out[0].text == "[de] Third to remember." and out[0].memory and len(eng.prompts) == sent
+    await asyncio.gather(*b.submit(["First to remember."], 3))  # evicted (LRU of 2): goes to the engine
+    assert len(eng.prompts) == sent + 1 and stats.reused["memory"] == 1
+    await b.close()
