@@ -116,7 +116,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 def engine_test_settings(**overrides):
     from batchmt_server.settings import Settings
-    base = dict(enforce_eager=True, cpu_kvcache_gib=2, max_num_seqs=64, max_wait_ms=30.0,
+    base = dict(enforce_eager=True, cpu_kvcache_gib=2, calibration="off", max_num_seqs=64, max_wait_ms=30.0,
                 max_prompts_in_flight=4, max_sentences_per_prompt=4, pack_policy="adaptive")
     base.update(overrides)
     return Settings(**base)
@@ -152,6 +152,7 @@ def gateway_url(vllm_server: str) -> str:
     if "gateway" not in _procs:
         _procs["gateway"] = _Proc("gateway", [
             sys.executable, "-m", "batchmt_server", "serve", "--engine-url", vllm_server, "--host", "127.0.0.1",
-            "--max-wait-ms", "30", "--max-prompts-in-flight", "8", "--max-sentences-per-prompt", "4"], "/readyz",
+            "--max-wait-ms", "30", "--max-prompts-in-flight", "8", "--max-sentences-per-prompt", "4",
+            "--calibration", "off"], "/readyz",
             env={"PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])})
     return _procs["gateway"].wait()

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from . import __version__
 from .batcher import Batcher
+from .calibration import Calibration
 from .cost import Prices, usage_totals
 from .dashboard import install_dashboard
 from .engine import Engine, EngineError
@@ -63,6 +64,27 @@ class Gateway:
     ready_after_s: float | None = None
     owns_engine: bool = True  # an engine handed in by the caller is the caller's to close
 
+    calibration: "Calibration | None" = None
+    pack_limit: int | None = None  # calibrated; None when calibration is off
+
+    @property
+    def max_pack(self) -> int:
+        """The pack size cap in force: the setting, never beyond the calibrated limit."""
+        return min(self.settings.max_sentences_per_prompt, self.pack_limit or self.settings.max_sentences_per_prompt)
+
+    async def _calibration(self) -> "Calibration":
+        from .calibration import calibrate, load_cached, load_pairs
+        s = self.settings
+        cached = load_cached(s.cache_dir, self.engine.model_name, self.template)
+        if cached is not None:
+            log.info("calibrated pack limit %d (cached)", cached.pack_limit)
+            return cached
+        log.info("calibrating %s with %s (once; cached under %s)", self.engine.model_name, self.template.ref, s.cache_dir)
+        cal = await calibrate(self.engine, self.template, load_pairs(s.calibration_data),
+                              max_chrf_drop=s.max_chrf_drop, max_parse_failure=s.max_parse_failure, cache_dir=s.cache_dir)
+        log.info("calibration:\n%s", cal.summary())
+        return cal
+
     @property
     def model_name(self) -> str:
         return self.engine.model_name if self.engine is not None else self.settings.model_name
@@ -74,13 +96,17 @@ class Gateway:
             self.engine = engine if engine is not None else await asyncio.to_thread(build_engine, self.settings)
             await self.engine.start()
             s = self.settings
+            if s.calibration == "auto":
+                self.calibration = await self._calibration()
+                self.pack_limit = self.calibration.pack_limit
+            self.stats.pack_limit = self.max_pack
             self.batcher = Batcher(self.engine, self.template, self.stats, max_wait_ms=s.max_wait_ms,
-                                   max_sentences_per_prompt=s.max_sentences_per_prompt, max_prompt_tokens=s.max_prompt_tokens,
+                                   max_sentences_per_prompt=self.max_pack, max_prompt_tokens=s.max_prompt_tokens,
                                    max_prompts_in_flight=s.max_prompts_in_flight, max_queue_sentences=s.max_queue_sentences,
                                    max_attempts=s.max_attempts, temperature=s.temperature, policy=s.pack_policy,
                                    memory_size=s.translation_memory_size)
             self.batcher.start()
-            self.translator = Translator(self.batcher, self.stats, s, self.model_name, self.template)
+            self.translator = Translator(self.batcher, self.stats, s, self.model_name, self.template, self.pack_limit)
             if s.warmup:
                 await self.batcher.warmup()
             self.ready_after_s = time.monotonic() - self.started_at
@@ -156,11 +182,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         check_key(request)
         gw = gateway(request)
         from .translator import signature
-        return Info(version=__version__, model=gw.model_name, signature=signature(template, gw.model_name, settings),
+        return Info(version=__version__, model=gw.model_name,
+                    signature=signature(template, gw.model_name, settings, gw.pack_limit),
                     language_pairs=list(LANGUAGE_PAIRS),
                     limits=Limits(max_sentences_per_request=settings.max_sentences_per_request,
                                   max_sentence_chars=settings.max_sentence_chars),
-                    max_sentences_per_prompt=settings.max_sentences_per_prompt, pack_policy=settings.pack_policy)
+                    max_sentences_per_prompt=gw.max_pack, calibrated_pack_limit=gw.pack_limit,
+                    pack_policy=settings.pack_policy)
 
     @app.get("/v1/usage", response_model=UsageTotals, tags=["translate"])
     async def usage(request: Request) -> dict:

@@ -226,7 +226,8 @@ class Batcher:
             task.add_done_callback(self._tasks.discard)
 
     def _max_tokens(self, batch: list[Item]) -> int:
-        return int(sum(2 * it.tokens + 6 for it in batch) + 16)
+        # each slot: the echo of its source, its translation (~1.5x the source) and two labels
+        return int(sum(3 * it.tokens + 12 for it in batch) + 16)
 
     async def _send(self, batch: list[Item]) -> None:
         try:
@@ -235,7 +236,7 @@ class Batcher:
                 self.stats.record_queue_wait(now - it.enqueued_at)
             sources = [it.text for it in batch]
             params = GenerationParams(max_tokens=self._max_tokens(batch), temperature=self.temperature,
-                                      stop=self.template.stop)
+                                      stop=self.template.stop_for(len(batch)))
             requests = len({it.request_id for it in batch})
             t0 = time.monotonic()
             prompt = self.template.render(sources)
@@ -260,7 +261,8 @@ class Batcher:
                 it.usage.completion_tokens += share * completion.completion_tokens
                 it.usage.engine_prompts += 1 / len(batch)
                 it.usage.engine_seconds += share * busy
-            slots = parse_completion(completion.text, sources, completion.finish_reason)
+            slots = parse_completion(completion.text, sources, completion.finish_reason, self.template.example_targets,
+                                     source_label=self.template.source_label, target_label=self.template.target_label)
             for it, slot in zip(batch, slots):
                 if slot.ok:
                     self._resolve(it, slot.text)

@@ -54,8 +54,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"batchmt-server {__version__}")
     sub = parser.add_subparsers(dest="command")
     for name, help_ in (("serve", "run the gateway (the default)"),
-                        ("prepare-model", "convert the embedded model once and print its folder")):
-        _add_settings_flags(sub.add_parser(name, help=help_))
+                        ("prepare-model", "convert the embedded model once and print its folder"),
+                        ("calibrate", "measure the largest pack size that keeps quality on this model, cache it")):
+        p = sub.add_parser(name, help=help_)
+        if name == "calibrate":
+            p.add_argument("--limit", type=int, default=None, help="use only the first N calibration pairs")
+            p.add_argument("--sizes", default="1,2,4,8,16", help="pack sizes to try (default: 1,2,4,8,16)")
+        _add_settings_flags(p)
     _add_settings_flags(parser)
     return parser
 
@@ -75,11 +80,32 @@ def main(argv: list[str] | None = None) -> int:
         from .model import resolve_model
         print(resolve_model(settings.model, settings.cache_dir))
         return 0
+    if ns.command == "calibrate":
+        import asyncio
+        return asyncio.run(_calibrate(settings, ns.limit, tuple(int(x) for x in ns.sizes.split(","))))
     import uvicorn
 
     from .app import create_app
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
                 timeout_graceful_shutdown=10)
+    return 0
+
+
+async def _calibrate(settings: Settings, limit: int | None, sizes: tuple[int, ...]) -> int:
+    from .app import build_engine
+    from .calibration import calibrate, load_pairs
+    from .template import Template
+
+    template = Template.load(settings.template, settings.prompts_dir)
+    engine = build_engine(settings)
+    await engine.start()
+    try:
+        cal = await calibrate(engine, template, load_pairs(settings.calibration_data, limit), sizes=sizes,
+                              max_chrf_drop=settings.max_chrf_drop, max_parse_failure=settings.max_parse_failure,
+                              cache_dir=settings.cache_dir)
+    finally:
+        await engine.close()
+    print(cal.summary())
     return 0
 
 

@@ -67,6 +67,8 @@ class StatsCollector:
                        "or by sharing an identical sentence in flight", "kind", s.reused, ("memory", "coalesced"))
         yield GaugeMetricFamily("batchmt_queue_depth", "Sentences waiting in the queue", value=s.queue_depth)
         yield GaugeMetricFamily("batchmt_prompts_in_flight", "Engine prompts in flight", value=s.prompts_in_flight)
+        yield GaugeMetricFamily("batchmt_pack_limit", "Pack size cap in force: the setting, never beyond the calibrated "
+                                "limit", value=s.pack_limit)
         yield GaugeMetricFamily("batchmt_engine_ready", "1 once the engine answers", value=1 if s.engine_ready else 0)
         yield from _cost_families(s)
 

@@ -64,7 +64,9 @@ class Info(BaseModel):
     signature: str
     language_pairs: list[tuple[str, str]]
     limits: Limits
-    max_sentences_per_prompt: int
+    max_sentences_per_prompt: int = Field(description="the pack size cap in force")
+    calibrated_pack_limit: int | None = Field(description="largest pack size that keeps quality on this model "
+                                              "(calibration); null when calibration is off")
     pack_policy: str
 
 

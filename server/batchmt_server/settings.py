@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     pack_policy: Literal["adaptive", "fixed"] = Field(
         "adaptive", description="'adaptive': one sentence per prompt while prompt slots are free, packing only as the "
         "queue deepens; 'fixed': always pack up to max_sentences_per_prompt")
+    calibration: Literal["auto", "off"] = Field(
+        "auto", description="'auto': measure (once per model and template, cached) how far packing keeps quality, and "
+        "never pack beyond it; 'off': trust max_sentences_per_prompt")
+    calibration_data: Path | None = Field(None, description="calibration pairs: a .tsv or a folder with src.en/ref.de "
+                                          "(default: the packaged prompts/calibration/en-de.tsv)")
+    max_chrf_drop: float = Field(1.0, ge=0, description="calibration: chrF points a pack size may lose against single")
+    max_parse_failure: float = Field(0.01, ge=0, le=1, description="calibration: share of sentences re-sent after a bad slot")
     max_prompt_tokens: int = Field(1024, ge=64, description="token budget for the numbered inputs of one prompt")
     max_prompts_in_flight: int = Field(64, ge=1)
     max_queue_sentences: int = Field(4096, ge=1, description="bounded queue; beyond it requests get 429")

@@ -85,6 +85,7 @@ class Stats:
         self.queue_depth = 0                          # sentences waiting
         self.prompts_in_flight = 0
         self.engine_ready = False
+        self.pack_limit = 0                           # pack size cap in force (after calibration)
 
     # ---- engine busy time, shared by the prompts in flight (the batcher does ``prompts_in_flight += 1``)
     @property

@@ -21,17 +21,20 @@ __all__ = ["Translator", "LANGUAGE_PAIRS", "signature"]
 LANGUAGE_PAIRS = (("en", "de"),)
 
 
-def signature(template: Template, model: str, settings: Settings) -> str:
-    """sacrebleu-style: everything that decides the output, in one line."""
-    return (f"tmpl:{template.ref}|model:{model}|pack:{settings.max_sentences_per_prompt}|policy:{settings.pack_policy}"
+def signature(template: Template, model: str, settings: Settings, pack_limit: int | None = None) -> str:
+    """sacrebleu-style: everything that decides the output, in one line. ``pack`` is the pack size cap
+    in force; ``cal`` the calibrated limit behind it (``off`` when calibration is off)."""
+    pack = min(settings.max_sentences_per_prompt, pack_limit or settings.max_sentences_per_prompt)
+    return (f"tmpl:{template.ref}|model:{model}|pack:{pack}|cal:{pack_limit or 'off'}|policy:{settings.pack_policy}"
             f"|temp:{settings.temperature:g}|batchmt:{__version__}")
 
 
 class Translator:
-    def __init__(self, batcher: Batcher, stats: Stats, settings: Settings, model: str, template: Template) -> None:
+    def __init__(self, batcher: Batcher, stats: Stats, settings: Settings, model: str, template: Template,
+                 pack_limit: int | None = None) -> None:
         self.batcher, self.stats, self.settings = batcher, stats, settings
         self.model = model
-        self.signature = signature(template, model, settings)
+        self.signature = signature(template, model, settings, pack_limit)
         self._ids = itertools.count(1)
 
     def validate(self, req: TranslateRequest) -> None:

@@ -20,6 +20,7 @@ from batchmt_server.settings import Settings
 async def running(engine=None, wait_ready=True, **settings):
     settings.setdefault("max_wait_ms", 1)
     settings.setdefault("warmup", False)
+    settings.setdefault("calibration", "off")
     app = create_app(Settings(engine="fake", **settings), engine=engine or FakeEngine())
     async with app.router.lifespan_context(app):
         if wait_ready:
@@ -36,7 +37,7 @@ async def test_translate_returns_one_slot_per_input_in_order_with_usage_and_sign
     assert [t["text"] for t in body["translations"]] == ["[de] Good morning to you.", "[de] See you later today."]
     assert all(t["status"] == "ok" and t["error"] is None for t in body["translations"])
     assert body["usage"]["sentences"] == 2 and body["usage"]["prompt_tokens"] > 0
-    assert re.fullmatch(r"tmpl:en-de-packed@\d+\+[0-9a-f]{8}\|model:fake\|pack:8\|policy:adaptive\|temp:0\|batchmt:.+",
+    assert re.fullmatch(r"tmpl:en-de-packed@\d+\+[0-9a-f]{8}\|model:fake\|pack:8\|cal:off\|policy:adaptive\|temp:0\|batchmt:.+",
                         body["signature"])
 
 
@@ -189,3 +190,20 @@ def test_settings_are_validated_at_start_up():
     assert Settings(engine_url="http://127.0.0.1:1").engine == "http"
     with pytest.raises(Exception):
         Settings(max_sentences_per_prompt=0)
+
+
+async def test_calibration_caps_the_pack_size_and_shows_in_info_signature_and_metrics(tmp_path):
+    """A fake model that garbles every packed prompt calibrates to one sentence per prompt."""
+    def responder(srcs):
+        return [f"[de] {s}" if len(srcs) == 1 else "" for s in srcs]
+
+    data = tmp_path / "cal.tsv"
+    data.write_text("".join(f"Calibration sentence number {i} is here.\tKalibriersatz {i}.\n" for i in range(8)))
+    async with running(FakeEngine(responder), calibration="auto", calibration_data=data, cache_dir=tmp_path,
+                       max_sentences_per_prompt=8) as (c, app):
+        info = (await c.get("/v1/info")).json()
+        m = parse_metrics((await c.get("/metrics")).text)
+        sig = (await c.post("/v1/translate", json={"sentences": ["Hello there friend."]})).json()["signature"]
+    assert info["calibrated_pack_limit"] == 1 and info["max_sentences_per_prompt"] == 1
+    assert "|pack:1|cal:1|" in sig and m["batchmt_pack_limit"] == 1
+    assert list((tmp_path / "calibration").glob("*.json")), "the calibration result is cached"

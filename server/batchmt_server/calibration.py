@@ -1,0 +1,135 @@
+"""Quality calibration: how far may this model pack sentences into one prompt?
+
+Translates a calibration set one sentence per prompt and packed (2, 4, 8, 16 per prompt) through
+the real batcher, and finds the largest pack size whose chrF stays within ``max_chrf_drop`` points
+of single and whose parse failures (sentences re-sent after a bad slot) stay under
+``max_parse_failure``. The result is cached per model and template; the packing policy never packs
+beyond it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .batcher import Batcher
+from .engine import Engine
+from .parsing import is_copy
+from .stats import Stats
+from .template import Template, default_prompts_dir
+
+__all__ = ["Calibration", "SizeResult", "calibrate", "load_pairs", "cache_path", "load_cached", "translate_fixed"]
+
+log = logging.getLogger("batchmt.calibration")
+
+SIZES = (1, 2, 4, 8, 16)
+
+
+@dataclass
+class SizeResult:
+    pack: int
+    chrf: float
+    bleu: float
+    parse_failure_rate: float  # sentences re-sent after a flagged slot, per sentence
+    copy_rate: float
+    seconds: float
+
+
+@dataclass
+class Calibration:
+    model: str
+    template: str
+    sentences: int
+    pack_limit: int
+    max_chrf_drop: float
+    max_parse_failure: float
+    results: list[SizeResult] = field(default_factory=list)
+    created: str = ""
+
+    def summary(self) -> str:
+        rows = [f"pack {r.pack:>2}: chrF {r.chrf:5.1f}  BLEU {r.bleu:5.1f}  parse failures {100 * r.parse_failure_rate:5.1f}%  "
+                f"copies {100 * r.copy_rate:5.1f}%  {r.seconds:6.1f}s" for r in self.results]
+        verdict = (f"calibrated pack limit for {self.model} with {self.template}: {self.pack_limit}"
+                   + (" (packing costs quality on this model: one sentence per prompt)" if self.pack_limit == 1 else ""))
+        return "\n".join(rows + [verdict])
+
+
+def load_pairs(path: Path | None = None, limit: int | None = None) -> list[tuple[str, str]]:
+    """``(source, reference)`` pairs: a ``.tsv`` file, or a folder with ``src.en`` and ``ref.de``."""
+    path = Path(path) if path else default_prompts_dir() / "calibration" / "en-de.tsv"
+    if path.is_dir():
+        src = (path / "src.en").read_text(encoding="utf-8").splitlines()
+        ref = (path / "ref.de").read_text(encoding="utf-8").splitlines()
+        pairs = [(s.strip(), r.strip()) for s, r in zip(src, ref) if s.strip()]
+    else:
+        pairs = [tuple(line.split("\t", 1)) for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
+    return pairs[:limit] if limit else pairs
+
+
+async def translate_fixed(engine: Engine, template: Template, sources: list[str], pack: int,
+                          in_flight: int = 64, max_prompt_tokens: int = 4096) -> tuple[list[str], Stats]:
+    """Translate through a batcher that always packs ``pack`` sentences (no memory, no adaptivity)."""
+    stats = Stats()
+    b = Batcher(engine, template, stats, max_wait_ms=2, max_sentences_per_prompt=pack, policy="fixed",
+                max_prompts_in_flight=in_flight, max_prompt_tokens=max_prompt_tokens, memory_size=0)
+    b.start()
+    try:
+        futures = b.submit(sources, request_id=0)
+        outcomes = await asyncio.gather(*futures)
+    finally:
+        await b.close()
+    return [o.text or "" for o in outcomes], stats
+
+
+def cache_path(cache_dir: Path, model: str, template: Template) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+    return Path(cache_dir) / "calibration" / f"{safe}--{template.ref.replace('@', '_').replace('+', '_')}.json"
+
+
+def load_cached(cache_dir: Path, model: str, template: Template) -> Calibration | None:
+    path = cache_path(cache_dir, model, template)
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    data["results"] = [SizeResult(**r) for r in data["results"]]
+    return Calibration(**data)
+
+
+async def calibrate(engine: Engine, template: Template, pairs: list[tuple[str, str]], *, sizes=SIZES,
+                    max_chrf_drop: float = 1.0, max_parse_failure: float = 0.01,
+                    cache_dir: Path | None = None) -> Calibration:
+    import sacrebleu
+
+    sources = [s for s, _ in pairs]
+    refs = [r for _, r in pairs]
+    results: list[SizeResult] = []
+    for pack in sizes:
+        if pack > 1 and pack > len(sources):
+            break
+        t0 = time.monotonic()
+        hyps, stats = await translate_fixed(engine, template, sources, pack)
+        results.append(SizeResult(
+            pack=pack, chrf=sacrebleu.corpus_chrf(hyps, [refs]).score, bleu=sacrebleu.corpus_bleu(hyps, [refs]).score,
+            parse_failure_rate=sum(stats.retries.values()) / len(sources),
+            copy_rate=sum(is_copy(s, h) for s, h in zip(sources, hyps)) / len(sources),
+            seconds=time.monotonic() - t0))
+        log.info("calibration pack %d: %s", pack, results[-1])
+    single = results[0].chrf
+    limit = 1
+    for r in results[1:]:
+        if r.chrf >= single - max_chrf_drop and r.parse_failure_rate < max_parse_failure:
+            limit = r.pack
+        else:
+            break  # the largest size such that it and every smaller size qualify
+    cal = Calibration(model=engine.model_name, template=template.ref, sentences=len(sources), pack_limit=limit,
+                      max_chrf_drop=max_chrf_drop, max_parse_failure=max_parse_failure, results=results,
+                      created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if cache_dir is not None:
+        path = cache_path(cache_dir, engine.model_name, template)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(cal), indent=2))
+    return cal
