@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-EXTRAS ?= cpu,test
+EXTRAS ?= cpu,test,bench
 STAMP  = $(VENV)/.stamp-install-$(subst $(comma),-,$(EXTRAS))
 comma  := ,
 ARGS   ?=
@@ -34,6 +34,15 @@ serve: model
 
 test: model
 	$(PY) -m pytest -ra $(ARGS)
+
+# batchmt against plain vLLM on one engine, in one run: writes results/latest/report.md and plots
+bench: model
+	$(PY) -m batchmt_server.bench --data $(DATA) --out results/latest $(ARGS)
+
+# the same in under ~3 minutes (fewer sentences, eager engine start): CI runs it
+bench-quick: model
+	$(PY) -m batchmt_server.bench --data $(DATA) --out test-artifacts/bench-quick --sentences 64 --low-sentences 4 \
+		--pack-sizes 1,8 --eager --fake-sentences 2000 --calibration-limit 16 $(ARGS)
 
 # fast tests only (no engine)
 unit: install

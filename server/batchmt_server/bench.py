@@ -1,0 +1,374 @@
+"""``python -m batchmt_server.bench``: batchmt against plain vLLM, in one run, on one engine.
+
+Modes (every ratio is against ``baseline``):
+
+- ``naive``: one request per sentence straight to the engine, prefix cache defeated (a unique
+  ``cache_salt`` per prompt);
+- ``baseline``: plain vLLM best practice: one request per sentence, prefix cache on, all at once;
+- ``pack-K``: the gateway with a fixed pack size K (translation memory off);
+- ``default``: the gateway as a user runs it (adaptive policy, calibrated limit, memory on).
+
+Loads: ``saturation`` (every sentence in flight at once, one sentence per request) and ``low`` (one
+caller, one sentence at a time). Plus the gateway alone over a zero-latency fake engine.
+Writes ``report.md``, ``report.json`` and PNG plots to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .app import create_app
+from .engine import Engine, GenerationParams
+from .parsing import is_copy, parse_completion
+from .settings import Settings
+from .template import Template
+
+__all__ = ["main"]
+
+
+@dataclass
+class Result:
+    mode: str
+    load: str
+    sentences: int
+    seconds: float
+    latencies: list[float] = field(repr=False, default_factory=list)
+    prompt_tokens: float = 0
+    cached_prompt_tokens: float = 0
+    completion_tokens: float = 0
+    engine_prompts: int = 0
+    repairs: int = 0
+    parse_failures: int = 0
+    hyps: list[str] = field(repr=False, default_factory=list)
+    chrf: float | None = None
+    bleu: float | None = None
+    copy_rate: float | None = None
+    note: str = ""
+
+    @property
+    def throughput(self) -> float:
+        return self.sentences / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+    def per_sentence(self, x: float) -> float:
+        return x / self.sentences if self.sentences else 0.0
+
+    @property
+    def billed_tokens(self) -> float:
+        """Uncached prompt tokens + completion tokens: what a token-billed API with free cache hits charges."""
+        return self.prompt_tokens - self.cached_prompt_tokens + self.completion_tokens
+
+
+def _params(template: Template, sentence_tokens: int, salt: str | None = None) -> GenerationParams:
+    return GenerationParams(max_tokens=3 * sentence_tokens + 28, temperature=0.0, stop=template.stop_for(1),
+                            cache_salt=salt)
+
+
+async def run_direct(engine: Engine, template: Template, sentences: list[str], *, salted: bool, mode: str,
+                     load: str) -> Result:
+    """One prompt per sentence straight to the engine (what a vLLM user does without batchmt)."""
+    res = Result(mode, load, len(sentences), 0.0)
+    hyps: list[str] = [""] * len(sentences)
+
+    async def one(i: int, s: str) -> None:
+        t = time.perf_counter()
+        c = await engine.generate(template.render([s]),
+                                  _params(template, engine.count_tokens(s), uuid.uuid4().hex if salted else None))
+        res.latencies.append(time.perf_counter() - t)
+        slot = parse_completion(c.text, [s], c.finish_reason, template.example_targets,
+                                source_label=template.source_label, target_label=template.target_label)[0]
+        hyps[i] = slot.text or ""
+        res.parse_failures += slot.reason not in (None, "copy")
+        res.prompt_tokens += c.prompt_tokens
+        res.cached_prompt_tokens += c.cached_prompt_tokens
+        res.completion_tokens += c.completion_tokens
+        res.engine_prompts += 1
+
+    t0 = time.perf_counter()
+    if load == "low":
+        for i, s in enumerate(sentences):
+            await one(i, s)
+    else:
+        await asyncio.gather(*(one(i, s) for i, s in enumerate(sentences)))
+    res.seconds = time.perf_counter() - t0
+    res.hyps = hyps
+    return res
+
+
+async def run_gateway(engine: Engine, settings: Settings, sentences: list[str], *, mode: str, load: str,
+                      concurrency: int | None = None) -> Result:
+    """Every sentence as its own request through the whole app (validation, batcher, parser, JSON)."""
+    app = create_app(settings, engine=engine)
+    res = Result(mode, load, len(sentences), 0.0)
+    hyps: list[str] = [""] * len(sentences)
+    async with app.router.lifespan_context(app):
+        gw = app.state.gateway
+        while not gw.ready.is_set():
+            if gw.boot_error:
+                raise RuntimeError(gw.boot_error)
+            await asyncio.sleep(0.05)
+        limits = httpx.Limits(max_connections=None)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
+                                     timeout=3600, limits=limits) as client:
+            sem = asyncio.Semaphore(concurrency or len(sentences))
+
+            async def one(i: int, s: str) -> None:
+                async with sem:
+                    t = time.perf_counter()
+                    r = await client.post("/v1/translate", json={"sentences": [s]})
+                    res.latencies.append(time.perf_counter() - t)
+                r.raise_for_status()
+                hyps[i] = r.json()["translations"][0]["text"] or ""
+
+            t0 = time.perf_counter()
+            if load == "low":
+                for i, s in enumerate(sentences):
+                    await one(i, s)
+            else:
+                await asyncio.gather(*(one(i, s) for i, s in enumerate(sentences)))
+            res.seconds = time.perf_counter() - t0
+        st = gw.stats
+        res.prompt_tokens, res.cached_prompt_tokens = st.prompt_tokens, st.cached_prompt_tokens
+        res.completion_tokens = st.completion_tokens
+        res.engine_prompts = sum(st.prompts.values())
+        res.repairs = sum(st.repairs.values())
+        res.parse_failures = sum(st.retries.values())
+        if gw.pack_limit:
+            res.note = f"calibrated limit {gw.pack_limit}"
+    res.hyps = hyps
+    return res
+
+
+def score(res: Result, sources: list[str], refs: list[str]) -> None:
+    import sacrebleu
+
+    if res.mode.startswith("fake"):
+        return
+    res.chrf = sacrebleu.corpus_chrf(res.hyps, [refs]).score
+    res.bleu = sacrebleu.corpus_bleu(res.hyps, [refs]).score
+    res.copy_rate = sum(is_copy(s, h) for s, h in zip(sources, res.hyps)) / len(sources)
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "commit": _git("rev-parse", "--short", "HEAD"), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def table(results: list[Result], base: dict[str, Result]) -> str:
+    head = ("| mode | load | sent. | sent./s | × base | p50 s | × base | p95 s | prompt tok/sent | cached tok/sent "
+            "| compl. tok/sent | billed tok/sent | × base | chrF | Δ base | BLEU | copies % | parse fail /100 "
+            "| repairs /100 | note |")
+    rows = [head, "|" + "---|" * head.count("|")[:-1] if False else "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        b = base.get(r.load)
+        ratio = lambda x, y: f"{x / y:.2f}" if b and y else "–"  # noqa: E731
+        rows.append("| " + " | ".join([
+            r.mode, r.load, str(r.sentences), f"{r.throughput:.2f}", ratio(r.throughput, b.throughput if b else 0),
+            f"{r.pct(0.5):.3f}", ratio(r.pct(0.5), b.pct(0.5) if b else 0), f"{r.pct(0.95):.3f}",
+            f"{r.per_sentence(r.prompt_tokens):.0f}", f"{r.per_sentence(r.cached_prompt_tokens):.0f}",
+            f"{r.per_sentence(r.completion_tokens):.1f}", f"{r.per_sentence(r.billed_tokens):.0f}",
+            ratio(r.billed_tokens, b.billed_tokens if b else 0),
+            "–" if r.chrf is None else f"{r.chrf:.1f}",
+            "–" if r.chrf is None or not b or b.chrf is None else f"{r.chrf - b.chrf:+.1f}",
+            "–" if r.bleu is None else f"{r.bleu:.1f}",
+            "–" if r.copy_rate is None else f"{100 * r.copy_rate:.0f}",
+            f"{100 * r.parse_failures / r.sentences:.1f}", f"{100 * r.repairs / r.sentences:.1f}", r.note]) + " |")
+    return "\n".join(rows)
+
+
+def plots(results: list[Result], out: Path) -> list[str]:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    sat = [r for r in results if r.load == "saturation" and r.chrf is not None]
+    packs = sorted((int(r.mode.split("-")[1]), r) for r in sat if r.mode.startswith("pack-"))
+    files = []
+    fig, ax1 = plt.subplots(figsize=(7, 4))
+    if packs:
+        ax1.plot([k for k, _ in packs], [r.throughput for _, r in packs], "o-", label="gateway, fixed pack size")
+    for r, style in ((next((x for x in sat if x.mode == "baseline"), None), "--"),
+                     (next((x for x in sat if x.mode == "default"), None), ":"),
+                     (next((x for x in sat if x.mode == "naive"), None), "-.")):
+        if r is not None:
+            ax1.axhline(r.throughput, linestyle=style, color="gray" if r.mode != "default" else "green", label=r.mode)
+    ax1.set_xscale("log", base=2)
+    ax1.set_xlabel("sentences per prompt")
+    ax1.set_ylabel("sentences/s at saturation")
+    ax2 = ax1.twinx()
+    if packs:
+        ax2.plot([k for k, _ in packs], [r.chrf for _, r in packs], "s-", color="tab:red", label="chrF (right)")
+    ax2.set_ylabel("chrF", color="tab:red")
+    fig.legend(loc="upper right", fontsize=8)
+    ax1.set_title("throughput and quality vs pack size")
+    fig.tight_layout()
+    fig.savefig(out / "pack_size.png", dpi=110)
+    files.append("pack_size.png")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    modes = [r.mode for r in results if r.load == "low"]
+    if modes:
+        ax.bar(modes, [r.pct(0.5) for r in results if r.load == "low"], label="p50")
+        ax.bar(modes, [r.pct(0.95) - r.pct(0.5) for r in results if r.load == "low"],
+               bottom=[r.pct(0.5) for r in results if r.load == "low"], alpha=0.4, label="p95")
+        ax.set_ylabel("latency at low load (s)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "low_load_latency.png", dpi=110)
+        files.append("low_load_latency.png")
+    plt.close(fig)
+    return files
+
+
+async def bench_fake(n: int, concurrency: int) -> list[Result]:
+    """The gateway alone: a zero-latency fake engine, so only the gateway's own work is timed."""
+    from .fake_engine import FakeEngine
+
+    settings = Settings(engine="fake", calibration="off", warmup=False, max_queue_sentences=max(4096, 2 * n),
+                        translation_memory_size=0, max_wait_ms=1.0)
+    sents = [f"Gateway benchmark sentence number {i} is here." for i in range(n)]
+    sat = await run_gateway(FakeEngine(), settings, sents, mode="fake-gateway", load="saturation", concurrency=concurrency)
+    low = await run_gateway(FakeEngine(), settings.model_copy(update={"max_wait_ms": 0.0}), sents[:200],
+                            mode="fake-gateway", load="low")
+    return [sat, low]
+
+
+async def run(args: argparse.Namespace) -> int:
+    from .model import resolve_model
+    from .vllm_engine import VLLMEngine
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    src = (Path(args.data) / "src.en").read_text(encoding="utf-8").splitlines()
+    ref = (Path(args.data) / "ref.de").read_text(encoding="utf-8").splitlines()
+    pairs = [(s.strip(), r.strip()) for s, r in zip(src, ref) if s.strip()][: args.sentences]
+    sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
+    low_n = min(args.low_sentences, len(sources))
+    sizes = [int(x) for x in args.pack_sizes.split(",") if x]
+    base_settings = Settings(model=args.model, enforce_eager=args.eager, warmup=False, calibration="off",
+                             max_queue_sentences=max(4096, 2 * len(sources)), max_prompts_in_flight=args.in_flight)
+    print(f"machine: {machine()}", flush=True)
+    t0 = time.perf_counter()
+    engine = VLLMEngine(resolve_model(args.model, base_settings.cache_dir), model_name=base_settings.model_name,
+                        enforce_eager=args.eager, max_num_seqs=args.in_flight, cpu_kvcache_gib=args.kv_gib)
+    await engine.start()
+    template = Template.load(base_settings.template)
+    await engine.generate(template.render([template.examples[0][0][0]]), _params(template, 12))  # warm the prefix cache
+    startup = time.perf_counter() - t0
+    print(f"engine ready in {startup:.0f}s", flush=True)
+    results: list[Result] = []
+
+    async def record(coro) -> Result:
+        r = await coro
+        score(r, sources if r.load == "saturation" else sources[:low_n], refs if r.load == "saturation" else refs[:low_n])
+        print(f"  {r.mode:>10} {r.load:>10}: {r.throughput:6.2f} sent/s  p50 {r.pct(0.5):6.3f}s  chrF {r.chrf}", flush=True)
+        results.append(r)
+        return r
+
+    await record(run_direct(engine, template, sources, salted=True, mode="naive", load="saturation"))
+    await record(run_direct(engine, template, sources, salted=False, mode="baseline", load="saturation"))
+    for k in sizes:
+        s = base_settings.model_copy(update={"max_sentences_per_prompt": k, "pack_policy": "fixed",
+                                             "translation_memory_size": 0})
+        await record(run_gateway(engine, s, sources, mode=f"pack-{k}", load="saturation"))
+    default = base_settings.model_copy(update={"calibration": args.calibration})
+    if args.calibration == "auto":  # calibrate on this engine now (cached per model+template; quick runs use fewer pairs)
+        from .calibration import calibrate, load_cached, load_pairs
+        cal = load_cached(default.cache_dir, engine.model_name, template)
+        if cal is None or args.recalibrate:
+            cal = await calibrate(engine, template, load_pairs(None, args.calibration_limit), cache_dir=default.cache_dir)
+        print(cal.summary(), flush=True)
+    await record(run_gateway(engine, default, sources, mode="default", load="saturation"))
+    if args.dedup:
+        uniq = list(dict.fromkeys(sources))
+        if len(uniq) < len(sources):
+            r = await run_gateway(engine, default, uniq, mode="default-dedup", load="saturation")
+            r.note += f" {len(uniq)} unique of {len(sources)}"
+            results.append(r)
+    await record(run_direct(engine, template, sources[:low_n], salted=False, mode="baseline", load="low"))
+    await record(run_gateway(engine, default, sources[:low_n], mode="default", load="low"))
+    await engine.close()
+    fake = await bench_fake(args.fake_sentences, 512)
+    results.extend(fake)
+    for r in fake:
+        print(f"  {r.mode:>10} {r.load:>10}: {r.throughput:8.1f} sent/s  p50 {1000 * r.pct(0.5):.2f} ms", flush=True)
+
+    base = {r.load: r for r in results if r.mode == "baseline"}
+    base["saturation-fake"] = None
+    m = machine()
+    md = [f"# batchmt benchmark — {m['date']}", "",
+          f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; commit {m['commit']}.  ",
+          f"Model: {base_settings.model_name} ({'eager' if args.eager else 'compiled'}), template {template.ref}; "
+          f"data: `{args.data}` first {len(sources)} sentences (low load: first {low_n}); engine start {startup:.0f}s.  ",
+          "Every ratio is against `baseline` (one request per sentence, prefix cache on, all in flight) in the same run.",
+          "", table([r for r in results if not r.mode.startswith("fake")], base), "",
+          "Gateway alone (zero-latency fake engine, full app over ASGI, one sentence per request):", "",
+          *(f"- {r.load}: {r.throughput:,.0f} sentences/s, p50 {1000 * r.pct(0.5):.2f} ms, "
+            f"p95 {1000 * r.pct(0.95):.2f} ms ({r.sentences} sentences)" for r in fake), ""]
+    files = plots(results, out)
+    md += [f"![{f}]({f})" for f in files]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "report.json").write_text(json.dumps({"machine": m, "startup_s": startup, "results": [
+        {**{k: v for k, v in asdict(r).items() if k not in ("latencies", "hyps")}, "throughput": r.throughput,
+         "p50": r.pct(0.5), "p95": r.pct(0.95)} for r in results]}, indent=2))
+    print("\n".join(md))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m batchmt_server.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="folder with src.en and ref.de (e.g. ../shared/data/newstest2021_ende)")
+    p.add_argument("--out", default="results/latest")
+    p.add_argument("--model", default="embedded")
+    p.add_argument("--sentences", type=int, default=512, help="sentences at saturation (all in flight)")
+    p.add_argument("--low-sentences", type=int, default=16, help="sentences at low load (one at a time)")
+    p.add_argument("--pack-sizes", default="1,2,4,8,16")
+    p.add_argument("--in-flight", type=int, default=64, help="engine sequences / gateway prompts in flight")
+    p.add_argument("--eager", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--kv-gib", type=int, default=4)
+    p.add_argument("--calibration", choices=("auto", "off"), default="auto", help="for the default mode")
+    p.add_argument("--calibration-limit", type=int, default=None, help="calibration pairs to use (default: all)")
+    p.add_argument("--recalibrate", action="store_true", help="ignore a cached calibration")
+    p.add_argument("--dedup", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--fake-sentences", type=int, default=5000)
+    return asyncio.run(run(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
