@@ -75,12 +75,13 @@ class Gateway:
     async def _calibration(self) -> "Calibration":
         from .calibration import calibrate, load_cached, load_pairs
         s = self.settings
-        cached = load_cached(s.cache_dir, self.engine.model_name, self.template)
+        pairs = load_pairs(s.calibration_data)
+        cached = load_cached(s.cache_dir, self.engine.model_name, self.template, pairs)
         if cached is not None:
             log.info("calibrated pack limit %d (cached)", cached.pack_limit)
             return cached
         log.info("calibrating %s with %s (once; cached under %s)", self.engine.model_name, self.template.ref, s.cache_dir)
-        cal = await calibrate(self.engine, self.template, load_pairs(s.calibration_data),
+        cal = await calibrate(self.engine, self.template, pairs,
                               max_chrf_drop=s.max_chrf_drop, max_parse_failure=s.max_parse_failure, cache_dir=s.cache_dir)
         log.info("calibration:\n%s", cal.summary())
         return cal

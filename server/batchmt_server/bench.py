@@ -307,13 +307,20 @@ async def run(args: argparse.Namespace) -> int:
                                              "translation_memory_size": 0})
         await record(run_gateway(engine, s, sources, mode=f"pack-{k}", load="saturation"))
     default = base_settings.model_copy(update={"calibration": args.calibration})
+    calibration_note = "calibration off"
     if args.calibration == "auto":  # calibrate on this engine now (cached per model+template; quick runs use fewer pairs)
         from .calibration import calibrate, load_cached, load_pairs
-        cal = load_cached(default.cache_dir, engine.model_name, template)
+        cal_pairs = load_pairs(None, args.calibration_limit)
+        cal = load_cached(default.cache_dir, engine.model_name, template, cal_pairs)
         if cal is None or args.recalibrate:
-            cal = await calibrate(engine, template, load_pairs(None, args.calibration_limit), cache_dir=default.cache_dir)
+            cal = await calibrate(engine, template, cal_pairs, cache_dir=default.cache_dir)
         print(cal.summary(), flush=True)
-    await record(run_gateway(engine, default, sources, mode="default", load="saturation"))
+        # the gateway's default settings, with the limit this run calibrated (same as calibration=auto at start-up)
+        default = default.model_copy(update={"calibration": "off", "max_sentences_per_prompt":
+                                             min(default.max_sentences_per_prompt, cal.pack_limit)})
+        calibration_note = f"calibrated limit {cal.pack_limit} ({cal.sentences} pairs)"
+    r = await record(run_gateway(engine, default, sources, mode="default", load="saturation"))
+    r.note = calibration_note
     if args.dedup:
         uniq = list(dict.fromkeys(sources))
         if len(uniq) < len(sources):

@@ -10,6 +10,7 @@ beyond it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -85,13 +86,15 @@ async def translate_fixed(engine: Engine, template: Template, sources: list[str]
     return [o.text or "" for o in outcomes], stats
 
 
-def cache_path(cache_dir: Path, model: str, template: Template) -> Path:
+def cache_path(cache_dir: Path, model: str, template: Template, pairs: list[tuple[str, str]]) -> Path:
+    """One file per model, template and calibration set (a quick run on fewer pairs is its own entry)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
-    return Path(cache_dir) / "calibration" / f"{safe}--{template.ref.replace('@', '_').replace('+', '_')}.json"
+    data = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:8]
+    return Path(cache_dir) / "calibration" / f"{safe}--{template.ref.replace('@', '_').replace('+', '_')}--{data}.json"
 
 
-def load_cached(cache_dir: Path, model: str, template: Template) -> Calibration | None:
-    path = cache_path(cache_dir, model, template)
+def load_cached(cache_dir: Path, model: str, template: Template, pairs: list[tuple[str, str]]) -> Calibration | None:
+    path = cache_path(cache_dir, model, template, pairs)
     if not path.exists():
         return None
     data = json.loads(path.read_text())
@@ -129,7 +132,7 @@ async def calibrate(engine: Engine, template: Template, pairs: list[tuple[str, s
                       max_chrf_drop=max_chrf_drop, max_parse_failure=max_parse_failure, results=results,
                       created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     if cache_dir is not None:
-        path = cache_path(cache_dir, engine.model_name, template)
+        path = cache_path(cache_dir, engine.model_name, template, pairs)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(cal), indent=2))
     return cal
