@@ -54,7 +54,9 @@ class Calibration:
     def summary(self) -> str:
         rows = [f"pack {r.pack:>2}: chrF {r.chrf:5.1f}  BLEU {r.bleu:5.1f}  parse failures {100 * r.parse_failure_rate:5.1f}%  "
                 f"copies {100 * r.copy_rate:5.1f}%  {r.seconds:6.1f}s" for r in self.results]
+        tried = {r.pack for r in self.results}
         verdict = (f"calibrated pack limit for {self.model} with {self.template}: {self.pack_limit}"
+                   + (f" (sizes above {max(tried)} not tried: {max(tried)} already failed)" if max(tried) > self.pack_limit else "")
                    + (" (packing costs quality on this model: one sentence per prompt)" if self.pack_limit == 1 else ""))
         return "\n".join(rows + [verdict])
 
@@ -121,13 +123,13 @@ async def calibrate(engine: Engine, template: Template, pairs: list[tuple[str, s
             copy_rate=sum(is_copy(s, h) for s, h in zip(sources, hyps)) / len(sources),
             seconds=time.monotonic() - t0))
         log.info("calibration pack %d: %s", pack, results[-1])
-    single = results[0].chrf
+        r = results[-1]
+        if pack > 1 and not (r.chrf >= results[0].chrf - max_chrf_drop and r.parse_failure_rate < max_parse_failure):
+            break  # the limit is the largest size such that it and every smaller size qualify: stop here
     limit = 1
     for r in results[1:]:
-        if r.chrf >= single - max_chrf_drop and r.parse_failure_rate < max_parse_failure:
+        if r.chrf >= results[0].chrf - max_chrf_drop and r.parse_failure_rate < max_parse_failure:
             limit = r.pack
-        else:
-            break  # the largest size such that it and every smaller size qualify
     cal = Calibration(model=engine.model_name, template=template.ref, sentences=len(sources), pack_limit=limit,
                       max_chrf_drop=max_chrf_drop, max_parse_failure=max_parse_failure, results=results,
                       created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

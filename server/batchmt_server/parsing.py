@@ -17,6 +17,7 @@ prompt by the batcher. A slot never takes a neighbour's line.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -72,14 +73,24 @@ def is_copy(source: str, output: str) -> bool:
 def is_example_copy(source: str, output: str, examples: Sequence[str | tuple[str, str]]) -> bool:
     """True when ``output`` is one of the few-shot translations (three words or more) and ``source``
     is not that example's own source. ``examples`` holds translations, or (source, translation) pairs."""
-    out, src = _norm(output), _norm(source)
+    out = _norm(output)
     if len(out.split()) < 3:
         return False
+    index = _example_index(tuple(examples))
+    if out not in index:
+        return False
+    sources = index[out]
+    return None in sources or _norm(source) not in sources
+
+
+@lru_cache(maxsize=16)
+def _example_index(examples: tuple) -> dict[str, frozenset]:
+    """normalised example translation -> the normalised sources it translates (None: unknown)."""
+    index: dict[str, set] = {}
     for ex in examples:
         ex_src, ex_tgt = (None, ex) if isinstance(ex, str) else ex
-        if _norm(ex_tgt) == out and (ex_src is None or _norm(ex_src) != src):
-            return True
-    return False
+        index.setdefault(_norm(ex_tgt), set()).add(None if ex_src is None else _norm(ex_src))
+    return {k: frozenset(v) for k, v in index.items()}
 
 
 def _similar(a: str, b: str) -> float:
@@ -89,6 +100,8 @@ def _similar(a: str, b: str) -> float:
 def _echo_reason(echo: str, k: int, norm_src: list[str]) -> str | None:
     """None when ``echo`` repeats input ``k`` (0-based), else "neighbour" (it is another input) or "echo"."""
     e = _norm(echo)
+    if e == norm_src[k]:  # the usual case, and nothing can beat an exact echo
+        return None
     own = _similar(e, norm_src[k])
     others = [(_similar(e, s), j) for j, s in enumerate(norm_src) if j != k and s != norm_src[k]]
     best_other = max(others, default=(0.0, -1))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 __all__ = ["Template", "default_prompts_dir", "clean"]
@@ -85,7 +86,7 @@ class Template:
         """``id@version+hash``: what a signature names."""
         return f"{self.id}@{self.version}+{self.digest}"
 
-    @property
+    @cached_property
     def example_targets(self) -> tuple[str, ...]:
         """Every few-shot translation (as rendered): an output equal to one of them is a copy."""
         return tuple(clean(t) for ex in self.examples for _, t in ex)
@@ -102,7 +103,7 @@ class Template:
         lines += [self._pair(i, s, t) for i, (s, t) in enumerate(pairs, 1)]
         return "\n".join(lines)
 
-    @property
+    @cached_property
     def prefix(self) -> str:
         """Instruction and examples: byte-identical for every prompt."""
         parts = [self.instruction] + [self._block(ex) for ex in self.examples]
