@@ -37,6 +37,10 @@ class Completion:
     #: sum of the chosen tokens' log-probabilities, when asked for with ``logprobs=True``
     cumulative_logprob: float | None = None
     extra: dict = field(default_factory=dict)
+    #: with ``logprobs=True``: each completion token's log-probability and the offset in ``text`` where it
+    #: starts (a stop string's tokens may lie past the end of ``text``); the ensemble's confidence signal
+    token_logprobs: list[float] | None = None
+    token_offsets: list[int] | None = None
 
 
 @runtime_checkable

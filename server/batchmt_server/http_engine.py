@@ -65,12 +65,15 @@ class HTTPEngine:
             usage = data.get("usage") or {}
             details = usage.get("prompt_tokens_details") or {}
             lp = (choice.get("logprobs") or {}).get("token_logprobs")
+            offsets = (choice.get("logprobs") or {}).get("text_offset")
             return Completion(
                 text=choice["text"], finish_reason=choice.get("finish_reason"),
                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
                 completion_tokens=int(usage.get("completion_tokens", 0)),
                 cached_prompt_tokens=int(details.get("cached_tokens") or 0),
                 cumulative_logprob=sum(x for x in lp if x is not None) if lp else None,
+                token_logprobs=[x if x is not None else 0.0 for x in lp] if lp else None,
+                token_offsets=[int(x) for x in offsets] if lp and offsets and len(offsets) == len(lp) else None,
             )
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise EngineError(f"malformed completion from engine: {exc}") from exc

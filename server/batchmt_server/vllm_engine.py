@@ -101,13 +101,34 @@ class VLLMEngine:
         if final is None or not final.outputs:
             raise EngineError("vLLM returned no output")
         o = final.outputs[0]
+        token_logprobs, token_offsets = self._token_logprobs(o) if params.logprobs else (None, None)
         return Completion(
             text=o.text, finish_reason=o.finish_reason,
             prompt_tokens=len(final.prompt_token_ids or ()),
             cached_prompt_tokens=int(final.num_cached_tokens or 0),
             completion_tokens=len(o.token_ids),
             cumulative_logprob=o.cumulative_logprob if params.logprobs else None,
+            token_logprobs=token_logprobs, token_offsets=token_offsets,
         )
+
+    def _token_logprobs(self, o) -> tuple[list[float] | None, list[int] | None]:
+        """The chosen tokens' log-probabilities (``SamplingParams(logprobs=0)``) and where each token starts
+        in the text, from the decoded token strings accumulated (clipped to the text)."""
+        if not o.logprobs:
+            return None, None
+        lps, offsets, pos = [], [], 0
+        for i, tid in enumerate(o.token_ids):
+            entry = o.logprobs[i] if i < len(o.logprobs) else None
+            if not entry:
+                continue
+            lp = entry.get(tid) or next(iter(entry.values()))
+            piece = lp.decoded_token
+            if piece is None and self._tokenizer is not None:
+                piece = self._tokenizer.decode([tid])
+            lps.append(float(lp.logprob))
+            offsets.append(min(pos, len(o.text)))
+            pos += len(piece or "")
+        return lps, offsets
 
     async def close(self) -> None:
         if self._llm is not None:
