@@ -18,6 +18,7 @@ from .calibration import Calibration
 from .cost import Prices, usage_totals
 from .dashboard import install_dashboard
 from .engine import Engine, EngineError
+from .ensemble import Ensemble
 from .errors import APIError, api_error_handler, error_body, validation_error_handler
 from .metrics import StatsCollector, make_registry, render
 from .schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
@@ -58,6 +59,7 @@ class Gateway:
     engine: Engine | None = None
     batcher: Batcher | None = None
     translator: Translator | None = None
+    ensemble: Ensemble | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     boot_error: str | None = None
     started_at: float = field(default_factory=time.monotonic)
@@ -107,7 +109,11 @@ class Gateway:
                                    max_attempts=s.max_attempts, temperature=s.temperature, policy=s.pack_policy,
                                    memory_size=s.translation_memory_size)
             self.batcher.start()
-            self.translator = Translator(self.batcher, self.stats, s, self.model_name, self.template, self.pack_limit)
+            # quality balanced/best: permutation rounds, under the batcher's own cap on prompts in flight
+            self.ensemble = Ensemble(self.engine, self.template, self.stats, slots=self.batcher._slots,
+                                     max_prompt_tokens=s.max_prompt_tokens)
+            self.translator = Translator(self.batcher, self.stats, s, self.model_name, self.template, self.pack_limit,
+                                         ensemble=self.ensemble)
             if s.warmup:
                 await self.batcher.warmup()
             self.ready_after_s = time.monotonic() - self.started_at

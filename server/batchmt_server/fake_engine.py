@@ -34,6 +34,12 @@ class FakeEngine:
         self.prompts: list[list[str]] = []  # the sources of every prompt seen, in order
         self.fail_next = 0
         self._prefixes: set[str] = set()
+        #: the parameters of every call, in order (``last_params`` is the current call's, for responders)
+        self.params: list[GenerationParams] = []
+        self.last_params: GenerationParams | None = None
+        #: with ``logprobs=True``: every token (a word with its leading whitespace) of a translation line gets
+        #: ``confidence(translation)``, every other token -0.05
+        self.confidence: Callable[[str], float] = lambda target: -0.1
 
     async def start(self) -> None:
         return None
@@ -65,6 +71,8 @@ class FakeEngine:
     async def generate(self, prompt: str, params: GenerationParams) -> Completion:
         sources = self.query_sources(prompt)
         self.prompts.append(sources)
+        self.params.append(params)
+        self.last_params = params
         if self.gate is not None:
             await self.gate.wait()
         if self.delay:
@@ -77,8 +85,23 @@ class FakeEngine:
         prefix = self.template.prefix
         cached = estimate_tokens(prefix) if prefix in self._prefixes and params.cache_salt is None else 0
         self._prefixes.add(prefix)
+        lps, offsets = self._logprobs(text) if params.logprobs else (None, None)
         return Completion(text=text, prompt_tokens=estimate_tokens(prompt), cached_prompt_tokens=cached,
-                          completion_tokens=estimate_tokens(text), finish_reason="stop")
+                          completion_tokens=estimate_tokens(text), finish_reason="stop",
+                          token_logprobs=lps, token_offsets=offsets)
+
+    def _logprobs(self, text: str) -> tuple[list[float], list[int]]:
+        label = re.compile(rf"^\s*{re.escape(self.template.target_label)}\s*\d+\s*:\s?(.*)$")
+        lps, offsets, pos = [], [], 0
+        for n, line in enumerate(text.split("\n")):
+            m = label.match(line)
+            target = line.strip() if n == 0 else (m.group(1).strip() if m else None)
+            lp = self.confidence(target) if target is not None else -0.05
+            for tok in re.finditer(r"\s*\S+", line):
+                lps.append(lp)
+                offsets.append(pos + tok.start())
+            pos += len(line) + 1
+        return lps, offsets
 
     async def close(self) -> None:
         return None

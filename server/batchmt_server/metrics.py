@@ -65,6 +65,12 @@ class StatsCollector:
         yield _counter("batchmt_retries", "Sentences re-sent in a smaller prompt, by reason", "reason", s.retries)
         yield _counter("batchmt_reused_sentences", "Sentences answered without engine work: from the translation memory "
                        "or by sharing an identical sentence in flight", "kind", s.reused, ("memory", "coalesced"))
+        yield CounterMetricFamily("batchmt_ensemble_rounds", "Ensemble permutation rounds run (quality balanced/best)",
+                                  value=s.ensemble_rounds)
+        yield CounterMetricFamily("batchmt_ensemble_sentence_sends", "Sentences sent in ensemble rounds, summed over rounds",
+                                  value=s.ensemble_sentence_sends)
+        yield CounterMetricFamily("batchmt_early_stopped_sentences", "Sentences that left the ensemble rounds early: two "
+                                  "consecutive rounds agreed with high confidence", value=s.early_stopped_sentences)
         yield GaugeMetricFamily("batchmt_queue_depth", "Sentences waiting in the queue", value=s.queue_depth)
         yield GaugeMetricFamily("batchmt_prompts_in_flight", "Engine prompts in flight", value=s.prompts_in_flight)
         yield GaugeMetricFamily("batchmt_pack_limit", "Pack size cap in force: the setting, never beyond the calibrated "

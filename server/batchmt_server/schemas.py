@@ -18,6 +18,10 @@ class TranslateRequest(BaseModel):
     sentences: list[StrictStr] = Field(description="Sentences to translate; one translation comes back per entry, in order")
     source_lang: StrictStr = "en"
     target_lang: StrictStr = "de"
+    quality: Literal["fast", "balanced", "best"] = Field(
+        "fast", description="'fast': one pass, packed with other callers' sentences; 'balanced' / 'best': several "
+        "rounds in permuted batches, decided per sentence by consensus, a sentence stopping early once two rounds "
+        "agree with high confidence (more engine work; see the signature for the rounds used)")
 
 
 class TranslationError(BaseModel):

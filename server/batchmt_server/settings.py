@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "EMBEDDED_MODEL"]
@@ -68,6 +68,21 @@ class Settings(BaseSettings):
     translation_memory_size: int = Field(10000, ge=0, description="sentences whose translations are remembered (LRU); 0 turns the memory off")
     max_attempts: int = Field(2, ge=1, le=5, description="engine calls per sentence at one-per-prompt before it is reported failed")
 
+    # --- ensembles: requests with quality "balanced" / "best" (BatchPrompt's BPE + SEAS, ensemble.py)
+    ensemble_rounds_balanced: int = Field(3, ge=1, le=9, description="rounds (odd) for quality 'balanced'")
+    ensemble_rounds_best: int = Field(5, ge=1, le=9, description="rounds (odd) for quality 'best'")
+    ensemble_pack: int = Field(8, ge=1, le=64, description="sentences per prompt in ensemble rounds")
+    ensemble_early_stopping: bool = Field(True, description="a sentence leaves the rounds once two consecutive "
+                                          "rounds agree with high confidence")
+    ensemble_agreement: float = Field(75.0, ge=0.0, le=100.0, description="early stopping: symmetric sentence chrF "
+                                      "two consecutive rounds must reach")
+    ensemble_confidence: float = Field(-0.35, le=0.0, description="early stopping: mean token log-probability both "
+                                       "rounds' translations must reach")
+    ensemble_temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature for one-sentence "
+                                        "prompts after round 1 (greedy would repeat itself)")
+    ensemble_weighted: bool = Field(True, description="weight each candidate's vote by the model's confidence in it")
+    ensemble_seed: int = Field(0, description="seed of the permutations and samples (with the request's sentences)")
+
     # --- request limits
     max_sentences_per_request: int = Field(128, ge=1)
     max_sentence_chars: int = Field(1000, ge=1)
@@ -80,6 +95,13 @@ class Settings(BaseSettings):
     price_completion_per_mtok: float = Field(0.0, ge=0.0, description="price per 1M completion tokens")
     price_engine_hour: float = Field(0.0, ge=0.0, description="price per engine-hour (self-hosted GPU), charged for "
                                      "engine busy time: seconds with at least one prompt in flight")
+
+    @field_validator("ensemble_rounds_balanced", "ensemble_rounds_best")
+    @classmethod
+    def _odd_rounds(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"ensemble rounds must be odd (1, 3, 5, 7, 9), not {v}")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

@@ -86,6 +86,10 @@ class Stats:
         self.prompts_in_flight = 0
         self.engine_ready = False
         self.pack_limit = 0                           # pack size cap in force (after calibration)
+        # --- ensembles (quality balanced/best, ensemble.py)
+        self.ensemble_rounds = 0                      # permutation rounds run
+        self.ensemble_sentence_sends = 0              # sentences sent, summed over rounds
+        self.early_stopped_sentences = 0              # sentences that left the rounds early (SEAS)
 
     # ---- engine busy time, shared by the prompts in flight (the batcher does ``prompts_in_flight += 1``)
     @property
@@ -148,6 +152,13 @@ class Stats:
             self.baseline_prompt_tokens += prompt_tokens
             self.baseline_completion_tokens += completion_tokens
             self.baseline_engine_seconds += engine_seconds
+
+    def record_ensemble_round(self, *, sentences: int, prompts: int, early_stopped: int = 0) -> None:
+        """One ensemble round: ``sentences`` sent in ``prompts`` prompts; ``early_stopped`` left after it."""
+        with self._lock:
+            self.ensemble_rounds += 1
+            self.ensemble_sentence_sends += sentences
+            self.early_stopped_sentences += early_stopped
 
     def record_reuse(self, kind: str) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ from typing import Awaitable, Callable
 
 from . import __version__
 from .batcher import Batcher, Outcome, QueueFull
+from .ensemble import Ensemble, EnsembleConfig
 from .errors import APIError
 from .schemas import TranslateRequest, TranslateResponse, Translation, TranslationError, Usage
 from .settings import Settings
@@ -31,11 +32,27 @@ def signature(template: Template, model: str, settings: Settings, pack_limit: in
 
 class Translator:
     def __init__(self, batcher: Batcher, stats: Stats, settings: Settings, model: str, template: Template,
-                 pack_limit: int | None = None) -> None:
+                 pack_limit: int | None = None, ensemble: Ensemble | None = None) -> None:
         self.batcher, self.stats, self.settings = batcher, stats, settings
         self.model = model
         self.signature = signature(template, model, settings, pack_limit)
+        self.ensemble = ensemble
         self._ids = itertools.count(1)
+
+    def ensemble_config(self, quality: str) -> EnsembleConfig | None:
+        """The ensemble a quality level runs (None: the one-pass batcher path)."""
+        s = self.settings
+        rounds = {"balanced": s.ensemble_rounds_balanced, "best": s.ensemble_rounds_best}.get(quality)
+        if self.ensemble is None or rounds is None:
+            return None
+        return EnsembleConfig(rounds=rounds, pack=s.ensemble_pack, early_stopping=s.ensemble_early_stopping,
+                              agree=s.ensemble_agreement, confidence=s.ensemble_confidence,
+                              temperature=s.ensemble_temperature, weighted=s.ensemble_weighted, seed=s.ensemble_seed)
+
+    def signature_for(self, quality: str) -> str:
+        """The signature of what a request of this quality runs: one pass, or the ensemble's knobs too."""
+        cfg = self.ensemble_config(quality)
+        return self.signature if cfg is None else f"{self.signature}|quality:{quality}|ens:{cfg.describe()}"
 
     def validate(self, req: TranslateRequest) -> None:
         s = self.settings
@@ -79,22 +96,17 @@ class Translator:
                     idx.append(None)
             segments.append(idx)
         rid = next(self._ids)
-        try:
-            futures = self.batcher.submit(texts, rid)
-        except QueueFull as exc:
-            self.stats.record_request("rejected")
-            raise APIError(429, "queue_full", f"the gateway is at capacity ({self.settings.max_queue_sentences} sentences "
-                           f"queued); retry after {exc.retry_after:.0f}s",
-                           headers={"Retry-After": str(int(exc.retry_after))}) from None
         chars = sum(len(t) for t in req.sentences)
-        try:
-            outcomes = await self._wait(futures, is_disconnected)
-        except asyncio.CancelledError:
-            for f in futures:
-                f.cancel()
-            self.stats.record_request("cancelled")
-            self.stats.record_sentences("cancelled", len(req.sentences))
-            raise
+        config = self.ensemble_config(req.quality)
+        if config is not None:
+            try:
+                outcomes = await self._ensemble(texts, rid, config, is_disconnected)
+            except asyncio.CancelledError:
+                self.stats.record_request("cancelled")
+                self.stats.record_sentences("cancelled", len(req.sentences))
+                raise
+        else:
+            outcomes = await self._one_pass(texts, rid, is_disconnected, len(req.sentences))
         translations: list[Translation] = []
         total = Outcome(None)
         for idx in segments:
@@ -125,7 +137,8 @@ class Translator:
         outcome = "ok" if not failed else ("failed" if failed == len(translations) else "partial")
         self.stats.record_request(outcome, time.monotonic() - t0)
         return TranslateResponse(
-            id=f"tr-{secrets.token_hex(6)}", model=self.model, translations=translations, signature=self.signature,
+            id=f"tr-{secrets.token_hex(6)}", model=self.model, translations=translations,
+            signature=self.signature_for(req.quality) if config is not None else self.signature,
             usage=Usage(sentences=len(req.sentences), characters=chars,
                         prompt_tokens=round(total.prompt_tokens), cached_prompt_tokens=round(total.cached_prompt_tokens),
                         completion_tokens=round(total.completion_tokens),
@@ -136,6 +149,60 @@ class Translator:
                                                                       total.baseline_completion_tokens,
                                                                       total.baseline_engine_seconds),
                         currency=self.stats.prices.currency))
+
+    async def _one_pass(self, texts: list[str], rid: int,
+                        is_disconnected: Callable[[], Awaitable[bool]] | None, n_sentences: int) -> list[Outcome]:
+        """quality 'fast': every line through the batcher once (packed with other callers' sentences)."""
+        try:
+            futures = self.batcher.submit(texts, rid)
+        except QueueFull as exc:
+            self.stats.record_request("rejected")
+            raise APIError(429, "queue_full", f"the gateway is at capacity ({self.settings.max_queue_sentences} sentences "
+                           f"queued); retry after {exc.retry_after:.0f}s",
+                           headers={"Retry-After": str(int(exc.retry_after))}) from None
+        try:
+            return await self._wait(futures, is_disconnected)
+        except asyncio.CancelledError:
+            for f in futures:
+                f.cancel()
+            self.stats.record_request("cancelled")
+            self.stats.record_sentences("cancelled", n_sentences)
+            raise
+
+    async def _ensemble(self, texts: list[str], rid: int, config: EnsembleConfig,
+                        is_disconnected: Callable[[], Awaitable[bool]] | None) -> list[Outcome]:
+        """quality 'balanced'/'best': permutation rounds with early stopping (ensemble.py); a line left
+        without any valid candidate goes through the batcher once more, so nothing is lost."""
+        assert self.ensemble is not None
+        task = asyncio.ensure_future(self.ensemble.run(texts, config, rid))
+        (run,) = await self._wait([task], is_disconnected)  # cancels the rounds on disconnect or timeout
+        if isinstance(run, Outcome):  # timed out
+            return [Outcome(None, run.error_code, run.error_message) for _ in texts]
+        outcomes = [res.usage for res in run.results]
+        missing = [k for k, o in enumerate(outcomes) if o.text is None]
+        if not missing:
+            return outcomes
+        try:
+            futures = self.batcher.submit([texts[k] for k in missing], rid)
+        except QueueFull:
+            for k in missing:
+                outcomes[k].error_code, outcomes[k].error_message = "queue_full", "no valid candidate in the ensemble " \
+                    "rounds, and the queue was full for the fallback"
+            return outcomes
+        try:
+            fallback = await self._wait(futures, is_disconnected)
+        except asyncio.CancelledError:
+            for f in futures:
+                f.cancel()
+            raise
+        for k, o in zip(missing, fallback):
+            u = outcomes[k]  # the rounds' cost stays on the sentence
+            for name in ("prompt_tokens", "cached_prompt_tokens", "completion_tokens", "engine_prompts", "engine_seconds",
+                         "baseline_prompt_tokens", "baseline_completion_tokens", "baseline_engine_seconds"):
+                setattr(o, name, getattr(o, name) + getattr(u, name))
+            o.retries += 1
+            outcomes[k] = o
+        return outcomes
 
     async def _wait(self, futures: list[asyncio.Future],
                     is_disconnected: Callable[[], Awaitable[bool]] | None) -> list[Outcome]:
