@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "server"))
 
 from sacrebleu.metrics import BLEU, CHRF  # noqa: E402
 
-from batchmt_server.consensus import mbr_select  # noqa: E402
+from batchmt_server.consensus import agreement, mbr_select  # noqa: E402
 from batchmt_server.ensemble import Ensemble, EnsembleConfig, EnsembleRun  # noqa: E402
 from batchmt_server.http_engine import HTTPEngine  # noqa: E402
 from batchmt_server.stats import Stats  # noqa: E402
@@ -82,6 +82,7 @@ async def main() -> int:
     ap.add_argument("--model", default="gemma-3-270m")
     ap.add_argument("--agree", type=float, default=None, help="override the early-stopping agreement (chrF)")
     ap.add_argument("--confidence", type=float, default=None, help="override the early-stopping mean token logprob")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per engine call (a pack-16 prompt is slow)")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "ensemble")
     args = ap.parse_args()
 
@@ -93,7 +94,7 @@ async def main() -> int:
     packs = [int(x) for x in args.packs.split(",")]
     sources, refs = load(args.data, args.sentences, args.skip)
     template = Template.load(s.template)
-    engine = HTTPEngine(args.url, model=args.model)
+    engine = HTTPEngine(args.url, model=args.model, timeout=args.timeout)
     await engine.start()
 
     configs = [(p, es) for p in packs for es in (False, True)]
@@ -135,17 +136,31 @@ async def main() -> int:
     valid = {f"{p}{'+es' if es else ''}": [sum(1 for res in run.results for c in res.candidates if c.round == r)
                                            for r in range(run.rounds_run)] for (p, es), run in sorted(runs.items())}
     elapsed = time.monotonic() - t0
-    write_report(args, base, rows, valid, seconds, elapsed, len(sources))
+    # what early stopping sees after round 2, next to how good the round-2 candidate is (tuning data)
+    pairs = {}
+    for (p, es), run in sorted(runs.items()):
+        if es:
+            continue
+        pts = []
+        for res, ref in zip(run.results, refs):
+            a = next((c for c in res.candidates if c.round == 0), None)
+            b = next((c for c in res.candidates if c.round == 1), None)
+            if a and b and a.confidence is not None and b.confidence is not None:
+                pts.append(dict(agree=round(agreement(a.text, b.text), 1), conf=round(min(a.confidence, b.confidence), 3),
+                                chrf=round(chrf.sentence_score(b.text, [ref]).score, 1)))
+        pairs[str(p)] = pts
+    write_report(args, base, rows, valid, seconds, elapsed, len(sources), pairs)
     return 0
 
 
-def write_report(args, base: EnsembleConfig, rows: list[dict], valid: dict, seconds: dict, elapsed: float, n: int) -> None:
+def write_report(args, base: EnsembleConfig, rows: list[dict], valid: dict, seconds: dict, elapsed: float, n: int,
+                 pairs: dict) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(dict(
         command=" ".join(sys.argv), sentences=n, config=base.describe(), rows=rows,
         valid_candidates_per_round=valid, seconds={f"{p}{'+es' if es else ''}": v for (p, es), v in seconds.items()},
-        elapsed=elapsed), indent=2))
+        elapsed=elapsed, round2_stop_signals=pairs), indent=2))
     single = next(r for r in rows if r["pack"] == 1 and r["k"] == 1)
     k3 = {r["pack"]: r for r in rows if r["k"] == 3 and not r["early_stopping"]}
     lines = [
