@@ -29,20 +29,6 @@ ARTIFACTS = REPO / "test-artifacts"
 ENGINE_START_TIMEOUT = float(os.environ.get("BATCHMT_TEST_ENGINE_TIMEOUT", "900"))
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("BATCHMT_TEST_DATA", REPO.parent / "shared" / "data" / "newstest2021_ende"))
-
-
-def read_lines(name: str, limit: int, skip: int = 0) -> list[str]:
-    """``limit`` lines of the test set (read at run time: the data is not copied into the repo)."""
-    path = data_dir() / name
-    if not path.exists():
-        pytest.fail(f"test data not found at {path}; set BATCHMT_TEST_DATA")
-    with path.open(encoding="utf-8") as f:
-        lines = [line.strip() for line in f]
-    return [line for line in lines if line][skip: skip + limit]
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("BATCHMT_TEST_DATA", REPO.parent / "shared" / "data" / "newstest2021_ende"))
+
+
+def read_lines(name: str, limit: int, skip: int = 0) -> list[str]:
+    """``limit`` lines of the test set (read at run time: the data is not copied into the repo)."""
+    path = data_dir() / name
+    if not path.exists():
+        pytest.fail(f"test data not found at {path}; set BATCHMT_TEST_DATA")
+    with path.open(encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    return [line for line in lines if line][skip: skip + limit]
 
 _GERMAN = {"der", "die", "das", "und", "ist", "nicht", "ein", "eine", "mit", "von", "zu", "den", "dem", "auf",
            "für", "sich", "im", "es", "wir", "ich", "sie", "auch", "wird", "werden", "hat", "sind", "bei", "aus",
