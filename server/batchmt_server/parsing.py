@@ -226,8 +226,45 @@ def _check_contents(slots: list[Slot], sources: Sequence[str], norm_src: list[st
             slot.reason = "neighbour"
         elif examples and is_example_copy(sources[i], slot.text, examples):
             slot.reason = "example"
+        elif n > 1 and _translates_a_neighbour(i, slot.text, sources):
+            slot.reason = "neighbour"
     for out, idx in outputs.items():
         # two different sources with one identical (non-trivial) translation: one of them is wrong
         if len(idx) > 1 and len(out.split()) >= 3 and len({norm_src[i] for i in idx}) > 1:
             for i in idx:
                 slots[i].reason = slots[i].reason or "neighbour"
+
+
+_DIGITS = re.compile(r"\d+")
+
+#: a translation shares clearly more character trigrams with another input than with its own
+NEIGHBOUR_MARGIN = 0.1
+NEIGHBOUR_FLOOR = 0.2
+
+
+def _trigrams(text: str) -> set[str]:
+    t = " " + _norm(text) + " "
+    return {t[i:i + 3] for i in range(len(t) - 2)}
+
+
+def _overlap(a: set[str], b: set[str]) -> float:
+    return len(a & b) / max(1, min(len(a), len(b)))
+
+
+def _translates_a_neighbour(i: int, text: str, sources: Sequence[str]) -> bool:
+    """True when the translation in slot ``i`` is evidently of another input of the same prompt.
+
+    The echo proves the model wrote the right English line, not that the German line after it
+    translates it: a small model drifts to a neighbour. Two cross-lingual signals catch that:
+    a number of another input that the own input does not have, and clearly more shared character
+    trigrams (names, numbers, cognates) with another input than with the own one.
+    """
+    own_digits = set(_DIGITS.findall(sources[i]))
+    out_digits = set(_DIGITS.findall(text))
+    if out_digits - own_digits and any((out_digits - own_digits) & set(_DIGITS.findall(s))
+                                       for j, s in enumerate(sources) if j != i):
+        return True
+    grams = _trigrams(text)
+    own = _overlap(grams, _trigrams(sources[i]))
+    other = max((_overlap(grams, _trigrams(s)) for j, s in enumerate(sources) if j != i), default=0.0)
+    return other >= NEIGHBOUR_FLOOR and other > own + NEIGHBOUR_MARGIN

@@ -169,3 +169,30 @@ def test_is_copy_and_is_example_copy() -> None:
     assert not is_copy("OK then", "OK then")  # short inputs come back unchanged legitimately
     assert is_example_copy("Anything else here.", EXAMPLES[0].upper(), EXAMPLES)
     assert not is_example_copy("Thank you!", "Danke!", EXAMPLES)
+
+
+# Seen on the real engine: the echo was right, but the German line after it translated another
+# input of the same prompt. Numbers and shared trigrams (names, cognates) give it away.
+DRIFT_S = ["The train to Hamburg leaves from platform 317.", "The museum was founded in 1887.",
+           "The lake is 8317 meters wide.", "The hospital has 684 beds."]
+DRIFT_T = ["Der Zug nach Hamburg fährt von Gleis 317 ab.", "Das Museum wurde 1887 gegründet.",
+           "Der See ist 8317 Meter breit.", "Das Krankenhaus hat 684 Betten."]
+
+
+@pytest.mark.parametrize("slot,wrong,why", [
+    (0, "Das Museum wurde im Jahr 1887 eröffnet.", "a neighbour's number"),
+    (2, "Das Krankenhaus hat 684 Zimmer.", "a neighbour's number"),
+    (3, "Der Zug nach Hamburg fährt ab.", "a neighbour's name, no number"),
+])
+def test_a_translation_of_a_neighbour_behind_a_correct_echo_is_flagged(slot, wrong, why):
+    targets = list(DRIFT_T)
+    targets[slot] = wrong
+    text = completion(targets[0], *(pair(i + 1, DRIFT_S[i], targets[i]) for i in range(1, 4)))
+    slots = parse_completion(text, DRIFT_S, "stop")
+    assert slots[slot].reason == "neighbour", why
+    assert all(s.ok for k, s in enumerate(slots) if k != slot)
+
+
+def test_own_numbers_and_cognates_are_not_mistaken_for_drift():
+    text = completion(DRIFT_T[0], *(pair(i + 1, DRIFT_S[i], DRIFT_T[i]) for i in range(1, 4)))
+    assert [s.reason for s in parse_completion(text, DRIFT_S, "stop")] == [OK] * 4
