@@ -284,16 +284,20 @@ class Batcher:
             self._slots.release()
             self._wakeup.set()
 
+    def _prompt_tokens(self, prompt: str) -> int:
+        """Tokens of a rendered prompt: the prefix's count (taken once) plus the query's."""
+        return self._prefix_tokens + self.engine.count_tokens(prompt[len(self.template.prefix):])
+
     def _record_baseline(self, batch: list[Item], prompt: str, completion, busy: float) -> None:
         """Count the sentences translated by this prompt as if each had been sent alone, uncached (cost.py).
         Token counts are calibrated by the engine's own count of this prompt (an HTTP engine only estimates)."""
-        calib = completion.prompt_tokens / max(1, self.engine.count_tokens(prompt))
+        calib = completion.prompt_tokens / max(1, self._prompt_tokens(prompt))
         rate = busy / max(1, completion.prompt_tokens - completion.cached_prompt_tokens + completion.completion_tokens)
         total = sum(it.tokens for it in batch) or 1
         for it in batch:
             if it.usage.text is None or it.usage.baseline_prompt_tokens:
                 continue  # not translated by this prompt
-            pt = calib * self.engine.count_tokens(self.template.render([it.text]))
+            pt = calib * self._prompt_tokens(self.template.render([it.text]))
             ct = it.tokens / total * completion.completion_tokens
             u = it.usage
             u.baseline_prompt_tokens, u.baseline_completion_tokens, u.baseline_engine_seconds = pt, ct, rate * (pt + ct)
