@@ -12,7 +12,7 @@ comma  := ,
 ARGS   ?=
 DATA   ?= ../shared/data/newstest2021_ende
 
-.PHONY: serve test install model unit bench bench-quick clean
+.PHONY: serve test test-deps install model unit bench bench-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ model: install
 serve: model
 	$(VENV)/bin/batchmt-server serve $(ARGS)
 
-test: model
+# system packages of the dashboard tests (a real Prometheus, headless Chromium): apt, skipped when present
+test-deps:
+	bash scripts/install-test-deps.sh
+
+test: model test-deps
 	$(PY) -m pytest -ra $(ARGS)
 
 # batchmt against plain vLLM on one engine, in one run: writes results/latest/report.md and plots

@@ -139,6 +139,7 @@ def gateway_url(vllm_server: str) -> str:
         _procs["gateway"] = _Proc("gateway", [
             sys.executable, "-m", "batchmt_server", "serve", "--engine-url", vllm_server, "--host", "127.0.0.1",
             "--max-wait-ms", "30", "--max-prompts-in-flight", "8", "--max-sentences-per-prompt", "4",
-            "--calibration", "off"], "/readyz",
+            "--calibration", "off", "--price-prompt-per-mtok", "0.5", "--price-cached-prompt-per-mtok", "0.05",
+            "--price-completion-per-mtok", "1.5", "--price-engine-hour", "2"], "/readyz",
             env={"PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])})
     return _procs["gateway"].wait()
