@@ -49,6 +49,8 @@ class VLLMEngine:
         self._ids = itertools.count()
 
     async def start(self) -> None:
+        if self._llm is not None:  # started already (an engine shared by several gateways, as in the benchmark)
+            return
         cpu = _on_cpu()
         if cpu:
             cpu_environment(self._kv)
