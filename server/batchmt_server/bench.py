@@ -317,14 +317,14 @@ async def run(args: argparse.Namespace) -> int:
         return r
 
     naive_n = min(args.naive_sentences or len(sources), len(sources))
-    r = await record(run_direct(engine, template, sources[:naive_n], salted=True, mode="naive", load="saturation"))
+    r = await record(run_direct, engine, template, sources[:naive_n], salted=True, mode="naive", load="saturation")
     if naive_n < len(sources):
         r.note = f"first {naive_n} sentences only (uncached prefill is slow)"
-    await record(run_direct(engine, template, sources, salted=False, mode="baseline", load="saturation"))
+    await record(run_direct, engine, template, sources, salted=False, mode="baseline", load="saturation")
     for k in sizes:
         s = base_settings.model_copy(update={"max_sentences_per_prompt": k, "pack_policy": "fixed",
                                              "translation_memory_size": 0})
-        await record(run_gateway(engine, s, sources, mode=f"pack-{k}", load="saturation"))
+        await record(run_gateway, engine, s, sources, mode=f"pack-{k}", load="saturation")
     default = base_settings.model_copy(update={"calibration": args.calibration})
     calibration_note = "calibration off"
     if args.calibration == "auto":  # calibrate on this engine now (cached per model+template; quick runs use fewer pairs)
@@ -338,7 +338,7 @@ async def run(args: argparse.Namespace) -> int:
         default = default.model_copy(update={"calibration": "off", "max_sentences_per_prompt":
                                              min(default.max_sentences_per_prompt, cal.pack_limit)})
         calibration_note = f"calibrated limit {cal.pack_limit} ({cal.sentences} pairs)"
-    r = await record(run_gateway(engine, default, sources, mode="default", load="saturation"))
+    r = await record(run_gateway, engine, default, sources, mode="default", load="saturation")
     r.note = calibration_note
     if args.dedup:
         uniq = list(dict.fromkeys(sources))
@@ -346,8 +346,8 @@ async def run(args: argparse.Namespace) -> int:
             r = await run_gateway(engine, default, uniq, mode="default-dedup", load="saturation")
             r.note += f" {len(uniq)} unique of {len(sources)}"
             results.append(r)
-    await record(run_direct(engine, template, sources[:low_n], salted=False, mode="baseline", load="low"))
-    await record(run_gateway(engine, default, sources[:low_n], mode="default", load="low"))
+    await record(run_direct, engine, template, sources[:low_n], salted=False, mode="baseline", load="low")
+    await record(run_gateway, engine, default, sources[:low_n], mode="default", load="low")
     await engine.close()
     fake = await bench_fake(args.fake_sentences, 512)
     results.extend(fake)
