@@ -17,7 +17,7 @@ from .batcher import Batcher
 from .calibration import Calibration
 from .cost import Prices, usage_totals
 from .dashboard import install_dashboard
-from .engine import Engine, EngineError
+from .engine import Engine
 from .ensemble import Ensemble
 from .errors import APIError, api_error_handler, error_body, validation_error_handler
 from .metrics import StatsCollector, make_registry, render
