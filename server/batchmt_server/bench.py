@@ -302,8 +302,10 @@ async def run(args: argparse.Namespace) -> int:
     results: list[Result] = []
 
     async def warm() -> None:
-        """Every mode starts with the shared prefix in the cache (the naive mode's salted prompts may evict it):
-        this is what a plain vLLM user gets after the first request, so the baseline is at its best."""
+        """Every mode starts from the same cache state: emptied (so no mode reuses the full prompts an
+        earlier mode left behind), then the shared prefix cached once, which is what a plain vLLM user
+        has after the first request, so the baseline is at its best."""
+        await engine.reset_prefix_cache()
         await engine.generate(template.render([template.examples[0][0][0]]), _params(template, 12))
 
     async def record(coro_fn, *args, **kwargs) -> Result:

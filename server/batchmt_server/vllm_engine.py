@@ -132,6 +132,11 @@ class VLLMEngine:
             pos += len(piece or "")
         return lps, offsets
 
+    async def reset_prefix_cache(self) -> None:
+        """Forget every cached block (benchmarks start each mode from the same cache state)."""
+        if self._llm is not None:
+            await self._llm.reset_prefix_cache()
+
     async def close(self) -> None:
         if self._llm is not None:
             self._llm.shutdown()
