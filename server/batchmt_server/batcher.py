@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .engine import Engine, EngineError, GenerationParams
-from .parsing import parse_completion
 from .stats import Stats
 from .template import Template
 
@@ -109,7 +108,6 @@ class Batcher:
         self._slots = asyncio.Semaphore(max_prompts_in_flight)
         self._tasks: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
-        self._prefix_tokens = engine.count_tokens(template.prefix)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -225,17 +223,13 @@ class Batcher:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _max_tokens(self, batch: list[Item]) -> int:
-        # each slot: the echo of its source, its translation (~1.5x the source) and two labels
-        return int(sum(3 * it.tokens + 12 for it in batch) + 16)
-
     async def _send(self, batch: list[Item]) -> None:
         try:
             now = time.monotonic()
             for it in batch:
                 self.stats.record_queue_wait(now - it.enqueued_at)
             sources = [it.text for it in batch]
-            params = GenerationParams(max_tokens=self._max_tokens(batch), temperature=self.temperature,
+            params = GenerationParams(max_tokens=self.template.max_tokens([it.tokens for it in batch]), temperature=self.temperature,
                                       stop=self.template.stop_for(len(batch)))
             requests = len({it.request_id for it in batch})
             t0 = time.monotonic()
@@ -261,8 +255,7 @@ class Batcher:
                 it.usage.completion_tokens += share * completion.completion_tokens
                 it.usage.engine_prompts += 1 / len(batch)
                 it.usage.engine_seconds += share * busy
-            slots = parse_completion(completion.text, sources, completion.finish_reason, self.template.example_targets,
-                                     source_label=self.template.source_label, target_label=self.template.target_label)
+            slots = self.template.parse(completion.text, sources, completion.finish_reason)
             for it, slot in zip(batch, slots):
                 if slot.ok:
                     self._resolve(it, slot.text)
@@ -284,20 +277,16 @@ class Batcher:
             self._slots.release()
             self._wakeup.set()
 
-    def _prompt_tokens(self, prompt: str) -> int:
-        """Tokens of a rendered prompt: the prefix's count (taken once) plus the query's."""
-        return self._prefix_tokens + self.engine.count_tokens(prompt[len(self.template.prefix):])
-
     def _record_baseline(self, batch: list[Item], prompt: str, completion, busy: float) -> None:
         """Count the sentences translated by this prompt as if each had been sent alone, uncached (cost.py).
         Token counts are calibrated by the engine's own count of this prompt (an HTTP engine only estimates)."""
-        calib = completion.prompt_tokens / max(1, self._prompt_tokens(prompt))
+        calib = completion.prompt_tokens / max(1, self.template.prompt_tokens(prompt, self.engine.count_tokens))
         rate = busy / max(1, completion.prompt_tokens - completion.cached_prompt_tokens + completion.completion_tokens)
         total = sum(it.tokens for it in batch) or 1
         for it in batch:
             if it.usage.text is None or it.usage.baseline_prompt_tokens:
                 continue  # not translated by this prompt
-            pt = calib * self._prompt_tokens(self.template.render([it.text]))
+            pt = calib * self.template.prompt_tokens(self.template.render([it.text]), self.engine.count_tokens)
             ct = it.tokens / total * completion.completion_tokens
             u = it.usage
             u.baseline_prompt_tokens, u.baseline_completion_tokens, u.baseline_engine_seconds = pt, ct, rate * (pt + ct)

@@ -31,7 +31,7 @@ import httpx
 
 from .app import create_app
 from .engine import Engine, GenerationParams
-from .parsing import is_copy, parse_completion
+from .parsing import is_copy
 from .settings import Settings
 from .template import Template
 
@@ -92,8 +92,7 @@ async def run_direct(engine: Engine, template: Template, sentences: list[str], *
         c = await engine.generate(template.render([s]),
                                   _params(template, engine.count_tokens(s), uuid.uuid4().hex if salted else None))
         res.latencies.append(time.perf_counter() - t)
-        slot = parse_completion(c.text, [s], c.finish_reason, template.example_targets,
-                                source_label=template.source_label, target_label=template.target_label)[0]
+        slot = template.parse(c.text, [s], c.finish_reason)[0]
         hyps[i] = slot.text or ""
         res.parse_failures += slot.reason not in (None, "copy")
         res.prompt_tokens += c.prompt_tokens

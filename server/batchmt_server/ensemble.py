@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from .batcher import Outcome
 from .consensus import Candidate, mbr_select, should_stop, span_confidence
 from .engine import Engine, EngineError, GenerationParams
-from .parsing import Slot, parse_completion
+from .parsing import Slot
 from .stats import Stats
 from .template import Template
 
@@ -176,8 +176,6 @@ class Ensemble:
         #: the last runs (observability and tests: which sentences went into which round)
         self.history: deque[EnsembleRun] = deque(maxlen=history)
 
-    def _max_tokens(self, tokens: list[int]) -> int:
-        return int(sum(3 * t + 12 for t in tokens) + 16)  # as the batcher: echo + translation + labels
 
     async def run(self, texts: list[str], config: EnsembleConfig, request_id: int = 0) -> EnsembleRun:
         """Translate ``texts`` with ``config.rounds`` rounds; results in input order."""
@@ -239,7 +237,7 @@ class Ensemble:
         for text, res in zip(texts, run.results):
             if res.text is None:
                 continue
-            pt = calib * self.engine.count_tokens(self.template.render([text]))
+            pt = calib * self.template.prompt_tokens(self.template.render([text]), self.engine.count_tokens)
             ct = sum(c for _, _, c in res.round_tokens) / max(1, len(res.round_tokens))
             u = res.usage
             u.baseline_prompt_tokens, u.baseline_completion_tokens, u.baseline_engine_seconds = pt, ct, rate * (pt + ct)
@@ -253,7 +251,7 @@ class Ensemble:
                     results: list[SentenceResult]) -> None:
         batch = rec.sentences
         sources = [texts[i] for i in batch]
-        params = GenerationParams(max_tokens=self._max_tokens([tokens[i] for i in batch]), temperature=rec.temperature,
+        params = GenerationParams(max_tokens=self.template.max_tokens([tokens[i] for i in batch]), temperature=rec.temperature,
                                   seed=seed, stop=self.template.stop_for(len(batch)), logprobs=True)
         prompt = self.template.render(sources)
         async with self._slots:
@@ -278,7 +276,7 @@ class Ensemble:
         rec.prompt_tokens, rec.cached_prompt_tokens = completion.prompt_tokens, completion.cached_prompt_tokens
         rec.completion_tokens = completion.completion_tokens
         rec.busy_seconds = busy
-        rec.calib = completion.prompt_tokens / max(1, self.engine.count_tokens(prompt))
+        rec.calib = completion.prompt_tokens / max(1, self.template.prompt_tokens(prompt, self.engine.count_tokens))
         total = sum(tokens[i] for i in batch) or 1
         for i in batch:  # each sentence carries its share of the prompt's cost
             share = tokens[i] / total
@@ -291,9 +289,7 @@ class Ensemble:
             u.engine_prompts += 1 / len(batch)
             u.engine_seconds += share * busy
             results[i].round_tokens.append((pt, cpt, ct))
-        slots: list[Slot] = parse_completion(completion.text, sources, completion.finish_reason,
-                                             self.template.example_targets, source_label=self.template.source_label,
-                                             target_label=self.template.target_label)
+        slots: list[Slot] = self.template.parse(completion.text, sources, completion.finish_reason)
         spans = slot_spans(completion.text, len(batch), self.template)
         for i, slot, span in zip(batch, slots, spans):
             results[i].slots.append((rec.round, slot.text, slot.reason))

@@ -35,6 +35,7 @@ import hashlib
 import tomllib
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable
 from pathlib import Path
 
 __all__ = ["Template", "default_prompts_dir", "clean"]
@@ -127,3 +128,26 @@ class Template:
         """``stop`` plus the echo of a source N+1 that does not exist (saves the run-on tokens);
         four strings at most (the OpenAI completions API rejects more)."""
         return self.stop + (f"\n{self.source_label} {n + 1}:",)
+
+    def max_tokens(self, source_tokens: list[int]) -> int:
+        """Completion budget of a prompt: per slot the echo of its source, its translation (~1.5x the
+        source) and two labels."""
+        return int(sum(3 * t + 12 for t in source_tokens) + 16)
+
+    def parse(self, completion: str, sources: list[str], finish_reason: str | None = None) -> list:
+        """``parse_completion`` with this template's labels and few-shot translations."""
+        from .parsing import parse_completion  # parsing imports this module
+        return parse_completion(completion, sources, finish_reason, self.example_targets,
+                                source_label=self.source_label, target_label=self.target_label)
+
+    def prompt_tokens(self, prompt: str, count_tokens: Callable[[str], int]) -> int:
+        """Tokens of a prompt rendered by this template: the prefix counted once per tokenizer, plus the query."""
+        cache = self._prefix_token_counts
+        if count_tokens not in cache:
+            cache[count_tokens] = count_tokens(self.prefix)
+        return cache[count_tokens] + count_tokens(prompt[len(self.prefix):])
+
+    @cached_property
+    def _prefix_token_counts(self) -> dict:
+        return {}
+
