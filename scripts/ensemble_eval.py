@@ -71,6 +71,37 @@ def truncate(run: EnsembleRun, k: int, fallback: list[tuple[str, tuple[float, fl
                 prompt=prompt / n, cached=cached / n, completion=completion / n)
 
 
+def simulate_es(run: EnsembleRun, k: int, agree: float, conf: float,
+                fallback: list[tuple[str, tuple[float, float, float]]]) -> dict:
+    """SEAS replayed on a run without early stopping: a sentence stops after the first round r
+    (1 <= r < k-1) whose candidate and the previous round's satisfy ``should_stop``; its selection and
+    cost are then those of its first r+1 rounds. Exact for the decisions; the cost is approximate for
+    pack > 1 (a real run re-packs the sentences that go on, so prompts and neighbours differ)."""
+    from batchmt_server.consensus import should_stop
+    n = len(run.results)
+    hyps, sends, stopped, tokens, computed = [], 0, 0, 0.0, 0.0
+    for i, res in enumerate(run.results):
+        by_round = {c.round: c for c in res.candidates}
+        last = k
+        for r in range(1, k - 1):
+            if should_stop(by_round.get(r - 1), by_round.get(r), agree=agree, confidence=conf):
+                last, stopped = r + 1, stopped + 1
+                break
+        cands = [c for c in res.candidates if c.round < last]
+        j = mbr_select(cands, weighted=run.config.weighted)
+        spent = list(res.round_tokens[:last])
+        if j is None:
+            text, cost = fallback[i]
+            spent.append(cost)
+            hyps.append(text)
+        else:
+            hyps.append(cands[j].text)
+        sends += min(last, res.rounds)
+        tokens += sum(pt + ct for pt, _, ct in spent)
+        computed += sum(pt - cpt + ct for pt, cpt, ct in spent)
+    return dict(hyps=hyps, sends=sends / n, stopped=stopped, tokens=tokens / n, computed=computed / n)
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="folder with src.en and ref.de")
@@ -149,18 +180,29 @@ async def main() -> int:
                 pts.append(dict(agree=round(agreement(a.text, b.text), 1), conf=round(min(a.confidence, b.confidence), 3),
                                 chrf=round(chrf.sentence_score(b.text, [ref]).score, 1)))
         pairs[str(p)] = pts
-    write_report(args, base, rows, valid, seconds, elapsed, len(sources), pairs)
+    # SEAS thresholds swept offline over the runs without early stopping (tuning data, see simulate_es)
+    sweep = []
+    for (p, es), run in sorted(runs.items()):
+        if es or p not in packs or args.rounds < 3:
+            continue
+        for agree_t in (50.0, 60.0, 70.0, 80.0):
+            for conf_t in (-0.2, -0.35, -0.5, -0.8, -1.2):
+                sim = simulate_es(run, args.rounds, agree_t, conf_t, fallback)
+                sweep.append(dict(pack=p, k=args.rounds, agree=agree_t, confidence=conf_t,
+                                  chrf=chrf.corpus_score(sim["hyps"], [refs]).score,
+                                  **{x: sim[x] for x in ("sends", "stopped", "tokens", "computed")}))
+    write_report(args, base, rows, valid, seconds, elapsed, len(sources), pairs, sweep)
     return 0
 
 
 def write_report(args, base: EnsembleConfig, rows: list[dict], valid: dict, seconds: dict, elapsed: float, n: int,
-                 pairs: dict) -> None:
+                 pairs: dict, sweep: list[dict]) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(dict(
         command=" ".join(sys.argv), sentences=n, config=base.describe(), rows=rows,
         valid_candidates_per_round=valid, seconds={f"{p}{'+es' if es else ''}": v for (p, es), v in seconds.items()},
-        elapsed=elapsed, round2_stop_signals=pairs), indent=2))
+        elapsed=elapsed, round2_stop_signals=pairs, es_sweep_simulated=sweep), indent=2))
     single = next(r for r in rows if r["pack"] == 1 and r["k"] == 1)
     k3 = {r["pack"]: r for r in rows if r["k"] == 3 and not r["early_stopping"]}
     lines = [
@@ -180,7 +222,13 @@ def write_report(args, base: EnsembleConfig, rows: list[dict], valid: dict, seco
                            f"{r['tokens']:.0f} tokens/sentence vs {ref3['tokens']:.0f} for K=3 without early stopping "
                            f"at the same pack ({'fewer' if r['tokens'] < ref3['tokens'] else 'more'}), "
                            f"computed {r['computed']:.1f} vs {ref3['computed']:.1f}")
-    (out / "table.md").write_text("\n".join(lines) + "\n\n" + "\n".join(verdict) + "\n")
+    sim = ["| pack | K | agree ≥ | confidence ≥ | chrF | sends/sent | stopped | tokens/sent | computed/sent |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    sim += [f"| {r['pack']} | {r['k']} | {r['agree']:g} | {r['confidence']:g} | {r['chrf']:.1f} | {r['sends']:.2f} | "
+            f"{r['stopped']} | {r['tokens']:.0f} | {r['computed']:.1f} |" for r in sweep]
+    (out / "table.md").write_text("\n".join(lines) + "\n\n" + "\n".join(verdict) + "\n\n"
+                                  "Early-stopping thresholds replayed on the runs without early stopping (simulated):\n\n"
+                                  + "\n".join(sim) + "\n")
     plot(rows, out / "quality_vs_cost.png", single)
     print("\n".join(lines + [""] + verdict))
     print(f"\nvalid candidates per round: {valid}\nelapsed {elapsed:.0f}s")

@@ -5,8 +5,14 @@ Modes (every ratio is against ``baseline``):
 - ``naive``: one request per sentence straight to the engine, prefix cache defeated (a unique
   ``cache_salt`` per prompt);
 - ``baseline``: plain vLLM best practice: one request per sentence, prefix cache on, all at once;
-- ``pack-K``: the gateway with a fixed pack size K (translation memory off);
-- ``default``: the gateway as a user runs it (adaptive policy, calibrated limit, memory on).
+- ``pack-K``: the gateway with a fixed pack size K (translation memory off), on the first
+  ``--pack-sentences`` sentences (forced packing on a small model is slow: failed slots are
+  repaired in smaller prompts);
+- ``default``: the gateway as a user runs it (adaptive policy, calibrated limit, memory on); when the
+  set has repeated sentences, also on its de-duplicated version (``default-unique``).
+
+A mode run on fewer sentences than the baseline is compared, for quality, with the baseline's
+translations of the same sentences (the baseline translates each sentence independently).
 
 Loads: ``saturation`` (every sentence in flight at once, one sentence per request) and ``low`` (one
 caller, one sentence at a time). Plus the gateway alone over a zero-latency fake engine.
@@ -55,6 +61,7 @@ class Result:
     chrf: float | None = None
     bleu: float | None = None
     copy_rate: float | None = None
+    base_chrf: float | None = None  # the baseline's chrF on the same sentences, when this mode ran on fewer
     note: str = ""
 
     @property
@@ -189,11 +196,19 @@ def machine() -> dict:
             "commit": _git("rev-parse", "--short", "HEAD"), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+def _delta(r: Result, b: Result | None) -> str:
+    if r.chrf is None or b is None or b.chrf is None:
+        return "–"
+    if r.base_chrf is not None:
+        return f"{r.chrf - r.base_chrf:+.1f}"
+    return f"{r.chrf - b.chrf:+.1f}"
+
+
 def table(results: list[Result], base: dict[str, Result]) -> str:
     head = ("| mode | load | sent. | sent./s | × base | p50 s | × base | p95 s | prompt tok/sent | cached tok/sent "
-            "| compl. tok/sent | billed tok/sent | × base | chrF | Δ base | BLEU | copies % | parse fail /100 "
-            "| repairs /100 | note |")
-    rows = [head, "|" + "---|" * head.count("|")[:-1] if False else "|" + "---|" * (head.count("|") - 1)]
+            "| compl. tok/sent | billed tok/sent | × base | chrF | Δ base | BLEU | copies % | engine prompts /100 "
+            "| parse fail /100 | repairs /100 | note |")
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         b = base.get(r.load)
         ratio = lambda x, y: f"{x / y:.2f}" if b and y else "–"  # noqa: E731
@@ -204,9 +219,10 @@ def table(results: list[Result], base: dict[str, Result]) -> str:
             f"{r.per_sentence(r.completion_tokens):.1f}", f"{r.per_sentence(r.billed_tokens):.0f}",
             ratio(r.billed_tokens, b.billed_tokens if b else 0),
             "–" if r.chrf is None else f"{r.chrf:.1f}",
-            "–" if r.chrf is None or not b or b.chrf is None else f"{r.chrf - b.chrf:+.1f}",
+            _delta(r, b),
             "–" if r.bleu is None else f"{r.bleu:.1f}",
             "–" if r.copy_rate is None else f"{100 * r.copy_rate:.0f}",
+            f"{100 * r.engine_prompts / r.sentences:.0f}",
             f"{100 * r.parse_failures / r.sentences:.1f}", f"{100 * r.repairs / r.sentences:.1f}", r.note]) + " |")
     return "\n".join(rows)
 
@@ -307,24 +323,34 @@ async def run(args: argparse.Namespace) -> int:
         await engine.reset_prefix_cache()
         await engine.generate(template.render([template.examples[0][0][0]]), _params(template, 12))
 
-    async def record(coro_fn, *args, **kwargs) -> Result:
+    baseline: Result | None = None
+
+    async def record(coro_fn, *args, index: list[int] | None = None, **kwargs) -> Result:
+        """Run one mode from the common cache state and score it; ``index``: which of ``sources`` it
+        translated (default: the first ``n``)."""
         await warm()
         r = await coro_fn(*args, **kwargs)
-        n = r.sentences
-        score(r, sources[:n], refs[:n])
+        idx = index if index is not None else list(range(r.sentences))
+        score(r, [sources[i] for i in idx], [refs[i] for i in idx])
+        if baseline is not None and r.load == "saturation" and idx != list(range(baseline.sentences)):
+            import sacrebleu
+            r.base_chrf = sacrebleu.corpus_chrf([baseline.hyps[i] for i in idx], [[refs[i] for i in idx]]).score
         print(f"  {r.mode:>10} {r.load:>10}: {r.throughput:6.2f} sent/s  p50 {r.pct(0.5):6.3f}s  chrF {r.chrf}", flush=True)
         results.append(r)
         return r
 
+    baseline = await record(run_direct, engine, template, sources, salted=False, mode="baseline", load="saturation")
     naive_n = min(args.naive_sentences or len(sources), len(sources))
     r = await record(run_direct, engine, template, sources[:naive_n], salted=True, mode="naive", load="saturation")
     if naive_n < len(sources):
-        r.note = f"first {naive_n} sentences only (uncached prefill is slow)"
-    await record(run_direct, engine, template, sources, salted=False, mode="baseline", load="saturation")
+        r.note = f"first {naive_n} sentences only (uncached prefill is slow); Δ vs baseline on them"
+    pack_n = min(args.pack_sentences or len(sources), len(sources))
     for k in sizes:
         s = base_settings.model_copy(update={"max_sentences_per_prompt": k, "pack_policy": "fixed",
                                              "translation_memory_size": 0})
-        await record(run_gateway, engine, s, sources, mode=f"pack-{k}", load="saturation")
+        r = await record(run_gateway, engine, s, sources[:pack_n], mode=f"pack-{k}", load="saturation")
+        r.note = f"{-(-pack_n // k)} prompts at once" + (f"; first {pack_n} sentences, Δ vs baseline on them"
+                                                          if pack_n < len(sources) else "")
     default = base_settings.model_copy(update={"calibration": args.calibration})
     calibration_note = "calibration off"
     if args.calibration == "auto":  # calibrate on this engine now (cached per model+template; quick runs use fewer pairs)
@@ -339,13 +365,17 @@ async def run(args: argparse.Namespace) -> int:
                                              min(default.max_sentences_per_prompt, cal.pack_limit)})
         calibration_note = f"calibrated limit {cal.pack_limit} ({cal.sentences} pairs)"
     r = await record(run_gateway, engine, default, sources, mode="default", load="saturation")
-    r.note = calibration_note
+    r.note = calibration_note + (f"; raw set: {len(sources) - len(set(sources))} repeats" if len(set(sources)) < len(sources) else "")
     if args.dedup:
-        uniq = list(dict.fromkeys(sources))
+        first = {}
+        for i, x in enumerate(sources):
+            first.setdefault(x, i)
+        uniq = sorted(first.values())
         if len(uniq) < len(sources):
-            r = await run_gateway(engine, default, uniq, mode="default-dedup", load="saturation")
-            r.note += f" {len(uniq)} unique of {len(sources)}"
-            results.append(r)
+            r = await record(run_gateway, engine, default, [sources[i] for i in uniq], index=uniq,
+                             mode="default-unique", load="saturation")
+            r.note = (f"de-duplicated: {len(uniq)} unique of {len(sources)}; × base against the raw baseline's rate, "
+                      "Δ against its translations of the same sentences")
     await record(run_direct, engine, template, sources[:low_n], salted=False, mode="baseline", load="low")
     await record(run_gateway, engine, default, sources[:low_n], mode="default", load="low")
     await engine.close()
@@ -387,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--naive-sentences", type=int, default=None, help="sentences for the naive mode (default: all)")
     p.add_argument("--low-sentences", type=int, default=16, help="sentences at low load (one at a time)")
     p.add_argument("--pack-sizes", default="1,2,4,8,16")
+    p.add_argument("--pack-sentences", type=int, default=128,
+                   help="sentences for the fixed pack-size modes (default 128; 0: all)")
     p.add_argument("--in-flight", type=int, default=64, help="engine sequences / gateway prompts in flight")
     p.add_argument("--eager", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--kv-gib", type=int, default=4)

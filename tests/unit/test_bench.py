@@ -1,0 +1,35 @@
+"""The benchmark's report arithmetic (the runs themselves need an engine: ``make bench-quick``)."""
+
+from batchmt_server.bench import Result, table
+
+
+def _row(md: str, mode: str) -> list[str]:
+    line = next(x for x in md.splitlines() if x.startswith(f"| {mode} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def _header(md: str) -> list[str]:
+    return [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
+
+
+def test_ratios_are_against_the_baseline_of_the_same_load():
+    base = Result("baseline", "saturation", 100, 50.0, latencies=[1.0] * 100, prompt_tokens=800 * 100,
+                  cached_prompt_tokens=700 * 100, completion_tokens=40 * 100, engine_prompts=100, chrf=30.0)
+    fast = Result("default", "saturation", 100, 25.0, latencies=[0.5] * 100, prompt_tokens=800 * 100,
+                  cached_prompt_tokens=750 * 100, completion_tokens=40 * 100, engine_prompts=90, chrf=29.0)
+    md = table([base, fast], {"saturation": base})
+    h, row = _header(md), _row(md, "default")
+    assert row[h.index("sent./s")] == "4.00"
+    assert row[h.index("× base")] == "2.00"  # first "× base" column: throughput
+    assert row[h.index("Δ base")] == "-1.0"
+    assert row[h.index("engine prompts /100")] == "90"
+    assert row[h.index("billed tok/sent")] == "90"
+
+
+def test_a_subset_mode_is_compared_with_the_baseline_on_the_same_sentences():
+    base = Result("baseline", "saturation", 512, 100.0, latencies=[1.0], chrf=30.0)
+    sub = Result("pack-8", "saturation", 128, 100.0, latencies=[1.0], chrf=25.0, base_chrf=27.5, engine_prompts=16)
+    md = table([base, sub], {"saturation": base})
+    h, row = _header(md), _row(md, "pack-8")
+    assert row[h.index("Δ base")] == "-2.5"  # not 25.0 - 30.0
+    assert row[h.index("engine prompts /100")] == "12"
