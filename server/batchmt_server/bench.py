@@ -349,7 +349,7 @@ async def run(args: argparse.Namespace) -> int:
         s = base_settings.model_copy(update={"max_sentences_per_prompt": k, "pack_policy": "fixed",
                                              "translation_memory_size": 0})
         r = await record(run_gateway, engine, s, sources[:pack_n], mode=f"pack-{k}", load="saturation")
-        r.note = f"{-(-pack_n // k)} prompts at once" + (f"; first {pack_n} sentences, Δ vs baseline on them"
+        r.note = f"≤{min(args.in_flight, -(-pack_n // k))} prompts at once" + (f"; first {pack_n} sentences, Δ vs baseline on them"
                                                           if pack_n < len(sources) else "")
     default = base_settings.model_copy(update={"calibration": args.calibration})
     calibration_note = "calibration off"
@@ -414,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="results/latest")
     p.add_argument("--model", default="embedded")
     p.add_argument("--sentences", type=int, default=512, help="sentences at saturation (all in flight)")
-    p.add_argument("--naive-sentences", type=int, default=None, help="sentences for the naive mode (default: all)")
+    p.add_argument("--naive-sentences", type=int, default=64,
+                   help="sentences for the naive mode (uncached prefill is slow; 0: all)")
     p.add_argument("--low-sentences", type=int, default=16, help="sentences at low load (one at a time)")
     p.add_argument("--pack-sizes", default="1,2,4,8,16")
     p.add_argument("--pack-sentences", type=int, default=128,

@@ -71,7 +71,9 @@ class Settings(BaseSettings):
     # --- ensembles: requests with quality "balanced" / "best" (BatchPrompt's BPE + SEAS, ensemble.py)
     ensemble_rounds_balanced: int = Field(3, ge=1, le=9, description="rounds (odd) for quality 'balanced'")
     ensemble_rounds_best: int = Field(5, ge=1, le=9, description="rounds (odd) for quality 'best'")
-    ensemble_pack: int = Field(8, ge=1, le=64, description="sentences per prompt in ensemble rounds")
+    ensemble_pack: int | None = Field(None, ge=1, le=64, description="sentences per prompt in ensemble rounds "
+                                      "(default: the one-pass pack size, i.e. the calibrated limit; set it to pack "
+                                      "beyond that and let the vote recover what packing loses)")
     ensemble_early_stopping: bool = Field(True, description="a sentence leaves the rounds once two consecutive "
                                           "rounds agree with high confidence")
     ensemble_agreement: float = Field(75.0, ge=0.0, le=100.0, description="early stopping: symmetric sentence chrF "

@@ -36,6 +36,7 @@ class Translator:
         self.batcher, self.stats, self.settings = batcher, stats, settings
         self.model = model
         self.signature = signature(template, model, settings, pack_limit)
+        self.pack_limit = pack_limit
         self.ensemble = ensemble
         self._ids = itertools.count(1)
 
@@ -45,7 +46,8 @@ class Translator:
         rounds = {"balanced": s.ensemble_rounds_balanced, "best": s.ensemble_rounds_best}.get(quality)
         if self.ensemble is None or rounds is None:
             return None
-        return EnsembleConfig(rounds=rounds, pack=s.ensemble_pack, early_stopping=s.ensemble_early_stopping,
+        pack = s.ensemble_pack or min(s.max_sentences_per_prompt, self.pack_limit or s.max_sentences_per_prompt)
+        return EnsembleConfig(rounds=rounds, pack=pack, early_stopping=s.ensemble_early_stopping,
                               agree=s.ensemble_agreement, confidence=s.ensemble_confidence,
                               temperature=s.ensemble_temperature, weighted=s.ensemble_weighted, seed=s.ensemble_seed)
 

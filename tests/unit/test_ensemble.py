@@ -278,3 +278,19 @@ async def test_a_sentence_without_any_candidate_falls_back_to_the_batcher_in_its
     assert [t["text"] for t in body["translations"]] == [f"[de] {s}" for s in SOURCES[:3]]
     assert body["usage"]["retries"] == 1  # the fallback
     assert [bad] in eng.prompts  # sent alone at last
+
+
+def test_ensemble_pack_follows_the_calibrated_limit_unless_set():
+    from batchmt_server.settings import Settings
+    from batchmt_server.stats import Stats
+    from batchmt_server.template import Template
+    from batchmt_server.translator import Translator
+
+    tpl = Template.load("en-de-packed")
+    ens = object()  # only its presence matters to ensemble_config
+    s = Settings(engine="fake", _env_file=None)
+    assert Translator(None, Stats(), s, "m", tpl, pack_limit=1, ensemble=ens).ensemble_config("best").pack == 1
+    assert Translator(None, Stats(), s, "m", tpl, pack_limit=None, ensemble=ens).ensemble_config("best").pack == 8
+    explicit = s.model_copy(update={"ensemble_pack": 4})
+    assert Translator(None, Stats(), explicit, "m", tpl, pack_limit=1, ensemble=ens).ensemble_config("best").pack == 4
+    assert Translator(None, Stats(), s, "m", tpl, pack_limit=1, ensemble=ens).ensemble_config("fast") is None
