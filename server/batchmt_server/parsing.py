@@ -242,9 +242,18 @@ NEIGHBOUR_MARGIN = 0.1
 NEIGHBOUR_FLOOR = 0.2
 
 
-def _trigrams(text: str) -> set[str]:
+def _trigrams(text: str) -> frozenset[str]:
     t = " " + _norm(text) + " "
-    return {t[i:i + 3] for i in range(len(t) - 2)}
+    return frozenset(t[i:i + 3] for i in range(len(t) - 2))
+
+
+#: inputs' trigrams, cached: every slot of a prompt is compared with every input of it
+_source_trigrams = lru_cache(maxsize=4096)(_trigrams)
+
+
+@lru_cache(maxsize=4096)
+def _digits(text: str) -> frozenset[str]:
+    return frozenset(_DIGITS.findall(text))
 
 
 def _overlap(a: set[str], b: set[str]) -> float:
@@ -259,12 +268,12 @@ def _translates_a_neighbour(i: int, text: str, sources: Sequence[str]) -> bool:
     a number of another input that the own input does not have, and clearly more shared character
     trigrams (names, numbers, cognates) with another input than with the own one.
     """
-    own_digits = set(_DIGITS.findall(sources[i]))
-    out_digits = set(_DIGITS.findall(text))
-    if out_digits - own_digits and any((out_digits - own_digits) & set(_DIGITS.findall(s))
+    own_digits = _digits(sources[i])
+    out_digits = frozenset(_DIGITS.findall(text))
+    if out_digits - own_digits and any((out_digits - own_digits) & _digits(s)
                                        for j, s in enumerate(sources) if j != i):
         return True
     grams = _trigrams(text)
-    own = _overlap(grams, _trigrams(sources[i]))
-    other = max((_overlap(grams, _trigrams(s)) for j, s in enumerate(sources) if j != i), default=0.0)
+    own = _overlap(grams, _source_trigrams(sources[i]))
+    other = max((_overlap(grams, _source_trigrams(s)) for j, s in enumerate(sources) if j != i), default=0.0)
     return other >= NEIGHBOUR_FLOOR and other > own + NEIGHBOUR_MARGIN
