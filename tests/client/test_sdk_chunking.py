@@ -135,12 +135,19 @@ async def test_async_chunks_concurrently_bounded_and_in_order(fake_server, make_
 async def test_async_order_is_kept_when_chunks_finish_out_of_order(fake_server, make_async_mt_client):
     sentences = [f"s{i}" for i in range(8)]
 
+    answered = {first: asyncio.Event() for first in range(0, 8, 2)}
+
     async def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v1/translate":
-            # Later chunks answer first.
-            first = int(json.loads(request.content)["sentences"][0][1:])
-            await asyncio.sleep(0.002 * (8 - first))
-        return fake_server.handle(request)
+        if request.url.path != "/v1/translate":
+            return fake_server.handle(request)
+        # Later chunks answer first: each chunk waits until the next one has its answer
+        # (all four are in flight at once: max_concurrency=4), so the order does not depend on timing.
+        first = int(json.loads(request.content)["sentences"][0][1:])
+        if first + 2 in answered:
+            await asyncio.wait_for(answered[first + 2].wait(), 5)
+        response = fake_server.handle(request)
+        answered[first].set()
+        return response
 
     client = batchmt.AsyncClient(base_url="http://test", transport=httpx.MockTransport(handler),
                                  chunk_size=2, max_concurrency=4)
