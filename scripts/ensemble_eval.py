@@ -221,7 +221,9 @@ def write_report(args, base: EnsembleConfig, rows: list[dict], valid: dict, seco
                            f"{single['chrf']:.1f} ({'reached' if r['chrf'] >= single['chrf'] else 'missed'}); "
                            f"{r['tokens']:.0f} tokens/sentence vs {ref3['tokens']:.0f} for K=3 without early stopping "
                            f"at the same pack ({'fewer' if r['tokens'] < ref3['tokens'] else 'more'}), "
-                           f"computed {r['computed']:.1f} vs {ref3['computed']:.1f}")
+                           f"computed {r['computed']:.1f} vs {ref3['computed']:.1f}; {r['stopped']} stopped early"
+                           + (f"; {r['fallbacks']} of {n} sentences had no valid candidate and fell back to pack 1"
+                              if r["fallbacks"] else ""))
     sim = ["| pack | K | agree ≥ | confidence ≥ | chrF | sends/sent | stopped | tokens/sent | computed/sent |",
            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     sim += [f"| {r['pack']} | {r['k']} | {r['agree']:g} | {r['confidence']:g} | {r['chrf']:.1f} | {r['sends']:.2f} | "
