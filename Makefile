@@ -49,7 +49,8 @@ bench: model
 # the same in under ~3 minutes (fewer sentences, eager engine start): CI runs it
 bench-quick: model
 	$(PY) -m batchmt_server.bench --data $(DATA) --out test-artifacts/bench-quick --sentences 64 --naive-sentences 16 \
-		--low-sentences 3 --pack-sizes 1,2 --eager --fake-sentences 2000 --calibration-limit 16 $(ARGS)
+		--low-sentences 3 --pack-sizes 1,2 --eager --fake-sentences 2000 --calibration-limit 16 \
+		--repeats 1 $(ARGS)
 
 # fast tests only (no engine)
 unit: install
