@@ -251,7 +251,8 @@ def plots(results: list[Result], out: Path) -> list[str]:
     ax2 = ax1.twinx()
     if packs:
         ax2.plot([k for k, _ in packs], [r.chrf for _, r in packs], "s-", color="tab:red", label="chrF (right)")
-    ax2.set_ylabel("chrF", color="tab:red")
+    ax2.set_ylabel("chrF (failed slots repaired)", color="tab:red")
+    ax2.set_ylim(0, max([r.chrf for _, r in packs] + [1.0]) * 1.25)  # from 0: a zoomed axis would exaggerate
     fig.legend(loc="upper right", fontsize=8)
     ax1.set_title("throughput and quality vs pack size")
     fig.tight_layout()
