@@ -326,9 +326,9 @@ async def run(args: argparse.Namespace) -> int:
 
     baseline: Result | None = None
 
-    async def record(coro_fn, *args, index: list[int] | None = None, **kwargs) -> Result:
+    async def record(coro_fn, *args, index: list[int] | None = None, keep: bool = True, **kwargs) -> Result:
         """Run one mode from the common cache state and score it; ``index``: which of ``sources`` it
-        translated (default: the first ``n``)."""
+        translated (default: the first ``n``); ``keep``: a row of the report's table."""
         await warm()
         r = await coro_fn(*args, **kwargs)
         idx = index if index is not None else list(range(r.sentences))
@@ -337,7 +337,8 @@ async def run(args: argparse.Namespace) -> int:
             import sacrebleu
             r.base_chrf = sacrebleu.corpus_chrf([baseline.hyps[i] for i in idx], [[refs[i] for i in idx]]).score
         print(f"  {r.mode:>10} {r.load:>10}: {r.throughput:6.2f} sent/s  p50 {r.pct(0.5):6.3f}s  chrF {r.chrf}", flush=True)
-        results.append(r)
+        if keep:
+            results.append(r)
         return r
 
     baseline = await record(run_direct, engine, template, sources, salted=False, mode="baseline", load="saturation")
@@ -383,14 +384,11 @@ async def run(args: argparse.Namespace) -> int:
     for i in range(args.repeats - 1):
         runs = {}
         for mode in (("default", "baseline") if i % 2 == 0 else ("baseline", "default")):
-            await warm()
             if mode == "baseline":
-                runs[mode] = await run_direct(engine, template, sources, salted=False, mode=mode, load="saturation")
+                runs[mode] = await record(run_direct, engine, template, sources, salted=False, mode=mode,
+                                          load="saturation", keep=False)
             else:
-                runs[mode] = await run_gateway(engine, default, sources, mode=mode, load="saturation")
-            score(runs[mode], sources, refs)
-            print(f"  repeat {i + 2}: {mode:>10}: {runs[mode].throughput:6.2f} sent/s  p50 {runs[mode].pct(0.5):6.3f}s",
-                  flush=True)
+                runs[mode] = await record(run_gateway, engine, default, sources, mode=mode, load="saturation", keep=False)
         pairs.append((runs["baseline"], runs["default"]))
     if not args.only_headline:
         await record(run_direct, engine, template, sources[:low_n], salted=False, mode="baseline", load="low")
