@@ -217,7 +217,7 @@ def table(results: list[Result], base: dict[str, Result]) -> str:
             f"{r.pct(0.5):.3f}", ratio(r.pct(0.5), b.pct(0.5) if b else 0), f"{r.pct(0.95):.3f}",
             f"{r.per_sentence(r.prompt_tokens):.0f}", f"{r.per_sentence(r.cached_prompt_tokens):.0f}",
             f"{r.per_sentence(r.completion_tokens):.1f}", f"{r.per_sentence(r.billed_tokens):.0f}",
-            ratio(r.billed_tokens, b.billed_tokens if b else 0),
+            ratio(r.per_sentence(r.billed_tokens), b.per_sentence(b.billed_tokens) if b else 0),
             "–" if r.chrf is None else f"{r.chrf:.1f}",
             _delta(r, b),
             "–" if r.bleu is None else f"{r.bleu:.1f}",

@@ -33,3 +33,15 @@ def test_a_subset_mode_is_compared_with_the_baseline_on_the_same_sentences():
     h, row = _header(md), _row(md, "pack-8")
     assert row[h.index("Δ base")] == "-2.5"  # not 25.0 - 30.0
     assert row[h.index("engine prompts /100")] == "12"
+
+
+def test_billed_tokens_are_compared_per_sentence():
+    base = Result("baseline", "saturation", 512, 100.0, latencies=[1.0], prompt_tokens=512 * 800,
+                  cached_prompt_tokens=512 * 700, completion_tokens=512 * 20, chrf=30.0)
+    sub = Result("naive", "saturation", 64, 100.0, latencies=[1.0], prompt_tokens=64 * 800,
+                 completion_tokens=64 * 20, chrf=30.0)
+    md = table([base, sub], {"saturation": base})
+    h, row = _header(md), _row(md, "naive")
+    billed = h.index("billed tok/sent")
+    assert row[billed] == "820"
+    assert row[billed + 1] == "6.83"  # 820 / 120 per sentence, not 64 sentences' total over 512's
