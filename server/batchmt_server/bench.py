@@ -61,6 +61,7 @@ class Result:
     chrf: float | None = None
     bleu: float | None = None
     copy_rate: float | None = None
+    frontend_cpu: float = 0.0  # CPU seconds of this process (vLLM's frontend, the gateway, the callers) in the run
     base_chrf: float | None = None  # the baseline's chrF on the same sentences, when this mode ran on fewer
     note: str = ""
 
@@ -330,13 +331,16 @@ async def run(args: argparse.Namespace) -> int:
         """Run one mode from the common cache state and score it; ``index``: which of ``sources`` it
         translated (default: the first ``n``); ``keep``: a row of the report's table."""
         await warm()
+        cpu = time.process_time()
         r = await coro_fn(*args, **kwargs)
+        r.frontend_cpu = time.process_time() - cpu
         idx = index if index is not None else list(range(r.sentences))
         score(r, [sources[i] for i in idx], [refs[i] for i in idx])
         if baseline is not None and r.load == "saturation" and idx != list(range(baseline.sentences)):
             import sacrebleu
             r.base_chrf = sacrebleu.corpus_chrf([baseline.hyps[i] for i in idx], [[refs[i] for i in idx]]).score
-        print(f"  {r.mode:>10} {r.load:>10}: {r.throughput:6.2f} sent/s  p50 {r.pct(0.5):6.3f}s  chrF {r.chrf}", flush=True)
+        print(f"  {r.mode:>10} {r.load:>10}: {r.throughput:6.2f} sent/s  p50 {r.pct(0.5):6.3f}s  chrF {r.chrf}  "
+              f"frontend CPU {r.frontend_cpu:.1f}s", flush=True)
         if keep:
             results.append(r)
         return r
@@ -417,10 +421,12 @@ async def run(args: argparse.Namespace) -> int:
         p50s = sorted(d.pct(0.5) / b.pct(0.5) for b, d in pairs)
         md += [f"Default against baseline at saturation, {len(pairs)} pairs (the first is the table's; later pairs "
                "alternate which runs first):", "",
-               "| pair | baseline sent./s | default sent./s | × base | p50 × base | chrF baseline | chrF default |",
-               "|---|---|---|---|---|---|---|"]
+               "| pair | baseline sent./s | default sent./s | × base | p50 × base | chrF baseline | chrF default "
+               "| frontend CPU s, baseline | frontend CPU s, default |",
+               "|---|---|---|---|---|---|---|---|---|"]
         md += [f"| {k} | {b.throughput:.2f} | {d.throughput:.2f} | {d.throughput / b.throughput:.2f} | "
-               f"{d.pct(0.5) / b.pct(0.5):.2f} | {b.chrf:.1f} | {d.chrf:.1f} |" for k, (b, d) in enumerate(pairs, 1)]
+               f"{d.pct(0.5) / b.pct(0.5):.2f} | {b.chrf:.1f} | {d.chrf:.1f} | {b.frontend_cpu:.1f} | {d.frontend_cpu:.1f} |"
+               for k, (b, d) in enumerate(pairs, 1)]
         md += ["", f"Median × base: **{ratios[len(ratios) // 2]:.2f}** sentences/s, {p50s[len(p50s) // 2]:.2f} p50 "
                f"(range {ratios[0]:.2f}–{ratios[-1]:.2f}).", ""]
     files = plots(results, out)
