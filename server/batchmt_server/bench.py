@@ -238,28 +238,27 @@ def plots(results: list[Result], out: Path) -> list[str]:
     sat = [r for r in results if r.load == "saturation" and r.chrf is not None]
     packs = sorted((int(r.mode.split("-")[1]), r) for r in sat if r.mode.startswith("pack-"))
     files = []
-    fig, ax1 = plt.subplots(figsize=(7, 4))
-    if packs:
+    if packs:  # (none with --only-headline)
+        fig, ax1 = plt.subplots(figsize=(7, 4))
         ax1.plot([k for k, _ in packs], [r.throughput for _, r in packs], "o-", label="gateway, fixed pack size")
-    for r, style in ((next((x for x in sat if x.mode == "baseline"), None), "--"),
-                     (next((x for x in sat if x.mode == "default"), None), ":"),
-                     (next((x for x in sat if x.mode == "naive"), None), "-.")):
-        if r is not None:
-            ax1.axhline(r.throughput, linestyle=style, color="gray" if r.mode != "default" else "green", label=r.mode)
-    ax1.set_xscale("log", base=2)
-    ax1.set_xlabel("sentences per prompt")
-    ax1.set_ylabel("sentences/s at saturation")
-    ax2 = ax1.twinx()
-    if packs:
+        for r, style in ((next((x for x in sat if x.mode == "baseline"), None), "--"),
+                         (next((x for x in sat if x.mode == "default"), None), ":"),
+                         (next((x for x in sat if x.mode == "naive"), None), "-.")):
+            if r is not None:
+                ax1.axhline(r.throughput, linestyle=style, color="gray" if r.mode != "default" else "green", label=r.mode)
+        ax1.set_xscale("log", base=2)
+        ax1.set_xlabel("sentences per prompt")
+        ax1.set_ylabel("sentences/s at saturation")
+        ax2 = ax1.twinx()
         ax2.plot([k for k, _ in packs], [r.chrf for _, r in packs], "s-", color="tab:red", label="chrF (right)")
-    ax2.set_ylabel("chrF (failed slots repaired)", color="tab:red")
-    ax2.set_ylim(0, max([r.chrf for _, r in packs] + [1.0]) * 1.25)  # from 0: a zoomed axis would exaggerate
-    fig.legend(loc="upper right", fontsize=8)
-    ax1.set_title("throughput and quality vs pack size")
-    fig.tight_layout()
-    fig.savefig(out / "pack_size.png", dpi=110)
-    files.append("pack_size.png")
-    plt.close(fig)
+        ax2.set_ylabel("chrF (failed slots repaired)", color="tab:red")
+        ax2.set_ylim(0, max([r.chrf for _, r in packs] + [1.0]) * 1.25)  # from 0: a zoomed axis would exaggerate
+        fig.legend(loc="upper right", fontsize=8)
+        ax1.set_title("throughput and quality vs pack size")
+        fig.tight_layout()
+        fig.savefig(out / "pack_size.png", dpi=110)
+        files.append("pack_size.png")
+        plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 4))
     modes = [r.mode for r in results if r.load == "low"]
     if modes:
