@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
+from functools import partial
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
@@ -131,6 +132,13 @@ class Gateway:
             await self.engine.close()
 
 
+async def client_gone(request: Request) -> None:
+    """Return once the client has disconnected (the ASGI ``http.disconnect`` message; the body is
+    already read, so the next message is that one)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """Build the gateway app. ``engine`` overrides the one the settings would build (tests)."""
     settings = settings or Settings()
@@ -182,7 +190,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         except APIError:
             gw.stats.record_request("rejected")
             raise
-        return await translator.translate(body, request.is_disconnected)
+        return await translator.translate(body, partial(client_gone, request))
 
     @app.get("/v1/info", response_model=Info, tags=["translate"])
     async def info(request: Request) -> Info:

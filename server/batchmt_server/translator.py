@@ -77,7 +77,7 @@ class Translator:
                                param=f"sentences[{i}]")
 
     async def translate(self, req: TranslateRequest,
-                        is_disconnected: Callable[[], Awaitable[bool]] | None = None) -> TranslateResponse:
+                        disconnected: Callable[[], Awaitable[None]] | None = None) -> TranslateResponse:
         t0 = time.monotonic()
         try:
             self.validate(req)
@@ -102,13 +102,13 @@ class Translator:
         config = self.ensemble_config(req.quality)
         if config is not None:
             try:
-                outcomes = await self._ensemble(texts, rid, config, is_disconnected)
+                outcomes = await self._ensemble(texts, rid, config, disconnected)
             except asyncio.CancelledError:
                 self.stats.record_request("cancelled")
                 self.stats.record_sentences("cancelled", len(req.sentences))
                 raise
         else:
-            outcomes = await self._one_pass(texts, rid, is_disconnected, len(req.sentences))
+            outcomes = await self._one_pass(texts, rid, disconnected, len(req.sentences))
         translations: list[Translation] = []
         total = Outcome(None)
         for idx in segments:
@@ -153,7 +153,7 @@ class Translator:
                         currency=self.stats.prices.currency))
 
     async def _one_pass(self, texts: list[str], rid: int,
-                        is_disconnected: Callable[[], Awaitable[bool]] | None, n_sentences: int) -> list[Outcome]:
+                        disconnected: Callable[[], Awaitable[None]] | None, n_sentences: int) -> list[Outcome]:
         """quality 'fast': every line through the batcher once (packed with other callers' sentences)."""
         try:
             futures = self.batcher.submit(texts, rid)
@@ -163,7 +163,7 @@ class Translator:
                            f"queued); retry after {exc.retry_after:.0f}s",
                            headers={"Retry-After": str(int(exc.retry_after))}) from None
         try:
-            return await self._wait(futures, is_disconnected)
+            return await self._wait(futures, disconnected)
         except asyncio.CancelledError:
             for f in futures:
                 f.cancel()
@@ -172,12 +172,12 @@ class Translator:
             raise
 
     async def _ensemble(self, texts: list[str], rid: int, config: EnsembleConfig,
-                        is_disconnected: Callable[[], Awaitable[bool]] | None) -> list[Outcome]:
+                        disconnected: Callable[[], Awaitable[None]] | None) -> list[Outcome]:
         """quality 'balanced'/'best': permutation rounds with early stopping (ensemble.py); a line left
         without any valid candidate goes through the batcher once more, so nothing is lost."""
         assert self.ensemble is not None
         task = asyncio.ensure_future(self.ensemble.run(texts, config, rid))
-        (run,) = await self._wait([task], is_disconnected)  # cancels the rounds on disconnect or timeout
+        (run,) = await self._wait([task], disconnected)  # cancels the rounds on disconnect or timeout
         if isinstance(run, Outcome):  # timed out
             return [Outcome(None, run.error_code, run.error_message) for _ in texts]
         outcomes = [res.usage for res in run.results]
@@ -192,7 +192,7 @@ class Translator:
                     "rounds, and the queue was full for the fallback"
             return outcomes
         try:
-            fallback = await self._wait(futures, is_disconnected)
+            fallback = await self._wait(futures, disconnected)
         except asyncio.CancelledError:
             for f in futures:
                 f.cancel()
@@ -207,24 +207,29 @@ class Translator:
         return outcomes
 
     async def _wait(self, futures: list[asyncio.Future],
-                    is_disconnected: Callable[[], Awaitable[bool]] | None) -> list[Outcome]:
+                    disconnected: Callable[[], Awaitable[None]] | None) -> list[Outcome]:
         """Wait for every sentence; on timeout the unfinished ones fail in their own slots; a caller
-        that went away cancels its sentences (the batcher drops them before they are sent)."""
+        that went away cancels its sentences (the batcher drops them before they are sent).
+
+        ``disconnected`` returns when the caller has gone away: it is awaited, not polled (polling
+        every waiting request twice a second cost ~50 ms of CPU per sentence at 512 in flight,
+        taken from the engine on a small machine)."""
         gathered = asyncio.gather(*futures)
-        deadline = time.monotonic() + self.settings.request_timeout_s
+        watcher = asyncio.ensure_future(disconnected()) if disconnected is not None else None
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                done, _ = await asyncio.wait({gathered}, timeout=min(0.5, remaining))
-                if done:
-                    return gathered.result()
-                if is_disconnected is not None and await is_disconnected():
-                    raise asyncio.CancelledError()
+            done, _ = await asyncio.wait({gathered} | ({watcher} if watcher else set()),
+                                         timeout=self.settings.request_timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if gathered in done:
+                return gathered.result()
+            if watcher is not None and watcher in done:
+                raise asyncio.CancelledError()
         except asyncio.CancelledError:
             gathered.cancel()
             raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
         out = []
         for f in futures:
             if f.done() and not f.cancelled():

@@ -207,3 +207,39 @@ async def test_calibration_caps_the_pack_size_and_shows_in_info_signature_and_me
     assert info["calibrated_pack_limit"] == 1 and info["max_sentences_per_prompt"] == 1
     assert "|pack:1|cal:1|" in sig and m["batchmt_pack_limit"] == 1
     assert list((tmp_path / "calibration").glob("*.json")), "the calibration result is cached"
+
+
+async def test_a_caller_that_goes_away_cancels_its_sentences_without_polling():
+    from batchmt_server.schemas import TranslateRequest
+
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()  # the engine holds every prompt until the gate opens
+    async with running(eng, request_timeout_s=30) as (_, app):
+        translator = app.state.gateway.translator
+        gone = asyncio.Event()
+
+        async def disconnected() -> None:
+            await gone.wait()
+
+        calls = []
+
+        async def counted() -> None:  # awaited once per wait, never polled
+            calls.append(1)
+            await disconnected()
+
+        task = asyncio.create_task(translator.translate(TranslateRequest(sentences=["Left behind here."]), counted))
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        gone.set()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        assert calls == [1]
+        # the watcher is cancelled once the answer is there: a caller that stays gets its translation
+        eng.gate.set()
+        stay = asyncio.Event()
+
+        async def never() -> None:
+            await stay.wait()
+
+        r = await asyncio.wait_for(translator.translate(TranslateRequest(sentences=["Still here."]), never), 5)
+        assert r.translations[0].status == "ok"
