@@ -11,7 +11,6 @@ import pytest
 from helpers import parse_metrics
 
 from batchmt_server.app import create_app
-from batchmt_server.engine import Completion
 from batchmt_server.fake_engine import FakeEngine
 from batchmt_server.settings import Settings
 
