@@ -26,7 +26,7 @@ from .schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTot
 from .settings import Settings
 from .stats import Stats
 from .template import Template
-from .translator import LANGUAGE_PAIRS, Translator
+from .translator import LANGUAGE_PAIRS, Translator, pack_cap
 
 __all__ = ["create_app", "build_engine", "Gateway"]
 
@@ -73,7 +73,7 @@ class Gateway:
     @property
     def max_pack(self) -> int:
         """The pack size cap in force: the setting, never beyond the calibrated limit."""
-        return min(self.settings.max_sentences_per_prompt, self.pack_limit or self.settings.max_sentences_per_prompt)
+        return pack_cap(self.settings, self.pack_limit)
 
     async def _calibration(self) -> "Calibration":
         from .calibration import calibrate, load_cached, load_pairs

@@ -17,15 +17,20 @@ from .settings import Settings
 from .stats import Stats
 from .template import Template
 
-__all__ = ["Translator", "LANGUAGE_PAIRS", "signature"]
+__all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
 
 LANGUAGE_PAIRS = (("en", "de"),)
+
+
+def pack_cap(settings: Settings, pack_limit: int | None) -> int:
+    """The pack size cap in force: the setting, never beyond the calibrated limit (when there is one)."""
+    return min(settings.max_sentences_per_prompt, pack_limit or settings.max_sentences_per_prompt)
 
 
 def signature(template: Template, model: str, settings: Settings, pack_limit: int | None = None) -> str:
     """sacrebleu-style: everything that decides the output, in one line. ``pack`` is the pack size cap
     in force; ``cal`` the calibrated limit behind it (``off`` when calibration is off)."""
-    pack = min(settings.max_sentences_per_prompt, pack_limit or settings.max_sentences_per_prompt)
+    pack = pack_cap(settings, pack_limit)
     return (f"tmpl:{template.ref}|model:{model}|pack:{pack}|cal:{pack_limit or 'off'}|policy:{settings.pack_policy}"
             f"|temp:{settings.temperature:g}|batchmt:{__version__}")
 
@@ -46,7 +51,7 @@ class Translator:
         rounds = {"balanced": s.ensemble_rounds_balanced, "best": s.ensemble_rounds_best}.get(quality)
         if self.ensemble is None or rounds is None:
             return None
-        pack = s.ensemble_pack or min(s.max_sentences_per_prompt, self.pack_limit or s.max_sentences_per_prompt)
+        pack = s.ensemble_pack or pack_cap(s, self.pack_limit)
         return EnsembleConfig(rounds=rounds, pack=pack, early_stopping=s.ensemble_early_stopping,
                               agree=s.ensemble_agreement, confidence=s.ensemble_confidence,
                               temperature=s.ensemble_temperature, weighted=s.ensemble_weighted, seed=s.ensemble_seed)
