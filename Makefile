@@ -44,11 +44,11 @@ test: model test-deps
 # batchmt against plain vLLM on one engine, in one run: writes results/latest/report.md and plots
 # (512 sentences at saturation; the fixed pack sizes on the first 128)
 bench: model
-	$(PY) -m batchmt_server.bench --data $(BENCH_DATA) --out results/latest $(ARGS)
+	$(PY) -m benchmarks.bench --data $(BENCH_DATA) --out results/latest $(ARGS)
 
 # the same in under ~3 minutes (fewer sentences, eager engine start): CI runs it
 bench-quick: model
-	$(PY) -m batchmt_server.bench --data $(DATA) --out test-artifacts/bench-quick --sentences 64 --naive-sentences 16 \
+	$(PY) -m benchmarks.bench --data $(DATA) --out test-artifacts/bench-quick --sentences 64 --naive-sentences 16 \
 		--low-sentences 3 --pack-sizes 1,2 --eager --fake-sentences 2000 --calibration-limit 16 \
 		--repeats 1 $(ARGS)
 

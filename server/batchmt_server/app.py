@@ -18,7 +18,7 @@ from .batcher import Batcher
 from .calibration import Calibration
 from .cost import Prices, usage_totals
 from .dashboard import install_dashboard
-from .engine import Engine
+from .engines import Engine, build_engine
 from .ensemble import Ensemble
 from .errors import APIError, api_error_handler, error_body, validation_error_handler
 from .metrics import StatsCollector, make_registry, render
@@ -28,26 +28,9 @@ from .stats import Stats
 from .template import Template
 from .translator import LANGUAGE_PAIRS, Translator, pack_cap
 
-__all__ = ["create_app", "build_engine", "Gateway"]
+__all__ = ["create_app", "Gateway"]
 
 log = logging.getLogger("batchmt.app")
-
-
-def build_engine(settings: Settings) -> Engine:
-    """The engine the settings ask for. The fake one only when asked for by name."""
-    if settings.engine == "http":
-        from .http_engine import HTTPEngine
-        return HTTPEngine(settings.engine_url or "", model=settings.served_model_name, api_key=settings.engine_api_key,
-                          timeout=settings.engine_timeout_s)
-    if settings.engine == "fake":
-        from .fake_engine import FakeEngine
-        return FakeEngine()
-    from .model import resolve_model
-    from .vllm_engine import VLLMEngine
-    return VLLMEngine(resolve_model(settings.model, settings.cache_dir), model_name=settings.model_name,
-                      dtype=settings.dtype, block_size=settings.block_size, max_model_len=settings.max_model_len,
-                      max_num_seqs=settings.max_num_seqs, enforce_eager=settings.enforce_eager,
-                      enable_prefix_caching=settings.enable_prefix_caching, cpu_kvcache_gib=settings.cpu_kvcache_gib)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .engine import Engine, EngineError, GenerationParams
+from .engines import Engine, EngineError, GenerationParams
 from .stats import Stats
 from .template import Template
 
@@ -335,8 +335,3 @@ class Batcher:
                                        GenerationParams(max_tokens=8, temperature=0.0, stop=self.template.stop))
         except EngineError as exc:
             raise EngineError(f"warm-up prompt failed: {exc}") from exc
-
-    async def drain(self) -> None:
-        """Wait until the queue is empty and no prompt is in flight (for tests and shutdown)."""
-        while self._queue or self._tasks:
-            await asyncio.sleep(0.005)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .batcher import Batcher
-from .engine import Engine
+from .engines import Engine
 from .parsing import is_copy
 from .stats import Stats
 from .template import Template, default_prompts_dir

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _calibrate(settings: Settings, limit: int | None, sizes: tuple[int, ...]) -> int:
-    from .app import build_engine
+    from .engines import build_engine
     from .calibration import calibrate, load_pairs
     from .template import Template
 

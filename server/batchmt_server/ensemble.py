@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from .batcher import Outcome
 from .consensus import Candidate, mbr_select, should_stop, span_confidence
-from .engine import Engine, EngineError, GenerationParams
+from .engines import Engine, EngineError, GenerationParams
 from .parsing import Slot
 from .stats import Stats
 from .template import Template

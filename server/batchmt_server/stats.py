@@ -38,17 +38,6 @@ class Histogram:
             out.append((bound, acc))
         return out
 
-    def quantile(self, q: float) -> float | None:
-        """Upper bucket bound below which a share ``q`` of observations fall (None if empty)."""
-        if not self.count:
-            return None
-        target, acc = q * self.count, 0
-        for bound, c in zip(self.buckets, self.counts):
-            acc += c
-            if acc >= target:
-                return bound
-        return float("inf")
-
 
 class Stats:
     """Counters, histograms and gauges of one gateway. Thread-safe enough for one event loop

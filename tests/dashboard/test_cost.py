@@ -12,7 +12,7 @@ import httpx
 from helpers import parse_metrics
 
 from batchmt_server.app import create_app
-from batchmt_server.fake_engine import FakeEngine
+from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.settings import Settings
 from batchmt_server.stats import Stats
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from batchmt_server.batcher import Batcher, QueueFull
-from batchmt_server.fake_engine import FakeEngine
+from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.stats import Stats
 from batchmt_server.template import Template
 

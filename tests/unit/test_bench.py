@@ -1,6 +1,6 @@
 """The benchmark's report arithmetic (the runs themselves need an engine: ``make bench-quick``)."""
 
-from batchmt_server.bench import Result, table
+from benchmarks.bench import Result, table
 
 
 def _row(md: str, mode: str) -> list[str]:

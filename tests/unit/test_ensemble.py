@@ -14,7 +14,7 @@ from helpers import parse_metrics
 from batchmt_server.app import create_app
 from batchmt_server.consensus import Candidate, agreement, mbr_select, should_stop, span_confidence
 from batchmt_server.ensemble import Ensemble, EnsembleConfig, chunk, slot_spans
-from batchmt_server.fake_engine import FakeEngine
+from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.settings import Settings
 from batchmt_server.stats import Stats
 from batchmt_server.template import Template

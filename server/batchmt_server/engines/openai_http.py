@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from .engine import Completion, EngineError, GenerationParams, estimate_tokens
+from .base import Completion, EngineError, GenerationParams, estimate_tokens
 
 __all__ = ["HTTPEngine"]
 
@@ -71,7 +71,6 @@ class HTTPEngine:
                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
                 completion_tokens=int(usage.get("completion_tokens", 0)),
                 cached_prompt_tokens=int(details.get("cached_tokens") or 0),
-                cumulative_logprob=sum(x for x in lp if x is not None) if lp else None,
                 token_logprobs=[x if x is not None else 0.0 for x in lp] if lp else None,
                 token_offsets=[int(x) for x in offsets] if lp and offsets and len(offsets) == len(lp) else None,
             )

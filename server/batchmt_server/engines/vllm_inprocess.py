@@ -10,7 +10,7 @@ import itertools
 import logging
 import os
 
-from .engine import Completion, EngineError, GenerationParams
+from .base import Completion, EngineError, GenerationParams
 
 __all__ = ["VLLMEngine", "cpu_environment"]
 
@@ -109,7 +109,6 @@ class VLLMEngine:
             prompt_tokens=len(final.prompt_token_ids or ()),
             cached_prompt_tokens=int(final.num_cached_tokens or 0),
             completion_tokens=len(o.token_ids),
-            cumulative_logprob=o.cumulative_logprob if params.logprobs else None,
             token_logprobs=token_logprobs, token_offsets=token_offsets,
         )
 

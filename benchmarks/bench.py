@@ -1,4 +1,4 @@
-"""``python -m batchmt_server.bench``: batchmt against plain vLLM, in one run, on one engine.
+"""``python -m benchmarks.bench`` (``make bench``): batchmt against plain vLLM, in one run, on one engine.
 
 Modes (every ratio is against ``baseline``):
 
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import httpx
 
-from .app import create_app
-from .engine import Engine, GenerationParams
-from .parsing import is_copy
-from .settings import Settings
-from .template import Template
+from batchmt_server.app import create_app
+from batchmt_server.engines import Engine, GenerationParams
+from batchmt_server.parsing import is_copy
+from batchmt_server.settings import Settings
+from batchmt_server.template import Template
 
 __all__ = ["main"]
 
@@ -276,7 +276,7 @@ def plots(results: list[Result], out: Path) -> list[str]:
 
 async def bench_fake(n: int, concurrency: int) -> list[Result]:
     """The gateway alone: a zero-latency fake engine, so only the gateway's own work is timed."""
-    from .fake_engine import FakeEngine
+    from batchmt_server.engines.fake import FakeEngine
 
     settings = Settings(engine="fake", calibration="off", warmup=False, max_queue_sentences=max(4096, 2 * n),
                         translation_memory_size=0, max_wait_ms=1.0)
@@ -294,7 +294,7 @@ async def bench_fake(n: int, concurrency: int) -> list[Result]:
 
 async def run(args: argparse.Namespace) -> int:
     from .model import resolve_model
-    from .vllm_engine import VLLMEngine
+    from batchmt_server.engines.vllm_inprocess import VLLMEngine
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -439,7 +439,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m batchmt_server.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="folder with src.en and ref.de (e.g. ../shared/data/newstest2021_ende)")
     p.add_argument("--out", default="results/latest")

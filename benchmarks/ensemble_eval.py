@@ -1,6 +1,6 @@
 """Quality against cost of BatchPrompt ensembles (BPE + SEAS) for translation, on a real engine.
 
-    .venv/bin/python scripts/ensemble_eval.py --data ../shared/data/newstest2021_ende --sentences 48
+    .venv/bin/python -m benchmarks.ensemble_eval --data ../shared/data/newstest2021_ende --sentences 48
 
 For each pack size it runs the ensemble twice on the same request (all sentences in one request):
 K=5 rounds without early stopping, and K=5 with early stopping. K=1 and K=3 are read off the same
@@ -25,16 +25,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from sacrebleu.metrics import BLEU, CHRF
+
+
+from batchmt_server.consensus import agreement, mbr_select
+from batchmt_server.ensemble import Ensemble, EnsembleConfig, EnsembleRun
+from batchmt_server.engines.openai_http import HTTPEngine
+from batchmt_server.stats import Stats
+from batchmt_server.template import Template
+
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "server"))
-
-from sacrebleu.metrics import BLEU, CHRF  # noqa: E402
-
-from batchmt_server.consensus import agreement, mbr_select  # noqa: E402
-from batchmt_server.ensemble import Ensemble, EnsembleConfig, EnsembleRun  # noqa: E402
-from batchmt_server.http_engine import HTTPEngine  # noqa: E402
-from batchmt_server.stats import Stats  # noqa: E402
-from batchmt_server.template import Template  # noqa: E402
 
 
 def load(data: Path, n: int, skip: int) -> tuple[list[str], list[str]]:

@@ -1,13 +1,13 @@
 """The one small interface through which the gateway knows an engine.
 
-Two real implementations: :class:`~batchmt_server.vllm_engine.VLLMEngine` (in-process ``AsyncLLM``)
-and :class:`~batchmt_server.http_engine.HTTPEngine` (any OpenAI-compatible ``/v1/completions``).
+Two real implementations: :class:`~batchmt_server.engines.vllm_inprocess.VLLMEngine` (in-process ``AsyncLLM``)
+and :class:`~batchmt_server.engines.openai_http.HTTPEngine` (any OpenAI-compatible ``/v1/completions``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = ["Completion", "Engine", "EngineError", "GenerationParams"]
 
@@ -34,16 +34,12 @@ class Completion:
     completion_tokens: int
     cached_prompt_tokens: int = 0
     finish_reason: str | None = None  # "stop" | "length" | ...
-    #: sum of the chosen tokens' log-probabilities, when asked for with ``logprobs=True``
-    cumulative_logprob: float | None = None
-    extra: dict = field(default_factory=dict)
     #: with ``logprobs=True``: each completion token's log-probability and the offset in ``text`` where it
     #: starts (a stop string's tokens may lie past the end of ``text``); the ensemble's confidence signal
     token_logprobs: list[float] | None = None
     token_offsets: list[int] | None = None
 
 
-@runtime_checkable
 class Engine(Protocol):
     """What the gateway needs from an engine."""
 

@@ -13,8 +13,8 @@ import asyncio
 import re
 from typing import Callable
 
-from .engine import Completion, EngineError, GenerationParams, estimate_tokens
-from .template import Template
+from .base import Completion, EngineError, GenerationParams, estimate_tokens
+from ..template import Template
 
 __all__ = ["FakeEngine"]
 
