@@ -1,5 +1,5 @@
 """batchmt gateway: packs sentences from many callers into BatchPrompt prompts for a vLLM engine."""
 
-__version__ = "0.1.0"
+from batchmt.version import __version__  # the one place the version is written
 
 __all__ = ["__version__"]
