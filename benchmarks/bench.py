@@ -55,8 +55,8 @@ class Result:
     cached_prompt_tokens: float = 0
     completion_tokens: float = 0
     engine_prompts: int = 0
-    repairs: int = 0  # sentences re-sent in a smaller prompt (gateway only)
-    parse_failures: int = 0  # output slots the parser flagged (copies included)
+    resent: int = 0  # sentences re-sent in a smaller prompt (gateway only)
+    flagged: int = 0  # output slots the parser flagged (copies included)
     hyps: list[str] = field(repr=False, default_factory=list)
     chrf: float | None = None
     bleu: float | None = None
@@ -85,7 +85,7 @@ class Result:
 
 
 def _params(template: Template, sentence_tokens: int, salt: str | None = None) -> GenerationParams:
-    return GenerationParams(max_tokens=3 * sentence_tokens + 28, temperature=0.0, stop=template.stop_for(1),
+    return GenerationParams(max_tokens=template.max_tokens([sentence_tokens]), temperature=0.0, stop=template.stop_for(1),
                             cache_salt=salt)
 
 
@@ -102,7 +102,7 @@ async def run_direct(engine: Engine, template: Template, sentences: list[str], *
         res.latencies.append(time.perf_counter() - t)
         slot = template.parse(c.text, [s], c.finish_reason)[0]
         hyps[i] = slot.text or ""
-        res.parse_failures += slot.reason is not None
+        res.flagged += slot.reason is not None
         res.prompt_tokens += c.prompt_tokens
         res.cached_prompt_tokens += c.cached_prompt_tokens
         res.completion_tokens += c.completion_tokens
@@ -155,14 +155,14 @@ async def run_gateway(engine: Engine, settings: Settings, sentences: list[str], 
             else:
                 await asyncio.gather(*(one(i) for i in starts))
             res.seconds = time.perf_counter() - t0
-        st = gw.stats
+        st = gw.stats.snapshot()
         res.prompt_tokens, res.cached_prompt_tokens = st.prompt_tokens, st.cached_prompt_tokens
         res.completion_tokens = st.completion_tokens
         res.engine_prompts = sum(st.prompts.values())
-        res.parse_failures = sum(st.repairs.values())  # slots the parser flagged (batchmt_repairs_total)
-        res.repairs = sum(st.retries.values())  # sentences re-sent in a smaller prompt (batchmt_retries_total)
-        if gw.pack_limit:
-            res.note = f"calibrated limit {gw.pack_limit}"
+        res.flagged = sum(st.flagged_slots.values())  # slots the parser flagged (batchmt_repairs_total)
+        res.resent = sum(st.resent_sentences.values())  # sentences re-sent (batchmt_retries_total)
+        if gw.calibrated_pack_limit:
+            res.note = f"calibrated limit {gw.calibrated_pack_limit}"
     res.hyps = hyps
     return res
 
@@ -224,7 +224,7 @@ def table(results: list[Result], base: dict[str, Result]) -> str:
             "–" if r.bleu is None else f"{r.bleu:.1f}",
             "–" if r.copy_rate is None else f"{100 * r.copy_rate:.0f}",
             f"{100 * r.engine_prompts / r.sentences:.0f}",
-            f"{100 * r.parse_failures / r.sentences:.1f}", f"{100 * r.repairs / r.sentences:.1f}", r.note]) + " |")
+            f"{100 * r.flagged / r.sentences:.1f}", f"{100 * r.resent / r.sentences:.1f}", r.note]) + " |")
     return "\n".join(rows)
 
 

@@ -17,9 +17,10 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .engines import Engine, EngineError, GenerationParams
+from .engines import EngineError
+from .runner import PromptCall, PromptRunner
 from .stats import Stats
-from .template import Template
+from .usage import EngineUsage
 
 __all__ = ["Batcher", "Item", "Outcome", "QueueFull"]
 
@@ -34,24 +35,16 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
     """What a queued sentence resolves to. Failures are values, not exceptions."""
 
     text: str | None
     error_code: str | None = None
     error_message: str | None = None
-    prompt_tokens: float = 0.0
-    cached_prompt_tokens: float = 0.0
-    completion_tokens: float = 0.0
-    engine_prompts: float = 0.0
-    retries: int = 0
+    usage: EngineUsage = EngineUsage()  # the engine work this caller carries
     memory: bool = False     # served from the translation memory
     coalesced: bool = False  # shared the engine work of an identical sentence in flight
-    engine_seconds: float = 0.0  # share of engine busy time (cost accounting)
-    baseline_prompt_tokens: float = 0.0  # the same sentence alone in a prompt, without a prefix cache
-    baseline_completion_tokens: float = 0.0
-    baseline_engine_seconds: float = 0.0
 
 
 @dataclass(eq=False)
@@ -66,7 +59,8 @@ class Item:
     enqueued_at: float = field(default_factory=time.monotonic)
     max_pack: int = 1 << 30
     attempts: int = 0  # engine calls at one sentence per prompt
-    usage: Outcome = field(default_factory=lambda: Outcome(None))
+    usage: EngineUsage = EngineUsage()  # engine work spent on it so far (every call it travelled in)
+    translated: bool = False  # resolved with a translation (its baseline is recorded once)
 
     @property
     def abandoned(self) -> bool:
@@ -77,25 +71,22 @@ class Item:
 class Batcher:
     def __init__(
         self,
-        engine: Engine,
-        template: Template,
+        runner: PromptRunner,
         stats: Stats,
         *,
         max_wait_ms: float = 5.0,
         max_sentences_per_prompt: int = 8,
         max_prompt_tokens: int = 1024,
-        max_prompts_in_flight: int = 64,
         max_queue_sentences: int = 4096,
         max_attempts: int = 2,
         temperature: float = 0.0,
         policy: Literal["adaptive", "fixed"] = "adaptive",
         memory_size: int = 0,
     ) -> None:
-        self.engine, self.template, self.stats = engine, template, stats
+        self.runner, self.stats = runner, stats
         self.max_wait = max_wait_ms / 1000.0
         self.max_pack = max_sentences_per_prompt
         self.max_prompt_tokens = max_prompt_tokens
-        self.max_in_flight = max_prompts_in_flight
         self.max_queue = max_queue_sentences
         self.max_attempts = max_attempts
         self.temperature = temperature
@@ -105,7 +96,6 @@ class Batcher:
         self.memory_size = memory_size
         self._memory: OrderedDict[str, str] = OrderedDict()  # bounded translation memory (LRU)
         self._wakeup = asyncio.Event()
-        self._slots = asyncio.Semaphore(max_prompts_in_flight)
         self._tasks: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
 
@@ -125,7 +115,7 @@ class Batcher:
         while self._queue:
             item = self._queue.popleft()
             self._resolve(item, None, "shutdown", "the gateway shut down before this sentence was sent")
-        self.stats.queue_depth = 0
+        self.stats.set_queue_depth(0)
 
     # ------------------------------------------------------------------ intake
     def submit(self, texts: list[str], request_id: int) -> list[asyncio.Future]:
@@ -148,17 +138,17 @@ class Batcher:
                 item.waiters.append(fut)
                 self.stats.record_reuse("coalesced")
                 continue
-            item = Item(text, self.engine.count_tokens(text), request_id, [fut], now)
+            item = Item(text, self.runner.engine.count_tokens(text), request_id, [fut], now)
             self._pending[text] = item
             self._queue.append(item)
-        self.stats.queue_depth = len(self._queue)
+        self.stats.set_queue_depth(len(self._queue))
         self._wakeup.set()
         return futures
 
     def retry_after(self) -> float:
         """Seconds until the queue has likely drained enough, from recent engine latency."""
-        mean = self.stats.engine_seconds.sum / self.stats.engine_seconds.count if self.stats.engine_seconds.count else 1.0
-        waves = len(self._queue) / max(1, self.max_in_flight * self.max_pack)
+        mean = self.stats.mean_engine_seconds() or 1.0
+        waves = len(self._queue) / max(1, self.runner.max_in_flight * self.max_pack)
         return float(min(60, max(1, math.ceil(mean * max(1.0, waves)))))
 
     # ------------------------------------------------------------------ packing policy
@@ -171,7 +161,7 @@ class Batcher:
         """
         if self.policy == "fixed":
             return self.max_pack
-        free = self.max_in_flight - self.stats.prompts_in_flight  # includes the slot this dispatch holds
+        free = self.runner.free + 1  # includes the place this dispatch holds
         return max(1, min(self.max_pack, math.ceil(len(self._queue) / free)))
 
     def _take(self, target: int) -> list[Item]:
@@ -185,6 +175,7 @@ class Batcher:
             scanned += 1
             if item.abandoned:  # every caller of it went away
                 self.stats.record_sentences("cancelled")
+                self._forget(item)
                 continue
             if batch and (tokens + item.tokens > self.max_prompt_tokens or item.max_pack < len(batch) + 1):
                 skipped.append(item)
@@ -193,7 +184,7 @@ class Batcher:
             tokens += item.tokens
             limit = min(limit, item.max_pack)
         self._queue.extendleft(reversed(skipped))
-        self.stats.queue_depth = len(self._queue)
+        self.stats.set_queue_depth(len(self._queue))
         return batch
 
     # ------------------------------------------------------------------ loop
@@ -213,59 +204,43 @@ class Batcher:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
-            await self._slots.acquire()
+            await self.runner.acquire()
             batch = self._take(self.pack_target())
             if not batch:
-                self._slots.release()
+                self.runner.release()
                 continue
-            self.stats.prompts_in_flight += 1
             task = asyncio.create_task(self._send(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[Item]) -> None:
+        """One prompt for ``batch`` (the loop acquired its place in the runner; released here)."""
         try:
             now = time.monotonic()
             for it in batch:
                 self.stats.record_queue_wait(now - it.enqueued_at)
             sources = [it.text for it in batch]
-            params = GenerationParams(max_tokens=self.template.max_tokens([it.tokens for it in batch]), temperature=self.temperature,
-                                      stop=self.template.stop_for(len(batch)))
-            requests = len({it.request_id for it in batch})
-            t0 = time.monotonic()
-            prompt = self.template.render(sources)
             try:
-                completion = await self.engine.generate(prompt, params)
+                call = await self.runner.call(sources, [it.tokens for it in batch], temperature=self.temperature,
+                                              requests=len({it.request_id for it in batch}))
             except EngineError as exc:
-                self.stats.record_prompt(sentences=len(batch), requests=requests, ok=False,
-                                         seconds=time.monotonic() - t0)
                 log.warning("engine call failed for %d sentences: %s", len(batch), exc)
                 for it in batch:
                     self._repair(it, "engine_error", len(batch), str(exc))
                 return
-            busy = self.stats.record_prompt(
-                sentences=len(batch), requests=requests, ok=True, seconds=time.monotonic() - t0,
-                prompt_tokens=completion.prompt_tokens, cached_prompt_tokens=completion.cached_prompt_tokens,
-                completion_tokens=completion.completion_tokens)
-            total = sum(it.tokens for it in batch) or 1
-            for it in batch:  # each sentence carries its share of the prompt's cost
-                share = it.tokens / total
-                it.usage.prompt_tokens += share * completion.prompt_tokens
-                it.usage.cached_prompt_tokens += share * completion.cached_prompt_tokens
-                it.usage.completion_tokens += share * completion.completion_tokens
-                it.usage.engine_prompts += 1 / len(batch)
-                it.usage.engine_seconds += share * busy
-            slots = self.template.parse(completion.text, sources, completion.finish_reason)
-            for it, slot in zip(batch, slots):
+            for it, share in zip(batch, call.shares):  # each sentence carries its share of the prompt's cost
+                it.usage = it.usage + share
+            for it, slot in zip(batch, call.slots):
                 if slot.ok:
+                    self._record_baseline(it, call, batch)
                     self._resolve(it, slot.text)
                 elif len(batch) == 1 and slot.reason in ("copy", "merged", "truncated") and slot.text:
                     # alone in its prompt, this is the model's own answer for this very sentence
-                    self.stats.record_repair(slot.reason, retried=False)
+                    self.stats.record_flagged_slot(slot.reason, resent=False)
+                    self._record_baseline(it, call, batch)
                     self._resolve(it, slot.text)
                 else:
                     self._repair(it, slot.reason or "missing", len(batch), f"output slot flagged: {slot.reason}")
-            self._record_baseline(batch, prompt, completion, busy)
         except Exception as exc:  # a bug must not leave callers waiting: fail what is unresolved, in its slot
             log.exception("prompt of %d sentences failed", len(batch))
             queued = set(map(id, self._queue))
@@ -273,34 +248,26 @@ class Batcher:
                 if id(it) not in queued:
                     self._resolve(it, None, "internal_error", f"internal error: {type(exc).__name__}")
         finally:
-            self.stats.prompts_in_flight -= 1
-            self._slots.release()
+            self.runner.release()
             self._wakeup.set()
 
-    def _record_baseline(self, batch: list[Item], prompt: str, completion, busy: float) -> None:
-        """Count the sentences translated by this prompt as if each had been sent alone, uncached (cost.py).
-        Token counts are calibrated by the engine's own count of this prompt (an HTTP engine only estimates)."""
-        calib = completion.prompt_tokens / max(1, self.template.prompt_tokens(prompt, self.engine.count_tokens))
-        rate = busy / max(1, completion.prompt_tokens - completion.cached_prompt_tokens + completion.completion_tokens)
-        total = sum(it.tokens for it in batch) or 1
-        for it in batch:
-            if it.usage.text is None or it.usage.baseline_prompt_tokens:
-                continue  # not translated by this prompt
-            pt = calib * self.template.prompt_tokens(self.template.render([it.text]), self.engine.count_tokens)
-            ct = it.tokens / total * completion.completion_tokens
-            u = it.usage
-            u.baseline_prompt_tokens, u.baseline_completion_tokens, u.baseline_engine_seconds = pt, ct, rate * (pt + ct)
-            self.stats.record_baseline(prompt_tokens=pt, completion_tokens=ct, engine_seconds=rate * (pt + ct))
+    def _record_baseline(self, it: Item, call: PromptCall, batch: list[Item]) -> None:
+        """Count ``it`` as if it had been sent alone, uncached (cost.py), at this prompt's measured rate."""
+        total = sum(b.tokens for b in batch) or 1
+        it.usage = it.usage + self.runner.baseline(it.text, it.tokens / total * call.completion.completion_tokens,
+                                                   seconds_per_token=call.seconds_per_computed_token, calib=call.calib)
 
-    def _resolve(self, it: Item, text: str | None, code: str | None = None, message: str | None = None) -> None:
+    def _forget(self, it: Item) -> None:
         if self._pending.get(it.text) is it:
             del self._pending[it.text]
-        u = it.usage
-        u.text, u.error_code, u.error_message = text, code, message
+
+    def _resolve(self, it: Item, text: str | None, code: str | None = None, message: str | None = None) -> None:
+        self._forget(it)
         first = True
         for w in it.waiters:
             if not w.done():  # the first live caller carries the cost; the others shared the work
-                w.set_result(u if first else Outcome(text, code, message, coalesced=True))
+                w.set_result(Outcome(text, code, message, it.usage) if first else
+                             Outcome(text, code, message, coalesced=True))
                 first = False
         if text is not None and self.memory_size > 0:
             self._memory[it.text] = text
@@ -316,22 +283,13 @@ class Batcher:
         if pack == 1:
             it.attempts += 1
             if it.attempts >= self.max_attempts:
-                self.stats.record_repair(reason, retried=False)
+                self.stats.record_flagged_slot(reason, resent=False)
                 code = "engine_error" if reason == "engine_error" else "unparseable_output"
                 self._resolve(it, None, code, f"no usable translation after {it.attempts} attempts ({message})")
                 return
-        self.stats.record_repair(reason, retried=True)
-        it.usage.retries += 1
+        self.stats.record_flagged_slot(reason, resent=True)
+        it.usage = it.usage + EngineUsage(resent=1)
         it.max_pack = max(1, min(it.max_pack, pack) // 2)
         self._queue.appendleft(it)  # repairs go first; they keep their original window
-        self.stats.queue_depth = len(self._queue)
+        self.stats.set_queue_depth(len(self._queue))
         self._wakeup.set()
-
-    async def warmup(self) -> None:
-        """Send the template's own first example once, so the prefix is cached before the first caller."""
-        source = self.template.examples[0][0][0] if self.template.examples else "Hello."
-        try:
-            await self.engine.generate(self.template.render([source]),
-                                       GenerationParams(max_tokens=8, temperature=0.0, stop=self.template.stop))
-        except EngineError as exc:
-            raise EngineError(f"warm-up prompt failed: {exc}") from exc

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .batcher import Batcher
 from .engines import Engine
+from .runner import PromptRunner
 from .parsing import is_copy
 from .stats import Stats
 from .template import Template, default_prompts_dir
@@ -77,8 +78,8 @@ async def translate_fixed(engine: Engine, template: Template, sources: list[str]
                           in_flight: int = 64, max_prompt_tokens: int = 4096) -> tuple[list[str], Stats]:
     """Translate through a batcher that always packs ``pack`` sentences (no memory, no adaptivity)."""
     stats = Stats()
-    b = Batcher(engine, template, stats, max_wait_ms=2, max_sentences_per_prompt=pack, policy="fixed",
-                max_prompts_in_flight=in_flight, max_prompt_tokens=max_prompt_tokens, memory_size=0)
+    b = Batcher(PromptRunner(engine, template, stats, max_in_flight=in_flight), stats, max_wait_ms=2,
+                max_sentences_per_prompt=pack, policy="fixed", max_prompt_tokens=max_prompt_tokens, memory_size=0)
     b.start()
     try:
         futures = b.submit(sources, request_id=0)
@@ -119,7 +120,7 @@ async def calibrate(engine: Engine, template: Template, pairs: list[tuple[str, s
         hyps, stats = await translate_fixed(engine, template, sources, pack)
         results.append(SizeResult(
             pack=pack, chrf=sacrebleu.corpus_chrf(hyps, [refs]).score, bleu=sacrebleu.corpus_bleu(hyps, [refs]).score,
-            parse_failure_rate=sum(stats.retries.values()) / len(sources),
+            parse_failure_rate=sum(stats.resent_sentences.values()) / len(sources),
             copy_rate=sum(is_copy(s, h) for s, h in zip(sources, hyps)) / len(sources),
             seconds=time.monotonic() - t0))
         log.info("calibration pack %d: %s", pack, results[-1])

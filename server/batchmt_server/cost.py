@@ -1,4 +1,4 @@
-"""Cost accounting: prices (settings) applied to what :class:`~batchmt_server.stats.Stats` counts.
+"""Cost accounting: prices (settings) applied to a :class:`~batchmt_server.stats.StatsSnapshot`.
 
 Stats only count physical quantities (tokens, engine seconds); money is computed from them at read
 time with the prices below, by the one function :func:`usage_totals` that ``/v1/usage``, the
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
-    from .stats import Stats
+    from .stats import StatsSnapshot
 
 __all__ = ["Prices", "usage_totals"]
 
@@ -74,37 +74,30 @@ class Prices:
                 "completion_per_mtok": self.completion_per_mtok, "engine_hour": self.engine_hour}
 
 
-def usage_totals(stats: "Stats") -> dict:
-    """Totals since start, read from ``stats`` in one locked snapshot (the body of ``GET /v1/usage``)."""
-    p: Prices = stats.prices
-    with stats._lock:
-        sentences = dict(stats.sentences)
-        requests = dict(stats.requests)
-        prompts = dict(stats.prompts)
-        characters = stats.characters
-        pt, ct, gt = stats.prompt_tokens, stats.cached_prompt_tokens, stats.completion_tokens
-        busy = stats.engine_busy_seconds
-        b_prompts, b_pt, b_gt = stats.baseline_prompts, stats.baseline_prompt_tokens, stats.baseline_completion_tokens
-        b_busy = stats.baseline_engine_seconds
-        started = stats.started_at
+def usage_totals(snap: "StatsSnapshot", prices: Prices) -> dict:
+    """Totals since start, from one snapshot (the body of ``GET /v1/usage``)."""
+    p = prices
+    pt, ct, gt = snap.prompt_tokens, snap.cached_prompt_tokens, snap.completion_tokens
+    busy = snap.engine_busy_seconds
+    b_pt, b_gt, b_busy = snap.baseline_prompt_tokens, snap.baseline_completion_tokens, snap.baseline_engine_seconds
     cost = p.cost(pt, ct, gt, busy)
     baseline = p.baseline_cost(b_pt, b_gt, b_busy)
     now = datetime.now(timezone.utc)
     return {
-        "since": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-        "uptime_seconds": round(now.timestamp() - started, 3),
-        "requests": sum(requests.values()),
-        "sentences": sentences.get("translated", 0),
-        "failed_sentences": sentences.get("failed", 0),
-        "characters": characters,
+        "since": datetime.fromtimestamp(snap.started_at, timezone.utc).isoformat(timespec="seconds"),
+        "uptime_seconds": round(now.timestamp() - snap.started_at, 3),
+        "requests": sum(snap.requests.values()),
+        "sentences": snap.sentences.get("translated", 0),
+        "failed_sentences": snap.sentences.get("failed", 0),
+        "characters": snap.characters,
         "prompt_tokens": pt,
         "cached_prompt_tokens": ct,
         "completion_tokens": gt,
-        "engine_prompts": sum(prompts.values()),
+        "engine_prompts": sum(snap.prompts.values()),
         "engine_busy_seconds": busy,
         "currency": p.currency,
         "cost": cost,
-        "baseline_prompts": b_prompts,
+        "baseline_prompts": snap.baseline_prompts,
         "baseline_prompt_tokens": b_pt,
         "baseline_completion_tokens": b_gt,
         "baseline_engine_seconds": b_busy,

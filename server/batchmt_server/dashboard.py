@@ -17,31 +17,29 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from .cost import usage_totals
-from .stats import Histogram, Stats
+from .cost import Prices, usage_totals
+from .stats import HistogramSnapshot, StatsSnapshot
 
 __all__ = ["install_dashboard", "dashboard_data"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-def _hist(h: Histogram) -> dict:
+def _hist(h: HistogramSnapshot) -> dict:
     return {"bounds": [float(b) for b in h.buckets], "cumulative": [c for _, c in h.cumulative()],
             "sum": h.sum, "count": h.count}
 
 
-def dashboard_data(stats: Stats) -> dict:
-    usage = usage_totals(stats)
-    with stats._lock:
-        hists = {"request_seconds": _hist(stats.request_seconds),
-                 "queue_wait_seconds": _hist(stats.queue_wait_seconds),
-                 "engine_seconds": _hist(stats.engine_seconds),
-                 "sentences_per_prompt": _hist(stats.sentences_per_prompt)}
-        out = {"requests": dict(stats.requests), "sentences_by_outcome": dict(stats.sentences),
-               "repairs": dict(stats.repairs), "retries": dict(stats.retries),
-               "queue_depth": stats.queue_depth, "prompts_in_flight": stats.prompts_in_flight,
-               "engine_ready": stats.engine_ready}
-    return {"time": time.time(), "usage": usage, "histograms": hists, **out}
+def dashboard_data(snap: StatsSnapshot, prices: Prices) -> dict:
+    return {"time": time.time(), "usage": usage_totals(snap, prices),
+            "histograms": {"request_seconds": _hist(snap.request_seconds),
+                           "queue_wait_seconds": _hist(snap.queue_wait_seconds),
+                           "engine_seconds": _hist(snap.engine_seconds),
+                           "sentences_per_prompt": _hist(snap.sentences_per_prompt)},
+            "requests": dict(snap.requests), "sentences_by_outcome": dict(snap.sentences),
+            "flagged_slots": dict(snap.flagged_slots), "resent_sentences": dict(snap.resent_sentences),
+            "queue_depth": snap.queue_depth, "prompts_in_flight": snap.prompts_in_flight,
+            "engine_ready": snap.engine_ready}
 
 
 def install_dashboard(app: FastAPI) -> None:
@@ -59,8 +57,8 @@ def install_dashboard(app: FastAPI) -> None:
     @app.get("/dashboard/data", tags=["ops"])
     async def dashboard_json(request: Request) -> dict:
         """Everything the built-in dashboard draws: ``usage`` (= ``GET /v1/usage``), histograms, gauges."""
-        data = dashboard_data(request.app.state.gateway.stats)
         gw = request.app.state.gateway
+        data = dashboard_data(gw.stats.snapshot(), gw.prices)
         data["model"] = gw.model_name
         data["ready"] = gw.ready.is_set()
         return data

@@ -14,8 +14,8 @@ One sentence per prompt (``pack=1``, or a round whose prompt would repeat one al
 greedy decoding would repeat itself, so later rounds sample (``temperature``, a distinct seed each),
 which makes the ensemble MBR over sampled candidates.
 
-The ensemble shares the batcher's engine-concurrency cap (its semaphore) and counts every engine
-call into :class:`~batchmt_server.stats.Stats`, so cost accounting stays true. A sentence left
+The ensemble sends its prompts through the same :class:`~batchmt_server.runner.PromptRunner` as the
+batcher (one cap on prompts in flight, one place that records and accounts engine calls). A sentence left
 without a candidate after all rounds comes back with ``text=None``: the translator sends it through
 the normal batcher path.
 """
@@ -26,20 +26,17 @@ import asyncio
 import logging
 import math
 import random
-import re
-import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
-from .batcher import Outcome
 from .consensus import Candidate, mbr_select, should_stop, span_confidence
-from .engines import Engine, EngineError, GenerationParams
-from .parsing import Slot
+from .engines import EngineError
+from .runner import PromptRunner
 from .stats import Stats
-from .template import Template
+from .usage import EngineUsage
 
-__all__ = ["Ensemble", "EnsembleConfig", "EnsembleRun", "SentenceResult", "PromptRecord", "slot_spans", "chunk"]
+__all__ = ["Ensemble", "EnsembleConfig", "EnsembleRun", "EnsembleSentence", "PromptRecord", "chunk"]
 
 log = logging.getLogger("batchmt.ensemble")
 
@@ -83,14 +80,16 @@ class PromptRecord:
 
 
 @dataclass
-class SentenceResult:
+class EnsembleSentence:
+    """One sentence of an ensemble run: its candidates, every slot it got, and what it cost."""
+
     text: str | None
     candidates: list[Candidate] = field(default_factory=list)
     #: every slot this sentence got, valid or not: (round, text, parser reason or None)
     slots: list[tuple[int, str | None, str | None]] = field(default_factory=list)
     rounds: int = 0                    # rounds it took part in
     stopped_early: bool = False        # left before the last round (SEAS)
-    usage: Outcome = field(default_factory=lambda: Outcome(None))
+    usage: EngineUsage = EngineUsage()
     #: this sentence's share of each round's tokens: (prompt, cached prompt, completion)
     round_tokens: list[tuple[float, float, float]] = field(default_factory=list)
 
@@ -98,7 +97,7 @@ class SentenceResult:
 @dataclass
 class EnsembleRun:
     config: EnsembleConfig
-    results: list[SentenceResult]
+    results: list[EnsembleSentence]
     prompts: list[PromptRecord]
 
     def sent_in_round(self, r: int) -> list[int]:
@@ -130,48 +129,9 @@ def chunk(order: list[int], pack: int, tokens: list[int] | None = None, budget: 
     return out
 
 
-def _label_re(label: str) -> re.Pattern[str]:
-    return re.compile(rf"^[ \t]*{re.escape(label)}[ \t]*(\d{{1,3}})[ \t]*:[ \t]?")
-
-
-def slot_spans(completion: str, n: int, template: Template) -> list[tuple[int, int] | None]:
-    """Where each slot's translation lies in ``completion`` (character offsets), or None.
-
-    The completion continues ``"<target_label> 1:"``; slot k's translation runs from after its first
-    ``"<target_label> k:"`` label to the next labelled line (continuation lines included).
-    """
-    head = f"{template.target_label} 1:"
-    full = head + completion
-    tgt, src = _label_re(template.target_label), _label_re(template.source_label)
-    lines: list[tuple[int, str]] = []
-    pos = 0
-    for line in full.split("\n"):
-        lines.append((pos, line))
-        pos += len(line) + 1
-    labelled = [(p, line, tgt.match(line), src.match(line)) for p, line in lines]
-    spans: list[tuple[int, int] | None] = [None] * n
-    for j, (p, line, mt, ms) in enumerate(labelled):
-        if not mt:
-            continue
-        k = int(mt.group(1))
-        if not 1 <= k <= n or spans[k - 1] is not None:
-            continue
-        start = p + mt.end()
-        end = p + len(line)
-        for p2, line2, mt2, ms2 in labelled[j + 1:]:
-            if mt2 or ms2:
-                break
-            end = p2 + len(line2)
-        spans[k - 1] = (max(0, start - len(head)), max(0, end - len(head)))
-    return spans
-
-
 class Ensemble:
-    def __init__(self, engine: Engine, template: Template, stats: Stats, *, slots: asyncio.Semaphore | None = None,
-                 max_prompts_in_flight: int = 64, max_prompt_tokens: int = 1024, history: int = 32) -> None:
-        self.engine, self.template, self.stats = engine, template, stats
-        #: the engine-concurrency cap, shared with the batcher when it hands in its semaphore
-        self._slots = slots or asyncio.Semaphore(max_prompts_in_flight)
+    def __init__(self, runner: PromptRunner, stats: Stats, *, max_prompt_tokens: int = 1024, history: int = 32) -> None:
+        self.runner, self.stats = runner, stats
         self.max_prompt_tokens = max_prompt_tokens
         #: the last runs (observability and tests: which sentences went into which round)
         self.history: deque[EnsembleRun] = deque(maxlen=history)
@@ -180,8 +140,8 @@ class Ensemble:
     async def run(self, texts: list[str], config: EnsembleConfig, request_id: int = 0) -> EnsembleRun:
         """Translate ``texts`` with ``config.rounds`` rounds; results in input order."""
         n = len(texts)
-        tokens = [self.engine.count_tokens(t) for t in texts]
-        results = [SentenceResult(None) for _ in range(n)]
+        tokens = [self.runner.engine.count_tokens(t) for t in texts]
+        results = [EnsembleSentence(None) for _ in range(n)]
         prompts: list[PromptRecord] = []
         run = EnsembleRun(config, results, prompts)
         self.history.append(run)
@@ -222,7 +182,6 @@ class Ensemble:
         for res in results:
             k = mbr_select(res.candidates, weighted=config.weighted)
             res.text = res.candidates[k].text if k is not None else None
-            res.usage.text = res.text
         self._record_baseline(texts, run)
         return run
 
@@ -237,64 +196,39 @@ class Ensemble:
         for text, res in zip(texts, run.results):
             if res.text is None:
                 continue
-            pt = calib * self.template.prompt_tokens(self.template.render([text]), self.engine.count_tokens)
             ct = sum(c for _, _, c in res.round_tokens) / max(1, len(res.round_tokens))
-            u = res.usage
-            u.baseline_prompt_tokens, u.baseline_completion_tokens, u.baseline_engine_seconds = pt, ct, rate * (pt + ct)
-            self.stats.record_baseline(prompt_tokens=pt, completion_tokens=ct, engine_seconds=rate * (pt + ct))
+            res.usage = res.usage + self.runner.baseline(text, ct, seconds_per_token=rate, calib=calib)
 
     @staticmethod
-    def _candidate(res: SentenceResult, r: int) -> Candidate | None:
+    def _candidate(res: EnsembleSentence, r: int) -> Candidate | None:
         return next((c for c in res.candidates if c.round == r), None)
 
     async def _send(self, texts: list[str], tokens: list[int], rec: PromptRecord, seed: int | None,
-                    results: list[SentenceResult]) -> None:
+                    results: list[EnsembleSentence]) -> None:
         batch = rec.sentences
-        sources = [texts[i] for i in batch]
-        params = GenerationParams(max_tokens=self.template.max_tokens([tokens[i] for i in batch]), temperature=rec.temperature,
-                                  seed=seed, stop=self.template.stop_for(len(batch)), logprobs=True)
-        prompt = self.template.render(sources)
-        async with self._slots:
-            self.stats.prompts_in_flight += 1
-            t0 = time.monotonic()
-            try:
-                completion = await self.engine.generate(prompt, params)
-            except EngineError as exc:
-                rec.ok = False
-                self.stats.record_prompt(sentences=len(batch), requests=1, ok=False, seconds=time.monotonic() - t0)
-                log.warning("ensemble round %d: engine call failed for %d sentences: %s", rec.round + 1, len(batch), exc)
-                for i in batch:
-                    results[i].slots.append((rec.round, None, "engine_error"))
-                    results[i].round_tokens.append((0.0, 0.0, 0.0))
-                return
-            finally:
-                self.stats.prompts_in_flight -= 1
-            busy = self.stats.record_prompt(
-                sentences=len(batch), requests=1, ok=True, seconds=time.monotonic() - t0,
-                prompt_tokens=completion.prompt_tokens, cached_prompt_tokens=completion.cached_prompt_tokens,
-                completion_tokens=completion.completion_tokens)
+        try:
+            async with self.runner.place():
+                call = await self.runner.call([texts[i] for i in batch], [tokens[i] for i in batch],
+                                              temperature=rec.temperature, seed=seed, logprobs=True)
+        except EngineError as exc:
+            rec.ok = False
+            log.warning("ensemble round %d: engine call failed for %d sentences: %s", rec.round + 1, len(batch), exc)
+            for i in batch:
+                results[i].slots.append((rec.round, None, "engine_error"))
+                results[i].round_tokens.append((0.0, 0.0, 0.0))
+            return
+        completion = call.completion
         rec.prompt_tokens, rec.cached_prompt_tokens = completion.prompt_tokens, completion.cached_prompt_tokens
         rec.completion_tokens = completion.completion_tokens
-        rec.busy_seconds = busy
-        rec.calib = completion.prompt_tokens / max(1, self.template.prompt_tokens(prompt, self.engine.count_tokens))
-        total = sum(tokens[i] for i in batch) or 1
-        for i in batch:  # each sentence carries its share of the prompt's cost
-            share = tokens[i] / total
-            u = results[i].usage
-            pt, cpt, ct = (share * completion.prompt_tokens, share * completion.cached_prompt_tokens,
-                           share * completion.completion_tokens)
-            u.prompt_tokens += pt
-            u.cached_prompt_tokens += cpt
-            u.completion_tokens += ct
-            u.engine_prompts += 1 / len(batch)
-            u.engine_seconds += share * busy
-            results[i].round_tokens.append((pt, cpt, ct))
-        slots: list[Slot] = self.template.parse(completion.text, sources, completion.finish_reason)
-        spans = slot_spans(completion.text, len(batch), self.template)
-        for i, slot, span in zip(batch, slots, spans):
-            results[i].slots.append((rec.round, slot.text, slot.reason))
+        rec.busy_seconds, rec.calib = call.busy_seconds, call.calib
+        for i, share, slot in zip(batch, call.shares, call.slots):  # each sentence carries its share of the cost
+            res = results[i]
+            res.usage = res.usage + share
+            res.round_tokens.append((share.prompt_tokens, share.cached_prompt_tokens, share.completion_tokens))
+            res.slots.append((rec.round, slot.text, slot.reason))
             if not slot.ok or not slot.text:
-                self.stats.record_repair(slot.reason or "missing", retried=False)
+                self.stats.record_flagged_slot(slot.reason or "missing", resent=False)
                 continue
-            conf = span_confidence(completion.token_logprobs, completion.token_offsets, *span) if span else None
-            results[i].candidates.append(Candidate(slot.text, conf, rec.round))
+            conf = (span_confidence(completion.token_logprobs, completion.token_offsets, *slot.span)
+                    if slot.span else None)
+            res.candidates.append(Candidate(slot.text, conf, rec.round))

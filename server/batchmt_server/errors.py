@@ -6,7 +6,13 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-__all__ = ["APIError", "api_error_handler", "validation_error_handler", "error_body"]
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = ["APIError", "api_error_handler", "validation_error_handler", "http_error_handler", "error_body"]
+
+#: machine-readable codes of the errors the framework raises itself (routing, methods)
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "request_too_large",
+               415: "unsupported_media_type"}
 
 
 class APIError(Exception):
@@ -22,6 +28,18 @@ def error_body(code: str, message: str, param: str | None = None) -> dict:
 
 async def api_error_handler(request: Request, exc: APIError) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message, exc.param), status_code=exc.status, headers=exc.headers)
+
+
+async def http_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Routing and method errors (404, 405, ...) in the one error shape, not ``{"detail": ...}``."""
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    if exc.status_code == 404:
+        message = f"no such endpoint: {request.method} {request.url.path[:200]}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path[:200]}"
+    else:
+        message = str(exc.detail)[:200]
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 def _param(loc: tuple) -> str | None:

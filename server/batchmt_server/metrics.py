@@ -1,30 +1,31 @@
 """Prometheus export of :class:`~batchmt_server.stats.Stats` (prometheus-client, its own registry).
 
-Stats are read at scrape time by a custom collector, so what ``/metrics`` shows and what the API
-reports come from the same numbers. With the in-process engine, vLLM's ``vllm:*`` metrics (in
+A custom collector takes one :meth:`Stats.snapshot` per scrape, so what ``/metrics`` shows and what
+the API reports come from the same numbers. With the in-process engine, vLLM's ``vllm:*`` metrics (in
 prometheus-client's default registry) are served on the same endpoint.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from .cost import usage_totals
-from .stats import Histogram, Stats
+from .cost import Prices, usage_totals
+from .stats import HistogramSnapshot, Stats, StatsSnapshot
 
 __all__ = ["StatsCollector", "make_registry", "render"]
 
 
-def _hist(name: str, doc: str, h: Histogram) -> HistogramMetricFamily:
+def _hist(name: str, doc: str, h: HistogramSnapshot) -> HistogramMetricFamily:
     fam = HistogramMetricFamily(name, doc)
     fam.add_metric([], h.cumulative(), h.sum)
     return fam
 
 
-def _counter(name: str, doc: str, label: str, values: dict[str, float], known: Iterable[str] = ()) -> CounterMetricFamily:
+def _counter(name: str, doc: str, label: str, values: Mapping[str, float],
+             known: Iterable[str] = ()) -> CounterMetricFamily:
     fam = CounterMetricFamily(name, doc, labels=[label])
     for key in sorted(set(known) | set(values)):
         fam.add_metric([key], values.get(key, 0))
@@ -32,18 +33,20 @@ def _counter(name: str, doc: str, label: str, values: dict[str, float], known: I
 
 
 class StatsCollector:
-    def __init__(self, stats: Stats, info: Callable[[], dict[str, str]]) -> None:
+    def __init__(self, stats: Stats, prices: Prices, info: Callable[[], dict[str, str]]) -> None:
         self.stats = stats
+        self.prices = prices
         self.info = info
 
     def describe(self) -> list[Metric]:
         return []  # unchecked collector: families are produced at scrape time
 
     def collect(self) -> Iterable[Metric]:
-        s = self.stats
+        s = self.stats.snapshot()
+        labels = self.info()
         info = GaugeMetricFamily("batchmt_build_info", "Version, model and prompt template of this gateway",
-                                 labels=sorted(self.info()))
-        info.add_metric([self.info()[k] for k in sorted(self.info())], 1)
+                                 labels=sorted(labels))
+        info.add_metric([labels[k] for k in sorted(labels)], 1)
         yield info
         yield _counter("batchmt_requests", "Translate requests by outcome", "outcome", s.requests,
                        ("ok", "partial", "failed", "rejected", "cancelled"))
@@ -61,8 +64,9 @@ class StatsCollector:
         yield CounterMetricFamily("batchmt_cached_prompt_tokens", "Prompt tokens served from the engine's prefix cache",
                                   value=s.cached_prompt_tokens)
         yield CounterMetricFamily("batchmt_completion_tokens", "Completion tokens generated", value=s.completion_tokens)
-        yield _counter("batchmt_repairs", "Output slots flagged by the parser, by reason", "reason", s.repairs)
-        yield _counter("batchmt_retries", "Sentences re-sent in a smaller prompt, by reason", "reason", s.retries)
+        yield _counter("batchmt_repairs", "Output slots flagged by the parser, by reason", "reason", s.flagged_slots)
+        yield _counter("batchmt_retries", "Sentences re-sent in a smaller prompt, by reason", "reason",
+                       s.resent_sentences)
         yield _counter("batchmt_reused_sentences", "Sentences answered without engine work: from the translation memory "
                        "or by sharing an identical sentence in flight", "kind", s.reused, ("memory", "coalesced"))
         yield CounterMetricFamily("batchmt_ensemble_rounds", "Ensemble permutation rounds run (quality balanced/best)",
@@ -74,14 +78,14 @@ class StatsCollector:
         yield GaugeMetricFamily("batchmt_queue_depth", "Sentences waiting in the queue", value=s.queue_depth)
         yield GaugeMetricFamily("batchmt_prompts_in_flight", "Engine prompts in flight", value=s.prompts_in_flight)
         yield GaugeMetricFamily("batchmt_pack_limit", "Pack size cap in force: the setting, never beyond the calibrated "
-                                "limit", value=s.pack_limit)
+                                "limit", value=s.pack_cap)
         yield GaugeMetricFamily("batchmt_engine_ready", "1 once the engine answers", value=1 if s.engine_ready else 0)
-        yield from _cost_families(s)
+        yield from _cost_families(s, self.prices)
 
 
-def _cost_families(s: Stats) -> Iterable[Metric]:
+def _cost_families(s: StatsSnapshot, prices: Prices) -> Iterable[Metric]:
     """Cost accounting (cost.py): the same numbers as ``GET /v1/usage``, from the same function."""
-    u = usage_totals(s)
+    u = usage_totals(s, prices)
     cur = u["currency"]
     info = GaugeMetricFamily("batchmt_price_info", "Prices in force (per 1M tokens, per engine-hour) and their currency",
                              labels=["currency", "model"])

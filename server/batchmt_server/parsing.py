@@ -8,6 +8,10 @@ so the text parsed is ``"German 1:" + completion``, which should read::
     German 2: <translation 2>
     ...
 
+This module is the one home of reading the packed format: the batcher, the ensemble, calibration and
+the fake engine all call :func:`parse_completion` (each slot also carries its character span in the
+completion, which the ensemble uses for the slot's token confidence).
+
 A slot is accepted only when its alignment is certain: its number came in order, the echo right
 before it repeats its own input, and the translation is not a copy of the input, of a neighbour,
 or of a few-shot example. Everything doubtful is flagged with a reason and re-sent in a smaller
@@ -22,9 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
-from .template import clean
-
-__all__ = ["Slot", "parse_completion", "REASONS", "is_copy", "is_example_copy"]
+__all__ = ["Slot", "parse_completion", "REASONS", "is_copy", "is_example_copy", "clean"]
 
 #: Every reason a slot can be flagged for repair (metric label values).
 REASONS = (
@@ -47,10 +49,17 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _ECHO_RATIO = 0.85
 
 
+def clean(text: str) -> str:
+    """One line of input as it goes into a prompt: whitespace runs (tabs, CR, newlines, ...) become one space."""
+    return " ".join(text.split())
+
+
 @dataclass
 class Slot:
     text: str | None
     reason: str | None = None  # None = accepted
+    #: where the slot's translation lies in the completion (character offsets, continuation lines included)
+    span: tuple[int, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -132,18 +141,24 @@ def parse_completion(
     src_re, tgt_re = _label_pattern(source_label), _label_pattern(target_label)
     norm_src = [_norm(s) for s in sources]
 
-    # 1. Lines -> entries [kind, number, text, wrapped]; unlabelled lines continue the entry above.
+    # 1. Lines -> entries [kind, number, text, wrapped, start, end]; unlabelled lines continue the entry
+    #    above. start/end: character offsets of the entry's text in the completion.
+    head = f"{target_label} 1:"
     entries: list[list] = []
-    for line in (f"{target_label} 1:" + completion).split("\n"):
+    offset = -len(head)
+    for line in (head + completion).split("\n"):
         m = tgt_re.match(line)
         kind = "tgt"
         if not m:
             m, kind = src_re.match(line), "src"
         if m:
-            entries.append([kind, int(m.group(1)), m.group(2), False])
+            entries.append([kind, int(m.group(1)), m.group(2), False, max(0, offset + m.start(2)),
+                            max(0, offset + len(line))])
         elif line.strip() and entries:
             entries[-1][2] += " " + line.strip()
             entries[-1][3] = True
+            entries[-1][5] = max(0, offset + len(line))
+        offset += len(line) + 1
     ended_inside = finish_reason == "length" and bool(entries)
 
     # 2. Walk the entries in order. ``echo`` = (number, text) of the last source echo seen;
@@ -154,7 +169,7 @@ def parse_completion(
     echo: tuple[int, str] | None = (1, sources[0]) if n else None
     expected = 1
     lost_from: tuple[int, str] | None = None  # (first slot index whose alignment is lost, reason)
-    for pos, (kind, num, text, wrapped) in enumerate(entries):
+    for pos, (kind, num, text, wrapped, start, end) in enumerate(entries):
         if kind == "src":
             echo = (num, text)
             if num > n and expected <= n and lost_from is None:
@@ -175,7 +190,7 @@ def parse_completion(
             if prev.text is not None and _too_long(sources[expected - 2], prev.text):
                 flags[expected - 2] = flags.get(expected - 2) or "merged"
         i = num - 1
-        slots[i] = Slot(clean(text), None)
+        slots[i] = Slot(clean(text), None, (start, end))
         seen.add(num)
         expected = num + 1
         if echo is None or echo[0] != num:

@@ -1,4 +1,8 @@
-"""What the gateway counts, recorded apart from how it is exported (see :mod:`.metrics`)."""
+"""What the gateway counts, recorded apart from how it is exported.
+
+:class:`Stats` only records. Readers (``/metrics``, ``/v1/usage``, ``/dashboard/data``, cost.py) take a
+:meth:`Stats.snapshot`: a frozen, consistent copy taken under the lock once.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,28 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping
 
-from .cost import Prices
-
-__all__ = ["Histogram", "Stats", "LATENCY_BUCKETS", "PACK_BUCKETS"]
+__all__ = ["Histogram", "HistogramSnapshot", "Stats", "StatsSnapshot", "LATENCY_BUCKETS", "PACK_BUCKETS"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 PACK_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+
+
+@dataclass(frozen=True)
+class HistogramSnapshot:
+    buckets: tuple[float, ...]
+    counts: tuple[int, ...]  # per bucket, the last one +Inf
+    sum: float
+    count: int
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        out, acc = [], 0
+        for bound, c in zip([*map(str, map(float, self.buckets)), "+Inf"], self.counts):
+            acc += c
+            out.append((bound, acc))
+        return out
 
 
 @dataclass
@@ -31,31 +50,64 @@ class Histogram:
         self.sum += value
         self.count += 1
 
-    def cumulative(self) -> list[tuple[str, int]]:
-        out, acc = [], 0
-        for bound, c in zip([*map(str, map(float, self.buckets)), "+Inf"], self.counts):
-            acc += c
-            out.append((bound, acc))
-        return out
+    def snapshot(self) -> HistogramSnapshot:
+        return HistogramSnapshot(self.buckets, tuple(self.counts), self.sum, self.count)
+
+
+def _frozen(counter: Counter[str]) -> Mapping[str, int]:
+    return MappingProxyType(dict(counter))
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """Everything :class:`Stats` counts, at one instant (field meanings: see ``Stats.__init__``)."""
+
+    started_at: float
+    requests: Mapping[str, int]
+    sentences: Mapping[str, int]
+    characters: int
+    request_seconds: HistogramSnapshot
+    queue_wait_seconds: HistogramSnapshot
+    engine_seconds: HistogramSnapshot
+    sentences_per_prompt: HistogramSnapshot
+    prompts: Mapping[str, int]
+    multi_request_prompts: int
+    prompt_tokens: int
+    cached_prompt_tokens: int
+    completion_tokens: int
+    flagged_slots: Mapping[str, int]
+    resent_sentences: Mapping[str, int]
+    reused: Mapping[str, int]
+    queue_depth: int
+    prompts_in_flight: int
+    engine_ready: bool
+    pack_cap: int
+    ensemble_rounds: int
+    ensemble_sentence_sends: int
+    early_stopped_sentences: int
+    engine_busy_seconds: float
+    baseline_prompts: int
+    baseline_prompt_tokens: float
+    baseline_completion_tokens: float
+    baseline_engine_seconds: float
 
 
 class Stats:
     """Counters, histograms and gauges of one gateway. Thread-safe enough for one event loop
     plus a scrape thread: every mutation is a single locked update."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock  # monotonic seconds (tests inject a fake one)
         self._lock = threading.Lock()
         self.started_at = time.time()
         # --- cost accounting: physical quantities only; money is applied at read time (cost.usage_totals)
-        self.prices = Prices()                        # set from the settings by the app
         self.engine_busy_seconds = 0.0                # sum of each engine call's share of wall-clock engine time
         self.baseline_prompts = 0                     # prompts the translated sentences would take one per prompt
         self.baseline_prompt_tokens = 0.0             # their prompt tokens (prefix + query each, none cached)
         self.baseline_completion_tokens = 0.0
         self.baseline_engine_seconds = 0.0            # their estimated engine time (see cost.py)
-        self._in_flight = 0
         # processor-sharing clock: (t, V, n) checkpoints; V grows by dt/n while n > 0 prompts are in flight
-        self._ps: list[tuple[float, float, int]] = [(time.monotonic(), 0.0, 0)]
+        self._ps: list[tuple[float, float, int]] = [(clock(), 0.0, 0)]
         self.requests: Counter[str] = Counter()       # by outcome: ok | partial | failed | rejected | cancelled
         self.sentences: Counter[str] = Counter()      # by outcome: translated | failed | cancelled
         self.characters = 0                           # source characters accepted
@@ -68,32 +120,60 @@ class Stats:
         self.prompt_tokens = 0
         self.cached_prompt_tokens = 0
         self.completion_tokens = 0
-        self.repairs: Counter[str] = Counter()        # slots flagged, by reason
-        self.retries: Counter[str] = Counter()        # sentences re-sent, by reason
+        self.flagged_slots: Counter[str] = Counter()     # output slots the parser flagged, by reason
+        self.resent_sentences: Counter[str] = Counter()  # sentences re-sent after a flagged slot, by reason
         self.reused: Counter[str] = Counter()         # sentences served without engine work: memory | coalesced
         self.queue_depth = 0                          # sentences waiting
-        self.prompts_in_flight = 0
+        self.prompts_in_flight = 0                    # gauge (the runner owns the count; see set_prompts_in_flight)
         self.engine_ready = False
-        self.pack_limit = 0                           # pack size cap in force (after calibration)
+        self.pack_cap = 0                             # pack size cap in force (the setting, within calibration)
         # --- ensembles (quality balanced/best, ensemble.py)
         self.ensemble_rounds = 0                      # permutation rounds run
         self.ensemble_sentence_sends = 0              # sentences sent, summed over rounds
         self.early_stopped_sentences = 0              # sentences that left the rounds early (SEAS)
 
-    # ---- engine busy time, shared by the prompts in flight (the batcher does ``prompts_in_flight += 1``)
-    @property
-    def prompts_in_flight(self) -> int:
-        return self._in_flight
-
-    @prompts_in_flight.setter
-    def prompts_in_flight(self, n: int) -> None:
+    # ---- gauges
+    def set_prompts_in_flight(self, n: int) -> None:
+        """The runner's in-flight count changed; it also drives the engine busy-time clock."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             self._ps.append((now, self._ps_value(now), n))
-            self._in_flight = n
+            self.prompts_in_flight = n
             if len(self._ps) > 4096 and self._ps[1][0] < now - 3600:  # keep an hour (engine calls are shorter)
                 cut = bisect.bisect_left(self._ps, (now - 3600,))
                 del self._ps[:max(1, min(cut, len(self._ps) - 1))]
+
+    def set_queue_depth(self, n: int) -> None:
+        self.queue_depth = n
+
+    def set_engine_ready(self, ready: bool) -> None:
+        self.engine_ready = ready
+
+    def set_pack_cap(self, n: int) -> None:
+        self.pack_cap = n
+
+    def mean_engine_seconds(self) -> float | None:
+        with self._lock:
+            h = self.engine_seconds
+            return h.sum / h.count if h.count else None
+
+    def snapshot(self) -> StatsSnapshot:
+        with self._lock:
+            return StatsSnapshot(
+                started_at=self.started_at, requests=_frozen(self.requests), sentences=_frozen(self.sentences),
+                characters=self.characters, request_seconds=self.request_seconds.snapshot(),
+                queue_wait_seconds=self.queue_wait_seconds.snapshot(), engine_seconds=self.engine_seconds.snapshot(),
+                sentences_per_prompt=self.sentences_per_prompt.snapshot(), prompts=_frozen(self.prompts),
+                multi_request_prompts=self.multi_request_prompts, prompt_tokens=self.prompt_tokens,
+                cached_prompt_tokens=self.cached_prompt_tokens, completion_tokens=self.completion_tokens,
+                flagged_slots=_frozen(self.flagged_slots), resent_sentences=_frozen(self.resent_sentences),
+                reused=_frozen(self.reused), queue_depth=self.queue_depth, prompts_in_flight=self.prompts_in_flight,
+                engine_ready=self.engine_ready, pack_cap=self.pack_cap, ensemble_rounds=self.ensemble_rounds,
+                ensemble_sentence_sends=self.ensemble_sentence_sends,
+                early_stopped_sentences=self.early_stopped_sentences, engine_busy_seconds=self.engine_busy_seconds,
+                baseline_prompts=self.baseline_prompts, baseline_prompt_tokens=self.baseline_prompt_tokens,
+                baseline_completion_tokens=self.baseline_completion_tokens,
+                baseline_engine_seconds=self.baseline_engine_seconds)
 
     def _ps_value(self, t: float) -> float:
         """The processor-sharing clock at monotonic time ``t`` (caller holds the lock)."""
@@ -121,7 +201,7 @@ class Stats:
         """Returns this prompt's share of engine busy time: the ``seconds`` just past, each second
         divided by the number of prompts in flight then."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             busy = max(0.0, self._ps_value(now) - self._ps_value(now - seconds))
             self.engine_busy_seconds += busy
             self.prompts["ok" if ok else "error"] += 1
@@ -153,8 +233,9 @@ class Stats:
         with self._lock:
             self.reused[kind] += 1
 
-    def record_repair(self, reason: str, retried: bool) -> None:
+    def record_flagged_slot(self, reason: str, resent: bool) -> None:
+        """An output slot the parser flagged; ``resent``: its sentence goes to the engine again."""
         with self._lock:
-            self.repairs[reason] += 1
-            if retried:
-                self.retries[reason] += 1
+            self.flagged_slots[reason] += 1
+            if resent:
+                self.resent_sentences[reason] += 1

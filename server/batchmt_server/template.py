@@ -38,7 +38,9 @@ from functools import cached_property
 from typing import Callable
 from pathlib import Path
 
-__all__ = ["Template", "default_prompts_dir", "clean"]
+from .parsing import Slot, clean, parse_completion
+
+__all__ = ["Template", "default_prompts_dir"]
 
 
 def default_prompts_dir() -> Path:
@@ -48,11 +50,6 @@ def default_prompts_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError("no prompts/ folder found next to the package or in the checkout")
-
-
-def clean(text: str) -> str:
-    """One line of input as it goes into a prompt: whitespace runs (tabs, CR, newlines, ...) become one space."""
-    return " ".join(text.split())
 
 
 @dataclass(frozen=True)
@@ -134,9 +131,8 @@ class Template:
         source) and two labels."""
         return int(sum(3 * t + 12 for t in source_tokens) + 16)
 
-    def parse(self, completion: str, sources: list[str], finish_reason: str | None = None) -> list:
+    def parse(self, completion: str, sources: list[str], finish_reason: str | None = None) -> list[Slot]:
         """``parse_completion`` with this template's labels and few-shot translations."""
-        from .parsing import parse_completion  # parsing imports this module
         return parse_completion(completion, sources, finish_reason, self.example_targets,
                                 source_label=self.source_label, target_label=self.target_label)
 

@@ -6,43 +6,49 @@ import asyncio
 import itertools
 import secrets
 import time
+from dataclasses import replace
 from typing import Awaitable, Callable
 
 from . import __version__
 from .batcher import Batcher, Outcome, QueueFull
+from .cost import Prices
 from .ensemble import Ensemble, EnsembleConfig
 from .errors import APIError
 from .schemas import TranslateRequest, TranslateResponse, Translation, TranslationError, Usage
 from .settings import Settings
 from .stats import Stats
 from .template import Template
+from .usage import EngineUsage
 
 __all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
 
 LANGUAGE_PAIRS = (("en", "de"),)
 
 
-def pack_cap(settings: Settings, pack_limit: int | None) -> int:
+def pack_cap(settings: Settings, calibrated_pack_limit: int | None) -> int:
     """The pack size cap in force: the setting, never beyond the calibrated limit (when there is one)."""
-    return min(settings.max_sentences_per_prompt, pack_limit or settings.max_sentences_per_prompt)
+    return min(settings.max_sentences_per_prompt, calibrated_pack_limit or settings.max_sentences_per_prompt)
 
 
-def signature(template: Template, model: str, settings: Settings, pack_limit: int | None = None) -> str:
+def signature(template: Template, model: str, settings: Settings, calibrated_pack_limit: int | None = None) -> str:
     """sacrebleu-style: everything that decides the output, in one line. ``pack`` is the pack size cap
     in force; ``cal`` the calibrated limit behind it (``off`` when calibration is off)."""
-    pack = pack_cap(settings, pack_limit)
-    return (f"tmpl:{template.ref}|model:{model}|pack:{pack}|cal:{pack_limit or 'off'}|policy:{settings.pack_policy}"
+    pack = pack_cap(settings, calibrated_pack_limit)
+    return (f"tmpl:{template.ref}|model:{model}|pack:{pack}|cal:{calibrated_pack_limit or 'off'}"
+            f"|policy:{settings.pack_policy}"
             f"|temp:{settings.temperature:g}|batchmt:{__version__}")
 
 
 class Translator:
     def __init__(self, batcher: Batcher, stats: Stats, settings: Settings, model: str, template: Template,
-                 pack_limit: int | None = None, ensemble: Ensemble | None = None) -> None:
+                 calibrated_pack_limit: int | None = None, ensemble: Ensemble | None = None,
+                 prices: Prices | None = None) -> None:
         self.batcher, self.stats, self.settings = batcher, stats, settings
         self.model = model
-        self.signature = signature(template, model, settings, pack_limit)
-        self.pack_limit = pack_limit
+        self.signature = signature(template, model, settings, calibrated_pack_limit)
+        self.calibrated_pack_limit = calibrated_pack_limit
         self.ensemble = ensemble
+        self.prices = prices or Prices.from_settings(settings)
         self._ids = itertools.count(1)
 
     def ensemble_config(self, quality: str) -> EnsembleConfig | None:
@@ -51,7 +57,7 @@ class Translator:
         rounds = {"balanced": s.ensemble_rounds_balanced, "best": s.ensemble_rounds_best}.get(quality)
         if self.ensemble is None or rounds is None:
             return None
-        pack = s.ensemble_pack or pack_cap(s, self.pack_limit)
+        pack = s.ensemble_pack or pack_cap(s, self.calibrated_pack_limit)
         return EnsembleConfig(rounds=rounds, pack=pack, early_stopping=s.ensemble_early_stopping,
                               agree=s.ensemble_agreement, confidence=s.ensemble_confidence,
                               temperature=s.ensemble_temperature, weighted=s.ensemble_weighted, seed=s.ensemble_seed)
@@ -115,7 +121,7 @@ class Translator:
         else:
             outcomes = await self._one_pass(texts, rid, disconnected, len(req.sentences))
         translations: list[Translation] = []
-        total = Outcome(None)
+        spent: list[EngineUsage] = []
         for idx in segments:
             parts: list[str] = []
             error: TranslationError | None = None
@@ -124,11 +130,7 @@ class Translator:
                     parts.append("")
                     continue
                 o = outcomes[k]
-                for field in ("prompt_tokens", "cached_prompt_tokens", "completion_tokens", "engine_prompts",
-                              "engine_seconds", "baseline_prompt_tokens", "baseline_completion_tokens",
-                              "baseline_engine_seconds"):
-                    setattr(total, field, getattr(total, field) + getattr(o, field))
-                total.retries += o.retries
+                spent.append(o.usage)
                 if o.text is None:
                     error = error or TranslationError(code=o.error_code or "failed", message=o.error_message or "failed")
                 else:
@@ -137,6 +139,7 @@ class Translator:
                 translations.append(Translation(text="\n".join(parts), status="ok"))
             else:
                 translations.append(Translation(text=None, status="failed", error=error))
+        total = EngineUsage.total(spent)
         failed = sum(t.status == "failed" for t in translations)
         self.stats.record_sentences("translated", len(translations) - failed, characters=chars)
         if failed:
@@ -149,13 +152,13 @@ class Translator:
             usage=Usage(sentences=len(req.sentences), characters=chars,
                         prompt_tokens=round(total.prompt_tokens), cached_prompt_tokens=round(total.cached_prompt_tokens),
                         completion_tokens=round(total.completion_tokens),
-                        engine_prompts=round(total.engine_prompts, 3), retries=total.retries,
-                        cost=self.stats.prices.cost(total.prompt_tokens, total.cached_prompt_tokens,
-                                                    total.completion_tokens, total.engine_seconds),
-                        baseline_cost=self.stats.prices.baseline_cost(total.baseline_prompt_tokens,
-                                                                      total.baseline_completion_tokens,
-                                                                      total.baseline_engine_seconds),
-                        currency=self.stats.prices.currency))
+                        engine_prompts=round(total.engine_prompts, 3), retries=total.resent,
+                        cost=self.prices.cost(total.prompt_tokens, total.cached_prompt_tokens,
+                                              total.completion_tokens, total.engine_seconds),
+                        baseline_cost=self.prices.baseline_cost(total.baseline_prompt_tokens,
+                                                                total.baseline_completion_tokens,
+                                                                total.baseline_engine_seconds),
+                        currency=self.prices.currency))
 
     async def _one_pass(self, texts: list[str], rid: int,
                         disconnected: Callable[[], Awaitable[None]] | None, n_sentences: int) -> list[Outcome]:
@@ -185,7 +188,9 @@ class Translator:
         (run,) = await self._wait([task], disconnected)  # cancels the rounds on disconnect or timeout
         if isinstance(run, Outcome):  # timed out
             return [Outcome(None, run.error_code, run.error_message) for _ in texts]
-        outcomes = [res.usage for res in run.results]
+        outcomes = [Outcome(res.text, None if res.text else "no_candidate",
+                            None if res.text else "no valid candidate in the ensemble rounds", res.usage)
+                    for res in run.results]
         missing = [k for k, o in enumerate(outcomes) if o.text is None]
         if not missing:
             return outcomes
@@ -193,8 +198,8 @@ class Translator:
             futures = self.batcher.submit([texts[k] for k in missing], rid)
         except QueueFull:
             for k in missing:
-                outcomes[k].error_code, outcomes[k].error_message = "queue_full", "no valid candidate in the ensemble " \
-                    "rounds, and the queue was full for the fallback"
+                outcomes[k] = replace(outcomes[k], error_code="queue_full", error_message="no valid candidate in the "
+                                      "ensemble rounds, and the queue was full for the fallback")
             return outcomes
         try:
             fallback = await self._wait(futures, disconnected)
@@ -202,13 +207,8 @@ class Translator:
             for f in futures:
                 f.cancel()
             raise
-        for k, o in zip(missing, fallback):
-            u = outcomes[k]  # the rounds' cost stays on the sentence
-            for name in ("prompt_tokens", "cached_prompt_tokens", "completion_tokens", "engine_prompts", "engine_seconds",
-                         "baseline_prompt_tokens", "baseline_completion_tokens", "baseline_engine_seconds"):
-                setattr(o, name, getattr(o, name) + getattr(u, name))
-            o.retries += 1
-            outcomes[k] = o
+        for k, o in zip(missing, fallback):  # the rounds' cost stays on the sentence
+            outcomes[k] = replace(o, usage=o.usage + outcomes[k].usage + EngineUsage(resent=1))
         return outcomes
 
     async def _wait(self, futures: list[asyncio.Future],

@@ -83,18 +83,20 @@ async def test_engine_hour_cost_is_busy_time_shared_by_concurrent_prompts():
 
 
 def test_busy_clock_counts_overlap_once():
-    s = Stats()
-    s.prompts_in_flight += 1
-    s.prompts_in_flight += 1
-    time.sleep(0.2)
+    now = [100.0]
+    s = Stats(clock=lambda: now[0])  # a fake clock: exact, whatever the machine's load
+    s.set_prompts_in_flight(1)
+    s.set_prompts_in_flight(2)
+    now[0] += 0.2
     first = s.record_prompt(sentences=1, requests=1, ok=True, seconds=0.2)
-    s.prompts_in_flight -= 1
-    time.sleep(0.1)
+    s.set_prompts_in_flight(1)
+    now[0] += 0.1
     second = s.record_prompt(sentences=1, requests=1, ok=True, seconds=0.3)
-    s.prompts_in_flight -= 1
-    assert math.isclose(first, 0.1, abs_tol=0.02)        # half of the 0.2 s it shared
-    assert math.isclose(second, 0.2, abs_tol=0.02)       # its half, then 0.1 s alone
-    assert math.isclose(s.engine_busy_seconds, 0.3, abs_tol=0.03)
+    s.set_prompts_in_flight(0)
+    now[0] += 5.0  # idle time is charged to nobody
+    assert math.isclose(first, 0.1, abs_tol=1e-9)        # half of the 0.2 s it shared
+    assert math.isclose(second, 0.2, abs_tol=1e-9)       # its half, then 0.1 s alone
+    assert math.isclose(s.snapshot().engine_busy_seconds, 0.3, abs_tol=1e-9)
 
 
 async def test_usage_equals_metrics_and_needs_the_api_key():

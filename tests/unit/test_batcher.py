@@ -8,6 +8,7 @@ import pytest
 
 from batchmt_server.batcher import Batcher, QueueFull
 from batchmt_server.engines.fake import FakeEngine
+from batchmt_server.runner import PromptRunner
 from batchmt_server.stats import Stats
 from batchmt_server.template import Template
 
@@ -18,7 +19,8 @@ def make(engine: FakeEngine | None = None, **kw) -> tuple[Batcher, FakeEngine, S
     engine = engine or FakeEngine()
     stats = Stats()
     kw.setdefault("max_wait_ms", 20)
-    b = Batcher(engine, TEMPLATE, stats, **kw)
+    runner = PromptRunner(engine, TEMPLATE, stats, max_in_flight=kw.pop("max_prompts_in_flight", 64))
+    b = Batcher(runner, stats, **kw)
     b.start()
     return b, engine, stats
 
@@ -116,8 +118,8 @@ async def test_a_bad_slot_is_repaired_alone_and_never_takes_a_neighbours_text():
     srcs = ["Alpha sentence one.", "Bravo sentence two.", "Charlie sentence three.", "Delta sentence four."]
     out = await asyncio.gather(*b.submit(srcs, request_id=1))
     assert [o.text for o in out] == [f"[de] {s}" for s in srcs]
-    assert stats.repairs["empty"] >= 1 and stats.retries["empty"] >= 1
-    assert out[1].retries >= 1 and out[0].retries == 0
+    assert stats.flagged_slots["empty"] >= 1 and stats.resent_sentences["empty"] >= 1
+    assert out[1].usage.resent >= 1 and out[0].usage.resent == 0
     assert [1] in [[len(p)] for p in eng.prompts]  # the repair went down to one sentence per prompt
     await b.close()
 
@@ -139,7 +141,7 @@ async def test_engine_errors_are_retried_then_reported_per_slot():
     b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=2)
     out = await asyncio.gather(*b.submit(["First one here.", "Second one here."], 1))
     assert [o.text for o in out] == ["[de] First one here.", "[de] Second one here."]
-    assert stats.prompts["error"] == 1 and stats.retries["engine_error"] == 2
+    assert stats.prompts["error"] == 1 and stats.resent_sentences["engine_error"] == 2
     eng.fail_next = 100
     out = await asyncio.gather(*b.submit(["Third one here."], 2))
     assert out[0].text is None and out[0].error_code == "engine_error"
@@ -149,9 +151,9 @@ async def test_engine_errors_are_retried_then_reported_per_slot():
 async def test_usage_is_shared_by_the_sentences_of_a_prompt():
     b, _, stats = make(policy="fixed", max_sentences_per_prompt=4)
     out = await asyncio.gather(*b.submit(["Short one.", "A somewhat longer second sentence."], 1))
-    assert sum(o.prompt_tokens for o in out) == pytest.approx(stats.prompt_tokens)
-    assert out[1].prompt_tokens > out[0].prompt_tokens
-    assert sum(o.engine_prompts for o in out) == pytest.approx(1.0)
+    assert sum(o.usage.prompt_tokens for o in out) == pytest.approx(stats.prompt_tokens)
+    assert out[1].usage.prompt_tokens > out[0].usage.prompt_tokens
+    assert sum(o.usage.engine_prompts for o in out) == pytest.approx(1.0)
     await b.close()
 
 
@@ -165,7 +167,7 @@ async def test_identical_sentences_in_flight_share_one_engine_slot():
     out = await asyncio.gather(*a, *c)
     assert out[0].text == out[2].text == "[de] The same sentence again."
     assert sum(p.count("The same sentence again.") for p in eng.prompts) == 1
-    assert out[2].coalesced and out[2].prompt_tokens == 0 and out[0].prompt_tokens > 0
+    assert out[2].coalesced and out[2].usage.prompt_tokens == 0 and out[0].usage.prompt_tokens > 0
     assert stats.reused["coalesced"] == 1
     await b.close()
 

@@ -13,10 +13,11 @@ from helpers import parse_metrics
 
 from batchmt_server.app import create_app
 from batchmt_server.consensus import Candidate, agreement, mbr_select, should_stop, span_confidence
-from batchmt_server.ensemble import Ensemble, EnsembleConfig, chunk, slot_spans
+from batchmt_server.ensemble import Ensemble, EnsembleConfig, chunk
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.settings import Settings
 from batchmt_server.stats import Stats
+from batchmt_server.runner import PromptRunner
 from batchmt_server.template import Template
 
 TEMPLATE = Template.load("en-de-packed")
@@ -26,7 +27,8 @@ SOURCES = [f"Sentence number {w} is right here." for w in
 
 def ensemble(engine: FakeEngine, **kw) -> tuple[Ensemble, Stats]:
     stats = Stats()
-    return Ensemble(engine, TEMPLATE, stats, **kw), stats
+    runner = PromptRunner(engine, TEMPLATE, stats, max_in_flight=kw.pop("max_prompts_in_flight", 64))
+    return Ensemble(runner, stats, **kw), stats
 
 
 # ------------------------------------------------------------------ consensus
@@ -80,13 +82,13 @@ def test_span_confidence_takes_the_tokens_of_the_span():
     assert span_confidence(None, None, 0, 3) is None
 
 
-def test_slot_spans_locate_each_translation_in_the_completion():
+def test_the_parser_locates_each_translation_in_the_completion():
     srcs = SOURCES[:3]
     text = (f" Eins hier.\nEnglish 2: {srcs[1]}\nGerman 2: Zwei dort\nweiter.\nEnglish 3: {srcs[2]}\n"
             "German 3: Drei.")
-    spans = slot_spans(text, 3, TEMPLATE)
+    spans = [slot.span for slot in TEMPLATE.parse(text, srcs)]
     assert [text[a:b] for a, b in spans] == ["Eins hier.", "Zwei dort\nweiter.", "Drei."]
-    assert slot_spans(" Nur eins.", 2, TEMPLATE)[1] is None
+    assert TEMPLATE.parse(" Nur eins.", srcs[:2])[1].span is None
 
 
 # ------------------------------------------------------------------ permutation bookkeeping
@@ -149,7 +151,7 @@ async def test_flagged_slots_are_no_candidates_and_the_consensus_ignores_them():
         assert res.text == f"[de] {src}"
         assert [c.round for c in res.candidates] == [1, 2]
         assert res.slots[0] == (0, src, "copy")
-    assert stats.repairs["copy"] == 4
+    assert stats.flagged_slots["copy"] == 4
 
 
 async def test_one_sentence_prompts_sample_after_the_first_round():
@@ -289,8 +291,8 @@ def test_ensemble_pack_follows_the_calibrated_limit_unless_set():
     tpl = Template.load("en-de-packed")
     ens = object()  # only its presence matters to ensemble_config
     s = Settings(engine="fake", _env_file=None)
-    assert Translator(None, Stats(), s, "m", tpl, pack_limit=1, ensemble=ens).ensemble_config("best").pack == 1
-    assert Translator(None, Stats(), s, "m", tpl, pack_limit=None, ensemble=ens).ensemble_config("best").pack == 8
+    assert Translator(None, Stats(), s, "m", tpl, calibrated_pack_limit=1, ensemble=ens).ensemble_config("best").pack == 1
+    assert Translator(None, Stats(), s, "m", tpl, calibrated_pack_limit=None, ensemble=ens).ensemble_config("best").pack == 8
     explicit = s.model_copy(update={"ensemble_pack": 4})
-    assert Translator(None, Stats(), explicit, "m", tpl, pack_limit=1, ensemble=ens).ensemble_config("best").pack == 4
-    assert Translator(None, Stats(), s, "m", tpl, pack_limit=1, ensemble=ens).ensemble_config("fast") is None
+    assert Translator(None, Stats(), explicit, "m", tpl, calibrated_pack_limit=1, ensemble=ens).ensemble_config("best").pack == 4
+    assert Translator(None, Stats(), s, "m", tpl, calibrated_pack_limit=1, ensemble=ens).ensemble_config("fast") is None

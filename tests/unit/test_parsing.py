@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchmt_server.parsing import REASONS, Slot, is_copy, is_example_copy, parse_completion
-from batchmt_server.template import clean
+from batchmt_server.parsing import REASONS, clean, is_copy, is_example_copy, parse_completion
 
 OK = None
 
@@ -139,7 +138,7 @@ def test_never_a_neighbours_translation(text: str, sources: list[str], finish: s
 def test_without_examples_the_old_call_still_works() -> None:
     text = completion(T[0], pair(2, S[1], EXAMPLES[0]))
     slots = parse_completion(text, S[:2], "stop")
-    assert slots == [Slot(T[0], None), Slot(EXAMPLES[0], None)]
+    assert [(s.text, s.reason) for s in slots] == [(T[0], None), (EXAMPLES[0], None)]
     slots = parse_completion(text, S[:2])
     assert [s.reason for s in slots] == [None, None]
 

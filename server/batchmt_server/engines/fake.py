@@ -85,22 +85,21 @@ class FakeEngine:
         prefix = self.template.prefix
         cached = estimate_tokens(prefix) if prefix in self._prefixes and params.cache_salt is None else 0
         self._prefixes.add(prefix)
-        lps, offsets = self._logprobs(text) if params.logprobs else (None, None)
+        lps, offsets = self._logprobs(text, sources) if params.logprobs else (None, None)
         return Completion(text=text, prompt_tokens=estimate_tokens(prompt), cached_prompt_tokens=cached,
                           completion_tokens=estimate_tokens(text), finish_reason="stop",
                           token_logprobs=lps, token_offsets=offsets)
 
-    def _logprobs(self, text: str) -> tuple[list[float], list[int]]:
-        label = re.compile(rf"^\s*{re.escape(self.template.target_label)}\s*\d+\s*:\s?(.*)$")
-        lps, offsets, pos = [], [], 0
-        for n, line in enumerate(text.split("\n")):
-            m = label.match(line)
-            target = line.strip() if n == 0 else (m.group(1).strip() if m else None)
-            lp = self.confidence(target) if target is not None else -0.05
-            for tok in re.finditer(r"\s*\S+", line):
-                lps.append(lp)
-                offsets.append(pos + tok.start())
-            pos += len(line) + 1
+    def _logprobs(self, text: str, sources: list[str]) -> tuple[list[float], list[int]]:
+        """A token is a word with its leading whitespace; tokens inside a slot's translation (the parser's
+        span) get ``confidence(translation)``, the others (labels, echoes) -0.05."""
+        spans = [(slot.span, slot.text) for slot in self.template.parse(text, sources) if slot.span]
+        lps, offsets = [], []
+        for tok in re.finditer(r"\s*\S+", text):
+            start = tok.end() - len(tok.group().lstrip())
+            inside = next((t for (a, b), t in spans if a <= start < b), None)
+            lps.append(self.confidence(inside or "") if inside is not None else -0.05)
+            offsets.append(tok.start())
         return lps, offsets
 
     async def close(self) -> None:

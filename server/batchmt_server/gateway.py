@@ -1,0 +1,111 @@
+"""What one running gateway owns, and how it boots: engine, calibration, runner, batcher, ensemble,
+translator. The app factory (:mod:`.app`) only creates one and routes requests to it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from .batcher import Batcher
+from .calibration import Calibration, calibrate, load_cached, load_pairs
+from .cost import Prices
+from .engines import Engine, build_engine
+from .ensemble import Ensemble
+from .runner import PromptRunner
+from .settings import Settings
+from .stats import Stats
+from .template import Template
+from .translator import Translator, pack_cap, signature
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("batchmt.gateway")
+
+
+@dataclass
+class Gateway:
+    """Everything one running app owns (kept on ``app.state.gateway``)."""
+
+    settings: Settings
+    template: Template
+    stats: Stats = field(default_factory=Stats)
+    prices: Prices = field(default_factory=Prices)
+    engine: Engine | None = None
+    runner: PromptRunner | None = None
+    batcher: Batcher | None = None
+    translator: Translator | None = None
+    ensemble: Ensemble | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    boot_error: str | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    ready_after_s: float | None = None
+    owns_engine: bool = True  # an engine handed in by the caller is the caller's to close
+
+    calibration: Calibration | None = None
+    calibrated_pack_limit: int | None = None  # None when calibration is off
+
+    @property
+    def max_pack(self) -> int:
+        """The pack size cap in force: the setting, never beyond the calibrated limit."""
+        return pack_cap(self.settings, self.calibrated_pack_limit)
+
+    async def _calibration(self) -> Calibration:
+        s = self.settings
+        pairs = load_pairs(s.calibration_data)
+        cached = load_cached(s.cache_dir, self.engine.model_name, self.template, pairs)
+        if cached is not None:
+            log.info("calibrated pack limit %d (cached)", cached.pack_limit)
+            return cached
+        log.info("calibrating %s with %s (once; cached under %s)", self.engine.model_name, self.template.ref, s.cache_dir)
+        cal = await calibrate(self.engine, self.template, pairs,
+                              max_chrf_drop=s.max_chrf_drop, max_parse_failure=s.max_parse_failure, cache_dir=s.cache_dir)
+        log.info("calibration:\n%s", cal.summary())
+        return cal
+
+    @property
+    def model_name(self) -> str:
+        return self.engine.model_name if self.engine is not None else self.settings.model_name
+
+    async def boot(self, engine: Engine | None) -> None:
+        """Build and start the engine, then open for traffic. Runs in the background so that
+        ``/healthz`` answers (and ``/readyz`` says 503) while a model loads."""
+        try:
+            self.engine = engine if engine is not None else await asyncio.to_thread(build_engine, self.settings)
+            await self.engine.start()
+            s = self.settings
+            if s.calibration == "auto":
+                self.calibration = await self._calibration()
+                self.calibrated_pack_limit = self.calibration.pack_limit
+            self.stats.set_pack_cap(self.max_pack)
+            # one cap on prompts in flight for the batcher and the ensemble rounds
+            self.runner = PromptRunner(self.engine, self.template, self.stats, max_in_flight=s.max_prompts_in_flight)
+            self.batcher = Batcher(self.runner, self.stats, max_wait_ms=s.max_wait_ms,
+                                   max_sentences_per_prompt=self.max_pack, max_prompt_tokens=s.max_prompt_tokens,
+                                   max_queue_sentences=s.max_queue_sentences, max_attempts=s.max_attempts,
+                                   temperature=s.temperature, policy=s.pack_policy, memory_size=s.translation_memory_size)
+            self.batcher.start()
+            self.ensemble = Ensemble(self.runner, self.stats, max_prompt_tokens=s.max_prompt_tokens)
+            self.translator = Translator(self.batcher, self.stats, s, self.model_name, self.template,
+                                         self.calibrated_pack_limit, ensemble=self.ensemble, prices=self.prices)
+            if s.warmup:
+                await self.runner.warmup()
+            self.ready_after_s = time.monotonic() - self.started_at
+            self.stats.set_engine_ready(True)
+            self.ready.set()
+            log.info("ready in %.1fs: model %s, signature %s", self.ready_after_s, self.model_name, self.translator.signature)
+        except Exception as exc:  # the process stays up and says why in /readyz
+            self.boot_error = f"{type(exc).__name__}: {exc}"
+            log.exception("engine failed to start")
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
+        if self.engine is not None and self.owns_engine:
+            await self.engine.close()
+
+    @property
+    def signature(self) -> str:
+        return signature(self.template, self.model_name, self.settings, self.calibrated_pack_limit)
+
