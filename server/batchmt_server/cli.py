@@ -36,7 +36,10 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (each also BATCHMT_<NAME> in the environment)")
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        help_ = (field.description or "") + f" (default: {field.default})"
+        help_ = field.description or ""
+        if "default" not in help_:  # some descriptions say their default in words already
+            help_ += f" (default: {field.default})"
+        help_ = help_.replace("%", "%%")  # argparse formats help strings with %
         if field.annotation is bool:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
