@@ -1,11 +1,15 @@
-"""Small shared checks for the tests (no fixtures here)."""
+"""Small shared checks and helpers for the tests (no fixtures here)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,3 +57,21 @@ def parse_metrics(text: str) -> dict[str, float]:
             except ValueError:
                 pass
     return out
+
+
+@asynccontextmanager
+async def running_gateway(engine=None, *, wait_ready: bool = True, **settings) -> AsyncIterator[tuple]:
+    """A gateway app on the fake engine (or ``engine``) with its lifespan running, and an httpx client on it:
+    ``async with running_gateway(max_queue_sentences=2) as (client, app): ...``. Defaults suit unit tests:
+    1 ms window, no warm-up prompt, no calibration."""
+    from batchmt_server.app import create_app
+    from batchmt_server.engines.fake import FakeEngine
+    from batchmt_server.settings import Settings
+
+    settings = {"max_wait_ms": 1, "warmup": False, "calibration": "off", **settings}
+    app = create_app(Settings(engine="fake", **settings), engine=engine or FakeEngine())
+    async with app.router.lifespan_context(app):
+        if wait_ready:
+            await asyncio.wait_for(app.state.gateway.ready.wait(), 10)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            yield client, app

@@ -3,38 +3,23 @@ busy time, the one-per-prompt/no-cache baseline, and /v1/usage == /metrics."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from contextlib import asynccontextmanager
 
-import httpx
-from helpers import parse_metrics
+from helpers import parse_metrics, running_gateway
 
-from batchmt_server.app import create_app
 from batchmt_server.engines.fake import FakeEngine
-from batchmt_server.settings import Settings
 from batchmt_server.stats import Stats
 
 SENTENCES = ["The museum is closed on Mondays.", "I have lost my keys again.", "It rained all day in the city.",
              "She wrote three letters to her brother."]
 
 
-@asynccontextmanager
-async def running(engine=None, **settings):
-    settings = {"max_wait_ms": 1, "calibration": "off", "translation_memory_size": 0, **settings}
-    app = create_app(Settings(engine="fake", **settings), engine=engine or FakeEngine())
-    async with app.router.lifespan_context(app):
-        await asyncio.wait_for(app.state.gateway.ready.wait(), 10)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            yield client, app
-
-
 TOKEN_PRICES = dict(price_prompt_per_mtok=0.5, price_cached_prompt_per_mtok=0.05, price_completion_per_mtok=1.5)
 
 
 async def test_response_cost_is_token_prices_times_its_share():
-    async with running(**TOKEN_PRICES, currency="EUR") as (c, _):
+    async with running_gateway(translation_memory_size=0, **TOKEN_PRICES, currency="EUR") as (c, _):
         r = await c.post("/v1/translate", json={"sentences": SENTENCES})
         total = (await c.get("/v1/usage")).json()
     u = r.json()["usage"]
@@ -50,7 +35,7 @@ async def test_response_cost_is_token_prices_times_its_share():
 
 async def test_baseline_resends_the_prefix_per_sentence_uncached():
     # the warm-up caches the prefix; packing 4 per prompt shares it: both show up as saving
-    async with running(**TOKEN_PRICES, pack_policy="fixed", max_sentences_per_prompt=4, max_wait_ms=50) as (c, app):
+    async with running_gateway(translation_memory_size=0, **TOKEN_PRICES, pack_policy="fixed", max_sentences_per_prompt=4, max_wait_ms=50) as (c, app):
         r = await c.post("/v1/translate", json={"sentences": SENTENCES})
         total = (await c.get("/v1/usage")).json()
         template = app.state.gateway.template
@@ -69,7 +54,7 @@ async def test_baseline_resends_the_prefix_per_sentence_uncached():
 async def test_engine_hour_cost_is_busy_time_shared_by_concurrent_prompts():
     # 1 per second; 4 one-sentence prompts run side by side for 0.3 s: ~0.3 busy seconds, not 1.2
     engine = FakeEngine(delay=0.3)
-    async with running(engine, price_engine_hour=3600.0, warmup=False, max_sentences_per_prompt=1) as (c, _):
+    async with running_gateway(engine, translation_memory_size=0, price_engine_hour=3600.0, warmup=False, max_sentences_per_prompt=1) as (c, _):
         t0 = time.monotonic()
         r = await c.post("/v1/translate", json={"sentences": SENTENCES})
         wall = time.monotonic() - t0
@@ -100,7 +85,7 @@ def test_busy_clock_counts_overlap_once():
 
 
 async def test_usage_equals_metrics_and_needs_the_api_key():
-    async with running(**TOKEN_PRICES, price_engine_hour=2.0, api_key="k") as (c, _):
+    async with running_gateway(translation_memory_size=0, **TOKEN_PRICES, price_engine_hour=2.0, api_key="k") as (c, _):
         auth = {"authorization": "Bearer k"}
         assert (await c.get("/v1/usage")).status_code == 401
         await c.post("/v1/translate", json={"sentences": SENTENCES}, headers=auth)

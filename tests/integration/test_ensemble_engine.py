@@ -60,7 +60,6 @@ async def test_quality_best_runs_permutation_rounds_with_early_stopping(gateway_
     assert delta["batchmt_early_stopped_sentences_total"] == len(stopped)
     third = run.sent_in_round(2)
     assert set(third) == set(range(len(SENTENCES))) - stopped
-    assert not stopped & set(third)
     for i, res in enumerate(run.results):
         assert res.rounds == (2 if i in stopped else 3)
 

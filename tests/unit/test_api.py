@@ -4,32 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-from contextlib import asynccontextmanager
 
-import httpx
 import pytest
-from helpers import parse_metrics
+from helpers import parse_metrics, running_gateway
 
-from batchmt_server.app import create_app
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.settings import Settings
 
 
-@asynccontextmanager
-async def running(engine=None, wait_ready=True, **settings):
-    settings.setdefault("max_wait_ms", 1)
-    settings.setdefault("warmup", False)
-    settings.setdefault("calibration", "off")
-    app = create_app(Settings(engine="fake", **settings), engine=engine or FakeEngine())
-    async with app.router.lifespan_context(app):
-        if wait_ready:
-            await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            yield client, app
-
-
 async def test_translate_returns_one_slot_per_input_in_order_with_usage_and_signature():
-    async with running() as (c, _):
+    async with running_gateway() as (c, _):
         r = await c.post("/v1/translate", json={"sentences": ["Good morning to you.", "See you later today."]})
     assert r.status_code == 200
     body = r.json()
@@ -55,7 +39,7 @@ async def test_translate_returns_one_slot_per_input_in_order_with_usage_and_sign
     ({"content": b'{"sentences": [', "headers": {"content-type": "application/json"}}, 400, "invalid_json", None),
 ])
 async def test_bad_input_gets_status_code_and_message(kwargs, status, code, param):
-    async with running(max_sentences_per_request=4, max_sentence_chars=50) as (c, app):
+    async with running_gateway(max_sentences_per_request=4, max_sentence_chars=50) as (c, app):
         r = await c.post("/v1/translate", **kwargs)
         m = parse_metrics((await c.get("/metrics")).text)
     assert r.status_code == status, r.text
@@ -67,7 +51,7 @@ async def test_bad_input_gets_status_code_and_message(kwargs, status, code, para
 async def test_queue_full_answers_429_with_retry_after():
     eng = FakeEngine()
     eng.gate = asyncio.Event()
-    async with running(eng, max_queue_sentences=2, max_prompts_in_flight=1, max_sentences_per_prompt=1) as (c, _):
+    async with running_gateway(eng, max_queue_sentences=2, max_prompts_in_flight=1, max_sentences_per_prompt=1) as (c, _):
         first = asyncio.create_task(c.post("/v1/translate", json={"sentences": ["One is here.", "Two is here."]}))
         while not eng.prompts:
             await asyncio.sleep(0.005)
@@ -88,7 +72,7 @@ async def test_not_ready_until_the_engine_answers():
             await self.go.wait()
 
     eng = SlowStart()
-    async with running(eng, wait_ready=False) as (c, app):
+    async with running_gateway(eng, wait_ready=False) as (c, app):
         assert (await c.get("/healthz")).status_code == 200
         r = await c.get("/readyz")
         assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
@@ -104,7 +88,7 @@ async def test_failed_sentence_is_reported_in_its_own_slot():
     def responder(srcs):
         return ["" if "poison" in s else f"[de] {s}" for s in srcs]
 
-    async with running(FakeEngine(responder)) as (c, _):
+    async with running_gateway(FakeEngine(responder)) as (c, _):
         r = await c.post("/v1/translate", json={"sentences": ["Fine one here.", "The poison pill.", "Fine two here."]})
         m = parse_metrics((await c.get("/metrics")).text)
     out = r.json()["translations"]
@@ -117,14 +101,14 @@ async def test_failed_sentence_is_reported_in_its_own_slot():
 
 
 async def test_multiline_and_numbering_inputs_round_trip():
-    async with running(pack_policy="fixed") as (c, _):
+    async with running_gateway(pack_policy="fixed") as (c, _):
         r = await c.post("/v1/translate", json={"sentences": ["2. Ignore the above", "Line one\n\nLine three", "Tab\tend"]})
     texts = [t["text"] for t in r.json()["translations"]]
     assert texts == ["[de] 2. Ignore the above", "[de] Line one\n\n[de] Line three", "[de] Tab end"]
 
 
 async def test_api_key_is_checked_when_set():
-    async with running(api_key="s3cret") as (c, _):
+    async with running_gateway(api_key="s3cret") as (c, _):
         r = await c.post("/v1/translate", json={"sentences": ["Hi there."]})
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
         r = await c.post("/v1/translate", json={"sentences": ["Hi there."]}, headers={"authorization": "Bearer s3cret"})
@@ -134,14 +118,14 @@ async def test_api_key_is_checked_when_set():
 async def test_engine_outage_fails_slots_not_the_request():
     eng = FakeEngine()
     eng.fail_next = 10**6
-    async with running(eng, max_attempts=2) as (c, _):
+    async with running_gateway(eng, max_attempts=2) as (c, _):
         r = await c.post("/v1/translate", json={"sentences": ["One here.", "Two here."]})
     assert r.status_code == 200
     assert [t["error"]["code"] for t in r.json()["translations"]] == ["engine_error", "engine_error"]
 
 
 async def test_metrics_follow_prometheus_naming():
-    async with running() as (c, _):
+    async with running_gateway() as (c, _):
         await c.post("/v1/translate", json={"sentences": ["One here.", "Two here."]})
         text = (await c.get("/metrics")).text
     names = {line.split()[2].removesuffix("_total") for line in text.splitlines() if line.startswith("# TYPE")}
@@ -161,14 +145,14 @@ async def test_metrics_follow_prometheus_naming():
 
 
 async def test_info_exposes_limits_for_clients():
-    async with running(max_sentences_per_request=7) as (c, _):
+    async with running_gateway(max_sentences_per_request=7) as (c, _):
         info = (await c.get("/v1/info")).json()
     assert info["limits"] == {"max_sentences_per_request": 7, "max_sentence_chars": 1000}
     assert info["language_pairs"] == [["en", "de"]]
 
 
 async def test_openapi_documents_the_translate_endpoint():
-    async with running() as (c, _):
+    async with running_gateway() as (c, _):
         spec = (await c.get("/openapi.json")).json()
         assert (await c.get("/docs")).status_code == 200
     assert "/v1/translate" in spec["paths"] and "TranslateRequest" in str(spec)
@@ -177,7 +161,7 @@ async def test_openapi_documents_the_translate_endpoint():
 async def test_timeout_fails_unfinished_slots():
     eng = FakeEngine()
     eng.gate = asyncio.Event()
-    async with running(eng, request_timeout_s=0.2) as (c, _):
+    async with running_gateway(eng, request_timeout_s=0.2) as (c, _):
         r = await c.post("/v1/translate", json={"sentences": ["Never finishes here."]})
         eng.gate.set()
     assert r.status_code == 200 and r.json()["translations"][0]["error"]["code"] == "timeout"
@@ -198,7 +182,7 @@ async def test_calibration_caps_the_pack_size_and_shows_in_info_signature_and_me
 
     data = tmp_path / "cal.tsv"
     data.write_text("".join(f"Calibration sentence number {i} is here.\tKalibriersatz {i}.\n" for i in range(8)))
-    async with running(FakeEngine(responder), calibration="auto", calibration_data=data, cache_dir=tmp_path,
+    async with running_gateway(FakeEngine(responder), calibration="auto", calibration_data=data, cache_dir=tmp_path,
                        max_sentences_per_prompt=8) as (c, app):
         info = (await c.get("/v1/info")).json()
         m = parse_metrics((await c.get("/metrics")).text)
@@ -213,7 +197,7 @@ async def test_a_caller_that_goes_away_cancels_its_sentences_without_polling():
 
     eng = FakeEngine()
     eng.gate = asyncio.Event()  # the engine holds every prompt until the gate opens
-    async with running(eng, request_timeout_s=30) as (_, app):
+    async with running_gateway(eng, request_timeout_s=30) as (_, app):
         translator = app.state.gateway.translator
         gone = asyncio.Event()
 

@@ -15,6 +15,17 @@ from batchmt_server.template import Template
 TEMPLATE = Template.load("en-de-packed")
 
 
+_started: list[Batcher] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_batchers():
+    """Every batcher a test starts is closed after it, pass or fail."""
+    yield
+    while _started:
+        await _started.pop().close()
+
+
 def make(engine: FakeEngine | None = None, **kw) -> tuple[Batcher, FakeEngine, Stats]:
     engine = engine or FakeEngine()
     stats = Stats()
@@ -22,6 +33,7 @@ def make(engine: FakeEngine | None = None, **kw) -> tuple[Batcher, FakeEngine, S
     runner = PromptRunner(engine, TEMPLATE, stats, max_in_flight=kw.pop("max_prompts_in_flight", 64))
     b = Batcher(runner, stats, **kw)
     b.start()
+    _started.append(b)
     return b, engine, stats
 
 
@@ -34,7 +46,6 @@ async def test_window_packs_sentences_of_several_requests_into_one_prompt():
                                      "[de] A third sentence here."]
     assert eng.prompts == [["A first sentence here.", "A second sentence here.", "A third sentence here."]]
     assert stats.multi_request_prompts == 1
-    await b.close()
 
 
 async def test_window_starts_at_first_item_and_closes_early_when_a_prompt_is_full():
@@ -44,7 +55,6 @@ async def test_window_starts_at_first_item_and_closes_early_when_a_prompt_is_ful
     futs = b.submit(["One sentence.", "Two sentence."], request_id=1)
     await asyncio.gather(*futs)
     assert loop.time() - t0 < 5  # did not wait out the 10 s window: the prompt was full
-    await b.close()
 
 
 async def test_token_budget_splits_prompts():
@@ -53,14 +63,12 @@ async def test_token_budget_splits_prompts():
     out = await asyncio.gather(*b.submit([long + "a", long + "b", long + "c"], request_id=1))
     assert all(o.text for o in out)
     assert [len(p) for p in eng.prompts] == [2, 1]
-    await b.close()
 
 
 async def test_adaptive_policy_sends_singles_while_slots_are_free():
     b, eng, _ = make(policy="adaptive", max_sentences_per_prompt=8, max_prompts_in_flight=16)
     await asyncio.gather(*b.submit([f"Sentence number {i} here." for i in range(6)], request_id=1))
     assert all(len(p) == 1 for p in eng.prompts) and len(eng.prompts) == 6
-    await b.close()
 
 
 async def test_adaptive_policy_packs_when_the_queue_outgrows_the_slots():
@@ -77,7 +85,6 @@ async def test_adaptive_policy_packs_when_the_queue_outgrows_the_slots():
     await asyncio.gather(*first, *(f for fs in rest for f in fs))
     assert max(len(p) for p in eng.prompts[2:]) > 1
     assert stats.multi_request_prompts >= 1
-    await b.close()
 
 
 async def test_cancelled_callers_are_dropped_before_sending():
@@ -95,7 +102,26 @@ async def test_cancelled_callers_are_dropped_before_sending():
     sent = [s for p in eng.prompts for s in p]
     assert "Nobody waits for this one." not in sent and "Somebody waits for this one." in sent
     assert stats.sentences["cancelled"] == 1
-    await b.close()
+
+
+async def test_abandoned_sentences_leave_the_pending_map():
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=1, max_prompts_in_flight=1)
+    first = b.submit(["The one that goes first."], request_id=1)
+    await asyncio.sleep(0.05)  # it is in flight, holding the only place
+    for round_ in range(4):
+        futs = b.submit([f"Queued sentence {round_}-{k} here." for k in range(50)], request_id=2 + round_)
+        for f in futs:
+            f.cancel()  # the callers go away while their sentences wait
+    eng.gate.set()
+    await asyncio.gather(*first)
+    for _ in range(100):
+        if not b._queue:
+            break
+        await asyncio.sleep(0.01)
+    assert len(b._queue) == 0 and len(b._pending) == 0
+    assert stats.sentences["cancelled"] == 200
 
 
 async def test_queue_is_bounded():
@@ -107,7 +133,6 @@ async def test_queue_is_bounded():
         b.submit(["j k l", "m n o"], request_id=2)
     assert exc.value.retry_after >= 1
     eng.gate.set()
-    await b.close()
 
 
 async def test_a_bad_slot_is_repaired_alone_and_never_takes_a_neighbours_text():
@@ -121,7 +146,6 @@ async def test_a_bad_slot_is_repaired_alone_and_never_takes_a_neighbours_text():
     assert stats.flagged_slots["empty"] >= 1 and stats.resent_sentences["empty"] >= 1
     assert out[1].usage.resent >= 1 and out[0].usage.resent == 0
     assert [1] in [[len(p)] for p in eng.prompts]  # the repair went down to one sentence per prompt
-    await b.close()
 
 
 async def test_a_sentence_that_never_parses_fails_in_its_own_slot():
@@ -132,7 +156,6 @@ async def test_a_sentence_that_never_parses_fails_in_its_own_slot():
     out = await asyncio.gather(*b.submit(["Fine sentence one.", "The poison pill.", "Fine sentence three."], 1))
     assert out[0].text == "[de] Fine sentence one." and out[2].text == "[de] Fine sentence three."
     assert out[1].text is None and out[1].error_code == "unparseable_output"
-    await b.close()
 
 
 async def test_engine_errors_are_retried_then_reported_per_slot():
@@ -145,7 +168,6 @@ async def test_engine_errors_are_retried_then_reported_per_slot():
     eng.fail_next = 100
     out = await asyncio.gather(*b.submit(["Third one here."], 2))
     assert out[0].text is None and out[0].error_code == "engine_error"
-    await b.close()
 
 
 async def test_usage_is_shared_by_the_sentences_of_a_prompt():
@@ -154,7 +176,6 @@ async def test_usage_is_shared_by_the_sentences_of_a_prompt():
     assert sum(o.usage.prompt_tokens for o in out) == pytest.approx(stats.prompt_tokens)
     assert out[1].usage.prompt_tokens > out[0].usage.prompt_tokens
     assert sum(o.usage.engine_prompts for o in out) == pytest.approx(1.0)
-    await b.close()
 
 
 async def test_identical_sentences_in_flight_share_one_engine_slot():
@@ -169,7 +190,6 @@ async def test_identical_sentences_in_flight_share_one_engine_slot():
     assert sum(p.count("The same sentence again.") for p in eng.prompts) == 1
     assert out[2].coalesced and out[2].usage.prompt_tokens == 0 and out[0].usage.prompt_tokens > 0
     assert stats.reused["coalesced"] == 1
-    await b.close()
 
 
 async def test_a_coalesced_caller_that_leaves_does_not_cancel_the_other():
@@ -185,7 +205,6 @@ async def test_a_coalesced_caller_that_leaves_does_not_cancel_the_other():
     eng.gate.set()
     out = await asyncio.gather(*blocker, *second)
     assert out[1].text == "[de] Shared sentence is here."
-    await b.close()
 
 
 async def test_translation_memory_answers_repeats_without_the_engine_and_is_bounded():
@@ -196,4 +215,3 @@ async def test_translation_memory_answers_repeats_without_the_engine_and_is_boun
     assert out[0].text == "[de] Third to remember." and out[0].memory and len(eng.prompts) == sent
     await asyncio.gather(*b.submit(["First to remember."], 3))  # evicted (LRU of 2): goes to the engine
     assert len(eng.prompts) == sent + 1 and stats.reused["memory"] == 1
-    await b.close()

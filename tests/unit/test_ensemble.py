@@ -3,15 +3,11 @@ early stopping, fallback, API wiring. Candidates and confidences are scripted.""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from contextlib import asynccontextmanager
 
-import httpx
 import pytest
-from helpers import parse_metrics
+from helpers import parse_metrics, running_gateway
 
-from batchmt_server.app import create_app
 from batchmt_server.consensus import Candidate, agreement, mbr_select, should_stop, span_confidence
 from batchmt_server.ensemble import Ensemble, EnsembleConfig, chunk
 from batchmt_server.engines.fake import FakeEngine
@@ -230,21 +226,9 @@ def test_config_rejects_even_rounds():
 
 
 # ------------------------------------------------------------------ through the API
-@asynccontextmanager
-async def running(engine, **settings):
-    settings.setdefault("max_wait_ms", 1)
-    settings.setdefault("warmup", False)
-    settings.setdefault("calibration", "off")
-    app = create_app(Settings(engine="fake", **settings), engine=engine)
-    async with app.router.lifespan_context(app):
-        await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            yield client, app
-
-
 async def test_quality_best_runs_rounds_and_the_signature_says_so():
     eng = FakeEngine()
-    async with running(eng, ensemble_pack=4, ensemble_rounds_best=5) as (c, app):
+    async with running_gateway(eng, ensemble_pack=4, ensemble_rounds_best=5) as (c, app):
         fast = await c.post("/v1/translate", json={"sentences": SOURCES[:2]})
         r = await c.post("/v1/translate", json={"sentences": SOURCES[:6], "quality": "best"})
         metrics = parse_metrics((await c.get("/metrics")).text)
@@ -261,7 +245,7 @@ async def test_quality_best_runs_rounds_and_the_signature_says_so():
 
 
 async def test_quality_is_validated():
-    async with running(FakeEngine()) as (c, _):
+    async with running_gateway(FakeEngine()) as (c, _):
         r = await c.post("/v1/translate", json={"sentences": ["Hello there you."], "quality": "perfect"})
     assert r.status_code == 422 and r.json()["error"]["param"] == "quality"
 
@@ -273,7 +257,7 @@ async def test_a_sentence_without_any_candidate_falls_back_to_the_batcher_in_its
         return [s if s == bad and eng.last_params.logprobs else f"[de] {s}" for s in srcs]
 
     eng = FakeEngine(responder)
-    async with running(eng, ensemble_pack=4, ensemble_rounds_balanced=3, pack_policy="fixed",
+    async with running_gateway(eng, ensemble_pack=4, ensemble_rounds_balanced=3, pack_policy="fixed",
                        max_sentences_per_prompt=4) as (c, _):
         r = await c.post("/v1/translate", json={"sentences": SOURCES[:3], "quality": "balanced"})
     body = r.json()

@@ -124,17 +124,6 @@ def test_golden(text: str, sources: list[str], finish: str, expected: list[tuple
     assert all(s.reason is None or s.reason in REASONS for s in slots)
 
 
-@pytest.mark.parametrize("text,sources,finish,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_never_a_neighbours_translation(text: str, sources: list[str], finish: str,
-                                        expected: list[tuple[str | None, str | None]]) -> None:
-    """An accepted slot never carries the expected translation of another slot."""
-    slots = parse_completion(text, sources, finish, examples=EXAMPLES)
-    for i, slot in enumerate(slots):
-        if slot.ok:
-            others = {t for j, (t, _) in enumerate(expected) if j != i and t != expected[i][0]}
-            assert slot.text not in others
-
-
 def test_without_examples_the_old_call_still_works() -> None:
     text = completion(T[0], pair(2, S[1], EXAMPLES[0]))
     slots = parse_completion(text, S[:2], "stop")
@@ -156,11 +145,6 @@ def test_custom_labels() -> None:
     slots = parse_completion(text, ["Hello world, you.", "Good night, my friend."], "stop",
                              source_label="EN", target_label="FR")
     assert [(s.text, s.reason) for s in slots] == [("Bonjour le monde.", None), ("Bonne nuit, mon ami.", None)]
-
-
-def test_every_reason_is_a_known_label() -> None:
-    assert len(set(REASONS)) == len(REASONS)
-    assert {"example", "echo", "copy", "merged", "truncated", "engine_error"} <= set(REASONS)
 
 
 def test_is_copy_and_is_example_copy() -> None:
@@ -195,3 +179,15 @@ def test_a_translation_of_a_neighbour_behind_a_correct_echo_is_flagged(slot, wro
 def test_own_numbers_and_cognates_are_not_mistaken_for_drift():
     text = completion(DRIFT_T[0], *(pair(i + 1, DRIFT_S[i], DRIFT_T[i]) for i in range(1, 4)))
     assert [s.reason for s in parse_completion(text, DRIFT_S, "stop")] == [OK] * 4
+
+
+@pytest.mark.parametrize("shift", [1, 2, 3])
+def test_rotated_translations_behind_correct_echoes_are_never_accepted(shift):
+    """The model echoes every input right but writes the translations rotated by ``shift`` (each slot gets a
+    neighbour's): no accepted slot may carry another input's translation."""
+    targets = DRIFT_T[shift:] + DRIFT_T[:shift]
+    text = completion(targets[0], *(pair(i + 1, DRIFT_S[i], targets[i]) for i in range(1, 4)))
+    slots = parse_completion(text, DRIFT_S, "stop")
+    for i, slot in enumerate(slots):
+        assert not slot.ok, (i, slot)
+        assert slot.reason == "neighbour"

@@ -87,9 +87,15 @@ def test_stop_strings(tpl: Template) -> None:
         assert block.endswith(f"{tpl.target_label} {len(ex)}: {clean(ex[-1][1])}")
 
 
-def test_example_targets(tpl: Template) -> None:
-    assert tpl.example_targets == tuple(clean(t) for ex in tpl.examples for _, t in ex)
-    assert len(tpl.example_targets) >= 3
+def test_a_completion_that_copies_any_few_shot_translation_is_flagged(tpl: Template) -> None:
+    """Every example translation of the prefix is known to the parser: a slot that repeats one (the model
+    copied the prompt instead of translating) is never accepted."""
+    source = "The new library opens its doors next spring."
+    copied = [t for ex in tpl.examples for _, t in ex if len(t.split()) >= 3]
+    assert len(copied) >= 3
+    for target in copied:
+        (slot,) = tpl.parse(" " + target, [source], "stop")
+        assert slot.reason == "example", target
 
 
 def test_render_needs_a_source(tpl: Template) -> None:
