@@ -62,9 +62,9 @@ bench-quick: model
 		--low-sentences 3 --pack-sizes 1,2 --eager --fake-sentences 2000 --calibration-limit 16 \
 		--repeats 1 $(ARGS)
 
-# fast tests only (no engine)
+# fast tests only (no engine, no system packages)
 unit: install
-	$(PY) -m pytest -ra -m "not engine" $(ARGS)
+	$(PY) -m pytest -ra -m "not engine and not system" $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

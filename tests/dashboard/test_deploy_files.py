@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
 import yaml
 
 from .conftest import DEPLOY, need_binary
@@ -17,18 +18,21 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([need_binary("promtool"), *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.system
 def test_promtool_check_rules():
     r = promtool("check", "rules", str(PROM / "rules.yml"), str(PROM / "alerts.yml"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SUCCESS: 7 rules found" in r.stdout
 
 
+@pytest.mark.system
 def test_promtool_check_config():
     r = promtool("check", "config", str(PROM / "prometheus.yml"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 rule files found" in r.stdout
 
 
+@pytest.mark.system
 def test_promtool_rule_unit_tests_fire_the_alerts():
     r = promtool("test", "rules", str(PROM / "alerts.test.yml"))
     assert r.returncode == 0, r.stdout + r.stderr
