@@ -1,0 +1,79 @@
+"""Protected spans: found, masked, restored, and a damaged translation refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchmt_server.placeholders import find_spans, protect, restore, verify
+
+
+def spans(text: str) -> list[str]:
+    return [text[a:b] for a, b in find_spans(text)]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Send it to [PERSON_1] and [PROJECT123].", ["[PERSON_1]", "[PROJECT123]"]),
+    ("Hello {name}, you have {0} items {}.", ["{name}", "{0}", "{}"]),
+    ("Dear {{ customer }}, see ${HOME}/x.", ["{{ customer }}", "${HOME}"]),
+    ("%s failed, %d left, %(user)s here, %5.2f EUR.", ["%s", "%d", "%(user)s", "%5.2f"]),
+    ("Go to https://example.com/a?b=1. Or www.example.org/docs, please.",
+     ["https://example.com/a?b=1", "www.example.org/docs"]),
+    ("Mail jane.doe+x@mail.example.co.uk today.", ["jane.doe+x@mail.example.co.uk"]),
+    ("Run `pip install x` now.", ["`pip install x`"]),
+])
+def test_find_spans(text: str, expected: list[str]) -> None:
+    assert spans(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "Prices rose 50% of the time and 100%off is no printf.",
+    "A [bracketed aside] and [A] single letter, {a b} prose braces.",
+    "The U.S. economy grew by 3.5 percent.",
+])
+def test_no_false_positives(text: str) -> None:
+    assert spans(text) == []
+
+
+def test_mask_and_restore_round_trip() -> None:
+    src = "Hi {name}, [PERSON_1] wrote to a.b@example.com about https://example.com/x."
+    p = protect(src)
+    assert p.text == "Hi [PH_1], [PH_2] wrote to [PH_3] about [PH_4]."
+    # the model may move masks around: German word order
+    out = "Hallo [PH_1], [PH_2] hat wegen [PH_4] an [PH_3] geschrieben."
+    assert restore(p, out) == "Hallo {name}, [PERSON_1] hat wegen https://example.com/x an a.b@example.com geschrieben."
+
+
+def test_texts_differing_only_in_placeholders_mask_alike() -> None:
+    assert protect("Hello {name}!").text == protect("Hello [PERSON_7]!").text
+
+
+@pytest.mark.parametrize(("out", "reason"), [
+    ("Hallo, [PH_2] hat geschrieben.", "missing [PH_1]"),
+    ("Hallo [PH_1], [PH_1] und [PH_2].", "unexpected [PH_1]"),
+    ("Hallo [PH_1], [PH_2] und [PH_3].", "unexpected [PH_3]"),
+    ("Hallo {name}, [PH_2].", "missing [PH_1]; unexpected {name}"),
+])
+def test_damaged_translation_is_refused(out: str, reason: str) -> None:
+    p = protect("Hi {name}, [PERSON_1] wrote.")
+    assert verify(p, out) == reason
+    assert restore(p, out) is None
+
+
+def test_raw_style_verifies_the_spans_themselves() -> None:
+    p = protect("The file %s is at https://example.com/f.", "raw")
+    assert p.text == "The file %s is at https://example.com/f."
+    assert restore(p, "Die Datei %s liegt unter https://example.com/f.") == "Die Datei %s liegt unter https://example.com/f."
+    assert restore(p, "Die Datei liegt unter https://example.com/f.") is None
+    assert restore(p, "Die Datei %s liegt unter https://example.com/g.") is None
+
+
+def test_repeated_span_must_come_back_as_often() -> None:
+    p = protect("%s and %s", "raw")
+    assert verify(p, "%s und %s") is None
+    assert verify(p, "%s und") == "missing %s"
+
+
+def test_nothing_protected_nothing_checked() -> None:
+    p = protect("Plain sentence.")
+    assert p.empty and p.text == "Plain sentence."
+    assert restore(p, "Einfacher Satz {x}.") == "Einfacher Satz {x}."
