@@ -16,7 +16,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__
-from .settings import Settings
+from .security_settings import SECRET_FIELDS, SecurityFields
+from .settings import Settings as _CoreSettings
+
+
+class Settings(_CoreSettings, SecurityFields):  # type: ignore[misc]
+    """The core settings and the HTTP front's (security_settings.py)."""
 
 __all__ = ["main", "parse_settings"]
 
@@ -32,9 +37,20 @@ def _flag_type(annotation: typing.Any):
     return str, None
 
 
+class _SecretFlag(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        env = "BATCHMT_" + self.dest.upper()
+        alt = f" or --{self.dest.replace('_', '-')}-file" if self.dest in ("api_key", "metrics_token") else ""
+        parser.error(f"{option_string} is not accepted on the command line (ps shows a process's arguments): "
+                     f"set {env}{alt}")
+
+
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (each also BATCHMT_<NAME> in the environment)")
     for name, field in Settings.model_fields.items():
+        if name in SECRET_FIELDS:  # from the environment or a file only: `ps` shows a process's arguments
+            group.add_argument("--" + name.replace("_", "-"), action=_SecretFlag, nargs="?", help=argparse.SUPPRESS)
+            continue
         flag = "--" + name.replace("_", "-")
         help_ = field.description or ""
         if "default" not in help_:  # some descriptions say their default in words already
@@ -78,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"batchmt-server: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .observability import setup_logging
+    setup_logging(settings.log_level, settings.log_format)
     if ns.command == "prepare-model":
         from .model import resolve_model
         print(resolve_model(settings.model, settings.cache_dir))
@@ -86,10 +103,28 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command == "calibrate":
         import asyncio
         return asyncio.run(_calibrate(settings, ns.limit, tuple(int(x) for x in ns.sizes.split(","))))
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    """Run the gateway behind the HTTP front (middleware.py, http_protocol.py) under uvicorn."""
     import uvicorn
 
     from .app import create_app
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+    from .http_protocol import protocol_class
+    from .middleware import GuardConfig, GuardMiddleware
+    from .observability import setup_tracing
+
+    try:
+        guard = GuardConfig.from_settings(settings)
+    except (OSError, ValueError) as exc:
+        print(f"batchmt-server: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    setup_tracing(app, settings.otel_endpoint, settings.otel_service_name)
+    uvicorn.run(GuardMiddleware(app, guard), host=settings.host, port=settings.port, log_level=settings.log_level,
+                log_config=None, server_header=False, timeout_keep_alive=settings.keep_alive_s,
+                http=protocol_class(settings.max_header_bytes, settings.header_timeout_s),
                 timeout_graceful_shutdown=10)
     return 0
 

@@ -1,0 +1,56 @@
+"""Settings of the HTTP front: keys, limits enforced before parsing, timeouts, logs and tracing.
+
+:class:`SecurityFields` holds the fields; :class:`~batchmt_server.settings.Settings` inherits them (one settings
+object, ``BATCHMT_*`` variables and flags as for every other setting). Secrets (``api_key``, tokens) are read from
+the environment or from files, never from the command line, where ``ps`` would show them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["SecurityFields", "SECRET_FIELDS", "body_bytes_needed"]
+
+#: settings never offered as command-line flags (``ps`` shows a process's arguments)
+SECRET_FIELDS = frozenset({"api_key", "engine_api_key", "metrics_token", "dashboard_key"})
+
+
+def body_bytes_needed(max_sentences: int, max_chars: int) -> int:
+    """Bytes of the largest conforming request: every character written as a JSON escape of up to
+    12 bytes (an astral character is two ``\\uXXXX`` escapes), 8 bytes of quotes and commas per
+    sentence, 1 KiB for the rest of the object."""
+    return max_sentences * (max_chars * 12 + 8) + 1024
+
+
+class SecurityFields(BaseModel):
+    # --- keys (see keys.py and docs/api.md "Keys")
+    api_key_file: Path | None = Field(None, description="file of API keys, one per line ('name:key' or 'key'; '#' "
+                                      "starts a comment); with BATCHMT_API_KEY or a key store, every endpoint but "
+                                      "/healthz and /readyz needs 'Authorization: Bearer <key>'")
+    metrics_token: str | None = Field(None, description="bearer token for /metrics (env BATCHMT_METRICS_TOKEN; "
+                                      "with keys on, an admin key also works)")
+    metrics_token_file: Path | None = Field(None, description="file holding the /metrics token")
+    dashboard_key: str | None = Field(None, description="read-only key for /dashboard and /dashboard/data only "
+                                      "(env BATCHMT_DASHBOARD_KEY; the browser asks for it as a password)")
+
+    # --- limits enforced before the body is parsed (middleware.py) and by the HTTP protocol (http_protocol.py)
+    max_body_bytes: int | None = Field(None, ge=1024, description="largest request body; beyond it 413 before "
+                                       "reading (Content-Length) or while reading (chunked). Default: what a "
+                                       "request at the sentence limits needs, JSON escapes included")
+    max_json_depth: int = Field(16, ge=2, le=256, description="deepest nesting of arrays/objects in a JSON body")
+    body_timeout_s: float = Field(30.0, gt=0, description="the whole body must arrive within this many seconds "
+                                  "after the headers (a stalled body gets 408 and the connection is closed)")
+    max_header_bytes: int = Field(16384, ge=1024, description="request line + headers; beyond it 431 and close")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this many "
+                                    "seconds of its first byte (or of the connection); else the connection closes")
+    keep_alive_s: float = Field(5.0, gt=0, description="idle keep-alive connections are closed after this")
+
+    # --- observability
+    log_format: Literal["text", "json"] = Field("text", description="'json': one JSON object per line "
+                                                "(python-json-logger), with request_id")
+    otel_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint for OpenTelemetry traces, e.g. "
+                                      "http://127.0.0.1:4318 (off when unset)")
+    otel_service_name: str = Field("batchmt", description="service.name of the exported traces")
