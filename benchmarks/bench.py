@@ -205,7 +205,7 @@ def _delta(r: Result, b: Result | None) -> str:
     return f"{r.chrf - b.chrf:+.1f}"
 
 
-def table(results: list[Result], base: dict[str, Result]) -> str:
+def table(results: list[Result], base: dict[str, Result | None]) -> str:
     head = ("| mode | load | sent. | sent./s | × base | p50 s | × base | p95 s | prompt tok/sent | cached tok/sent "
             "| compl. tok/sent | billed tok/sent | × base | chrF | Δ base | BLEU | copies % | engine prompts /100 "
             "| flagged slots /100 | re-sent /100 | note |")
@@ -250,9 +250,10 @@ def plots(results: list[Result], out: Path) -> list[str]:
         ax1.set_xlabel("sentences per prompt")
         ax1.set_ylabel("sentences/s at saturation")
         ax2 = ax1.twinx()
-        ax2.plot([k for k, _ in packs], [r.chrf for _, r in packs], "s-", color="tab:red", label="chrF (right)")
+        chrf = [r.chrf or 0.0 for _, r in packs]
+        ax2.plot([k for k, _ in packs], chrf, "s-", color="tab:red", label="chrF (right)")
         ax2.set_ylabel("chrF (failed slots repaired)", color="tab:red")
-        ax2.set_ylim(0, max([r.chrf for _, r in packs] + [1.0]) * 1.25)  # from 0: a zoomed axis would exaggerate
+        ax2.set_ylim(0, max(chrf + [1.0]) * 1.25)  # from 0: a zoomed axis would exaggerate
         fig.legend(loc="upper right", fontsize=8)
         ax1.set_title("throughput and quality vs pack size")
         fig.tight_layout()
@@ -300,8 +301,8 @@ async def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     src = (Path(args.data) / "src.en").read_text(encoding="utf-8").splitlines()
     ref = (Path(args.data) / "ref.de").read_text(encoding="utf-8").splitlines()
-    pairs = [(s.strip(), r.strip()) for s, r in zip(src, ref) if s.strip()][: args.sentences]
-    sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
+    data = [(s.strip(), r.strip()) for s, r in zip(src, ref) if s.strip()][: args.sentences]
+    sources, refs = [s for s, _ in data], [r for _, r in data]
     low_n = min(args.low_sentences, len(sources))
     sizes = [int(x) for x in args.pack_sizes.split(",") if x]
     base_settings = Settings(model=args.model, enforce_eager=args.eager, warmup=False, calibration="off",
@@ -373,7 +374,7 @@ async def run(args: argparse.Namespace) -> int:
     r = await record(run_gateway, engine, default, sources, mode="default", load="saturation")
     r.note = calibration_note + (f"; raw set: {len(sources) - len(set(sources))} repeats" if len(set(sources)) < len(sources) else "")
     if args.dedup and not args.only_headline:
-        first = {}
+        first: dict[str, int] = {}
         for i, x in enumerate(sources):
             first.setdefault(x, i)
         uniq = sorted(first.values())
@@ -403,7 +404,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"  {r.mode:>10} {r.load:>10}: {r.throughput:8.1f} sent/s  p50 {1000 * r.pct(0.5):.2f} ms  {r.note}",
               flush=True)
 
-    base = {r.load: r for r in results if r.mode == "baseline"}
+    base: dict[str, Result | None] = {r.load: r for r in results if r.mode == "baseline"}
     base["saturation-fake"] = None
     m = machine()
     md = [f"# batchmt benchmark — {m['date']}", "",

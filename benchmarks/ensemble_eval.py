@@ -31,6 +31,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from batchmt_server.consensus import agreement, mbr_select
 from batchmt_server.ensemble import Ensemble, EnsembleConfig, EnsembleRun
 from batchmt_server.engines.openai_http import HTTPEngine
+from batchmt_server.runner import PromptRunner
 from batchmt_server.stats import Stats
 from batchmt_server.template import Template
 
@@ -135,7 +136,8 @@ async def main() -> int:
     t0 = time.monotonic()
 
     async def one(pack: int, es: bool) -> tuple[tuple[int, bool], EnsembleRun, float]:
-        ens = Ensemble(engine, template, Stats(), max_prompt_tokens=4096)
+        stats = Stats()
+        ens = Ensemble(PromptRunner(engine, template, stats), stats, max_prompt_tokens=4096)
         t = time.monotonic()
         run = await ens.run(sources, replace(base, pack=pack, early_stopping=es))
         print(f"pack {pack:>2} es {'on ' if es else 'off'}: {run.rounds_run} rounds, {len(run.prompts)} prompts, "
@@ -217,7 +219,7 @@ def write_report(args, base: EnsembleConfig, rows: list[dict], valid: dict, seco
     verdict = []
     for r in rows:
         if r["early_stopping"] and r["k"] > 1:
-            ref3 = k3.get(r["pack"])
+            ref3 = k3[r["pack"]]
             verdict.append(f"- pack {r['pack']}, K={r['k']} + early stopping: chrF {r['chrf']:.1f} vs single "
                            f"{single['chrf']:.1f} ({'reached' if r['chrf'] >= single['chrf'] else 'missed'}); "
                            f"{r['tokens']:.0f} tokens/sentence vs {ref3['tokens']:.0f} for K=3 without early stopping "

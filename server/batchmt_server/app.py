@@ -58,9 +58,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     app = FastAPI(title="batchmt", version=__version__, lifespan=lifespan,
                   description="BatchPrompt translation gateway in front of vLLM: English→German.")
-    app.add_exception_handler(APIError, api_error_handler)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(StarletteHTTPException, http_error_handler)  # 404, 405, ... in the same shape
+    # (the decorator form: add_exception_handler's type wants handlers of plain Exception)
+    app.exception_handler(APIError)(api_error_handler)
+    app.exception_handler(RequestValidationError)(validation_error_handler)
+    app.exception_handler(StarletteHTTPException)(http_error_handler)  # 404, 405, ... in the same shape
 
     def gateway(request: Request) -> Gateway:
         return request.app.state.gateway

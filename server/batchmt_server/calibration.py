@@ -70,7 +70,8 @@ def load_pairs(path: Path | None = None, limit: int | None = None) -> list[tuple
         ref = (path / "ref.de").read_text(encoding="utf-8").splitlines()
         pairs = [(s.strip(), r.strip()) for s, r in zip(src, ref) if s.strip()]
     else:
-        pairs = [tuple(line.split("\t", 1)) for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
+        rows = [line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
+        pairs = [(src, ref) for src, ref in rows]
     return pairs[:limit] if limit else pairs
 
 

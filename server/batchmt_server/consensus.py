@@ -69,7 +69,8 @@ def mbr_select(candidates: Sequence[Candidate], weighted: bool = True) -> int | 
 
     def key(i: int) -> tuple[float, float, int]:
         u = sum(w * similarity(candidates[i].text, c.text) for c, w in zip(candidates, weights))
-        conf = candidates[i].confidence if candidates[i].confidence is not None else -math.inf
+        own = candidates[i].confidence
+        conf = own if own is not None else -math.inf
         return (round(u, 9), conf, -candidates[i].round)
 
     return max(range(len(candidates)), key=key)

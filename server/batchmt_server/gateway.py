@@ -51,15 +51,15 @@ class Gateway:
         """The pack size cap in force: the setting, never beyond the calibrated limit."""
         return pack_cap(self.settings, self.calibrated_pack_limit)
 
-    async def _calibration(self) -> Calibration:
+    async def _calibration(self, engine: Engine) -> Calibration:
         s = self.settings
         pairs = load_pairs(s.calibration_data)
-        cached = load_cached(s.cache_dir, self.engine.model_name, self.template, pairs)
+        cached = load_cached(s.cache_dir, engine.model_name, self.template, pairs)
         if cached is not None:
             log.info("calibrated pack limit %d (cached)", cached.pack_limit)
             return cached
-        log.info("calibrating %s with %s (once; cached under %s)", self.engine.model_name, self.template.ref, s.cache_dir)
-        cal = await calibrate(self.engine, self.template, pairs,
+        log.info("calibrating %s with %s (once; cached under %s)", engine.model_name, self.template.ref, s.cache_dir)
+        cal = await calibrate(engine, self.template, pairs,
                               max_chrf_drop=s.max_chrf_drop, max_parse_failure=s.max_parse_failure, cache_dir=s.cache_dir)
         log.info("calibration:\n%s", cal.summary())
         return cal
@@ -76,7 +76,7 @@ class Gateway:
             await self.engine.start()
             s = self.settings
             if s.calibration == "auto":
-                self.calibration = await self._calibration()
+                self.calibration = await self._calibration(self.engine)
                 self.calibrated_pack_limit = self.calibration.pack_limit
             self.stats.set_pack_cap(self.max_pack)
             # one cap on prompts in flight for the batcher and the ensemble rounds

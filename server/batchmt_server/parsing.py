@@ -271,7 +271,7 @@ def _digits(text: str) -> frozenset[str]:
     return frozenset(_DIGITS.findall(text))
 
 
-def _overlap(a: set[str], b: set[str]) -> float:
+def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / max(1, min(len(a), len(b)))
 
 
