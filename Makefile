@@ -62,6 +62,15 @@ bench-quick: model
 		--low-sentences 3 --pack-sizes 1,2 --eager --fake-sentences 2000 --calibration-limit 16 \
 		--repeats 1 $(ARGS)
 
+# the check gate (CI runs it before the tests): lint, formatting, types
+check: install
+	bash scripts/check
+
+# apply the formatter and the safe lint fixes
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
 # fast tests only (no engine, no system packages)
 unit: install
 	$(PY) -m pytest -ra -m "not engine and not system" $(ARGS)
