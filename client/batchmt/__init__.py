@@ -5,7 +5,8 @@
 ...     result = client.translate(["The museum is closed on Mondays."])
 ...     print(result.raise_for_failures().texts)
 
-Only needs httpx, tqdm and sacrebleu (never the server's packages).
+Only needs httpx, tqdm and sacrebleu (never the server's packages); the file formats SRT, PO and
+XLIFF need the extra ``formats`` (srt, polib, lxml), imported when such a file is read.
 """
 
 from __future__ import annotations
@@ -34,8 +35,18 @@ from .errors import (
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
 )
-from .files import FileReport
-from .types import Health, Limits, ServerInfo, Translation, TranslationError, TranslationResult, Usage
+from .files import FileReport, UnitFailure
+from .formats import FileFormatError
+from .types import (
+    Health,
+    Limits,
+    SegmentFailure,
+    ServerInfo,
+    Translation,
+    TranslationError,
+    TranslationResult,
+    Usage,
+)
 from .version import __version__
 
 __all__ = [
@@ -49,11 +60,13 @@ __all__ = [
     "TranslationResult",
     "Translation",
     "TranslationError",
+    "SegmentFailure",
     "Usage",
     "ServerInfo",
     "Limits",
     "Health",
     "FileReport",
+    "UnitFailure",
     # errors
     "BatchmtError",
     "APIError",
@@ -74,4 +87,5 @@ __all__ = [
     "APIConnectionError",
     "APITimeoutError",
     "TranslationFailed",
+    "FileFormatError",
 ]

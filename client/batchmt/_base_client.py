@@ -11,6 +11,7 @@ import os
 import random
 import re
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import httpx
@@ -23,11 +24,12 @@ from .errors import (
     BatchmtError,
     error_class_for_status,
 )
-from .types import Health, ServerInfo, TranslationResult
+from .types import Health, ServerInfo, Translation, TranslationResult
 from .version import __version__
 
 __all__ = [
     "BaseClient",
+    "ChunkLimits",
     "DEFAULT_BASE_URL",
     "DEFAULT_TIMEOUT",
     "DEFAULT_MAX_RETRIES",
@@ -42,14 +44,27 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 # Translating a full request on a CPU engine can take minutes; connecting should not.
 DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 DEFAULT_MAX_RETRIES = 3
-# Used when /v1/info cannot tell us the server's limit.
+# Used when /v1/info cannot tell us the server's limits.
 DEFAULT_MAX_SENTENCES_PER_REQUEST = 64
+DEFAULT_MAX_REQUEST_CHARS = 1_000_000
+# A request of texts this small needs no /v1/info round trip: every server takes it.
+SMALL_TEXT_CHARS = 1000
+SMALL_REQUEST_CHARS = 8000
 
 INITIAL_RETRY_DELAY = 0.5  # seconds; doubled per attempt ...
 MAX_RETRY_DELAY = 8.0  # ... up to this, with full jitter
 MAX_RETRY_AFTER = 60.0  # a server's Retry-After is honoured up to this many seconds
 
-_SENTENCE_PARAM = re.compile(r"sentences\[(\d+)\]")
+_TEXT_PARAM = re.compile(r"(texts|sentences)\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class ChunkLimits:
+    """What one request may hold: entries, characters per entry, characters in all."""
+
+    max_texts: int
+    max_text_chars: int | None = None
+    max_request_chars: int | None = None
 
 
 def _is_retryable_status(status: int) -> bool:
@@ -116,8 +131,11 @@ class BaseClient:
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.max_retries = max_retries
         self._default_headers = dict(default_headers or {})
-        # Sentences per request: given explicitly, or learnt from /v1/info on first use.
-        self._max_per_request: int | None = chunk_size
+        # Texts per request given explicitly; the other limits are learnt from /v1/info on first use.
+        self._chunk_size: int | None = chunk_size
+        self._limits: ChunkLimits | None = None
+        # Set once a server older than texts refused the field: send "sentences" from then on.
+        self._legacy_field = False
         self._server_info: ServerInfo | None = None
         # Injectable for tests: random() in [0, 1) drives the backoff jitter.
         self._random: Callable[[], float] = random.random
@@ -239,34 +257,104 @@ class BaseClient:
 
     # -- translate -----------------------------------------------------------------------------
     @staticmethod
-    def _sentences(sentences: Iterable[str]) -> list[str]:
-        if isinstance(sentences, (str, bytes)):
-            raise TypeError("translate() takes a list of sentences, not a single string; use translate([text])")
-        items = list(sentences)
+    def _texts(texts: Iterable[str]) -> list[str]:
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("translate() takes a list of texts, not a single string; use translate([text])")
+        items = list(texts)
         for i, s in enumerate(items):
             if not isinstance(s, str):
-                raise TypeError(f"sentences[{i}] is {type(s).__name__}, not str")
+                raise TypeError(f"texts[{i}] is {type(s).__name__}, not str")
         return items
 
     @staticmethod
-    def _translate_body(sentences: Sequence[str], source_lang: str, target_lang: str) -> dict[str, Any]:
-        return {"sentences": list(sentences), "source_lang": source_lang, "target_lang": target_lang}
+    def _translate_options(
+        *,
+        quality: str | None,
+        split_sentences: str | None,
+        tag_handling: str | None,
+        preserve_placeholders: bool | None,
+    ) -> dict[str, Any]:
+        """The request fields the caller set; ``None`` leaves the server's default (and keeps the
+        body valid for servers that predate the option)."""
+        options: dict[str, Any] = {}
+        for name, value in (("quality", quality), ("split_sentences", split_sentences), ("tag_handling", tag_handling)):
+            if value is not None:
+                if not isinstance(value, str):
+                    raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+                options[name] = value
+        if preserve_placeholders is not None:
+            if not isinstance(preserve_placeholders, bool):
+                raise TypeError("preserve_placeholders must be True or False")
+            options["preserve_placeholders"] = preserve_placeholders
+        return options
+
+    def _translate_body(
+        self, texts: Sequence[str], source_lang: str, target_lang: str, options: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        field = "sentences" if self._legacy_field else "texts"
+        return {field: list(texts), "source_lang": source_lang, "target_lang": target_lang, **options}
+
+    def _is_legacy_rejection(self, err: APIError, options: Mapping[str, Any]) -> bool:
+        """A server older than texts rejected the ``texts`` field: resend as ``sentences`` (only
+        when no option newer than that server was asked for; otherwise its error stands)."""
+        if self._legacy_field or err.status != 422 or err.code != "invalid_request":
+            return False
+        if err.param not in ("texts", "sentences"):
+            return False
+        if set(options) - {"quality"}:
+            err.message += " (this server predates texts and their options: upgrade it or leave the options unset)"
+            err.args = (err.message,)
+            return False
+        self._legacy_field = True
+        return True
+
+    def _plan(self, items: Sequence[str], limits: ChunkLimits) -> tuple[list[list[int]], dict[int, Translation]]:
+        """Split ``items`` into requests that respect the server's limits: at most
+        ``max_texts`` entries and ``max_request_chars`` characters each. A text the server would
+        refuse for its length is not sent: it gets a failed slot of its own (``local``)."""
+        chunks: list[list[int]] = []
+        local: dict[int, Translation] = {}
+        current: list[int] = []
+        chars = 0
+        for i, text in enumerate(items):
+            n = len(text)
+            if limits.max_text_chars is not None and n > limits.max_text_chars:
+                local[i] = Translation.failed(
+                    "text_too_long",
+                    f"texts[{i}] has {n} characters; the server's limit is {limits.max_text_chars} per text "
+                    "(max_text_chars); not sent",
+                )
+                continue
+            if limits.max_request_chars is not None and n > limits.max_request_chars:
+                local[i] = Translation.failed(
+                    "request_too_large",
+                    f"texts[{i}] has {n} characters; the server takes at most {limits.max_request_chars} "
+                    "per request (max_request_chars); not sent",
+                )
+                continue
+            too_many = len(current) >= limits.max_texts
+            too_long = limits.max_request_chars is not None and chars + n > limits.max_request_chars
+            if current and (too_many or too_long):
+                chunks.append(current)
+                current, chars = [], 0
+            current.append(i)
+            chars += n
+        if current:
+            chunks.append(current)
+        return chunks, local
 
     @staticmethod
-    def _chunks(items: Sequence[str], size: int) -> list[tuple[int, Sequence[str]]]:
-        """``(offset, chunk)`` pairs covering ``items`` in order."""
-        return [(i, items[i : i + size]) for i in range(0, len(items), size)]
-
-    @staticmethod
-    def _shift_error(err: APIError, offset: int) -> APIError:
-        """Make ``param="sentences[i]"`` of a chunk's error refer to the caller's whole list."""
-        if offset and err.param:
-            m = _SENTENCE_PARAM.fullmatch(err.param)
-            if m:
-                new = f"sentences[{int(m.group(1)) + offset}]"
-                err.message = err.message.replace(err.param, new)
-                err.param = new
-                err.args = (err.message,)
+    def _shift_error(err: APIError, indices: Sequence[int]) -> APIError:
+        """Make ``param="texts[i]"`` (or ``sentences[i]``) of a request's error refer to the
+        caller's whole list."""
+        if err.param:
+            m = _TEXT_PARAM.fullmatch(err.param)
+            if m and int(m.group(2)) < len(indices):
+                new = f"{m.group(1)}[{indices[int(m.group(2))]}]"
+                if new != err.param:
+                    err.message = err.message.replace(err.param, new)
+                    err.param = new
+                    err.args = (err.message,)
         return err
 
     @staticmethod
@@ -274,29 +362,46 @@ class BaseClient:
         return TranslationResult([])
 
     # -- limits / info -------------------------------------------------------------------------
-    def _known_limit(self, n: int) -> int | None:
-        """The chunk size if no /v1/info round trip is needed for ``n`` sentences."""
-        if self._max_per_request is not None:
-            return self._max_per_request
-        if n <= 1:
-            return 1
+    def _known_limits(self, items: Sequence[str]) -> ChunkLimits | None:
+        """The limits to chunk ``items`` by if no /v1/info round trip is needed: known already, or
+        a request small enough for any server (a few short texts)."""
+        if self._limits is not None:
+            return self._limits
+        small = all(len(t) <= SMALL_TEXT_CHARS for t in items) and sum(map(len, items)) <= SMALL_REQUEST_CHARS
+        if not small:
+            return None
+        if self._chunk_size is not None:
+            return ChunkLimits(max_texts=self._chunk_size)
+        if len(items) <= 1:
+            return ChunkLimits(max_texts=1)
         return None
 
     def _remember_info(self, data: Any) -> ServerInfo:
         info = ServerInfo.from_json(data, default_max_sentences=DEFAULT_MAX_SENTENCES_PER_REQUEST)
         self._server_info = info
-        if self._max_per_request is None:
-            self._max_per_request = info.limits.max_sentences_per_request
+        limits = info.limits
+        # A server older than texts refuses an entry over max_sentence_chars; a newer one cuts
+        # long segments itself and refuses only entries over max_text_chars.
+        per_text = limits.max_text_chars if limits.max_text_chars is not None else limits.max_sentence_chars
+        self._limits = ChunkLimits(
+            max_texts=self._chunk_size if self._chunk_size is not None else limits.max_sentences_per_request,
+            max_text_chars=per_text,
+            max_request_chars=limits.max_request_chars,
+        )
         return info
 
-    def _limit_after_info_error(self, err: BatchmtError) -> int:
+    def _limits_after_info_error(self, err: BatchmtError) -> ChunkLimits:
         """/v1/info failed: use the fallback, and keep it unless the failure looks transient."""
         transient = isinstance(err, APIConnectionError) or (
             isinstance(err, APIError) and err.status is not None and _is_retryable_status(err.status)
         )
+        limits = ChunkLimits(
+            max_texts=self._chunk_size if self._chunk_size is not None else DEFAULT_MAX_SENTENCES_PER_REQUEST,
+            max_request_chars=DEFAULT_MAX_REQUEST_CHARS,
+        )
         if not transient:
-            self._max_per_request = DEFAULT_MAX_SENTENCES_PER_REQUEST
-        return DEFAULT_MAX_SENTENCES_PER_REQUEST
+            self._limits = limits
+        return limits
 
     # -- health --------------------------------------------------------------------------------
     @staticmethod

@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 import httpx
 
-from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient
+from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, ChunkLimits
 from .errors import APIError, BatchmtError
 from .files import Destination, FileJob, FileReport, OnFailure, Source
 from .types import Health, ServerInfo, TranslationResult
@@ -112,30 +112,40 @@ class AsyncClient(BaseClient):
     # -- endpoints -----------------------------------------------------------------------------
     async def translate(
         self,
-        sentences: Iterable[str],
+        texts: Iterable[str],
         source_lang: str = "en",
         target_lang: str = "de",
+        *,
+        quality: str | None = None,
+        split_sentences: str | None = None,
+        tag_handling: str | None = None,
+        preserve_placeholders: bool | None = None,
     ) -> TranslationResult:
-        """Translate a list of sentences; one result slot per sentence, in order.
-
-        Lists longer than the server's ``max_sentences_per_request`` are split into chunks sent
-        concurrently (at most ``max_concurrency`` at a time) and joined in input order; ``usage``
-        is summed. If one chunk fails, the others are cancelled and its error is raised.
+        """Like :meth:`Client.translate`; the requests a long list is split into are sent
+        concurrently (at most ``max_concurrency`` at a time) and joined in input order. If one
+        request fails, the others are cancelled and its error is raised.
         """
-        items = self._sentences(sentences)
+        items = self._texts(texts)
+        options = self._translate_options(
+            quality=quality,
+            split_sentences=split_sentences,
+            tag_handling=tag_handling,
+            preserve_placeholders=preserve_placeholders,
+        )
         if not items:
             return self._empty_result()
-        size = await self._chunk_size(len(items))
-        chunks = self._chunks(items, size)
-        if len(chunks) == 1:
-            return await self._translate_chunk(0, chunks[0][1], source_lang, target_lang)
+        chunks, local = self._plan(items, await self._chunk_limits(items))
+        if len(chunks) == 1 and not local:
+            return await self._translate_chunk([items[i] for i in chunks[0]], chunks[0], source_lang, target_lang,
+                                               options)
         semaphore = asyncio.Semaphore(self.max_concurrency)
 
-        async def bounded(offset: int, chunk: Sequence[str]) -> TranslationResult:
+        async def bounded(indices: list[int]) -> tuple[list[int], TranslationResult]:
             async with semaphore:
-                return await self._translate_chunk(offset, chunk, source_lang, target_lang)
+                chunk = [items[i] for i in indices]
+                return indices, await self._translate_chunk(chunk, indices, source_lang, target_lang, options)
 
-        tasks = [asyncio.ensure_future(bounded(offset, chunk)) for offset, chunk in chunks]
+        tasks = [asyncio.ensure_future(bounded(indices)) for indices in chunks]
         try:
             parts = await asyncio.gather(*tasks)
         except BaseException:
@@ -143,18 +153,25 @@ class AsyncClient(BaseClient):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return TranslationResult.concat(parts)
+        return TranslationResult.assemble(len(items), parts, local)
 
     async def _translate_chunk(
-        self, offset: int, chunk: Sequence[str], source_lang: str, target_lang: str
+        self,
+        chunk: list[str],
+        indices: Sequence[int],
+        source_lang: str,
+        target_lang: str,
+        options: Mapping[str, Any],
     ) -> TranslationResult:
-        try:
-            response = await self._request(
-                "POST", "/v1/translate", body=self._translate_body(chunk, source_lang, target_lang)
-            )
-        except APIError as err:
-            raise self._shift_error(err, offset) from None
-        return TranslationResult.from_json(self._json(response), expected=len(chunk))
+        while True:
+            body = self._translate_body(chunk, source_lang, target_lang, options)
+            try:
+                response = await self._request("POST", "/v1/translate", body=body)
+            except APIError as err:
+                if self._is_legacy_rejection(err, options):
+                    continue
+                raise self._shift_error(err, indices) from None
+            return TranslationResult.from_json(self._json(response), expected=len(chunk))
 
     async def info(self) -> ServerInfo:
         """``GET /v1/info``: version, model, signature, language pairs and limits."""
@@ -164,17 +181,17 @@ class AsyncClient(BaseClient):
         response = await self._request("GET", "/v1/info", max_retries=max_retries)
         return self._remember_info(self._json(response))
 
-    async def _chunk_size(self, n: int) -> int:
-        known = self._known_limit(n)
+    async def _chunk_limits(self, items: Sequence[str]) -> ChunkLimits:
+        known = self._known_limits(items)
         if known is not None:
             return known
         try:
             await self._info(max_retries=0)
         except BatchmtError as err:
-            log.debug("GET /v1/info failed (%s); using the default chunk size", err)
-            return self._limit_after_info_error(err)
-        assert self._max_per_request is not None
-        return self._max_per_request
+            log.debug("GET /v1/info failed (%s); using the default limits", err)
+            return self._limits_after_info_error(err)
+        assert self._limits is not None
+        return self._limits
 
     async def health(self) -> Health:
         """``GET /healthz`` and ``GET /readyz`` (no retries). Raises only if the server is unreachable."""
@@ -196,11 +213,38 @@ class AsyncClient(BaseClient):
         progress: bool | None = True,
         on_failure: OnFailure = "empty",
         encoding: str = "utf-8",
+        format: str | None = None,
+        unit: str = "line",
+        field: str = "text",
+        column: str = "text",
+        quality: str | None = None,
+        split_sentences: str | None = None,
+        tag_handling: str | None = None,
+        preserve_placeholders: bool | None = None,
+        restart_hint: str = "pass resume=False",
     ) -> FileReport:
         """Like :meth:`Client.translate_file`; each batch holds ``max_concurrency`` requests'
-        worth of lines, which are sent concurrently. (File reads/writes are small and blocking.)"""
-        with FileJob(src, dst, resume=resume, progress=progress, on_failure=on_failure, encoding=encoding) as job:
-            size = await self._chunk_size(2)
-            for batch in job.batches(size * self.max_concurrency):
-                job.write(batch, await self.translate(batch.sentences, source_lang, target_lang))
-        return job.report
+        worth of units, which are sent concurrently. (File reads/writes are small and blocking.)"""
+        with FileJob(
+            src, dst, resume=resume, progress=progress, on_failure=on_failure, encoding=encoding, format=format,
+            unit=unit, field=field, column=column, source_lang=source_lang, target_lang=target_lang,
+            options={"quality": quality, "split_sentences": split_sentences, "tag_handling": tag_handling,
+                     "preserve_placeholders": preserve_placeholders},
+            restart_hint=restart_hint,
+        ) as job:
+            limits = await self._file_limits()
+            max_chars = limits.max_request_chars * self.max_concurrency if limits.max_request_chars else None
+            for batch in job.batches(limits.max_texts * self.max_concurrency, max_chars):
+                job.record(batch, await self.translate(batch.texts, **job.request_options(batch)))
+            return job.finish()
+
+    async def _file_limits(self) -> ChunkLimits:
+        if self._limits is not None:
+            return self._limits
+        try:
+            await self._info(max_retries=0)
+        except BatchmtError as err:
+            log.debug("GET /v1/info failed (%s); using the default limits", err)
+            return self._limits_after_info_error(err)
+        assert self._limits is not None
+        return self._limits

@@ -2,7 +2,7 @@
 
     batchmt [--base-url URL] [--api-key KEY] [--timeout S] [--max-retries N] COMMAND ...
 
-    batchmt translate [-i FILE] [-o FILE]   translate lines (stdin → stdout by default)
+    batchmt translate [-i FILE] [-o FILE]   translate a file in its format (stdin → stdout by default)
     batchmt eval --src FILE --ref FILE      translate a test set and print BLEU and chrF
     batchmt health                          is the server live and ready?
     batchmt info                            the server's /v1/info as JSON
@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 
 from .client import Client
 from .errors import APIConnectionError, APIError, AuthenticationError, BatchmtError, TranslationFailed
-from .files import read_lines, read_output
+from .files import ON_FAILURE, read_lines, read_output
+from .formats import FORMATS, UNITS
 from .version import __version__
 
 __all__ = ["main", "build_parser", "ClientFactory", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_PARTIAL"]
@@ -32,13 +33,15 @@ ClientFactory = Callable[..., Client]
 EXIT_OK = 0
 EXIT_ERROR = 1  # API, connection or file error; the server is not ready (health)
 EXIT_USAGE = 2  # bad command line (argparse)
-EXIT_PARTIAL = 3  # translate: finished, but some lines failed and were written as empty lines
+EXIT_PARTIAL = 3  # translate: finished, but some units failed (left empty or in the source language)
 EXIT_INTERRUPTED = 130
+QUALITIES = ("fast", "balanced", "best")
+SPLITS = ("on", "newlines", "off")
 
 _EPILOG = """\
 environment: BATCHMT_BASE_URL (default http://127.0.0.1:8000), BATCHMT_API_KEY.
 exit codes: 0 ok; 1 error (API, connection, file; health: not ready); 2 usage;
-3 translate finished but some lines failed (written as empty lines); 130 interrupted."""
+3 translate finished but some lines/segments failed (reported, left per --on-failure); 130 interrupted."""
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -87,26 +90,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "translate",
-        help="translate a file line by line",
+        help="translate a file (text, JSONL, CSV/TSV, SRT, PO, XLIFF, HTML)",
         description=(
-            "Translate one sentence per line. Blank lines are kept. When OUTPUT is a file that "
-            "already exists, its complete lines are kept and translation resumes after them "
-            "(use --no-resume to start over)."
+            "Translate a file into the same format. The format comes from the input's extension "
+            "(.txt and anything unknown: text, one line at a time; .jsonl; .csv; .tsv; .srt; .po/.pot; "
+            ".xlf/.xliff; .html) or --format. Each line (or paragraph, or field, cell, subtitle, "
+            "message, unit) is sent as one text; the server splits it into sentences. Blank lines "
+            "are kept. Progress is saved next to OUTPUT (OUTPUT.batchmt-resume) while the job runs: "
+            "run the same command again to resume an interrupted job; it refuses when the input or "
+            "the settings changed (use --no-resume to start over). OUTPUT is written at the end."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-i", "--input", metavar="FILE", default="-", help="input file (default: stdin)")
     p.add_argument("-o", "--output", metavar="FILE", default="-", help="output file (default: stdout)")
+    p.add_argument("--format", choices=FORMATS, help="the input's format (default: from the extension of --input)")
+    p.add_argument("--unit", choices=UNITS, default="line",
+                   help="text files: translate each line (default) or each blank-line separated paragraph")
+    p.add_argument("--field", default="text", help="JSONL: the field to translate (default: text)")
+    p.add_argument("--column", default="text", help="CSV/TSV: the column to translate, by its header (default: text)")
     p.add_argument("--source-lang", default="en")
     p.add_argument("--target-lang", default="de")
-    p.add_argument("--no-resume", action="store_true", help="overwrite OUTPUT instead of resuming it")
+    _add_translation_options(p)
+    p.add_argument("--no-resume", action="store_true", help="start over instead of resuming an interrupted job")
     p.add_argument(
         "--on-failure",
-        choices=("empty", "raise"),
+        choices=ON_FAILURE,
         default="empty",
-        help="a sentence the server failed to translate: write an empty line and go on, exiting with "
-        "status 3 at the end (empty, the default), or stop at that line with status 1 (raise)",
+        help="a line/segment the server could not translate: leave it empty (default: an empty line, "
+        "cell or msgstr, no XLIFF target; SRT and HTML keep the source) or keep the source text (source), "
+        "go on, and exit with status 3 at the end; or stop there with status 1 (raise)",
     )
     _add_progress_options(p)
     _add_global_options(p, suppress=True)
@@ -122,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", required=True, metavar="FILE", help="reference translations, aligned with --src")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N sentences")
     p.add_argument("--hyp-out", metavar="FILE", help="also write the hypotheses to FILE")
-    p.add_argument("--resume", action="store_true", help="keep the complete lines already in --hyp-out")
+    p.add_argument("--resume", action="store_true", help="resume an interrupted run writing --hyp-out")
+    p.add_argument("--quality", choices=QUALITIES, help="fast (one pass), balanced (3 rounds) or best (5 rounds)")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     _add_progress_options(p)
     _add_global_options(p, suppress=True)
@@ -136,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(p, suppress=True)
     p.set_defaults(handler=_cmd_info)
     return parser
+
+
+def _add_translation_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("translation options (default: the server's)")
+    g.add_argument("--quality", choices=QUALITIES, help="fast (one pass), balanced (3 rounds) or best (5 rounds)")
+    g.add_argument("--split-sentences", choices=SPLITS,
+                   help="on: split each text at sentence punctuation and line breaks (the server's default); "
+                   "newlines: at line breaks only; off: each text is one sentence")
+    g.add_argument("--tag-handling", choices=("html", "xml"), help="the texts contain HTML or XML markup")
+    g.add_argument("--no-placeholders", dest="preserve_placeholders", action="store_const", const=False,
+                   default=None, help="do not protect placeholders ({name}, %%s, URLs, ...) from translation")
 
 
 def _add_progress_options(p: argparse.ArgumentParser) -> None:
@@ -183,16 +209,28 @@ def _cmd_translate(client: Client, args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         progress=args.progress,
         on_failure=args.on_failure,
+        format=args.format,
+        unit=args.unit,
+        field=args.field,
+        column=args.column,
+        quality=args.quality,
+        split_sentences=args.split_sentences,
+        tag_handling=args.tag_handling,
+        preserve_placeholders=args.preserve_placeholders,
+        restart_hint="use --no-resume",
     )
     where = "" if dst is sys.stdout else f" to {args.output}"
-    resumed = f", {report.resumed_lines} kept from before" if report.resumed_lines else ""
+    noun = report.noun
+    blank = "blank" if report.format == "text" else "with nothing to translate"
+    resumed = f", {report.resumed} kept from before" if report.resumed else ""
     _err(
-        f"{report.translated_lines} lines translated{where} ({report.blank_lines} blank{resumed}); "
+        f"{report.translated} {noun}s translated{where} ({report.skipped} {blank}{resumed}); "
         f"{report.usage.completion_tokens} completion tokens"
     )
-    if report.failed_lines:
-        shown = ", ".join(map(str, report.failed_lines[:20])) + (" ..." if len(report.failed_lines) > 20 else "")
-        _err(f"warning: {len(report.failed_lines)} lines could not be translated and are empty: line {shown}")
+    if report.failures:
+        shown = ", ".join(f.where for f in report.failures[:20]) + (" ..." if len(report.failures) > 20 else "")
+        kept = "kept in the source language" if args.on_failure == "source" else "left untranslated"
+        _err(f"warning: {len(report.failures)} {noun}s could not be translated and are {kept}: {shown}")
         return EXIT_PARTIAL
     return EXIT_OK
 
@@ -207,7 +245,8 @@ def _cmd_eval(client: Client, args: argparse.Namespace) -> int:
         _err(f"error: {args.src} is empty")
         return EXIT_ERROR
     dst: Any = args.hyp_out if args.hyp_out else io.StringIO()
-    report = client.translate_file(sources, dst, resume=args.resume, progress=args.progress, on_failure="empty")
+    report = client.translate_file(sources, dst, resume=args.resume, progress=args.progress, on_failure="empty",
+                                   format="text", quality=args.quality, restart_hint="run without --resume")
     hypotheses = read_output(dst)
 
     from .evaluation import score_corpus
@@ -221,7 +260,7 @@ def _cmd_eval(client: Client, args: argparse.Namespace) -> int:
             "chrf": scores.chrf.as_dict(),
             "server_signature": report.signature,
             "model": report.model,
-            "usage": {k: v for k, v in vars(report.usage).items() if k != "extra"},
+            "usage": report.usage.to_dict(),
             "hypotheses": args.hyp_out,
         }, indent=2))
     else:

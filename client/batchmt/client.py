@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import httpx
 
-from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient
+from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, ChunkLimits
 from .errors import APIError, BatchmtError
 from .files import Destination, FileJob, FileReport, OnFailure, Source
 from .types import Health, ServerInfo, TranslationResult
@@ -28,7 +28,7 @@ class Client(BaseClient):
     ``base_url`` and ``api_key`` default to the env vars ``BATCHMT_BASE_URL`` (else
     ``http://127.0.0.1:8000``) and ``BATCHMT_API_KEY``. ``timeout`` is in seconds (or an
     ``httpx.Timeout``); ``max_retries`` retries connection errors, timeouts, 408/409/429/5xx.
-    ``chunk_size`` overrides the sentences per request (otherwise read from ``/v1/info``).
+    ``chunk_size`` overrides the texts per request (otherwise read from ``/v1/info``).
     Pass ``http_client=`` (an ``httpx.Client`` you own and close) or ``transport=`` to control
     the HTTP layer, e.g. ``transport=httpx.MockTransport(handler)`` in tests.
     """
@@ -110,29 +110,64 @@ class Client(BaseClient):
     # -- endpoints -----------------------------------------------------------------------------
     def translate(
         self,
-        sentences: Iterable[str],
+        texts: Iterable[str],
         source_lang: str = "en",
         target_lang: str = "de",
+        *,
+        quality: str | None = None,
+        split_sentences: str | None = None,
+        tag_handling: str | None = None,
+        preserve_placeholders: bool | None = None,
     ) -> TranslationResult:
-        """Translate a list of sentences; one result slot per sentence, in order.
+        """Translate a list of texts (sentences, paragraphs, documents); one result slot per text, in order.
 
-        Lists longer than the server's ``max_sentences_per_request`` are split into several
-        requests (sent one after the other) and joined; ``usage`` is summed. Per-sentence
-        failures do not raise: see ``result.ok``, ``result.failures`` and
-        ``result.raise_for_failures()``. An empty list returns an empty result without a request.
+        ``quality`` is ``"fast"`` | ``"balanced"`` | ``"best"``; ``split_sentences`` ``"on"`` (split
+        on sentence punctuation and newlines) | ``"newlines"`` | ``"off"`` (the text is one
+        segment); ``tag_handling`` ``"html"`` | ``"xml"``; ``preserve_placeholders`` protects
+        ``{name}``, ``%s``, URLs, ... (see docs/api.md). ``None`` leaves the server's default.
+
+        Lists are split into requests within the server's limits (texts and characters per
+        request, from ``/v1/info``), sent one after the other and joined; ``usage`` is summed. A
+        text longer than the server's ``max_text_chars`` is not sent and gets a failed slot
+        (code ``text_too_long``). Per-text failures do not raise: see ``result.ok``,
+        ``result.failures`` and ``result.raise_for_failures()``. An empty list returns an empty
+        result without a request.
         """
-        items = self._sentences(sentences)
+        items = self._texts(texts)
+        options = self._translate_options(
+            quality=quality,
+            split_sentences=split_sentences,
+            tag_handling=tag_handling,
+            preserve_placeholders=preserve_placeholders,
+        )
         if not items:
             return self._empty_result()
-        size = self._chunk_size(len(items))
-        parts = []
-        for offset, chunk in self._chunks(items, size):
+        chunks, local = self._plan(items, self._chunk_limits(items))
+        parts = [
+            (indices, self._translate_chunk([items[i] for i in indices], indices, source_lang, target_lang, options))
+            for indices in chunks
+        ]
+        if len(parts) == 1 and not local:
+            return parts[0][1]
+        return TranslationResult.assemble(len(items), parts, local)
+
+    def _translate_chunk(
+        self,
+        chunk: list[str],
+        indices: Sequence[int],
+        source_lang: str,
+        target_lang: str,
+        options: Mapping[str, Any],
+    ) -> TranslationResult:
+        while True:
+            body = self._translate_body(chunk, source_lang, target_lang, options)
             try:
-                response = self._request("POST", "/v1/translate", body=self._translate_body(chunk, source_lang, target_lang))
+                response = self._request("POST", "/v1/translate", body=body)
             except APIError as err:
-                raise self._shift_error(err, offset) from None
-            parts.append(TranslationResult.from_json(self._json(response), expected=len(chunk)))
-        return parts[0] if len(parts) == 1 else TranslationResult.concat(parts)
+                if self._is_legacy_rejection(err, options):
+                    continue
+                raise self._shift_error(err, indices) from None
+            return TranslationResult.from_json(self._json(response), expected=len(chunk))
 
     def info(self) -> ServerInfo:
         """``GET /v1/info``: version, model, signature, language pairs and limits."""
@@ -142,17 +177,17 @@ class Client(BaseClient):
         response = self._request("GET", "/v1/info", max_retries=max_retries)
         return self._remember_info(self._json(response))
 
-    def _chunk_size(self, n: int) -> int:
-        known = self._known_limit(n)
+    def _chunk_limits(self, items: Sequence[str]) -> ChunkLimits:
+        known = self._known_limits(items)
         if known is not None:
             return known
         try:
             self._info(max_retries=0)
         except BatchmtError as err:
-            log.debug("GET /v1/info failed (%s); using the default chunk size", err)
-            return self._limit_after_info_error(err)
-        assert self._max_per_request is not None
-        return self._max_per_request
+            log.debug("GET /v1/info failed (%s); using the default limits", err)
+            return self._limits_after_info_error(err)
+        assert self._limits is not None
+        return self._limits
 
     def health(self) -> Health:
         """``GET /healthz`` and ``GET /readyz`` (no retries). Raises only if the server is unreachable."""
@@ -172,14 +207,47 @@ class Client(BaseClient):
         progress: bool | None = True,
         on_failure: OnFailure = "empty",
         encoding: str = "utf-8",
+        format: str | None = None,
+        unit: str = "line",
+        field: str = "text",
+        column: str = "text",
+        quality: str | None = None,
+        split_sentences: str | None = None,
+        tag_handling: str | None = None,
+        preserve_placeholders: bool | None = None,
+        restart_hint: str = "pass resume=False",
     ) -> FileReport:
-        """Translate ``src`` line by line into ``dst`` (see :mod:`batchmt.files` for the rules:
-        blank lines kept, resume of a partial ``dst``, ``on_failure="empty"|"raise"``).
+        """Translate a file into ``dst`` in the same format, unit by unit (see :mod:`batchmt.files`
+        and :mod:`batchmt.formats`).
 
-        ``src`` is a path, a text stream or a list of lines; ``dst`` a path or a text stream.
-        A progress bar goes to stderr unless ``progress=False`` (``None``: only if stderr is a TTY).
+        ``src`` is a path, a text stream or a list of lines; ``dst`` a path (resumable) or a text
+        stream. ``format`` is ``text`` | ``jsonl`` | ``csv`` | ``tsv`` | ``srt`` | ``po`` |
+        ``xliff`` | ``html`` (default: from ``src``'s extension, else ``text``); ``unit`` is
+        ``line`` or ``paragraph`` for text; ``field`` names the JSONL field and ``column`` the
+        CSV/TSV column to translate. ``on_failure`` is ``"empty"`` | ``"source"`` | ``"raise"``.
+        The translation options are those of :meth:`translate`. A progress bar goes to stderr
+        unless ``progress=False`` (``None``: only if stderr is a TTY). ``restart_hint`` is the
+        advice given when a resume is refused (the CLI says ``--no-resume``).
         """
-        with FileJob(src, dst, resume=resume, progress=progress, on_failure=on_failure, encoding=encoding) as job:
-            for batch in job.batches(self._chunk_size(2)):
-                job.write(batch, self.translate(batch.sentences, source_lang, target_lang))
-        return job.report
+        with FileJob(
+            src, dst, resume=resume, progress=progress, on_failure=on_failure, encoding=encoding, format=format,
+            unit=unit, field=field, column=column, source_lang=source_lang, target_lang=target_lang,
+            options={"quality": quality, "split_sentences": split_sentences, "tag_handling": tag_handling,
+                     "preserve_placeholders": preserve_placeholders},
+            restart_hint=restart_hint,
+        ) as job:
+            limits = self._file_limits()
+            for batch in job.batches(limits.max_texts, limits.max_request_chars):
+                job.record(batch, self.translate(batch.texts, **job.request_options(batch)))
+            return job.finish()
+
+    def _file_limits(self) -> ChunkLimits:
+        if self._limits is not None:
+            return self._limits
+        try:
+            self._info(max_retries=0)
+        except BatchmtError as err:
+            log.debug("GET /v1/info failed (%s); using the default limits", err)
+            return self._limits_after_info_error(err)
+        assert self._limits is not None
+        return self._limits

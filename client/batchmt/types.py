@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator, Mapping, Sequence, overload
+from typing import Any, Iterator, Mapping, Sequence, Union, overload
 
 from .errors import APIResponseValidationError, TranslationFailed
 
 __all__ = [
     "TranslationError",
+    "SegmentFailure",
     "Translation",
     "Usage",
     "TranslationResult",
@@ -27,7 +28,7 @@ def _invalid(what: str, payload: Any) -> APIResponseValidationError:
 
 @dataclass(frozen=True)
 class TranslationError:
-    """Why one sentence failed (``{"code", "message"}`` of a failed slot)."""
+    """Why one text (or one of its segments) failed: ``{"code", "message"}``."""
 
     code: str
     message: str
@@ -40,16 +41,60 @@ class TranslationError:
 
 
 @dataclass(frozen=True)
+class SegmentFailure:
+    """A segment (sentence) of a text that the server could not translate; ``index`` counts the
+    text's segments from 0."""
+
+    index: int
+    code: str
+    message: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> SegmentFailure:
+        if not isinstance(data, Mapping):
+            return cls(index=-1, code="unknown", message=str(data))
+        index = data.get("index")
+        return cls(
+            index=int(index) if isinstance(index, int) and not isinstance(index, bool) else -1,
+            code=str(data.get("code") or "unknown"),
+            message=str(data.get("message") or ""),
+        )
+
+
+_TRANSLATION_FIELDS = ("text", "status", "error", "segments", "failed_segments")
+
+
+@dataclass(frozen=True)
 class Translation:
-    """One slot of a response: ``status`` is ``"ok"`` (``text`` set) or ``"failed"`` (``error`` set)."""
+    """One slot of a response, for one input text.
+
+    ``status`` is ``"ok"`` (every segment translated), ``"partial"`` (``text`` is the whole text
+    with the failed segments kept in the source language; ``failed_segments`` says which) or
+    ``"failed"`` (``text`` is ``None``, ``error`` says why). ``segments`` is how many segments
+    (sentences) the server split the text into (``None`` from servers older than texts).
+    Fields this SDK version does not know are kept in ``extra``.
+    """
 
     text: str | None
     status: str
     error: TranslationError | None = None
+    segments: int | None = None
+    failed_segments: tuple[SegmentFailure, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
+        """True only when the whole text was translated (``status == "ok"``)."""
         return self.status == "ok" and self.text is not None
+
+    @property
+    def partial(self) -> bool:
+        return self.status == "partial" and self.text is not None
+
+    @classmethod
+    def failed(cls, code: str, message: str) -> Translation:
+        """A failed slot (used by the SDK for a text it did not send, e.g. over ``max_text_chars``)."""
+        return cls(text=None, status="failed", error=TranslationError(code=code, message=message))
 
     @classmethod
     def from_json(cls, data: Any) -> Translation:
@@ -59,26 +104,57 @@ class Translation:
         if text is not None and not isinstance(text, str):
             raise _invalid("a translation's text is not a string", data)
         error = data.get("error")
+        segments = data.get("segments")
+        failed_segments = data.get("failed_segments") or ()
+        if not isinstance(failed_segments, Sequence) or isinstance(failed_segments, (str, bytes)):
+            raise _invalid("a translation's failed_segments is not a list", data)
         return cls(
             text=text,
             status=str(data["status"]),
             error=TranslationError.from_json(error) if error is not None else None,
+            segments=segments if isinstance(segments, int) and not isinstance(segments, bool) else None,
+            failed_segments=tuple(SegmentFailure.from_json(f) for f in failed_segments),
+            extra={str(k): v for k, v in data.items() if k not in _TRANSLATION_FIELDS},
         )
+
+
+Number = Union[int, float]
+
+
+def _add_values(a: Any, b: Any) -> Any:
+    """Sum two usage values: numbers add (an int stays an int), anything else keeps the first
+    value that is set (e.g. ``currency``)."""
+    numeric = (int, float)
+    if isinstance(a, numeric) and isinstance(b, numeric) and not isinstance(a, bool) and not isinstance(b, bool):
+        return a + b
+    return a if a is not None else b
 
 
 @dataclass(frozen=True)
 class Usage:
-    """Work the server did for a request; ``+`` sums two of them (chunked requests)."""
+    """Work the server did for a request; ``+`` sums two of them (chunked requests).
+
+    Numbers keep the type the server sent (``cost`` and ``engine_prompts`` are floats); fields this
+    SDK version does not know are kept in ``extra`` (numbers are summed, other values kept).
+    """
 
     sentences: int = 0
     characters: int = 0
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     completion_tokens: int = 0
-    engine_prompts: int = 0
+    engine_prompts: Number = 0
+    """Engine prompts, a shared prompt counted by this request's share (a float)."""
     retries: int = 0
-    extra: Mapping[str, int] = field(default_factory=dict)
-    """Numeric usage fields this SDK version does not know about (summed as well)."""
+    cost: Number = 0
+    """Estimated cost of this request's share of the engine work, in ``currency``."""
+    baseline_cost: Number = 0
+    """The same texts sent one sentence per prompt without a prefix cache, in ``currency``."""
+    currency: str | None = None
+    segments: int = 0
+    """Segments (sentences) the request's texts were split into (0 from older servers)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Usage fields this SDK version does not know about."""
 
     @classmethod
     def from_json(cls, data: Any) -> Usage:
@@ -87,36 +163,51 @@ class Usage:
         if not isinstance(data, Mapping):
             raise _invalid("usage is not an object", data)
         known = {f.name for f in fields(cls)} - {"extra"}
-        values = {k: int(v) for k, v in data.items() if k in known and isinstance(v, (int, float))}
-        extra = {
-            str(k): int(v)
-            for k, v in data.items()
-            if k not in known and isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
+        values: dict[str, Any] = {}
+        for k, v in data.items():
+            if k not in known:
+                continue
+            if k == "currency":
+                values[k] = str(v) if v is not None else None
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                values[k] = v
+        extra = {str(k): v for k, v in data.items() if k not in known}
         return cls(**values, extra=extra)
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
+        if self.currency and other.currency and self.currency != other.currency:
+            raise ValueError(f"cannot add usage in {self.currency} to usage in {other.currency}")
         summed = {
-            f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name != "extra"
+            f.name: _add_values(getattr(self, f.name), getattr(other, f.name))
+            for f in fields(self)
+            if f.name != "extra"
         }
         extra = dict(self.extra)
         for k, v in other.extra.items():
-            extra[k] = extra.get(k, 0) + v
+            extra[k] = _add_values(extra.get(k), v)
         return Usage(**summed, extra=extra)
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, the unknown ones included, as the server named them."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out.update(self.extra)
+        return out
+
 
 class TranslationResult(Sequence["str | None"]):
-    """The answer to :meth:`Client.translate`: one slot per input sentence, in input order.
+    """The answer to :meth:`Client.translate`: one slot per input text, in input order.
 
     It behaves like the list of translated strings: ``len(result)``, ``result[i]``, iteration
-    and ``list(result)`` give ``result.texts``, where a **failed slot is ``None``** (never silently
-    dropped or replaced). Per-slot status and errors are in ``result.translations``.
+    and ``list(result)`` give ``result.texts``, where a **slot that is not fully translated is
+    ``None``** (never silently dropped or replaced). Per-slot status, errors and segment counts are
+    in ``result.translations``; a ``"partial"`` slot's text (failed segments kept in the source
+    language, layout intact) is ``result.translations[i].text``.
 
     * ``result.ok`` / ``result.failures`` tell whether (and where) something failed;
     * ``result.raise_for_failures()`` raises :class:`TranslationFailed` if any slot failed and
@@ -149,7 +240,7 @@ class TranslationResult(Sequence["str | None"]):
             raise _invalid("no 'translations' list in the body", data)
         translations = [Translation.from_json(t) for t in data["translations"]]
         if expected is not None and len(translations) != expected:
-            raise _invalid(f"{len(translations)} translations for {expected} sentences", data)
+            raise _invalid(f"{len(translations)} translations for {expected} texts", data)
         rid = data.get("id")
         return cls(
             translations,
@@ -185,10 +276,38 @@ class TranslationResult(Sequence["str | None"]):
             ids=ids,
         )
 
+    @classmethod
+    def assemble(
+        cls,
+        n: int,
+        parts: Sequence[tuple[Sequence[int], TranslationResult]],
+        local: Mapping[int, Translation] | None = None,
+    ) -> TranslationResult:
+        """Put the results of requests back in input order: ``parts`` pairs each request's result
+        with the input indices it covered; ``local`` fills the slots the SDK answered itself
+        (texts it did not send)."""
+        slots: list[Translation | None] = [None] * n
+        for i, t in (local or {}).items():
+            slots[i] = t
+        for indices, part in parts:
+            for i, t in zip(indices, part.translations):
+                slots[i] = t
+        missing = [i for i, t in enumerate(slots) if t is None]
+        if missing:
+            raise RuntimeError(f"no result for texts {missing[:5]}")  # a bug in the chunking, never the server
+        joined = cls.concat([part for _, part in parts]) if parts else cls([])
+        return cls(
+            [t for t in slots if t is not None],
+            usage=joined.usage,
+            model=joined.model,
+            signature=joined.signature,
+            ids=joined.ids,
+        )
+
     # -- the list-of-strings view ------------------------------------------------------------
     @property
     def texts(self) -> list[str | None]:
-        """The translated strings in input order; ``None`` where a sentence failed."""
+        """The translated strings in input order; ``None`` where a text failed (or partly failed)."""
         return [t.text if t.ok else None for t in self.translations]
 
     def __len__(self) -> int:
@@ -220,17 +339,17 @@ class TranslationResult(Sequence["str | None"]):
 
     def __repr__(self) -> str:
         n_failed = len(self.failures)
-        return f"TranslationResult({len(self)} sentences, {n_failed} failed, model={self.model!r})"
+        return f"TranslationResult({len(self)} texts, {n_failed} not ok, model={self.model!r})"
 
     # -- failures ------------------------------------------------------------------------------
     @property
     def failures(self) -> list[tuple[int, Translation]]:
-        """``(index, translation)`` for every slot that is not ``ok``."""
+        """``(index, translation)`` for every slot that is not ``ok`` (``failed`` or ``partial``)."""
         return [(i, t) for i, t in enumerate(self.translations) if not t.ok]
 
     @property
     def ok(self) -> bool:
-        """True when every sentence was translated."""
+        """True when every text was fully translated."""
         return all(t.ok for t in self.translations)
 
     def raise_for_failures(self) -> TranslationResult:
@@ -240,7 +359,7 @@ class TranslationResult(Sequence["str | None"]):
             i, first = failures[0]
             why = f"{first.error.code}: {first.error.message}" if first.error else first.status
             raise TranslationFailed(
-                f"{len(failures)} of {len(self)} sentences failed (first: sentences[{i}]: {why})",
+                f"{len(failures)} of {len(self)} texts were not fully translated (first: texts[{i}]: {why})",
                 failures=failures,
                 result=self,
             )
@@ -249,8 +368,16 @@ class TranslationResult(Sequence["str | None"]):
 
 @dataclass(frozen=True)
 class Limits:
+    """The server's request limits (``GET /v1/info``); ``None``: the server did not say."""
+
     max_sentences_per_request: int
+    """Entries (texts) per request."""
     max_sentence_chars: int | None = None
+    """The longest segment the server sends to its engine (older servers: the longest entry)."""
+    max_text_chars: int | None = None
+    """The longest entry (servers that take texts)."""
+    max_request_chars: int | None = None
+    """The most characters in one request, summed over its entries."""
 
 
 @dataclass(frozen=True)
@@ -271,7 +398,10 @@ class ServerInfo:
         raw_limits = data.get("limits")
         limits: Mapping[str, Any] = raw_limits if isinstance(raw_limits, Mapping) else {}
         max_n = limits.get("max_sentences_per_request")
-        max_chars = limits.get("max_sentence_chars")
+
+        def positive(name: str) -> int | None:
+            value = limits.get(name)
+            return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
         pairs = []
         for pair in data.get("language_pairs") or []:
             if isinstance(pair, Sequence) and len(pair) == 2:
@@ -283,7 +413,9 @@ class ServerInfo:
             language_pairs=pairs,
             limits=Limits(
                 max_sentences_per_request=int(max_n) if isinstance(max_n, int) and max_n > 0 else default_max_sentences,
-                max_sentence_chars=int(max_chars) if isinstance(max_chars, int) and max_chars > 0 else None,
+                max_sentence_chars=positive("max_sentence_chars"),
+                max_text_chars=positive("max_text_chars"),
+                max_request_chars=positive("max_request_chars"),
             ),
             raw=dict(data),
         )

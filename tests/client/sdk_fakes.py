@@ -1,9 +1,10 @@
-"""A fake batchmt server (the REST contract of docs/api.md) behind ``httpx.MockTransport``."""
+"""A fake batchmt server (the REST contract of docs/api.md, texts included) behind ``httpx.MockTransport``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,17 +22,45 @@ def error_response(status: int, code: str, message: str = "nope", param: str | N
     )
 
 
+_SEGMENT_BREAK = re.compile(r"(?<=[.!?])[ \t]+|\n+")
+_TAG = re.compile(r"(<[^>]*>)")
+OPTIONS = {
+    "quality": ("fast", "balanced", "best"),
+    "split_sentences": ("on", "newlines", "off"),
+    "tag_handling": (None, "html", "xml"),
+    "preserve_placeholders": (True, False),
+}
+
+
+def usage_for(texts: list[str], segments: int) -> dict[str, Any]:
+    """What the real server sends: token counts are ints, engine prompts and costs floats."""
+    n = len(texts)
+    return {"sentences": segments, "characters": sum(map(len, texts)), "prompt_tokens": 10 * n,
+            "cached_prompt_tokens": 5, "completion_tokens": 3 * n, "engine_prompts": 0.25 * n, "retries": 0,
+            "cost": 0.000089 * n, "baseline_cost": 0.0004 * n, "currency": "USD", "segments": segments,
+            "future_field": 1, "future_label": "x"}
+
+
 @dataclass
 class FakeServer:
-    """Implements the REST contract of docs/api.md well enough for the SDK.
+    """Implements the REST contract of docs/api.md (texts, segments, partial results) well enough
+    for the SDK.
 
-    * ``/v1/translate``: text ``DE<sentence>`` (or ``mapping[sentence]``); a sentence containing
-      ``FAIL`` gets ``status: "failed"``; usage counts per request.
+    * ``/v1/translate`` takes ``texts`` (or the legacy ``sentences``) and the options; each text is
+      split into segments (sentence punctuation and newlines, unless ``split_sentences`` says
+      otherwise; with ``tag_handling`` the text between tags), each segment becomes
+      ``DE<segment>`` (or ``mapping[text]`` for a whole text), and the separators are kept. A
+      segment containing ``FAIL`` fails: the text is ``partial`` (that segment kept in English) or
+      ``failed`` when every segment failed.
+    * ``legacy=True``: a server older than texts (only ``sentences``, no text limits).
     * ``scripted``: responses (or exceptions) returned first, one per request, for a path.
     * ``requests``: every request received, in order.
     """
 
     max_sentences: int | None = 128
+    max_text_chars: int = 100_000
+    max_request_chars: int = 1_000_000
+    legacy: bool = False
     info_status: int = 200
     ready: bool = True
     mapping: dict[str, str] = field(default_factory=dict)
@@ -51,6 +80,13 @@ class FakeServer:
 
     def translate_bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r.content) for r in self.requests if r.url.path == "/v1/translate"]
+
+    def sent(self) -> list[list[str]]:
+        """The texts of every /v1/translate request, whichever field carried them."""
+        return [b.get("texts", b.get("sentences")) for b in self.translate_bodies()]
+
+    def sent_flat(self) -> list[str]:
+        return [t for texts in self.sent() for t in texts]
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -73,6 +109,8 @@ class FakeServer:
             if self.info_status != 200:
                 return error_response(self.info_status, "not_found", "no such route")
             limits: dict[str, Any] = {"max_sentence_chars": 1000}
+            if not self.legacy:
+                limits.update(max_text_chars=self.max_text_chars, max_request_chars=self.max_request_chars)
             if self.max_sentences is not None:
                 limits["max_sentences_per_request"] = self.max_sentences
             return httpx.Response(200, json={
@@ -83,31 +121,110 @@ class FakeServer:
             return self._translate(request)
         return error_response(404, "not_found", f"no route {path}")
 
+    # -- /v1/translate -------------------------------------------------------------------------
+    def _validate(self, body: dict[str, Any]) -> httpx.Response | tuple[str, list[str]]:
+        allowed = {"sentences", "source_lang", "target_lang", "quality"}
+        if not self.legacy:
+            allowed |= {"texts", *OPTIONS}
+        for key in body:
+            if key not in allowed:
+                if self.legacy and "sentences" not in body:
+                    return error_response(422, "invalid_request", "sentences is required", "sentences")
+                return error_response(422, "invalid_request", f"{key}: Extra inputs are not permitted", key)
+        if ("texts" in body) == ("sentences" in body):
+            return error_response(422, "invalid_request", "send exactly one of texts and sentences", "texts")
+        name = "texts" if "texts" in body else "sentences"
+        for key, values in OPTIONS.items():
+            if key in body and body[key] not in values:
+                return error_response(422, "invalid_request", f"{key}: bad value {body[key]!r}", key)
+        texts = body[name]
+        if not texts:
+            return error_response(422, "empty_sentences", f"{name} is empty", name)
+        if self.max_sentences is not None and len(texts) > self.max_sentences:
+            code = "too_many_texts" if name == "texts" else "too_many_sentences"
+            return error_response(413, code, "too many", name)
+        per_text = 1000 if self.legacy else self.max_text_chars
+        for i, s in enumerate(texts):
+            if not s.strip():
+                code = "empty_text" if name == "texts" else "empty_sentence"
+                return error_response(422, code, f"{name}[{i}] is empty", f"{name}[{i}]")
+            if len(s) > per_text:
+                code = "text_too_long" if name == "texts" else "sentence_too_long"
+                return error_response(413, code, f"{name}[{i}] has {len(s)} characters", f"{name}[{i}]")
+        if not self.legacy and sum(map(len, texts)) > self.max_request_chars:
+            return error_response(413, "request_too_large", "too many characters", name)
+        return name, texts
+
+    def _segments(self, text: str, split: str, tags: str | None) -> list[tuple[str, bool]]:
+        """``(piece, is_segment)`` pairs that concatenate to ``text``."""
+        if tags:  # text nodes, each split into sentences
+            pieces = []
+            for p in _TAG.split(text):
+                if p.startswith("<"):
+                    pieces.append((p, False))
+                elif p:
+                    pieces += self._segments(p, split, None)
+            return pieces
+        if split == "off":
+            return [(text, True)]
+        pattern = re.compile(r"\n+") if split == "newlines" else _SEGMENT_BREAK
+        pieces: list[tuple[str, bool]] = []
+        pos = 0
+        for m in pattern.finditer(text):
+            if m.start() > pos:
+                pieces.append((text[pos:m.start()], True))
+            pieces.append((m.group(0), False))
+            pos = m.end()
+        if pos < len(text):
+            pieces.append((text[pos:], True))
+        return [(p, seg and bool(p.strip())) for p, seg in pieces]
+
+    def translate_text(self, text: str, split: str = "on", tags: str | None = None) -> dict[str, Any]:
+        if text in self.mapping:
+            return {"text": self.mapping[text], "status": "ok", "error": None, "segments": 1, "failed_segments": []}
+        out: list[str] = []
+        failed: list[dict[str, Any]] = []
+        n = 0
+        for piece, is_segment in self._segments(text, split, tags):
+            if not is_segment:
+                out.append(piece)
+                continue
+            core = piece.strip()
+            lead, trail = piece[: len(piece) - len(piece.lstrip())], piece[len(piece.rstrip()):]
+            if "FAIL" in core:
+                failed.append({"index": n, "code": "unparseable_output", "message": "bad output"})
+                out.append(piece)
+            else:
+                out.append(lead + (f"DE({core})" if tags else translate_fake(core)) + trail)
+            n += 1
+        if failed and len(failed) == n:
+            return {"text": None, "status": "failed", "error": {"code": failed[0]["code"], "message": "bad output"},
+                    "segments": n, "failed_segments": failed}
+        if failed:
+            return {"text": "".join(out), "status": "partial",
+                    "error": {"code": failed[0]["code"], "message": "bad output"},
+                    "segments": n, "failed_segments": failed}
+        return {"text": "".join(out), "status": "ok", "error": None, "segments": n, "failed_segments": []}
+
     def _translate(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
-        sentences = body["sentences"]
-        if self.max_sentences is not None and len(sentences) > self.max_sentences:
-            return error_response(413, "too_many_sentences", "too many", "sentences")
-        for i, s in enumerate(sentences):
-            if not s.strip():
-                return error_response(422, "empty_sentence", f"sentences[{i}] is empty", f"sentences[{i}]")
-        translations = []
-        for s in sentences:
-            if "FAIL" in s:
-                translations.append({"text": None, "status": "failed",
-                                     "error": {"code": "unparseable_output", "message": "bad output"}})
-            else:
-                translations.append({"text": self.mapping.get(s, translate_fake(s)), "status": "ok", "error": None})
+        checked = self._validate(body)
+        if isinstance(checked, httpx.Response):
+            return checked
+        name, texts = checked
+        split = body.get("split_sentences", "on" if name == "texts" else "off")
+        translations = [self.translate_text(t, split, body.get("tag_handling")) for t in texts]
+        if self.legacy:
+            for t in translations:
+                del t["segments"], t["failed_segments"]
         self._next_id += 1
+        segments = sum(t.get("segments", 1) for t in translations)
         return httpx.Response(200, json={
             "id": f"tr-{self._next_id}",
             "model": "fake",
             "translations": translations,
-            "usage": {"sentences": len(sentences), "characters": sum(map(len, sentences)),
-                      "prompt_tokens": 10 * len(sentences), "cached_prompt_tokens": 5,
-                      "completion_tokens": 3 * len(sentences), "engine_prompts": 1, "retries": 0,
-                      "future_field": 1},
-            "signature": self.signature,
+            "usage": usage_for(texts, segments),
+            "signature": self.signature + (f"|quality:{body['quality']}" if body.get("quality") else ""),
         })
 
     async def handle_async(self, request: httpx.Request) -> httpx.Response:

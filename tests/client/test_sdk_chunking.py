@@ -20,12 +20,16 @@ def test_sync_chunks_by_the_server_limit_keeping_order_and_summing_usage(fake_se
     fake_server.max_sentences = 5
     result = mt_client.translate(SENTENCES)
     assert result.texts == EXPECTED
-    sizes = [len(b["sentences"]) for b in fake_server.translate_bodies()]
+    sizes = [len(t) for t in fake_server.sent()]
     assert sizes == [5, 5, 5, 5, 3]
     assert result.usage.sentences == 23
     assert result.usage.prompt_tokens == 230 and result.usage.completion_tokens == 69
-    assert result.usage.engine_prompts == 5 and result.usage.cached_prompt_tokens == 25
-    assert result.usage.extra == {"future_field": 5}
+    assert result.usage.cached_prompt_tokens == 25
+    # Floats stay floats, strings stay strings, unknown fields are kept (numbers summed).
+    assert isinstance(result.usage.engine_prompts, float) and result.usage.engine_prompts == pytest.approx(5.75)
+    assert result.usage.cost == pytest.approx(0.000089 * 23) and result.usage.currency == "USD"
+    assert result.usage.segments == 23
+    assert result.usage.extra == {"future_field": 5, "future_label": "x"}
     assert result.ids == ["tr-1", "tr-2", "tr-3", "tr-4", "tr-5"]
     assert result.signature == fake_server.signature
 
@@ -47,7 +51,7 @@ def test_explicit_chunk_size_skips_info(fake_server, make_mt_client):
     result = make_mt_client(chunk_size=2).translate(SENTENCES[:5])
     assert result.texts == EXPECTED[:5]
     assert "/v1/info" not in fake_server.paths()
-    assert [len(b["sentences"]) for b in fake_server.translate_bodies()] == [2, 2, 1]
+    assert [len(t) for t in fake_server.sent()] == [2, 2, 1]
 
 
 def test_falls_back_to_64_when_info_is_missing_and_caches_it(fake_server, mt_client):
@@ -55,7 +59,7 @@ def test_falls_back_to_64_when_info_is_missing_and_caches_it(fake_server, mt_cli
     fake_server.max_sentences = None  # the fake server itself accepts anything
     sentences = [f"s{i}" for i in range(DEFAULT_MAX_SENTENCES_PER_REQUEST * 2 + 1)]
     assert mt_client.translate(sentences).texts == [f"DE<s{i}>" for i in range(len(sentences))]
-    assert [len(b["sentences"]) for b in fake_server.translate_bodies()] == [64, 64, 1]
+    assert [len(t) for t in fake_server.sent()] == [64, 64, 1]
     mt_client.translate(sentences[:3])
     assert fake_server.paths().count("/v1/info") == 1  # a definite answer is cached
 
@@ -63,7 +67,7 @@ def test_falls_back_to_64_when_info_is_missing_and_caches_it(fake_server, mt_cli
 def test_falls_back_when_info_limits_are_absent(fake_server, mt_client):
     fake_server.max_sentences = None
     mt_client.translate([f"s{i}" for i in range(65)])
-    assert [len(b["sentences"]) for b in fake_server.translate_bodies()] == [64, 1]
+    assert [len(t) for t in fake_server.sent()] == [64, 1]
     assert mt_client.info().limits.max_sentences_per_request == 64
 
 
@@ -74,7 +78,7 @@ def test_transient_info_failure_is_not_cached(fake_server, mt_client, recorded_s
     fake_server.max_sentences = 1
     mt_client.translate(["a", "b"])
     assert fake_server.paths().count("/v1/info") == 2
-    assert [len(b["sentences"]) for b in fake_server.translate_bodies()] == [2, 1, 1]
+    assert [len(t) for t in fake_server.sent()] == [2, 1, 1]
 
 
 def test_info_call_sets_the_chunk_size(fake_server, mt_client):
@@ -82,7 +86,7 @@ def test_info_call_sets_the_chunk_size(fake_server, mt_client):
     mt_client.info()
     mt_client.translate(SENTENCES[:7])
     assert fake_server.paths().count("/v1/info") == 1
-    assert [len(b["sentences"]) for b in fake_server.translate_bodies()] == [3, 3, 1]
+    assert [len(t) for t in fake_server.sent()] == [3, 3, 1]
 
 
 def test_error_param_is_shifted_to_the_callers_index(fake_server, mt_client):
@@ -91,9 +95,9 @@ def test_error_param_is_shifted_to_the_callers_index(fake_server, mt_client):
     sentences[6] = "   "
     with pytest.raises(batchmt.UnprocessableEntityError) as info:
         mt_client.translate(sentences)
-    assert info.value.code == "empty_sentence"
-    assert info.value.param == "sentences[6]"  # the chunk said sentences[2]
-    assert "sentences[6]" in info.value.message and "sentences[2]" not in info.value.message
+    assert info.value.code == "empty_text"
+    assert info.value.param == "texts[6]"  # the chunk said texts[2]
+    assert "texts[6]" in info.value.message and "texts[2]" not in info.value.message
 
 
 def test_failed_slots_keep_their_global_index_across_chunks(fake_server, mt_client):
@@ -142,7 +146,7 @@ async def test_async_order_is_kept_when_chunks_finish_out_of_order(fake_server, 
             return fake_server.handle(request)
         # Later chunks answer first: each chunk waits until the next one has its answer
         # (all four are in flight at once: max_concurrency=4), so the order does not depend on timing.
-        first = int(json.loads(request.content)["sentences"][0][1:])
+        first = int(json.loads(request.content)["texts"][0][1:])
         if first + 2 in answered:
             await asyncio.wait_for(answered[first + 2].wait(), 5)
         response = fake_server.handle(request)
@@ -164,7 +168,7 @@ async def test_async_chunk_error_cancels_the_rest_and_is_shifted(fake_server, ma
     async with make_async_mt_client(chunk_size=2, max_concurrency=2) as client:
         with pytest.raises(batchmt.UnprocessableEntityError) as info:
             await client.translate(sentences)
-    assert info.value.param == "sentences[5]"
+    assert info.value.param == "texts[5]"
     assert len(fake_server.translate_bodies()) < 6  # the remaining chunks were not all sent
 
 

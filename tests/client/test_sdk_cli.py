@@ -40,17 +40,62 @@ def test_translate_stdin_to_stdout(run, fake_server):
     assert code == 0
     assert out == "DE<Hello.>\n\nDE<World.>\n"
     assert "2 lines translated (1 blank)" in err
-    assert fake_server.translate_bodies()[0]["sentences"] == ["Hello.", "World."]
+    assert fake_server.sent() == [["Hello.", "World."]]
 
 
-def test_translate_files_with_resume(run, tmp_path):
+def test_translate_files_with_resume(run, fake_server, tmp_path):
+    fake_server.max_sentences = 1
     src, dst = tmp_path / "in.en", tmp_path / "out.de"
     src.write_text("a\nb\nc\n", encoding="utf-8")
-    dst.write_text("A\npart", encoding="utf-8")
+    fake_server.script("/v1/translate", fake_server._translate, error_response(400, "invalid_json", "boom"))
+    code, _, err, _ = run("translate", "-i", str(src), "-o", str(dst), "--no-progress")
+    assert code == 1 and "boom" in err and not dst.exists()
     code, out, err, _ = run("translate", "-i", str(src), "-o", str(dst), "--no-progress")
     assert code == 0 and out == ""
-    assert dst.read_text(encoding="utf-8") == "A\nDE<b>\nDE<c>\n"
+    assert dst.read_text(encoding="utf-8") == "DE<a>\nDE<b>\nDE<c>\n"
     assert "1 kept from before" in err and f"to {dst}" in err
+    assert fake_server.sent_flat() == ["a", "b", "b", "c"]
+
+
+def test_resume_refusal_speaks_the_cli_flag(run, fake_server, tmp_path):
+    fake_server.max_sentences = 1
+    src, dst = tmp_path / "in.en", tmp_path / "out.de"
+    src.write_text("a\nb\n", encoding="utf-8")
+    fake_server.script("/v1/translate", fake_server._translate, error_response(400, "invalid_json", "boom"))
+    assert run("translate", "-i", str(src), "-o", str(dst))[0] == 1
+    code, _, err, _ = run("translate", "-i", str(src), "-o", str(dst), "--quality", "best")
+    assert code == 1 and "other settings" in err and "quality" in err
+    assert "--no-resume" in err and "resume=False" not in err
+    code, _, err, _ = run("translate", "-i", str(src), "-o", str(dst), "--quality", "best", "--no-resume")
+    assert code == 0 and dst.read_text(encoding="utf-8") == "DE<a>\nDE<b>\n"
+
+
+def test_translate_sends_quality_and_text_options(run, fake_server):
+    code, out, _, _ = run("translate", "--quality", "best", "--split-sentences", "newlines", "--no-placeholders",
+                          stdin="Hi.\n")
+    assert code == 0 and out == "DE<Hi.>\n"
+    body = fake_server.translate_bodies()[0]
+    assert body["quality"] == "best" and body["split_sentences"] == "newlines"
+    assert body["preserve_placeholders"] is False and body["texts"] == ["Hi."]
+
+
+def test_translate_jsonl_field_and_paragraphs(run, fake_server, tmp_path):
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text('{"id": 1, "body": "Hello."}\n', encoding="utf-8")
+    assert run("translate", "-i", str(src), "-o", str(dst), "--field", "body")[0] == 0
+    assert json.loads(dst.read_text(encoding="utf-8")) == {"id": 1, "body": "DE<Hello.>"}
+    src, dst = tmp_path / "doc.txt", tmp_path / "doc.de"
+    src.write_text("One. Two.\nThree.\n\nFour.\n", encoding="utf-8")
+    code, _, err, _ = run("translate", "-i", str(src), "-o", str(dst), "--unit", "paragraph")
+    assert code == 0 and "2 paragraphs translated" in err
+    assert dst.read_text(encoding="utf-8") == "DE<One.> DE<Two.>\nDE<Three.>\n\nDE<Four.>\n"
+
+
+def test_translate_format_errors_are_clear(run, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("id,body\n1,Hello\n", encoding="utf-8")
+    code, _, err, _ = run("translate", "-i", str(src), "-o", str(tmp_path / "o.csv"))
+    assert code == 1 and "no column 'text'" in err and "'body'" in err and "--column" in err
 
 
 def test_translate_no_resume(run, tmp_path):
@@ -62,10 +107,17 @@ def test_translate_no_resume(run, tmp_path):
 
 
 def test_translate_failed_lines_exit_3_with_a_report(run):
-    code, out, err, _ = run("translate", stdin="ok\nFAIL\nok too\n")
+    code, out, err, _ = run("translate", stdin="ok\nFAIL\nok too. FAIL too.\n")
     assert code == cli.EXIT_PARTIAL == 3
-    assert out == "DE<ok>\n\nDE<ok too>\n"
-    assert "1 lines could not be translated" in err and "line 2" in err
+    assert out == "DE<ok>\n\n\n"  # a failed and a partial line: left empty
+    assert "2 lines could not be translated" in err and "line 2, line 3" in err
+
+
+def test_translate_on_failure_source_keeps_the_source(run):
+    code, out, err, _ = run("translate", "--on-failure", "source", stdin="ok\nFAIL\nok too. FAIL too.\n")
+    assert code == 3
+    assert out == "DE<ok>\nFAIL\nDE<ok too.> FAIL too.\n"
+    assert "kept in the source language" in err
 
 
 def test_translate_on_failure_raise_exits_1_without_traceback(run, tmp_path):
@@ -73,7 +125,7 @@ def test_translate_on_failure_raise_exits_1_without_traceback(run, tmp_path):
     src.write_text("ok\nFAIL\nlater\n", encoding="utf-8")
     code, out, err, _ = run("translate", "-i", str(src), "-o", str(dst), "--on-failure", "raise")
     assert code == 1
-    assert dst.read_text(encoding="utf-8") == "DE<ok>\n"
+    assert not dst.exists() and "a rerun resumes there" in err
     assert "line 2" in err and "Traceback" not in err
 
 
@@ -176,7 +228,7 @@ def test_eval_prints_bleu_and_chrf_with_signatures_and_writes_hypotheses(run, fa
     assert f"sentences: 5  failed: 0  server: {fake_server.signature}" in out
     hyps = hyp.read_text(encoding="utf-8").splitlines()
     assert len(hyps) == 5 and hyps[0] == refs[0] and hyps[3] == "Etwas ganz anderes."
-    assert sum(len(b["sentences"]) for b in fake_server.translate_bodies()) == 5  # --limit honoured
+    assert len(fake_server.sent_flat()) == 5  # --limit honoured
 
 
 def test_eval_perfect_hypotheses_score_100_in_json(run, fake_server, tmp_path):

@@ -20,13 +20,14 @@ def test_translate_sends_the_contract_and_returns_texts_in_order(fake_server, mt
     assert result.model == "fake" and result.signature == fake_server.signature
     assert result.ids == ["tr-1"]
     assert result.usage.sentences == 3 and result.usage.completion_tokens == 9
-    assert result.usage.extra == {"future_field": 1}  # unknown numeric fields are kept
+    assert result.usage.extra == {"future_field": 1, "future_label": "x"}  # unknown fields are kept
     [request] = [r for r in fake_server.requests if r.url.path == "/v1/translate"]
     assert request.method == "POST" and str(request.url) == "http://test/v1/translate"
     assert request.headers["content-type"] == "application/json"
     assert request.headers["user-agent"].startswith("batchmt-python/")
     assert "authorization" not in request.headers
-    assert json.loads(request.content) == {"sentences": ["One.", "Two.", "Three."],
+    # Options the caller did not set are not sent (the server's defaults apply).
+    assert json.loads(request.content) == {"texts": ["One.", "Two.", "Three."],
                                           "source_lang": "en", "target_lang": "de"}
 
 
@@ -45,7 +46,7 @@ def test_failed_slots_are_visible_not_dropped(mt_client):
     with pytest.raises(batchmt.TranslationFailed) as info:
         result.raise_for_failures()
     assert info.value.failures == [(1, failed)] and info.value.result is result
-    assert "1 of 3 sentences failed" in str(info.value) and "sentences[1]" in str(info.value)
+    assert "1 of 3 texts were not fully translated" in str(info.value) and "texts[1]" in str(info.value)
 
 
 def test_raise_for_failures_returns_the_result_when_all_ok(mt_client):
@@ -61,7 +62,7 @@ def test_result_object_semantics():
     r = TranslationResult([ok, bad], usage=Usage(sentences=2), model="m", signature="s", ids=["a"])
     assert r[0] == "Hallo" and r[1] is None and r[:1] == ["Hallo"] and r[-1] is None
     assert r.translations == [ok, bad]
-    assert "1 failed" in repr(r)
+    assert "1 not ok" in repr(r)
     assert r != ["Hallo", "Hallo"]
     merged = TranslationResult.concat([r, TranslationResult([ok], usage=Usage(sentences=1, extra={"k": 2}), ids=["b"])])
     assert merged.texts == ["Hallo", None, "Hallo"] and merged.ids == ["a", "b"]
@@ -78,7 +79,7 @@ def test_empty_list_returns_empty_result_without_a_request(fake_server, mt_clien
 def test_a_single_string_is_rejected(fake_server, mt_client):
     with pytest.raises(TypeError, match="single string"):
         mt_client.translate("Hello world.")
-    with pytest.raises(TypeError, match=r"sentences\[1\] is int"):
+    with pytest.raises(TypeError, match=r"texts\[1\] is int"):
         mt_client.translate(["ok", 3])
     assert fake_server.requests == []
 

@@ -57,9 +57,11 @@ class Handler(BaseHTTPRequestHandler):
             type(self).queue_full_once = False
             return self._send(429, {"error": {"code": "queue_full", "message": "busy", "param": None}},
                               {"Retry-After": "0"})
+        texts = body["texts"]
         self._send(200, {"id": "tr-w", "model": "wire", "signature": "sig",
-                         "translations": [{"text": s.upper(), "status": "ok", "error": None} for s in body["sentences"]],
-                         "usage": {"sentences": len(body["sentences"])}})
+                         "translations": [{"text": s.upper(), "status": "ok", "error": None, "segments": 1,
+                                           "failed_segments": []} for s in texts],
+                         "usage": {"sentences": len(texts), "cost": 0.000089, "currency": "USD"}})
 
 
 @pytest.fixture
@@ -89,6 +91,7 @@ async def test_real_socket_async(wire_url):
         result = await client.translate(["x", "y", "z", "w", "v"])
         assert (await client.health()).ready
     assert result.texts == ["X", "Y", "Z", "W", "V"] and result.usage.sentences == 5
+    assert result.usage.cost == pytest.approx(0.000089 * 3) and result.usage.currency == "USD"  # 3 requests
 
 
 def test_real_read_timeout_becomes_api_timeout_error(wire_url):
