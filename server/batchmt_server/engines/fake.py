@@ -52,7 +52,7 @@ class FakeEngine:
 
     def query_sources(self, prompt: str) -> list[str]:
         """The numbered inputs of the query (the last list of the prompt)."""
-        block = prompt[len(self.template.prefix):].split("\n")
+        block = self._query(prompt).split("\n")
         out = []
         for line in block[1:]:
             m = _LINE.match(line)
@@ -63,10 +63,19 @@ class FakeEngine:
 
     def completion_for(self, prompt: str, sources: list[str], targets: list[str]) -> str:
         """What follows ``prompt`` when the model answers ``targets`` perfectly."""
-        full = self.template.prefix + self.template._block(tuple(zip(sources, targets)))
-        if not full.startswith(prompt):
+        query = self._query(prompt)
+        solved = self.template._block(tuple(zip(sources, targets)))
+        if not solved.startswith(query):
             raise AssertionError("the template's rendering of a solved block does not extend its prompt")
-        return full[len(prompt):]
+        return solved[len(query):]
+
+    def _query(self, prompt: str) -> str:
+        """The query block at the end of ``prompt`` (from its list header on), whatever prefix came before:
+        any template with this one's labels (the calibrated short and zero-shot variants too)."""
+        start = prompt.rfind(self.template.list_header + "\n")
+        if start < 0:
+            raise AssertionError(f"no {self.template.list_header!r} block in the prompt")
+        return prompt[start:]
 
     async def generate(self, prompt: str, params: GenerationParams) -> Completion:
         sources = self.query_sources(prompt)
