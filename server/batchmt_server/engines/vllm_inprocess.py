@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from .base import Completion, EngineError, GenerationParams
 
@@ -37,12 +39,15 @@ def cpu_environment(kvcache_gib: int) -> None:
 class VLLMEngine:
     def __init__(self, model: str, *, model_name: str, dtype: str = "auto", block_size: int | None = None,
                  max_model_len: int = 2048, max_num_seqs: int = 128, enforce_eager: bool = False,
-                 enable_prefix_caching: bool = True, cpu_kvcache_gib: int = 4, seed: int = 0) -> None:
+                 enable_prefix_caching: bool = True, cpu_kvcache_gib: int = 4, seed: int = 0,
+                 engine_args: Mapping[str, Any] | None = None) -> None:
         self.model = model
         self.model_name = model_name
         self._opts = dict(dtype=dtype, block_size=block_size, max_model_len=max_model_len,
                           max_num_seqs=max_num_seqs, enforce_eager=enforce_eager,
                           enable_prefix_caching=enable_prefix_caching, seed=seed)
+        #: any other vLLM engine argument (``AsyncEngineArgs`` field), e.g. from a preset or ``--engine-arg``; wins
+        self._extra = dict(engine_args or {})
         self._kv = cpu_kvcache_gib
         self._llm = None
         self._tokenizer = None
@@ -63,13 +68,21 @@ class VLLMEngine:
         if opts["block_size"] is None and cpu:
             opts["block_size"] = 32  # only full blocks are cached; 128 is longer than the prefix
         opts = {k: v for k, v in opts.items() if v is not None}
-        args = AsyncEngineArgs(model=self.model, served_model_name=[self.model_name], **opts)
+        opts.update(self._extra)
+        from ..presets import check_engine_args
+        check_engine_args(opts)  # a clear error before anything loads
+        args = AsyncEngineArgs(**{"model": self.model, "served_model_name": [self.model_name], **opts})
         log.info("starting vLLM engine: %s %s", self.model, opts)
         try:
             self._llm = AsyncLLM.from_engine_args(args)
             self._tokenizer = self._llm.get_tokenizer()
         except Exception as exc:
             raise EngineError(f"vLLM failed to start on {self.model}: {exc}") from exc
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer once started (its chat template decides the prompt form), else None."""
+        return self._tokenizer
 
     async def ready(self) -> bool:
         if self._llm is None:
