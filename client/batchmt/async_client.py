@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -103,7 +104,12 @@ class AsyncClient(BaseClient):
                     raise self._status_error(response)
                 log.info(
                     "%s %s answered %d; retry %d/%d in %.2fs",
-                    method, path, response.status_code, attempt + 1, retries, delay,
+                    method,
+                    path,
+                    response.status_code,
+                    attempt + 1,
+                    retries,
+                    delay,
                 )
                 await response.aclose()
             await self._sleep(delay)
@@ -136,8 +142,9 @@ class AsyncClient(BaseClient):
             return self._empty_result()
         chunks, local = self._plan(items, await self._chunk_limits(items))
         if len(chunks) == 1 and not local:
-            return await self._translate_chunk([items[i] for i in chunks[0]], chunks[0], source_lang, target_lang,
-                                               options)
+            return await self._translate_chunk(
+                [items[i] for i in chunks[0]], chunks[0], source_lang, target_lang, options
+            )
         semaphore = asyncio.Semaphore(self.max_concurrency)
 
         async def bounded(indices: list[int]) -> tuple[list[int], TranslationResult]:
@@ -226,10 +233,24 @@ class AsyncClient(BaseClient):
         """Like :meth:`Client.translate_file`; each batch holds ``max_concurrency`` requests'
         worth of units, which are sent concurrently. (File reads/writes are small and blocking.)"""
         with FileJob(
-            src, dst, resume=resume, progress=progress, on_failure=on_failure, encoding=encoding, format=format,
-            unit=unit, field=field, column=column, source_lang=source_lang, target_lang=target_lang,
-            options={"quality": quality, "split_sentences": split_sentences, "tag_handling": tag_handling,
-                     "preserve_placeholders": preserve_placeholders},
+            src,
+            dst,
+            resume=resume,
+            progress=progress,
+            on_failure=on_failure,
+            encoding=encoding,
+            format=format,
+            unit=unit,
+            field=field,
+            column=column,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            options={
+                "quality": quality,
+                "split_sentences": split_sentences,
+                "tag_handling": tag_handling,
+                "preserve_placeholders": preserve_placeholders,
+            },
             restart_hint=restart_hint,
         ) as job:
             limits = await self._file_limits()

@@ -18,7 +18,8 @@ import io
 import json
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .client import Client
 from .errors import APIConnectionError, APIError, AuthenticationError, BatchmtError, TranslationFailed
@@ -51,7 +52,9 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
     group = parser.add_argument_group("server options")
     group.add_argument("--base-url", metavar="URL", help="server URL (env BATCHMT_BASE_URL)", **default)
-    group.add_argument("--api-key", metavar="KEY", help="API key, sent as a Bearer token (env BATCHMT_API_KEY)", **default)
+    group.add_argument(
+        "--api-key", metavar="KEY", help="API key, sent as a Bearer token (env BATCHMT_API_KEY)", **default
+    )
     group.add_argument("--timeout", metavar="SECONDS", type=_positive_float, help="per-request timeout", **default)
     group.add_argument("--max-retries", metavar="N", type=_non_negative_int, help="retries per request", **default)
 
@@ -106,8 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", metavar="FILE", default="-", help="input file (default: stdin)")
     p.add_argument("-o", "--output", metavar="FILE", default="-", help="output file (default: stdout)")
     p.add_argument("--format", choices=FORMATS, help="the input's format (default: from the extension of --input)")
-    p.add_argument("--unit", choices=UNITS, default="line",
-                   help="text files: translate each line (default) or each blank-line separated paragraph")
+    p.add_argument(
+        "--unit",
+        choices=UNITS,
+        default="line",
+        help="text files: translate each line (default) or each blank-line separated paragraph",
+    )
     p.add_argument("--field", default="text", help="JSONL: the field to translate (default: text)")
     p.add_argument("--column", default="text", help="CSV/TSV: the column to translate, by its header (default: text)")
     p.add_argument("--source-lang", default="en")
@@ -156,18 +163,31 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_translation_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("translation options (default: the server's)")
     g.add_argument("--quality", choices=QUALITIES, help="fast (one pass), balanced (3 rounds) or best (5 rounds)")
-    g.add_argument("--split-sentences", choices=SPLITS,
-                   help="on: split each text at sentence punctuation and line breaks (the server's default); "
-                   "newlines: at line breaks only; off: each text is one sentence")
+    g.add_argument(
+        "--split-sentences",
+        choices=SPLITS,
+        help="on: split each text at sentence punctuation and line breaks (the server's default); "
+        "newlines: at line breaks only; off: each text is one sentence",
+    )
     g.add_argument("--tag-handling", choices=("html", "xml"), help="the texts contain HTML or XML markup")
-    g.add_argument("--no-placeholders", dest="preserve_placeholders", action="store_const", const=False,
-                   default=None, help="do not protect placeholders ({name}, %%s, URLs, ...) from translation")
+    g.add_argument(
+        "--no-placeholders",
+        dest="preserve_placeholders",
+        action="store_const",
+        const=False,
+        default=None,
+        help="do not protect placeholders ({name}, %%s, URLs, ...) from translation",
+    )
 
 
 def _add_progress_options(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument(
-        "--progress", dest="progress", action="store_const", const=True, default=None,
+        "--progress",
+        dest="progress",
+        action="store_const",
+        const=True,
+        default=None,
         help="always show a progress bar on stderr (default: only when stderr is a terminal)",
     )
     g.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
@@ -245,24 +265,37 @@ def _cmd_eval(client: Client, args: argparse.Namespace) -> int:
         _err(f"error: {args.src} is empty")
         return EXIT_ERROR
     dst: Any = args.hyp_out if args.hyp_out else io.StringIO()
-    report = client.translate_file(sources, dst, resume=args.resume, progress=args.progress, on_failure="empty",
-                                   format="text", quality=args.quality, restart_hint="run without --resume")
+    report = client.translate_file(
+        sources,
+        dst,
+        resume=args.resume,
+        progress=args.progress,
+        on_failure="empty",
+        format="text",
+        quality=args.quality,
+        restart_hint="run without --resume",
+    )
     hypotheses = read_output(dst)
 
     from .evaluation import score_corpus
 
     scores = score_corpus(hypotheses, references)
     if args.json:
-        print(json.dumps({
-            "sentences": len(sources),
-            "failed": len(report.failed_lines),
-            "bleu": scores.bleu.as_dict(),
-            "chrf": scores.chrf.as_dict(),
-            "server_signature": report.signature,
-            "model": report.model,
-            "usage": report.usage.to_dict(),
-            "hypotheses": args.hyp_out,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "sentences": len(sources),
+                    "failed": len(report.failed_lines),
+                    "bleu": scores.bleu.as_dict(),
+                    "chrf": scores.chrf.as_dict(),
+                    "server_signature": report.signature,
+                    "model": report.model,
+                    "usage": report.usage.to_dict(),
+                    "hypotheses": args.hyp_out,
+                },
+                indent=2,
+            )
+        )
     else:
         print(scores.bleu.text)
         print(scores.chrf.text)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -101,7 +102,12 @@ class Client(BaseClient):
                     raise self._status_error(response)
                 log.info(
                     "%s %s answered %d; retry %d/%d in %.2fs",
-                    method, path, response.status_code, attempt + 1, retries, delay,
+                    method,
+                    path,
+                    response.status_code,
+                    attempt + 1,
+                    retries,
+                    delay,
                 )
                 response.close()
             self._sleep(delay)
@@ -230,10 +236,24 @@ class Client(BaseClient):
         advice given when a resume is refused (the CLI says ``--no-resume``).
         """
         with FileJob(
-            src, dst, resume=resume, progress=progress, on_failure=on_failure, encoding=encoding, format=format,
-            unit=unit, field=field, column=column, source_lang=source_lang, target_lang=target_lang,
-            options={"quality": quality, "split_sentences": split_sentences, "tag_handling": tag_handling,
-                     "preserve_placeholders": preserve_placeholders},
+            src,
+            dst,
+            resume=resume,
+            progress=progress,
+            on_failure=on_failure,
+            encoding=encoding,
+            format=format,
+            unit=unit,
+            field=field,
+            column=column,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            options={
+                "quality": quality,
+                "split_sentences": split_sentences,
+                "tag_handling": tag_handling,
+                "preserve_placeholders": preserve_placeholders,
+            },
             restart_hint=restart_hint,
         ) as job:
             limits = self._file_limits()

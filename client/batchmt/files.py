@@ -30,8 +30,9 @@ import io
 import json
 import os
 import sys
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterable, Iterator, Literal, Mapping, Union
+from typing import IO, Any, Literal
 
 from tqdm.auto import tqdm
 
@@ -54,10 +55,10 @@ __all__ = [
 
 OnFailure = Literal["empty", "source", "raise"]
 ON_FAILURE = ("empty", "source", "raise")
-PathLike = Union[str, "os.PathLike[str]"]
-Source = Union[PathLike, IO[str], Iterable[str]]
+PathLike = str | os.PathLike[str]
+Source = PathLike | IO[str] | Iterable[str]
 """A path, an open text stream, or an iterable of lines (e.g. a list of sentences)."""
-Destination = Union[PathLike, IO[str]]
+Destination = PathLike | IO[str]
 """A path (resumable) or an open text stream (written from the start)."""
 
 RESUME_SUFFIX = ".batchmt-resume"
@@ -266,7 +267,12 @@ class FileJob:
         data = self._read_source()
         fmt = self.format or detect_format(self.report.src if _is_path(self.src) else getattr(self.src, "name", None))
         self.doc = doc = parse_document(
-            data, fmt, unit=self.unit, field=self.field, column=self.column, target_lang=self.target_lang,
+            data,
+            fmt,
+            unit=self.unit,
+            field=self.field,
+            column=self.column,
+            target_lang=self.target_lang,
             encoding=self.encoding,
         )
         raw = data if isinstance(data, bytes) else data.encode("utf-8")
@@ -283,7 +289,7 @@ class FileJob:
         self.report.units = len(doc.units)
         self.report.skipped = sum(1 for u in doc.units if not u.send)
         if _is_path(self.dst):
-            self._journal_path = os.fspath(self.dst) + RESUME_SUFFIX  # type: ignore[operator]
+            self._journal_path = str(os.fspath(self.dst)) + RESUME_SUFFIX  # type: ignore[arg-type]
             if self.resume and os.path.exists(self._journal_path):
                 self._load_journal(header)
                 self._journal = open(self._journal_path, "a", encoding="utf-8")
@@ -326,8 +332,11 @@ class FileJob:
             )
         if old.get("settings") != header["settings"]:
             before, now = old.get("settings") or {}, header["settings"]
-            changed = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
-                       if before.get(k) != now.get(k)]
+            changed = [
+                f"{k}: {before.get(k)!r} -> {now.get(k)!r}"
+                for k in sorted(set(before) | set(now))
+                if before.get(k) != now.get(k)
+            ]
             raise self._refuse(f"it was started with other settings ({'; '.join(changed)})")
         for line in lines[1:]:
             if not line.strip():
@@ -443,8 +452,10 @@ class FileJob:
         first = self._failure(*failures[0])
         noun = self.report.noun
         if self._journal_path is not None:
-            kept = f"the {len([t for t in self.results.values() if t.ok])} {noun}s translated so far are saved in " \
-                   f"{self._journal_path} and a rerun resumes there"
+            kept = (
+                f"the {len([t for t in self.results.values() if t.ok])} {noun}s translated so far are saved in "
+                f"{self._journal_path} and a rerun resumes there"
+            )
         else:
             kept = f"the output stops before {first.where}"
         return TranslationFailed(

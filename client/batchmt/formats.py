@@ -32,8 +32,9 @@ import io
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from .errors import BatchmtError
 
@@ -50,12 +51,20 @@ FORMATS = ("text", "jsonl", "csv", "tsv", "srt", "po", "xliff", "html")
 UNITS = ("line", "paragraph")
 
 _EXTENSIONS = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl",
-    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
     ".srt": "srt",
-    ".po": "po", ".pot": "po",
-    ".xlf": "xliff", ".xliff": "xliff", ".xlf2": "xliff",
-    ".html": "html", ".htm": "html", ".xhtml": "html",
+    ".po": "po",
+    ".pot": "po",
+    ".xlf": "xliff",
+    ".xliff": "xliff",
+    ".xlf2": "xliff",
+    ".html": "html",
+    ".htm": "html",
+    ".xhtml": "html",
 }
 
 
@@ -166,19 +175,19 @@ class TextParagraphs(Document):
         text = _normalize_newlines(text)
         lead = re.match(r"(?:[ \t]*\n)*", text)
         self._lead = lead.group(0) if lead else ""
-        body = text[len(self._lead):]
+        body = text[len(self._lead) :]
         self.units = []
         self._seps: list[str] = []
         line = 1 + self._lead.count("\n")
         pos = 0
         for m in _PARAGRAPH_BREAK.finditer(body):
-            self._add(body[pos:m.start()], m.group(0), line)
-            line += body[pos:m.end()].count("\n")
+            self._add(body[pos : m.start()], m.group(0), line)
+            line += body[pos : m.end()].count("\n")
             pos = m.end()
         if pos < len(body):
             tail = body[pos:]
             stripped = tail.rstrip("\n")
-            self._add(stripped, tail[len(stripped):], line)
+            self._add(stripped, tail[len(stripped) :], line)
 
     def _add(self, block: str, sep: str, line: int) -> None:
         self.units.append(Unit(block, f"paragraph at line {line}", line=line, send=bool(block.strip())))
@@ -216,11 +225,13 @@ class JsonLines(Document):
             if not isinstance(obj, dict):
                 raise FileFormatError(f"line {n} is not a JSON object")
             value = obj.get(field)
-            send = isinstance(value, str) and bool(value.strip())
+            text = value if isinstance(value, str) else ""
             self._objects.append(obj)
-            self.units.append(Unit(value if send else "", f"line {n}", line=n, send=send))
-        if self.units and not any(u.send for u in self.units) and not any(
-            o is not None and field in o for o in self._objects
+            self.units.append(Unit(text, f"line {n}", line=n, send=bool(text.strip())))
+        if (
+            self.units
+            and not any(u.send for u in self.units)
+            and not any(o is not None and field in o for o in self._objects)
         ):
             raise FileFormatError(f"no record has the field {field!r} (choose it with --field / field=)")
 
@@ -279,7 +290,7 @@ def _balance(text: str, lines: int) -> str:
     middle = len(text) // 2
     spaces = [m.start() for m in re.finditer(" ", text)]
     cut = min(spaces, key=lambda p: abs(p - middle))
-    return text[:cut] + "\n" + text[cut + 1:]
+    return text[:cut] + "\n" + text[cut + 1 :]
 
 
 class Subtitles(Document):
@@ -413,8 +424,9 @@ class Xliff(Document):
         if target is not None and (len(target) or (target.text or "").strip()):
             return  # translated already
         inner, markup = self._inner(source)
-        self.units.append(Unit(inner, where, line=source.sourceline, send=bool(inner.strip()),
-                               tag_handling="xml" if markup else None))
+        self.units.append(
+            Unit(inner, where, line=source.sourceline, send=bool(inner.strip()), tag_handling="xml" if markup else None)
+        )
         self._slots.append((source, holder))
 
     def _inner(self, element: Any) -> tuple[str, bool]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator, Mapping, Sequence, Union, overload
+from typing import Any, overload
 
 from .errors import APIResponseValidationError, TranslationFailed
 
@@ -118,7 +119,7 @@ class Translation:
         )
 
 
-Number = Union[int, float]
+Number = int | float
 
 
 def _add_values(a: Any, b: Any) -> Any:
@@ -402,6 +403,7 @@ class ServerInfo:
         def positive(name: str) -> int | None:
             value = limits.get(name)
             return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
         pairs = []
         for pair in data.get("language_pairs") or []:
             if isinstance(pair, Sequence) and len(pair) == 2:

@@ -6,7 +6,8 @@ tests/conftest.py (e.g. the gateway fixtures used by test_integration_gateway.py
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sdk_fakes import FakeServer

@@ -15,11 +15,10 @@ def translate_fake(sentence: str) -> str:
     return f"DE<{sentence}>"
 
 
-def error_response(status: int, code: str, message: str = "nope", param: str | None = None,
-                   headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(
-        status, json={"error": {"code": code, "message": message, "param": param}}, headers=headers
-    )
+def error_response(
+    status: int, code: str, message: str = "nope", param: str | None = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return httpx.Response(status, json={"error": {"code": code, "message": message, "param": param}}, headers=headers)
 
 
 _SEGMENT_BREAK = re.compile(r"(?<=[.!?])[ \t]+|\n+")
@@ -35,10 +34,21 @@ OPTIONS = {
 def usage_for(texts: list[str], segments: int) -> dict[str, Any]:
     """What the real server sends: token counts are ints, engine prompts and costs floats."""
     n = len(texts)
-    return {"sentences": segments, "characters": sum(map(len, texts)), "prompt_tokens": 10 * n,
-            "cached_prompt_tokens": 5, "completion_tokens": 3 * n, "engine_prompts": 0.25 * n, "retries": 0,
-            "cost": 0.000089 * n, "baseline_cost": 0.0004 * n, "currency": "USD", "segments": segments,
-            "future_field": 1, "future_label": "x"}
+    return {
+        "sentences": segments,
+        "characters": sum(map(len, texts)),
+        "prompt_tokens": 10 * n,
+        "cached_prompt_tokens": 5,
+        "completion_tokens": 3 * n,
+        "engine_prompts": 0.25 * n,
+        "retries": 0,
+        "cost": 0.000089 * n,
+        "baseline_cost": 0.0004 * n,
+        "currency": "USD",
+        "segments": segments,
+        "future_field": 1,
+        "future_label": "x",
+    }
 
 
 @dataclass
@@ -113,10 +123,16 @@ class FakeServer:
                 limits.update(max_text_chars=self.max_text_chars, max_request_chars=self.max_request_chars)
             if self.max_sentences is not None:
                 limits["max_sentences_per_request"] = self.max_sentences
-            return httpx.Response(200, json={
-                "version": "0.1.0", "model": "fake", "signature": self.signature,
-                "language_pairs": [["en", "de"]], "limits": limits,
-            })
+            return httpx.Response(
+                200,
+                json={
+                    "version": "0.1.0",
+                    "model": "fake",
+                    "signature": self.signature,
+                    "language_pairs": [["en", "de"]],
+                    "limits": limits,
+                },
+            )
         if path == "/v1/translate":
             return self._translate(request)
         return error_response(404, "not_found", f"no route {path}")
@@ -172,7 +188,7 @@ class FakeServer:
         pos = 0
         for m in pattern.finditer(text):
             if m.start() > pos:
-                pieces.append((text[pos:m.start()], True))
+                pieces.append((text[pos : m.start()], True))
             pieces.append((m.group(0), False))
             pos = m.end()
         if pos < len(text):
@@ -190,7 +206,7 @@ class FakeServer:
                 out.append(piece)
                 continue
             core = piece.strip()
-            lead, trail = piece[: len(piece) - len(piece.lstrip())], piece[len(piece.rstrip()):]
+            lead, trail = piece[: len(piece) - len(piece.lstrip())], piece[len(piece.rstrip()) :]
             if "FAIL" in core:
                 failed.append({"index": n, "code": "unparseable_output", "message": "bad output"})
                 out.append(piece)
@@ -198,12 +214,21 @@ class FakeServer:
                 out.append(lead + (f"DE({core})" if tags else translate_fake(core)) + trail)
             n += 1
         if failed and len(failed) == n:
-            return {"text": None, "status": "failed", "error": {"code": failed[0]["code"], "message": "bad output"},
-                    "segments": n, "failed_segments": failed}
+            return {
+                "text": None,
+                "status": "failed",
+                "error": {"code": failed[0]["code"], "message": "bad output"},
+                "segments": n,
+                "failed_segments": failed,
+            }
         if failed:
-            return {"text": "".join(out), "status": "partial",
-                    "error": {"code": failed[0]["code"], "message": "bad output"},
-                    "segments": n, "failed_segments": failed}
+            return {
+                "text": "".join(out),
+                "status": "partial",
+                "error": {"code": failed[0]["code"], "message": "bad output"},
+                "segments": n,
+                "failed_segments": failed,
+            }
         return {"text": "".join(out), "status": "ok", "error": None, "segments": n, "failed_segments": []}
 
     def _translate(self, request: httpx.Request) -> httpx.Response:
@@ -219,13 +244,16 @@ class FakeServer:
                 del t["segments"], t["failed_segments"]
         self._next_id += 1
         segments = sum(t.get("segments", 1) for t in translations)
-        return httpx.Response(200, json={
-            "id": f"tr-{self._next_id}",
-            "model": "fake",
-            "translations": translations,
-            "usage": usage_for(texts, segments),
-            "signature": self.signature + (f"|quality:{body['quality']}" if body.get("quality") else ""),
-        })
+        return httpx.Response(
+            200,
+            json={
+                "id": f"tr-{self._next_id}",
+                "model": "fake",
+                "translations": translations,
+                "usage": usage_for(texts, segments),
+                "signature": self.signature + (f"|quality:{body['quality']}" if body.get("quality") else ""),
+            },
+        )
 
     async def handle_async(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/translate":

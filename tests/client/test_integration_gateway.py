@@ -53,8 +53,9 @@ def test_sync_client_translates_three_sentences(gateway_url):
 
 async def test_async_client_chunks_over_asgi_and_keeps_order(gateway_app):
     transport = httpx.ASGITransport(app=gateway_app)
-    async with batchmt.AsyncClient(base_url="http://gateway", transport=transport, timeout=TIMEOUT,
-                                   chunk_size=2, max_concurrency=2) as client:
+    async with batchmt.AsyncClient(
+        base_url="http://gateway", transport=transport, timeout=TIMEOUT, chunk_size=2, max_concurrency=2
+    ) as client:
         result = await client.translate(NUMBERED)
     assert len(result) == len(NUMBERED)
     assert len(result.ids) == 3  # 2 + 2 + 1
@@ -72,13 +73,13 @@ async def test_async_client_chunks_over_asgi_and_keeps_order(gateway_app):
     assert own >= 3, result.texts
 
 
-def test_empty_sentence_is_rejected_with_its_code(gateway_url):
+def test_empty_text_is_rejected_with_its_code(gateway_url):
     with batchmt.Client(base_url=gateway_url, timeout=TIMEOUT) as client:
         with pytest.raises(batchmt.UnprocessableEntityError) as info:
             client.translate(["Hello.", ""])
     assert info.value.status == 422
-    assert info.value.code == "empty_sentence"
-    assert info.value.param == "sentences[1]"
+    assert info.value.code == "empty_text"
+    assert info.value.param == "texts[1]"
 
 
 def test_health_and_info(gateway_url):
@@ -96,10 +97,24 @@ def test_cli_eval_prints_bleu_and_chrf(gateway_url, tmp_path, capsys):
     if not (src.is_file() and ref.is_file()):
         pytest.skip(f"test set not found: {src}, {ref} (set BATCHMT_TEST_DATA)")
     hyp = tmp_path / "hyp.de"
-    code = cli.main([
-        "--base-url", gateway_url, "--timeout", str(TIMEOUT),
-        "eval", "--src", str(src), "--ref", str(ref), "--limit", "8", "--hyp-out", str(hyp), "--no-progress",
-    ])
+    code = cli.main(
+        [
+            "--base-url",
+            gateway_url,
+            "--timeout",
+            str(TIMEOUT),
+            "eval",
+            "--src",
+            str(src),
+            "--ref",
+            str(ref),
+            "--limit",
+            "8",
+            "--hyp-out",
+            str(hyp),
+            "--no-progress",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert re.search(r"^BLEU\|nrefs:1\|.* = \d+\.\d+", out, re.M), out

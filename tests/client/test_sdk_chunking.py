@@ -153,8 +153,9 @@ async def test_async_order_is_kept_when_chunks_finish_out_of_order(fake_server, 
         answered[first].set()
         return response
 
-    client = batchmt.AsyncClient(base_url="http://test", transport=httpx.MockTransport(handler),
-                                 chunk_size=2, max_concurrency=4)
+    client = batchmt.AsyncClient(
+        base_url="http://test", transport=httpx.MockTransport(handler), chunk_size=2, max_concurrency=4
+    )
     async with client:
         result = await client.translate(sentences)
     assert result.texts == [f"DE<s{i}>" for i in range(8)]

@@ -71,8 +71,9 @@ def test_resume_refusal_speaks_the_cli_flag(run, fake_server, tmp_path):
 
 
 def test_translate_sends_quality_and_text_options(run, fake_server):
-    code, out, _, _ = run("translate", "--quality", "best", "--split-sentences", "newlines", "--no-placeholders",
-                          stdin="Hi.\n")
+    code, out, _, _ = run(
+        "translate", "--quality", "best", "--split-sentences", "newlines", "--no-placeholders", stdin="Hi.\n"
+    )
     assert code == 0 and out == "DE<Hi.>\n"
     body = fake_server.translate_bodies()[0]
     assert body["quality"] == "best" and body["split_sentences"] == "newlines"
@@ -155,8 +156,9 @@ def test_missing_input_file(run, tmp_path):
 
 
 def test_global_options_before_or_after_the_command(run):
-    _, _, _, options = run("--base-url", "http://a:1", "--api-key", "k", "--timeout", "5", "--max-retries", "1",
-                           "health")
+    _, _, _, options = run(
+        "--base-url", "http://a:1", "--api-key", "k", "--timeout", "5", "--max-retries", "1", "health"
+    )
     assert options == {"base_url": "http://a:1", "api_key": "k", "timeout": 5.0, "max_retries": 1}
     _, _, _, options = run("--base-url", "http://a:1", "health", "--api-key", "k2")
     assert options == {"base_url": "http://a:1", "api_key": "k2"}

@@ -27,8 +27,11 @@ def test_translate_sends_the_contract_and_returns_texts_in_order(fake_server, mt
     assert request.headers["user-agent"].startswith("batchmt-python/")
     assert "authorization" not in request.headers
     # Options the caller did not set are not sent (the server's defaults apply).
-    assert json.loads(request.content) == {"texts": ["One.", "Two.", "Three."],
-                                          "source_lang": "en", "target_lang": "de"}
+    assert json.loads(request.content) == {
+        "texts": ["One.", "Two.", "Three."],
+        "source_lang": "en",
+        "target_lang": "de",
+    }
 
 
 def test_language_arguments_are_sent(fake_server, mt_client):

@@ -96,7 +96,11 @@ def test_success_with_malformed_body_raises_validation_error(fake_server, make_m
 
 
 def test_wrong_number_of_translations_is_detected(fake_server, make_mt_client):
-    fake_server.script("/v1/translate", httpx.Response(200, json={
-        "translations": [{"text": "a", "status": "ok", "error": None}], "usage": {}, "signature": "s"}))
+    fake_server.script(
+        "/v1/translate",
+        httpx.Response(
+            200, json={"translations": [{"text": "a", "status": "ok", "error": None}], "usage": {}, "signature": "s"}
+        ),
+    )
     with pytest.raises(batchmt.APIResponseValidationError, match="1 translations for 2 texts"):
         make_mt_client().translate(["x", "y"])

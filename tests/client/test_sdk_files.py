@@ -8,9 +8,9 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
@@ -69,8 +69,10 @@ def _read_srt(out: str) -> list[str | None]:
 
 
 def _po(texts: list[str]) -> str:
-    head = ('msgid ""\nmsgstr ""\n"Project-Id-Version: demo 1.0\\n"\n"Content-Type: text/plain; charset=UTF-8\\n"\n'
-            '"Plural-Forms: nplurals=2; plural=(n != 1);\\n"\n\n')
+    head = (
+        'msgid ""\nmsgstr ""\n"Project-Id-Version: demo 1.0\\n"\n"Content-Type: text/plain; charset=UTF-8\\n"\n'
+        '"Plural-Forms: nplurals=2; plural=(n != 1);\\n"\n\n'
+    )
     return head + "".join(f'#: app.py:{i}\nmsgid "{t}"\nmsgstr ""\n\n' for i, t in enumerate(texts))
 
 
@@ -82,8 +84,10 @@ def _read_po(out: str) -> list[str | None]:
 
 def _xliff12(texts: list[str]) -> str:
     units = "".join(f'<trans-unit id="u{i}"><source>{t}</source></trans-unit>' for i, t in enumerate(texts))
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<xliff version="1.2" xmlns="{X12}"><file original="app" '
-            f'source-language="en" datatype="plaintext"><body>{units}</body></file></xliff>\n')
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<xliff version="1.2" xmlns="{X12}"><file original="app" '
+        f'source-language="en" datatype="plaintext"><body>{units}</body></file></xliff>\n'
+    )
 
 
 def _read_xliff12(out: str) -> list[str | None]:
@@ -96,10 +100,13 @@ def _read_xliff12(out: str) -> list[str | None]:
 
 
 def _xliff20(texts: list[str]) -> str:
-    units = "".join(f'<unit id="u{i}"><segment id="s{i}"><source>{t}</source></segment></unit>'
-                    for i, t in enumerate(texts))
-    return f'<?xml version="1.0" encoding="UTF-8"?>\n<xliff version="2.0" xmlns="{X20}" srcLang="en"><file id="f">' \
-           f'{units}</file></xliff>\n'
+    units = "".join(
+        f'<unit id="u{i}"><segment id="s{i}"><source>{t}</source></segment></unit>' for i, t in enumerate(texts)
+    )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<xliff version="2.0" xmlns="{X20}" srcLang="en"><file id="f">'
+        f"{units}</file></xliff>\n"
+    )
 
 
 def _read_xliff20(out: str) -> list[str | None]:
@@ -136,10 +143,19 @@ class Fmt:
 SOURCE = object()
 FORMATS = [
     Fmt("text", "in.txt", lambda ts: "".join(t + "\n" for t in ts), lambda out: out.split("\n")[:-1]),
-    Fmt("paragraph", "in.txt", lambda ts: "\n\n".join(ts) + "\n", lambda out: out[:-1].split("\n\n"),
-        kwargs={"unit": "paragraph"}),
-    Fmt("jsonl", "in.jsonl", lambda ts: "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(ts)),
-        lambda out: [json.loads(line)["text"] for line in out.splitlines()]),
+    Fmt(
+        "paragraph",
+        "in.txt",
+        lambda ts: "\n\n".join(ts) + "\n",
+        lambda out: out[:-1].split("\n\n"),
+        kwargs={"unit": "paragraph"},
+    ),
+    Fmt(
+        "jsonl",
+        "in.jsonl",
+        lambda ts: "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(ts)),
+        lambda out: [json.loads(line)["text"] for line in out.splitlines()],
+    ),
     Fmt("csv", "in.csv", lambda ts: _csv(ts, ","), lambda out: _read_csv(out, ",")),
     Fmt("tsv", "in.tsv", lambda ts: _csv(ts, "\t"), lambda out: _read_csv(out, "\t")),
     Fmt("srt", "in.srt", _srt, _read_srt, empty=SOURCE),
@@ -201,8 +217,9 @@ def test_interrupted_job_resumes_and_sends_each_unit_once(fmt, fake_server, make
     texts = [f"Sentence {i}." for i in range(5)]
     src, dst = tmp_path / fmt.filename, tmp_path / ("out" + Path(fmt.filename).suffix)
     write(src, fmt.build(texts))
-    fake_server.script("/v1/translate", fake_server._translate, fake_server._translate,
-                       error_response(400, "invalid_json", "boom"))
+    fake_server.script(
+        "/v1/translate", fake_server._translate, fake_server._translate, error_response(400, "invalid_json", "boom")
+    )
     with pytest.raises(batchmt.BadRequestError):
         run_file(make_mt_client(), fmt, src, dst)
     assert not dst.exists()  # written only when complete
@@ -299,8 +316,7 @@ def test_paragraphs_keep_their_separators_and_inner_line_breaks(fake_server, mt_
     write(src, "\n\nTitle\n\n\n  - First point. Second.\n  - Third\n \n\nLast one.\n\n")
     report = mt_client.translate_file(src, dst, progress=False, unit="paragraph")
     assert fake_server.sent_flat() == ["Title", "  - First point. Second.\n  - Third", "Last one."]
-    assert read(dst) == ("\n\nDE<Title>\n\n\n  DE<- First point.> DE<Second.>\n  DE<- Third>\n \n\n"
-                         "DE<Last one.>\n\n")
+    assert read(dst) == ("\n\nDE<Title>\n\n\n  DE<- First point.> DE<Second.>\n  DE<- Third>\n \n\nDE<Last one.>\n\n")
     assert report.noun == "paragraph" and report.translated == 3
 
 
@@ -336,8 +352,11 @@ def test_jsonl_keeps_records_without_the_field_and_rejects_bad_json(fake_server,
 
 def test_srt_multi_line_subtitles_are_sent_joined(fake_server, mt_client, tmp_path):
     src, dst = tmp_path / "in.srt", tmp_path / "out.srt"
-    write(src, "1\n00:00:01,000 --> 00:00:03,000\nI went to the market\nto buy some fresh bread.\n\n"
-               "2\n00:00:04,000 --> 00:00:05,000\n<i>Thank you.</i>\n\n")
+    write(
+        src,
+        "1\n00:00:01,000 --> 00:00:03,000\nI went to the market\nto buy some fresh bread.\n\n"
+        "2\n00:00:04,000 --> 00:00:05,000\n<i>Thank you.</i>\n\n",
+    )
     mt_client.translate_file(src, dst, progress=False)
     assert fake_server.sent_flat() == ["I went to the market to buy some fresh bread.", "<i>Thank you.</i>"]
     subs = list(srt.parse(read(dst)))
@@ -347,10 +366,13 @@ def test_srt_multi_line_subtitles_are_sent_joined(fake_server, mt_client, tmp_pa
 
 def test_po_plural_forms_and_translated_entries(fake_server, mt_client, tmp_path):
     src, dst = tmp_path / "in.po", tmp_path / "out.po"
-    write(src, 'msgid ""\nmsgstr ""\n"Language: de\\n"\n"Plural-Forms: nplurals=2; plural=(n != 1);\\n"\n\n'
-               '#: a.c:1\nmsgctxt "menu"\nmsgid "Open"\nmsgstr ""\n\n'
-               'msgid "One file"\nmsgid_plural "%d files"\nmsgstr[0] ""\nmsgstr[1] ""\n\n'
-               'msgid "Done"\nmsgstr "Fertig"\n\n#~ msgid "Old"\n#~ msgstr ""\n')
+    write(
+        src,
+        'msgid ""\nmsgstr ""\n"Language: de\\n"\n"Plural-Forms: nplurals=2; plural=(n != 1);\\n"\n\n'
+        '#: a.c:1\nmsgctxt "menu"\nmsgid "Open"\nmsgstr ""\n\n'
+        'msgid "One file"\nmsgid_plural "%d files"\nmsgstr[0] ""\nmsgstr[1] ""\n\n'
+        'msgid "Done"\nmsgstr "Fertig"\n\n#~ msgid "Old"\n#~ msgstr ""\n',
+    )
     report = mt_client.translate_file(src, dst, progress=False)
     po = polib.pofile(read(dst))
     by_id = {e.msgid: e for e in po}
@@ -365,10 +387,13 @@ def test_po_plural_forms_and_translated_entries(fake_server, mt_client, tmp_path
 
 def test_xliff_inline_markup_goes_as_xml_and_comes_back_as_elements(fake_server, mt_client, tmp_path):
     src, dst = tmp_path / "in.xlf", tmp_path / "out.xlf"
-    write(src, f'<xliff version="1.2" xmlns="{X12}"><file original="a" source-language="en" target-language="de">'
-               '<body><trans-unit id="t1"><source>Click <g id="1">here</g> now.</source></trans-unit>'
-               '<trans-unit id="t2"><source>Plain.</source><target>Schon da.</target></trans-unit>'
-               '<trans-unit id="t3" translate="no"><source>batchmt</source></trans-unit></body></file></xliff>')
+    write(
+        src,
+        f'<xliff version="1.2" xmlns="{X12}"><file original="a" source-language="en" target-language="de">'
+        '<body><trans-unit id="t1"><source>Click <g id="1">here</g> now.</source></trans-unit>'
+        '<trans-unit id="t2"><source>Plain.</source><target>Schon da.</target></trans-unit>'
+        '<trans-unit id="t3" translate="no"><source>batchmt</source></trans-unit></body></file></xliff>',
+    )
     mt_client.translate_file(src, dst, progress=False)
     bodies = fake_server.translate_bodies()
     assert bodies[0]["texts"] == ['Click <g id="1">here</g> now.'] and bodies[0]["tag_handling"] == "xml"
@@ -450,8 +475,9 @@ def test_invalid_on_failure(mt_client):
 def test_options_are_sent_with_every_request(fake_server, mt_client, tmp_path):
     src, dst = tmp_path / "in.txt", tmp_path / "out.txt"
     write(src, "One.\n")
-    mt_client.translate_file(src, dst, progress=False, quality="best", split_sentences="off",
-                             preserve_placeholders=False)
+    mt_client.translate_file(
+        src, dst, progress=False, quality="best", split_sentences="off", preserve_placeholders=False
+    )
     body = fake_server.translate_bodies()[0]
     assert (body["quality"], body["split_sentences"], body["preserve_placeholders"]) == ("best", "off", False)
 

