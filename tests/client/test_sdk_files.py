@@ -497,3 +497,22 @@ async def test_async_translate_file_resumes_and_keeps_order(fake_server, make_as
     assert read(dst).split("\n")[:-1] == [f"DE<{line}>" if line else "" for line in lines]
     assert report.resumed == 2 and report.total_lines == 30
     assert fake_server.max_in_flight > 1  # batches of max_concurrency * limit lines in flight
+
+
+def test_a_resume_file_cut_short_by_an_interruption_still_resumes(fake_server, make_mt_client, tmp_path):
+    src, dst = tmp_path / "in.txt", tmp_path / "out.txt"
+    write(src, "a\nb\nc\n")
+    _interrupt(fake_server, make_mt_client(), src, dst)
+    journal = Path(str(dst) + RESUME_SUFFIX)
+    with journal.open("a", encoding="utf-8") as f:
+        f.write('{"signature": "s", "results": [[1, {"text": "half')  # killed mid-write
+    report = make_mt_client().translate_file(src, dst, progress=False)
+    assert read(dst) == "DE<a>\nDE<b>\nDE<c>\n" and report.resumed == 1
+
+
+def test_a_foreign_resume_file_is_refused(mt_client, tmp_path):
+    src, dst = tmp_path / "in.txt", tmp_path / "out.txt"
+    write(src, "a\n")
+    Path(str(dst) + RESUME_SUFFIX).write_text("not json\n", encoding="utf-8")
+    with pytest.raises(batchmt.BatchmtError, match="not one this batchmt version wrote"):
+        mt_client.translate_file(src, dst, progress=False)

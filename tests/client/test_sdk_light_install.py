@@ -70,6 +70,43 @@ def test_sdk_and_cli_import_without_server_packages():
     assert "LIGHT-OK" in proc.stdout
 
 
+_FORMATS_PROBE = """
+import importlib.abc, io, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("srt", "polib", "lxml"):
+            raise ImportError("not installed: " + name)
+        return None
+sys.meta_path.insert(0, Block())
+import httpx, batchmt
+def handler(request):
+    if request.url.path != "/v1/translate":
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "param": None}})
+    texts = json.loads(request.content)["texts"]
+    return httpx.Response(200, json={"id": "t", "model": "m", "signature": "s", "usage": {},
+                                     "translations": [{"text": t.upper(), "status": "ok"} for t in texts]})
+client = batchmt.Client(base_url="http://x", transport=httpx.MockTransport(handler), chunk_size=8)
+out = io.StringIO()
+client.translate_file(io.StringIO('{"text": "a"}\\n'), out, format="jsonl", progress=False)
+assert out.getvalue() == '{"text": "A"}\\n', out.getvalue()
+try:
+    client.translate_file(io.StringIO("1\\n00:00:01,000 --> 00:00:02,000\\nHi\\n"), io.StringIO(), format="srt")
+except batchmt.FileFormatError as e:
+    assert "batchmt[formats]" in str(e), e
+else:
+    raise AssertionError("no FileFormatError")
+print("FORMATS-OK")
+"""
+
+
+def test_text_formats_work_without_the_formats_extra_and_the_others_say_what_to_install():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(CLIENT_DIR)
+    proc = subprocess.run([sys.executable, "-c", _FORMATS_PROBE], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "FORMATS-OK" in proc.stdout
+
+
 def test_plain_import_loads_no_heavy_module():
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(CLIENT_DIR)
@@ -104,6 +141,7 @@ def test_public_modules_declare_all():
         "errors",
         "types",
         "files",
+        "formats",
         "cli",
         "evaluation",
         "version",
