@@ -269,3 +269,10 @@ def test_main_without_factory_uses_the_real_client(monkeypatch, capsys):
 def test_bad_base_url(capsys):
     assert cli.main(["--base-url", "localhost:8000", "health"]) == 1
     assert "base_url must start with http" in capsys.readouterr().err
+
+
+def test_eval_sends_quality(run, fake_server, tmp_path):
+    src, ref, _ = _eval_files(tmp_path, fake_server, n=2)
+    code, out, _, _ = run("eval", "--src", str(src), "--ref", str(ref), "--quality", "best", "--json")
+    assert code == 0 and {b["quality"] for b in fake_server.translate_bodies()} == {"best"}
+    assert json.loads(out)["usage"]["currency"] == "USD"
