@@ -272,7 +272,7 @@ def test_bad_base_url(capsys):
 
 
 def test_eval_sends_quality(run, fake_server, tmp_path):
-    src, ref, _ = _eval_files(tmp_path, fake_server, n=2)
+    src, ref, _ = _eval_files(tmp_path, fake_server, n=4)
     code, out, _, _ = run("eval", "--src", str(src), "--ref", str(ref), "--quality", "best", "--json")
     assert code == 0 and {b["quality"] for b in fake_server.translate_bodies()} == {"best"}
     assert json.loads(out)["usage"]["currency"] == "USD"
