@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -100,9 +101,19 @@ def pytest_sessionfinish(session, exitstatus):
         p.stop()
 
 
+@pytest.fixture(autouse=True)
+def _own_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own durable store (batch jobs, translation memory): nothing leaks between tests or
+    from the developer's ~/.cache/batchmt/data."""
+    monkeypatch.setenv("BATCHMT_DATA_DIR", str(tmp_path_factory.mktemp("store")))
+    monkeypatch.delenv("BATCHMT_DATABASE_URL", raising=False)
+
+
 def engine_test_settings(**overrides):
+    import tempfile
+
     from batchmt_server.settings import Settings
-    base = dict(enforce_eager=True, cpu_kvcache_gib=2, calibration="off", max_num_seqs=64, max_wait_ms=30.0,
+    base = dict(data_dir=tempfile.mkdtemp(prefix="batchmt-store-"), enforce_eager=True, cpu_kvcache_gib=2, calibration="off", max_num_seqs=64, max_wait_ms=30.0,
                 max_prompts_in_flight=4, max_sentences_per_prompt=4, pack_policy="adaptive")
     base.update(overrides)
     return Settings(**base)
@@ -139,7 +150,8 @@ def gateway_url(vllm_server: str) -> str:
         _procs["gateway"] = _Proc("gateway", [
             sys.executable, "-m", "batchmt_server", "serve", "--engine-url", vllm_server, "--host", "127.0.0.1",
             "--max-wait-ms", "30", "--max-prompts-in-flight", "8", "--max-sentences-per-prompt", "4",
-            "--calibration", "off", "--price-prompt-per-mtok", "0.5", "--price-cached-prompt-per-mtok", "0.05",
+            "--calibration", "off", "--data-dir", tempfile.mkdtemp(prefix="batchmt-store-"),
+            "--price-prompt-per-mtok", "0.5", "--price-cached-prompt-per-mtok", "0.05",
             "--price-completion-per-mtok", "1.5", "--price-engine-hour", "2"], "/readyz",
             env={"PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])})
     return _procs["gateway"].wait()

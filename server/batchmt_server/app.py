@@ -18,6 +18,8 @@ from .dashboard import install_dashboard
 from .engines import Engine
 from .errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
 from .gateway import Gateway
+from .jobs import JobsRuntime, install_jobs, jobs_usage
+from .memory import TranslationMemory
 from .metrics import StatsCollector, make_registry, render
 from .schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
 from .settings import Settings
@@ -43,18 +45,27 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        gw = Gateway(settings, template, prices=Prices.from_settings(settings), owns_engine=engine is None)
+        jobs = JobsRuntime.from_settings(settings)  # the durable store: batch jobs, files, translation memory
+        await jobs.open()
+        app.state.jobs = jobs
+        memory = TranslationMemory(jobs.store, settings.translation_memory_size) \
+            if settings.translation_memory_size > 0 else None
+        gw = Gateway(settings, template, prices=Prices.from_settings(settings), owns_engine=engine is None,
+                     memory=memory)
         app.state.gateway = gw
         collector = StatsCollector(gw.stats, gw.prices, lambda: {"version": __version__, "model": gw.model_name,
                                                                  "template": template.ref})
         app.state.registry = make_registry(collector)
         boot = asyncio.create_task(gw.boot(engine))
+        jobs.start_when_ready(gw)
         try:
             yield
         finally:
+            await jobs.stop_worker()  # job lines finish or go back to the store before the batcher closes
             boot.cancel()
             await asyncio.gather(boot, return_exceptions=True)
             await gw.close()
+            await jobs.close()
 
     app = FastAPI(title="batchmt", version=__version__, lifespan=lifespan,
                   description="BatchPrompt translation gateway in front of vLLM: English→German.")
@@ -107,7 +118,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         against one sentence per prompt without a prefix cache (the numbers ``/metrics`` exports)."""
         check_key(request)
         gw = gateway(request)
-        return usage_totals(gw.stats.snapshot(), gw.prices)
+        return {**usage_totals(gw.stats.snapshot(), gw.prices), "jobs": await jobs_usage(request) or None}
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict:
@@ -128,4 +139,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
     install_dashboard(app)
+    install_jobs(app, settings)
     return app

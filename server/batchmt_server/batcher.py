@@ -45,6 +45,7 @@ class Outcome:
     usage: EngineUsage = EngineUsage()  # the engine work this caller carries
     memory: bool = False     # served from the translation memory
     coalesced: bool = False  # shared the engine work of an identical sentence in flight
+    flagged: bool = False    # a flagged slot kept as the model's own answer (never remembered)
 
 
 @dataclass(eq=False)
@@ -61,6 +62,7 @@ class Item:
     attempts: int = 0  # engine calls at one sentence per prompt
     usage: EngineUsage = EngineUsage()  # engine work spent on it so far (every call it travelled in)
     translated: bool = False  # resolved with a translation (its baseline is recorded once)
+    priority: int = 0  # 0: interactive; > 0: batch-job work, sent in the capacity interactive callers leave
 
     @property
     def abandoned(self) -> bool:
@@ -82,6 +84,7 @@ class Batcher:
         temperature: float = 0.0,
         policy: Literal["adaptive", "fixed"] = "adaptive",
         memory_size: int = 0,
+        max_low_prompts: int | None = None,
     ) -> None:
         self.runner, self.stats = runner, stats
         self.max_wait = max_wait_ms / 1000.0
@@ -92,6 +95,16 @@ class Batcher:
         self.temperature = temperature
         self.policy = policy
         self._queue: deque[Item] = deque()
+        # Batch-job sentences (priority > 0) wait apart: they never count against the interactive queue limit
+        # (a job never causes an interactive 429) and are sent only when no interactive sentence waits, in at
+        # most ``low_cap`` prompts at once. The cap halves while interactive sentences are queued or in flight
+        # (on a CPU every extra sequence slows the others) and grows back by one every 0.25 s when they are not.
+        self._low: deque[Item] = deque()
+        self.low_cap_max = max_low_prompts or runner.max_in_flight
+        self.low_cap = self.low_cap_max
+        self._low_in_flight = 0  # prompts of batch-job sentences only
+        self._interactive_in_flight = 0  # prompts carrying at least one interactive sentence
+        self._low_grown_at = time.monotonic()
         self._pending: dict[str, Item] = {}  # text -> its queued or in-flight item (coalescing)
         self.memory_size = memory_size
         self._memory: OrderedDict[str, str] = OrderedDict()  # bounded translation memory (LRU)
@@ -112,15 +125,18 @@ class Batcher:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        while self._queue:
-            item = self._queue.popleft()
-            self._resolve(item, None, "shutdown", "the gateway shut down before this sentence was sent")
+        for queue in (self._queue, self._low):
+            while queue:
+                item = queue.popleft()
+                self._resolve(item, None, "shutdown", "the gateway shut down before this sentence was sent")
         self.stats.set_queue_depth(0)
 
     # ------------------------------------------------------------------ intake
-    def submit(self, texts: list[str], request_id: int) -> list[asyncio.Future]:
-        """Queue ``texts`` (all or none). Raises :class:`QueueFull`."""
-        if len(self._queue) + len(texts) > self.max_queue:
+    def submit(self, texts: list[str], request_id: int, priority: int = 0) -> list[asyncio.Future]:
+        """Queue ``texts`` (all or none). Raises :class:`QueueFull`. ``priority`` > 0: batch-job work (its own
+        queue and limit, sent after interactive sentences)."""
+        queue = self._queue if priority <= 0 else self._low
+        if len(queue) + len(texts) > self.max_queue:
             raise QueueFull(self.retry_after())
         loop = asyncio.get_running_loop()
         now = time.monotonic()
@@ -137,11 +153,16 @@ class Batcher:
             if item is not None and not item.abandoned:  # the same sentence is on its way already
                 item.waiters.append(fut)
                 self.stats.record_reuse("coalesced")
+                if priority < item.priority:  # an interactive caller joined a job's sentence: it goes first now
+                    item.priority = priority
+                    if item in self._low:
+                        self._low.remove(item)
+                        self._queue.append(item)
                 continue
-            item = Item(text, self.runner.engine.count_tokens(text), request_id, [fut], now)
+            item = Item(text, self.runner.engine.count_tokens(text), request_id, [fut], now, priority=priority)
             self._pending[text] = item
-            self._queue.append(item)
-        self.stats.set_queue_depth(len(self._queue))
+            queue.append(item)
+        self.stats.set_queue_depth(len(self._queue) + len(self._low))
         self._wakeup.set()
         return futures
 
@@ -164,14 +185,38 @@ class Batcher:
         free = self.runner.free + 1  # includes the place this dispatch holds
         return max(1, min(self.max_pack, math.ceil(len(self._queue) / free)))
 
+    # ------------------------------------------------------------------ batch-job capacity
+    @property
+    def interactive_active(self) -> int:
+        """Interactive sentences queued plus interactive prompts in flight (the jobs' back-pressure signal)."""
+        return len(self._queue) + self._interactive_in_flight
+
+    def _low_allowed(self) -> bool:
+        """May a batch-job prompt be sent now? Adjusts the cap (AIMD) on the way."""
+        now = time.monotonic()
+        if self.interactive_active:
+            if now - self._low_grown_at >= 0.1:  # halve at most every 0.1 s, down to one prompt
+                self.low_cap = max(1, self.low_cap // 2)
+                self._low_grown_at = now
+        elif now - self._low_grown_at >= 0.25:
+            self.low_cap = min(self.low_cap_max, self.low_cap + 1)
+            self._low_grown_at = now
+        return bool(self._low) and not self._queue and self._low_in_flight < self.low_cap
+
     def _take(self, target: int) -> list[Item]:
-        batch: list[Item] = []
-        tokens = 0
-        limit = target
+        batch = self._take_from(self._queue, target, [])
+        if len(batch) < target and self._low and (batch or self._low_allowed()):
+            batch = self._take_from(self._low, target, batch)
+        self.stats.set_queue_depth(len(self._queue) + len(self._low))
+        return batch
+
+    def _take_from(self, queue: deque[Item], target: int, batch: list[Item]) -> list[Item]:
+        tokens = sum(it.tokens for it in batch)
+        limit = min([target, *(it.max_pack for it in batch)])
         skipped: list[Item] = []
         scanned = 0
-        while self._queue and len(batch) < limit and scanned < 4 * target + 8:
-            item = self._queue.popleft()
+        while queue and len(batch) < limit and scanned < 4 * target + 8:
+            item = queue.popleft()
             scanned += 1
             if item.abandoned:  # every caller of it went away
                 self.stats.record_sentences("cancelled")
@@ -183,21 +228,26 @@ class Batcher:
             batch.append(item)
             tokens += item.tokens
             limit = min(limit, item.max_pack)
-        self._queue.extendleft(reversed(skipped))
-        self.stats.set_queue_depth(len(self._queue))
+        queue.extendleft(reversed(skipped))
         return batch
 
     # ------------------------------------------------------------------ loop
     async def _run(self) -> None:
         while True:
-            while not self._queue:
+            while not self._queue and not self._low_allowed():
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                if self._low:  # batch-job work held back by its cap: look again soon (the cap grows back)
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), 0.05)
+                    except asyncio.TimeoutError:
+                        pass
+                else:
+                    await self._wakeup.wait()
             # the window opens at the first queued sentence
-            deadline = self._queue[0].enqueued_at + self.max_wait
+            deadline = (self._queue[0] if self._queue else self._low[0]).enqueued_at + self.max_wait
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or len(self._queue) >= self.max_pack:
+                if remaining <= 0 or len(self._queue) + len(self._low) >= self.max_pack:
                     break
                 self._wakeup.clear()
                 try:
@@ -215,6 +265,11 @@ class Batcher:
 
     async def _send(self, batch: list[Item]) -> None:
         """One prompt for ``batch`` (the loop acquired its place in the runner; released here)."""
+        priority = min(it.priority for it in batch)
+        if priority > 0:
+            self._low_in_flight += 1
+        else:
+            self._interactive_in_flight += 1
         try:
             now = time.monotonic()
             for it in batch:
@@ -222,7 +277,7 @@ class Batcher:
             sources = [it.text for it in batch]
             try:
                 call = await self.runner.call(sources, [it.tokens for it in batch], temperature=self.temperature,
-                                              requests=len({it.request_id for it in batch}))
+                                              requests=len({it.request_id for it in batch}), priority=priority)
             except EngineError as exc:
                 log.warning("engine call failed for %d sentences: %s", len(batch), exc)
                 for it in batch:
@@ -238,16 +293,20 @@ class Batcher:
                     # alone in its prompt, this is the model's own answer for this very sentence
                     self.stats.record_flagged_slot(slot.reason, resent=False)
                     self._record_baseline(it, call, batch)
-                    self._resolve(it, slot.text)
+                    self._resolve(it, slot.text, flagged=True)
                 else:
                     self._repair(it, slot.reason or "missing", len(batch), f"output slot flagged: {slot.reason}")
         except Exception as exc:  # a bug must not leave callers waiting: fail what is unresolved, in its slot
             log.exception("prompt of %d sentences failed", len(batch))
-            queued = set(map(id, self._queue))
+            queued = set(map(id, self._queue)) | set(map(id, self._low))
             for it in batch:
                 if id(it) not in queued:
                     self._resolve(it, None, "internal_error", f"internal error: {type(exc).__name__}")
         finally:
+            if priority > 0:
+                self._low_in_flight -= 1
+            else:
+                self._interactive_in_flight -= 1
             self.runner.release()
             self._wakeup.set()
 
@@ -261,15 +320,16 @@ class Batcher:
         if self._pending.get(it.text) is it:
             del self._pending[it.text]
 
-    def _resolve(self, it: Item, text: str | None, code: str | None = None, message: str | None = None) -> None:
+    def _resolve(self, it: Item, text: str | None, code: str | None = None, message: str | None = None,
+                 flagged: bool = False) -> None:
         self._forget(it)
         first = True
         for w in it.waiters:
             if not w.done():  # the first live caller carries the cost; the others shared the work
-                w.set_result(Outcome(text, code, message, it.usage) if first else
-                             Outcome(text, code, message, coalesced=True))
+                w.set_result(Outcome(text, code, message, it.usage, flagged=flagged) if first else
+                             Outcome(text, code, message, coalesced=True, flagged=flagged))
                 first = False
-        if text is not None and self.memory_size > 0:
+        if text is not None and not flagged and self.memory_size > 0:
             self._memory[it.text] = text
             self._memory.move_to_end(it.text)
             while len(self._memory) > self.memory_size:
@@ -290,6 +350,6 @@ class Batcher:
         self.stats.record_flagged_slot(reason, resent=True)
         it.usage = it.usage + EngineUsage(resent=1)
         it.max_pack = max(1, min(it.max_pack, pack) // 2)
-        self._queue.appendleft(it)  # repairs go first; they keep their original window
-        self.stats.set_queue_depth(len(self._queue))
+        (self._queue if it.priority <= 0 else self._low).appendleft(it)  # repairs go first; they keep their window
+        self.stats.set_queue_depth(len(self._queue) + len(self._low))
         self._wakeup.set()

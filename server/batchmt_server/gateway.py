@@ -13,6 +13,7 @@ from .calibration import Calibration, calibrate, load_cached, load_pairs
 from .cost import Prices
 from .engines import Engine, build_engine
 from .ensemble import Ensemble
+from .memory import TranslationMemory
 from .runner import PromptRunner
 from .settings import Settings
 from .stats import Stats
@@ -42,6 +43,7 @@ class Gateway:
     started_at: float = field(default_factory=time.monotonic)
     ready_after_s: float | None = None
     owns_engine: bool = True  # an engine handed in by the caller is the caller's to close
+    memory: TranslationMemory | None = None  # the persistent translation memory (in the store); None: in-process LRU
 
     calibration: Calibration | None = None
     calibrated_pack_limit: int | None = None  # None when calibration is off
@@ -84,11 +86,13 @@ class Gateway:
             self.batcher = Batcher(self.runner, self.stats, max_wait_ms=s.max_wait_ms,
                                    max_sentences_per_prompt=self.max_pack, max_prompt_tokens=s.max_prompt_tokens,
                                    max_queue_sentences=s.max_queue_sentences, max_attempts=s.max_attempts,
-                                   temperature=s.temperature, policy=s.pack_policy, memory_size=s.translation_memory_size)
+                                   temperature=s.temperature, policy=s.pack_policy,
+                                   memory_size=0 if self.memory is not None else s.translation_memory_size)
             self.batcher.start()
             self.ensemble = Ensemble(self.runner, self.stats, max_prompt_tokens=s.max_prompt_tokens)
             self.translator = Translator(self.batcher, self.stats, s, self.model_name, self.template,
-                                         self.calibrated_pack_limit, ensemble=self.ensemble, prices=self.prices)
+                                         self.calibrated_pack_limit, ensemble=self.ensemble, prices=self.prices,
+                                         memory=self.memory)
             if s.warmup:
                 await self.runner.warmup()
             self.ready_after_s = time.monotonic() - self.started_at

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,6 +45,7 @@ _TAG = r"\[[A-Z][A-Z0-9_-]*[A-Z0-9]\]"
 _SPANS = re.compile("|".join([_URL, _EMAIL, _CODE, _MUSTACHE, _DOLLAR, _BRACE, _PRINTF, _TAG]))
 
 MASK = "[PH_{}]"  # numbered from 1; itself a tag, so find_spans sees masks in the output too
+_MASK_RE = re.compile(r"\[PH_\d+\]")
 
 
 def find_spans(text: str) -> list[tuple[int, int]]:
@@ -58,25 +60,37 @@ class Protected:
     text: str  # what the engine gets
     spans: tuple[str, ...]  # the protected spans of the original, in order
     tokens: tuple[str, ...]  # what stands for each span in ``text`` (the masks, or the spans themselves)
+    ordered: tuple[str, ...] = ()  # tokens that must come back in this order (inline tags of markup)
 
     @property
     def empty(self) -> bool:
         return not self.spans
 
 
-def protect(text: str, style: Style = "mask", mask: str = MASK) -> Protected:
-    """``mask`` (a format with one ``{}`` for the number) must itself be a protected span (see ``find_spans``)."""
-    spans = find_spans(text)
+def protect(
+    text: str, style: Style = "mask", mask: str = MASK, *, detect: bool = True,
+    fixed: Sequence[tuple[int, int]] = (),
+) -> Protected:
+    """Protect ``text``'s spans: those ``find_spans`` finds (unless ``detect`` is false) and the ``fixed`` ones
+    (markup's inline-tag markers: always protected, and their order is verified too). ``mask`` (a format with
+    one ``{}`` for the number) must itself be a protected span (see ``find_spans``)."""
+    spans = sorted(set(fixed))
+    if detect:
+        spans = sorted(spans + [(a, b) for a, b in find_spans(text) if not any(a < y and x < b for x, y in fixed)])
     originals = tuple(text[a:b] for a, b in spans)
+    fixed_set = set(fixed)
     if style == "raw" or not spans:
-        return Protected(text, originals, originals)
-    parts, pos, tokens = [], 0, []
+        ordered = tuple(text[a:b] for a, b in spans if (a, b) in fixed_set)
+        return Protected(text, originals, originals, ordered)
+    parts, pos, tokens, ordered = [], 0, [], []
     for i, (a, b) in enumerate(spans, 1):
         tokens.append(mask.format(i))
+        if (a, b) in fixed_set:
+            ordered.append(tokens[-1])
         parts += [text[pos:a], tokens[-1]]
         pos = b
     parts.append(text[pos:])
-    return Protected("".join(parts), originals, tuple(tokens))
+    return Protected("".join(parts), originals, tuple(tokens), tuple(ordered))
 
 
 def verify(protected: Protected, translation: str) -> str | None:
@@ -85,8 +99,14 @@ def verify(protected: Protected, translation: str) -> str | None:
     if protected.empty:  # nothing to keep: a German text that happens to hold a "{...}" is not a fault
         return None
     want = Counter(protected.tokens)
-    got = Counter(translation[a:b] for a, b in find_spans(translation))
+    # the spans it must have, and any mask (an invented one is damage); other span-like text is not ours
+    got = Counter(t for a, b in find_spans(translation) if (t := translation[a:b]) in want or _MASK_RE.fullmatch(t))
     if got == want:
+        if protected.ordered:
+            keep = set(protected.ordered)
+            seq = tuple(t for a, b in find_spans(translation) if (t := translation[a:b]) in keep)
+            if seq != protected.ordered:
+                return "inline tags out of order"
         return None
     missing = sorted((want - got).elements())
     extra = sorted((got - want).elements())

@@ -81,11 +81,11 @@ class PromptRunner:
 
     # ------------------------------------------------------------------ one call
     async def call(self, sources: list[str], tokens: list[int], *, temperature: float = 0.0, seed: int | None = None,
-                   logprobs: bool = False, requests: int = 1) -> PromptCall:
+                   logprobs: bool = False, requests: int = 1, priority: int = 0) -> PromptCall:
         """Send ``sources`` in one prompt (the caller holds a place). Raises :class:`EngineError` after
         recording the failed prompt."""
         params = GenerationParams(max_tokens=self.template.max_tokens(tokens), temperature=temperature, seed=seed,
-                                  stop=self.template.stop_for(len(sources)), logprobs=logprobs)
+                                  stop=self.template.stop_for(len(sources)), logprobs=logprobs, priority=priority)
         prompt = self.template.render(sources)
         t0 = time.monotonic()
         try:

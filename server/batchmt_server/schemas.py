@@ -22,6 +22,8 @@ class TranslateRequest(BaseModel):
         "fast", description="'fast': one pass, packed with other callers' sentences; 'balanced' / 'best': several "
         "rounds in permuted batches, decided per sentence by consensus, a sentence stopping early once two rounds "
         "agree with high confidence (more engine work; see the signature for the rounds used)")
+    translation_memory: bool = Field(True, description="false: neither read nor write the translation memory "
+                                     "(every sentence goes to the engine)")
 
 
 class TranslationError(BaseModel):
@@ -83,6 +85,23 @@ class Prices(BaseModel):
     engine_hour: float
 
 
+class JobsUsage(BaseModel):
+    """The batch jobs' part of ``GET /v1/usage``: every job in the store, summed (each job's own numbers are in
+    ``GET /v1/batches/{id}``, ``usage``)."""
+
+    jobs: int = Field(description="batch jobs in the store")
+    sentences: int
+    characters: int
+    prompt_tokens: int
+    cached_prompt_tokens: int
+    completion_tokens: int
+    engine_prompts: float
+    memory_hits: int
+    cost: float
+    baseline_cost: float
+    saving: float
+
+
 class UsageTotals(BaseModel):
     """``GET /v1/usage``: totals since the gateway started."""
 
@@ -106,3 +125,4 @@ class UsageTotals(BaseModel):
     baseline_cost: float = Field(description="estimated cost of the translated sentences one per prompt, no prefix cache")
     saving: float = Field(description="baseline_cost - cost")
     prices: Prices
+    jobs: JobsUsage | None = Field(None, description="batch jobs (all of them, across restarts)")

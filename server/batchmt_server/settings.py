@@ -65,7 +65,27 @@ class Settings(BaseSettings):
     max_prompt_tokens: int = Field(1024, ge=64, description="token budget for the numbered inputs of one prompt")
     max_prompts_in_flight: int = Field(64, ge=1)
     max_queue_sentences: int = Field(4096, ge=1, description="bounded queue; beyond it requests get 429")
-    translation_memory_size: int = Field(10000, ge=0, description="sentences whose translations are remembered (LRU); 0 turns the memory off")
+    translation_memory_size: int = Field(10000, ge=0, description="sentences whose translations are remembered in "
+                                         "the store, across restarts (LRU); 0 turns the memory off")
+
+    # --- durable store, batch jobs (jobs.py, jobs_worker.py, stores/)
+    data_dir: Path | None = Field(None, description="folder of the embedded store (SQLite): batch jobs, files, "
+                                  "translation memory (default: <cache-dir>/data)")
+    database_url: str | None = Field(None, description="store URL: sqlite:///path (default: <data-dir>/batchmt.sqlite3) "
+                                     "or postgresql://...")
+    job_max_file_bytes: int = Field(100 * 1024 * 1024, ge=1, description="largest batch input file (413 beyond)")
+    job_max_requests: int = Field(50_000, ge=1, description="request lines per batch (413 beyond)")
+    job_lease_s: float = Field(60.0, gt=0, description="a claimed job line is taken over by another worker after this "
+                               "long without a heartbeat (a dead gateway's lines)")
+    job_max_lines_in_flight: int = Field(16, ge=1, description="job lines in flight at most; the cap halves while "
+                                         "interactive sentences wait and grows back by one line every 0.5 s")
+    job_drain_s: float = Field(5.0, ge=0, description="on shutdown, how long job lines in flight may finish before "
+                               "they are given back to the store")
+    job_worker: bool = Field(True, description="run batch jobs in this process (off: this gateway only serves the API)")
+    scheduling_policy: Literal["auto", "priority", "fcfs"] = Field(
+        "auto", description="engine scheduling: 'priority' runs interactive prompts before batch-job prompts (vLLM's "
+        "priority scheduling; an HTTP engine must be started with --scheduling-policy priority); 'fcfs' sends no "
+        "priorities; 'auto' is 'priority' for the in-process engine and 'fcfs' for an HTTP engine")
     max_attempts: int = Field(2, ge=1, le=5, description="engine calls per sentence at one-per-prompt before it is reported failed")
 
     # --- ensembles: requests with quality "balanced" / "best" (BatchPrompt's BPE + SEAS, ensemble.py)

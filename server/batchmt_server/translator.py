@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import secrets
 import time
 from dataclasses import replace
@@ -14,6 +15,7 @@ from .batcher import Batcher, Outcome, QueueFull
 from .cost import Prices
 from .ensemble import Ensemble, EnsembleConfig
 from .errors import APIError
+from .memory import TranslationMemory
 from .schemas import TranslateRequest, TranslateResponse, Translation, TranslationError, Usage
 from .settings import Settings
 from .stats import Stats
@@ -23,6 +25,8 @@ from .usage import EngineUsage
 __all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
 
 LANGUAGE_PAIRS = (("en", "de"),)
+
+log = logging.getLogger("batchmt.translator")
 
 
 def pack_cap(settings: Settings, calibrated_pack_limit: int | None) -> int:
@@ -42,13 +46,14 @@ def signature(template: Template, model: str, settings: Settings, calibrated_pac
 class Translator:
     def __init__(self, batcher: Batcher, stats: Stats, settings: Settings, model: str, template: Template,
                  calibrated_pack_limit: int | None = None, ensemble: Ensemble | None = None,
-                 prices: Prices | None = None) -> None:
+                 prices: Prices | None = None, memory: TranslationMemory | None = None) -> None:
         self.batcher, self.stats, self.settings = batcher, stats, settings
         self.model = model
         self.signature = signature(template, model, settings, calibrated_pack_limit)
         self.calibrated_pack_limit = calibrated_pack_limit
         self.ensemble = ensemble
         self.prices = prices or Prices.from_settings(settings)
+        self.memory = memory  # the persistent translation memory (the store); None: off
         self._ids = itertools.count(1)
 
     def ensemble_config(self, quality: str) -> EnsembleConfig | None:
@@ -87,8 +92,9 @@ class Translator:
                                f"sentences[{i}] has {len(text)} characters; the limit is {s.max_sentence_chars}",
                                param=f"sentences[{i}]")
 
-    async def translate(self, req: TranslateRequest,
-                        disconnected: Callable[[], Awaitable[None]] | None = None) -> TranslateResponse:
+    async def translate(self, req: TranslateRequest, disconnected: Callable[[], Awaitable[None]] | None = None, *,
+                        priority: int = 0) -> TranslateResponse:
+        """``priority`` > 0: batch-job work, sent in the capacity interactive requests leave."""
         t0 = time.monotonic()
         try:
             self.validate(req)
@@ -111,15 +117,33 @@ class Translator:
         rid = next(self._ids)
         chars = sum(len(t) for t in req.sentences)
         config = self.ensemble_config(req.quality)
-        if config is not None:
+        # the persistent translation memory, under the signature of what this quality runs
+        sig = self.signature_for(req.quality)
+        use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
+        remembered = await self.memory.lookup(sig, texts) if use_memory and self.memory is not None else {}
+        todo = [k for k, t in enumerate(texts) if t not in remembered]
+        fresh: list[Outcome] = []
+        if todo and config is not None:
             try:
-                outcomes = await self._ensemble(texts, rid, config, disconnected)
+                fresh = await self._ensemble([texts[k] for k in todo], rid, config, disconnected)
             except asyncio.CancelledError:
                 self.stats.record_request("cancelled")
                 self.stats.record_sentences("cancelled", len(req.sentences))
                 raise
-        else:
-            outcomes = await self._one_pass(texts, rid, disconnected, len(req.sentences))
+        elif todo:
+            fresh = await self._one_pass([texts[k] for k in todo], rid, disconnected, len(req.sentences), priority)
+        outcomes = [Outcome(remembered[t], memory=True) if t in remembered else None for t in texts]
+        for k, o in zip(todo, fresh):
+            outcomes[k] = o
+        if remembered:
+            for _ in range(len(texts) - len(todo)):
+                self.stats.record_reuse("memory")
+        if use_memory and self.memory is not None:  # delivered, unflagged translations only
+            keep = [(texts[k], o.text) for k, o in zip(todo, fresh) if o.text is not None and not o.flagged]
+            try:
+                await self.memory.remember(sig, keep)
+            except Exception:  # the answer is delivered anyway; the memory is an optimisation
+                log.exception("could not store %d translations in the translation memory", len(keep))
         translations: list[Translation] = []
         spent: list[EngineUsage] = []
         for idx in segments:
@@ -160,11 +184,11 @@ class Translator:
                                                                 total.baseline_engine_seconds),
                         currency=self.prices.currency))
 
-    async def _one_pass(self, texts: list[str], rid: int,
-                        disconnected: Callable[[], Awaitable[None]] | None, n_sentences: int) -> list[Outcome]:
+    async def _one_pass(self, texts: list[str], rid: int, disconnected: Callable[[], Awaitable[None]] | None,
+                        n_sentences: int, priority: int = 0) -> list[Outcome]:
         """quality 'fast': every line through the batcher once (packed with other callers' sentences)."""
         try:
-            futures = self.batcher.submit(texts, rid)
+            futures = self.batcher.submit(texts, rid, priority=priority)
         except QueueFull as exc:
             self.stats.record_request("rejected")
             raise APIError(429, "queue_full", f"the gateway is at capacity ({self.settings.max_queue_sentences} sentences "

@@ -51,7 +51,8 @@ def test_texts_differing_only_in_placeholders_mask_alike() -> None:
     ("Hallo, [PH_2] hat geschrieben.", "missing [PH_1]"),
     ("Hallo [PH_1], [PH_1] und [PH_2].", "unexpected [PH_1]"),
     ("Hallo [PH_1], [PH_2] und [PH_3].", "unexpected [PH_3]"),
-    ("Hallo {name}, [PH_2].", "missing [PH_1]; unexpected {name}"),
+    ("Hallo {name}, [PH_2].", "missing [PH_1]"),
+    ("Hallo [PH_1], [PH_2] und [PH_2].", "unexpected [PH_2]"),
 ])
 def test_damaged_translation_is_refused(out: str, reason: str) -> None:
     p = protect("Hi {name}, [PERSON_1] wrote.")
@@ -77,3 +78,16 @@ def test_nothing_protected_nothing_checked() -> None:
     p = protect("Plain sentence.")
     assert p.empty and p.text == "Plain sentence."
     assert restore(p, "Einfacher Satz {x}.") == "Einfacher Satz {x}."
+
+
+def test_fixed_spans_are_protected_without_detection_and_kept_in_order() -> None:
+    text = "Click [TAG_1]here[TAG_2] for {name}."
+    fixed = [(6, 13), (17, 24)]
+    p = protect(text, detect=False, fixed=fixed)
+    assert p.text == "Click [PH_1]here[PH_2] for {name}."
+    assert p.ordered == ("[PH_1]", "[PH_2]")
+    assert restore(p, "Klicken Sie [PH_1]hier[PH_2] für {name}.") == "Klicken Sie [TAG_1]hier[TAG_2] für {name}."
+    assert verify(p, "Klicken Sie [PH_2]hier[PH_1].") == "inline tags out of order"
+    both = protect(text, fixed=fixed)
+    assert both.text == "Click [PH_1]here[PH_2] for [PH_3]." and both.ordered == ("[PH_1]", "[PH_2]")
+    assert verify(both, "[PH_3]: [PH_1]hier[PH_2] klicken.") is None

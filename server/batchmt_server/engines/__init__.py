@@ -23,7 +23,7 @@ def build_engine(settings: "Settings") -> Engine:
     if settings.engine == "http":
         from .openai_http import HTTPEngine
         return HTTPEngine(settings.engine_url or "", model=settings.served_model_name, api_key=settings.engine_api_key,
-                          timeout=settings.engine_timeout_s)
+                          timeout=settings.engine_timeout_s, send_priority=settings.scheduling_policy == "priority")
     if settings.engine == "fake":
         from .fake import FakeEngine
         return FakeEngine()
@@ -32,4 +32,5 @@ def build_engine(settings: "Settings") -> Engine:
     return VLLMEngine(resolve_model(settings.model, settings.cache_dir), model_name=settings.model_name,
                       dtype=settings.dtype, block_size=settings.block_size, max_model_len=settings.max_model_len,
                       max_num_seqs=settings.max_num_seqs, enforce_eager=settings.enforce_eager,
-                      enable_prefix_caching=settings.enable_prefix_caching, cpu_kvcache_gib=settings.cpu_kvcache_gib)
+                      enable_prefix_caching=settings.enable_prefix_caching, cpu_kvcache_gib=settings.cpu_kvcache_gib,
+                      scheduling_policy="fcfs" if settings.scheduling_policy == "fcfs" else "priority")

@@ -25,6 +25,9 @@ class GenerationParams:
     logprobs: bool = False
     #: a unique salt keeps this prompt out of (and away from) the engine's prefix cache
     cache_salt: str | None = None
+    #: vLLM's request priority: lower runs first (0: interactive; batch jobs send 1). Engines without priority
+    #: scheduling ignore it.
+    priority: int = 0
 
 
 @dataclass

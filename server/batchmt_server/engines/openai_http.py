@@ -12,12 +12,14 @@ __all__ = ["HTTPEngine"]
 
 class HTTPEngine:
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
-                 timeout: float = 300.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 timeout: float = 300.0, transport: httpx.AsyncBaseTransport | None = None,
+                 send_priority: bool = False) -> None:
         self.base_url = base_url.rstrip("/")
         if self.base_url.endswith("/v1"):
             self.base_url = self.base_url[: -len("/v1")]
         self._model = model
         self.model_name = model or "unknown"
+        self.send_priority = send_priority  # the server runs vLLM's priority scheduling
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, transport=transport,
                                          timeout=httpx.Timeout(timeout, connect=10.0),
@@ -53,6 +55,8 @@ class HTTPEngine:
             body["cache_salt"] = params.cache_salt
         if params.logprobs:
             body["logprobs"] = 0
+        if self.send_priority and params.priority:
+            body["priority"] = params.priority
         try:
             r = await self._client.post("/v1/completions", json=body)
         except httpx.HTTPError as exc:  # third-party errors are translated here, once

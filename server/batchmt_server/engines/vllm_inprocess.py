@@ -40,14 +40,16 @@ class VLLMEngine:
     def __init__(self, model: str, *, model_name: str, dtype: str = "auto", block_size: int | None = None,
                  max_model_len: int = 2048, max_num_seqs: int = 128, enforce_eager: bool = False,
                  enable_prefix_caching: bool = True, cpu_kvcache_gib: int = 4, seed: int = 0,
-                 engine_args: Mapping[str, Any] | None = None) -> None:
+                 scheduling_policy: str = "priority", engine_args: Mapping[str, Any] | None = None) -> None:
         self.model = model
         self.model_name = model_name
         self._opts = dict(dtype=dtype, block_size=block_size, max_model_len=max_model_len,
                           max_num_seqs=max_num_seqs, enforce_eager=enforce_eager,
-                          enable_prefix_caching=enable_prefix_caching, seed=seed)
+                          enable_prefix_caching=enable_prefix_caching, seed=seed,
+                          scheduling_policy=scheduling_policy)
         #: any other vLLM engine argument (``AsyncEngineArgs`` field), e.g. from a preset or ``--engine-arg``; wins
         self._extra = dict(engine_args or {})
+        self._priorities = self._extra.get("scheduling_policy", scheduling_policy) == "priority"
         self._kv = cpu_kvcache_gib
         self._llm = None
         self._tokenizer = None
@@ -109,7 +111,9 @@ class VLLMEngine:
         final = None
         try:
             inputs = {"prompt": prompt, "cache_salt": params.cache_salt} if params.cache_salt else prompt
-            async for out in self._llm.generate(inputs, sp, request_id=f"batchmt-{next(self._ids)}"):
+            priority = params.priority if self._priorities else 0
+            async for out in self._llm.generate(inputs, sp, request_id=f"batchmt-{next(self._ids)}",
+                                                priority=priority):
                 final = out
         except Exception as exc:  # vLLM's errors are translated here, once
             raise EngineError(f"{type(exc).__name__}: {exc}") from exc

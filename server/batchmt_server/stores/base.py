@@ -224,9 +224,11 @@ class Store(Protocol):
     async def renew_leases(self, owner: str, lease_seconds: float, now: float) -> int:
         """Extend every lease ``owner`` holds; returns how many."""
 
-    async def release_lines(self, owner: str, keys: Sequence[tuple[str, int]] | None = None) -> int:
-        """Give claimed lines back (all of ``owner``'s when ``keys`` is None); the claim does not count as an
-        attempt. Returns how many."""
+    async def release_lines(self, owner: str, keys: Sequence[tuple[str, int]] | None = None, *,
+                            undo_attempt: bool = True) -> int:
+        """Give claimed lines back (all of ``owner``'s when ``keys`` is None). With ``undo_attempt`` the claim does
+        not count as an attempt (graceful stop, saturation); without it, it does (a transient failure). Returns
+        how many."""
 
     async def complete_lines(self, owner: str, results: Sequence[LineResult]) -> int:
         """Write results of lines ``owner`` still holds, exactly once (see the module docstring); returns how many

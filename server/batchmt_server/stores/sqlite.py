@@ -262,10 +262,12 @@ class SQLiteStore:
                               (now + lease_seconds, owner)).rowcount
         return await self._run(self._write, op)
 
-    async def release_lines(self, owner: str, keys: Sequence[tuple[str, int]] | None = None) -> int:
+    async def release_lines(self, owner: str, keys: Sequence[tuple[str, int]] | None = None, *,
+                            undo_attempt: bool = True) -> int:
         def op(db: sqlite3.Connection) -> int:
+            attempts = "MAX(0, attempts - 1)" if undo_attempt else "attempts"
             sql = ("UPDATE job_lines SET state = 'pending', lease_owner = NULL, lease_expires = NULL, "
-                   "attempts = MAX(0, attempts - 1) WHERE lease_owner = ? AND state = 'claimed'")
+                   f"attempts = {attempts} WHERE lease_owner = ? AND state = 'claimed'")
             if keys is None:
                 return db.execute(sql, (owner,)).rowcount
             n = 0
