@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                      memory=memory)
         app.state.gateway = gw
         collector = StatsCollector(gw.stats, gw.prices, lambda: {"version": __version__, "model": gw.model_name,
-                                                                 "template": template.ref})
+                                                                 "template": gw.template.ref})
         app.state.registry = make_registry(collector)
         boot = asyncio.create_task(gw.boot(engine))
         jobs.start_when_ready(gw)

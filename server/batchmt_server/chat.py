@@ -36,7 +36,8 @@ from typing import Any, Literal, Protocol
 from .parsing import clean
 from .template import Template
 
-__all__ = ["ChatFormError", "ChatTemplate", "TemplateForm", "apply_form", "has_chat_template", "resolve_form"]
+__all__ = ["ChatFormError", "ChatTemplate", "TemplateForm", "apply_form", "engine_tokenizer", "has_chat_template",
+           "resolve_form"]
 
 log = logging.getLogger("batchmt.chat")
 
@@ -85,6 +86,31 @@ def apply_form(base: Template, requested: TemplateForm, tokenizer: Any, model: s
     if resolve_form(requested, tokenizer, model) == "completion":
         return base
     return ChatTemplate.from_tokenizer(base, tokenizer)
+
+
+def engine_tokenizer(engine: Any, settings: Any) -> Any:
+    """The tokenizer whose chat template decides the form: the in-process engine's own; for an HTTP engine the
+    one named by ``--tokenizer``, or by ``--model`` when it was set (an embedded model or a folder). None when
+    there is none (the completion form, unless ``--template-form chat`` asks for the chat form: an error)."""
+    tok = getattr(engine, "tokenizer", None)
+    if tok is not None or settings.template_form == "completion":
+        return tok
+    name = settings.tokenizer or (settings.model if "model" in settings.model_fields_set else None)
+    if name is None:
+        if settings.template_form == "chat":
+            raise ChatFormError("template form 'chat' with an HTTP engine needs --tokenizer (or --model) naming the "
+                                "served model's tokenizer")
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        from .model import resolve_model
+        return AutoTokenizer.from_pretrained(resolve_model(name, settings.cache_dir))
+    except Exception as exc:  # no transformers in a light install, no such folder, no network ...
+        if settings.template_form == "chat":
+            raise ChatFormError(f"cannot load the tokenizer {name!r} for the chat form: {exc}") from exc
+        log.warning("no tokenizer %r (%s): completion form", name, exc)
+        return None
 
 
 def _query_text(template: Template, sources: Sequence[str]) -> str:

@@ -16,12 +16,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__
-from .security_settings import SECRET_FIELDS, SecurityFields
-from .settings import Settings as _CoreSettings
-
-
-class Settings(_CoreSettings, SecurityFields):  # type: ignore[misc]
-    """The core settings and the HTTP front's (security_settings.py)."""
+from .security_settings import SECRET_FIELDS
+from .settings import Settings
 
 __all__ = ["main", "parse_settings"]
 
@@ -80,6 +76,8 @@ def _build_parser() -> argparse.ArgumentParser:
             p.add_argument("--limit", type=int, default=None, help="use only the first N calibration pairs")
             p.add_argument("--sizes", default="1,2,4,8,16", help="pack sizes to try (default: 1,2,4,8,16)")
         _add_settings_flags(p)
+    from .keys_cli import add_keys_parser
+    add_keys_parser(sub, _add_settings_flags)
     _add_settings_flags(parser)
     return parser
 
@@ -100,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         from .model import resolve_model
         print(resolve_model(settings.model, settings.cache_dir))
         return 0
+    if ns.command == "keys":
+        from .keys_cli import run_keys
+        return run_keys(ns, settings)
     if ns.command == "calibrate":
         import asyncio
         return asyncio.run(_calibrate(settings, ns.limit, tuple(int(x) for x in ns.sizes.split(","))))
@@ -114,9 +115,13 @@ def serve(settings: Settings) -> int:
     from .http_protocol import protocol_class
     from .middleware import GuardConfig, GuardMiddleware
     from .observability import setup_tracing
+    from .keys import KeyRing
+    from .security_settings import check_limits
+    from .stores.keys import open_key_store
 
     try:
-        guard = GuardConfig.from_settings(settings)
+        check_limits(settings)
+        guard = GuardConfig.from_settings(settings, KeyRing.from_settings(settings, open_key_store(settings)))
     except (OSError, ValueError) as exc:
         print(f"batchmt-server: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from .batcher import Batcher
 from .calibration import Calibration, calibrate, load_cached, load_pairs
+from .chat import apply_form, engine_tokenizer
 from .cost import Prices
 from .engines import Engine, build_engine
 from .ensemble import Ensemble
@@ -77,6 +78,10 @@ class Gateway:
             self.engine = engine if engine is not None else await asyncio.to_thread(build_engine, self.settings)
             await self.engine.start()
             s = self.settings
+            # instruct models: the chat form of the template, through the model's chat template (chat.py)
+            tokenizer = await asyncio.to_thread(engine_tokenizer, self.engine, s)
+            self.template = apply_form(self.template, s.template_form, tokenizer, self.model_name)
+            log.info("prompt form: %s (%s)", self.template.form, self.template.ref)
             if s.calibration == "auto":
                 self.calibration = await self._calibration(self.engine)
                 self.calibrated_pack_limit = self.calibration.pack_limit

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-__all__ = ["PRESETS", "Preset", "check_engine_args", "parse_engine_arg", "get_preset"]
+__all__ = ["PRESETS", "Preset", "check_engine_args", "get_preset", "parse_engine_arg", "preset_engine_args",
+           "preset_settings"]
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -100,6 +101,22 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+#: engine arguments that are gateway settings too: a preset sets the setting (an explicit setting wins)
+SETTING_ARGS = ("dtype", "max_model_len", "max_num_seqs", "block_size", "enable_prefix_caching", "enforce_eager")
+
+
+def preset_settings(preset: Preset) -> dict[str, Any]:
+    """The gateway settings a preset sets."""
+    args = preset.engine_args()
+    return {"model": preset.model, "template_form": preset.template_form,
+            **{k: v for k, v in args.items() if k in SETTING_ARGS}}
+
+
+def preset_engine_args(preset: Preset) -> dict[str, Any]:
+    """The preset's engine arguments that are not gateway settings (passed to vLLM as they are)."""
+    return {k: v for k, v in preset.engine_args().items() if k not in SETTING_ARGS}
 
 
 def parse_engine_arg(item: str) -> tuple[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,7 +29,20 @@ class Settings(BaseSettings):
     engine: Literal["vllm", "http", "fake"] = Field(
         "vllm", description="'vllm' runs the model in-process; 'http' talks to --engine-url; "
         "'fake' is an echo engine for development only")
-    model: str = Field(EMBEDDED_MODEL, description="'embedded', a Hugging Face folder, or a model id")
+    model: str = Field(EMBEDDED_MODEL, description="'embedded' (Gemma-3-270M), 'smollm2' (SmolLM2-135M-Instruct), "
+                       "a Hugging Face folder, or a model id")
+    preset: str | None = Field(None, description="model preset (presets.py: gemma-270m, smollm2, llama-8b, llama-70b, "
+                               "falcon3-10b, falcon-180b): model, prompt form and vLLM engine arguments; explicit "
+                               "settings win")
+    template_form: Literal["auto", "completion", "chat"] = Field(
+        "auto", description="'chat' renders prompts through the tokenizer's chat template (instruct models); "
+        "'completion' as plain text (base models); 'auto': chat when the model has a chat template")
+    tokenizer: str | None = Field(None, description="HTTP engine: tokenizer folder or id whose chat template renders "
+                                  "the prompts (default: --model when it is set to an embedded model or a folder)")
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, description="more vLLM engine arguments (AsyncEngineArgs fields), e.g. "
+        "--engine-arg load_format=dummy (repeatable; values as JSON when they parse); BATCHMT_ENGINE_ARGS is a "
+        "JSON object; they win over a preset's")
     served_model_name: str | None = Field(None, description="name reported in responses and sent to an HTTP engine")
     engine_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8001")
     engine_api_key: str | None = None
@@ -125,6 +138,17 @@ class Settings(BaseSettings):
             raise ValueError(f"ensemble rounds must be odd (1, 3, 5, 7, 9), not {v}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        """A preset fills the settings it names that were not given explicitly (flags and variables win)."""
+        if isinstance(data, dict) and data.get("preset"):
+            from .presets import get_preset, preset_settings
+            for key, value in preset_settings(get_preset(data["preset"])).items():
+                if data.get(key) is None:
+                    data[key] = value
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> "Settings":
         if self.engine == "http" and not self.engine_url:
@@ -139,6 +163,8 @@ class Settings(BaseSettings):
         """Short name reported to callers and put in signatures."""
         if self.served_model_name:
             return self.served_model_name
-        if self.model == EMBEDDED_MODEL:
-            return "gemma-3-270m"
+        from .model import embedded_model
+        embedded = embedded_model(self.model)
+        if embedded is not None:
+            return embedded.served_name
         return Path(self.model.rstrip("/")).name or self.model

@@ -64,6 +64,9 @@ class Template:
     list_header: str = "Sentences:"
     answer_header: str = "Translations:"
 
+    #: a plain-text completion prompt (base models); chat.ChatTemplate renders the chat form of a template
+    form = "completion"
+
     @classmethod
     def load(cls, name: str, prompts_dir: Path | None = None) -> "Template":
         path = (prompts_dir or default_prompts_dir()) / f"{name}.toml"

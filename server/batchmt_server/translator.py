@@ -38,7 +38,7 @@ def signature(template: Template, model: str, settings: Settings, calibrated_pac
     """sacrebleu-style: everything that decides the output, in one line. ``pack`` is the pack size cap
     in force; ``cal`` the calibrated limit behind it (``off`` when calibration is off)."""
     pack = pack_cap(settings, calibrated_pack_limit)
-    return (f"tmpl:{template.ref}|model:{model}|pack:{pack}|cal:{calibrated_pack_limit or 'off'}"
+    return (f"tmpl:{template.ref}|form:{template.form}|model:{model}|pack:{pack}|cal:{calibrated_pack_limit or 'off'}"
             f"|policy:{settings.pack_policy}"
             f"|temp:{settings.temperature:g}|batchmt:{__version__}")
 

@@ -28,9 +28,13 @@ def build_engine(settings: "Settings") -> Engine:
         from .fake import FakeEngine
         return FakeEngine()
     from ..model import resolve_model
+    from ..presets import get_preset, preset_engine_args
     from .vllm_inprocess import VLLMEngine
+    # a preset's engine arguments, then --engine-arg (wins)
+    extra = {**(preset_engine_args(get_preset(settings.preset)) if settings.preset else {}), **settings.engine_args}
     return VLLMEngine(resolve_model(settings.model, settings.cache_dir), model_name=settings.model_name,
                       dtype=settings.dtype, block_size=settings.block_size, max_model_len=settings.max_model_len,
                       max_num_seqs=settings.max_num_seqs, enforce_eager=settings.enforce_eager,
                       enable_prefix_caching=settings.enable_prefix_caching, cpu_kvcache_gib=settings.cpu_kvcache_gib,
+                      engine_args=extra,
                       scheduling_policy="fcfs" if settings.scheduling_policy == "fcfs" else "priority")
