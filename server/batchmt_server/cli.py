@@ -54,6 +54,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         help_ = help_.replace("%", "%%")  # argparse formats help strings with %
         if field.annotation is bool:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif name == "engine_args":  # --engine-arg key=value, repeatable (presets.parse_engine_arg)
+            group.add_argument("--engine-arg", dest=name, action="append", default=None, metavar="KEY=VALUE",
+                               help=help_)
         else:
             typ, choices = _flag_type(field.annotation)
             group.add_argument(flag, dest=name, type=typ, choices=choices, default=None, help=help_)
@@ -61,6 +64,12 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
 
 def parse_settings(ns: argparse.Namespace) -> Settings:
     overrides = {k: v for k, v in vars(ns).items() if k in Settings.model_fields and v is not None}
+    if "engine_args" in overrides:
+        from .presets import parse_engine_arg
+        try:
+            overrides["engine_args"] = dict(parse_engine_arg(item) for item in overrides["engine_args"])
+        except ValueError as exc:
+            raise SystemExit(f"batchmt-server: --engine-arg: {exc}") from None
     return Settings(**overrides)
 
 
