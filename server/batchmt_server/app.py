@@ -18,6 +18,9 @@ from .dashboard import install_dashboard
 from .engines import Engine
 from .errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
 from .gateway import Gateway
+from .docs_offline import install_docs
+from .keys import KeyRing, LimitExceeded
+from .middleware import GuardConfig, GuardMiddleware, principal_of
 from .jobs import JobsRuntime, install_jobs, jobs_usage
 from .memory import TranslationMemory
 from .metrics import StatsCollector, make_registry, render
@@ -38,9 +41,14 @@ async def client_gone(request: Request) -> None:
         pass
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
-    """Build the gateway app. ``engine`` overrides the one the settings would build (tests)."""
+def create_app(settings: Settings | None = None, engine: Engine | None = None,
+               keys: KeyRing | None = None) -> FastAPI:
+    """Build the gateway app. ``engine`` overrides the one the settings would build (tests); ``keys`` the key
+    ring (default: the settings' static keys and the store's keys table)."""
     settings = settings or Settings()
+    if keys is None:
+        from .stores.keys import open_key_store
+        keys = KeyRing.from_settings(settings, open_key_store(settings))
     template = Template.load(settings.template, settings.prompts_dir)
 
     @asynccontextmanager
@@ -65,21 +73,34 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             boot.cancel()
             await asyncio.gather(boot, return_exceptions=True)
             await gw.close()
+            await keys.close()
             await jobs.close()
 
-    app = FastAPI(title="batchmt", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="batchmt", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="BatchPrompt translation gateway in front of vLLM: English→German.")
     # (the decorator form: add_exception_handler's type wants handlers of plain Exception)
     app.exception_handler(APIError)(api_error_handler)
     app.exception_handler(RequestValidationError)(validation_error_handler)
     app.exception_handler(StarletteHTTPException)(http_error_handler)  # 404, 405, ... in the same shape
+    # auth, body limits, request ids, security headers: before FastAPI reads anything (middleware.py)
+    app.add_middleware(GuardMiddleware, config=GuardConfig.from_settings(settings, keys))
 
     def gateway(request: Request) -> Gateway:
         return request.app.state.gateway
 
-    def check_key(request: Request) -> None:
-        if settings.api_key and request.headers.get("authorization", "") != f"Bearer {settings.api_key}":
-            raise APIError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'")
+    def admission(request: Request):
+        """The caller's key's quota and character rate, charged once the request is valid (None: keys off)."""
+        rec = principal_of(request)
+        if rec is None:
+            return None
+
+        async def admit(characters: int, sentences: int) -> None:
+            try:
+                await keys.charge(rec, characters, sentences)
+            except LimitExceeded as exc:
+                raise APIError(exc.status, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}) \
+                    from None
+        return admit
 
     def require_ready(gw: Gateway) -> Translator:
         if gw.translator is None or not gw.ready.is_set():
@@ -92,7 +113,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
         """Translate sentences English→German. One entry per input, in order; a sentence that
         failed after retries says so in its own slot."""
-        check_key(request)
         gw = gateway(request)
         try:
             translator = require_ready(gw)
@@ -103,7 +123,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @app.get("/v1/info", response_model=Info, tags=["translate"])
     async def info(request: Request) -> Info:
-        check_key(request)
         gw = gateway(request)
         return Info(version=__version__, model=gw.model_name, signature=gw.signature,
                     language_pairs=list(LANGUAGE_PAIRS),
@@ -115,8 +134,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @app.get("/v1/usage", response_model=UsageTotals, tags=["translate"])
     async def usage(request: Request) -> dict:
         """Totals since start: sentences, characters, tokens by kind, estimated cost and the saving
-        against one sentence per prompt without a prefix cache (the numbers ``/metrics`` exports)."""
-        check_key(request)
+        against one sentence per prompt without a prefix cache (the numbers ``/metrics`` exports). With keys on,
+        a user key gets its own usage instead (``{"key", "today", "this_month"}``); an admin key the totals."""
+        rec = principal_of(request)
+        if rec is not None and rec.role != "admin":  # a tenant sees its own usage only
+            return JSONResponse(await keys.usage_of(rec))  # type: ignore[return-value]
         gw = gateway(request)
         return {**usage_totals(gw.stats.snapshot(), gw.prices), "jobs": await jobs_usage(request) or None}
 
@@ -138,6 +160,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return Response(render(request.app.state.registry, in_process),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    @app.get("/v1/usage/keys", tags=["translate"])
+    async def usage_by_key(request: Request) -> JSONResponse:
+        """Every key's usage today and this month (an admin key; with keys off, the static keys only)."""
+        rec = principal_of(request)
+        if rec is not None and rec.role != "admin":
+            raise APIError(403, "forbidden", "only an admin key sees every key's usage")
+        return JSONResponse({"keys": await keys.usage_all()})
+
     install_dashboard(app)
+    install_docs(app)
     install_jobs(app, settings)
     return app

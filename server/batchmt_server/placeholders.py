@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DEFAULT_STYLE", "Protected", "find_spans", "protect", "restore", "verify"]
+__all__ = ["DEFAULT_STYLE", "Protected", "check_masks", "find_spans", "protect", "restore", "verify"]
 
 Style = Literal["mask", "raw"]
 
@@ -45,7 +45,8 @@ _TAG = r"\[[A-Z][A-Z0-9_-]*[A-Z0-9]\]"
 _SPANS = re.compile("|".join([_URL, _EMAIL, _CODE, _MUSTACHE, _DOLLAR, _BRACE, _PRINTF, _TAG]))
 
 MASK = "[PH_{}]"  # numbered from 1; itself a tag, so find_spans sees masks in the output too
-_MASK_RE = re.compile(r"\[PH_\d+\]")
+FIXED_MASK = "[TAG_{}]"  # the mask of a fixed span (an inline tag of markup): its order is checked too
+_MASK_RE = re.compile(r"\[(?:PH|TAG)_\d+\]")
 
 
 def find_spans(text: str) -> list[tuple[int, int]]:
@@ -69,7 +70,7 @@ class Protected:
 
 def protect(
     text: str, style: Style = "mask", mask: str = MASK, *, detect: bool = True,
-    fixed: Sequence[tuple[int, int]] = (),
+    fixed: Sequence[tuple[int, int]] = (), fixed_mask: str = FIXED_MASK,
 ) -> Protected:
     """Protect ``text``'s spans: those ``find_spans`` finds (unless ``detect`` is false) and the ``fixed`` ones
     (markup's inline-tag markers: always protected, and their order is verified too). ``mask`` (a format with
@@ -84,9 +85,11 @@ def protect(
         return Protected(text, originals, originals, ordered)
     parts, pos, tokens, ordered = [], 0, [], []
     for i, (a, b) in enumerate(spans, 1):
-        tokens.append(mask.format(i))
         if (a, b) in fixed_set:
+            tokens.append(fixed_mask.format(i))
             ordered.append(tokens[-1])
+        else:
+            tokens.append(mask.format(i))
         parts += [text[pos:a], tokens[-1]]
         pos = b
     parts.append(text[pos:])
@@ -116,6 +119,16 @@ def verify(protected: Protected, translation: str) -> str | None:
     if extra:
         parts.append("unexpected " + ", ".join(extra))
     return "; ".join(parts)
+
+
+def check_masks(source: str, translation: str) -> str | None:
+    """``verify`` for a masked engine text alone (the batcher's check of every slot): the masks of ``source``
+    each exactly once in ``translation``, no other mask, the inline-tag masks in their order. ``None``: fine."""
+    tokens = _MASK_RE.findall(source)
+    if not tokens:
+        return None
+    fixed = tuple(t for t in tokens if t.startswith("[TAG_"))
+    return verify(Protected(source, tuple(tokens), tuple(tokens), fixed), translation)
 
 
 def restore(protected: Protected, translation: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchmt_server.placeholders import find_spans, protect, restore, verify
+from batchmt_server.placeholders import check_masks, find_spans, protect, restore, verify
 
 
 def spans(text: str) -> list[str]:
@@ -84,10 +84,15 @@ def test_fixed_spans_are_protected_without_detection_and_kept_in_order() -> None
     text = "Click [TAG_1]here[TAG_2] for {name}."
     fixed = [(6, 13), (17, 24)]
     p = protect(text, detect=False, fixed=fixed)
-    assert p.text == "Click [PH_1]here[PH_2] for {name}."
-    assert p.ordered == ("[PH_1]", "[PH_2]")
-    assert restore(p, "Klicken Sie [PH_1]hier[PH_2] für {name}.") == "Klicken Sie [TAG_1]hier[TAG_2] für {name}."
-    assert verify(p, "Klicken Sie [PH_2]hier[PH_1].") == "inline tags out of order"
+    assert p.text == "Click [TAG_1]here[TAG_2] for {name}."
+    assert p.ordered == ("[TAG_1]", "[TAG_2]")
+    assert restore(p, "Klicken Sie [TAG_1]hier[TAG_2] für {name}.") == "Klicken Sie [TAG_1]hier[TAG_2] für {name}."
+    assert verify(p, "Klicken Sie [TAG_2]hier[TAG_1].") == "inline tags out of order"
     both = protect(text, fixed=fixed)
-    assert both.text == "Click [PH_1]here[PH_2] for [PH_3]." and both.ordered == ("[PH_1]", "[PH_2]")
-    assert verify(both, "[PH_3]: [PH_1]hier[PH_2] klicken.") is None
+    assert both.text == "Click [TAG_1]here[TAG_2] for [PH_3]." and both.ordered == ("[TAG_1]", "[TAG_2]")
+    assert verify(both, "[PH_3]: [TAG_1]hier[TAG_2] klicken.") is None
+    # the batcher's check sees the same from the engine text alone
+    assert check_masks(both.text, "[PH_3]: [TAG_1]hier[TAG_2] klicken.") is None
+    assert check_masks(both.text, "[PH_3]: [TAG_2]hier[TAG_1] klicken.") == "inline tags out of order"
+    assert check_masks(both.text, "[TAG_1]hier[TAG_2] klicken.") == "missing [PH_3]"
+    assert check_masks("No masks here.", "Keine [PH_1] hier.") is None
