@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# System packages the dashboard tests need (tests/dashboard): a real Prometheus (and promtool) and a
-# headless Chromium with its WebDriver. Debian packages; idempotent (skips apt when all are there).
+# System packages the dashboard and deploy tests need (tests/dashboard, tests/deploy): a real Prometheus (and
+# promtool), a headless Chromium with its WebDriver, and a PostgreSQL server. Debian packages; idempotent (skips apt when all are there).
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+# PostgreSQL server binaries (tests/deploy start a throwaway server as the postgres user): Debian keeps them
+# under /usr/lib/postgresql/<version>/bin, off PATH
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v runuser >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "install-test-deps: prometheus, promtool, chromium, chromedriver present"
+  echo "install-test-deps: prometheus, promtool, chromium, chromedriver, postgresql present"
   exit 0
 fi
 SUDO=""

@@ -16,6 +16,7 @@ from . import __version__
 from .cost import Prices, usage_totals
 from .dashboard import install_dashboard
 from .engines import Engine
+from .engines.openai_http import ReplicaCollector
 from .errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
 from .gateway import Gateway
 from .docs_offline import install_docs
@@ -49,7 +50,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     if keys is None:
         from .stores.keys import open_key_store
         keys = KeyRing.from_settings(settings, open_key_store(settings))
-    template = Template.load(settings.template, settings.prompts_dir)
+    # the first candidate until calibration (template "auto") picks one at boot
+    template = Template.load(settings.template_names[0], settings.prompts_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
         collector = StatsCollector(gw.stats, gw.prices, lambda: {"version": __version__, "model": gw.model_name,
                                                                  "template": gw.template.ref})
         app.state.registry = make_registry(collector)
+        app.state.registry.register(ReplicaCollector(lambda: gw.engine))  # an engine pool's per-replica numbers
         boot = asyncio.create_task(gw.boot(engine))
         jobs.start_when_ready(gw)
         try:
@@ -119,7 +122,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
         except APIError:
             gw.stats.record_request("rejected")
             raise
-        return await translator.translate(body, partial(client_gone, request))
+        return await translator.translate(body, partial(client_gone, request), admit=admission(request))
 
     @app.get("/v1/info", response_model=Info, tags=["translate"])
     async def info(request: Request) -> Info:
@@ -129,7 +132,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
                     limits=Limits(max_sentences_per_request=settings.max_sentences_per_request,
                                   max_sentence_chars=settings.max_sentence_chars),
                     max_sentences_per_prompt=gw.max_pack, calibrated_pack_limit=gw.calibrated_pack_limit,
-                    pack_policy=settings.pack_policy)
+                    pack_policy=settings.pack_policy, template=gw.template.ref,
+                    template_variants=settings.template_names if settings.template == "auto" else [])
 
     @app.get("/v1/usage", response_model=UsageTotals, tags=["translate"])
     async def usage(request: Request) -> dict:

@@ -9,7 +9,15 @@ import time
 from dataclasses import dataclass, field
 
 from .batcher import Batcher
-from .calibration import Calibration, calibrate, load_cached, load_pairs
+from .calibration import (
+    Calibration,
+    TemplateChoice,
+    calibrate,
+    choose_template,
+    load_cached,
+    load_cached_choice,
+    load_pairs,
+)
 from .chat import apply_form, engine_tokenizer
 from .cost import Prices
 from .engines import Engine, build_engine
@@ -47,6 +55,7 @@ class Gateway:
     memory: TranslationMemory | None = None  # the persistent translation memory (in the store); None: in-process LRU
 
     calibration: Calibration | None = None
+    template_choice: TemplateChoice | None = None  # template "auto": the variants measured and the one chosen
     calibrated_pack_limit: int | None = None  # None when calibration is off
 
     @property
@@ -57,15 +66,34 @@ class Gateway:
     async def _calibration(self, engine: Engine) -> Calibration:
         s = self.settings
         pairs = load_pairs(s.calibration_data)
+        single = None
+        if len(s.template_names) > 1:  # template "auto": the fastest variant that keeps quality
+            variants = {name: self._load_template(name) for name in s.template_names}
+            choice = load_cached_choice(s.cache_dir, engine.model_name, list(variants.values()), pairs)
+            if choice is None:
+                log.info("choosing among templates %s for %s (once; cached under %s)", list(variants),
+                         engine.model_name, s.cache_dir)
+                choice = await choose_template(engine, variants, pairs, max_chrf_drop=s.max_chrf_drop,
+                                               max_copy_increase=s.max_copy_increase, cache_dir=s.cache_dir)
+            log.info("template calibration:\n%s", choice.summary())
+            self.template_choice = choice
+            self.template = variants[choice.chosen]
+            single = choice.result(choice.chosen).single
         cached = load_cached(s.cache_dir, engine.model_name, self.template, pairs)
         if cached is not None:
             log.info("calibrated pack limit %d (cached)", cached.pack_limit)
             return cached
         log.info("calibrating %s with %s (once; cached under %s)", engine.model_name, self.template.ref, s.cache_dir)
-        cal = await calibrate(engine, self.template, pairs,
-                              max_chrf_drop=s.max_chrf_drop, max_parse_failure=s.max_parse_failure, cache_dir=s.cache_dir)
+        cal = await calibrate(engine, self.template, pairs, max_chrf_drop=s.max_chrf_drop,
+                              max_parse_failure=s.max_parse_failure, cache_dir=s.cache_dir, single=single)
         log.info("calibration:\n%s", cal.summary())
         return cal
+
+    def _load_template(self, name: str) -> Template:
+        """A template variant by name (the one loaded at start when it is that one)."""
+        if name == self.settings.template_names[0]:
+            return self.template
+        return Template.load(name, self.settings.prompts_dir)
 
     @property
     def model_name(self) -> str:

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 __all__ = ["TranslateRequest", "TranslateResponse", "Translation", "TranslationError", "Usage", "Info", "Limits",
            "UsageTotals", "Prices"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The path of the first string holding a lone surrogate (``sentences[3]``), or None."""
+    if isinstance(value, str):
+        return path if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            key = str(k)
+            if _SURROGATE.search(key):
+                return f"{path}.<key>" if path else "a key"
+            found = _lone_surrogate(v, f"{path}.{key[:32]}" if path else key[:32])
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _lone_surrogate(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 class TranslateRequest(BaseModel):
@@ -16,8 +39,18 @@ class TranslateRequest(BaseModel):
          "source_lang": "en", "target_lang": "de"}]})
 
     sentences: list[StrictStr] = Field(description="Sentences to translate; one translation comes back per entry, in order")
-    source_lang: StrictStr = "en"
-    target_lang: StrictStr = "de"
+    source_lang: StrictStr = Field("en", min_length=2, max_length=16)
+    target_lang: StrictStr = Field("de", min_length=2, max_length=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lone_surrogates(cls, data: Any) -> Any:
+        """Refuse text that is not Unicode (a lone UTF-16 surrogate such as ``"\\ud800"`` is valid JSON but
+        cannot be encoded): 422 before any work, naming the field."""
+        where = _lone_surrogate(data)
+        if where is not None:
+            raise ValueError(f"{where or 'the body'} contains a lone UTF-16 surrogate: send valid Unicode text")
+        return data
     quality: Literal["fast", "balanced", "best"] = Field(
         "fast", description="'fast': one pass, packed with other callers' sentences; 'balanced' / 'best': several "
         "rounds in permuted batches, decided per sentence by consensus, a sentence stopping early once two rounds "
@@ -74,6 +107,10 @@ class Info(BaseModel):
     calibrated_pack_limit: int | None = Field(description="largest pack size that keeps quality on this model "
                                               "(calibration); null when calibration is off")
     pack_policy: str
+    template: str = Field(description="the prompt template in use (id@version+hash); with template 'auto', the variant "
+                          "calibration chose")
+    template_variants: list[str] = Field(default_factory=list, description="the variants template 'auto' chose among "
+                                         "(empty when a template is set)")
 
 
 class Prices(BaseModel):

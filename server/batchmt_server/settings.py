@@ -8,14 +8,17 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .security_settings import SecurityFields
+
 __all__ = ["Settings", "EMBEDDED_MODEL"]
 
 #: ``--model`` value that selects the embedded default model (Gemma-3-270M from a PyPI package).
 EMBEDDED_MODEL = "embedded"
 
 
-class Settings(BaseSettings):
-    """Every knob of the gateway. Validated once at start-up."""
+class Settings(BaseSettings, SecurityFields):
+    """Every knob of the gateway. Validated once at start-up. The HTTP front's settings (keys, limits before
+    parsing, timeouts, logs, tracing) are in :class:`~batchmt_server.security_settings.SecurityFields`."""
 
     model_config = SettingsConfigDict(env_prefix="BATCHMT_", extra="ignore", validate_assignment=True)
 
@@ -44,7 +47,8 @@ class Settings(BaseSettings):
         "--engine-arg load_format=dummy (repeatable; values as JSON when they parse); BATCHMT_ENGINE_ARGS is a "
         "JSON object; they win over a preset's")
     served_model_name: str | None = Field(None, description="name reported in responses and sent to an HTTP engine")
-    engine_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8001")
+    engine_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8001; several "
+                                      "(comma-separated, or the flag repeated) make a pool of replicas")
     engine_api_key: str | None = None
     engine_timeout_s: float = Field(300.0, gt=0)
     cache_dir: Path = Field(Path.home() / ".cache" / "batchmt", description="where the converted embedded model lives")
@@ -59,7 +63,12 @@ class Settings(BaseSettings):
 
     # --- prompts and generation
     prompts_dir: Path | None = Field(None, description="folder of prompt templates; default: the packaged prompts/")
-    template: str = "en-de-packed"
+    template: str = Field("auto", description="prompt template (a file in prompts/), or 'auto': calibration picks the "
+                          "fastest of --template-variants that keeps quality (without calibration: the first one)")
+    template_variants: str = Field("en-de-packed,en-de-short,en-de-zero", description="template 'auto' chooses among "
+                                   "these (comma-separated, the first is the fallback)")
+    max_copy_increase: float = Field(0.05, ge=0, le=1, description="template calibration: share of English copies a "
+                                     "variant may add over the variant with the fewest")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
 
     # --- micro-batcher
@@ -157,6 +166,16 @@ class Settings(BaseSettings):
             # Giving an engine URL is how a user asks for the HTTP engine.
             object.__setattr__(self, "engine", "http")
         return self
+
+    @property
+    def template_names(self) -> list[str]:
+        """The templates this gateway may use: the one set, or the variants 'auto' chooses among."""
+        if self.template != "auto":
+            return [self.template]
+        names = [n.strip() for n in self.template_variants.split(",") if n.strip()]
+        if not names:
+            raise ValueError("template_variants is empty")
+        return names
 
     @property
     def model_name(self) -> str:

@@ -43,6 +43,12 @@ def signature(template: Template, model: str, settings: Settings, calibrated_pac
             f"|temp:{settings.temperature:g}|batchmt:{__version__}")
 
 
+def _retrieve(fut: asyncio.Future) -> None:
+    """Consume a cancelled gather's outcome (a caller that went away has nobody left to read it)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class Translator:
     def __init__(self, batcher: Batcher, stats: Stats, settings: Settings, model: str, template: Template,
                  calibrated_pack_limit: int | None = None, ensemble: Ensemble | None = None,

@@ -1,0 +1,83 @@
+"""Template calibration (template "auto"): the fastest variant that keeps quality, cached, named in the signature."""
+
+from __future__ import annotations
+
+import asyncio
+
+from helpers import running_gateway
+
+from batchmt_server.calibration import choose_template, load_cached_choice, load_pairs
+from batchmt_server.engines.base import Completion, GenerationParams
+from batchmt_server.engines.fake import FakeEngine
+from batchmt_server.template import Template
+
+NAMES = ["en-de-packed", "en-de-short", "en-de-zero"]
+TEMPLATES = {n: Template.load(n) for n in NAMES}
+
+
+class PrefixSensitiveEngine(FakeEngine):
+    """Slower the longer the prefix (like attention on a CPU); the zero-shot prompt makes it copy the English
+    source, and ``bad_short`` makes the short prompt translate worse."""
+
+    def __init__(self, bad_short: bool = False) -> None:
+        super().__init__()
+        self.bad_short = bad_short
+        self.by_template: dict[str, int] = {}
+
+    async def generate(self, prompt: str, params: GenerationParams) -> Completion:
+        name = next(n for n, t in TEMPLATES.items() if prompt.startswith(t.prefix) and
+                    not any(len(o.prefix) > len(t.prefix) and prompt.startswith(o.prefix) for o in TEMPLATES.values()))
+        self.by_template[name] = self.by_template.get(name, 0) + 1
+        await asyncio.sleep(len(TEMPLATES[name].prefix) / 200_000)  # 15 ms for the long prefix, <1 ms zero-shot
+        if name == "en-de-zero":
+            self.responder = lambda srcs: list(srcs)  # copies of the English
+        elif name == "en-de-short" and self.bad_short:
+            self.responder = lambda srcs: ["Etwas anderes." for _ in srcs]
+        else:
+            self.responder = lambda srcs: [f"[de] {s}" for s in srcs]
+        return await super().generate(prompt, params)
+
+
+async def test_the_fastest_variant_that_keeps_quality_is_chosen_and_cached(tmp_path):
+    pairs = [(s, f"[de] {s}") for s, _ in load_pairs(None, limit=12)]
+    eng = PrefixSensitiveEngine()
+    choice = await choose_template(eng, TEMPLATES, pairs, cache_dir=tmp_path)
+    by_name = {r.name: r for r in choice.results}
+    assert by_name["en-de-zero"].single.copy_rate > 0.9 and not by_name["en-de-zero"].qualifies  # fast but copies
+    assert by_name["en-de-short"].qualifies and by_name["en-de-packed"].qualifies
+    assert by_name["en-de-short"].single.seconds < by_name["en-de-packed"].single.seconds
+    assert choice.chosen == "en-de-short"
+    cached = load_cached_choice(tmp_path, eng.model_name, list(TEMPLATES.values()), pairs)
+    assert cached is not None and cached.chosen == "en-de-short" and cached.result("en-de-zero").single.copy_rate > 0.9
+
+
+async def test_a_faster_variant_that_loses_quality_is_not_chosen(tmp_path):
+    pairs = [(s, f"[de] {s}") for s, _ in load_pairs(None, limit=12)]
+    choice = await choose_template(PrefixSensitiveEngine(bad_short=True), TEMPLATES, pairs)
+    assert not choice.result("en-de-short").qualifies
+    assert choice.chosen == "en-de-packed"
+
+
+async def test_the_gateway_serves_with_the_chosen_template_and_says_so(tmp_path):
+    eng = PrefixSensitiveEngine()
+    async with running_gateway(eng, calibration="auto", template="auto", cache_dir=tmp_path) as (c, app):
+        info = (await c.get("/v1/info")).json()
+        short = TEMPLATES["en-de-short"].ref
+        assert info["template"] == short and f"tmpl:{short}|" in info["signature"]
+        assert info["template_variants"] == NAMES
+        before = eng.by_template.get("en-de-short", 0)
+        r = await c.post("/v1/translate", json={"sentences": ["The library opens at nine tomorrow."]})
+        assert r.status_code == 200 and r.json()["translations"][0]["text"] == "[de] The library opens at nine tomorrow."
+        assert eng.by_template["en-de-short"] == before + 1  # the request went out with the short prompt
+    # a second start reads the choice from the cache: no variant is measured again
+    eng2 = PrefixSensitiveEngine()
+    async with running_gateway(eng2, calibration="auto", template="auto", cache_dir=tmp_path) as (c, app):
+        assert (await c.get("/v1/info")).json()["template"] == TEMPLATES["en-de-short"].ref
+        assert set(eng2.by_template) <= {"en-de-short"}
+
+
+async def test_a_set_template_is_used_as_is(tmp_path):
+    async with running_gateway(PrefixSensitiveEngine(), calibration="auto", template="en-de-packed",
+                               cache_dir=tmp_path) as (c, app):
+        info = (await c.get("/v1/info")).json()
+        assert info["template"] == TEMPLATES["en-de-packed"].ref and info["template_variants"] == []
