@@ -1,0 +1,209 @@
+"""Batch jobs against real gateway processes (uvicorn on loopback, the fake engine): the official ``openai``
+package as the client; SIGKILL and SIGTERM in the middle of a job of 2,400 requests, then a restart on the same
+store; the translation memory across a restart."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    """A ``batchmt-server`` process on the fake engine with its store in ``data_dir``."""
+
+    def __init__(self, data_dir: Path, *args: str, log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])}
+        env.pop("BATCHMT_DATA_DIR", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--host", "127.0.0.1",
+             "--port", str(self.port), "--data-dir", str(data_dir), "--calibration", "off", "--no-warmup",
+             "--max-wait-ms", "1", *args], stdout=log.open("a"), stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.proc.kill()
+        raise RuntimeError(f"gateway not ready:\n{log.read_text()[-3000:]}")
+
+    def batch(self, batch_id: str) -> dict:
+        return httpx.get(f"{self.url}/v1/batches/{batch_id}", timeout=10).json()
+
+    def wait(self, batch_id: str, statuses: set[str], timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            b = self.batch(batch_id)
+            if b["status"] in statuses:
+                return b
+            time.sleep(0.1)
+        raise AssertionError(f"batch still {b['status']}: {b['request_counts']}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def gateways(tmp_path):
+    started: list[Gateway] = []
+
+    def start(*args: str) -> Gateway:
+        g = Gateway(tmp_path / "store", *args, log=tmp_path / "gateway.log")
+        started.append(g)
+        return g
+
+    yield start
+    for g in started:
+        g.stop()
+
+
+def _jsonl(n: int, prefix: str = "req") -> bytes:
+    rows = [{"custom_id": f"{prefix}-{i}", "method": "POST", "url": "/v1/translate",
+             "body": {"sentences": [f"Sentence {i} of the batch.", f"And its neighbour {i}."]}} for i in range(n)]
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def _check_exactly_once(out_lines: list[dict], n: int, prefix: str = "req") -> None:
+    ids = [o["custom_id"] for o in out_lines]
+    assert len(ids) == n and sorted(ids) == sorted(f"{prefix}-{i}" for i in range(n))  # each exactly once
+    for o in out_lines:  # and each with its own request's translations
+        i = int(o["custom_id"].rsplit("-", 1)[1])
+        texts = [t["text"] for t in o["response"]["body"]["translations"]]
+        assert texts == [f"[de] Sentence {i} of the batch.", f"[de] And its neighbour {i}."]
+
+
+def test_the_openai_package_drives_the_whole_batch_api(gateways):
+    gw = gateways("--job-max-file-bytes", "400000")
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
+    rows = _jsonl(40) + b'{"custom_id": "broken", "method": "POST", "url": "/v1/translate", "body": {"sentences": []}}\n'
+    f = client.files.create(file=("requests.jsonl", io.BytesIO(rows)), purpose="batch")
+    assert f.purpose == "batch" and f.bytes == len(rows) and f.filename == "requests.jsonl"
+    assert client.files.retrieve(f.id).id == f.id
+    b = client.batches.create(input_file_id=f.id, endpoint="/v1/translate",  # type: ignore[arg-type]
+                              completion_window="24h", metadata={"owner": "test"})
+    assert b.status == "in_progress" and b.metadata == {"owner": "test"}
+    deadline = time.monotonic() + 60
+    while (b := client.batches.retrieve(b.id)).status != "completed":
+        assert time.monotonic() < deadline, b
+        time.sleep(0.1)
+    assert b.request_counts.total == 41 and b.request_counts.completed == 40 and b.request_counts.failed == 1
+    assert b.usage is not None and b.usage.input_tokens > 0 and b.usage.output_tokens > 0
+    out = [json.loads(x) for x in client.files.content(b.output_file_id).text.splitlines()]
+    _check_exactly_once(out, 40)
+    direct = httpx.post(gw.url + "/v1/translate", json={"sentences": ["Sentence 7 of the batch.",
+                                                                      "And its neighbour 7."]}).json()
+    seven = next(o for o in out if o["custom_id"] == "req-7")["response"]["body"]
+    assert seven["translations"] == direct["translations"] and seven["signature"] == direct["signature"]
+    (err,) = [json.loads(x) for x in client.files.content(b.error_file_id).text.splitlines()]
+    assert err["custom_id"] == "broken" and err["error"]["code"] == "empty_sentences"
+
+    # cancel a large batch while it runs
+    big = client.files.create(file=("big.jsonl", io.BytesIO(_jsonl(2500, "big"))), purpose="batch")
+    b2 = client.batches.create(input_file_id=big.id, endpoint="/v1/translate",  # type: ignore[arg-type]
+                               completion_window="24h")
+    assert client.batches.cancel(b2.id).status in ("cancelling", "cancelled")
+    deadline = time.monotonic() + 30
+    while (b2 := client.batches.retrieve(b2.id)).status != "cancelled":
+        assert time.monotonic() < deadline, b2
+        time.sleep(0.1)
+    assert b2.request_counts.completed < 2500 and b2.cancelled_at is not None
+
+    # listing, newest first, with the package's cursor pagination
+    listed = [x.id for x in client.batches.list(limit=1)]
+    assert listed == [b2.id, b.id]
+
+    # a window that passes while the job waits behind nothing it can finish: expired
+    # (in this fast engine, 2 lines finish at once, so the window is tested in test_jobs.py); here: refusals
+    with pytest.raises(openai.UnprocessableEntityError) as exc:
+        empty = client.files.create(file=("empty.jsonl", io.BytesIO(b"")), purpose="batch")
+        client.batches.create(input_file_id=empty.id, endpoint="/v1/translate",  # type: ignore[arg-type]
+                              completion_window="24h")
+    assert exc.value.status_code == 422 and "no request lines" in str(exc.value)
+    before = [x.id for x in client.files.list()]
+    with pytest.raises(openai.APIStatusError) as exc:
+        client.files.create(file=("huge.jsonl", io.BytesIO(_jsonl(4000))), purpose="batch")
+    assert exc.value.status_code == 413
+    assert [x.id for x in client.files.list()] == before  # nothing stored
+
+
+def test_sigkill_mid_job_then_restart_completes_exactly_once(gateways):
+    n = 2400
+    gw = gateways("--job-lease-s", "3", "--job-max-lines-in-flight", "4")
+    f = httpx.post(gw.url + "/v1/files", data={"purpose": "batch"},
+                   files={"file": ("in.jsonl", _jsonl(n))}).json()
+    b = httpx.post(gw.url + "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
+                                                 "completion_window": "24h"}).json()
+    while gw.batch(b["id"])["request_counts"]["completed"] < 300:
+        time.sleep(0.02)
+    gw.proc.send_signal(signal.SIGKILL)
+    gw.proc.wait(10)
+    gw2 = gateways("--job-lease-s", "3", "--job-max-lines-in-flight", "4")
+    at_restart = gw2.batch(b["id"])
+    assert at_restart["status"] == "in_progress" and 300 <= at_restart["request_counts"]["completed"] < n
+    final = gw2.wait(b["id"], {"completed"})
+    assert final["request_counts"] == {"total": n, "completed": n, "failed": 0}
+    out = [json.loads(x) for x in httpx.get(f"{gw2.url}/v1/files/{final['output_file_id']}/content").text.splitlines()]
+    _check_exactly_once(out, n)
+    assert final["error_file_id"] is None
+
+
+def test_sigterm_is_graceful_and_gives_lines_back_at_once(gateways):
+    n = 2400
+    gw = gateways("--job-lease-s", "600", "--job-max-lines-in-flight", "4")  # a lease that would outlast the test
+    f = httpx.post(gw.url + "/v1/files", data={"purpose": "batch"},
+                   files={"file": ("in.jsonl", _jsonl(n))}).json()
+    b = httpx.post(gw.url + "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
+                                                 "completion_window": "24h"}).json()
+    while gw.batch(b["id"])["request_counts"]["completed"] < 300:
+        time.sleep(0.02)
+    gw.proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal it captured (exit status -15)
+    assert gw.proc.wait(30) in (0, -signal.SIGTERM)
+    log = gw.log.read_text()
+    assert "lines given back" in log and "Application shutdown complete" in log
+    gw2 = gateways("--job-lease-s", "600", "--job-max-lines-in-flight", "4")
+    final = gw2.wait(b["id"], {"completed"}, timeout=60)  # no line waits for a 600 s lease
+    out = [json.loads(x) for x in httpx.get(f"{gw2.url}/v1/files/{final['output_file_id']}/content").text.splitlines()]
+    _check_exactly_once(out, n)
+
+
+def test_translation_memory_survives_a_restart(gateways):
+    gw = gateways()
+    r1 = httpx.post(gw.url + "/v1/translate", json={"sentences": ["The museum is closed on Mondays."]}).json()
+    gw.proc.send_signal(signal.SIGKILL)
+    gw.proc.wait(10)
+    gw2 = gateways()
+    r2 = httpx.post(gw2.url + "/v1/translate", json={"sentences": ["The museum is closed on Mondays."]}).json()
+    assert r2["translations"] == r1["translations"] and r2["usage"]["prompt_tokens"] == 0
+    metrics = httpx.get(gw2.url + "/metrics").text
+    assert 'batchmt_reused_sentences_total{kind="memory"} 1.0' in metrics
