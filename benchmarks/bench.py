@@ -294,7 +294,8 @@ async def bench_fake(n: int, concurrency: int) -> list[Result]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from .model import resolve_model
+    from batchmt_server.chat import apply_form
+    from batchmt_server.model import resolve_model
     from batchmt_server.engines.vllm_inprocess import VLLMEngine
 
     out = Path(args.out)
@@ -312,7 +313,8 @@ async def run(args: argparse.Namespace) -> int:
     engine = VLLMEngine(resolve_model(args.model, base_settings.cache_dir), model_name=base_settings.model_name,
                         enforce_eager=args.eager, max_num_seqs=args.in_flight, cpu_kvcache_gib=args.kv_gib)
     await engine.start()
-    template = Template.load(base_settings.template)
+    # the form the gateway uses too: chat for a model with a chat template (the baseline sends the same prompts)
+    template = apply_form(Template.load(base_settings.template), "auto", engine.tokenizer, engine.model_name)
     await engine.generate(template.render([template.examples[0][0][0]]), _params(template, 12))  # warm the prefix cache
     startup = time.perf_counter() - t0
     print(f"engine ready in {startup:.0f}s", flush=True)

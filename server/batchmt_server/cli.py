@@ -151,6 +151,8 @@ async def _calibrate(settings: Settings, limit: int | None, sizes: tuple[int, ..
     template = Template.load(settings.template, settings.prompts_dir)
     engine = build_engine(settings)
     await engine.start()
+    from .chat import apply_form, engine_tokenizer
+    template = apply_form(template, settings.template_form, engine_tokenizer(engine, settings), engine.model_name)
     try:
         cal = await calibrate(engine, template, load_pairs(settings.calibration_data, limit), sizes=sizes,
                               max_chrf_drop=settings.max_chrf_drop, max_parse_failure=settings.max_parse_failure,

@@ -22,8 +22,13 @@ class APIError(Exception):
         self.status, self.code, self.message, self.param, self.headers = status, code, message, param, headers
 
 
+def clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text`` (an error never echoes unbounded input back)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def error_body(code: str, message: str, param: str | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "param": param}}
+    return {"error": {"code": code, "message": clip(message, 300), "param": None if param is None else clip(param, 80)}}
 
 
 async def api_error_handler(request: Request, exc: APIError) -> JSONResponse:
