@@ -41,6 +41,10 @@ class _SecretFlag(argparse.Action):
                      f"set {env}{alt}")
 
 
+#: settings whose flag may be given several times: `--engine-url A --engine-url B` is a pool of two engines
+REPEATABLE_FIELDS = {"engine_url"}
+
+
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (each also BATCHMT_<NAME> in the environment)")
     for name, field in Settings.model_fields.items():
@@ -54,6 +58,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         help_ = help_.replace("%", "%%")  # argparse formats help strings with %
         if field.annotation is bool:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif name in REPEATABLE_FIELDS:
+            group.add_argument(flag, dest=name, action="append", default=None, help=help_ + "; repeatable")
         elif name == "engine_args":  # --engine-arg key=value, repeatable (presets.parse_engine_arg)
             group.add_argument("--engine-arg", dest=name, action="append", default=None, metavar="KEY=VALUE",
                                help=help_)
@@ -64,6 +70,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
 
 def parse_settings(ns: argparse.Namespace) -> Settings:
     overrides = {k: v for k, v in vars(ns).items() if k in Settings.model_fields and v is not None}
+    for name in REPEATABLE_FIELDS & overrides.keys():  # the setting is one comma-separated string
+        overrides[name] = ",".join(overrides[name])
     if "engine_args" in overrides:
         from .presets import parse_engine_arg
         try:

@@ -181,7 +181,8 @@ async def test_translation_memory_and_usage_are_shared_between_gateways(db_url):
     await asyncio.gather(a.open(), b.open())
     try:
         await a.tm_put("sig", [("hello world", "Hallo Welt"), ("good night", "Gute Nacht")], now=1.0, max_entries=3)
-        assert await b.tm_get("sig", ["hello world", "unknown", "hello world"], now=2.0) == {"hello world": "Hallo Welt"}
+        got = await b.tm_get("sig", ["hello world", "unknown", "hello world"], now=2.0)
+        assert got == {"hello world": "Hallo Welt"}
         assert await b.tm_get("other-signature", ["hello world"], now=2.0) == {}
         await b.tm_put("sig", [("thank you", "Danke"), ("yes", "Ja")], now=3.0, max_entries=3)
         assert await a.tm_size() == 3  # bound kept across gateways: the least recently used ("good night") left

@@ -21,7 +21,11 @@ __all__ = ["Completion", "Engine", "EngineError", "GenerationParams", "estimate_
 def build_engine(settings: "Settings") -> Engine:
     """The engine the settings ask for. The fake one only when asked for by name."""
     if settings.engine == "http":
-        from .openai_http import HTTPEngine
+        from .openai_http import EnginePool, HTTPEngine, parse_engine_urls
+        urls = parse_engine_urls(settings.engine_url)
+        if len(urls) > 1:  # several --engine-url (or a comma-separated BATCHMT_ENGINE_URL): a pool of replicas
+            return EnginePool(urls, model=settings.served_model_name, api_key=settings.engine_api_key,
+                              timeout=settings.engine_timeout_s, send_priority=settings.scheduling_policy == "priority")
         return HTTPEngine(settings.engine_url or "", model=settings.served_model_name, api_key=settings.engine_api_key,
                           timeout=settings.engine_timeout_s, send_priority=settings.scheduling_policy == "priority")
     if settings.engine == "fake":

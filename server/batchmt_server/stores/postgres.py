@@ -26,8 +26,7 @@ from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from .base import (ClaimedLine, FileRecord, JobRecord, JobUsage, LineResult, NewLine, StoreError, dump_json,
-                   migrations)
+from .base import ClaimedLine, FileRecord, JobRecord, JobUsage, LineResult, NewLine, StoreError, dump_json, migrations
 
 __all__ = ["PostgresStore"]
 
@@ -302,8 +301,8 @@ class PostgresStore:
             return {r["state"]: r["n"] for r in await cur.fetchall()}
         return await self._tx(op)
 
-    async def finish_job(self, job_id: str, from_statuses: Sequence[str], to: str, now: int, *,
-                         output_file_id: str, error_file_id: str, expired_output: str | None = None) -> JobRecord | None:
+    async def finish_job(self, job_id: str, from_statuses: Sequence[str], to: str, now: int, *, output_file_id: str,
+                         error_file_id: str, expired_output: str | None = None) -> JobRecord | None:
         if to not in ("completed", "cancelled", "expired", "failed"):
             raise StoreError(f"{to!r} is not a terminal status")
 
@@ -343,8 +342,9 @@ class PostgresStore:
             final_at = {"completed": "completed_at", "cancelled": "cancelled_at", "expired": "expired_at",
                         "failed": "failed_at"}[to]
             finalizing = now if to == "completed" and job.finalizing_at is None else job.finalizing_at
-            await cur.execute(f"UPDATE jobs SET status = %s, {final_at} = %s, finalizing_at = %s, output_file_id = %s, "
-                              f"error_file_id = %s, failed = failed + %s WHERE id = %s RETURNING {', '.join(_JOB_COLS)}",
+            await cur.execute(f"UPDATE jobs SET status = %s, {final_at} = %s, finalizing_at = %s, "
+                              "output_file_id = %s, error_file_id = %s, failed = failed + %s WHERE id = %s "
+                              f"RETURNING {', '.join(_JOB_COLS)}",
                               (to, now, finalizing, files["output"], files["error"], expired, job_id))
             return _job(await cur.fetchone())
         return await self._tx(op)
@@ -352,8 +352,8 @@ class PostgresStore:
     async def jobs_usage(self, *, owner: str | None = None) -> tuple[int, JobUsage]:
         async def op(cur: psycopg.AsyncCursor) -> tuple[int, JobUsage]:
             where, args = ("WHERE owner = %s", (owner,)) if owner is not None else ("", ())
-            await cur.execute(f"SELECT COUNT(*) AS n, {', '.join(f'COALESCE(SUM({c}), 0) AS {c}' for c in _USAGE_COLS)} "
-                              f"FROM jobs {where}", args)
+            sums = ", ".join(f"COALESCE(SUM({c}), 0) AS {c}" for c in _USAGE_COLS)
+            await cur.execute(f"SELECT COUNT(*) AS n, {sums} FROM jobs {where}", args)
             row = await cur.fetchone()
             return row["n"], JobUsage(**{n: type(getattr(JobUsage(), n))(row[f"u_{n}"]) for n in JobUsage.names()})
         return await self._tx(op)
@@ -380,7 +380,8 @@ class PostgresStore:
             await cur.execute(
                 "INSERT INTO translation_memory (signature, source, target, created_at, last_used) "
                 "SELECT %s, s, t, %s, %s FROM unnest(%s::text[], %s::text[]) AS v(s, t) "
-                "ON CONFLICT (signature, source) DO UPDATE SET target = excluded.target, last_used = excluded.last_used",
+                "ON CONFLICT (signature, source) DO UPDATE SET target = excluded.target, "
+                "last_used = excluded.last_used",
                 (signature, now, now, keys, [latest[k] for k in keys]))
             await cur.execute("SELECT COUNT(*) AS n FROM translation_memory")
             excess = (await cur.fetchone())["n"] - max_entries
