@@ -22,6 +22,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .batcher import Batcher
 from .engines import Engine
@@ -113,20 +114,21 @@ def load_cached(cache_dir: Path, model: str, template: Template, pairs: list[tup
     return Calibration(**data)
 
 
-async def measure(engine: Engine, template: Template, pairs: list[tuple[str, str]], pack: int) -> SizeResult:
+async def measure(engine: Engine, template: Template, pairs: list[tuple[str, str]], pack: int,
+                  clock: Callable[[], float] = time.monotonic) -> SizeResult:
     """Translate the calibration set at ``pack`` sentences per prompt (prefix warmed first) and score it."""
     import sacrebleu
 
     sources = [s for s, _ in pairs]
     refs = [r for _, r in pairs]
     await PromptRunner(engine, template, Stats()).warmup()  # every variant starts from a cached prefix
-    t0 = time.monotonic()
+    t0 = clock()
     hyps, stats = await translate_fixed(engine, template, sources, pack)
     return SizeResult(
         pack=pack, chrf=sacrebleu.corpus_chrf(hyps, [refs]).score, bleu=sacrebleu.corpus_bleu(hyps, [refs]).score,
         parse_failure_rate=sum(stats.resent_sentences.values()) / len(sources),
         copy_rate=sum(is_copy(s, h) for s, h in zip(sources, hyps)) / len(sources),
-        seconds=time.monotonic() - t0)
+        seconds=clock() - t0)
 
 
 @dataclass
@@ -176,12 +178,13 @@ def load_cached_choice(cache_dir: Path, model: str, templates: list[Template],
 
 async def choose_template(engine: Engine, templates: dict[str, Template], pairs: list[tuple[str, str]], *,
                           max_chrf_drop: float = 1.0, max_copy_increase: float = 0.05,
-                          cache_dir: Path | None = None) -> TemplateChoice:
+                          cache_dir: Path | None = None,
+                          clock: Callable[[], float] = time.monotonic) -> TemplateChoice:
     """The fastest template (at one sentence per prompt) whose chrF is within ``max_chrf_drop`` of the best
     variant's and whose copy rate is within ``max_copy_increase`` of the lowest."""
     results = []
     for name, tpl in templates.items():
-        single = await measure(engine, tpl, pairs, 1)
+        single = await measure(engine, tpl, pairs, 1, clock)
         log.info("calibration template %s: %s", name, single)
         results.append(VariantResult(name, tpl.ref, len(tpl.prefix), single))
     best_chrf = max(r.single.chrf for r in results)

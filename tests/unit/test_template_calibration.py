@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from helpers import running_gateway
 
 from batchmt_server.calibration import choose_template, load_cached_choice, load_pairs
@@ -16,19 +14,24 @@ TEMPLATES = {n: Template.load(n) for n in NAMES}
 
 
 class PrefixSensitiveEngine(FakeEngine):
-    """Slower the longer the prefix (like attention on a CPU); the zero-shot prompt makes it copy the English
+    """Slower the longer the prefix (like attention on a CPU: its own clock advances by the prefix length per
+    prompt, so timing is exact whatever the machine's load); the zero-shot prompt makes it copy the English
     source, and ``bad_short`` makes the short prompt translate worse."""
 
     def __init__(self, bad_short: bool = False) -> None:
         super().__init__()
         self.bad_short = bad_short
         self.by_template: dict[str, int] = {}
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
 
     async def generate(self, prompt: str, params: GenerationParams) -> Completion:
         name = next(n for n, t in TEMPLATES.items() if prompt.startswith(t.prefix) and
                     not any(len(o.prefix) > len(t.prefix) and prompt.startswith(o.prefix) for o in TEMPLATES.values()))
         self.by_template[name] = self.by_template.get(name, 0) + 1
-        await asyncio.sleep(len(TEMPLATES[name].prefix) / 200_000)  # 15 ms for the long prefix, <1 ms zero-shot
+        self.now += len(TEMPLATES[name].prefix) / 1000
         if name == "en-de-zero":
             self.responder = lambda srcs: list(srcs)  # copies of the English
         elif name == "en-de-short" and self.bad_short:
@@ -41,7 +44,7 @@ class PrefixSensitiveEngine(FakeEngine):
 async def test_the_fastest_variant_that_keeps_quality_is_chosen_and_cached(tmp_path):
     pairs = [(s, f"[de] {s}") for s, _ in load_pairs(None, limit=12)]
     eng = PrefixSensitiveEngine()
-    choice = await choose_template(eng, TEMPLATES, pairs, cache_dir=tmp_path)
+    choice = await choose_template(eng, TEMPLATES, pairs, cache_dir=tmp_path, clock=eng.clock)
     by_name = {r.name: r for r in choice.results}
     assert by_name["en-de-zero"].single.copy_rate > 0.9 and not by_name["en-de-zero"].qualifies  # fast but copies
     assert by_name["en-de-short"].qualifies and by_name["en-de-packed"].qualifies
@@ -53,13 +56,17 @@ async def test_the_fastest_variant_that_keeps_quality_is_chosen_and_cached(tmp_p
 
 async def test_a_faster_variant_that_loses_quality_is_not_chosen(tmp_path):
     pairs = [(s, f"[de] {s}") for s, _ in load_pairs(None, limit=12)]
-    choice = await choose_template(PrefixSensitiveEngine(bad_short=True), TEMPLATES, pairs)
+    eng = PrefixSensitiveEngine(bad_short=True)
+    choice = await choose_template(eng, TEMPLATES, pairs, clock=eng.clock)
     assert not choice.result("en-de-short").qualifies
     assert choice.chosen == "en-de-packed"
 
 
 async def test_the_gateway_serves_with_the_chosen_template_and_says_so(tmp_path):
     eng = PrefixSensitiveEngine()
+    # the choice on the packaged calibration set, timed on the engine's own clock, cached where the gateway looks
+    await choose_template(eng, TEMPLATES, load_pairs(None), cache_dir=tmp_path, clock=eng.clock)
+    measured = dict(eng.by_template)
     async with running_gateway(eng, calibration="auto", template="auto", cache_dir=tmp_path) as (c, app):
         info = (await c.get("/v1/info")).json()
         short = TEMPLATES["en-de-short"].ref
@@ -69,7 +76,9 @@ async def test_the_gateway_serves_with_the_chosen_template_and_says_so(tmp_path)
         r = await c.post("/v1/translate", json={"sentences": ["The library opens at nine tomorrow."]})
         assert r.status_code == 200 and r.json()["translations"][0]["text"] == "[de] The library opens at nine tomorrow."
         assert eng.by_template["en-de-short"] == before + 1  # the request went out with the short prompt
-    # a second start reads the choice from the cache: no variant is measured again
+    # the gateway read the choice from the cache: the other variants were not measured again
+    assert {n: eng.by_template[n] for n in ("en-de-packed", "en-de-zero")} == \
+        {n: measured[n] for n in ("en-de-packed", "en-de-zero")}
     eng2 = PrefixSensitiveEngine()
     async with running_gateway(eng2, calibration="auto", template="auto", cache_dir=tmp_path) as (c, app):
         assert (await c.get("/v1/info")).json()["template"] == TEMPLATES["en-de-short"].ref
