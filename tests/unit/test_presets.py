@@ -100,3 +100,32 @@ def test_compose_engines_agree_with_the_presets() -> None:
         assert flags["--dtype"] == preset.dtype and flags["--enable-prefix-caching"] is True
         checked += 1
     assert checked >= 3
+
+
+def test_settings_take_a_preset_and_explicit_settings_win() -> None:
+    from batchmt_server.engines import build_engine
+    from batchmt_server.settings import Settings
+
+    s = Settings(preset="llama-70b", max_model_len=4096, engine_args={"gpu_memory_utilization": 0.8})
+    assert (s.model, s.template_form, s.dtype, s.max_num_seqs) == ("meta-llama/Llama-3.3-70B-Instruct", "chat",
+                                                                  "bfloat16", 256)
+    assert s.max_model_len == 4096  # given: wins over the preset's 8192
+    engine = build_engine(s)  # built, not started: nothing loads
+    assert engine._extra == {"tensor_parallel_size": 4, "gpu_memory_utilization": 0.8}
+    assert engine._opts["max_model_len"] == 4096 and engine._opts["dtype"] == "bfloat16"
+    assert Settings(preset="smollm2").model_name == "smollm2-135m-instruct"
+    with pytest.raises(ValueError, match="unknown preset"):
+        Settings(preset="llama-9b")
+
+
+def test_engine_arg_flag(monkeypatch) -> None:
+    from batchmt_server.cli import _build_parser, parse_settings
+    from batchmt_server.settings import Settings
+
+    ns = _build_parser().parse_args(["serve", "--preset", "smollm2", "--engine-arg", "load_format=dummy",
+                                     "--engine-arg", "max-num-batched-tokens=512"])
+    s = parse_settings(ns)
+    assert s.engine_args == {"load_format": "dummy", "max_num_batched_tokens": 512}
+    assert (s.model, s.template_form, s.block_size) == ("smollm2", "chat", 32)
+    monkeypatch.setenv("BATCHMT_ENGINE_ARGS", '{"load_format": "dummy"}')
+    assert Settings().engine_args == {"load_format": "dummy"}
