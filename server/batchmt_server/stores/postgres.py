@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .base import ClaimedLine, FileRecord, JobRecord, JobUsage, LineResult, NewLine, StoreError, dump_json, migrations
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresKeys", "PostgresStore"]
 
 T = TypeVar("T")
 
@@ -432,3 +432,72 @@ def _redact(url: str) -> str:
     except psycopg.Error:
         return "postgresql://..."
     return f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+
+
+class PostgresKeys:
+    """API keys and per-key usage on a :class:`PostgresStore` (tables of migration ``0002_keys.sql``): the
+    :class:`batchmt_server.keys.KeyStore` of gateways that share one database, so that every gateway sees the
+    same keys and adds its requests to the same per-key, per-period usage rows (quotas hold across gateways)."""
+
+    _COLS = ("id", "name", "key_hash", "role", "rate_requests", "rate_chars", "chars_per_day", "chars_per_month",
+             "created_at", "revoked_at")
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    @property
+    def path(self) -> str:
+        """Where the keys live (printed by ``batchmt-server keys``): the database URL without its password."""
+        return _redact(self.store.url)
+
+    async def open(self) -> None:
+        await self.store.open()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def add_key(self, record: Any) -> None:
+        async def op(cur: psycopg.AsyncCursor) -> None:
+            await cur.execute(f"INSERT INTO api_keys ({', '.join(self._COLS)}) VALUES "
+                              f"({', '.join(['%s'] * len(self._COLS))})", tuple(getattr(record, c) for c in self._COLS))
+        await self.store._tx(op)
+
+    async def list_keys(self) -> list[Any]:
+        from ..keys import KeyRecord
+
+        async def op(cur: psycopg.AsyncCursor) -> list[Any]:
+            await cur.execute(f"SELECT {', '.join(self._COLS)} FROM api_keys ORDER BY created_at, id")
+            return [KeyRecord(**row, source="store") for row in await cur.fetchall()]
+        return await self.store._tx(op)
+
+    async def revoke_key(self, key_id_or_name: str, now: float) -> int:
+        async def op(cur: psycopg.AsyncCursor) -> int:
+            await cur.execute("UPDATE api_keys SET revoked_at = %s WHERE (id = %s OR name = %s) AND revoked_at IS NULL",
+                              (now, key_id_or_name, key_id_or_name))
+            return cur.rowcount
+        return await self.store._tx(op)
+
+    async def add_usage(self, key_id: str, periods: list[str], characters: int, sentences: int,
+                        requests: int) -> None:
+        async def op(cur: psycopg.AsyncCursor) -> None:
+            await cur.execute(
+                "INSERT INTO api_key_usage (key_id, period, characters, sentences, requests) "
+                "SELECT %s, p, %s, %s, %s FROM unnest(%s::text[]) AS p "
+                "ON CONFLICT (key_id, period) DO UPDATE SET "
+                "characters = api_key_usage.characters + excluded.characters, "
+                "sentences = api_key_usage.sentences + excluded.sentences, "
+                "requests = api_key_usage.requests + excluded.requests",
+                (key_id, characters, sentences, requests, sorted(set(periods))))
+        if periods:
+            await self.store._tx(op)
+
+    async def usage(self, key_id: str | None, period: str) -> dict[str, dict]:
+        async def op(cur: psycopg.AsyncCursor) -> dict[str, dict]:
+            sql = "SELECT key_id, characters, sentences, requests FROM api_key_usage WHERE period = %s"
+            args: tuple[Any, ...] = (period,)
+            if key_id is not None:
+                sql, args = sql + " AND key_id = %s", (period, key_id)
+            await cur.execute(sql, args)
+            return {r["key_id"]: {"characters": r["characters"], "sentences": r["sentences"],
+                                  "requests": r["requests"]} for r in await cur.fetchall()}
+        return await self.store._tx(op)

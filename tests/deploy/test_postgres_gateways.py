@@ -1,0 +1,144 @@
+"""Two real gateway processes (uvicorn on loopback, the fake engine) on one real PostgreSQL database
+(``--database-url postgresql://...``): both work on one batch job at once, one is killed with SIGKILL mid-job,
+the other finishes it, and every request line is in the output exactly once with its own translations. The
+translation memory and the jobs' usage are shared: a sentence translated through one gateway is a memory hit
+on the other, and both report the same job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from .pg import PostgresServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    """A ``batchmt-server`` process on the fake engine whose store is the PostgreSQL database ``url``."""
+
+    def __init__(self, name: str, url: str, log_dir: Path, *args: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"gateway-{name}.log"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])}
+        env.pop("BATCHMT_DATA_DIR", None)
+        env["BATCHMT_DATABASE_URL"] = url  # the URL names the store; never a flag (a password would show in ps)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--host", "127.0.0.1",
+             "--port", str(self.port), "--data-dir", str(log_dir / f"unused-{name}"), "--calibration", "off",
+             "--no-warmup", "--max-wait-ms", "1", *args], stdout=self.log.open("a"), stderr=subprocess.STDOUT,
+            env=env, cwd=REPO)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.proc.kill()
+        raise RuntimeError(f"gateway not ready:\n{self.log.read_text()[-3000:]}")
+
+    def batch(self, batch_id: str) -> dict:
+        return httpx.get(f"{self.url}/v1/batches/{batch_id}", timeout=10).json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+def _jsonl(n: int) -> bytes:
+    rows = [{"custom_id": f"req-{i}", "method": "POST", "url": "/v1/translate",
+             "body": {"sentences": [f"Line {i} of the shared job.", f"Its second sentence {i}."]}} for i in range(n)]
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def test_two_gateways_share_one_job_one_killed_mid_job_the_job_completes_exactly_once(pg, tmp_path):
+    url = pg.database("two_gateways")
+    n = 2400
+    args = ("--job-lease-s", "3", "--job-max-lines-in-flight", "4")
+    a = Gateway("a", url, tmp_path, *args)
+    b = Gateway("b", url, tmp_path, *args)
+    try:
+        # the translation memory is shared: a sentence translated through a is answered from memory by b
+        first = httpx.post(a.url + "/v1/translate", json={"sentences": ["The shared memory remembers this."]}).json()
+        again = httpx.post(b.url + "/v1/translate", json={"sentences": ["The shared memory remembers this."]}).json()
+        assert again["translations"] == first["translations"] and again["usage"]["prompt_tokens"] == 0
+        assert 'batchmt_reused_sentences_total{kind="memory"} 1.0' in httpx.get(b.url + "/metrics").text
+
+        f = httpx.post(a.url + "/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", _jsonl(n))}).json()
+        job = httpx.post(b.url + "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
+                                                      "completion_window": "24h"}).json()
+        # both gateways claim lines of the one job (their worker ids show in the leases)
+        owners: set[str] = set()
+        with psycopg.connect(url, autocommit=True) as db:
+            deadline = time.monotonic() + 60
+            while len(owners) < 2 or a.batch(job["id"])["request_counts"]["completed"] < 300:
+                assert time.monotonic() < deadline, (owners, a.batch(job["id"])["request_counts"])
+                owners |= {r[0] for r in db.execute("SELECT DISTINCT lease_owner FROM job_lines "
+                                                    "WHERE state = 'claimed' AND lease_owner IS NOT NULL")}
+                time.sleep(0.01)
+            a.proc.send_signal(signal.SIGKILL)  # a dies holding leases
+            a.proc.wait(10)
+            at_kill = b.batch(job["id"])
+            assert at_kill["status"] == "in_progress" and at_kill["request_counts"]["completed"] < n, at_kill
+            deadline = time.monotonic() + 120
+            while (final := b.batch(job["id"]))["status"] != "completed":
+                assert time.monotonic() < deadline, final
+                time.sleep(0.1)
+            assert final["request_counts"] == {"total": n, "completed": n, "failed": 0}
+            dead_owner_lines = db.execute("SELECT COUNT(*) FROM job_lines WHERE state = 'claimed'").fetchone()[0]
+            assert dead_owner_lines == 0
+        out = [json.loads(x) for x in
+               httpx.get(f"{b.url}/v1/files/{final['output_file_id']}/content", timeout=30).text.splitlines()]
+        ids = [o["custom_id"] for o in out]
+        assert len(ids) == n and sorted(ids) == sorted(f"req-{i}" for i in range(n)), "each line exactly once"
+        for o in out:
+            i = int(o["custom_id"].split("-")[1])
+            assert [t["text"] for t in o["response"]["body"]["translations"]] == \
+                [f"[de] Line {i} of the shared job.", f"[de] Its second sentence {i}."]
+        # usage adds up across gateways: the job's usage counts every sentence once, whoever ran it
+        usage = httpx.get(b.url + "/v1/usage").json()["jobs"]
+        assert usage["jobs"] == 1 and usage["sentences"] == 2 * n
+        assert final["error_file_id"] is None
+
+        # a gateway that joins later sees the same job and memory
+        c = Gateway("c", url, tmp_path, *args)
+        try:
+            assert c.batch(job["id"])["request_counts"] == final["request_counts"]
+            third = httpx.post(c.url + "/v1/translate", json={"sentences": ["The shared memory remembers this."]})
+            assert third.json()["usage"]["prompt_tokens"] == 0
+        finally:
+            c.stop()
+    finally:
+        a.stop()
+        b.stop()
