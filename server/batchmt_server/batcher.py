@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .engines import EngineError
+from .placeholders import check_masks
 from .runner import PromptCall, PromptRunner
 from .stats import Stats
 from .usage import EngineUsage
@@ -25,6 +26,11 @@ from .usage import EngineUsage
 __all__ = ["Batcher", "Item", "Outcome", "QueueFull"]
 
 log = logging.getLogger("batchmt.batcher")
+
+
+#: flagged reasons of a one-sentence slot that still holds the model's own answer -> the suspect reason it is
+#: delivered with when a sampled second try does not do better
+SUSPECT_REASONS = {"copy": "copy", "truncated": "loop", "merged": "run_on"}
 
 
 class QueueFull(Exception):
@@ -46,6 +52,8 @@ class Outcome:
     memory: bool = False     # served from the translation memory
     coalesced: bool = False  # shared the engine work of an identical sentence in flight
     flagged: bool = False    # a flagged slot kept as the model's own answer (never remembered)
+    #: still a copy of the English (or a loop) after a different, sampled second try: delivered, but not as "ok"
+    suspect: str | None = None
 
 
 @dataclass(eq=False)
@@ -63,6 +71,7 @@ class Item:
     usage: EngineUsage = EngineUsage()  # engine work spent on it so far (every call it travelled in)
     translated: bool = False  # resolved with a translation (its baseline is recorded once)
     priority: int = 0  # 0: interactive; > 0: batch-job work, sent in the capacity interactive callers leave
+    sampled: bool = False  # its masks came back damaged: re-sent sampled (greedy would repeat the damage)
 
     @property
     def abandoned(self) -> bool:
@@ -94,6 +103,12 @@ class Batcher:
         self.max_attempts = max_attempts
         self.temperature = temperature
         self.policy = policy
+        #: every slot's translation is checked against its source's masks (placeholders.check_masks): a damaged
+        #: one is repaired like any flagged slot, then re-sent sampled at this temperature, up to
+        #: ``placeholder_retries`` more times at one sentence per prompt, then failed in its slot
+        self.check = check_masks
+        self.resample_temperature = 0.7
+        self.placeholder_retries = 2
         self._queue: deque[Item] = deque()
         # Batch-job sentences (priority > 0) wait apart: they never count against the interactive queue limit
         # (a job never causes an interactive 429) and are sent only when no interactive sentence waits, in at
@@ -275,8 +290,11 @@ class Batcher:
             for it in batch:
                 self.stats.record_queue_wait(now - it.enqueued_at)
             sources = [it.text for it in batch]
+            temperature, seed = self.temperature, None
+            if any(it.sampled for it in batch):
+                temperature, seed = max(self.temperature, self.resample_temperature), sum(it.attempts for it in batch)
             try:
-                call = await self.runner.call(sources, [it.tokens for it in batch], temperature=self.temperature,
+                call = await self.runner.call(sources, [it.tokens for it in batch], temperature=temperature, seed=seed,
                                               requests=len({it.request_id for it in batch}), priority=priority)
             except EngineError as exc:
                 log.warning("engine call failed for %d sentences: %s", len(batch), exc)
@@ -286,14 +304,24 @@ class Batcher:
             for it, share in zip(batch, call.shares):  # each sentence carries its share of the prompt's cost
                 it.usage = it.usage + share
             for it, slot in zip(batch, call.slots):
-                if slot.ok:
+                damage = self.check(it.text, slot.text) if slot.text is not None and self.check else None
+                if damage is not None:  # placeholders or inline tags lost, doubled, invented or reordered
+                    it.sampled = True
+                    self._repair(it, "placeholder", len(batch), f"protected spans damaged: {damage}")
+                elif slot.ok:
                     self._record_baseline(it, call, batch)
                     self._resolve(it, slot.text)
-                elif len(batch) == 1 and slot.reason in ("copy", "merged", "truncated") and slot.text:
-                    # alone in its prompt, this is the model's own answer for this very sentence
+                elif len(batch) == 1 and slot.reason in SUSPECT_REASONS and slot.text:
+                    # Alone in its prompt, this is the model's own answer for this very sentence, but a copy of the
+                    # English or a run-on. Greedy decoding would give it again: the second try is sampled.
+                    if not it.sampled and it.attempts + 1 < self.max_attempts:
+                        it.sampled = True
+                        self._repair(it, slot.reason, 1, f"output slot flagged: {slot.reason}")
+                        continue
                     self.stats.record_flagged_slot(slot.reason, resent=False)
+                    self.stats.record_suspect(SUSPECT_REASONS[slot.reason])
                     self._record_baseline(it, call, batch)
-                    self._resolve(it, slot.text, flagged=True)
+                    self._resolve(it, slot.text, flagged=True, suspect=SUSPECT_REASONS[slot.reason])
                 else:
                     self._repair(it, slot.reason or "missing", len(batch), f"output slot flagged: {slot.reason}")
         except Exception as exc:  # a bug must not leave callers waiting: fail what is unresolved, in its slot
@@ -321,13 +349,13 @@ class Batcher:
             del self._pending[it.text]
 
     def _resolve(self, it: Item, text: str | None, code: str | None = None, message: str | None = None,
-                 flagged: bool = False) -> None:
+                 flagged: bool = False, suspect: str | None = None) -> None:
         self._forget(it)
         first = True
         for w in it.waiters:
             if not w.done():  # the first live caller carries the cost; the others shared the work
-                w.set_result(Outcome(text, code, message, it.usage, flagged=flagged) if first else
-                             Outcome(text, code, message, coalesced=True, flagged=flagged))
+                w.set_result(Outcome(text, code, message, it.usage, flagged=flagged, suspect=suspect) if first else
+                             Outcome(text, code, message, coalesced=True, flagged=flagged, suspect=suspect))
                 first = False
         if text is not None and not flagged and self.memory_size > 0:
             self._memory[it.text] = text
@@ -342,9 +370,11 @@ class Batcher:
             return
         if pack == 1:
             it.attempts += 1
-            if it.attempts >= self.max_attempts:
+            # damaged placeholders get sampled retries on top (each one a fresh chance)
+            if it.attempts >= self.max_attempts + (self.placeholder_retries if reason == "placeholder" else 0):
                 self.stats.record_flagged_slot(reason, resent=False)
-                code = "engine_error" if reason == "engine_error" else "unparseable_output"
+                code = {"engine_error": "engine_error", "placeholder": "placeholder_damaged"}.get(
+                    reason, "unparseable_output")
                 self._resolve(it, None, code, f"no usable translation after {it.attempts} attempts ({message})")
                 return
         self.stats.record_flagged_slot(reason, resent=True)

@@ -130,7 +130,7 @@ def serve(settings: Settings) -> int:
 
     from .app import create_app
     from .http_protocol import protocol_class
-    from .middleware import GuardConfig, GuardMiddleware
+    from .middleware import GuardConfig
     from .observability import setup_tracing
     from .keys import KeyRing
     from .security_settings import check_limits
@@ -142,9 +142,9 @@ def serve(settings: Settings) -> int:
     except (OSError, ValueError) as exc:
         print(f"batchmt-server: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings)
+    app = create_app(settings, keys=guard.keys)  # the HTTP front (middleware.py) is part of the app
     setup_tracing(app, settings.otel_endpoint, settings.otel_service_name)
-    uvicorn.run(GuardMiddleware(app, guard), host=settings.host, port=settings.port, log_level=settings.log_level,
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 log_config=None, server_header=False, timeout_keep_alive=settings.keep_alive_s,
                 http=protocol_class(settings.max_header_bytes, settings.header_timeout_s),
                 timeout_graceful_shutdown=10)

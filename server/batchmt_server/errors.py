@@ -62,7 +62,7 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
     ctype = request.headers.get("content-type", "")
     if ctype.split(";")[0].strip().lower() != "application/json":
         return JSONResponse(error_body("unsupported_media_type",
-                                       f"send the body as application/json (got {ctype or 'no content type'})"),
+                                       f"send the body as application/json (got {clip(ctype, 60) or 'no content type'})"),
                             status_code=415)
     errors = exc.errors()
     first = errors[0] if errors else {}
@@ -71,7 +71,7 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
     param = _param(tuple(first.get("loc", ())))
     msg = first.get("msg", "invalid request")
     if first.get("type") == "missing":
-        msg = f"{param} is required"
+        msg = f"{param} is required" if param else "the body is required: send a JSON object"
     elif param:
         msg = f"{param}: {msg}"
     return JSONResponse(error_body("invalid_request", msg, param), status_code=422)

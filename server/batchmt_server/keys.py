@@ -18,19 +18,22 @@ Limits per key, all optional:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import math
 import secrets
-import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-__all__ = ["KeyRecord", "KeyRing", "KeyStore", "MemoryKeyStore", "LimitExceeded", "TokenBucket", "hash_key",
-           "new_key", "read_key_file", "Role", "QUOTA_STATUS"]
+log = logging.getLogger("batchmt.keys")
+
+__all__ = ["KeyStoreUnavailable", "KeyRecord", "KeyRing", "KeyStore", "MemoryKeyStore", "LimitExceeded",
+           "TokenBucket", "hash_key", "new_key", "read_key_file", "Role", "QUOTA_STATUS"]
 
 Role = Literal["admin", "user", "dashboard"]
 KEY_PREFIX = "bmt_"
@@ -67,6 +70,10 @@ class KeyRecord:
         return d
 
 
+class KeyStoreUnavailable(RuntimeError):
+    """The key store could not be read (the front answers 503 rather than let anyone in)."""
+
+
 class LimitExceeded(Exception):
     def __init__(self, status: int, code: str, message: str, retry_after: float) -> None:
         super().__init__(message)
@@ -75,61 +82,64 @@ class LimitExceeded(Exception):
 
 
 class KeyStore(Protocol):
-    """Durable keys and per-key usage (SQLite by default; see stores/)."""
+    """Durable keys and per-key usage (the SQLite store: stores/keys.py, migration 0002_keys.sql)."""
 
-    def add_key(self, record: KeyRecord) -> None: ...
-    def list_keys(self) -> list[KeyRecord]: ...
-    def revoke_key(self, key_id_or_name: str) -> bool: ...
-    def key_by_hash(self, key_hash: str) -> KeyRecord | None: ...
-    def add_usage(self, key_id: str, period: str, characters: int, sentences: int, requests: int) -> None: ...
-    def usage(self, key_id: str, period: str) -> dict: ...
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def add_key(self, record: KeyRecord) -> None: ...
+    async def list_keys(self) -> list[KeyRecord]: ...
+    async def revoke_key(self, key_id_or_name: str, now: float) -> int: ...
+    async def add_usage(self, key_id: str, periods: list[str], characters: int, sentences: int,
+                        requests: int) -> None: ...
+    async def usage(self, key_id: str | None, period: str) -> dict[str, dict]:
+        """``{key_id: {"characters", "sentences", "requests"}}`` for one key (or every key) in a period."""
+
+
+def _zero() -> dict:
+    return {"characters": 0, "sentences": 0, "requests": 0}
 
 
 class MemoryKeyStore:
-    """Keys and usage in memory (tests; keys from the environment or a file when no store is configured)."""
+    """Keys and usage in memory (tests; static keys' usage when there is no store)."""
 
     def __init__(self) -> None:
         self._keys: dict[str, KeyRecord] = {}
         self._usage: dict[tuple[str, str], dict] = {}
-        self._lock = threading.Lock()
 
-    def add_key(self, record: KeyRecord) -> None:
-        with self._lock:
-            self._keys[record.id] = record
-
-    def list_keys(self) -> list[KeyRecord]:
-        with self._lock:
-            return list(self._keys.values())
-
-    def revoke_key(self, key_id_or_name: str) -> bool:
-        with self._lock:
-            for k, r in self._keys.items():
-                if key_id_or_name in (r.id, r.name) and r.revoked_at is None:
-                    self._keys[k] = replace(r, revoked_at=time.time())
-                    return True
-        return False
-
-    def key_by_hash(self, key_hash: str) -> KeyRecord | None:
-        with self._lock:
-            for r in self._keys.values():
-                if hmac.compare_digest(r.key_hash, key_hash):
-                    return r
+    async def open(self) -> None:
         return None
 
-    def add_usage(self, key_id: str, period: str, characters: int, sentences: int, requests: int) -> None:
-        with self._lock:
-            u = self._usage.setdefault((key_id, period), {"characters": 0, "sentences": 0, "requests": 0})
+    async def close(self) -> None:
+        return None
+
+    async def add_key(self, record: KeyRecord) -> None:
+        self._keys[record.id] = record
+
+    async def list_keys(self) -> list[KeyRecord]:
+        return list(self._keys.values())
+
+    async def revoke_key(self, key_id_or_name: str, now: float) -> int:
+        n = 0
+        for k, r in list(self._keys.items()):
+            if key_id_or_name in (r.id, r.name) and r.revoked_at is None:
+                self._keys[k] = replace(r, revoked_at=now)
+                n += 1
+        return n
+
+    async def add_usage(self, key_id: str, periods: list[str], characters: int, sentences: int,
+                        requests: int) -> None:
+        for period in periods:
+            u = self._usage.setdefault((key_id, period), _zero())
             u["characters"] += characters
             u["sentences"] += sentences
             u["requests"] += requests
 
-    def usage(self, key_id: str, period: str) -> dict:
-        with self._lock:
-            return dict(self._usage.get((key_id, period), {"characters": 0, "sentences": 0, "requests": 0}))
+    async def usage(self, key_id: str | None, period: str) -> dict[str, dict]:
+        return {k: dict(u) for (k, p), u in self._usage.items() if p == period and key_id in (None, k)}
 
 
 class TokenBucket:
-    """``rate`` tokens per second, holding at most ``burst``; may be overdrawn by one take."""
+    """``rate`` tokens per second, holding at most ``burst`` (default: one second's worth, at least 1)."""
 
     def __init__(self, rate: float, burst: float | None = None, clock=time.monotonic) -> None:
         self.rate, self.burst, self.clock = rate, burst if burst is not None else max(rate, 1.0), clock
@@ -140,14 +150,15 @@ class TokenBucket:
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
 
-    def wait_time(self) -> float:
-        """Seconds until a take is allowed (0: now)."""
+    def wait_time(self, need: float = 1.0) -> float:
+        """Seconds until ``need`` tokens are there (0: now)."""
         self._refill()
-        return 0.0 if self.tokens > 0 else (1e-9 - self.tokens) / self.rate
+        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
 
     def take(self, n: float = 1.0) -> float:
-        """Take ``n`` tokens if the bucket is not empty (overdrawing it); else return the seconds to wait."""
-        wait = self.wait_time()
+        """Take ``n`` tokens once at least one is there (a large ``n`` overdraws the bucket); else return the
+        seconds to wait."""
+        wait = self.wait_time(min(n, 1.0))
         if wait == 0.0:
             self.tokens -= n
         return wait
@@ -184,17 +195,30 @@ def read_key_file(path: Path) -> list[KeyRecord]:
 
 
 class KeyRing:
-    """Who is calling, and may they: the keys of a store plus static ones (environment, file)."""
+    """Who is calling, and may they: the keys of a store plus static ones (environment, file).
 
-    def __init__(self, store: KeyStore | None = None, static: list[KeyRecord] | None = None) -> None:
+    Store keys are cached and re-read every ``refresh_s`` seconds (and on an unknown key, at most once a
+    second): a new key works within a second, a revoked one stops within ``refresh_s``. Usage is written to the
+    store with every charged request; quota checks read this process's counters (loaded from the store at first
+    use), so gateways sharing one database may overrun a quota by what the others charged since.
+    """
+
+    def __init__(self, store: KeyStore | None = None, static: list[KeyRecord] | None = None,
+                 refresh_s: float = 2.0) -> None:
         self.store = store
         self.static = list(static or [])
+        self.refresh_s = refresh_s
+        self._store_keys: dict[str, KeyRecord] = {}
+        self._loaded_at = -1e9
+        self._missed_at = -1e9
+        self._opened = False
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
-        self._lock = threading.Lock()
-        self._usage_fallback = MemoryKeyStore()  # usage of static keys when there is no store
+        self._counts: dict[tuple[str, str], dict] = {}
+        self._static_usage = MemoryKeyStore()
+        self._refresh_lock: asyncio.Lock | None = None
 
     @classmethod
-    def from_settings(cls, settings, store: KeyStore | None = None) -> "KeyRing":
+    def from_settings(cls, settings: Any, store: KeyStore | None = None) -> "KeyRing":
         static: list[KeyRecord] = []
         if getattr(settings, "api_key", None):
             static.append(KeyRecord(id="env", name="env", key_hash=hash_key(settings.api_key), role="admin",
@@ -206,25 +230,54 @@ class KeyRing:
             static.extend(read_key_file(Path(settings.api_key_file)))
         return cls(store, static)
 
+    # ------------------------------------------------------------------ keys
+    async def refresh(self, force: bool = False) -> None:
+        if self.store is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._loaded_at < self.refresh_s:
+            return
+        if self._refresh_lock is None:
+            self._refresh_lock = asyncio.Lock()
+        async with self._refresh_lock:
+            if not force and time.monotonic() - self._loaded_at < self.refresh_s:
+                return
+            try:
+                if not self._opened:
+                    await self.store.open()
+                    self._opened = True
+                keys = await self.store.list_keys()
+            except Exception as exc:  # fail closed: a key store that cannot be read admits nobody
+                log.error("cannot read the key store: %s", exc)
+                raise KeyStoreUnavailable(str(exc)) from exc
+            self._store_keys = {r.key_hash: r for r in keys if r.revoked_at is None}
+            self._loaded_at = time.monotonic()
+
     @property
     def enabled(self) -> bool:
-        """Keys are on once any key exists (static or in the store)."""
-        if any(r.role != "dashboard" for r in self.static):
-            return True
-        return self.store is not None and any(r.revoked_at is None for r in self.store.list_keys())
+        """Keys are on once any API key exists (static, or active in the store at the last refresh)."""
+        return any(r.role != "dashboard" for r in self.static) or \
+            any(r.role != "dashboard" for r in self._store_keys.values())
 
-    def authenticate(self, key: str) -> KeyRecord | None:
+    async def authenticate(self, key: str) -> KeyRecord | None:
         h = hash_key(key)
         found = None
         for r in self.static:  # compare every static key, constant time each
             if hmac.compare_digest(r.key_hash, h):
                 found = r
-        if found is None and self.store is not None:
-            found = self.store.key_by_hash(h)
-        if found is None or found.revoked_at is not None:
+        if found is not None:
+            return found
+        await self.refresh()
+        rec = self._store_keys.get(h)
+        if rec is None and self.store is not None and time.monotonic() - self._missed_at > 1.0:
+            self._missed_at = time.monotonic()  # a key created a moment ago
+            await self.refresh(force=True)
+            rec = self._store_keys.get(h)
+        if rec is None or not hmac.compare_digest(rec.key_hash, h):
             return None
-        return found
+        return rec
 
+    # ------------------------------------------------------------------ limits
     def _bucket(self, rec: KeyRecord, kind: str, rate: float) -> TokenBucket:
         b = self._buckets.get((rec.id, kind))
         if b is None or b.rate != rate:
@@ -234,41 +287,59 @@ class KeyRing:
     def admit_request(self, rec: KeyRecord) -> None:
         """One request against the key's request rate; raises :class:`LimitExceeded`."""
         if rec.rate_requests:
-            with self._lock:
-                wait = self._bucket(rec, "requests", rec.rate_requests).take(1)
+            wait = self._bucket(rec, "requests", rec.rate_requests).take(1)
             if wait:
-                raise LimitExceeded(429, "rate_limited", f"more than {rec.rate_requests:g} requests/s for this key",
-                                    wait)
+                raise LimitExceeded(429, "rate_limited",
+                                    f"more than {rec.rate_requests:g} requests/s for this key", wait)
 
     def _usage_store(self, rec: KeyRecord) -> KeyStore:
-        return self.store if self.store is not None and rec.source == "store" else self._usage_fallback
+        return self.store if self.store is not None else self._static_usage
 
-    def charge(self, rec: KeyRecord, characters: int, sentences: int) -> None:
-        """Admit ``characters`` against the key's character rate and quotas and count them; raises
+    async def _count(self, rec: KeyRecord, period: str) -> dict:
+        c = self._counts.get((rec.id, period))
+        if c is None:
+            await self.refresh()  # opens the store
+            got = await self._usage_store(rec).usage(rec.id, period)
+            c = self._counts.setdefault((rec.id, period), got.get(rec.id, _zero()))
+        return c
+
+    async def charge(self, rec: KeyRecord, characters: int, sentences: int) -> None:
+        """Admit ``characters`` against the key's quotas and character rate, and count them; raises
         :class:`LimitExceeded` (and counts nothing) when a limit says no."""
         day, month, day_left, month_left = periods()
-        store = self._usage_store(rec)
-        if rec.chars_per_day is not None and store.usage(rec.id, day)["characters"] + characters > rec.chars_per_day:
-            raise LimitExceeded(QUOTA_STATUS, "quota_exceeded",
-                                f"this key's daily quota of {rec.chars_per_day} characters is used up", day_left)
-        if rec.chars_per_month is not None and \
-                store.usage(rec.id, month)["characters"] + characters > rec.chars_per_month:
-            raise LimitExceeded(QUOTA_STATUS, "quota_exceeded",
-                                f"this key's monthly quota of {rec.chars_per_month} characters is used up", month_left)
+        cday, cmonth = await self._count(rec, day), await self._count(rec, month)
+        if rec.chars_per_day is not None and cday["characters"] + characters > rec.chars_per_day:
+            raise LimitExceeded(QUOTA_STATUS, "quota_exceeded", f"this key's daily quota of {rec.chars_per_day} "
+                                f"characters would be exceeded ({cday['characters']} used)", day_left)
+        if rec.chars_per_month is not None and cmonth["characters"] + characters > rec.chars_per_month:
+            raise LimitExceeded(QUOTA_STATUS, "quota_exceeded", f"this key's monthly quota of {rec.chars_per_month} "
+                                f"characters would be exceeded ({cmonth['characters']} used)", month_left)
         if rec.rate_chars:
-            with self._lock:
-                wait = self._bucket(rec, "chars", rec.rate_chars).take(characters)
+            wait = self._bucket(rec, "chars", rec.rate_chars).take(characters)
             if wait:
                 raise LimitExceeded(429, "rate_limited", f"more than {rec.rate_chars:g} characters/s for this key",
                                     wait)
-        for period in (day, month):
-            store.add_usage(rec.id, period, characters, sentences, 1)
+        for c in (cday, cmonth):
+            c["characters"] += characters
+            c["sentences"] += sentences
+            c["requests"] += 1
+        await self._usage_store(rec).add_usage(rec.id, [day, month], characters, sentences, 1)
 
-    def usage_of(self, rec: KeyRecord) -> dict:
+    # ------------------------------------------------------------------ usage
+    async def usage_of(self, rec: KeyRecord) -> dict:
         day, month, _, _ = periods()
         store = self._usage_store(rec)
         return {"key": {k: v for k, v in rec.public().items() if k != "source"},
-                "today": store.usage(rec.id, day), "this_month": store.usage(rec.id, month)}
+                "today": (await store.usage(rec.id, day)).get(rec.id, _zero()),
+                "this_month": (await store.usage(rec.id, month)).get(rec.id, _zero())}
 
-    def all_keys(self) -> list[KeyRecord]:
-        return self.static + (self.store.list_keys() if self.store is not None else [])
+    async def all_keys(self) -> list[KeyRecord]:
+        return self.static + (await self.store.list_keys() if self.store is not None else [])
+
+    async def usage_all(self) -> list[dict]:
+        return [await self.usage_of(r) for r in await self.all_keys()]
+
+    async def close(self) -> None:
+        if self.store is not None and self._opened:
+            await self.store.close()
+            self._opened = False

@@ -69,6 +69,9 @@ class StatsCollector:
                        s.resent_sentences)
         yield _counter("batchmt_reused_sentences", "Sentences answered without engine work: from the translation memory "
                        "or by sharing an identical sentence in flight", "kind", s.reused, ("memory", "coalesced"))
+        yield _counter("batchmt_suspect_sentences", "Sentences delivered with status 'suspect': still a copy of the "
+                       "source, a loop or a run-on after a sampled second try", "reason", s.suspect,
+                       ("copy", "loop", "run_on"))
         yield CounterMetricFamily("batchmt_ensemble_rounds", "Ensemble permutation rounds run (quality balanced/best)",
                                   value=s.ensemble_rounds)
         yield CounterMetricFamily("batchmt_ensemble_sentence_sends", "Sentences sent in ensemble rounds, summed over rounds",

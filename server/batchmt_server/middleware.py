@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import urlsplit
 
-from .keys import KeyRecord, KeyRing, LimitExceeded
+from .keys import KeyRecord, KeyRing, KeyStoreUnavailable, LimitExceeded
 
 __all__ = ["GuardMiddleware", "GuardConfig", "request_id_var", "RequestIdFilter", "json_depth_exceeds",
            "principal_of"]
@@ -59,6 +59,8 @@ _INNERMOST = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 DASHBOARD_PREFIX = "/dashboard"
+#: pages a browser opens: a 401 there asks for Basic auth (the key as the password), so the browser prompts
+BROWSER_PREFIXES = ("/dashboard", "/docs", "/openapi.json")
 #: the dashboard and the API docs load their scripts and styles from this server only
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
@@ -102,13 +104,12 @@ class GuardConfig:
 
     @classmethod
     def from_settings(cls, settings: Any, keys: KeyRing | None = None) -> "GuardConfig":
-        from .security_settings import body_bytes_needed
+        from .security_settings import default_body_bytes
 
         token = settings.metrics_token
         if token is None and settings.metrics_token_file is not None:
             token = settings.metrics_token_file.read_text(encoding="utf-8").strip() or None
-        body = settings.max_body_bytes or body_bytes_needed(settings.max_sentences_per_request,
-                                                            settings.max_sentence_chars)
+        body = settings.max_body_bytes or default_body_bytes(settings)
         return cls(keys=keys or KeyRing.from_settings(settings), max_body_bytes=body,
                    max_json_depth=settings.max_json_depth, body_timeout_s=settings.body_timeout_s,
                    metrics_token=token)
@@ -182,26 +183,28 @@ class GuardMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _authorize(self, scope: Scope, headers: dict[bytes, bytes]) -> KeyRecord | None:
+    async def _authorize(self, scope: Scope, headers: dict[bytes, bytes]) -> KeyRecord | None:
         """The caller's key record; raises :class:`_Refused` when the path needs a key it does not have."""
         path: str = scope.get("path", "")
         keys = self.config.keys
         if path in PUBLIC_PATHS:
             return None
+        await keys.refresh()
         metrics_guarded = path == "/metrics" and self.config.metrics_token is not None
         if not keys.enabled and not metrics_guarded:
             return None
-        secret = _credential(headers.get(b"authorization", b""), basic=path.startswith(DASHBOARD_PREFIX))
+        secret = _credential(headers.get(b"authorization", b""))
         if metrics_guarded and secret is not None and hmac.compare_digest(
                 secret.encode("utf-8", "surrogatepass"), self.config.metrics_token.encode("utf-8")):
             return None
-        rec = keys.authenticate(secret) if secret else None
+        rec = await keys.authenticate(secret) if secret else None
         if rec is None:
-            hdr = {"WWW-Authenticate": 'Basic realm="batchmt dashboard"' if path.startswith(DASHBOARD_PREFIX)
+            hdr = {"WWW-Authenticate": 'Basic realm="batchmt", charset="UTF-8"' if path.startswith(BROWSER_PREFIXES)
                    else "Bearer"}
             raise _Refused(401, "unauthorized", "missing or invalid API key", hdr)
-        allowed = (rec.role == "admin" or (rec.role == "user" and path != "/metrics")
-                   or (rec.role == "dashboard" and path.startswith(DASHBOARD_PREFIX)))
+        dashboard = path.startswith(DASHBOARD_PREFIX)
+        allowed = (rec.role == "admin" or (rec.role == "user" and path != "/metrics" and not dashboard)
+                   or (rec.role == "dashboard" and dashboard))
         if not allowed:
             raise _Refused(403, "forbidden", "this key may not use this endpoint")
         return rec
@@ -252,7 +255,7 @@ class GuardMiddleware:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.lower(): v for k, v in scope.get("headers", ())}
         try:
-            rec = self._authorize(scope, headers)
+            rec = await self._authorize(scope, headers)
             if rec is not None:
                 try:
                     self.config.keys.admit_request(rec)
@@ -263,6 +266,10 @@ class GuardMiddleware:
                 body = await self._read_body(scope, headers, receive)
                 self._check_json(headers, body)
                 receive = _replay(body, receive)
+        except KeyStoreUnavailable:
+            await self._respond(send, _error(503, "key_store_unavailable", "the key store cannot be read; retry later",
+                                             {"Retry-After": "5"}, close=True))
+            return
         except _Refused as refused:
             log.info("refused %s %s: %d", scope.get("method"), scope.get("path"), refused.response[0])
             await self._respond(send, refused.response)
@@ -270,7 +277,14 @@ class GuardMiddleware:
         except _Disconnected:
             log.debug("client went away while sending its body")
             return
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the server is cancelling us (shutdown): not ours to swallow
+            # the app gave up on a caller that went away (translator.py cancels its sentences): normal, no traceback
+            log.info("client disconnected before the answer: %s %s", scope.get("method"), scope.get("path"))
 
 
 class _Disconnected(Exception):
@@ -290,8 +304,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _credential(value: bytes, basic: bool) -> str | None:
-    """The secret of an ``Authorization`` header: ``Bearer <key>`` (any case), or the password of ``Basic``."""
+def _credential(value: bytes) -> str | None:
+    """The secret of an ``Authorization`` header: ``Bearer <key>`` (any case), or ``Basic`` with the key as the
+    password (or as the user name with an empty password, as Stripe's ``curl -u key:``)."""
     try:
         text = value.decode("latin-1").strip()
     except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes anything
@@ -300,12 +315,12 @@ def _credential(value: bytes, basic: bool) -> str | None:
     scheme, rest = scheme.lower(), rest.strip()
     if scheme == "bearer" and rest:
         return rest
-    if basic and scheme == "basic" and rest:
+    if scheme == "basic" and rest:
         try:
-            _, _, password = base64.b64decode(rest, validate=True).decode("utf-8").partition(":")
+            user, _, password = base64.b64decode(rest, validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return None
-        return password or None
+        return password or user or None
     return None
 
 

@@ -8,11 +8,11 @@ the environment or from files, never from the command line, where ``ps`` would s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["SecurityFields", "SECRET_FIELDS", "body_bytes_needed"]
+__all__ = ["SecurityFields", "SECRET_FIELDS", "body_bytes_needed", "check_limits", "default_body_bytes"]
 
 #: settings never offered as command-line flags (``ps`` shows a process's arguments)
 SECRET_FIELDS = frozenset({"api_key", "engine_api_key", "metrics_token", "dashboard_key"})
@@ -23,6 +23,36 @@ def body_bytes_needed(max_sentences: int, max_chars: int) -> int:
     12 bytes (an astral character is two ``\\uXXXX`` escapes), 8 bytes of quotes and commas per
     sentence, 1 KiB for the rest of the object."""
     return max_sentences * (max_chars * 12 + 8) + 1024
+
+
+def request_chars_limit(s: Any) -> tuple[int, int]:
+    """(entries, characters) of the largest conforming translate request: ``max_sentences_per_request`` entries,
+    at most ``max_text_chars`` each and ``max_request_chars`` in all."""
+    n = s.max_sentences_per_request
+    return n, min(s.max_request_chars, n * s.max_text_chars)
+
+
+def default_body_bytes(s: Any) -> int:
+    """The default ``max_body_bytes``: the largest conforming request with every character a 12-byte escape."""
+    n, chars = request_chars_limit(s)
+    return chars * 12 + n * 8 + 1024
+
+
+def check_limits(s: Any) -> None:
+    """Refuse (``ValueError``) limits that contradict each other, so that no conforming request is refused
+    forever: ``batchmt-server`` calls it at start-up."""
+    problems = []
+    if s.max_queue_sentences < s.max_sentences_per_request:
+        problems.append(f"max_queue_sentences ({s.max_queue_sentences}) is below max_sentences_per_request "
+                        f"({s.max_sentences_per_request}): a full-size request could never be queued")
+    if s.max_body_bytes is not None:
+        n, chars = request_chars_limit(s)
+        utf8 = chars * 4 + n * 8 + 1024
+        if s.max_body_bytes < utf8:
+            problems.append(f"max_body_bytes ({s.max_body_bytes}) is below what {n} texts of {chars} characters "
+                            f"in all take in UTF-8 ({utf8})")
+    if problems:
+        raise ValueError("contradictory limits: " + "; ".join(problems))
 
 
 class SecurityFields(BaseModel):

@@ -78,6 +78,7 @@ class StatsSnapshot:
     flagged_slots: Mapping[str, int]
     resent_sentences: Mapping[str, int]
     reused: Mapping[str, int]
+    suspect: Mapping[str, int]
     queue_depth: int
     prompts_in_flight: int
     engine_ready: bool
@@ -123,6 +124,7 @@ class Stats:
         self.flagged_slots: Counter[str] = Counter()     # output slots the parser flagged, by reason
         self.resent_sentences: Counter[str] = Counter()  # sentences re-sent after a flagged slot, by reason
         self.reused: Counter[str] = Counter()         # sentences served without engine work: memory | coalesced
+        self.suspect: Counter[str] = Counter()        # delivered but flagged after a second try: copy | loop | run_on
         self.queue_depth = 0                          # sentences waiting
         self.prompts_in_flight = 0                    # gauge (the runner owns the count; see set_prompts_in_flight)
         self.engine_ready = False
@@ -167,7 +169,7 @@ class Stats:
                 multi_request_prompts=self.multi_request_prompts, prompt_tokens=self.prompt_tokens,
                 cached_prompt_tokens=self.cached_prompt_tokens, completion_tokens=self.completion_tokens,
                 flagged_slots=_frozen(self.flagged_slots), resent_sentences=_frozen(self.resent_sentences),
-                reused=_frozen(self.reused), queue_depth=self.queue_depth, prompts_in_flight=self.prompts_in_flight,
+                reused=_frozen(self.reused), suspect=_frozen(self.suspect), queue_depth=self.queue_depth, prompts_in_flight=self.prompts_in_flight,
                 engine_ready=self.engine_ready, pack_cap=self.pack_cap, ensemble_rounds=self.ensemble_rounds,
                 ensemble_sentence_sends=self.ensemble_sentence_sends,
                 early_stopped_sentences=self.early_stopped_sentences, engine_busy_seconds=self.engine_busy_seconds,
@@ -232,6 +234,11 @@ class Stats:
     def record_reuse(self, kind: str) -> None:
         with self._lock:
             self.reused[kind] += 1
+
+    def record_suspect(self, reason: str) -> None:
+        """A sentence delivered with status "suspect" (still a copy or a loop after a sampled second try)."""
+        with self._lock:
+            self.suspect[reason] += 1
 
     def record_flagged_slot(self, reason: str, resent: bool) -> None:
         """An output slot the parser flagged; ``resent``: its sentence goes to the engine again."""

@@ -61,6 +61,7 @@ class Translator:
         self.prices = prices or Prices.from_settings(settings)
         self.memory = memory  # the persistent translation memory (the store); None: off
         self._ids = itertools.count(1)
+        self._ensemble_load = 0  # sentence-rounds of quality balanced/best requests in flight (admission)
 
     def ensemble_config(self, quality: str) -> EnsembleConfig | None:
         """The ensemble a quality level runs (None: the one-pass batcher path)."""
@@ -99,8 +100,11 @@ class Translator:
                                param=f"sentences[{i}]")
 
     async def translate(self, req: TranslateRequest, disconnected: Callable[[], Awaitable[None]] | None = None, *,
-                        priority: int = 0) -> TranslateResponse:
-        """``priority`` > 0: batch-job work, sent in the capacity interactive requests leave."""
+                        priority: int = 0,
+                        admit: Callable[[int, int], Awaitable[None]] | None = None) -> TranslateResponse:
+        """``priority`` > 0: batch-job work, sent in the capacity interactive requests leave. ``admit(characters,
+        sentences)`` charges the caller's key (quota, character rate) once the request is valid and fits; it
+        raises :class:`APIError` to refuse. An ensemble quality is charged its rounds times its characters."""
         t0 = time.monotonic()
         try:
             self.validate(req)
@@ -123,6 +127,14 @@ class Translator:
         rid = next(self._ids)
         chars = sum(len(t) for t in req.sentences)
         config = self.ensemble_config(req.quality)
+        rounds = config.rounds if config is not None else 1
+        try:
+            self._check_capacity(len(texts), rounds)
+            if admit is not None:
+                await admit(chars * rounds, len(req.sentences))
+        except APIError:
+            self.stats.record_request("rejected")
+            raise
         # the persistent translation memory, under the signature of what this quality runs
         sig = self.signature_for(req.quality)
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
@@ -190,6 +202,24 @@ class Translator:
                                                                 total.baseline_engine_seconds),
                         currency=self.prices.currency))
 
+    def _check_capacity(self, lines: int, rounds: int) -> None:
+        """A request that can never fit the queue is a 413 (not a 429 forever); ensemble work (``rounds`` > 1)
+        counts ``lines * rounds`` against the same queue cap as the one-pass path, and one-pass requests count the
+        ensemble work in flight."""
+        cap = self.settings.max_queue_sentences
+        need = lines * rounds
+        if need > cap:
+            what = f"{lines} lines to translate" + (f" x {rounds} rounds" if rounds > 1 else "")
+            raise APIError(413, "request_too_large", f"this request has {what}; the gateway queues at most {cap}: "
+                           "send fewer or shorter sentences per request" + (", or a lower quality" if rounds > 1
+                                                                            else ""), param="sentences")
+        if rounds == 1 and not self._ensemble_load:
+            return  # the batcher's own cap decides
+        if self.batcher.interactive_active + self._ensemble_load + need > cap:
+            retry = self.batcher.retry_after()
+            raise APIError(429, "queue_full", f"the gateway is at capacity ({cap} sentences queued or in ensemble "
+                           f"rounds); retry after {retry:.0f}s", headers={"Retry-After": str(int(retry))})
+
     async def _one_pass(self, texts: list[str], rid: int, disconnected: Callable[[], Awaitable[None]] | None,
                         n_sentences: int, priority: int = 0) -> list[Outcome]:
         """quality 'fast': every line through the batcher once (packed with other callers' sentences)."""
@@ -214,8 +244,13 @@ class Translator:
         """quality 'balanced'/'best': permutation rounds with early stopping (ensemble.py); a line left
         without any valid candidate goes through the batcher once more, so nothing is lost."""
         assert self.ensemble is not None
-        task = asyncio.ensure_future(self.ensemble.run(texts, config, rid))
-        (run,) = await self._wait([task], disconnected)  # cancels the rounds on disconnect or timeout
+        load = len(texts) * config.rounds
+        self._ensemble_load += load
+        try:
+            task = asyncio.ensure_future(self.ensemble.run(texts, config, rid))
+            (run,) = await self._wait([task], disconnected)  # cancels the rounds on disconnect or timeout
+        finally:
+            self._ensemble_load -= load
         if isinstance(run, Outcome):  # timed out
             return [Outcome(None, run.error_code, run.error_message) for _ in texts]
         outcomes = [Outcome(res.text, None if res.text else "no_candidate",
@@ -261,6 +296,7 @@ class Translator:
                 raise asyncio.CancelledError()
         except asyncio.CancelledError:
             gathered.cancel()
+            gathered.add_done_callback(_retrieve)  # no "exception was never retrieved" after a disconnect
             raise
         finally:
             if watcher is not None:

@@ -90,8 +90,10 @@ async def test_usage_equals_metrics_and_needs_the_api_key():
         assert (await c.get("/v1/usage")).status_code == 401
         await c.post("/v1/translate", json={"sentences": SENTENCES}, headers=auth)
         u = (await c.get("/v1/usage", headers=auth)).json()
-        m = parse_metrics((await c.get("/metrics")).text)
-        d = (await c.get("/dashboard/data")).json()
+        assert (await c.get("/metrics")).status_code == 401  # with a key set, /metrics and the dashboard need it too
+        assert (await c.get("/dashboard/data")).status_code == 401
+        m = parse_metrics((await c.get("/metrics", headers=auth)).text)
+        d = (await c.get("/dashboard/data", headers=auth)).json()
     assert m["batchmt_cost_total"] == u["cost"] > 0
     assert m["batchmt_baseline_cost_total"] == u["baseline_cost"] > u["cost"]
     assert m["batchmt_baseline_prompts_total"] == u["baseline_prompts"] == 4

@@ -215,3 +215,23 @@ async def test_translation_memory_answers_repeats_without_the_engine_and_is_boun
     assert out[0].text == "[de] Third to remember." and out[0].memory and len(eng.prompts) == sent
     await asyncio.gather(*b.submit(["First to remember."], 3))  # evicted (LRU of 2): goes to the engine
     assert len(eng.prompts) == sent + 1 and stats.reused["memory"] == 1
+
+
+async def test_an_english_copy_gets_a_sampled_second_try_and_is_kept_when_that_translates():
+    eng = FakeEngine()
+    # greedy decoding copies the English source; sampling translates
+    eng.responder = lambda srcs: list(srcs) if eng.last_params.temperature == 0 else [f"[de] {s}" for s in srcs]
+    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=1)
+    (out,) = await asyncio.gather(*b.submit(["The weather will be warm all week long."], request_id=1))
+    assert out.text == "[de] The weather will be warm all week long." and out.suspect is None and not out.flagged
+    assert [p.temperature > 0 for p in eng.params] == [False, True]  # the second try was sampled
+    assert stats.resent_sentences["copy"] == 1 and not stats.suspect
+
+
+async def test_a_sentence_still_copied_after_the_second_try_is_delivered_as_suspect_not_ok():
+    eng = FakeEngine(responder=lambda srcs: list(srcs))  # the model only ever copies
+    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=1)
+    (out,) = await asyncio.gather(*b.submit(["The weather will be warm all week long."], request_id=1))
+    assert out.text == "The weather will be warm all week long." and out.suspect == "copy"
+    assert len(eng.prompts) == 2 and stats.suspect["copy"] == 1
+    assert "The weather will be warm all week long." not in b._memory  # a suspect answer is never remembered

@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import logging
+import time
 from contextlib import asynccontextmanager
 
 import httpx
@@ -15,10 +16,10 @@ import pytest
 from helpers import parse_metrics
 
 from batchmt_server.app import create_app
-from batchmt_server.cli import Settings
+from batchmt_server.settings import Settings
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key, read_key_file
-from batchmt_server.middleware import GuardConfig, GuardMiddleware, json_depth_exceeds
+from batchmt_server.middleware import json_depth_exceeds
 from batchmt_server.observability import setup_logging
 
 KEY = "test-key-0123456789abcdef"
@@ -32,19 +33,19 @@ async def front(keys: KeyRing | None = None, **settings):
     settings.setdefault("warmup", False)
     settings.setdefault("calibration", "off")
     s = Settings(engine="fake", **settings)
-    app = create_app(s, engine=FakeEngine())
-    guarded = GuardMiddleware(app, GuardConfig.from_settings(s, keys))
+    app = create_app(s, engine=FakeEngine(), keys=keys or KeyRing.from_settings(s))
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             yield client, app
 
 
 def ring() -> KeyRing:
     store = MemoryKeyStore()
-    store.add_key(KeyRecord(id="k1", name="alice", key_hash=hash_key(USER_KEY), role="user"))
+    store._keys["k1"] = KeyRecord(id="k1", name="alice", key_hash=hash_key(USER_KEY), role="user")
     return KeyRing(store, [KeyRecord(id="env", name="env", key_hash=hash_key(KEY), role="admin", source="env"),
-                           KeyRecord(id="dash", name="dash", key_hash=hash_key(DASH_KEY), role="dashboard")])
+                           KeyRecord(id="dash", name="dash", key_hash=hash_key(DASH_KEY), role="dashboard")],
+                   refresh_s=0.0)
 
 
 def auth(key: str, scheme: str = "Bearer") -> dict:
@@ -94,7 +95,8 @@ async def test_roles_user_key_not_metrics_dashboard_key_only_dashboard_metrics_t
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
         basic = base64.b64encode(f"anyone:{DASH_KEY}".encode()).decode()
         assert (await c.get("/dashboard/data", headers={"authorization": f"Basic {basic}"})).status_code == 200
-        assert (await c.get("/v1/info", headers={"authorization": f"Basic {basic}"})).status_code == 401
+        assert (await c.get("/v1/info", headers={"authorization": f"Basic {basic}"})).status_code == 403
+        assert (await c.get("/dashboard/data", headers=auth(USER_KEY))).status_code == 403  # tenants: own usage only
 
 
 async def test_metrics_token_alone_guards_metrics_without_keys():
@@ -108,7 +110,7 @@ async def test_revoked_key_is_refused():
     keys = ring()
     async with front(keys) as (c, _):
         assert (await c.get("/v1/info", headers=auth(USER_KEY))).status_code == 200
-        assert keys.store.revoke_key("alice")
+        assert await keys.store.revoke_key("alice", time.time()) == 1
         assert (await c.get("/v1/info", headers=auth(USER_KEY))).status_code == 401
 
 

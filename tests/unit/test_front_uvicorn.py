@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -44,6 +45,7 @@ def server(tmp_path_factory):
     log = folder / "server.log"
     (folder / "keys").write_text(f"ops:{KEY}\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
+    env["BATCHMT_DATA_DIR"] = str(folder / "data")
     proc = subprocess.Popen([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--calibration",
                              "off", "--no-warmup", "--port", str(port), "--api-key-file", str(folder / "keys"),
                              "--header-timeout-s", "1",
@@ -51,7 +53,7 @@ def server(tmp_path_factory):
                             stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc, 60, log)
-        yield port, proc, log
+        yield port, proc, log, env
     finally:
         proc.terminate()
         proc.wait(20)
@@ -75,7 +77,7 @@ def raw(port: int, data: bytes, timeout: float = 5.0) -> tuple[bytes, float]:
 
 
 def test_oversized_headers_get_431_without_buffering_them(server):
-    port, _, _ = server
+    port, *_ = server
     out, _ = raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (8 << 20) + b"\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 431 ") and b'"headers_too_large"' in out
     out, _ = raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Many: y\r\n" * 2000 + b"\r\n")
@@ -85,7 +87,7 @@ def test_oversized_headers_get_431_without_buffering_them(server):
 
 
 def test_unfinished_headers_and_idle_connections_are_closed(server):
-    port, _, _ = server
+    port, *_ = server
     out, took = raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
     assert out.startswith(b"HTTP/1.1 408 ") and 0.8 < took < 3
     out, took = raw(port, b"")  # connects and says nothing
@@ -95,7 +97,7 @@ def test_unfinished_headers_and_idle_connections_are_closed(server):
 
 
 def test_stalled_body_gets_408_and_the_socket_is_closed(server):
-    port, _, _ = server
+    port, *_ = server
     head = (b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
             + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"sentences\": [")
     out, took = raw(port, head)
@@ -103,7 +105,7 @@ def test_stalled_body_gets_408_and_the_socket_is_closed(server):
 
 
 def test_expect_100_continue_with_an_oversized_length_is_413_without_100_continue(server):
-    port, _, _ = server
+    port, *_ = server
     out, _ = raw(port, b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
                  + b"\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in out
@@ -113,7 +115,7 @@ def test_expect_100_continue_with_an_oversized_length_is_413_without_100_continu
 
 
 def test_no_server_header_and_translate_works_with_a_lowercase_bearer(server):
-    port, _, _ = server
+    port, *_ = server
     r = httpx.post(f"http://127.0.0.1:{port}/v1/translate", json={"sentences": ["Hello there."]},
                    headers={"authorization": f"bearer {KEY}"})
     assert r.status_code == 200, r.text
@@ -121,7 +123,7 @@ def test_no_server_header_and_translate_works_with_a_lowercase_bearer(server):
 
 
 def test_ps_does_not_show_the_key_and_the_flag_is_refused(server):
-    _, proc, _ = server
+    _, proc, *_ = server
     assert all(KEY not in arg for arg in psutil.Process(proc.pid).cmdline())
     r = subprocess.run([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--api-key", "abc"],
                        capture_output=True, text=True, timeout=60)
@@ -129,7 +131,7 @@ def test_ps_does_not_show_the_key_and_the_flag_is_refused(server):
 
 
 def test_rss_stays_bounded_after_a_burst_of_oversized_bodies(server):
-    port, proc, _ = server
+    port, proc, *_ = server
     p = psutil.Process(proc.pid)
     before = p.memory_info().rss
     head = (b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
@@ -161,3 +163,38 @@ def test_rss_stays_bounded_after_a_burst_of_oversized_bodies(server):
     print(f"RSS {before / 2**20:.0f} MiB -> {p.memory_info().rss / 2**20:.0f} MiB after 3x(50 MB declared + "
           f"50 MB chunked)")
     assert grown < 40
+
+
+def test_keys_cli_create_works_on_the_running_gateway_then_revoke(server):
+    port, _, _, env = server
+    url = f"http://127.0.0.1:{port}"
+    cli = [sys.executable, "-m", "batchmt_server", "keys"]
+    r = subprocess.run([*cli, "create", "--name", "carol", "--rate", "100", "--char-limit", "40"], env=env,
+                       capture_output=True, text=True, timeout=60, check=True)
+    key = r.stdout.strip()
+    assert key.startswith("bmt_") and len(key) > 40
+    listed = subprocess.run([*cli, "list"], env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "carol" in listed and key not in listed
+    db = (Path(env["BATCHMT_DATA_DIR"]) / "batchmt.sqlite3").read_bytes()
+    assert key.encode() not in db  # stored hashed
+    time.sleep(1.1)  # the gateway re-reads the keys on an unknown key at most once a second
+    h = {"authorization": f"Bearer {key}"}
+    r = httpx.post(f"{url}/v1/translate", json={"sentences": ["Hello there, friend."]}, headers=h)
+    assert r.status_code == 200, r.text
+    usage = httpx.get(f"{url}/v1/usage", headers=h).json()
+    assert usage["key"]["name"] == "carol" and usage["this_month"]["characters"] == 20
+    r = httpx.post(f"{url}/v1/translate", json={"sentences": ["This one is over the quota."]}, headers=h)
+    assert r.status_code == 456 and r.json()["error"]["code"] == "quota_exceeded" and "retry-after" in r.headers
+    subprocess.run([*cli, "revoke", "carol"], env=env, capture_output=True, timeout=60, check=True)
+    time.sleep(2.2)
+    assert httpx.get(f"{url}/v1/info", headers=h).status_code == 401
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--max-queue-sentences", "16", "--max-sentences-per-request", "128"], "max_queue_sentences"),
+    (["--max-body-bytes", "4096"], "max_body_bytes"),
+])
+def test_contradictory_limits_are_refused_at_start_up(args, needle):
+    r = subprocess.run([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", *args],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "contradictory limits" in r.stderr and needle in r.stderr
