@@ -17,7 +17,9 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .consensus import span_confidence
 from .engines import EngineError
+from .parsing import Slot
 from .placeholders import check_masks
 from .runner import PromptCall, PromptRunner
 from .stats import Stats
@@ -31,6 +33,12 @@ log = logging.getLogger("batchmt.batcher")
 #: flagged reasons of a one-sentence slot that still holds the model's own answer -> the suspect reason it is
 #: delivered with when a sampled second try does not do better
 SUSPECT_REASONS = {"copy": "copy", "truncated": "loop", "merged": "run_on"}
+
+
+def _confidence(call: PromptCall, slot: Slot) -> float | None:
+    """Mean token log-probability of the slot's translation (None when the engine gave none)."""
+    c = call.completion
+    return span_confidence(c.token_logprobs, c.token_offsets, *slot.span) if slot.span else None
 
 
 class QueueFull(Exception):
@@ -54,6 +62,8 @@ class Outcome:
     flagged: bool = False    # a flagged slot kept as the model's own answer (never remembered)
     #: still a copy of the English (or a loop) after a different, sampled second try: delivered, but not as "ok"
     suspect: str | None = None
+    #: the model's mean token log-probability over this translation (one-pass slots), or None when unknown
+    confidence: float | None = None
 
 
 @dataclass(eq=False)
@@ -295,7 +305,8 @@ class Batcher:
                 temperature, seed = max(self.temperature, self.resample_temperature), sum(it.attempts for it in batch)
             try:
                 call = await self.runner.call(sources, [it.tokens for it in batch], temperature=temperature, seed=seed,
-                                              requests=len({it.request_id for it in batch}), priority=priority)
+                                              requests=len({it.request_id for it in batch}), priority=priority,
+                                              logprobs=True)
             except EngineError as exc:
                 log.warning("engine call failed for %d sentences: %s", len(batch), exc)
                 for it in batch:
@@ -310,7 +321,7 @@ class Batcher:
                     self._repair(it, "placeholder", len(batch), f"protected spans damaged: {damage}")
                 elif slot.ok:
                     self._record_baseline(it, call, batch)
-                    self._resolve(it, slot.text)
+                    self._resolve(it, slot.text, confidence=_confidence(call, slot))
                 elif len(batch) == 1 and slot.reason in SUSPECT_REASONS and slot.text:
                     # Alone in its prompt, this is the model's own answer for this very sentence, but a copy of the
                     # English or a run-on. Greedy decoding would give it again: the second try is sampled.
@@ -321,7 +332,8 @@ class Batcher:
                     self.stats.record_flagged_slot(slot.reason, resent=False)
                     self.stats.record_suspect(SUSPECT_REASONS[slot.reason])
                     self._record_baseline(it, call, batch)
-                    self._resolve(it, slot.text, flagged=True, suspect=SUSPECT_REASONS[slot.reason])
+                    self._resolve(it, slot.text, flagged=True, suspect=SUSPECT_REASONS[slot.reason],
+                                  confidence=_confidence(call, slot))
                 else:
                     self._repair(it, slot.reason or "missing", len(batch), f"output slot flagged: {slot.reason}")
         except Exception as exc:  # a bug must not leave callers waiting: fail what is unresolved, in its slot
@@ -349,13 +361,13 @@ class Batcher:
             del self._pending[it.text]
 
     def _resolve(self, it: Item, text: str | None, code: str | None = None, message: str | None = None,
-                 flagged: bool = False, suspect: str | None = None) -> None:
+                 flagged: bool = False, suspect: str | None = None, confidence: float | None = None) -> None:
         self._forget(it)
         first = True
         for w in it.waiters:
             if not w.done():  # the first live caller carries the cost; the others shared the work
-                w.set_result(Outcome(text, code, message, it.usage, flagged=flagged, suspect=suspect) if first else
-                             Outcome(text, code, message, coalesced=True, flagged=flagged, suspect=suspect))
+                w.set_result(Outcome(text, code, message, it.usage if first else EngineUsage(), coalesced=not first,
+                                     flagged=flagged, suspect=suspect, confidence=confidence))
                 first = False
         if text is not None and not flagged and self.memory_size > 0:
             self._memory[it.text] = text

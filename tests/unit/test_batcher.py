@@ -235,3 +235,12 @@ async def test_a_sentence_still_copied_after_the_second_try_is_delivered_as_susp
     assert out.text == "The weather will be warm all week long." and out.suspect == "copy"
     assert len(eng.prompts) == 2 and stats.suspect["copy"] == 1
     assert "The weather will be warm all week long." not in b._memory  # a suspect answer is never remembered
+
+
+async def test_every_translation_carries_the_models_confidence_in_it():
+    eng = FakeEngine()
+    eng.confidence = lambda target: -0.5 if "second" in target else -0.1  # per translation line, as the model says
+    b, _, _ = make(eng, policy="fixed", max_sentences_per_prompt=4)
+    out = await asyncio.gather(*b.submit(["A first sentence here.", "A second sentence here."], request_id=1))
+    assert [round(o.confidence, 6) for o in out] == [-0.1, -0.5]
+    assert all(p.logprobs for p in eng.params)
