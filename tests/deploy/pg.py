@@ -35,7 +35,8 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
+        self.fsync = fsync
         self.initdb, self.pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
         if not (self.initdb and self.pg_ctl):
             pytest.fail("PostgreSQL is not installed: run `bash scripts/install-test-deps.sh` (Debian package "
@@ -60,9 +61,9 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                  "--no-sync")
+                  *([] if self.fsync else ["--no-sync"]))
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
-                "-c fsync=off -c max_connections=100")
+                f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=100")
         self._run(self.pg_ctl, "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts, "-w",
                   "-t", "60", "start")
         psql = pg_bin("psql") or "psql"

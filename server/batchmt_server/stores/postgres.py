@@ -381,26 +381,31 @@ class PostgresStore:
                 "INSERT INTO translation_memory (signature, source, target, created_at, last_used) "
                 "SELECT %s, s, t, %s, %s FROM unnest(%s::text[], %s::text[]) AS v(s, t) "
                 "ON CONFLICT (signature, source) DO UPDATE SET target = excluded.target, "
-                "last_used = excluded.last_used",
+                "last_used = excluded.last_used RETURNING (xmax = 0) AS inserted",
                 (signature, now, now, keys, [latest[k] for k in keys]))
-            await cur.execute("SELECT COUNT(*) AS n FROM translation_memory")
+            added = sum(1 for r in await cur.fetchall() if r["inserted"])
+            # the size row is locked last and briefly: the one point where concurrent memory writes queue
+            await cur.execute("UPDATE translation_memory_count SET n = n + %s RETURNING n", (added,))
             excess = (await cur.fetchone())["n"] - max_entries
-            if excess > 0:
+            if excess > 0:  # least recently used first; rows another writer holds are left for the next write
                 await cur.execute("DELETE FROM translation_memory WHERE ctid IN (SELECT ctid FROM translation_memory "
                                   "ORDER BY last_used LIMIT %s FOR UPDATE SKIP LOCKED)", (excess,))
+                await cur.execute("UPDATE translation_memory_count SET n = n - %s", (cur.rowcount,))
         if not pairs:
             return
         await self._tx(op)
 
     async def tm_size(self) -> int:
         async def op(cur: psycopg.AsyncCursor) -> int:
-            await cur.execute("SELECT COUNT(*) AS n FROM translation_memory")
+            await cur.execute("SELECT n FROM translation_memory_count")
             return (await cur.fetchone())["n"]
         return await self._tx(op)
 
     async def tm_clear(self) -> None:
         async def op(cur: psycopg.AsyncCursor) -> None:
+            await cur.execute("SELECT n FROM translation_memory_count FOR UPDATE")
             await cur.execute("DELETE FROM translation_memory")
+            await cur.execute("UPDATE translation_memory_count SET n = 0")
         await self._tx(op)
 
 

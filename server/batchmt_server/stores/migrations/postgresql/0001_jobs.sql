@@ -76,3 +76,10 @@ CREATE TABLE translation_memory (
     PRIMARY KEY (signature, source)
 );
 CREATE INDEX translation_memory_lru ON translation_memory (last_used);
+
+-- The memory's size, kept in the same transactions as its rows (COUNT(*) on every write would scan the table).
+CREATE TABLE translation_memory_count (
+    id BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (id),
+    n  BIGINT NOT NULL
+);
+INSERT INTO translation_memory_count VALUES (TRUE, 0);
