@@ -130,7 +130,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
         return Info(version=__version__, model=gw.model_name, signature=gw.signature,
                     language_pairs=list(LANGUAGE_PAIRS),
                     limits=Limits(max_sentences_per_request=settings.max_sentences_per_request,
-                                  max_sentence_chars=settings.max_sentence_chars),
+                                  max_sentence_chars=settings.max_sentence_chars,
+                                  max_text_chars=settings.max_text_chars,
+                                  max_request_chars=settings.max_request_chars),
                     max_sentences_per_prompt=gw.max_pack, calibrated_pack_limit=gw.calibrated_pack_limit,
                     pack_policy=settings.pack_policy, template=gw.template.ref,
                     template_variants=settings.template_names if settings.template == "auto" else [])
@@ -153,6 +155,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     @app.get("/readyz", tags=["ops"])
     async def readyz(request: Request) -> JSONResponse:
         gw = gateway(request)
+        if getattr(request.app.state, "draining", False):  # SIGTERM: out of the load balancer first (cli.serve)
+            return JSONResponse(error_body("not_ready", "shutting down"), status_code=503, headers={"Retry-After": "5"})
         if gw.ready.is_set() and gw.engine is not None and await gw.engine.ready():
             return JSONResponse({"status": "ready", "model": gw.model_name, "ready_after_s": gw.ready_after_s})
         why = gw.boot_error or ("the engine does not answer" if gw.ready.is_set() else "the engine is still starting")

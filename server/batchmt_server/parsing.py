@@ -42,6 +42,7 @@ REASONS = (
     "empty",        # nothing after the label
     "truncated",    # the engine stopped at max_tokens inside this slot
     "engine_error", # the engine call failed
+    "placeholder",  # protected spans (placeholders, inline tags) lost, doubled, invented or reordered (batcher)
 )
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
-__all__ = ["TranslateRequest", "TranslateResponse", "Translation", "TranslationError", "Usage", "Info", "Limits",
+__all__ = ["TranslateRequest", "TranslateResponse", "Translation", "TranslationError", "FailedSegment", "Usage", "Info",
+           "Limits",
            "UsageTotals", "Prices"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -35,10 +36,26 @@ def _lone_surrogate(value: Any, path: str = "") -> str | None:
 
 class TranslateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"texts": ["The museum is closed on Mondays. It opens again on Tuesday.\n\n- Tickets: 12 EUR"],
+         "source_lang": "en", "target_lang": "de"},
         {"sentences": ["The museum is closed on Mondays.", "I have lost my keys again."],
          "source_lang": "en", "target_lang": "de"}]})
 
-    sentences: list[StrictStr] = Field(description="Sentences to translate; one translation comes back per entry, in order")
+    texts: list[StrictStr] | None = Field(
+        None, description="Texts to translate (a sentence, a paragraph, a document); each is split into sentences on "
+        "the server and comes back whole, with its layout; one translation per entry, in order. Send exactly one of "
+        "'texts' and 'sentences'")
+    sentences: list[StrictStr] | None = Field(
+        None, description="The legacy name of 'texts' (same meaning; error codes keep their old names)")
+    split_sentences: Literal["on", "newlines", "off"] = Field(
+        "on", description="'on': split on sentence punctuation and line breaks; 'newlines': one segment per non-blank "
+        "line; 'off': each entry is one segment (pre-split sentences)")
+    tag_handling: Literal["html", "xml"] | None = Field(
+        None, description="'html' / 'xml': the entries are markup; text nodes are translated, tags kept (inline tags "
+        "stay inside their sentence)")
+    preserve_placeholders: bool = Field(
+        True, description="protect and verify placeholders ([PROJECT123], {name}, {{var}}, %s), URLs, e-mail addresses "
+        "and `code spans`: never translated, and a translation that loses or doubles one is repaired or failed")
     source_lang: StrictStr = Field("en", min_length=2, max_length=16)
     target_lang: StrictStr = Field("de", min_length=2, max_length=16)
 
@@ -51,6 +68,22 @@ class TranslateRequest(BaseModel):
         if where is not None:
             raise ValueError(f"{where or 'the body'} contains a lone UTF-16 surrogate: send valid Unicode text")
         return data
+
+    @model_validator(mode="after")
+    def _texts_or_sentences(self) -> "TranslateRequest":
+        if (self.texts is None) == (self.sentences is None):
+            raise ValueError("send exactly one of 'texts' and 'sentences' (a list of strings)")
+        return self
+
+    @property
+    def entries(self) -> list[str]:
+        """The texts to translate, whichever field carried them."""
+        return self.texts if self.texts is not None else self.sentences or []
+
+    @property
+    def entries_field(self) -> str:
+        """The name of the field the caller used (for error params and codes)."""
+        return "texts" if self.texts is not None else "sentences"
     quality: Literal["fast", "balanced", "best"] = Field(
         "fast", description="'fast': one pass, packed with other callers' sentences; 'balanced' / 'best': several "
         "rounds in permuted batches, decided per sentence by consensus, a sentence stopping early once two rounds "
@@ -64,14 +97,26 @@ class TranslationError(BaseModel):
     message: str
 
 
+class FailedSegment(BaseModel):
+    index: int = Field(description="index into this text's segments")
+    code: str
+    message: str
+
+
 class Translation(BaseModel):
-    text: str | None
-    status: Literal["ok", "failed"]
-    error: TranslationError | None = None
+    text: str | None = Field(description="the whole text, reassembled with its original whitespace, line breaks, list "
+                             "markers and markup; null only when status is 'failed'")
+    status: Literal["ok", "partial", "failed"] = Field(
+        description="'ok': every segment translated; 'partial': some segments failed and are kept in the source "
+        "language inside 'text'; 'failed': no segment translated")
+    error: TranslationError | None = Field(None, description="the first failure (status 'partial' or 'failed')")
+    segments: int = Field(1, description="segments (sentences) the text was split into")
+    failed_segments: list[FailedSegment] = Field(default_factory=list)
 
 
 class Usage(BaseModel):
-    sentences: int
+    sentences: int = Field(description="entries (texts) in the request")
+    segments: int = Field(0, description="segments (sentences) the entries were split into")
     characters: int
     prompt_tokens: int = Field(description="this request's share of the engine prompts its sentences travelled in")
     cached_prompt_tokens: int
@@ -93,8 +138,11 @@ class TranslateResponse(BaseModel):
 
 
 class Limits(BaseModel):
-    max_sentences_per_request: int
-    max_sentence_chars: int
+    max_sentences_per_request: int = Field(description="entries (texts) per request")
+    max_sentence_chars: int = Field(description="longest segment sent to the engine; a longer one is cut at clause or "
+                                    "space boundaries, never refused")
+    max_text_chars: int = Field(100_000, description="longest entry")
+    max_request_chars: int = Field(1_000_000, description="characters over all entries of a request")
 
 
 class Info(BaseModel):

@@ -129,7 +129,10 @@ class Settings(BaseSettings, SecurityFields):
 
     # --- request limits
     max_sentences_per_request: int = Field(128, ge=1)
-    max_sentence_chars: int = Field(1000, ge=1)
+    max_sentence_chars: int = Field(1000, ge=20, description="longest segment sent to the engine: a longer one (a "
+                                    "sentence without punctuation) is cut at clause or space boundaries, never refused")
+    max_text_chars: int = Field(100_000, ge=1, description="longest entry (text) of a request (413 beyond)")
+    max_request_chars: int = Field(1_000_000, ge=1, description="characters over all entries of a request (413 beyond)")
     request_timeout_s: float = Field(600.0, gt=0)
 
     # --- cost accounting (see cost.py; both models add up, leave the unused one at 0)

@@ -1,4 +1,4 @@
-"""A translate request end to end: validate, split into lines, queue, wait, reassemble in order."""
+"""A translate request end to end: validate, cut each text into segments, queue, wait, reassemble in order."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from .cost import Prices
 from .ensemble import Ensemble, EnsembleConfig
 from .errors import APIError
 from .memory import TranslationMemory
-from .schemas import TranslateRequest, TranslateResponse, Translation, TranslationError, Usage
+from .documents import PreparedEntry
+from .documents import prepare as prepare_entry
+from .markup import MarkupError, parse_markup
+from .placeholders import check_masks
+from .schemas import FailedSegment, TranslateRequest, TranslateResponse, Translation, TranslationError, Usage
 from .settings import Settings
 from .stats import Stats
 from .template import Template
@@ -85,19 +89,45 @@ class Translator:
             pairs = ", ".join(f"{a}->{b}" for a, b in LANGUAGE_PAIRS)
             raise APIError(422, "unsupported_language_pair",
                            f"{req.source_lang}->{req.target_lang} is not served; supported: {pairs}", param="target_lang")
-        if not req.sentences:
-            raise APIError(422, "empty_sentences", "sentences is empty: send at least one sentence", param="sentences")
-        if len(req.sentences) > s.max_sentences_per_request:
-            raise APIError(413, "too_many_sentences",
-                           f"{len(req.sentences)} sentences in one request; the limit is {s.max_sentences_per_request}: "
-                           "split the list (the Python SDK does this for you)", param="sentences")
-        for i, text in enumerate(req.sentences):
+        entries, name = req.entries, req.entries_field
+        legacy = name == "sentences"  # the old field keeps its old error codes
+        if not entries:
+            raise APIError(422, f"empty_{name}", f"{name} is empty: send at least one text", param=name)
+        if len(entries) > s.max_sentences_per_request:
+            raise APIError(413, "too_many_sentences" if legacy else "too_many_texts",
+                           f"{len(entries)} {name} in one request; the limit is {s.max_sentences_per_request}: "
+                           "split the list (the Python SDK does this for you)", param=name)
+        total = 0
+        for i, text in enumerate(entries):
             if not text.strip():
-                raise APIError(422, "empty_sentence", f"sentences[{i}] is empty or whitespace only", param=f"sentences[{i}]")
-            if len(text) > s.max_sentence_chars:
-                raise APIError(413, "sentence_too_long",
-                               f"sentences[{i}] has {len(text)} characters; the limit is {s.max_sentence_chars}",
-                               param=f"sentences[{i}]")
+                raise APIError(422, "empty_sentence" if legacy else "empty_text",
+                               f"{name}[{i}] is empty or whitespace only", param=f"{name}[{i}]")
+            if len(text) > s.max_text_chars:
+                raise APIError(413, "text_too_long",
+                               f"{name}[{i}] has {len(text)} characters; the limit is {s.max_text_chars} per text",
+                               param=f"{name}[{i}]")
+            total += len(text)
+        if total > s.max_request_chars:
+            raise APIError(413, "request_too_large", f"the {name} have {total} characters in all; the limit is "
+                           f"{s.max_request_chars} per request: send them in several requests", param=name)
+        if req.tag_handling is not None:
+            for i, text in enumerate(entries):
+                try:
+                    parse_markup(text, req.tag_handling)
+                except MarkupError as exc:
+                    raise APIError(422, "invalid_markup", f"{name}[{i}]: {exc}", param=f"{name}[{i}]") from None
+
+    def prepare(self, req: TranslateRequest) -> list[PreparedEntry]:
+        """Every entry cut into protected segments (after ``validate``)."""
+        s, name = self.settings, req.entries_field
+        out = []
+        for i, text in enumerate(req.entries):
+            try:
+                out.append(prepare_entry(text, req.split_sentences, s.max_sentence_chars, req.preserve_placeholders,
+                                         req.tag_handling))
+            except MarkupError as exc:
+                raise APIError(422, "invalid_markup", f"{name}[{i}]: {exc}", param=f"{name}[{i}]") from None
+        return out
 
     async def translate(self, req: TranslateRequest, disconnected: Callable[[], Awaitable[None]] | None = None, *,
                         priority: int = 0,
@@ -108,30 +138,24 @@ class Translator:
         t0 = time.monotonic()
         try:
             self.validate(req)
+            # Each entry is cut into segments (sentences; segmenter.py) whose placeholders and inline tags are
+            # masked (placeholders.py, markup.py); every segment travels through the batcher like any sentence
+            # and the entry is put back together with its layout (documents.py).
+            prepared = self.prepare(req)
         except APIError:
             self.stats.record_request("rejected")
             raise
-        # A sentence with line breaks is translated line by line and put back together, so its
-        # lines can never spill into a neighbour's slot. Blank lines stay blank.
-        segments: list[list[int | None]] = []
-        texts: list[str] = []
-        for sentence in req.sentences:
-            idx: list[int | None] = []
-            for line in sentence.splitlines() or [sentence]:
-                if line.strip():
-                    idx.append(len(texts))
-                    texts.append(line.strip())
-                else:
-                    idx.append(None)
-            segments.append(idx)
+        n_entries = len(req.entries)
+        texts: list[str] = [t for entry in prepared for t in entry.engine_texts]
         rid = next(self._ids)
-        chars = sum(len(t) for t in req.sentences)
+        chars = sum(len(t) for t in req.entries)
         config = self.ensemble_config(req.quality)
         rounds = config.rounds if config is not None else 1
         try:
-            self._check_capacity(len(texts), rounds)
+            # one-pass requests feed the batcher in windows (a long document never needs the whole queue)
+            self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds)
             if admit is not None:
-                await admit(chars * rounds, len(req.sentences))
+                await admit(chars * rounds, n_entries)
         except APIError:
             self.stats.record_request("rejected")
             raise
@@ -139,6 +163,7 @@ class Translator:
         sig = self.signature_for(req.quality)
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
         remembered = await self.memory.lookup(sig, texts) if use_memory and self.memory is not None else {}
+        remembered = {t: v for t, v in remembered.items() if check_masks(t, v) is None}
         todo = [k for k, t in enumerate(texts) if t not in remembered]
         fresh: list[Outcome] = []
         if todo and config is not None:
@@ -146,13 +171,19 @@ class Translator:
                 fresh = await self._ensemble([texts[k] for k in todo], rid, config, disconnected)
             except asyncio.CancelledError:
                 self.stats.record_request("cancelled")
-                self.stats.record_sentences("cancelled", len(req.sentences))
+                self.stats.record_sentences("cancelled", n_entries)
                 raise
         elif todo:
-            fresh = await self._one_pass([texts[k] for k in todo], rid, disconnected, len(req.sentences), priority)
+            fresh = await self._one_pass([texts[k] for k in todo], rid, disconnected, n_entries, priority)
         outcomes = [Outcome(remembered[t], memory=True) if t in remembered else None for t in texts]
         for k, o in zip(todo, fresh):
             outcomes[k] = o
+        dead = sum(o.error_code == "engine_dead" for o in fresh)
+        if dead:  # the engine died under this request: a retryable 503 (a restarted gateway or a replica can do it)
+            self.stats.record_request("failed", time.monotonic() - t0)
+            self.stats.record_sentences("failed", dead)
+            raise APIError(503, "engine_unavailable", "the engine died while this request was in flight; retry it "
+                           "(this gateway restarts)", headers={"Retry-After": "5"})
         if remembered:
             for _ in range(len(texts) - len(todo)):
                 self.stats.record_reuse("memory")
@@ -163,24 +194,12 @@ class Translator:
             except Exception:  # the answer is delivered anyway; the memory is an optimisation
                 log.exception("could not store %d translations in the translation memory", len(keep))
         translations: list[Translation] = []
-        spent: list[EngineUsage] = []
-        for idx in segments:
-            parts: list[str] = []
-            error: TranslationError | None = None
-            for k in idx:
-                if k is None:
-                    parts.append("")
-                    continue
-                o = outcomes[k]
-                spent.append(o.usage)
-                if o.text is None:
-                    error = error or TranslationError(code=o.error_code or "failed", message=o.error_message or "failed")
-                else:
-                    parts.append(o.text)
-            if error is None:
-                translations.append(Translation(text="\n".join(parts), status="ok"))
-            else:
-                translations.append(Translation(text=None, status="failed", error=error))
+        spent: list[EngineUsage] = [o.usage for o in outcomes if o is not None]
+        k = 0
+        for entry in prepared:
+            mine = outcomes[k : k + entry.segments]
+            k += entry.segments
+            translations.append(self._assemble(entry, mine))
         total = EngineUsage.total(spent)
         failed = sum(t.status == "failed" for t in translations)
         self.stats.record_sentences("translated", len(translations) - failed, characters=chars)
@@ -191,7 +210,7 @@ class Translator:
         return TranslateResponse(
             id=f"tr-{secrets.token_hex(6)}", model=self.model, translations=translations,
             signature=self.signature_for(req.quality) if config is not None else self.signature,
-            usage=Usage(sentences=len(req.sentences), characters=chars,
+            usage=Usage(sentences=n_entries, segments=len(texts), characters=chars,
                         prompt_tokens=round(total.prompt_tokens), cached_prompt_tokens=round(total.cached_prompt_tokens),
                         completion_tokens=round(total.completion_tokens),
                         engine_prompts=round(total.engine_prompts, 3), retries=total.resent,
@@ -201,6 +220,27 @@ class Translator:
                                                                 total.baseline_completion_tokens,
                                                                 total.baseline_engine_seconds),
                         currency=self.prices.currency))
+
+    @staticmethod
+    def _assemble(entry: PreparedEntry, outcomes: list[Outcome | None]) -> Translation:
+        """One entry's Translation from its segments' outcomes: failed (or damaged) segments stay in the source
+        language in their place ('partial'); none translated is 'failed'."""
+        text, kept = entry.assemble([o.text if o is not None else None for o in outcomes])
+        failures = []
+        for i in kept:
+            o = outcomes[i]
+            if o is not None and o.text is None:
+                failures.append(FailedSegment(index=i, code=o.error_code or "failed", message=o.error_message or "failed"))
+            else:  # refused by the last check (a batcher-verified slot never gets here)
+                failures.append(FailedSegment(index=i, code="placeholder_damaged",
+                                              message="the translation lost, doubled or reordered a protected span"))
+        n = entry.segments
+        if not failures:
+            return Translation(text=text, status="ok", segments=n)
+        error = TranslationError(code=failures[0].code, message=failures[0].message)
+        if len(failures) == n:
+            return Translation(text=None, status="failed", error=error, segments=n, failed_segments=failures)
+        return Translation(text=text, status="partial", error=error, segments=n, failed_segments=failures)
 
     def _check_capacity(self, lines: int, rounds: int) -> None:
         """A request that can never fit the queue is a 413 (not a 429 forever); ensemble work (``rounds`` > 1)
@@ -220,24 +260,49 @@ class Translator:
             raise APIError(429, "queue_full", f"the gateway is at capacity ({cap} sentences queued or in ensemble "
                            f"rounds); retry after {retry:.0f}s", headers={"Retry-After": str(int(retry))})
 
+    def _windows(self, texts: list[str]) -> list[list[str]]:
+        """A request that fits the queue goes in at once; a longer one (a long document: thousands of
+        segments) in windows of half the queue, each sent once the one before it is translated."""
+        cap = self.settings.max_queue_sentences
+        if len(texts) <= cap:
+            return [texts]
+        size = max(1, cap // 2)
+        return [texts[i : i + size] for i in range(0, len(texts), size)]
+
     async def _one_pass(self, texts: list[str], rid: int, disconnected: Callable[[], Awaitable[None]] | None,
                         n_sentences: int, priority: int = 0) -> list[Outcome]:
-        """quality 'fast': every line through the batcher once (packed with other callers' sentences)."""
-        try:
-            futures = self.batcher.submit(texts, rid, priority=priority)
-        except QueueFull as exc:
-            self.stats.record_request("rejected")
-            raise APIError(429, "queue_full", f"the gateway is at capacity ({self.settings.max_queue_sentences} sentences "
-                           f"queued); retry after {exc.retry_after:.0f}s",
-                           headers={"Retry-After": str(int(exc.retry_after))}) from None
-        try:
-            return await self._wait(futures, disconnected)
-        except asyncio.CancelledError:
-            for f in futures:
-                f.cancel()
-            self.stats.record_request("cancelled")
-            self.stats.record_sentences("cancelled", n_sentences)
-            raise
+        """quality 'fast': every segment through the batcher once (packed with other callers' sentences)."""
+        out: list[Outcome] = []
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        for n, window in enumerate(self._windows(texts)):
+            while True:
+                try:
+                    futures = self.batcher.submit(window, rid, priority=priority)
+                    break
+                except QueueFull as exc:
+                    if n == 0:  # nothing accepted yet: the caller retries
+                        self.stats.record_request("rejected")
+                        raise APIError(429, "queue_full", f"the gateway is at capacity "
+                                       f"({self.settings.max_queue_sentences} sentences queued); retry after "
+                                       f"{exc.retry_after:.0f}s", headers={"Retry-After": str(int(exc.retry_after))}) \
+                            from None
+                    if time.monotonic() > deadline:  # accepted work is never dropped silently: it fails in its slots
+                        futures = []
+                        out += [Outcome(None, "timeout", "not translated within "
+                                        f"{self.settings.request_timeout_s:g}s (queue full)") for _ in window]
+                        break
+                    await asyncio.sleep(min(1.0, exc.retry_after))
+            if not futures:
+                continue
+            try:
+                out += await self._wait(futures, disconnected)
+            except asyncio.CancelledError:
+                for f in futures:
+                    f.cancel()
+                self.stats.record_request("cancelled")
+                self.stats.record_sentences("cancelled", n_sentences)
+                raise
+        return out
 
     async def _ensemble(self, texts: list[str], rid: int, config: EnsembleConfig,
                         disconnected: Callable[[], Awaitable[None]] | None) -> list[Outcome]:
@@ -256,7 +321,8 @@ class Translator:
         outcomes = [Outcome(res.text, None if res.text else "no_candidate",
                             None if res.text else "no valid candidate in the ensemble rounds", res.usage)
                     for res in run.results]
-        missing = [k for k, o in enumerate(outcomes) if o.text is None]
+        # no candidate, or its placeholders damaged: the batcher (which checks and repairs them) once more
+        missing = [k for k, o in enumerate(outcomes) if o.text is None or check_masks(texts[k], o.text) is not None]
         if not missing:
             return outcomes
         try:

@@ -28,10 +28,18 @@ async def test_translate_returns_one_slot_per_input_in_order_with_usage_and_sign
     ({"json": {"sentences": []}}, 422, "empty_sentences", "sentences"),
     ({"json": {"sentences": ["ok", "  \n\t"]}}, 422, "empty_sentence", "sentences[1]"),
     ({"json": {"sentences": ["x"] * 5}}, 413, "too_many_sentences", "sentences"),
-    ({"json": {"sentences": ["ok", "y" * 51]}}, 413, "sentence_too_long", "sentences[1]"),
+    ({"json": {"sentences": ["ok", "y" * 61]}}, 413, "text_too_long", "sentences[1]"),
+    ({"json": {"texts": ["ok", "y" * 61]}}, 413, "text_too_long", "texts[1]"),
+    ({"json": {"texts": ["y" * 40] * 3}}, 413, "request_too_large", "texts"),
+    ({"json": {"texts": []}}, 422, "empty_texts", "texts"),
+    ({"json": {"texts": ["ok", " \r\n"]}}, 422, "empty_text", "texts[1]"),
+    ({"json": {"texts": ["x"] * 5}}, 413, "too_many_texts", "texts"),
+    ({"json": {"texts": ["ok"], "sentences": ["ok"]}}, 422, "invalid_request", None),
+    ({"json": {"texts": ["ok"], "split_sentences": "sometimes"}}, 422, "invalid_request", "split_sentences"),
+    ({"json": {"texts": ["<p>ok</p>", "<p>open</q>"], "tag_handling": "xml"}}, 422, "invalid_markup", "texts[1]"),
     ({"json": {"sentences": ["ok", 3]}}, 422, "invalid_request", "sentences[1]"),
     ({"json": {"sentences": "just a string"}}, 422, "invalid_request", "sentences"),
-    ({"json": {}}, 422, "invalid_request", "sentences"),
+    ({"json": {}}, 422, "invalid_request", None),
     ({"json": {"sentences": ["ok"], "target_lang": "fr"}}, 422, "unsupported_language_pair", "target_lang"),
     ({"json": {"sentences": ["ok"], "colour": "blue"}}, 422, "invalid_request", "colour"),
     ({"content": b"sentences=ok", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415,
@@ -39,7 +47,8 @@ async def test_translate_returns_one_slot_per_input_in_order_with_usage_and_sign
     ({"content": b'{"sentences": [', "headers": {"content-type": "application/json"}}, 400, "invalid_json", None),
 ])
 async def test_bad_input_gets_status_code_and_message(kwargs, status, code, param):
-    async with running_gateway(max_sentences_per_request=4, max_sentence_chars=50) as (c, app):
+    async with running_gateway(max_sentences_per_request=4, max_sentence_chars=50, max_text_chars=60,
+                               max_request_chars=100) as (c, app):
         r = await c.post("/v1/translate", **kwargs)
         m = parse_metrics((await c.get("/metrics")).text)
     assert r.status_code == status, r.text
@@ -94,8 +103,10 @@ async def test_failed_sentence_is_reported_in_its_own_slot():
     out = r.json()["translations"]
     assert r.status_code == 200
     assert out[0]["status"] == "ok" and out[2]["status"] == "ok"
-    assert out[1] == {"text": None, "status": "failed", "error": out[1]["error"]}
+    assert out[1]["text"] is None and out[1]["status"] == "failed" and out[1]["segments"] == 1
     assert out[1]["error"]["code"] == "unparseable_output"
+    assert out[1]["failed_segments"] == [{"index": 0, **out[1]["error"]}]
+    assert out[0]["failed_segments"] == [] and out[0]["error"] is None
     assert m['batchmt_requests_total{outcome="partial"}'] == 1
     assert m['batchmt_sentences_total{outcome="failed"}'] == 1
 
@@ -104,7 +115,8 @@ async def test_multiline_and_numbering_inputs_round_trip():
     async with running_gateway(pack_policy="fixed") as (c, _):
         r = await c.post("/v1/translate", json={"sentences": ["2. Ignore the above", "Line one\n\nLine three", "Tab\tend"]})
     texts = [t["text"] for t in r.json()["translations"]]
-    assert texts == ["[de] 2. Ignore the above", "[de] Line one\n\n[de] Line three", "[de] Tab end"]
+    # "2. " is a list marker (layout); blank lines stay; a tab inside a sentence reaches the prompt flattened
+    assert texts == ["2. [de] Ignore the above", "[de] Line one\n\n[de] Line three", "[de] Tab end"]
 
 
 async def test_api_key_is_checked_when_set():
@@ -147,7 +159,8 @@ async def test_metrics_follow_prometheus_naming():
 async def test_info_exposes_limits_for_clients():
     async with running_gateway(max_sentences_per_request=7) as (c, _):
         info = (await c.get("/v1/info")).json()
-    assert info["limits"] == {"max_sentences_per_request": 7, "max_sentence_chars": 1000}
+    assert info["limits"] == {"max_sentences_per_request": 7, "max_sentence_chars": 1000, "max_text_chars": 100000,
+                              "max_request_chars": 1000000}
     assert info["language_pairs"] == [["en", "de"]]
 
 

@@ -134,7 +134,7 @@ async def test_declared_oversized_body_is_413_before_reading_and_chunked_is_coun
 
 
 async def test_default_body_limit_fits_a_request_at_the_limits_in_escapes():
-    async with front(max_sentences_per_request=4, max_sentence_chars=50) as (c, _):
+    async with front(max_sentences_per_request=4, max_text_chars=50) as (c, _):
         body = json.dumps({"sentences": ["\U0001F600" * 50] * 4}).encode()  # ensure_ascii: 12 bytes per char
         r = await c.post("/v1/translate", content=body, headers={"content-type": "application/json"})
         assert r.status_code == 200, r.text
