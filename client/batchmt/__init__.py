@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ._base_client import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from .async_client import AsyncClient
+from .batches import Batch, BatchFailed, BatchList, RequestCounts
 from .client import Client
 from .errors import (
     APIConnectionError,
@@ -67,6 +68,10 @@ __all__ = [
     "Health",
     "FileReport",
     "UnitFailure",
+    "Batch",
+    "BatchList",
+    "RequestCounts",
+    "BatchFailed",
     # errors
     "BatchmtError",
     "APIError",

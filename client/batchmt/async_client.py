@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, ChunkLimits
+from .batches import AsyncBatches
 from .errors import APIError, BatchmtError
 from .files import Destination, FileJob, FileReport, OnFailure, Source
 from .types import Health, ServerInfo, TranslationResult
@@ -62,6 +63,11 @@ class AsyncClient(BaseClient):
         self._client = http_client if http_client is not None else httpx.AsyncClient(transport=transport)
         # Injectable for tests, so that retries do not really sleep.
         self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+
+    @property
+    def batches(self) -> AsyncBatches:
+        """Batch jobs on the server (``/v1/batches``): :class:`~batchmt.batches.AsyncBatches`."""
+        return AsyncBatches(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def close(self) -> None:

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._batch_cli import add_batch_commands, translate_as_job
 from .client import Client
 from .errors import APIConnectionError, APIError, AuthenticationError, BatchmtError, TranslationFailed
 from .files import ON_FAILURE, read_lines, read_output
@@ -121,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-lang", default="de")
     _add_translation_options(p)
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming an interrupted job")
+    p.add_argument("--as-job", action="store_true", help="run it as a batch job on the server (text files: upload, "
+                   "wait with a progress bar, write the output); the job survives this command and server restarts")
     p.add_argument(
         "--on-failure",
         choices=ON_FAILURE,
@@ -157,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("info", help="print the server's /v1/info as JSON")
     _add_global_options(p, suppress=True)
     p.set_defaults(handler=_cmd_info)
+
+    add_batch_commands(commands, _add_global_options, _add_progress_options)
     return parser
 
 
@@ -217,6 +222,8 @@ def _err(message: str) -> None:
 
 
 def _cmd_translate(client: Client, args: argparse.Namespace) -> int:
+    if args.as_job:
+        return translate_as_job(client, args)
     src: Any = sys.stdin if args.input == "-" else args.input
     if src is sys.stdin and _isatty(sys.stdin):
         _err("reading sentences from the terminal, one per line; end with Ctrl-D (see -i FILE)")

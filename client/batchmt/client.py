@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, ChunkLimits
+from .batches import Batches
 from .errors import APIError, BatchmtError
 from .files import Destination, FileJob, FileReport, OnFailure, Source
 from .types import Health, ServerInfo, TranslationResult
@@ -60,6 +61,11 @@ class Client(BaseClient):
         self._client = http_client if http_client is not None else httpx.Client(transport=transport)
         # Injectable for tests, so that retries do not really sleep.
         self._sleep: Callable[[float], Any] = time.sleep
+
+    @property
+    def batches(self) -> Batches:
+        """Batch jobs on the server (``/v1/batches``): :class:`~batchmt.batches.Batches`."""
+        return Batches(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:

@@ -207,3 +207,43 @@ def test_translation_memory_survives_a_restart(gateways):
     assert r2["translations"] == r1["translations"] and r2["usage"]["prompt_tokens"] == 0
     metrics = httpx.get(gw2.url + "/metrics").text
     assert 'batchmt_reused_sentences_total{kind="memory"} 1.0' in metrics
+
+
+def test_sdk_and_cli_submit_wait_download_and_translate_as_job(gateways, tmp_path, capsys):
+    import batchmt
+    from batchmt.cli import main
+
+    gw = gateways()
+    src = tmp_path / "news.en"
+    lines = [f"Line number {i} of the news." if i % 7 else "" for i in range(1, 101)]
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = [f"[de] {x}" if x else "" for x in lines]
+
+    with batchmt.Client(base_url=gw.url) as client:
+        job = client.batches.create_from_file(src, sentences_per_request=8, metadata={"k": "v"})
+        assert job.request_counts.total == 13 and job.metadata == {"k": "v"}
+        job = client.batches.wait(job.id, progress=False, poll_interval=0.1)
+        assert job.status == "completed" and job.request_counts.completed == 13
+        assert client.batches.download(job, tmp_path / "out.de", source=src) == []
+        assert (tmp_path / "out.de").read_text(encoding="utf-8").splitlines() == expected
+        assert [b.id for b in client.batches.list(limit=5)] == [job.id]
+
+    base = ["--base-url", gw.url]
+    assert main(["batch", "submit", str(src), "--sentences-per-request", "16", *base]) == 0
+    batch_id = capsys.readouterr().out.strip()
+    assert batch_id.startswith("batch_")
+    assert main(["batch", "wait", batch_id, "--no-progress", *base]) == 0
+    assert json.loads(capsys.readouterr().out)["request_counts"]["completed"] == 7
+    assert main(["batch", "download", batch_id, "-o", str(tmp_path / "cli.de"), "--source", str(src), *base]) == 0
+    assert (tmp_path / "cli.de").read_text(encoding="utf-8").splitlines() == expected
+    assert main(["batch", "download", batch_id, "-o", str(tmp_path / "raw.jsonl"), *base]) == 0
+    assert len((tmp_path / "raw.jsonl").read_text().splitlines()) == 7
+    assert main(["batch", "status", batch_id, *base]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "completed"
+    assert main(["batch", "list", *base]) == 0
+    assert batch_id in capsys.readouterr().out
+    assert main(["batch", "cancel", batch_id, *base]) == 1  # finished: 409, a clear error
+    assert "cannot be cancelled" in capsys.readouterr().err
+
+    assert main(["translate", "-i", str(src), "-o", str(tmp_path / "job.de"), "--as-job", "--no-progress", *base]) == 0
+    assert (tmp_path / "job.de").read_text(encoding="utf-8").splitlines() == expected
