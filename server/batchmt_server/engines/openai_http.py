@@ -379,7 +379,7 @@ class ReplicaCollector:
                                "(healthy), 0 while ejected", labels=["replica"])
         out = GaugeMetricFamily("batchmt_engine_replica_outstanding_prompts", "Prompts sent to the replica and not "
                                 "answered yet", labels=["replica"])
-        families = [up, out]
+        families: list[GaugeMetricFamily | CounterMetricFamily] = [up, out]
         for name, doc, field in (
                 ("batchmt_engine_replica_prompts", "Prompts sent to the replica, re-sends included", "prompts"),
                 ("batchmt_engine_replica_errors", "Prompts the replica failed (refused, dropped, timed out, 5xx, 4xx)",

@@ -26,11 +26,23 @@ from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from .base import ClaimedLine, FileRecord, JobRecord, JobUsage, LineResult, NewLine, StoreError, dump_json, migrations
+from .base import (
+    ClaimedLine,
+    FileRecord,
+    JobRecord,
+    JobUsage,
+    LineResult,
+    Migration,
+    NewLine,
+    StoreError,
+    dump_json,
+    migrations,
+)
 
 __all__ = ["PostgresKeys", "PostgresStore"]
 
 T = TypeVar("T")
+Cur = psycopg.AsyncCursor[dict[str, Any]]
 
 _USAGE_COLS = tuple(f"u_{n}" for n in JobUsage.names())
 _JOB_COLS = ("id", "seq", "input_file_id", "endpoint", "completion_window", "status", "created_at", "expires_at",
@@ -44,6 +56,14 @@ _STATUSES = ("in_progress", "finalizing", "completed", "failed", "expired", "can
 #: a fixed key for pg_advisory_xact_lock: one migrating gateway at a time
 _MIGRATION_LOCK = 0x62_61_74_63_68_6D_74  # "batchmt"
 _RETRIES = 5
+
+
+async def _one(cur: Cur) -> dict[str, Any]:
+    """The row a statement must return (an aggregate, an INSERT/UPDATE ... RETURNING of a row that exists)."""
+    row = await cur.fetchone()
+    if row is None:
+        raise StoreError("the database returned no row where one was expected")
+    return row
 
 
 def _job(row: dict[str, Any]) -> JobRecord:
@@ -69,7 +89,7 @@ class PostgresStore:
         self._pool: AsyncConnectionPool | None = None
 
     # ---------------------------------------------------------------- plumbing
-    async def _tx(self, fn: Callable[[psycopg.AsyncCursor], Awaitable[T]]) -> T:
+    async def _tx(self, fn: Callable[[Cur], Awaitable[T]]) -> T:
         """Run ``fn`` in one transaction; again after a deadlock or serialization failure."""
         if self._pool is None:
             raise StoreError("the store is not open")
@@ -105,13 +125,13 @@ class PostgresStore:
             raise
 
     async def _migrate(self) -> None:
-        async def setup(cur: psycopg.AsyncCursor) -> None:
+        async def setup(cur: Cur) -> None:
             await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             await cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                               "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
         await self._tx(setup)
         for m in migrations(self.dialect):
-            async def apply(cur: psycopg.AsyncCursor, m=m) -> None:
+            async def apply(cur: Cur, m: Migration = m) -> None:
                 await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                 await cur.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (m.version,))
                 if await cur.fetchone():
@@ -126,21 +146,21 @@ class PostgresStore:
             await pool.close()
 
     async def applied_migrations(self) -> list[int]:
-        async def op(cur: psycopg.AsyncCursor) -> list[int]:
+        async def op(cur: Cur) -> list[int]:
             await cur.execute("SELECT version FROM schema_migrations ORDER BY version")
             return [r["version"] for r in await cur.fetchall()]
         return await self._tx(op)
 
     # ---------------------------------------------------------------- files
     async def put_file(self, rec: FileRecord, content: bytes | None) -> None:
-        async def op(cur: psycopg.AsyncCursor) -> None:
+        async def op(cur: Cur) -> None:
             await cur.execute(f"INSERT INTO files ({', '.join(_FILE_COLS)}, content) VALUES "
                               f"({', '.join(['%s'] * (len(_FILE_COLS) + 1))})",
                               (*[getattr(rec, c) for c in _FILE_COLS], content))
         await self._tx(op)
 
     async def get_file(self, file_id: str) -> FileRecord | None:
-        async def op(cur: psycopg.AsyncCursor) -> FileRecord | None:
+        async def op(cur: Cur) -> FileRecord | None:
             await cur.execute(f"SELECT {', '.join(_FILE_COLS)} FROM files WHERE id = %s", (file_id,))
             row = await cur.fetchone()
             return _file(row) if row else None
@@ -148,7 +168,7 @@ class PostgresStore:
 
     async def list_files(self, *, purpose: str | None = None, after: str | None = None, limit: int = 20,
                          owner: str | None = None) -> list[FileRecord]:
-        async def op(cur: psycopg.AsyncCursor) -> list[FileRecord]:
+        async def op(cur: Cur) -> list[FileRecord]:
             where, args = _filters(purpose=purpose, owner=owner)
             if after is not None:
                 where.append("seq < COALESCE((SELECT seq FROM files WHERE id = %s), 0)")
@@ -159,7 +179,7 @@ class PostgresStore:
         return await self._tx(op)
 
     async def file_content(self, file_id: str) -> bytes | None:
-        async def op(cur: psycopg.AsyncCursor) -> bytes | None:
+        async def op(cur: Cur) -> bytes | None:
             await cur.execute("SELECT kind, job_id, content FROM files WHERE id = %s", (file_id,))
             row = await cur.fetchone()
             if row is None:
@@ -176,12 +196,12 @@ class PostgresStore:
     async def create_job(self, job: JobRecord, lines: Sequence[NewLine]) -> JobRecord:
         from dataclasses import replace
 
-        async def op(cur: psycopg.AsyncCursor) -> JobRecord:
+        async def op(cur: Cur) -> JobRecord:
             failed = sum(1 for ln in lines if ln.error_output is not None)
             rec = replace(job, total=len(lines), failed=failed, completed=0)
             await cur.execute(f"INSERT INTO jobs ({', '.join(_JOB_INSERT_COLS)}) VALUES "
                               f"({', '.join(['%s'] * len(_JOB_INSERT_COLS))}) RETURNING seq", _job_values(rec))
-            seq = (await cur.fetchone())["seq"]
+            seq = (await _one(cur))["seq"]
             async with cur.copy("COPY job_lines (job_id, line_no, custom_id, body, state, output) FROM STDIN") as cp:
                 for ln in lines:
                     await cp.write_row((rec.id, ln.line_no, ln.custom_id, ln.body,
@@ -190,7 +210,7 @@ class PostgresStore:
         return await self._tx(op)
 
     async def get_job(self, job_id: str) -> JobRecord | None:
-        async def op(cur: psycopg.AsyncCursor) -> JobRecord | None:
+        async def op(cur: Cur) -> JobRecord | None:
             await cur.execute(f"{_SELECT_JOB} WHERE id = %s", (job_id,))
             row = await cur.fetchone()
             return _job(row) if row else None
@@ -198,7 +218,7 @@ class PostgresStore:
 
     async def list_jobs(self, *, after: str | None = None, limit: int = 20,
                         owner: str | None = None) -> list[JobRecord]:
-        async def op(cur: psycopg.AsyncCursor) -> list[JobRecord]:
+        async def op(cur: Cur) -> list[JobRecord]:
             where, args = _filters(owner=owner)
             if after is not None:
                 where.append("seq < COALESCE((SELECT seq FROM jobs WHERE id = %s), 0)")
@@ -208,7 +228,7 @@ class PostgresStore:
         return await self._tx(op)
 
     async def jobs_in(self, statuses: Sequence[str]) -> list[JobRecord]:
-        async def op(cur: psycopg.AsyncCursor) -> list[JobRecord]:
+        async def op(cur: Cur) -> list[JobRecord]:
             await cur.execute(f"{_SELECT_JOB} WHERE status = ANY(%s) ORDER BY seq", (list(statuses),))
             return [_job(r) for r in await cur.fetchall()]
         return await self._tx(op)
@@ -217,7 +237,7 @@ class PostgresStore:
         if to not in _STATUSES:
             raise StoreError(f"unknown job status {to!r}")
 
-        async def op(cur: psycopg.AsyncCursor) -> JobRecord | None:
+        async def op(cur: Cur) -> JobRecord | None:
             await cur.execute(f"UPDATE jobs SET status = %s, {to}_at = %s WHERE id = %s AND status = ANY(%s) "
                               f"RETURNING {', '.join(_JOB_COLS)}", (to, now, job_id, list(from_statuses)))
             row = await cur.fetchone()
@@ -225,7 +245,7 @@ class PostgresStore:
         return await self._tx(op)
 
     async def claim_lines(self, owner: str, limit: int, lease_seconds: float, now: float) -> list[ClaimedLine]:
-        async def op(cur: psycopg.AsyncCursor) -> list[ClaimedLine]:
+        async def op(cur: Cur) -> list[ClaimedLine]:
             await cur.execute(
                 "WITH picked AS ("
                 " SELECT l.job_id, l.line_no, j.seq FROM job_lines l JOIN jobs j ON j.id = l.job_id"
@@ -245,7 +265,7 @@ class PostgresStore:
         return await self._tx(op)
 
     async def renew_leases(self, owner: str, lease_seconds: float, now: float) -> int:
-        async def op(cur: psycopg.AsyncCursor) -> int:
+        async def op(cur: Cur) -> int:
             await cur.execute("UPDATE job_lines SET lease_expires = %s WHERE lease_owner = %s AND state = 'claimed'",
                               (now + lease_seconds, owner))
             return cur.rowcount
@@ -253,7 +273,7 @@ class PostgresStore:
 
     async def release_lines(self, owner: str, keys: Sequence[tuple[str, int]] | None = None, *,
                             undo_attempt: bool = True) -> int:
-        async def op(cur: psycopg.AsyncCursor) -> int:
+        async def op(cur: Cur) -> int:
             attempts = "GREATEST(0, attempts - 1)" if undo_attempt else "attempts"
             sql = ("UPDATE job_lines SET state = 'pending', lease_owner = NULL, lease_expires = NULL, "
                    f"attempts = {attempts} WHERE lease_owner = %s AND state = 'claimed'")
@@ -270,7 +290,7 @@ class PostgresStore:
     async def complete_lines(self, owner: str, results: Sequence[LineResult]) -> int:
         by_key = {(r.job_id, r.line_no): r for r in results}
 
-        async def op(cur: psycopg.AsyncCursor) -> int:
+        async def op(cur: Cur) -> int:
             keys = sorted(by_key)  # one lock order for every writer
             await cur.execute(
                 "UPDATE job_lines l SET state = v.state, output = v.output, lease_owner = NULL, lease_expires = NULL "
@@ -296,7 +316,7 @@ class PostgresStore:
         return await self._tx(op)
 
     async def open_lines(self, job_id: str) -> dict[str, int]:
-        async def op(cur: psycopg.AsyncCursor) -> dict[str, int]:
+        async def op(cur: Cur) -> dict[str, int]:
             await cur.execute("SELECT state, COUNT(*) AS n FROM job_lines WHERE job_id = %s GROUP BY state", (job_id,))
             return {r["state"]: r["n"] for r in await cur.fetchall()}
         return await self._tx(op)
@@ -306,7 +326,7 @@ class PostgresStore:
         if to not in ("completed", "cancelled", "expired", "failed"):
             raise StoreError(f"{to!r} is not a terminal status")
 
-        async def op(cur: psycopg.AsyncCursor) -> JobRecord | None:
+        async def op(cur: Cur) -> JobRecord | None:
             await cur.execute(f"{_SELECT_JOB} WHERE id = %s FOR UPDATE", (job_id,))
             row = await cur.fetchone()
             if row is None or row["status"] not in from_statuses:
@@ -332,7 +352,7 @@ class PostgresStore:
             for kind, state, fid in (("output", "done", output_file_id), ("error", "failed", error_file_id)):
                 await cur.execute("SELECT COUNT(*) AS n, COALESCE(SUM(octet_length(output) + 1), 0) AS size "
                                   "FROM job_lines WHERE job_id = %s AND state = %s", (job_id, state))
-                agg = await cur.fetchone()
+                agg = await _one(cur)
                 if agg["n"]:
                     await cur.execute("INSERT INTO files (id, purpose, filename, bytes, created_at, job_id, kind, "
                                       "owner) VALUES (%s, 'batch_output', %s, %s, %s, %s, %s, %s)",
@@ -346,21 +366,21 @@ class PostgresStore:
                               "output_file_id = %s, error_file_id = %s, failed = failed + %s WHERE id = %s "
                               f"RETURNING {', '.join(_JOB_COLS)}",
                               (to, now, finalizing, files["output"], files["error"], expired, job_id))
-            return _job(await cur.fetchone())
+            return _job(await _one(cur))
         return await self._tx(op)
 
     async def jobs_usage(self, *, owner: str | None = None) -> tuple[int, JobUsage]:
-        async def op(cur: psycopg.AsyncCursor) -> tuple[int, JobUsage]:
+        async def op(cur: Cur) -> tuple[int, JobUsage]:
             where, args = ("WHERE owner = %s", (owner,)) if owner is not None else ("", ())
             sums = ", ".join(f"COALESCE(SUM({c}), 0) AS {c}" for c in _USAGE_COLS)
             await cur.execute(f"SELECT COUNT(*) AS n, {sums} FROM jobs {where}", args)
-            row = await cur.fetchone()
+            row = await _one(cur)
             return row["n"], JobUsage(**{n: type(getattr(JobUsage(), n))(row[f"u_{n}"]) for n in JobUsage.names()})
         return await self._tx(op)
 
     # ---------------------------------------------------------------- translation memory
     async def tm_get(self, signature: str, sources: Sequence[str], now: float) -> dict[str, str]:
-        async def op(cur: psycopg.AsyncCursor) -> dict[str, str]:
+        async def op(cur: Cur) -> dict[str, str]:
             await cur.execute(
                 "WITH hit AS (SELECT signature, source FROM translation_memory WHERE signature = %s "
                 "AND source = ANY(%s) ORDER BY source FOR UPDATE) "
@@ -375,7 +395,7 @@ class PostgresStore:
     async def tm_put(self, signature: str, pairs: Sequence[tuple[str, str]], now: float, max_entries: int) -> None:
         latest = dict(pairs)  # one row per source (the last pair wins), in one lock order
 
-        async def op(cur: psycopg.AsyncCursor) -> None:
+        async def op(cur: Cur) -> None:
             keys = sorted(latest)
             await cur.execute(
                 "INSERT INTO translation_memory (signature, source, target, created_at, last_used) "
@@ -386,7 +406,7 @@ class PostgresStore:
             added = sum(1 for r in await cur.fetchall() if r["inserted"])
             # the size row is locked last and briefly: the one point where concurrent memory writes queue
             await cur.execute("UPDATE translation_memory_count SET n = n + %s RETURNING n", (added,))
-            excess = (await cur.fetchone())["n"] - max_entries
+            excess = (await _one(cur))["n"] - max_entries
             if excess > 0:  # least recently used first; rows another writer holds are left for the next write
                 await cur.execute("DELETE FROM translation_memory WHERE ctid IN (SELECT ctid FROM translation_memory "
                                   "ORDER BY last_used LIMIT %s FOR UPDATE SKIP LOCKED)", (excess,))
@@ -396,13 +416,13 @@ class PostgresStore:
         await self._tx(op)
 
     async def tm_size(self) -> int:
-        async def op(cur: psycopg.AsyncCursor) -> int:
+        async def op(cur: Cur) -> int:
             await cur.execute("SELECT n FROM translation_memory_count")
-            return (await cur.fetchone())["n"]
+            return (await _one(cur))["n"]
         return await self._tx(op)
 
     async def tm_clear(self) -> None:
-        async def op(cur: psycopg.AsyncCursor) -> None:
+        async def op(cur: Cur) -> None:
             await cur.execute("SELECT n FROM translation_memory_count FOR UPDATE")
             await cur.execute("DELETE FROM translation_memory")
             await cur.execute("UPDATE translation_memory_count SET n = 0")
@@ -462,7 +482,7 @@ class PostgresKeys:
         await self.store.close()
 
     async def add_key(self, record: Any) -> None:
-        async def op(cur: psycopg.AsyncCursor) -> None:
+        async def op(cur: Cur) -> None:
             await cur.execute(f"INSERT INTO api_keys ({', '.join(self._COLS)}) VALUES "
                               f"({', '.join(['%s'] * len(self._COLS))})", tuple(getattr(record, c) for c in self._COLS))
         await self.store._tx(op)
@@ -470,13 +490,13 @@ class PostgresKeys:
     async def list_keys(self) -> list[Any]:
         from ..keys import KeyRecord
 
-        async def op(cur: psycopg.AsyncCursor) -> list[Any]:
+        async def op(cur: Cur) -> list[Any]:
             await cur.execute(f"SELECT {', '.join(self._COLS)} FROM api_keys ORDER BY created_at, id")
             return [KeyRecord(**row, source="store") for row in await cur.fetchall()]
         return await self.store._tx(op)
 
     async def revoke_key(self, key_id_or_name: str, now: float) -> int:
-        async def op(cur: psycopg.AsyncCursor) -> int:
+        async def op(cur: Cur) -> int:
             await cur.execute("UPDATE api_keys SET revoked_at = %s WHERE (id = %s OR name = %s) AND revoked_at IS NULL",
                               (now, key_id_or_name, key_id_or_name))
             return cur.rowcount
@@ -484,7 +504,7 @@ class PostgresKeys:
 
     async def add_usage(self, key_id: str, periods: list[str], characters: int, sentences: int,
                         requests: int) -> None:
-        async def op(cur: psycopg.AsyncCursor) -> None:
+        async def op(cur: Cur) -> None:
             await cur.execute(
                 "INSERT INTO api_key_usage (key_id, period, characters, sentences, requests) "
                 "SELECT %s, p, %s, %s, %s FROM unnest(%s::text[]) AS p "
@@ -497,7 +517,7 @@ class PostgresKeys:
             await self.store._tx(op)
 
     async def usage(self, key_id: str | None, period: str) -> dict[str, dict]:
-        async def op(cur: psycopg.AsyncCursor) -> dict[str, dict]:
+        async def op(cur: Cur) -> dict[str, dict]:
             sql = "SELECT key_id, characters, sentences, requests FROM api_key_usage WHERE period = %s"
             args: tuple[Any, ...] = (period,)
             if key_id is not None:
