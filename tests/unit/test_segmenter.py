@@ -30,6 +30,8 @@ GOLDEN = [
     ("a) small\n(3) bracketed", ["small", "bracketed"]),
     # lines without letters are layout
     ("Title\n-----\n\n12:30\nBody text.", ["Title", "Body text."]),
+    # a tab inside a line separates columns
+    ("Name\tCity\nAnna Berg\tBerlin is big. Really.", ["Name", "City", "Anna Berg", "Berlin is big.", "Really."]),
 ]
 
 
@@ -64,9 +66,9 @@ def test_identity_reassembly_is_byte_exact(text: str, mode: str) -> None:
 
 
 def test_translations_land_between_the_original_separators() -> None:
-    text = "- Good morning.  How are you?\r\n\r\n\t2. Fine,\tthanks.  \n"
+    text = "- Good morning.  How are you?\r\n\r\n\t2. Fine,  thanks.  \n"
     seg = segment_text(text)
-    assert seg.segments == ("Good morning.", "How are you?", "Fine,\tthanks.")
+    assert seg.segments == ("Good morning.", "How are you?", "Fine,  thanks.")
     out = seg.join(["Guten Morgen.", "Wie geht es dir?", "Gut, danke."])
     assert out == "- Guten Morgen.  Wie geht es dir?\r\n\r\n\t2. Gut, danke.  \n"
 

@@ -19,6 +19,7 @@ from ..template import Template
 __all__ = ["FakeEngine"]
 
 _LINE = re.compile(r"^(\d+)\. (.*)$")
+_MASK = re.compile(r"\[(?:PH|TAG)_\d+\]")
 
 Responder = Callable[[list[str]], "list[str] | str"]
 
@@ -40,6 +41,12 @@ class FakeEngine:
         #: with ``logprobs=True``: every token (a word with its leading whitespace) of a translation line gets
         #: ``confidence(translation)``, every other token -0.05
         self.confidence: Callable[[str], float] = lambda target: -0.1
+        #: damage protected spans (placeholder masks ``[PH_n]`` / inline-tag masks ``[TAG_n]``): the next
+        #: ``mangle_times`` translations that hold one get it dropped ("drop"), doubled ("duplicate") or, with two
+        #: or more, the first two swapped ("swap"); ``mangle_only`` limits it to sources containing that string
+        self.mangle: str | None = None
+        self.mangle_times = 0
+        self.mangle_only: str | None = None
 
     async def start(self) -> None:
         return None
@@ -90,6 +97,8 @@ class FakeEngine:
             self.fail_next -= 1
             raise EngineError("fake engine failure")
         answer = self.responder(sources)
+        if not isinstance(answer, str) and self.mangle:
+            answer = [self._mangle(src, tgt) for src, tgt in zip(sources, answer)]
         text = answer if isinstance(answer, str) else self.completion_for(prompt, sources, answer)
         prefix = self.template.prefix
         cached = estimate_tokens(prefix) if prefix in self._prefixes and params.cache_salt is None else 0
@@ -98,6 +107,21 @@ class FakeEngine:
         return Completion(text=text, prompt_tokens=estimate_tokens(prompt), cached_prompt_tokens=cached,
                           completion_tokens=estimate_tokens(text), finish_reason="stop",
                           token_logprobs=lps, token_offsets=offsets)
+
+    def _mangle(self, source: str, target: str) -> str:
+        masks = _MASK.findall(target)
+        if self.mangle_times <= 0 or not masks or (self.mangle_only and self.mangle_only not in source):
+            return target
+        if self.mangle == "swap" and len(masks) < 2:
+            return target
+        self.mangle_times -= 1
+        first = masks[0]
+        if self.mangle == "drop":
+            return target.replace(first, "", 1)
+        if self.mangle == "duplicate":
+            return target.replace(first, first + " " + first, 1)
+        a, b = masks[0], masks[1]
+        return target.replace(a, "\0", 1).replace(b, a, 1).replace("\0", b, 1)
 
     def _logprobs(self, text: str, sources: list[str]) -> tuple[list[float], list[int]]:
         """A token is a word with its leading whitespace; tokens inside a slot's translation (the parser's
