@@ -23,18 +23,28 @@ async def run(url: str | None, data_dir: Path, lines: int, workers: int, batch: 
     for s in stores:
         await s.open()
     try:
-        job = JobRecord(id="batch_bench", input_file_id="file-1", endpoint="/v1/translate", completion_window="24h",
-                        status="in_progress", created_at=0, expires_at=86400, in_progress_at=0)
+        job = JobRecord(
+            id="batch_bench",
+            input_file_id="file-1",
+            endpoint="/v1/translate",
+            completion_window="24h",
+            status="in_progress",
+            created_at=0,
+            expires_at=86400,
+            in_progress_at=0,
+        )
         t0 = time.perf_counter()
-        await stores[0].create_job(job, [NewLine(i, f"c{i}", body=json.dumps({"sentences": [f"s{i}"]}))
-                                         for i in range(1, lines + 1)])
+        await stores[0].create_job(
+            job, [NewLine(i, f"c{i}", body=json.dumps({"sentences": [f"s{i}"]})) for i in range(1, lines + 1)]
+        )
         create_s = time.perf_counter() - t0
 
         async def worker(s, owner: str) -> int:
             done = 0
             while got := await s.claim_lines(owner, batch, lease_seconds=60, now=time.time()):
-                done += await s.complete_lines(owner, [LineResult(c.job_id, c.line_no, True, '{"ok":true}',
-                                                                  JobUsage(sentences=1)) for c in got])
+                done += await s.complete_lines(
+                    owner, [LineResult(c.job_id, c.line_no, True, '{"ok":true}', JobUsage(sentences=1)) for c in got]
+                )
             return done
 
         t0 = time.perf_counter()
@@ -44,8 +54,13 @@ async def run(url: str | None, data_dir: Path, lines: int, workers: int, batch: 
 
         async def tm_writer(s, k: int) -> None:
             for j in range(lines // (workers * batch)):
-                await s.tm_put("sig", [(f"src {k} {j} {i}", f"tgt {k} {j} {i}") for i in range(batch)],
-                               now=time.time(), max_entries=10_000_000)
+                await s.tm_put(
+                    "sig",
+                    [(f"src {k} {j} {i}", f"tgt {k} {j} {i}") for i in range(batch)],
+                    now=time.time(),
+                    max_entries=10_000_000,
+                )
+
         t0 = time.perf_counter()
         await asyncio.gather(*(tm_writer(s, k) for k, s in enumerate(stores)))
         tm_s = time.perf_counter() - t0
@@ -69,9 +84,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for name, url in (("postgresql", pg.url), ("sqlite", None)):
                 r = asyncio.run(run(url, Path(tmp), args.lines, args.workers, args.batch))
-                print(f"{name:10s} workers={args.workers} batch={args.batch}: "
-                      f"create {r['create_lines_per_s']:,.0f} lines/s, claim+complete {r['lines_per_s']:,.0f} lines/s, "
-                      f"memory {r['tm_rows_per_s']:,.0f} rows/s")
+                print(
+                    f"{name:10s} workers={args.workers} batch={args.batch}: "
+                    f"create {r['create_lines_per_s']:,.0f} lines/s, claim+complete {r['lines_per_s']:,.0f} lines/s, "
+                    f"memory {r['tm_rows_per_s']:,.0f} rows/s"
+                )
     finally:
         pg.stop()
 

@@ -19,8 +19,15 @@ __all__ = ["render", "UnsupportedKustomization"]
 
 SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "images", "patches"}
 #: kinds without a namespace among those deploy/k8s uses
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass",
-                  "CustomResourceDefinition", "PriorityClass"}
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolume",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "PriorityClass",
+}
 
 
 class UnsupportedKustomization(ValueError):
@@ -43,16 +50,20 @@ def _set_image(obj: dict[str, Any], rule: dict[str, Any]) -> None:
         name, _, tag = image.partition(":")
         if name != rule["name"]:
             continue
-        c["image"] = f"{rule.get('newName', name)}:{rule.get('newTag', tag)}" if rule.get("newTag", tag) \
+        c["image"] = (
+            f"{rule.get('newName', name)}:{rule.get('newTag', tag)}"
+            if rule.get("newTag", tag)
             else rule.get("newName", name)
+        )
 
 
 def _matches(obj: dict[str, Any], target: dict[str, Any]) -> bool:
     unknown = set(target) - {"kind", "name"}
     if unknown:
         raise UnsupportedKustomization(f"patch target fields {sorted(unknown)} are not supported")
-    return all(obj.get("kind") == target["kind"] if k == "kind" else obj["metadata"]["name"] == target["name"]
-               for k in target)
+    return all(
+        obj.get("kind") == target["kind"] if k == "kind" else obj["metadata"]["name"] == target["name"] for k in target
+    )
 
 
 def render(folder: Path) -> list[dict[str, Any]]:

@@ -23,8 +23,10 @@ def pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
     return candidates[-1] if candidates else None
 
 
@@ -39,8 +41,10 @@ class PostgresServer:
         self.fsync = fsync
         self.initdb, self.pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
         if not (self.initdb and self.pg_ctl):
-            pytest.fail("PostgreSQL is not installed: run `bash scripts/install-test-deps.sh` (Debian package "
-                        "postgresql); .ci/run does this before make test")
+            pytest.fail(
+                "PostgreSQL is not installed: run `bash scripts/install-test-deps.sh` (Debian package "
+                "postgresql); .ci/run does this before make test"
+            )
         self.as_postgres: list[str] = []
         if os.geteuid() == 0:
             runuser = shutil.which("runuser")
@@ -60,22 +64,67 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
 
     def start(self) -> PostgresServer:
-        self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                  *([] if self.fsync else ["--no-sync"]))
-        opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
-                f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=100")
-        self._run(self.pg_ctl, "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts, "-w",
-                  "-t", "60", "start")
+        self._run(
+            self.initdb,
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            *([] if self.fsync else ["--no-sync"]),
+        )
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
+            f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=100"
+        )
+        self._run(
+            self.pg_ctl,
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         psql = pg_bin("psql") or "psql"
-        self._run(psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-q",
-                  "-c", "CREATE DATABASE batchmt")
+        self._run(
+            psql,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-q",
+            "-c",
+            "CREATE DATABASE batchmt",
+        )
         return self
 
     def database(self, name: str) -> str:
         """A fresh database on this server; its URL."""
         psql = pg_bin("psql") or "psql"
-        self._run(psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-q",
-                  "-c", f"CREATE DATABASE {name}")
+        self._run(
+            psql,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-q",
+            "-c",
+            f"CREATE DATABASE {name}",
+        )
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:

@@ -39,6 +39,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 # --- Dockerfile -------------------------------------------------------------------------------------------
 
+
 def test_hadolint_passes_on_the_gateway_dockerfile():
     r = run(tool("hadolint"), "--no-color", str(DEPLOY / "Dockerfile"))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -46,8 +47,9 @@ def test_hadolint_passes_on_the_gateway_dockerfile():
 
 def test_hadolint_rejects_a_broken_dockerfile(tmp_path):
     bad = tmp_path / "Dockerfile"
-    bad.write_text((DEPLOY / "Dockerfile").read_text().replace("USER 10001:10001", "USER root")
-                   + "RUN apt-get install curl\n")
+    bad.write_text(
+        (DEPLOY / "Dockerfile").read_text().replace("USER 10001:10001", "USER root") + "RUN apt-get install curl\n"
+    )
     r = run(tool("hadolint"), "--no-color", str(bad))
     assert r.returncode != 0
     assert "DL3002" in r.stdout and "DL3014" in r.stdout, r.stdout  # last USER root; apt-get without -y
@@ -55,7 +57,7 @@ def test_hadolint_rejects_a_broken_dockerfile(tmp_path):
 
 def test_dockerfile_is_slim_non_root_with_a_healthcheck_and_can_bake_the_model():
     text = (DEPLOY / "Dockerfile").read_text()
-    final = text[text.rindex("\nFROM "):]
+    final = text[text.rindex("\nFROM ") :]
     assert "slim" in text.split("ARG PYTHON_IMAGE=", 1)[1].splitlines()[0]
     users = [line.split()[1] for line in final.splitlines() if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
@@ -68,6 +70,7 @@ def test_dockerfile_is_slim_non_root_with_a_healthcheck_and_can_bake_the_model()
 
 
 # --- compose.yaml -----------------------------------------------------------------------------------------
+
 
 def compose() -> dict:
     return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
@@ -101,8 +104,12 @@ def test_compose_services_fit_together():
         gpus = devices[0].get("count") or len(devices[0]["device_ids"])
         assert gpus == tp, f"{name}: {gpus} GPUs reserved for tensor parallel {tp}"
         models.add(args[0])
-    assert {"meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.3-70B-Instruct",
-            "tiiuae/Falcon3-10B-Instruct", "tiiuae/falcon-180B"} <= models
+    assert {
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "meta-llama/Llama-3.3-70B-Instruct",
+        "tiiuae/Falcon3-10B-Instruct",
+        "tiiuae/falcon-180B",
+    } <= models
     env = services["gateway"]["environment"]
     hosts = [urlparse(u).hostname for u in env["BATCHMT_ENGINE_URL"].split(",")]
     assert len(hosts) >= 2 and set(hosts) <= set(engines), hosts
@@ -134,6 +141,7 @@ def test_promtool_checks_the_compose_scrape_config(tmp_path):
 
 
 # --- Kubernetes ---------------------------------------------------------------------------------------------
+
 
 def by_kind(objects: list[dict]) -> dict[tuple[str, str], dict]:
     return {(o["kind"], o["metadata"]["name"]): o for o in objects}
@@ -210,8 +218,12 @@ def test_overlay_objects_fit_together(overlay):
     monitors = [o for o in objs if o["kind"] == "ServiceMonitor"]
     assert {m["metadata"]["name"] for m in monitors} == {"batchmt-gateway", "batchmt-engine"}
     for m in monitors:
-        svcs = [o for o in objs if o["kind"] == "Service"
-                and m["spec"]["selector"]["matchLabels"].items() <= o["metadata"].get("labels", {}).items()]
+        svcs = [
+            o
+            for o in objs
+            if o["kind"] == "Service"
+            and m["spec"]["selector"]["matchLabels"].items() <= o["metadata"].get("labels", {}).items()
+        ]
         assert svcs, f"{m['metadata']['name']} selects no Service"
         ports = {p["name"] for s in svcs for p in s["spec"]["ports"]}
         assert all(e["port"] in ports for e in m["spec"]["endpoints"])

@@ -37,14 +37,41 @@ class Replica:
 
     def start(self) -> None:
         log = (ARTIFACTS / f"pool-{self.name}.log").open("a")
-        env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": self.cpu, "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-               "VLLM_CPU_KVCACHE_SPACE": "1"}
+        env = {
+            **os.environ,
+            "VLLM_CPU_OMP_THREADS_BIND": self.cpu,
+            "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model,
-             "--served-model-name", "gemma-3-270m", "--dtype", "float32", "--block-size", "32",
-             "--enable-prefix-caching", "--enforce-eager", "--max-model-len", "2048", "--max-num-seqs", "16",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                self.model,
+                "--served-model-name",
+                "gemma-3-270m",
+                "--dtype",
+                "float32",
+                "--block-size",
+                "32",
+                "--enable-prefix-caching",
+                "--enforce-eager",
+                "--max-model-len",
+                "2048",
+                "--max-num-seqs",
+                "16",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
     def wait_healthy(self) -> None:
         assert self.proc is not None
@@ -89,14 +116,33 @@ def replicas():
 async def test_a_replica_killed_mid_run_loses_nothing_is_ejected_and_readmitted_after_restart(replicas):
     from batchmt_server.app import create_app
 
-
     a, b = replicas
     pool = EnginePool([a.url, b.url], health_interval_s=1.0, no_replica_wait_s=120)
-    settings = engine_test_settings(engine="http", engine_url=f"{a.url},{b.url}", max_sentences_per_prompt=1,
-                                    max_prompts_in_flight=8, max_attempts=2, warmup=False)
-    sentences = [f"The {n} trains to the coast leave every morning at seven." for n in
-                 ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-                  "thirteen")]
+    settings = engine_test_settings(
+        engine="http",
+        engine_url=f"{a.url},{b.url}",
+        max_sentences_per_prompt=1,
+        max_prompts_in_flight=8,
+        max_attempts=2,
+        warmup=False,
+    )
+    sentences = [
+        f"The {n} trains to the coast leave every morning at seven."
+        for n in (
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+        )
+    ]
     app = create_app(settings, engine=pool)
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(app.state.gateway.ready.wait(), 120)
@@ -132,8 +178,9 @@ async def test_a_replica_killed_mid_run_loses_nothing_is_ejected_and_readmitted_
                 assert time.monotonic() < deadline, "replica a was not re-admitted"
                 await asyncio.sleep(0.5)
             before = pool.replica_stats()[0].prompts
-            r = await c.post("/v1/translate", json={"sentences": [f"Room {i} is on the second floor." for i in
-                                                                   range(6)]})
+            r = await c.post(
+                "/v1/translate", json={"sentences": [f"Room {i} is on the second floor." for i in range(6)]}
+            )
             assert r.status_code == 200 and all(t["status"] == "ok" for t in r.json()["translations"]), r.text
             sa = pool.replica_stats()[0]
             assert sa.prompts > before and sa.ejections == 1, sa

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -43,10 +44,31 @@ class Gateway:
         env.pop("BATCHMT_DATA_DIR", None)
         env["BATCHMT_DATABASE_URL"] = url  # the URL names the store; never a flag (a password would show in ps)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--host", "127.0.0.1",
-             "--port", str(self.port), "--data-dir", str(log_dir / f"unused-{name}"), "--calibration", "off",
-             "--no-warmup", "--max-wait-ms", "1", *args], stdout=self.log.open("a"), stderr=subprocess.STDOUT,
-            env=env, cwd=REPO)
+            [
+                sys.executable,
+                "-m",
+                "batchmt_server",
+                "serve",
+                "--engine",
+                "fake",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(log_dir / f"unused-{name}"),
+                "--calibration",
+                "off",
+                "--no-warmup",
+                "--max-wait-ms",
+                "1",
+                *args,
+            ],
+            stdout=self.log.open("a"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -77,8 +99,15 @@ def pg():
 
 
 def _jsonl(n: int) -> bytes:
-    rows = [{"custom_id": f"req-{i}", "method": "POST", "url": "/v1/translate",
-             "body": {"sentences": [f"Line {i} of the shared job.", f"Its second sentence {i}."]}} for i in range(n)]
+    rows = [
+        {
+            "custom_id": f"req-{i}",
+            "method": "POST",
+            "url": "/v1/translate",
+            "body": {"sentences": [f"Line {i} of the shared job.", f"Its second sentence {i}."]},
+        }
+        for i in range(n)
+    ]
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
 
@@ -96,16 +125,22 @@ def test_two_gateways_share_one_job_one_killed_mid_job_the_job_completes_exactly
         assert 'batchmt_reused_sentences_total{kind="memory"} 1.0' in httpx.get(b.url + "/metrics").text
 
         f = httpx.post(a.url + "/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", _jsonl(n))}).json()
-        job = httpx.post(b.url + "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
-                                                      "completion_window": "24h"}).json()
+        job = httpx.post(
+            b.url + "/v1/batches",
+            json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"},
+        ).json()
         # both gateways claim lines of the one job (their worker ids show in the leases)
         owners: set[str] = set()
         with psycopg.connect(url, autocommit=True) as db:
             deadline = time.monotonic() + 60
             while len(owners) < 2 or a.batch(job["id"])["request_counts"]["completed"] < 300:
                 assert time.monotonic() < deadline, (owners, a.batch(job["id"])["request_counts"])
-                owners |= {r[0] for r in db.execute("SELECT DISTINCT lease_owner FROM job_lines "
-                                                    "WHERE state = 'claimed' AND lease_owner IS NOT NULL")}
+                owners |= {
+                    r[0]
+                    for r in db.execute(
+                        "SELECT DISTINCT lease_owner FROM job_lines WHERE state = 'claimed' AND lease_owner IS NOT NULL"
+                    )
+                }
                 time.sleep(0.01)
             a.proc.send_signal(signal.SIGKILL)  # a dies holding leases
             a.proc.wait(10)
@@ -118,14 +153,18 @@ def test_two_gateways_share_one_job_one_killed_mid_job_the_job_completes_exactly
             assert final["request_counts"] == {"total": n, "completed": n, "failed": 0}
             dead_owner_lines = db.execute("SELECT COUNT(*) FROM job_lines WHERE state = 'claimed'").fetchone()[0]
             assert dead_owner_lines == 0
-        out = [json.loads(x) for x in
-               httpx.get(f"{b.url}/v1/files/{final['output_file_id']}/content", timeout=30).text.splitlines()]
+        out = [
+            json.loads(x)
+            for x in httpx.get(f"{b.url}/v1/files/{final['output_file_id']}/content", timeout=30).text.splitlines()
+        ]
         ids = [o["custom_id"] for o in out]
         assert len(ids) == n and sorted(ids) == sorted(f"req-{i}" for i in range(n)), "each line exactly once"
         for o in out:
             i = int(o["custom_id"].split("-")[1])
-            assert [t["text"] for t in o["response"]["body"]["translations"]] == \
-                [f"[de] Line {i} of the shared job.", f"[de] Its second sentence {i}."]
+            assert [t["text"] for t in o["response"]["body"]["translations"]] == [
+                f"[de] Line {i} of the shared job.",
+                f"[de] Its second sentence {i}.",
+            ]
         # usage adds up across gateways: the job's usage counts every sentence once, whoever ran it
         usage = httpx.get(b.url + "/v1/usage").json()["jobs"]
         assert usage["jobs"] == 1 and usage["sentences"] == 2 * n

@@ -41,15 +41,27 @@ async def store(db_url):
 
 
 def _job(job_id: str = "batch_1", **kw) -> JobRecord:
-    base = dict(id=job_id, input_file_id="file-1", endpoint="/v1/translate", completion_window="24h",
-                status="in_progress", created_at=1000, expires_at=1000 + 86400, in_progress_at=1000)
+    base = dict(
+        id=job_id,
+        input_file_id="file-1",
+        endpoint="/v1/translate",
+        completion_window="24h",
+        status="in_progress",
+        created_at=1000,
+        expires_at=1000 + 86400,
+        in_progress_at=1000,
+    )
     base.update(kw)
     return JobRecord(**base)
 
 
 def _lines(n: int, bad: tuple[int, ...] = ()) -> list[NewLine]:
-    return [NewLine(i, f"c{i}", error_output=json.dumps({"custom_id": f"c{i}", "error": "bad"})) if i in bad
-            else NewLine(i, f"c{i}", body=json.dumps({"sentences": [f"s{i}"]})) for i in range(1, n + 1)]
+    return [
+        NewLine(i, f"c{i}", error_output=json.dumps({"custom_id": f"c{i}", "error": "bad"}))
+        if i in bad
+        else NewLine(i, f"c{i}", body=json.dumps({"sentences": [f"s{i}"]}))
+        for i in range(1, n + 1)
+    ]
 
 
 async def test_database_url_selects_postgres_and_migrations_run_once_under_concurrent_starts(db_url):
@@ -70,8 +82,9 @@ async def test_database_url_selects_postgres_and_migrations_run_once_under_concu
 
 
 async def test_unreachable_database_is_a_clear_store_error(pg):
-    s = PostgresStore(f"postgresql://postgres:secret@127.0.0.1:{pg.port + 1 if pg.port < 65535 else 1}/x",
-                      connect_timeout=2)
+    s = PostgresStore(
+        f"postgresql://postgres:secret@127.0.0.1:{pg.port + 1 if pg.port < 65535 else 1}/x", connect_timeout=2
+    )
     with pytest.raises(StoreError, match="cannot connect to PostgreSQL") as info:
         await s.open()
     assert "secret" not in str(info.value)
@@ -89,8 +102,16 @@ async def test_claim_complete_exactly_once_under_lease_expiry(store):
     b2 = await store.claim_lines("B", 1, lease_seconds=10, now=111.0)  # A's lease expired: B takes line 1 over
     assert [(c.line_no, c.attempts) for c in b2] == [(1, 2)]
     assert await store.complete_lines("B", [LineResult("batch_1", 1, True, '{"from":"B"}', JobUsage(sentences=1))]) == 1
-    assert await store.complete_lines("A", [LineResult("batch_1", 1, True, '{"from":"A"}', JobUsage(sentences=1)),
-                                            LineResult("batch_1", 2, True, '{"from":"A"}', JobUsage(sentences=1))]) == 1
+    assert (
+        await store.complete_lines(
+            "A",
+            [
+                LineResult("batch_1", 1, True, '{"from":"A"}', JobUsage(sentences=1)),
+                LineResult("batch_1", 2, True, '{"from":"A"}', JobUsage(sentences=1)),
+            ],
+        )
+        == 1
+    )
     assert await store.complete_lines("B", [LineResult("batch_1", 1, True, '{"again":1}')]) == 0
     job = await store.get_job("batch_1")
     assert (job.completed, job.failed, job.usage.sentences) == (2, 1, 2)
@@ -123,8 +144,13 @@ async def test_four_gateways_claiming_at_once_never_share_a_line(db_url):
                 if not got:
                     return mine
                 mine += [c.line_no for c in got]
-                n = await s.complete_lines(owner, [LineResult(c.job_id, c.line_no, True, json.dumps(owner),
-                                                              JobUsage(sentences=1, characters=2)) for c in got])
+                n = await s.complete_lines(
+                    owner,
+                    [
+                        LineResult(c.job_id, c.line_no, True, json.dumps(owner), JobUsage(sentences=1, characters=2))
+                        for c in got
+                    ],
+                )
                 assert n == len(got)
 
         per = await asyncio.gather(*(worker(s, f"gw{i}") for i, s in enumerate(stores)))
@@ -145,10 +171,25 @@ async def test_two_gateways_finishing_a_job_at_once_one_wins(db_url):
         got = await a.claim_lines("A", 1, lease_seconds=10, now=0.0)
         await a.complete_lines("A", [LineResult("batch_1", got[0].line_no, True, '{"ok":1}')])
         results = await asyncio.gather(
-            a.finish_job("batch_1", ["in_progress"], "expired", 5, output_file_id="fo-a", error_file_id="fe-a",
-                         expired_output='{{"custom_id": {custom_id}, "error": "expired", "line": {line_no}}}'),
-            b.finish_job("batch_1", ["in_progress"], "expired", 5, output_file_id="fo-b", error_file_id="fe-b",
-                         expired_output='{{"custom_id": {custom_id}, "error": "expired", "line": {line_no}}}'))
+            a.finish_job(
+                "batch_1",
+                ["in_progress"],
+                "expired",
+                5,
+                output_file_id="fo-a",
+                error_file_id="fe-a",
+                expired_output='{{"custom_id": {custom_id}, "error": "expired", "line": {line_no}}}',
+            ),
+            b.finish_job(
+                "batch_1",
+                ["in_progress"],
+                "expired",
+                5,
+                output_file_id="fo-b",
+                error_file_id="fe-b",
+                expired_output='{{"custom_id": {custom_id}, "error": "expired", "line": {line_no}}}',
+            ),
+        )
         winners = [r for r in results if r is not None]
         assert len(winners) == 1
         job = winners[0]
@@ -188,15 +229,22 @@ async def test_translation_memory_and_usage_are_shared_between_gateways(db_url):
         assert await a.tm_size() == 3  # bound kept across gateways: the least recently used ("good night") left
         assert await a.tm_get("sig", ["good night", "hello world"], now=4.0) == {"hello world": "Hallo Welt"}
         # two gateways writing the same entries at once: no deadlock, one row each
-        await asyncio.gather(*(s.tm_put("sig", [(f"s{i}", f"t{i}") for i in range(50)][::step], now=5.0,
-                                        max_entries=1000) for s, step in ((a, 1), (b, -1)) for _ in range(3)))
+        await asyncio.gather(
+            *(
+                s.tm_put("sig", [(f"s{i}", f"t{i}") for i in range(50)][::step], now=5.0, max_entries=1000)
+                for s, step in ((a, 1), (b, -1))
+                for _ in range(3)
+            )
+        )
         assert await b.tm_size() == 53
         await a.create_job(_job("batch_x", owner="key-1"), _lines(2))
         await b.create_job(_job("batch_y", owner="key-2"), _lines(1))
         for s, owner in ((a, "A"), (b, "B")):
             for c in await s.claim_lines(owner, 1, lease_seconds=10, now=1.0):
-                await s.complete_lines(owner, [LineResult(c.job_id, c.line_no, True, "{}",
-                                                          JobUsage(sentences=1, cost=0.25, memory_hits=1))])
+                await s.complete_lines(
+                    owner,
+                    [LineResult(c.job_id, c.line_no, True, "{}", JobUsage(sentences=1, cost=0.25, memory_hits=1))],
+                )
         n, usage = await b.jobs_usage()
         assert n == 2 and usage.sentences == 2 and usage.cost == pytest.approx(0.5) and usage.memory_hits == 2
         n1, u1 = await a.jobs_usage(owner="key-1")
@@ -218,11 +266,14 @@ async def test_keys_and_per_key_usage_add_up_across_gateways(db_url):
         await a.add_key(KeyRecord("k1", "alice", "hash-1", chars_per_day=1000, created_at=1.0))
         await a.add_key(KeyRecord("k2", "bob", "hash-2", role="admin", created_at=2.0))
         listed = await b.list_keys()
-        assert [(k.id, k.role, k.chars_per_day, k.source) for k in listed] == \
-            [("k1", "user", 1000, "store"), ("k2", "admin", None, "store")]
+        assert [(k.id, k.role, k.chars_per_day, k.source) for k in listed] == [
+            ("k1", "user", 1000, "store"),
+            ("k2", "admin", None, "store"),
+        ]
         # two gateways adding the same key's usage at once: every add counts (one upsert each)
-        await asyncio.gather(*(s.add_usage("k1", ["2026-11-27", "2026-11"], 10, 2, 1)
-                               for s in (a, b) for _ in range(25)))
+        await asyncio.gather(
+            *(s.add_usage("k1", ["2026-11-27", "2026-11"], 10, 2, 1) for s in (a, b) for _ in range(25))
+        )
         assert await a.usage("k1", "2026-11-27") == {"k1": {"characters": 500, "sentences": 100, "requests": 50}}
         assert (await b.usage(None, "2026-11"))["k1"]["requests"] == 50
         assert await b.usage("k2", "2026-11") == {}

@@ -57,9 +57,13 @@ class FakeReplica:
             return httpx.Response(400, json={"error": "prompt too long"})
         c = await self.engine.generate(body["prompt"], PARAMS)
         self.answered.append(body["prompt"])
-        return httpx.Response(200, json={"choices": [{"text": c.text, "finish_reason": "stop"}],
-                                         "usage": {"prompt_tokens": c.prompt_tokens,
-                                                   "completion_tokens": c.completion_tokens}})
+        return httpx.Response(
+            200,
+            json={
+                "choices": [{"text": c.text, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens},
+            },
+        )
 
 
 class Fleet:
@@ -296,8 +300,12 @@ async def test_replica_metrics_carry_a_replica_label():
         fleet["r0"].mode = "drop"
         await asyncio.gather(*(pool.generate(prompt(i), PARAMS) for i in range(4)))
         families = {f.name: f for f in ReplicaCollector(lambda: pool).collect()}
-        value = {(f, s.labels["replica"]): s.value for f, fam in families.items() for s in fam.samples
-                 if not s.name.endswith("_created")}
+        value = {
+            (f, s.labels["replica"]): s.value
+            for f, fam in families.items()
+            for s in fam.samples
+            if not s.name.endswith("_created")
+        }
         assert value[("batchmt_engine_replica_up", "http://r0:8000")] == 0
         assert value[("batchmt_engine_replica_up", "http://r1:8000")] == 1
         assert value[("batchmt_engine_replica_ejections", "http://r0:8000")] == 1

@@ -47,9 +47,15 @@ def parse_engine_urls(value: str | Iterable[str] | None) -> list[str]:
 
 
 class HTTPEngine:
-    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
-                 timeout: float = 300.0, transport: httpx.AsyncBaseTransport | None = None,
-                 send_priority: bool = False) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 300.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        send_priority: bool = False,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         if self.base_url.endswith("/v1"):
             self.base_url = self.base_url[: -len("/v1")]
@@ -57,9 +63,13 @@ class HTTPEngine:
         self.model_name = model or "unknown"
         self.send_priority = send_priority  # the server runs vLLM's priority scheduling
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, transport=transport,
-                                         timeout=httpx.Timeout(timeout, connect=10.0),
-                                         limits=httpx.Limits(max_connections=512, max_keepalive_connections=128))
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+        )
 
     async def start(self) -> None:
         """Learn the served model name when none was given."""
@@ -98,8 +108,13 @@ class HTTPEngine:
         return estimate_tokens(text)
 
     async def generate(self, prompt: str, params: GenerationParams) -> Completion:
-        body: dict = {"model": self._model, "prompt": prompt, "max_tokens": params.max_tokens,
-                      "temperature": params.temperature, "stop": list(params.stop)}
+        body: dict = {
+            "model": self._model,
+            "prompt": prompt,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "stop": list(params.stop),
+        }
         if params.seed is not None:
             body["seed"] = params.seed
         if params.cache_salt is not None:
@@ -111,8 +126,9 @@ class HTTPEngine:
         try:
             r = await self._client.post("/v1/completions", json=body)
         except httpx.HTTPError as exc:  # third-party errors are translated here, once
-            raise ReplicaUnavailable(f"{self.base_url}: {type(exc).__name__}: {exc}",
-                                     dead=isinstance(exc, _DEAD)) from exc
+            raise ReplicaUnavailable(
+                f"{self.base_url}: {type(exc).__name__}: {exc}", dead=isinstance(exc, _DEAD)
+            ) from exc
         if r.status_code >= 500:
             raise ReplicaUnavailable(f"{self.base_url} answered {r.status_code}: {r.text[:300]}", dead=False)
         if r.status_code != 200:
@@ -125,7 +141,8 @@ class HTTPEngine:
             lp = (choice.get("logprobs") or {}).get("token_logprobs")
             offsets = (choice.get("logprobs") or {}).get("text_offset")
             return Completion(
-                text=choice["text"], finish_reason=choice.get("finish_reason"),
+                text=choice["text"],
+                finish_reason=choice.get("finish_reason"),
                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
                 completion_tokens=int(usage.get("completion_tokens", 0)),
                 cached_prompt_tokens=int(details.get("cached_tokens") or 0),
@@ -165,8 +182,9 @@ class _Replica:
         self.ejected = asyncio.Event()
 
     def stats(self) -> ReplicaStats:
-        return ReplicaStats(self.url, self.healthy, self.outstanding, self.prompts, self.errors, self.ejections,
-                            self.resent)
+        return ReplicaStats(
+            self.url, self.healthy, self.outstanding, self.prompts, self.errors, self.ejections, self.resent
+        )
 
 
 class EnginePool:
@@ -183,16 +201,32 @@ class EnginePool:
     - with no healthy replica, a prompt waits up to ``no_replica_wait_s`` for one to come back.
     """
 
-    def __init__(self, urls: Sequence[str], model: str | None = None, api_key: str | None = None,
-                 timeout: float = 300.0, health_interval_s: float = 2.0, health_timeout_s: float = 5.0,
-                 failed_checks_to_eject: int = 2, errors_to_eject: int = 3, max_resends: int | None = None,
-                 no_replica_wait_s: float = 60.0, send_priority: bool = False,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 300.0,
+        health_interval_s: float = 2.0,
+        health_timeout_s: float = 5.0,
+        failed_checks_to_eject: int = 2,
+        errors_to_eject: int = 3,
+        max_resends: int | None = None,
+        no_replica_wait_s: float = 60.0,
+        send_priority: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         urls = parse_engine_urls(urls)
         if not urls:
             raise ValueError("an engine pool needs at least one URL")
-        self._replicas = [_Replica(HTTPEngine(u, model=model, api_key=api_key, timeout=timeout, transport=transport,
-                                              send_priority=send_priority)) for u in urls]
+        self._replicas = [
+            _Replica(
+                HTTPEngine(
+                    u, model=model, api_key=api_key, timeout=timeout, transport=transport, send_priority=send_priority
+                )
+            )
+            for u in urls
+        ]
         self._model = model
         self.model_name = self._replicas[0].engine.model_name
         self.health_interval_s = health_interval_s
@@ -297,11 +331,13 @@ class EnginePool:
     async def _pick(self) -> _Replica:
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: any(r.healthy for r in self._replicas)),
-                                       self.no_replica_wait_s)
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: any(r.healthy for r in self._replicas)), self.no_replica_wait_s
+                )
             except asyncio.TimeoutError:
-                raise EngineError(f"no healthy engine replica for {self.no_replica_wait_s:.0f} s "
-                                  f"({', '.join(self.urls)})") from None
+                raise EngineError(
+                    f"no healthy engine replica for {self.no_replica_wait_s:.0f} s ({', '.join(self.urls)})"
+                ) from None
             healthy = [r for r in self._replicas if r.healthy]
             least = min(r.outstanding for r in healthy)
             tied = [r for r in healthy if r.outstanding == least]
@@ -341,8 +377,9 @@ class EnginePool:
             return
         replica.failed_checks += 1
         if replica.healthy and (dead or replica.failed_checks >= self.failed_checks_to_eject):
-            await self._eject(replica, "connection refused" if dead
-                              else f"{replica.failed_checks} failed health checks")
+            await self._eject(
+                replica, "connection refused" if dead else f"{replica.failed_checks} failed health checks"
+            )
 
     async def _check_all(self) -> None:
         await asyncio.gather(*(self._check(r) for r in self._replicas))
@@ -375,18 +412,32 @@ class ReplicaCollector:
         if not isinstance(pool, EnginePool):
             return
         stats = pool.replica_stats()
-        up = GaugeMetricFamily("batchmt_engine_replica_up", "1 while the engine replica is in the pool's rotation "
-                               "(healthy), 0 while ejected", labels=["replica"])
-        out = GaugeMetricFamily("batchmt_engine_replica_outstanding_prompts", "Prompts sent to the replica and not "
-                                "answered yet", labels=["replica"])
+        up = GaugeMetricFamily(
+            "batchmt_engine_replica_up",
+            "1 while the engine replica is in the pool's rotation (healthy), 0 while ejected",
+            labels=["replica"],
+        )
+        out = GaugeMetricFamily(
+            "batchmt_engine_replica_outstanding_prompts",
+            "Prompts sent to the replica and not answered yet",
+            labels=["replica"],
+        )
         families: list[GaugeMetricFamily | CounterMetricFamily] = [up, out]
         for name, doc, field in (
-                ("batchmt_engine_replica_prompts", "Prompts sent to the replica, re-sends included", "prompts"),
-                ("batchmt_engine_replica_errors", "Prompts the replica failed (refused, dropped, timed out, 5xx, 4xx)",
-                 "errors"),
-                ("batchmt_engine_replica_ejections", "Times the replica was taken out of the rotation", "ejections"),
-                ("batchmt_engine_replica_resent_prompts", "Prompts taken away from the replica (it failed or was "
-                 "ejected with them in flight) and sent to another one", "resent")):
+            ("batchmt_engine_replica_prompts", "Prompts sent to the replica, re-sends included", "prompts"),
+            (
+                "batchmt_engine_replica_errors",
+                "Prompts the replica failed (refused, dropped, timed out, 5xx, 4xx)",
+                "errors",
+            ),
+            ("batchmt_engine_replica_ejections", "Times the replica was taken out of the rotation", "ejections"),
+            (
+                "batchmt_engine_replica_resent_prompts",
+                "Prompts taken away from the replica (it failed or was "
+                "ejected with them in flight) and sent to another one",
+                "resent",
+            ),
+        ):
             family = CounterMetricFamily(name, doc, labels=["replica"])
             for s in stats:
                 family.add_metric([s.replica], getattr(s, field))

@@ -45,10 +45,32 @@ T = TypeVar("T")
 Cur = psycopg.AsyncCursor[dict[str, Any]]
 
 _USAGE_COLS = tuple(f"u_{n}" for n in JobUsage.names())
-_JOB_COLS = ("id", "seq", "input_file_id", "endpoint", "completion_window", "status", "created_at", "expires_at",
-             "metadata", "in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at", "cancelling_at",
-             "cancelled_at", "output_file_id", "error_file_id", "errors", "total", "completed", "failed", "owner",
-             *_USAGE_COLS)
+_JOB_COLS = (
+    "id",
+    "seq",
+    "input_file_id",
+    "endpoint",
+    "completion_window",
+    "status",
+    "created_at",
+    "expires_at",
+    "metadata",
+    "in_progress_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+    "output_file_id",
+    "error_file_id",
+    "errors",
+    "total",
+    "completed",
+    "failed",
+    "owner",
+    *_USAGE_COLS,
+)
 _JOB_INSERT_COLS = tuple(c for c in _JOB_COLS if c != "seq")  # seq is an identity column
 _FILE_COLS = ("id", "purpose", "filename", "bytes", "created_at", "job_id", "kind", "owner")
 _SELECT_JOB = f"SELECT {', '.join(_JOB_COLS)} FROM jobs"
@@ -83,7 +105,7 @@ class PostgresStore:
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, connect_timeout: float = 30.0) -> None:
         if url.startswith("postgresql+psycopg://"):
-            url = "postgresql://" + url[len("postgresql+psycopg://"):]
+            url = "postgresql://" + url[len("postgresql+psycopg://") :]
         self.url = url
         self.min_size, self.max_size, self.connect_timeout = min_size, max_size, connect_timeout
         self._pool: AsyncConnectionPool | None = None
@@ -110,8 +132,14 @@ class PostgresStore:
     async def open(self) -> None:
         if self._pool is not None:
             return
-        pool = AsyncConnectionPool(self.url, min_size=self.min_size, max_size=self.max_size, open=False,
-                                   timeout=self.connect_timeout, kwargs={"autocommit": True})
+        pool = AsyncConnectionPool(
+            self.url,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            open=False,
+            timeout=self.connect_timeout,
+            kwargs={"autocommit": True},
+        )
         try:
             await pool.open(wait=True, timeout=self.connect_timeout)
         except Exception as exc:  # psycopg_pool.PoolTimeout, psycopg.OperationalError
@@ -127,10 +155,14 @@ class PostgresStore:
     async def _migrate(self) -> None:
         async def setup(cur: Cur) -> None:
             await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            await cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                              "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+            await cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+
         await self._tx(setup)
         for m in migrations(self.dialect):
+
             async def apply(cur: Cur, m: Migration = m) -> None:
                 await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                 await cur.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (m.version,))
@@ -138,6 +170,7 @@ class PostgresStore:
                     return
                 await cur.execute(m.sql.encode("utf-8"))  # several statements, no parameters
                 await cur.execute("INSERT INTO schema_migrations VALUES (%s, %s, %s)", (m.version, m.name, time.time()))
+
             await self._tx(apply)
 
     async def close(self) -> None:
@@ -149,14 +182,18 @@ class PostgresStore:
         async def op(cur: Cur) -> list[int]:
             await cur.execute("SELECT version FROM schema_migrations ORDER BY version")
             return [r["version"] for r in await cur.fetchall()]
+
         return await self._tx(op)
 
     # ---------------------------------------------------------------- files
     async def put_file(self, rec: FileRecord, content: bytes | None) -> None:
         async def op(cur: Cur) -> None:
-            await cur.execute(f"INSERT INTO files ({', '.join(_FILE_COLS)}, content) VALUES "
-                              f"({', '.join(['%s'] * (len(_FILE_COLS) + 1))})",
-                              (*[getattr(rec, c) for c in _FILE_COLS], content))
+            await cur.execute(
+                f"INSERT INTO files ({', '.join(_FILE_COLS)}, content) VALUES "
+                f"({', '.join(['%s'] * (len(_FILE_COLS) + 1))})",
+                (*[getattr(rec, c) for c in _FILE_COLS], content),
+            )
+
         await self._tx(op)
 
     async def get_file(self, file_id: str) -> FileRecord | None:
@@ -164,18 +201,23 @@ class PostgresStore:
             await cur.execute(f"SELECT {', '.join(_FILE_COLS)} FROM files WHERE id = %s", (file_id,))
             row = await cur.fetchone()
             return _file(row) if row else None
+
         return await self._tx(op)
 
-    async def list_files(self, *, purpose: str | None = None, after: str | None = None, limit: int = 20,
-                         owner: str | None = None) -> list[FileRecord]:
+    async def list_files(
+        self, *, purpose: str | None = None, after: str | None = None, limit: int = 20, owner: str | None = None
+    ) -> list[FileRecord]:
         async def op(cur: Cur) -> list[FileRecord]:
             where, args = _filters(purpose=purpose, owner=owner)
             if after is not None:
                 where.append("seq < COALESCE((SELECT seq FROM files WHERE id = %s), 0)")
                 args.append(after)
-            await cur.execute(f"SELECT {', '.join(_FILE_COLS)} FROM files WHERE {' AND '.join(where)} "
-                              "ORDER BY seq DESC LIMIT %s", (*args, limit))
+            await cur.execute(
+                f"SELECT {', '.join(_FILE_COLS)} FROM files WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT %s",
+                (*args, limit),
+            )
             return [_file(r) for r in await cur.fetchall()]
+
         return await self._tx(op)
 
     async def file_content(self, file_id: str) -> bytes | None:
@@ -187,9 +229,11 @@ class PostgresStore:
             if row["kind"] == "upload":
                 return bytes(row["content"] or b"")
             state = "done" if row["kind"] == "output" else "failed"
-            await cur.execute("SELECT output FROM job_lines WHERE job_id = %s AND state = %s ORDER BY line_no",
-                              (row["job_id"], state))
+            await cur.execute(
+                "SELECT output FROM job_lines WHERE job_id = %s AND state = %s ORDER BY line_no", (row["job_id"], state)
+            )
             return "".join(f"{r['output']}\n" for r in await cur.fetchall()).encode("utf-8")
+
         return await self._tx(op)
 
     # ---------------------------------------------------------------- jobs
@@ -199,14 +243,26 @@ class PostgresStore:
         async def op(cur: Cur) -> JobRecord:
             failed = sum(1 for ln in lines if ln.error_output is not None)
             rec = replace(job, total=len(lines), failed=failed, completed=0)
-            await cur.execute(f"INSERT INTO jobs ({', '.join(_JOB_INSERT_COLS)}) VALUES "
-                              f"({', '.join(['%s'] * len(_JOB_INSERT_COLS))}) RETURNING seq", _job_values(rec))
+            await cur.execute(
+                f"INSERT INTO jobs ({', '.join(_JOB_INSERT_COLS)}) VALUES "
+                f"({', '.join(['%s'] * len(_JOB_INSERT_COLS))}) RETURNING seq",
+                _job_values(rec),
+            )
             seq = (await _one(cur))["seq"]
             async with cur.copy("COPY job_lines (job_id, line_no, custom_id, body, state, output) FROM STDIN") as cp:
                 for ln in lines:
-                    await cp.write_row((rec.id, ln.line_no, ln.custom_id, ln.body,
-                                        "failed" if ln.error_output is not None else "pending", ln.error_output))
+                    await cp.write_row(
+                        (
+                            rec.id,
+                            ln.line_no,
+                            ln.custom_id,
+                            ln.body,
+                            "failed" if ln.error_output is not None else "pending",
+                            ln.error_output,
+                        )
+                    )
             return replace(rec, seq=seq)
+
         return await self._tx(op)
 
     async def get_job(self, job_id: str) -> JobRecord | None:
@@ -214,10 +270,12 @@ class PostgresStore:
             await cur.execute(f"{_SELECT_JOB} WHERE id = %s", (job_id,))
             row = await cur.fetchone()
             return _job(row) if row else None
+
         return await self._tx(op)
 
-    async def list_jobs(self, *, after: str | None = None, limit: int = 20,
-                        owner: str | None = None) -> list[JobRecord]:
+    async def list_jobs(
+        self, *, after: str | None = None, limit: int = 20, owner: str | None = None
+    ) -> list[JobRecord]:
         async def op(cur: Cur) -> list[JobRecord]:
             where, args = _filters(owner=owner)
             if after is not None:
@@ -225,12 +283,14 @@ class PostgresStore:
                 args.append(after)
             await cur.execute(f"{_SELECT_JOB} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT %s", (*args, limit))
             return [_job(r) for r in await cur.fetchall()]
+
         return await self._tx(op)
 
     async def jobs_in(self, statuses: Sequence[str]) -> list[JobRecord]:
         async def op(cur: Cur) -> list[JobRecord]:
             await cur.execute(f"{_SELECT_JOB} WHERE status = ANY(%s) ORDER BY seq", (list(statuses),))
             return [_job(r) for r in await cur.fetchall()]
+
         return await self._tx(op)
 
     async def set_job_status(self, job_id: str, from_statuses: Sequence[str], to: str, now: int) -> JobRecord | None:
@@ -238,10 +298,14 @@ class PostgresStore:
             raise StoreError(f"unknown job status {to!r}")
 
         async def op(cur: Cur) -> JobRecord | None:
-            await cur.execute(f"UPDATE jobs SET status = %s, {to}_at = %s WHERE id = %s AND status = ANY(%s) "
-                              f"RETURNING {', '.join(_JOB_COLS)}", (to, now, job_id, list(from_statuses)))
+            await cur.execute(
+                f"UPDATE jobs SET status = %s, {to}_at = %s WHERE id = %s AND status = ANY(%s) "
+                f"RETURNING {', '.join(_JOB_COLS)}",
+                (to, now, job_id, list(from_statuses)),
+            )
             row = await cur.fetchone()
             return _job(row) if row else None
+
         return await self._tx(op)
 
     async def claim_lines(self, owner: str, limit: int, lease_seconds: float, now: float) -> list[ClaimedLine]:
@@ -257,32 +321,43 @@ class PostgresStore:
                 " attempts = l.attempts + 1 "
                 "FROM picked WHERE l.job_id = picked.job_id AND l.line_no = picked.line_no "
                 "RETURNING l.job_id, l.line_no, l.custom_id, l.body, l.attempts, picked.seq",
-                {"now": now, "limit": limit, "owner": owner, "until": now + lease_seconds})
+                {"now": now, "limit": limit, "owner": owner, "until": now + lease_seconds},
+            )
             rows = sorted(await cur.fetchall(), key=lambda r: (r["seq"], r["line_no"]))  # RETURNING has no order
             return [ClaimedLine(r["job_id"], r["line_no"], r["custom_id"], r["body"], r["attempts"]) for r in rows]
+
         if limit <= 0:
             return []
         return await self._tx(op)
 
     async def renew_leases(self, owner: str, lease_seconds: float, now: float) -> int:
         async def op(cur: Cur) -> int:
-            await cur.execute("UPDATE job_lines SET lease_expires = %s WHERE lease_owner = %s AND state = 'claimed'",
-                              (now + lease_seconds, owner))
+            await cur.execute(
+                "UPDATE job_lines SET lease_expires = %s WHERE lease_owner = %s AND state = 'claimed'",
+                (now + lease_seconds, owner),
+            )
             return cur.rowcount
+
         return await self._tx(op)
 
-    async def release_lines(self, owner: str, keys: Sequence[tuple[str, int]] | None = None, *,
-                            undo_attempt: bool = True) -> int:
+    async def release_lines(
+        self, owner: str, keys: Sequence[tuple[str, int]] | None = None, *, undo_attempt: bool = True
+    ) -> int:
         async def op(cur: Cur) -> int:
             attempts = "GREATEST(0, attempts - 1)" if undo_attempt else "attempts"
-            sql = ("UPDATE job_lines SET state = 'pending', lease_owner = NULL, lease_expires = NULL, "
-                   f"attempts = {attempts} WHERE lease_owner = %s AND state = 'claimed'")
+            sql = (
+                "UPDATE job_lines SET state = 'pending', lease_owner = NULL, lease_expires = NULL, "
+                f"attempts = {attempts} WHERE lease_owner = %s AND state = 'claimed'"
+            )
             if keys is None:
                 await cur.execute(sql, (owner,))
             else:
-                await cur.execute(sql + " AND (job_id, line_no) IN (SELECT * FROM unnest(%s::text[], %s::int[]))",
-                                  (owner, [k[0] for k in keys], [k[1] for k in keys]))
+                await cur.execute(
+                    sql + " AND (job_id, line_no) IN (SELECT * FROM unnest(%s::text[], %s::int[]))",
+                    (owner, [k[0] for k in keys], [k[1] for k in keys]),
+                )
             return cur.rowcount
+
         if keys is not None and not keys:
             return 0
         return await self._tx(op)
@@ -297,8 +372,14 @@ class PostgresStore:
                 "FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[]) AS v(job_id, line_no, state, output) "
                 "WHERE l.job_id = v.job_id AND l.line_no = v.line_no AND l.state = 'claimed' AND l.lease_owner = %s "
                 "RETURNING l.job_id, l.line_no",
-                ([k[0] for k in keys], [k[1] for k in keys],
-                 ["done" if by_key[k].ok else "failed" for k in keys], [by_key[k].output for k in keys], owner))
+                (
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    ["done" if by_key[k].ok else "failed" for k in keys],
+                    [by_key[k].output for k in keys],
+                    owner,
+                ),
+            )
             written = [by_key[(r["job_id"], r["line_no"])] for r in await cur.fetchall()]
             per_job: dict[str, list[Any]] = {}
             for r in written:  # lines no longer ours (lease expired, claimed again) were not written: not counted
@@ -308,9 +389,12 @@ class PostgresStore:
             sets = ", ".join(f"{c} = {c} + %s" for c in _USAGE_COLS)
             for job_id in sorted(per_job):
                 ok, bad, usage = per_job[job_id]
-                await cur.execute(f"UPDATE jobs SET completed = completed + %s, failed = failed + %s, {sets} "
-                                  "WHERE id = %s", (ok, bad, *[getattr(usage, n) for n in JobUsage.names()], job_id))
+                await cur.execute(
+                    f"UPDATE jobs SET completed = completed + %s, failed = failed + %s, {sets} WHERE id = %s",
+                    (ok, bad, *[getattr(usage, n) for n in JobUsage.names()], job_id),
+                )
             return len(written)
+
         if not results:
             return 0
         return await self._tx(op)
@@ -319,10 +403,20 @@ class PostgresStore:
         async def op(cur: Cur) -> dict[str, int]:
             await cur.execute("SELECT state, COUNT(*) AS n FROM job_lines WHERE job_id = %s GROUP BY state", (job_id,))
             return {r["state"]: r["n"] for r in await cur.fetchall()}
+
         return await self._tx(op)
 
-    async def finish_job(self, job_id: str, from_statuses: Sequence[str], to: str, now: int, *, output_file_id: str,
-                         error_file_id: str, expired_output: str | None = None) -> JobRecord | None:
+    async def finish_job(
+        self,
+        job_id: str,
+        from_statuses: Sequence[str],
+        to: str,
+        now: int,
+        *,
+        output_file_id: str,
+        error_file_id: str,
+        expired_output: str | None = None,
+    ) -> JobRecord | None:
         if to not in ("completed", "cancelled", "expired", "failed"):
             raise StoreError(f"{to!r} is not a terminal status")
 
@@ -334,8 +428,11 @@ class PostgresStore:
             job = _job(row)
             expired = 0
             if to == "expired":
-                await cur.execute("SELECT line_no, custom_id FROM job_lines WHERE job_id = %s AND state IN "
-                                  "('pending', 'claimed') ORDER BY line_no FOR UPDATE", (job_id,))
+                await cur.execute(
+                    "SELECT line_no, custom_id FROM job_lines WHERE job_id = %s AND state IN "
+                    "('pending', 'claimed') ORDER BY line_no FOR UPDATE",
+                    (job_id,),
+                )
                 left = await cur.fetchall()
                 template = expired_output or "{{}}"
                 outputs = [template.format(custom_id=json.dumps(r["custom_id"]), line_no=r["line_no"]) for r in left]
@@ -343,30 +440,45 @@ class PostgresStore:
                     "UPDATE job_lines l SET state = 'failed', output = v.output, lease_owner = NULL, "
                     "lease_expires = NULL FROM unnest(%s::int[], %s::text[]) AS v(line_no, output) "
                     "WHERE l.job_id = %s AND l.line_no = v.line_no",
-                    ([r["line_no"] for r in left], outputs, job_id))
+                    ([r["line_no"] for r in left], outputs, job_id),
+                )
                 expired = len(left)
             else:
-                await cur.execute("UPDATE job_lines SET state = 'cancelled', lease_owner = NULL, lease_expires = NULL "
-                                  "WHERE job_id = %s AND state IN ('pending', 'claimed')", (job_id,))
+                await cur.execute(
+                    "UPDATE job_lines SET state = 'cancelled', lease_owner = NULL, lease_expires = NULL "
+                    "WHERE job_id = %s AND state IN ('pending', 'claimed')",
+                    (job_id,),
+                )
             files: dict[str, str | None] = {"output": None, "error": None}
             for kind, state, fid in (("output", "done", output_file_id), ("error", "failed", error_file_id)):
-                await cur.execute("SELECT COUNT(*) AS n, COALESCE(SUM(octet_length(output) + 1), 0) AS size "
-                                  "FROM job_lines WHERE job_id = %s AND state = %s", (job_id, state))
+                await cur.execute(
+                    "SELECT COUNT(*) AS n, COALESCE(SUM(octet_length(output) + 1), 0) AS size "
+                    "FROM job_lines WHERE job_id = %s AND state = %s",
+                    (job_id, state),
+                )
                 agg = await _one(cur)
                 if agg["n"]:
-                    await cur.execute("INSERT INTO files (id, purpose, filename, bytes, created_at, job_id, kind, "
-                                      "owner) VALUES (%s, 'batch_output', %s, %s, %s, %s, %s, %s)",
-                                      (fid, f"batch_{job_id}_{kind}.jsonl", int(agg["size"]), now, job_id, kind,
-                                       job.owner))
+                    await cur.execute(
+                        "INSERT INTO files (id, purpose, filename, bytes, created_at, job_id, kind, "
+                        "owner) VALUES (%s, 'batch_output', %s, %s, %s, %s, %s, %s)",
+                        (fid, f"batch_{job_id}_{kind}.jsonl", int(agg["size"]), now, job_id, kind, job.owner),
+                    )
                     files[kind] = fid
-            final_at = {"completed": "completed_at", "cancelled": "cancelled_at", "expired": "expired_at",
-                        "failed": "failed_at"}[to]
+            final_at = {
+                "completed": "completed_at",
+                "cancelled": "cancelled_at",
+                "expired": "expired_at",
+                "failed": "failed_at",
+            }[to]
             finalizing = now if to == "completed" and job.finalizing_at is None else job.finalizing_at
-            await cur.execute(f"UPDATE jobs SET status = %s, {final_at} = %s, finalizing_at = %s, "
-                              "output_file_id = %s, error_file_id = %s, failed = failed + %s WHERE id = %s "
-                              f"RETURNING {', '.join(_JOB_COLS)}",
-                              (to, now, finalizing, files["output"], files["error"], expired, job_id))
+            await cur.execute(
+                f"UPDATE jobs SET status = %s, {final_at} = %s, finalizing_at = %s, "
+                "output_file_id = %s, error_file_id = %s, failed = failed + %s WHERE id = %s "
+                f"RETURNING {', '.join(_JOB_COLS)}",
+                (to, now, finalizing, files["output"], files["error"], expired, job_id),
+            )
             return _job(await _one(cur))
+
         return await self._tx(op)
 
     async def jobs_usage(self, *, owner: str | None = None) -> tuple[int, JobUsage]:
@@ -376,6 +488,7 @@ class PostgresStore:
             await cur.execute(f"SELECT COUNT(*) AS n, {sums} FROM jobs {where}", args)
             row = await _one(cur)
             return row["n"], JobUsage(**{n: type(getattr(JobUsage(), n))(row[f"u_{n}"]) for n in JobUsage.names()})
+
         return await self._tx(op)
 
     # ---------------------------------------------------------------- translation memory
@@ -386,8 +499,10 @@ class PostgresStore:
                 "AND source = ANY(%s) ORDER BY source FOR UPDATE) "
                 "UPDATE translation_memory t SET hits = t.hits + 1, last_used = GREATEST(t.last_used, %s) FROM hit "
                 "WHERE t.signature = hit.signature AND t.source = hit.source RETURNING t.source, t.target",
-                (signature, sorted(set(sources)), now))
+                (signature, sorted(set(sources)), now),
+            )
             return {r["source"]: r["target"] for r in await cur.fetchall()}
+
         if not sources:
             return {}
         return await self._tx(op)
@@ -402,15 +517,20 @@ class PostgresStore:
                 "SELECT %s, s, t, %s, %s FROM unnest(%s::text[], %s::text[]) AS v(s, t) "
                 "ON CONFLICT (signature, source) DO UPDATE SET target = excluded.target, "
                 "last_used = excluded.last_used RETURNING (xmax = 0) AS inserted",
-                (signature, now, now, keys, [latest[k] for k in keys]))
+                (signature, now, now, keys, [latest[k] for k in keys]),
+            )
             added = sum(1 for r in await cur.fetchall() if r["inserted"])
             # the size row is locked last and briefly: the one point where concurrent memory writes queue
             await cur.execute("UPDATE translation_memory_count SET n = n + %s RETURNING n", (added,))
             excess = (await _one(cur))["n"] - max_entries
             if excess > 0:  # least recently used first; rows another writer holds are left for the next write
-                await cur.execute("DELETE FROM translation_memory WHERE ctid IN (SELECT ctid FROM translation_memory "
-                                  "ORDER BY last_used LIMIT %s FOR UPDATE SKIP LOCKED)", (excess,))
+                await cur.execute(
+                    "DELETE FROM translation_memory WHERE ctid IN (SELECT ctid FROM translation_memory "
+                    "ORDER BY last_used LIMIT %s FOR UPDATE SKIP LOCKED)",
+                    (excess,),
+                )
                 await cur.execute("UPDATE translation_memory_count SET n = n - %s", (cur.rowcount,))
+
         if not pairs:
             return
         await self._tx(op)
@@ -419,6 +539,7 @@ class PostgresStore:
         async def op(cur: Cur) -> int:
             await cur.execute("SELECT n FROM translation_memory_count")
             return (await _one(cur))["n"]
+
         return await self._tx(op)
 
     async def tm_clear(self) -> None:
@@ -426,6 +547,7 @@ class PostgresStore:
             await cur.execute("SELECT n FROM translation_memory_count FOR UPDATE")
             await cur.execute("DELETE FROM translation_memory")
             await cur.execute("UPDATE translation_memory_count SET n = 0")
+
         await self._tx(op)
 
 
@@ -464,8 +586,18 @@ class PostgresKeys:
     :class:`batchmt_server.keys.KeyStore` of gateways that share one database, so that every gateway sees the
     same keys and adds its requests to the same per-key, per-period usage rows (quotas hold across gateways)."""
 
-    _COLS = ("id", "name", "key_hash", "role", "rate_requests", "rate_chars", "chars_per_day", "chars_per_month",
-             "created_at", "revoked_at")
+    _COLS = (
+        "id",
+        "name",
+        "key_hash",
+        "role",
+        "rate_requests",
+        "rate_chars",
+        "chars_per_day",
+        "chars_per_month",
+        "created_at",
+        "revoked_at",
+    )
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
@@ -483,8 +615,11 @@ class PostgresKeys:
 
     async def add_key(self, record: Any) -> None:
         async def op(cur: Cur) -> None:
-            await cur.execute(f"INSERT INTO api_keys ({', '.join(self._COLS)}) VALUES "
-                              f"({', '.join(['%s'] * len(self._COLS))})", tuple(getattr(record, c) for c in self._COLS))
+            await cur.execute(
+                f"INSERT INTO api_keys ({', '.join(self._COLS)}) VALUES ({', '.join(['%s'] * len(self._COLS))})",
+                tuple(getattr(record, c) for c in self._COLS),
+            )
+
         await self.store._tx(op)
 
     async def list_keys(self) -> list[Any]:
@@ -493,17 +628,20 @@ class PostgresKeys:
         async def op(cur: Cur) -> list[Any]:
             await cur.execute(f"SELECT {', '.join(self._COLS)} FROM api_keys ORDER BY created_at, id")
             return [KeyRecord(**row, source="store") for row in await cur.fetchall()]
+
         return await self.store._tx(op)
 
     async def revoke_key(self, key_id_or_name: str, now: float) -> int:
         async def op(cur: Cur) -> int:
-            await cur.execute("UPDATE api_keys SET revoked_at = %s WHERE (id = %s OR name = %s) AND revoked_at IS NULL",
-                              (now, key_id_or_name, key_id_or_name))
+            await cur.execute(
+                "UPDATE api_keys SET revoked_at = %s WHERE (id = %s OR name = %s) AND revoked_at IS NULL",
+                (now, key_id_or_name, key_id_or_name),
+            )
             return cur.rowcount
+
         return await self.store._tx(op)
 
-    async def add_usage(self, key_id: str, periods: list[str], characters: int, sentences: int,
-                        requests: int) -> None:
+    async def add_usage(self, key_id: str, periods: list[str], characters: int, sentences: int, requests: int) -> None:
         async def op(cur: Cur) -> None:
             await cur.execute(
                 "INSERT INTO api_key_usage (key_id, period, characters, sentences, requests) "
@@ -512,7 +650,9 @@ class PostgresKeys:
                 "characters = api_key_usage.characters + excluded.characters, "
                 "sentences = api_key_usage.sentences + excluded.sentences, "
                 "requests = api_key_usage.requests + excluded.requests",
-                (key_id, characters, sentences, requests, sorted(set(periods))))
+                (key_id, characters, sentences, requests, sorted(set(periods))),
+            )
+
         if periods:
             await self.store._tx(op)
 
@@ -523,6 +663,9 @@ class PostgresKeys:
             if key_id is not None:
                 sql, args = sql + " AND key_id = %s", (period, key_id)
             await cur.execute(sql, args)
-            return {r["key_id"]: {"characters": r["characters"], "sentences": r["sentences"],
-                                  "requests": r["requests"]} for r in await cur.fetchall()}
+            return {
+                r["key_id"]: {"characters": r["characters"], "sentences": r["sentences"], "requests": r["requests"]}
+                for r in await cur.fetchall()
+            }
+
         return await self.store._tx(op)
