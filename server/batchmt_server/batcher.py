@@ -15,10 +15,11 @@ import math
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 from .consensus import span_confidence
 from .engines import EngineError
+from .engines.base import EngineDead
 from .parsing import Slot
 from .placeholders import check_masks
 from .runner import PromptCall, PromptRunner
@@ -134,6 +135,8 @@ class Batcher:
         self.memory_size = memory_size
         self._memory: OrderedDict[str, str] = OrderedDict()  # bounded translation memory (LRU)
         self._wakeup = asyncio.Event()
+        #: called once with the reason when the engine dies for good (the gateway stops being ready)
+        self.on_engine_dead: Callable[[str], None] | None = None
         self._tasks: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
 
@@ -155,6 +158,16 @@ class Batcher:
                 item = queue.popleft()
                 self._resolve(item, None, "shutdown", "the gateway shut down before this sentence was sent")
         self.stats.set_queue_depth(0)
+
+    def fail_queued(self, code: str, message: str) -> int:
+        """Resolve every queued sentence as failed (the engine died: nothing queued can be sent)."""
+        n = 0
+        for queue in (self._queue, self._low):
+            while queue:
+                self._resolve(queue.popleft(), None, code, message)
+                n += 1
+        self.stats.set_queue_depth(0)
+        return n
 
     # ------------------------------------------------------------------ intake
     def submit(self, texts: list[str], request_id: int, priority: int = 0) -> list[asyncio.Future]:
@@ -307,6 +320,13 @@ class Batcher:
                 call = await self.runner.call(sources, [it.tokens for it in batch], temperature=temperature, seed=seed,
                                               requests=len({it.request_id for it in batch}), priority=priority,
                                               logprobs=True)
+            except EngineDead as exc:  # no retry can succeed: fail at once, and tell the gateway
+                log.error("the engine died: %s", exc)
+                for it in batch:
+                    self._resolve(it, None, "engine_dead", str(exc))
+                if self.on_engine_dead is not None:
+                    self.on_engine_dead(str(exc))
+                return
             except EngineError as exc:
                 log.warning("engine call failed for %d sentences: %s", len(batch), exc)
                 for it in batch:

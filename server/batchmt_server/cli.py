@@ -126,11 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     """Run the gateway behind the HTTP front (middleware.py, http_protocol.py) under uvicorn."""
-    import uvicorn
-
     from .app import create_app
-    from .http_protocol import protocol_class
     from .middleware import GuardConfig
+    from .serving import run_server
     from .observability import setup_tracing
     from .keys import KeyRing
     from .security_settings import check_limits
@@ -144,11 +142,7 @@ def serve(settings: Settings) -> int:
         return 2
     app = create_app(settings, keys=guard.keys)  # the HTTP front (middleware.py) is part of the app
     setup_tracing(app, settings.otel_endpoint, settings.otel_service_name)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                log_config=None, server_header=False, timeout_keep_alive=settings.keep_alive_s,
-                http=protocol_class(settings.max_header_bytes, settings.header_timeout_s),
-                timeout_graceful_shutdown=10)
-    return 0
+    return run_server(app, settings)
 
 
 async def _calibrate(settings: Settings, limit: int | None, sizes: tuple[int, ...]) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -57,6 +59,7 @@ class Gateway:
     calibration: Calibration | None = None
     template_choice: TemplateChoice | None = None  # template "auto": the variants measured and the one chosen
     calibrated_pack_limit: int | None = None  # None when calibration is off
+    engine_dead: str | None = None  # why, once the engine died for good (engine_died)
 
     @property
     def max_pack(self) -> int:
@@ -115,13 +118,15 @@ class Gateway:
                 self.calibrated_pack_limit = self.calibration.pack_limit
             self.stats.set_pack_cap(self.max_pack)
             # one cap on prompts in flight for the batcher and the ensemble rounds
-            self.runner = PromptRunner(self.engine, self.template, self.stats, max_in_flight=s.max_prompts_in_flight)
+            self.runner = PromptRunner(self.engine, self.template, self.stats, max_in_flight=s.max_prompts_in_flight,
+                                       timeout_s=s.engine_timeout_s)
             self.batcher = Batcher(self.runner, self.stats, max_wait_ms=s.max_wait_ms,
                                    max_sentences_per_prompt=self.max_pack, max_prompt_tokens=s.max_prompt_tokens,
                                    max_queue_sentences=s.max_queue_sentences, max_attempts=s.max_attempts,
                                    temperature=s.temperature, policy=s.pack_policy,
                                    memory_size=0 if self.memory is not None else s.translation_memory_size)
             self.batcher.start()
+            self.batcher.on_engine_dead = self.engine_died
             self.ensemble = Ensemble(self.runner, self.stats, max_prompt_tokens=s.max_prompt_tokens)
             self.translator = Translator(self.batcher, self.stats, s, self.model_name, self.template,
                                          self.calibrated_pack_limit, ensemble=self.ensemble, prices=self.prices,
@@ -135,6 +140,24 @@ class Gateway:
         except Exception as exc:  # the process stays up and says why in /readyz
             self.boot_error = f"{type(exc).__name__}: {exc}"
             log.exception("engine failed to start")
+
+    def engine_died(self, reason: str) -> None:
+        """The engine is gone for good: not ready from now on, what is queued fails (its requests answer a
+        retryable 503), and with ``on_engine_death="exit"`` the process shuts down gracefully so that its
+        supervisor (systemd, Kubernetes, Compose) starts a fresh one. Restarting vLLM inside this process is not
+        attempted: a dead engine core does not reliably give its memory back."""
+        if self.engine_dead is not None:
+            return
+        self.engine_dead = reason
+        self.boot_error = f"the engine died: {reason}"
+        self.ready.clear()
+        self.stats.set_engine_ready(False)
+        if self.batcher is not None:
+            self.batcher.fail_queued("engine_dead", self.boot_error)
+        exiting = getattr(self.settings, "on_engine_death", "exit") == "exit"
+        log.error("%s; not ready%s", self.boot_error, ", shutting down in 1 s" if exiting else "")
+        if exiting:
+            asyncio.get_running_loop().call_later(1.0, os.kill, os.getpid(), signal.SIGTERM)
 
     async def close(self) -> None:
         if self.batcher is not None:

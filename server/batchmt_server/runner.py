@@ -44,9 +44,13 @@ class PromptCall:
 
 
 class PromptRunner:
-    def __init__(self, engine: Engine, template: Template, stats: Stats, *, max_in_flight: int = 64) -> None:
+    def __init__(self, engine: Engine, template: Template, stats: Stats, *, max_in_flight: int = 64,
+                 timeout_s: float | None = None) -> None:
         self.engine, self.template, self.stats = engine, template, stats
         self.max_in_flight = max_in_flight
+        #: an engine call that takes longer fails (EngineError) and gives its place back: a hung engine cannot
+        #: hold the places in flight forever
+        self.timeout_s = timeout_s
         self._capacity = asyncio.Semaphore(max_in_flight)
         self._in_flight = 0
 
@@ -89,7 +93,10 @@ class PromptRunner:
         prompt = self.template.render(sources)
         t0 = time.monotonic()
         try:
-            completion = await self.engine.generate(prompt, params)
+            try:
+                completion = await asyncio.wait_for(self.engine.generate(prompt, params), self.timeout_s)
+            except asyncio.TimeoutError:
+                raise EngineError(f"the engine did not answer within {self.timeout_s:g}s") from None
         except EngineError:
             self.stats.record_prompt(sentences=len(sources), requests=requests, ok=False,
                                      seconds=time.monotonic() - t0)

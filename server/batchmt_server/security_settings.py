@@ -78,6 +78,16 @@ class SecurityFields(BaseModel):
                                     "seconds of its first byte (or of the connection); else the connection closes")
     keep_alive_s: float = Field(5.0, gt=0, description="idle keep-alive connections are closed after this")
 
+    # --- faults
+    on_engine_death: Literal["exit", "stay"] = Field("exit", description="when the in-process engine dies for "
+                                                     "good: 'exit' (not ready at once, waiting requests get a "
+                                                     "retryable 503, then a graceful shutdown with exit status 70 "
+                                                     "for the supervisor to restart); 'stay' (keep answering 503)")
+    shutdown_delay_s: float = Field(0.0, ge=0, description="on SIGTERM: /readyz answers 503 at once and the gateway "
+                                    "keeps serving this long (load balancers take it out), then drains and exits")
+    fake_engine_delay_ms: float = Field(0.0, ge=0, description="engine 'fake' only: latency of each engine call "
+                                        "(load and fault tests)")
+
     # --- observability
     log_format: Literal["text", "json"] = Field("text", description="'json': one JSON object per line "
                                                 "(python-json-logger), with request_id")

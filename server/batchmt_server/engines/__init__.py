@@ -30,7 +30,7 @@ def build_engine(settings: "Settings") -> Engine:
                           timeout=settings.engine_timeout_s, send_priority=settings.scheduling_policy == "priority")
     if settings.engine == "fake":
         from .fake import FakeEngine
-        return FakeEngine()
+        return FakeEngine(delay=getattr(settings, "fake_engine_delay_ms", 0.0) / 1000.0)
     from ..model import resolve_model
     from ..presets import get_preset, preset_engine_args
     from .vllm_inprocess import VLLMEngine

@@ -9,11 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Completion", "Engine", "EngineError", "GenerationParams"]
+__all__ = ["Completion", "Engine", "EngineDead", "EngineError", "GenerationParams"]
 
 
 class EngineError(RuntimeError):
     """The engine failed to produce a completion (raised by every implementation, whatever the cause)."""
+
+
+class EngineDead(EngineError):
+    """The engine is gone for good (the in-process engine's core died): no retry can succeed in this process.
+    The gateway stops being ready, fails what is waiting with a retryable 503 and exits (on_engine_death)."""
 
 
 @dataclass(frozen=True)

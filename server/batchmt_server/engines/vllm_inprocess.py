@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Completion, EngineError, GenerationParams
+from .base import Completion, EngineDead, EngineError, GenerationParams
 
 __all__ = ["VLLMEngine", "cpu_environment"]
 
@@ -116,6 +116,8 @@ class VLLMEngine:
                                                 priority=priority):
                 final = out
         except Exception as exc:  # vLLM's errors are translated here, once
+            if type(exc).__name__ == "EngineDeadError" or getattr(self._llm, "errored", False):
+                raise EngineDead(f"the vLLM engine core died: {type(exc).__name__}: {exc}") from exc
             raise EngineError(f"{type(exc).__name__}: {exc}") from exc
         if final is None or not final.outputs:
             raise EngineError("vLLM returned no output")

@@ -1,0 +1,61 @@
+"""Running the gateway under uvicorn: header limits (http_protocol.py), no ``server`` header, JSON-able logs
+(the root logger's handlers), and a graceful stop.
+
+On SIGTERM (or SIGINT) the gateway first says so: ``/readyz`` answers 503 at once, and with
+``shutdown_delay_s`` > 0 it keeps serving that long so that load balancers stop sending new requests. Then uvicorn
+stops accepting connections, lets the requests in flight finish (at most ``drain_timeout_s``; their sentences are
+translated, or failed in their slots with ``shutdown`` once the batcher closes) and runs the app's shutdown. A
+second signal during the delay stops at once. The exit status is 0, or 70 (EX_SOFTWARE) when the engine died
+(``on_engine_death="exit"``), so that a supervisor restarts the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from .http_protocol import protocol_class
+
+__all__ = ["run_server", "DrainingServer", "EXIT_ENGINE_DEAD"]
+
+log = logging.getLogger("batchmt.serving")
+
+EXIT_ENGINE_DEAD = 70
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: Any, delay_s: float) -> None:
+        super().__init__(config)
+        self.gateway_app, self.delay_s = app, delay_s
+        self._exit_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.gateway_app.state.draining = True  # /readyz: 503 from now on
+        if self.delay_s > 0 and self._exit_at is None:
+            self._exit_at = time.monotonic() + self.delay_s
+            log.info("signal %d: not ready; serving %gs more, then draining", sig, self.delay_s)
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._exit_at is not None and time.monotonic() >= self._exit_at and not self.should_exit:
+            log.info("draining: no new connections; waiting for the requests in flight")
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def run_server(app: Any, settings: Any, drain_timeout_s: float = 30.0) -> int:
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            log_config=None, server_header=False, timeout_keep_alive=settings.keep_alive_s,
+                            http=protocol_class(settings.max_header_bytes, settings.header_timeout_s),
+                            timeout_graceful_shutdown=drain_timeout_s)
+    server = DrainingServer(config, app, settings.shutdown_delay_s)
+    server.run()
+    gw = getattr(app.state, "gateway", None)
+    if gw is not None and getattr(gw, "engine_dead", None):
+        return EXIT_ENGINE_DEAD
+    return 0 if server.started else 1
