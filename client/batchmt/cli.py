@@ -122,8 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-lang", default="de")
     _add_translation_options(p)
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming an interrupted job")
-    p.add_argument("--as-job", action="store_true", help="run it as a batch job on the server (text files: upload, "
-                   "wait with a progress bar, write the output); the job survives this command and server restarts")
+    p.add_argument(
+        "--as-job",
+        action="store_true",
+        help="run it as a batch job on the server (text files: upload, "
+        "wait with a progress bar, write the output); the job survives this command and server restarts",
+    )
     p.add_argument(
         "--on-failure",
         choices=ON_FAILURE,
@@ -221,6 +225,10 @@ def _err(message: str) -> None:
 # -- commands ------------------------------------------------------------------------------------
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _cmd_translate(client: Client, args: argparse.Namespace) -> int:
     if args.as_job:
         return translate_as_job(client, args)
@@ -251,13 +259,13 @@ def _cmd_translate(client: Client, args: argparse.Namespace) -> int:
     blank = "blank" if report.format == "text" else "with nothing to translate"
     resumed = f", {report.resumed} kept from before" if report.resumed else ""
     _err(
-        f"{report.translated} {noun}s translated{where} ({report.skipped} {blank}{resumed}); "
+        f"{_plural(report.translated, noun)} translated{where} ({report.skipped} {blank}{resumed}); "
         f"{report.usage.completion_tokens} completion tokens"
     )
     if report.failures:
         shown = ", ".join(f.where for f in report.failures[:20]) + (" ..." if len(report.failures) > 20 else "")
         kept = "kept in the source language" if args.on_failure == "source" else "left untranslated"
-        _err(f"warning: {len(report.failures)} {noun}s could not be translated and are {kept}: {shown}")
+        _err(f"warning: {_plural(len(report.failures), noun)} could not be translated and are {kept}: {shown}")
         return EXIT_PARTIAL
     return EXIT_OK
 

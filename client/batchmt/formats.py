@@ -498,8 +498,12 @@ class Html(Document):
         self.units = [Unit(text, "document", line=1, send=bool(text.strip()), tag_handling="html")]
 
     def render(self, outputs: Sequence[str | None], translated: Sequence[bool] | None = None) -> str:
+        source = self.units[0].text
         out = outputs[0] if outputs else None
-        return out if out is not None else self.units[0].text
+        if out is None:
+            return source
+        trailing = source[len(source.rstrip()) :]
+        return out.rstrip() + trailing if trailing and not out.endswith(trailing) else out
 
 
 def parse_document(

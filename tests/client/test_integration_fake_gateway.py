@@ -168,3 +168,52 @@ def test_cli_jsonl_with_quality(fake_gateway, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     record = json.loads(dst.read_text(encoding="utf-8"))
     assert record["id"] == 7 and record["body"].count("[de] ") == 2
+
+
+XLIFF = """<?xml version="1.0" encoding="UTF-8"?>
+<xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2">
+ <file original="shop" source-language="en" datatype="plaintext">
+  <body>
+   <trans-unit id="welcome">
+    <source>Welcome to <g id="1">our shop</g>. Prices start at <x id="2"/> euros.</source>
+   </trans-unit>
+   <trans-unit id="save">
+    <source>Save your changes before closing {app_name}.</source>
+   </trans-unit>
+  </body>
+ </file>
+</xliff>
+"""
+
+HTML = """<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Opening hours</title></head>
+<body>
+<p>The museum is closed on <b>Mondays</b>. See <a href="https://example.org/hours">the full list</a>.</p>
+<ul><li>Adults pay 12 euros.</li><li>Children enter for free.</li></ul>
+</body>
+</html>
+"""
+
+
+def test_xliff_html_and_csv_through_the_real_server(fake_gateway, tmp_path):
+    etree = pytest.importorskip("lxml.etree")
+    files = {"shop.xlf": XLIFF, "hours.html": HTML, "rows.csv": 'id,text\n1,"Hello, world. Second one."\n2,Plain\n'}
+    with batchmt.Client(base_url=fake_gateway, timeout=60) as client:
+        for name, text in files.items():
+            (tmp_path / name).write_text(text, encoding="utf-8")
+            report = client.translate_file(tmp_path / name, tmp_path / f"de-{name}", progress=False)
+            assert report.ok, (name, report.failures)
+    ns = {"x": "urn:oasis:names:tc:xliff:document:1.2"}
+    root = etree.fromstring((tmp_path / "de-shop.xlf").read_bytes())
+    welcome = root.find(".//x:trans-unit[@id='welcome']/x:target", ns)
+    assert [etree.QName(el).localname for el in welcome.iter()] == ["target", "g", "x"]  # inline tags kept
+    assert welcome.text.startswith("[de] ") and welcome.find("x:g", ns).text == "our shop"
+    save = root.find(".//x:trans-unit[@id='save']/x:target", ns)
+    assert save.text == "[de] Save your changes before closing {app_name}."
+    html = (tmp_path / "de-hours.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and html.endswith("</html>\n")
+    assert '<a href="https://example.org/hours">' in html and html.count("[de] ") == 5
+    assert (tmp_path / "de-rows.csv").read_text(encoding="utf-8") == (
+        'id,text\n1,"[de] Hello, world. [de] Second one."\n2,[de] Plain\n'
+    )
