@@ -9,20 +9,29 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
 
 from batchmt_server.engines.openai_http import EnginePool
-from conftest import ARTIFACTS, engine_test_settings, free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
 START_TIMEOUT = float(os.environ.get("BATCHMT_TEST_ENGINE_TIMEOUT", "600"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Replica:
@@ -113,14 +122,18 @@ def replicas():
             r.kill()
 
 
-async def test_a_replica_killed_mid_run_loses_nothing_is_ejected_and_readmitted_after_restart(replicas):
+async def test_a_replica_killed_mid_run_loses_nothing_is_ejected_and_readmitted_after_restart(replicas, tmp_path):
     from batchmt_server.app import create_app
+    from batchmt_server.settings import Settings
 
     a, b = replicas
     pool = EnginePool([a.url, b.url], health_interval_s=1.0, no_replica_wait_s=120)
-    settings = engine_test_settings(
+    settings = Settings(
         engine="http",
         engine_url=f"{a.url},{b.url}",
+        data_dir=tmp_path / "store",
+        calibration="off",
+        max_wait_ms=30.0,
         max_sentences_per_prompt=1,
         max_prompts_in_flight=8,
         max_attempts=2,
