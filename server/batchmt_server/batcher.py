@@ -126,7 +126,8 @@ class Batcher:
         # most ``low_cap`` prompts at once. The cap halves while interactive sentences are queued or in flight
         # (on a CPU every extra sequence slows the others) and grows back by one every 0.25 s when they are not.
         self._low: deque[Item] = deque()
-        self.low_cap_max = max_low_prompts or runner.max_in_flight
+        # a quarter of the places stay free for interactive prompts: they never wait for a job's prompt to end
+        self.low_cap_max = max_low_prompts or max(1, runner.max_in_flight * 3 // 4)
         self.low_cap = self.low_cap_max
         self._low_in_flight = 0  # prompts of batch-job sentences only
         self._interactive_in_flight = 0  # prompts carrying at least one interactive sentence
@@ -297,17 +298,18 @@ class Batcher:
             if not batch:
                 self.runner.release()
                 continue
-            task = asyncio.create_task(self._send(batch))
+            priority = min(it.priority for it in batch)
+            if priority > 0:  # counted now: the loop may dispatch again before _send runs
+                self._low_in_flight += 1
+            else:
+                self._interactive_in_flight += 1
+            task = asyncio.create_task(self._send(batch, priority))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[Item]) -> None:
-        """One prompt for ``batch`` (the loop acquired its place in the runner; released here)."""
-        priority = min(it.priority for it in batch)
-        if priority > 0:
-            self._low_in_flight += 1
-        else:
-            self._interactive_in_flight += 1
+    async def _send(self, batch: list[Item], priority: int = 0) -> None:
+        """One prompt for ``batch`` (the loop acquired its place in the runner and counted the prompt in
+        ``_low_in_flight`` or ``_interactive_in_flight`` by ``priority``; both are released here)."""
         try:
             now = time.monotonic()
             for it in batch:
