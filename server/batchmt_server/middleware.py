@@ -58,6 +58,8 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _INNERMOST = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+#: file uploads (batch jobs): their own size limit (``--job-max-file-bytes``, plus the multipart framing)
+UPLOAD_PATHS = frozenset({"/v1/files"})
 DASHBOARD_PREFIX = "/dashboard"
 #: pages a browser opens: a 401 there asks for Basic auth (the key as the password), so the browser prompts
 BROWSER_PREFIXES = ("/dashboard", "/docs", "/openapi.json")
@@ -101,6 +103,7 @@ class GuardConfig:
     max_json_depth: int = 16
     body_timeout_s: float = 30.0
     metrics_token: str | None = None
+    max_upload_bytes: int = 100 * 1024 * 1024 + 64 * 1024
 
     @classmethod
     def from_settings(cls, settings: Any, keys: KeyRing | None = None) -> "GuardConfig":
@@ -112,7 +115,7 @@ class GuardConfig:
         body = settings.max_body_bytes or default_body_bytes(settings)
         return cls(keys=keys or KeyRing.from_settings(settings), max_body_bytes=body,
                    max_json_depth=settings.max_json_depth, body_timeout_s=settings.body_timeout_s,
-                   metrics_token=token)
+                   metrics_token=token, max_upload_bytes=settings.job_max_file_bytes + 64 * 1024)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
@@ -211,15 +214,16 @@ class GuardMiddleware:
 
     async def _read_body(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         cfg = self.config
+        limit = cfg.max_upload_bytes if scope.get("path") in UPLOAD_PATHS else cfg.max_body_bytes
         length = headers.get(b"content-length")
         if length is not None:
             try:
                 declared = int(length)
             except ValueError:
                 raise _Refused(400, "invalid_request", "Content-Length is not a number") from None
-            if declared > cfg.max_body_bytes:
+            if declared > limit:
                 raise _Refused(413, "body_too_large",
-                               f"the body has {declared} bytes; the limit is {cfg.max_body_bytes}")
+                               f"the body has {declared} bytes; the limit is {limit}")
         chunks: list[bytes] = []
         size = 0
         deadline = time.monotonic() + cfg.body_timeout_s
@@ -233,8 +237,8 @@ class GuardMiddleware:
                 raise _Disconnected()
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > cfg.max_body_bytes:
-                raise _Refused(413, "body_too_large", f"the body is over the limit of {cfg.max_body_bytes} bytes")
+            if size > limit:
+                raise _Refused(413, "body_too_large", f"the body is over the limit of {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)

@@ -248,3 +248,16 @@ async def test_job_prompt_cap_leaves_places_free_halves_under_interactive_load_a
         await asyncio.sleep(0.8)
         assert b.low_cap >= 3  # grows back by one every 0.25 s without interactive work
         await asyncio.gather(*extra)
+
+
+async def test_an_upload_larger_than_a_translate_body_passes_the_front_and_its_own_limit_holds():
+    """The front's body limit fits translate requests; /v1/files has the file limit (job_max_file_bytes)."""
+    async with running_gateway(max_body_bytes=20_000, job_max_file_bytes=200_000) as (c, app):
+        rows = jsonl([line(f"r{i}", f"Sentence number {i} is here.") for i in range(1000)])
+        assert 20_000 < len(rows) < 200_000
+        r = await upload(c, rows)
+        assert r.status_code == 200, r.text
+        r = await upload(c, rows * 3)
+        assert r.status_code == 413
+        r = await c.post("/v1/translate", json={"sentences": ["x" * 300] * 100})  # 30 KB: over the body limit
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"  # translate's rule unchanged
