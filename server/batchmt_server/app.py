@@ -20,6 +20,7 @@ from .engines.openai_http import ReplicaCollector
 from .errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
 from .gateway import Gateway
 from .docs_offline import install_docs
+from .openapi_limits import install_openapi_limits
 from .keys import KeyRing, LimitExceeded
 from .middleware import GuardConfig, GuardMiddleware, principal_of
 from .jobs import JobsRuntime, install_jobs, jobs_usage
@@ -178,5 +179,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
 
     install_dashboard(app)
     install_docs(app)
+    install_openapi_limits(app, settings, lambda: keys.enabled)
     install_jobs(app, settings)
     return app

@@ -60,7 +60,8 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
     if gateway is not None:
         gateway.stats.record_request("rejected")
     ctype = request.headers.get("content-type", "")
-    if ctype.split(";")[0].strip().lower() != "application/json":
+    about_body = any(tuple(e.get("loc", ()))[:1] == ("body",) for e in exc.errors())
+    if about_body and ctype.split(";")[0].strip().lower() != "application/json":  # (a bad query is a 422)
         return JSONResponse(error_body("unsupported_media_type",
                                        f"send the body as application/json (got {clip(ctype, 60) or 'no content type'})"),
                             status_code=415)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 
 __all__ = ["TranslateRequest", "TranslateResponse", "Translation", "TranslationError", "FailedSegment", "Usage", "Info",
            "Limits",
@@ -53,7 +53,7 @@ class TranslateRequest(BaseModel):
     tag_handling: Literal["html", "xml"] | None = Field(
         None, description="'html' / 'xml': the entries are markup; text nodes are translated, tags kept (inline tags "
         "stay inside their sentence)")
-    preserve_placeholders: bool = Field(
+    preserve_placeholders: StrictBool = Field(
         True, description="protect and verify placeholders ([PROJECT123], {name}, {{var}}, %s), URLs, e-mail addresses "
         "and `code spans`: never translated, and a translation that loses or doubles one is repaired or failed")
     source_lang: StrictStr = Field("en", min_length=2, max_length=16)
@@ -88,7 +88,7 @@ class TranslateRequest(BaseModel):
         "fast", description="'fast': one pass, packed with other callers' sentences; 'balanced' / 'best': several "
         "rounds in permuted batches, decided per sentence by consensus, a sentence stopping early once two rounds "
         "agree with high confidence (more engine work; see the signature for the rounds used)")
-    translation_memory: bool = Field(True, description="false: neither read nor write the translation memory "
+    translation_memory: StrictBool = Field(True, description="false: neither read nor write the translation memory "
                                      "(every sentence goes to the engine)")
 
 
