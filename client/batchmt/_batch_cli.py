@@ -145,24 +145,46 @@ def _cmd_list(client: Client, args: argparse.Namespace) -> int:
 
 
 def translate_as_job(client: Client, args: argparse.Namespace) -> int:
-    """``batchmt translate -i FILE -o OUT --as-job``: upload FILE as a batch job, wait with a progress bar, write
-    the translated lines (blank lines kept). Text files only (one sentence per line)."""
+    """``batchmt translate -i FILE -o OUT --as-job``: the file (any format ``batchmt translate`` reads) becomes a
+    batch job on the server; wait for it with a progress bar, then write OUT in the same format. The job survives
+    this command and server restarts."""
+    from pathlib import Path
+
+    from .batches import document_outputs, document_requests
+    from .formats import detect_format, parse_document
+
     if args.input == "-" or args.output == "-":
         raise ValueError("--as-job needs -i FILE and -o FILE (the job reads a file and writes one)")
-    if getattr(args, "format", None) not in (None, "text"):
-        raise ValueError("--as-job translates text files (one sentence per line); drop --format or use 'text'")
-    b = client.batches.create_from_file(args.input, kind="text", source_lang=args.source_lang,
-                                        target_lang=args.target_lang, quality=getattr(args, "quality", None))
+    fmt = args.format or detect_format(args.input)
+    parse = dict(unit=args.unit, field=args.field, column=args.column, target_lang=args.target_lang)
+    doc = parse_document(Path(args.input).read_bytes(), fmt, **parse)
+    options = {k: v for k, v in (("quality", args.quality), ("split_sentences", args.split_sentences),
+                                 ("tag_handling", args.tag_handling),
+                                 ("preserve_placeholders", args.preserve_placeholders)) if v is not None}
+    data = document_requests(doc, source_lang=args.source_lang, target_lang=args.target_lang, options=options)
+    if not data:
+        raise ValueError(f"{args.input}: nothing to translate")
+    f = client.batches.upload_bytes(data, Path(args.input).name + ".batch.jsonl")
+    b = client.batches.create(f.id, metadata={"source": Path(args.input).name[:512]})
     _err(f"batch {b.id} submitted ({b.request_counts.total} requests); it runs on the server: if this command "
-         f"stops, `batchmt batch wait {b.id}` and `batchmt batch download {b.id} --source {args.input} -o ...` "
-         "finish the job")
+         f"stops, `batchmt batch wait {b.id}` shows it, and this same command with --as-job starts a new one")
     b = client.batches.wait(b.id, progress=args.progress)
     if b.status != "completed":
         raise BatchFailed(f"batch {b.id} ended {b.status}")
-    missing = client.batches.download(b, args.output, source=args.input)
-    _err(f"{b.request_counts.completed} requests translated to {args.output}")
-    if missing:
-        _err(f"warning: {len(missing)} lines could not be translated and are left empty: "
-             + ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else ""))
+    output = client.batches.content(b.output_file_id) if b.output_file_id else b""
+    outputs, complete = document_outputs(doc, output)
+    missing = [u.where for u, o, sent in zip(doc.units, outputs, (u.send for u in doc.units)) if sent and o is None]
+    out_path = Path(args.output)
+    tmp = out_path.with_name(out_path.name + ".part")
+    rendered = doc.render(outputs, complete)
+    if isinstance(rendered, bytes):
+        tmp.write_bytes(rendered)
+    else:
+        tmp.write_text(rendered, encoding="utf-8")
+    tmp.replace(out_path)
+    _err(f"{b.request_counts.completed} requests translated to {args.output} ({fmt})")
+    if missing or b.request_counts.failed:
+        shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
+        _err(f"warning: {len(missing)} {doc.noun}s could not be translated: {shown}")
         return EXIT_PARTIAL
     return EXIT_OK

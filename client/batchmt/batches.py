@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
 
 __all__ = ["Batch", "BatchList", "BatchFile", "Batches", "AsyncBatches", "RequestCounts", "BatchFailed",
-           "build_requests"]
+           "build_requests", "document_requests", "document_outputs"]
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 ENDPOINT = "/v1/translate"
@@ -183,6 +183,65 @@ def text_from_output(output: bytes, source: str | os.PathLike[str]) -> tuple[lis
     return out, [k + 1 for k, ok in enumerate(filled) if not ok]
 
 
+def document_requests(doc: Any, *, texts_per_request: int = 32, max_request_chars: int = 50_000,
+                      source_lang: str = "en", target_lang: str = "de",
+                      options: Mapping[str, Any] | None = None) -> bytes:
+    """A parsed document's units (:func:`batchmt.formats.parse_document`) as batch requests of ``texts``: request
+    ``custom_id`` ``"units-<first>-<last>"`` (0-based unit indices) carries the units to send in that range, in
+    order; a unit with its own ``tag_handling`` (markup formats) starts a request of its own kind."""
+    out = io.StringIO()
+    group: list[int] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        body: dict[str, Any] = {"texts": [doc.units[i].text for i in group], "source_lang": source_lang,
+                                "target_lang": target_lang, **dict(options or {})}
+        tag = doc.units[group[0]].tag_handling
+        if tag:
+            body["tag_handling"] = tag
+        out.write(json.dumps({"custom_id": f"units-{group[0]}-{group[-1]}", "method": "POST", "url": ENDPOINT,
+                              "body": body}, ensure_ascii=False) + "\n")
+        group.clear()
+
+    chars = 0
+    for i, u in enumerate(doc.units):
+        if not u.send:
+            continue
+        if group and (len(group) >= texts_per_request or chars + len(u.text) > max_request_chars
+                      or doc.units[group[0]].tag_handling != u.tag_handling):
+            flush()
+            chars = 0
+        group.append(i)
+        chars += len(u.text)
+    flush()
+    return out.getvalue().encode("utf-8")
+
+
+def document_outputs(doc: Any, output: bytes) -> tuple[list[str | None], list[bool]]:
+    """Each unit's translation from a batch's output made by :func:`document_requests` (``None``: not translated)
+    and whether it is complete (status ``ok``); units not sent keep ``None``/``False`` (the format keeps them)."""
+    n = len(doc.units)
+    outputs: list[str | None] = [None] * n
+    complete = [False] * n
+    for raw in output.decode("utf-8").splitlines():
+        if not raw.strip():
+            continue
+        row = json.loads(raw)
+        try:
+            _, first, last = str(row.get("custom_id", "")).split("-")
+            lo, hi = int(first), int(last)
+        except ValueError:
+            raise BatchFailed(f"custom_id {row.get('custom_id')!r} was not made from this document") from None
+        sent = [i for i in range(lo, min(hi + 1, n)) if doc.units[i].send]
+        translations = (((row.get("response") or {}).get("body") or {}).get("translations")) or []
+        for i, t in zip(sent, translations):
+            if t.get("text") is not None:
+                outputs[i] = t["text"]
+                complete[i] = t.get("status") == "ok"
+    return outputs, complete
+
+
 class _Bar:
     """A tqdm bar over request_counts (done = completed + failed)."""
 
@@ -233,6 +292,12 @@ class Batches:
         data, name = _prepare(path, kind, sentences_per_request=sentences_per_request, source_lang=source_lang,
                               target_lang=target_lang, quality=quality)
         r = self._send("POST", "/v1/files", files={"file": (name, data, "application/jsonl")},
+                       data={"purpose": "batch"})
+        return BatchFile.from_json(r.json())
+
+    def upload_bytes(self, data: bytes, filename: str) -> BatchFile:
+        """Upload a JSONL of batch requests already in memory."""
+        r = self._send("POST", "/v1/files", files={"file": (filename, data, "application/jsonl")},
                        data={"purpose": "batch"})
         return BatchFile.from_json(r.json())
 

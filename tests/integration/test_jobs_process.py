@@ -247,3 +247,11 @@ def test_sdk_and_cli_submit_wait_download_and_translate_as_job(gateways, tmp_pat
 
     assert main(["translate", "-i", str(src), "-o", str(tmp_path / "job.de"), "--as-job", "--no-progress", *base]) == 0
     assert (tmp_path / "job.de").read_text(encoding="utf-8").splitlines() == expected
+
+    # a document format too: JSONL with the text in a field (the other fields kept)
+    rows = [{"id": i, "body": f"Row {i} is here."} for i in range(50)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert main(["translate", "-i", str(tmp_path / "rows.jsonl"), "-o", str(tmp_path / "rows.de.jsonl"), "--field",
+                 "body", "--as-job", "--no-progress", "--split-sentences", "off", *base]) == 0
+    got = [json.loads(x) for x in (tmp_path / "rows.de.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert got == [{"id": i, "body": f"[de] Row {i} is here."} for i in range(50)]
