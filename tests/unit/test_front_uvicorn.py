@@ -198,3 +198,15 @@ def test_contradictory_limits_are_refused_at_start_up(args, needle):
     r = subprocess.run([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", *args],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "contradictory limits" in r.stderr and needle in r.stderr
+
+
+def test_a_lone_surrogate_is_a_422_and_the_keep_alive_connection_stays_usable(server):
+    port, *_ = server
+    h = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=h) as c:
+        r = c.post("/v1/translate", content=b'{"sentences": ["bad \\ud800 here"]}')
+        assert r.status_code == 422 and "surrogate" in r.json()["error"]["message"]
+        r = c.post("/v1/translate", content=b'{"sentences": ["ok"], "source_lang": "\\ud800"}')
+        assert r.status_code == 422
+        r = c.post("/v1/translate", json={"sentences": ["Next one on the same connection."]})
+        assert r.status_code == 200 and r.json()["translations"][0]["status"] == "ok"
