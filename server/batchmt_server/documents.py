@@ -45,11 +45,8 @@ def _prepare_text(text: str, mode: SplitMode, max_chars: int, preserve: bool,
                   markers: Sequence[tuple[int, int]] = ()) -> PreparedText:
     keep = sorted(set(markers) | (set(find_spans(text)) if preserve else set()))
     seg = segment_text(text, mode, max_chars, keep)
-    prots, pos = [], 0
-    for segment in seg.segments:
-        start = text.index(segment, pos)  # segments are spans of the text, in order
-        end = start + len(segment)
-        pos = end
+    prots = []
+    for segment, (start, end) in zip(seg.segments, seg.spans):
         fixed = [(a - start, b - start) for a, b in markers if start <= a and b <= end]
         prots.append(protect(segment, detect=preserve, fixed=fixed))
     return PreparedText(seg, tuple(prots))

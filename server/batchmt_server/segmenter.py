@@ -75,6 +75,7 @@ class Segmentation:
 
     segments: tuple[str, ...]
     separators: tuple[str, ...]  # len(segments) + 1
+    spans: tuple[tuple[int, int], ...] = ()  # where each segment is in the text
 
     def join(self, translations: Sequence[str]) -> str:
         if len(translations) != len(self.segments):
@@ -204,4 +205,4 @@ def segment_text(
         segments.append(text[a:b])
         pos = b
     separators.append(text[pos:])
-    return Segmentation(tuple(segments), tuple(separators))
+    return Segmentation(tuple(segments), tuple(separators), tuple(spans))

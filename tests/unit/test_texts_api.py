@@ -30,7 +30,7 @@ async def test_identity_translation_gives_every_text_back_byte_for_byte(mode: st
     assert r.status_code == 200, r.text
     out = r.json()["translations"]
     assert [t["text"] for t in out] == LAYOUT_TEXTS
-    assert all(t["status"] == "ok" for t in out)
+    assert all(t["status"] in ("ok", "suspect") for t in out)  # a copy of the English is delivered as suspect
 
 
 async def test_split_off_sends_each_text_whole_keeping_its_outer_whitespace() -> None:
@@ -58,7 +58,10 @@ async def test_sentences_and_texts_are_the_same_field_under_two_names() -> None:
     async with running_gateway() as (c, _):
         a = (await c.post("/v1/translate", json={"texts": ["One here. Two here."]})).json()
         b = (await c.post("/v1/translate", json={"sentences": ["One here. Two here."]})).json()
-    assert a["translations"] == b["translations"]
+    def fields(t: dict) -> tuple:
+        return t["text"], t["status"], t["segments"], t["failed_segments"]
+
+    assert [fields(t) for t in a["translations"]] == [fields(t) for t in b["translations"]]
     assert a["translations"][0]["text"] == "[de] One here. [de] Two here."
 
 
@@ -216,7 +219,7 @@ async def test_a_text_without_letters_comes_back_as_it_is() -> None:
     async with running_gateway(eng) as (c, _):
         r = await c.post("/v1/translate", json={"texts": ["---\n12:30"]})
     t = r.json()["translations"][0]
-    assert t == {"text": "---\n12:30", "status": "ok", "error": None, "segments": 0, "failed_segments": []}
+    assert (t["text"], t["status"], t["error"], t["segments"], t["failed_segments"]) == ("---\n12:30", "ok", None, 0, [])
     assert eng.prompts == []
 
 
