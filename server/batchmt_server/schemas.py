@@ -127,6 +127,7 @@ class Usage(BaseModel):
     baseline_cost: float = Field(0.0, description="estimated cost of the same sentences sent one per prompt without a "
                                  "prefix cache, in `currency`")
     currency: str = "USD"
+    memory_hits: int = Field(0, description="segments answered from the translation memory (no engine work)")
 
 
 class TranslateResponse(BaseModel):

@@ -219,7 +219,7 @@ class Translator:
                         baseline_cost=self.prices.baseline_cost(total.baseline_prompt_tokens,
                                                                 total.baseline_completion_tokens,
                                                                 total.baseline_engine_seconds),
-                        currency=self.prices.currency))
+                        currency=self.prices.currency, memory_hits=len(texts) - len(todo)))
 
     @staticmethod
     def _assemble(entry: PreparedEntry, outcomes: list[Outcome | None]) -> Translation:

@@ -63,8 +63,12 @@ async def test_job_runs_to_completion_with_bad_lines_in_the_error_file():
         body = out[1]["response"]["body"]
         assert out[1]["response"]["status_code"] == 200 and out[1]["error"] is None
         assert [t["text"] for t in body["translations"]] == ["[de] I have lost my keys again.", "[de] Hi."]
-        direct = (await c.post("/v1/translate", json={"sentences": ["I have lost my keys again.", "Hi."]})).json()
+        direct = (await c.post("/v1/translate", json={"sentences": ["I have lost my keys again.", "Hi."],
+                                                      "translation_memory": False})).json()
         assert body["signature"] == direct["signature"] and body["translations"] == direct["translations"]
+        again = (await c.post("/v1/translate", json={"sentences": ["I have lost my keys again.", "Hi."]})).json()
+        assert again["usage"]["memory_hits"] == 2  # the job's translations went into the translation memory
+        assert [t["text"] for t in again["translations"]] == [t["text"] for t in direct["translations"]]
         errs = {e["error"]["line"]: e for e in await content(c, b["error_file_id"])}
         assert {n: e["error"]["code"] for n, e in errs.items()} == {
             2: "invalid_json", 4: "invalid_url", 5: "duplicate_custom_id", 6: "empty_sentence", 7: "text_too_long",
@@ -187,6 +191,7 @@ async def test_persistent_memory_survives_restart_and_is_bypassable(tmp_path):
         r = (await c.post("/v1/translate", json={"sentences": ["The  museum is closed on Mondays. "]})).json()
         # the text's own trailing space is layout: it stays
         assert r["translations"][0]["text"] == "[de] The museum is closed on Mondays. " and eng2.prompts == []
+        assert r["usage"]["memory_hits"] == 1
         m = (await c.get("/metrics")).text
         assert 'batchmt_reused_sentences_total{kind="memory"} 1.0' in m
         r2 = (await c.post("/v1/translate", json={"sentences": ["The museum is closed on Mondays."],
@@ -198,7 +203,8 @@ async def test_flagged_slot_is_never_remembered(tmp_path):
     eng = FakeEngine(responder=lambda srcs: list(srcs))  # the model copies its input: a flagged 'copy' slot
     async with running_gateway(eng, data_dir=str(tmp_path), max_sentences_per_prompt=1) as (c, app):
         r = (await c.post("/v1/translate", json={"sentences": ["Copy me please now."]})).json()
-        assert r["translations"][0]["status"] == "ok"  # kept as the model's own answer, alone in its prompt
+        t = r["translations"][0]  # kept as the model's own answer (alone in its prompt): delivered, flagged
+        assert t["status"] in ("ok", "suspect") and t["text"] == "Copy me please now."
         assert await app.state.jobs.store.tm_size() == 0
         n = len(eng.prompts)
         await c.post("/v1/translate", json={"sentences": ["Copy me please now."]})
