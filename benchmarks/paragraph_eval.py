@@ -152,10 +152,11 @@ def report(res: dict) -> str:
         "| paragraphs sent | segments | empty | refused | partial / failed | chrF | BLEU | time | lines/s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for mode, label in (("whole", "whole (`split_sentences: off`)"), ("segmented", "segmented on the server (default)")):
+    labels = {"whole": "whole (`split_sentences: off`)", "segmented": "segmented on the server (default)"}
+    for mode, label in labels.items():
         r = m[mode]
-        lines.append(f"| {label} | {r['segments']} | {r['empty']} | {r['refused']} | {r['partial']} / {r['failed']} | "
-                     f"{r['chrf']} | {r['bleu']} | {r['seconds']:.0f} s | {r['sentences_per_s']:.2f} |")
+        lines.append(f"| {label} | {r['segments']} | {r['empty']} | {r['refused']} | {r['partial']} / "
+                     f"{r['failed']} | {r['chrf']} | {r['bleu']} | {r['seconds']:.0f} s | {r['sentences_per_s']:.2f} |")
     p = m["protected"]
     lines += [
         "",

@@ -53,9 +53,9 @@ STYLES = {"raw": None, "[X1]": "[X{}]", "{1}": "{{{}}}", "[PH_1]": "[PH_{}]"}
 
 
 async def run(args: argparse.Namespace) -> str:
+    from batchmt_server.engines.vllm_inprocess import VLLMEngine
     from batchmt_server.model import resolve_model
     from batchmt_server.settings import Settings
-    from batchmt_server.engines.vllm_inprocess import VLLMEngine
 
     settings = Settings()
     engine = VLLMEngine(resolve_model(settings.model, settings.cache_dir), model_name="gemma-3-270m",

@@ -200,7 +200,7 @@ def parse_markup(text: str, kind: TagHandling) -> MarkupDocument:
             body = text[m.end():] if m else text
             root = etree.fromstring(body.encode("utf-8"), parser)
             return MarkupDocument(kind, root, fragment=False, head=text[: m.end()] + "\n" if m else "")
-        root = etree.fromstring(f"<batchmt-fragment>{text}</batchmt-fragment>".encode("utf-8"), parser)
+        root = etree.fromstring(f"<batchmt-fragment>{text}</batchmt-fragment>".encode(), parser)
         return MarkupDocument(kind, root, fragment=True)
     except etree.XMLSyntaxError as e:
         raise MarkupError(f"not well-formed XML: {e}") from None

@@ -81,9 +81,12 @@ def protect(
     originals = tuple(text[a:b] for a, b in spans)
     fixed_set = set(fixed)
     if style == "raw" or not spans:
-        ordered = tuple(text[a:b] for a, b in spans if (a, b) in fixed_set)
-        return Protected(text, originals, originals, ordered)
-    parts, pos, tokens, ordered = [], 0, [], []
+        kept = tuple(text[a:b] for a, b in spans if (a, b) in fixed_set)
+        return Protected(text, originals, originals, kept)
+    parts: list[str] = []
+    tokens: list[str] = []
+    ordered: list[str] = []
+    pos = 0
     for i, (a, b) in enumerate(spans, 1):
         if (a, b) in fixed_set:
             tokens.append(fixed_mask.format(i))

@@ -50,7 +50,8 @@ def test_html_document_keeps_doctype_and_head() -> None:
 
 
 def test_translate_no_and_notranslate_are_kept() -> None:
-    doc = parse_markup('<p>Say <span translate="no">Acme Cloud</span> twice.</p><p class="notranslate">Keep.</p>', "html")
+    src = '<p>Say <span translate="no">Acme Cloud</span> twice.</p><p class="notranslate">Keep.</p>'
+    doc = parse_markup(src, "html")
     assert [r.source() for r in doc.runs] == ["Say [TAG_1] twice."]
 
 

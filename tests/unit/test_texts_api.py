@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from helpers import running_gateway
 
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.markup import tag_sequence
 from batchmt_server.segmenter import segment_text
+from helpers import running_gateway
 
 LAYOUT_TEXTS = [
     "First paragraph. It has two sentences.\n\nSecond paragraph after a blank line.\n",
     "Windows lines.\r\nAnother one.\r\n\r\nAfter a blank CRLF line.\r\n",
     "Trailing spaces here.   \nAnd a tab\tinside. \t\n",
-    "Shopping list:\n- milk and bread\n- two apples\n  * a nested item\n• a round bullet\n\n1. Open the door.\n2) Close it.\n",
+    "Shopping list:\n- milk and bread\n- two apples\n  * a nested item\n• a round bullet\n\n"
+    "1. Open the door.\n2) Close it.\n",
     "    Indented code-like line.\n\tTabbed line.\n\n\n",
 ]
 
@@ -36,7 +37,8 @@ async def test_identity_translation_gives_every_text_back_byte_for_byte(mode: st
 async def test_split_off_sends_each_text_whole_keeping_its_outer_whitespace() -> None:
     eng = FakeEngine()
     async with running_gateway(eng) as (c, _):
-        r = await c.post("/v1/translate", json={"texts": ["  One. Two.\nThree.\n\n", "Four."], "split_sentences": "off"})
+        r = await c.post("/v1/translate", json={"texts": ["  One. Two.\nThree.\n\n", "Four."],
+                                                "split_sentences": "off"})
     assert [t["segments"] for t in r.json()["translations"]] == [1, 1]
     text = r.json()["translations"][0]["text"]
     assert text.startswith("  [de] One. Two.") and text.endswith("Three.\n\n")  # inner line break: the prompt's own
@@ -219,7 +221,8 @@ async def test_a_text_without_letters_comes_back_as_it_is() -> None:
     async with running_gateway(eng) as (c, _):
         r = await c.post("/v1/translate", json={"texts": ["---\n12:30"]})
     t = r.json()["translations"][0]
-    assert (t["text"], t["status"], t["error"], t["segments"], t["failed_segments"]) == ("---\n12:30", "ok", None, 0, [])
+    got = (t["text"], t["status"], t["error"], t["segments"], t["failed_segments"])
+    assert got == ("---\n12:30", "ok", None, 0, [])
     assert eng.prompts == []
 
 
