@@ -37,9 +37,11 @@ SUSPECT_REASONS = {"copy": "copy", "truncated": "loop", "merged": "run_on"}
 
 
 def _confidence(call: PromptCall, slot: Slot) -> float | None:
-    """Mean token log-probability of the slot's translation (None when the engine gave none)."""
+    """The geometric mean token probability (0..1) of the slot's translation: exp of its mean token
+    log-probability (None when the engine gave none)."""
     c = call.completion
-    return span_confidence(c.token_logprobs, c.token_offsets, *slot.span) if slot.span else None
+    mean = span_confidence(c.token_logprobs, c.token_offsets, *slot.span) if slot.span else None
+    return math.exp(mean) if mean is not None else None
 
 
 class QueueFull(Exception):
@@ -63,7 +65,8 @@ class Outcome:
     flagged: bool = False    # a flagged slot kept as the model's own answer (never remembered)
     #: still a copy of the English (or a loop) after a different, sampled second try: delivered, but not as "ok"
     suspect: str | None = None
-    #: the model's mean token log-probability over this translation (one-pass slots), or None when unknown
+    #: 0..1: the geometric mean token probability of a one-pass translation, the candidates' agreement of an
+    #: ensemble one; None when unknown
     confidence: float | None = None
 
 

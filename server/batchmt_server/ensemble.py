@@ -30,7 +30,7 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
-from .consensus import Candidate, mbr_select, should_stop, span_confidence
+from .consensus import Candidate, agreement, mbr_select, should_stop, span_confidence
 from .engines import EngineError
 from .runner import PromptRunner
 from .stats import Stats
@@ -90,6 +90,9 @@ class EnsembleSentence:
     rounds: int = 0                    # rounds it took part in
     stopped_early: bool = False        # left before the last round (SEAS)
     usage: EngineUsage = EngineUsage()
+    #: 0..1: how much the other candidates agree with the chosen one (mean symmetric chrF / 100); with a single
+    #: candidate, its geometric mean token probability
+    agreement: float | None = None
     #: this sentence's share of each round's tokens: (prompt, cached prompt, completion)
     round_tokens: list[tuple[float, float, float]] = field(default_factory=list)
 
@@ -127,6 +130,14 @@ def chunk(order: list[int], pack: int, tokens: list[int] | None = None, budget: 
         used += t
     out.append(cur)
     return out
+
+
+def _agreement(candidates: list[Candidate], k: int) -> float | None:
+    others = [c for i, c in enumerate(candidates) if i != k]
+    if others:
+        return sum(agreement(candidates[k].text, c.text) for c in others) / len(others) / 100
+    conf = candidates[k].confidence
+    return math.exp(conf) if conf is not None else None
 
 
 class Ensemble:
@@ -182,6 +193,8 @@ class Ensemble:
         for res in results:
             k = mbr_select(res.candidates, weighted=config.weighted)
             res.text = res.candidates[k].text if k is not None else None
+            if k is not None:
+                res.agreement = _agreement(res.candidates, k)
         self._record_baseline(texts, run)
         return run
 

@@ -103,15 +103,29 @@ class FailedSegment(BaseModel):
     message: str
 
 
+class SuspectSegment(BaseModel):
+    index: int = Field(description="index into this text's segments")
+    reason: Literal["copy", "loop", "run_on"] = Field(
+        description="'copy': the output repeats the English source; 'loop': the model ran into its token limit; "
+        "'run_on': the output ran on past its sentence (each after a sampled second try)")
+
+
 class Translation(BaseModel):
     text: str | None = Field(description="the whole text, reassembled with its original whitespace, line breaks, list "
                              "markers and markup; null only when status is 'failed'")
-    status: Literal["ok", "partial", "failed"] = Field(
-        description="'ok': every segment translated; 'partial': some segments failed and are kept in the source "
-        "language inside 'text'; 'failed': no segment translated")
+    status: Literal["ok", "suspect", "partial", "failed"] = Field(
+        description="'ok': every segment translated; 'suspect': every segment delivered, but some are still a copy "
+        "of the source or a loop after a second try (see suspect_segments: worth a human look); 'partial': some "
+        "segments failed and are kept in the source language inside 'text'; 'failed': no segment translated")
     error: TranslationError | None = Field(None, description="the first failure (status 'partial' or 'failed')")
     segments: int = Field(1, description="segments (sentences) the text was split into")
     failed_segments: list[FailedSegment] = Field(default_factory=list)
+    suspect_segments: list[SuspectSegment] = Field(default_factory=list)
+    confidence: float | None = Field(None, ge=0, le=1, description="how sure the model was, 0..1, of its weakest "
+                                     "segment: the geometric mean token probability of a one-pass translation, the "
+                                     "agreement among the candidates of an ensemble (quality balanced/best); null "
+                                     "when unknown (e.g. from the translation memory). Rank by it to send the least "
+                                     "confident texts to human review")
 
 
 class Usage(BaseModel):

@@ -20,7 +20,7 @@ from .documents import PreparedEntry
 from .documents import prepare as prepare_entry
 from .markup import MarkupError, parse_markup
 from .placeholders import check_masks
-from .schemas import FailedSegment, TranslateRequest, TranslateResponse, Translation, TranslationError, Usage
+from .schemas import FailedSegment, SuspectSegment, TranslateRequest, TranslateResponse, Translation, TranslationError, Usage
 from .settings import Settings
 from .stats import Stats
 from .template import Template
@@ -235,12 +235,18 @@ class Translator:
                 failures.append(FailedSegment(index=i, code="placeholder_damaged",
                                               message="the translation lost, doubled or reordered a protected span"))
         n = entry.segments
+        suspects = [SuspectSegment(index=i, reason=o.suspect) for i, o in enumerate(outcomes)  # type: ignore[arg-type]
+                    if o is not None and o.suspect is not None and i not in kept]
+        known = [o.confidence for i, o in enumerate(outcomes) if o is not None and i not in kept]
+        confidence = min(known) if known and all(c is not None for c in known) else None  # type: ignore[type-var]
         if not failures:
-            return Translation(text=text, status="ok", segments=n)
+            return Translation(text=text, status="suspect" if suspects else "ok", segments=n,
+                               suspect_segments=suspects, confidence=confidence)
         error = TranslationError(code=failures[0].code, message=failures[0].message)
         if len(failures) == n:
             return Translation(text=None, status="failed", error=error, segments=n, failed_segments=failures)
-        return Translation(text=text, status="partial", error=error, segments=n, failed_segments=failures)
+        return Translation(text=text, status="partial", error=error, segments=n, failed_segments=failures,
+                           suspect_segments=suspects)
 
     def _check_capacity(self, lines: int, rounds: int) -> None:
         """A request that can never fit the queue is a 413 (not a 429 forever); ensemble work (``rounds`` > 1)
@@ -319,7 +325,8 @@ class Translator:
         if isinstance(run, Outcome):  # timed out
             return [Outcome(None, run.error_code, run.error_message) for _ in texts]
         outcomes = [Outcome(res.text, None if res.text else "no_candidate",
-                            None if res.text else "no valid candidate in the ensemble rounds", res.usage)
+                            None if res.text else "no valid candidate in the ensemble rounds", res.usage,
+                            confidence=res.agreement)
                     for res in run.results]
         # no candidate, or its placeholders damaged: the batcher (which checks and repairs them) once more
         missing = [k for k, o in enumerate(outcomes) if o.text is None or check_masks(texts[k], o.text) is not None]

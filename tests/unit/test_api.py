@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 
 import pytest
@@ -239,3 +240,17 @@ async def test_a_caller_that_goes_away_cancels_its_sentences_without_polling():
 
         r = await asyncio.wait_for(translator.translate(TranslateRequest(sentences=["Still here."]), never), 5)
         assert r.translations[0].status == "ok"
+
+
+async def test_a_copy_of_the_english_is_delivered_as_suspect_and_every_translation_has_a_confidence():
+    copied = "The weather will be warm all week long."
+    eng = FakeEngine(lambda srcs: [s if s == copied else f"[de] {s}" for s in srcs])
+    async with running_gateway(eng, pack_policy="fixed", max_sentences_per_prompt=1) as (c, _):
+        r = await c.post("/v1/translate", json={"texts": ["The museum is closed on Mondays.", copied]})
+        metrics = parse_metrics((await c.get("/metrics")).text)
+    ok, suspect = r.json()["translations"]
+    assert ok["status"] == "ok" and ok["suspect_segments"] == []
+    assert ok["confidence"] == pytest.approx(math.exp(-0.1))  # the fake engine's token log-probability
+    assert suspect["status"] == "suspect" and suspect["text"] == copied
+    assert suspect["suspect_segments"] == [{"index": 0, "reason": "copy"}]
+    assert metrics['batchmt_suspect_sentences_total{reason="copy"}'] == 1

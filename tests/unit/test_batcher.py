@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -242,5 +243,5 @@ async def test_every_translation_carries_the_models_confidence_in_it():
     eng.confidence = lambda target: -0.5 if "second" in target else -0.1  # per translation line, as the model says
     b, _, _ = make(eng, policy="fixed", max_sentences_per_prompt=4)
     out = await asyncio.gather(*b.submit(["A first sentence here.", "A second sentence here."], request_id=1))
-    assert [round(o.confidence, 6) for o in out] == [-0.1, -0.5]
+    assert [o.confidence for o in out] == pytest.approx([math.exp(-0.1), math.exp(-0.5)])
     assert all(p.logprobs for p in eng.params)

@@ -253,12 +253,12 @@ async def test_quality_is_validated():
 async def test_a_sentence_without_any_candidate_falls_back_to_the_batcher_in_its_own_slot():
     bad = SOURCES[1]
 
-    def responder(srcs):  # in every ensemble round (they ask for logprobs) the model copies one source
-        return [s if s == bad and eng.last_params.logprobs else f"[de] {s}" for s in srcs]
+    def responder(srcs):  # in every ensemble round (all three in one prompt) the model copies one source
+        return [s if s == bad and len(srcs) > 1 else f"[de] {s}" for s in srcs]
 
     eng = FakeEngine(responder)
     async with running_gateway(eng, ensemble_pack=4, ensemble_rounds_balanced=3, pack_policy="fixed",
-                       max_sentences_per_prompt=4) as (c, _):
+                               max_sentences_per_prompt=4, ensemble_early_stopping=False) as (c, _):
         r = await c.post("/v1/translate", json={"sentences": SOURCES[:3], "quality": "balanced"})
     body = r.json()
     assert [t["text"] for t in body["translations"]] == [f"[de] {s}" for s in SOURCES[:3]]
