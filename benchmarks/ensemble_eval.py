@@ -126,7 +126,7 @@ async def main() -> int:
                           temperature=s.ensemble_temperature, weighted=s.ensemble_weighted, seed=s.ensemble_seed)
     packs = [int(x) for x in args.packs.split(",")]
     sources, refs = load(args.data, args.sentences, args.skip)
-    template = Template.load(s.template)
+    template = Template.load(s.template_names[0])
     engine = HTTPEngine(args.url, model=args.model, timeout=args.timeout)
     await engine.start()
 

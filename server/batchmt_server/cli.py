@@ -150,15 +150,27 @@ async def _calibrate(settings: Settings, limit: int | None, sizes: tuple[int, ..
     from .calibration import calibrate, load_pairs
     from .template import Template
 
-    template = Template.load(settings.template, settings.prompts_dir)
     engine = build_engine(settings)
     await engine.start()
+    from .calibration import choose_template
     from .chat import apply_form, engine_tokenizer
-    template = apply_form(template, settings.template_form, engine_tokenizer(engine, settings), engine.model_name)
+
+    tokenizer = engine_tokenizer(engine, settings)
+    variants = {name: apply_form(Template.load(name, settings.prompts_dir), settings.template_form, tokenizer,
+                                 engine.model_name) for name in settings.template_names}
+    pairs = load_pairs(settings.calibration_data, limit)
     try:
-        cal = await calibrate(engine, template, load_pairs(settings.calibration_data, limit), sizes=sizes,
-                              max_chrf_drop=settings.max_chrf_drop, max_parse_failure=settings.max_parse_failure,
-                              cache_dir=settings.cache_dir)
+        single = None
+        if len(variants) > 1:  # template "auto": the fastest variant that keeps quality first
+            choice = await choose_template(engine, variants, pairs, max_chrf_drop=settings.max_chrf_drop,
+                                           max_copy_increase=settings.max_copy_increase, cache_dir=settings.cache_dir)
+            print(choice.summary())
+            single = choice.result(choice.chosen).single
+            template = variants[choice.chosen]
+        else:
+            (template,) = variants.values()
+        cal = await calibrate(engine, template, pairs, sizes=sizes, max_chrf_drop=settings.max_chrf_drop,
+                              max_parse_failure=settings.max_parse_failure, cache_dir=settings.cache_dir, single=single)
     finally:
         await engine.close()
     print(cal.summary())

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from .batcher import Batcher
 from .calibration import (
@@ -58,6 +59,7 @@ class Gateway:
 
     calibration: Calibration | None = None
     template_choice: TemplateChoice | None = None  # template "auto": the variants measured and the one chosen
+    _tokenizer: Any = None  # the engine's tokenizer (chat form), once the engine started
     calibrated_pack_limit: int | None = None  # None when calibration is off
     engine_dead: str | None = None  # why, once the engine died for good (engine_died)
 
@@ -93,10 +95,11 @@ class Gateway:
         return cal
 
     def _load_template(self, name: str) -> Template:
-        """A template variant by name (the one loaded at start when it is that one)."""
+        """A template variant by name, in the prompt form in force (the one loaded at start when it is that one)."""
         if name == self.settings.template_names[0]:
             return self.template
-        return Template.load(name, self.settings.prompts_dir)
+        s = self.settings
+        return apply_form(Template.load(name, s.prompts_dir), s.template_form, self._tokenizer, self.model_name)
 
     @property
     def model_name(self) -> str:
@@ -110,7 +113,7 @@ class Gateway:
             await self.engine.start()
             s = self.settings
             # instruct models: the chat form of the template, through the model's chat template (chat.py)
-            tokenizer = await asyncio.to_thread(engine_tokenizer, self.engine, s)
+            self._tokenizer = tokenizer = await asyncio.to_thread(engine_tokenizer, self.engine, s)
             self.template = apply_form(self.template, s.template_form, tokenizer, self.model_name)
             log.info("prompt form: %s (%s)", self.template.form, self.template.ref)
             if s.calibration == "auto":
