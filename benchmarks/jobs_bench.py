@@ -23,6 +23,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -82,9 +83,13 @@ async def run(args: argparse.Namespace) -> dict:
                         translation_memory_size=0, data_dir=tempfile.mkdtemp(prefix="jobs-bench-"),
                         job_max_lines_in_flight=args.job_lines, job_lease_s=600, max_queue_sentences=8192,
                         scheduling_policy=args.policy, cpu_kvcache_gib=args.kv_gib)
-    engine = VLLMEngine(resolve_model(settings.model, settings.cache_dir), model_name=settings.model_name,
-                        enforce_eager=args.eager, max_num_seqs=args.in_flight, cpu_kvcache_gib=args.kv_gib,
-                        scheduling_policy="fcfs" if args.policy == "fcfs" else "priority")
+    if args.fake:  # a smoke test of this script (no engine numbers)
+        from batchmt_server.engines.fake import FakeEngine
+        engine: Any = FakeEngine(delay=0.05)
+    else:
+        engine = VLLMEngine(resolve_model(settings.model, settings.cache_dir), model_name=settings.model_name,
+                            enforce_eager=args.eager, max_num_seqs=args.in_flight, cpu_kvcache_gib=args.kv_gib,
+                            scheduling_policy="fcfs" if args.policy == "fcfs" else "priority")
     app = create_app(settings, engine=engine)
     report: dict = {"settings": {k: getattr(args, k) for k in vars(args)}, "phases": {}}
     async with app.router.lifespan_context(app):
@@ -96,7 +101,8 @@ async def run(args: argparse.Namespace) -> dict:
         template = gw.template
 
         async def cold() -> None:
-            await engine.reset_prefix_cache()
+            if hasattr(engine, "reset_prefix_cache"):
+                await engine.reset_prefix_cache()
             await gw.runner.warmup()
 
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
@@ -198,7 +204,7 @@ sentences are queued or in flight, down to 1, and grows back by one every 0.25 s
 def main(argv: list[str] | None = None) -> int:
     import sys
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="../shared/data/newstest2021_ende")
+    p.add_argument("--data", default="../shared/data/generaltest2022_ende")
     p.add_argument("--model", default="embedded")
     p.add_argument("--eager", action="store_true")
     p.add_argument("--policy", choices=("priority", "fcfs"), default="priority")
@@ -206,12 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kv-gib", type=int, default=4)
     p.add_argument("--interactive", type=int, default=8, help="interactive requests per phase")
     p.add_argument("--job-sentences", type=int, default=96)
-    p.add_argument("--big-job-sentences", type=int, default=400)
+    p.add_argument("--big-job-sentences", type=int, default=240)
     p.add_argument("--per-line", type=int, default=4)
     p.add_argument("--job-lines", type=int, default=64, help="--job-max-lines-in-flight")
     p.add_argument("--caps", default="1,4,64", help="caps on job prompts in flight for phase 4")
     p.add_argument("--ramp-s", type=float, default=5.0)
     p.add_argument("--out", default="results/jobs")
+    p.add_argument("--fake", action="store_true", help="smoke-test the script on the fake engine")
     args = p.parse_args(argv)
     report = asyncio.run(run(args))
     write(report, Path(args.out), "python -m benchmarks.jobs_bench " + " ".join(argv if argv is not None

@@ -19,10 +19,11 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -131,6 +132,10 @@ def parse_window(window: str, max_s: int) -> int:
     return seconds
 
 
+def _bad(no: int, custom_id: str | None, status: int, code: str, message: str, param: str | None = None) -> NewLine:
+    return NewLine(no, custom_id, error_output=error_line(custom_id, status, code, message, param=param, line=no))
+
+
 def validate_lines(content: bytes, settings: Any) -> list[NewLine]:
     """Every line of an input file, validated as a translate request: runnable lines get their body, the others
     their error line (with ``custom_id`` when the line has one). Blank lines are skipped."""
@@ -148,36 +153,32 @@ def validate_lines(content: bytes, settings: Any) -> list[NewLine]:
         if not raw.strip():
             continue
         custom_id: str | None = None
-
-        def bad(status: int, code: str, message: str, param: str | None = None) -> NewLine:
-            return NewLine(no, custom_id, error_output=error_line(custom_id, status, code, message, param=param,
-                                                                  line=no))
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
-            out.append(bad(400, "invalid_json", f"line {no} is not valid JSON: {exc.msg}"))
+            out.append(_bad(no, custom_id, 400, "invalid_json", f"line {no} is not valid JSON: {exc.msg}"))
             continue
         if not isinstance(obj, dict):
-            out.append(bad(422, "invalid_request", f"line {no} is not a JSON object"))
+            out.append(_bad(no, custom_id, 422, "invalid_request", f"line {no} is not a JSON object"))
             continue
         cid = obj.get("custom_id")
         if isinstance(cid, str) and cid and len(cid) <= 512:
             custom_id = cid
         if custom_id is None:
-            out.append(bad(422, "invalid_custom_id", f"line {no}: custom_id must be a string of 1 to 512 characters",
-                           "custom_id"))
+            out.append(_bad(no, custom_id, 422, "invalid_custom_id",
+                            f"line {no}: custom_id must be a string of 1 to 512 characters", "custom_id"))
             continue
         if custom_id in seen:
-            custom_id_dup = custom_id
-            out.append(bad(422, "duplicate_custom_id", f"line {no}: custom_id {custom_id_dup[:64]!r} is used by an "
-                           "earlier line; each line needs its own", "custom_id"))
+            out.append(_bad(no, custom_id, 422, "duplicate_custom_id", f"line {no}: custom_id {custom_id[:64]!r} is "
+                            "used by an earlier line; each line needs its own", "custom_id"))
             continue
         seen.add(custom_id)
         if obj.get("method", "POST") != "POST":
-            out.append(bad(422, "invalid_method", f"line {no}: method must be 'POST'", "method"))
+            out.append(_bad(no, custom_id, 422, "invalid_method", f"line {no}: method must be 'POST'", "method"))
             continue
         if obj.get("url") != ENDPOINT:
-            out.append(bad(422, "invalid_url", f"line {no}: url must be {ENDPOINT!r}, the batch's endpoint", "url"))
+            out.append(_bad(no, custom_id, 422, "invalid_url", f"line {no}: url must be {ENDPOINT!r}, the batch's "
+                            "endpoint", "url"))
             continue
         try:
             req = TranslateRequest.model_validate(obj.get("body"))
@@ -185,11 +186,12 @@ def validate_lines(content: bytes, settings: Any) -> list[NewLine]:
         except ValidationError as exc:
             err = exc.errors()[0] if exc.errors() else {}
             loc = ".".join(str(p) for p in err.get("loc", ()))
-            out.append(bad(422, "invalid_request", f"line {no}: body{'.' + loc if loc else ''}: "
+            out.append(_bad(no, custom_id, 422, "invalid_request", f"line {no}: body{'.' + loc if loc else ''}: "
                            f"{err.get('msg', 'invalid')}", f"body.{loc}" if loc else "body"))
             continue
         except APIError as exc:
-            out.append(bad(exc.status, exc.code, f"line {no}: {exc.message}", exc.param and f"body.{exc.param}"))
+            out.append(_bad(no, custom_id, exc.status, exc.code, f"line {no}: {exc.message}",
+                            exc.param and f"body.{exc.param}"))
             continue
         out.append(NewLine(no, custom_id, body=req.model_dump_json()))
     return out
@@ -409,7 +411,8 @@ async def jobs_usage(request: Request) -> dict:
     if rt is None:
         return {}
     count, u = await rt.store.jobs_usage()
-    return {"jobs": count, "sentences": u.sentences, "characters": u.characters, "prompt_tokens": round(u.prompt_tokens),
+    return {"jobs": count, "sentences": u.sentences, "characters": u.characters,
+            "prompt_tokens": round(u.prompt_tokens),
             "cached_prompt_tokens": round(u.cached_prompt_tokens), "completion_tokens": round(u.completion_tokens),
             "engine_prompts": round(u.engine_prompts, 3), "memory_hits": u.memory_hits, "cost": u.cost,
             "baseline_cost": u.baseline_cost, "saving": u.baseline_cost - u.cost}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 from .stores import Store
 

@@ -105,7 +105,8 @@ def _check_exactly_once(out_lines: list[dict], n: int, prefix: str = "req") -> N
 def test_the_openai_package_drives_the_whole_batch_api(gateways):
     gw = gateways("--job-max-file-bytes", "400000")
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
-    rows = _jsonl(40) + b'{"custom_id": "broken", "method": "POST", "url": "/v1/translate", "body": {"sentences": []}}\n'
+    broken = {"custom_id": "broken", "method": "POST", "url": "/v1/translate", "body": {"sentences": []}}
+    rows = _jsonl(40) + json.dumps(broken).encode() + b"\n"
     f = client.files.create(file=("requests.jsonl", io.BytesIO(rows)), purpose="batch")
     assert f.purpose == "batch" and f.bytes == len(rows) and f.filename == "requests.jsonl"
     assert client.files.retrieve(f.id).id == f.id
@@ -120,8 +121,8 @@ def test_the_openai_package_drives_the_whole_batch_api(gateways):
     assert b.usage is not None and b.usage.input_tokens > 0 and b.usage.output_tokens > 0
     out = [json.loads(x) for x in client.files.content(b.output_file_id).text.splitlines()]
     _check_exactly_once(out, 40)
-    direct = httpx.post(gw.url + "/v1/translate", json={"sentences": ["Sentence 7 of the batch.",
-                                                                      "And its neighbour 7."]}).json()
+    seven_in = ["Sentence 7 of the batch.", "And its neighbour 7."]
+    direct = httpx.post(gw.url + "/v1/translate", json={"sentences": seven_in, "translation_memory": False}).json()
     seven = next(o for o in out if o["custom_id"] == "req-7")["response"]["body"]
     assert seven["translations"] == direct["translations"] and seven["signature"] == direct["signature"]
     (err,) = [json.loads(x) for x in client.files.content(b.error_file_id).text.splitlines()]
@@ -204,7 +205,8 @@ def test_translation_memory_survives_a_restart(gateways):
     gw.proc.wait(10)
     gw2 = gateways()
     r2 = httpx.post(gw2.url + "/v1/translate", json={"sentences": ["The museum is closed on Mondays."]}).json()
-    assert r2["translations"] == r1["translations"] and r2["usage"]["prompt_tokens"] == 0
+    assert [t["text"] for t in r2["translations"]] == [t["text"] for t in r1["translations"]]
+    assert r2["usage"]["prompt_tokens"] == 0 and r2["usage"]["memory_hits"] == 1
     metrics = httpx.get(gw2.url + "/metrics").text
     assert 'batchmt_reused_sentences_total{kind="memory"} 1.0' in metrics
 

@@ -8,9 +8,9 @@ import json
 import time
 
 import pytest
-from helpers import running_gateway
 
 from batchmt_server.engines.fake import FakeEngine
+from helpers import running_gateway
 
 
 def jsonl(rows: list) -> bytes:
@@ -44,8 +44,8 @@ async def content(c, file_id: str) -> list[dict]:
 async def test_job_runs_to_completion_with_bad_lines_in_the_error_file():
     rows = [line("a", "The museum is closed on Mondays."), "{not json", line("b", "I have lost my keys again.", "Hi."),
             {"custom_id": "c", "method": "POST", "url": "/v1/chat", "body": {}}, line("a", "A duplicate id."),
-            line("d", ""), line("e", "x" * 60), {"method": "POST", "url": "/v1/translate", "body": {"sentences": ["x"]}},
-            "", line("f", "Fine again.")]
+            line("d", ""), line("e", "x" * 60),
+            {"method": "POST", "url": "/v1/translate", "body": {"sentences": ["x"]}}, "", line("f", "Fine again.")]
     async with running_gateway(max_text_chars=50) as (c, app):
         f = (await upload(c, jsonl(rows))).json()
         assert f["object"] == "file" and f["purpose"] == "batch" and f["bytes"] == len(jsonl(rows))

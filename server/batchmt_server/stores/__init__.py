@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import (ClaimedLine, FileRecord, JobRecord, JobUsage, LineResult, NewLine, Store, StoreError,
-                   TERMINAL)
+from .base import TERMINAL, ClaimedLine, FileRecord, JobRecord, JobUsage, LineResult, NewLine, Store, StoreError
 
 __all__ = ["Store", "StoreError", "FileRecord", "JobRecord", "JobUsage", "NewLine", "ClaimedLine", "LineResult",
            "TERMINAL", "build_store", "DB_FILENAME"]

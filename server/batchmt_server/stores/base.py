@@ -62,9 +62,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 __all__ = ["Store", "StoreError", "FileRecord", "JobRecord", "JobUsage", "NewLine", "ClaimedLine", "LineResult",
            "JobStatus", "TERMINAL", "Migration", "migrations"]
@@ -238,7 +239,8 @@ class Store(Protocol):
         """Counts of the job's lines by state (``pending``, ``claimed``, ...)."""
 
     async def finish_job(self, job_id: str, from_statuses: Sequence[str], to: str, now: int, *,
-                         output_file_id: str, error_file_id: str, expired_output: str | None = None) -> JobRecord | None:
+                         output_file_id: str, error_file_id: str,
+                         expired_output: str | None = None) -> JobRecord | None:
         """The terminal transition (see the module docstring). ``expired_output`` is the error line template for
         lines left open when ``to == 'expired'``: a ``str.format`` string with ``{custom_id}`` and ``{line_no}``
         (JSON-escaped already). Returns the finished job, or ``None`` if another caller finished it first."""

@@ -14,12 +14,12 @@ import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
-from .base import (ClaimedLine, FileRecord, JobRecord, JobUsage, LineResult, NewLine, StoreError, dump_json,
-                   migrations)
+from .base import ClaimedLine, FileRecord, JobRecord, JobUsage, LineResult, NewLine, StoreError, dump_json, migrations
 
 __all__ = ["SQLiteStore"]
 
@@ -306,7 +306,8 @@ class SQLiteStore:
         return await self._run(op)
 
     async def finish_job(self, job_id: str, from_statuses: Sequence[str], to: str, now: int, *,
-                         output_file_id: str, error_file_id: str, expired_output: str | None = None) -> JobRecord | None:
+                         output_file_id: str, error_file_id: str,
+                         expired_output: str | None = None) -> JobRecord | None:
         def op(db: sqlite3.Connection) -> JobRecord | None:
             row = db.execute(f"SELECT {', '.join(_JOB_COLS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None or row["status"] not in from_statuses:
