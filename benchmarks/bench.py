@@ -58,6 +58,11 @@ class Result:
     resent: int = 0  # sentences re-sent in a smaller prompt (gateway only)
     flagged: int = 0  # output slots the parser flagged (copies included)
     hyps: list[str] = field(repr=False, default_factory=list)
+    statuses: list[str] = field(repr=False, default_factory=list)  # per sentence (gateway modes)
+    confidences: list[float | None] = field(repr=False, default_factory=list)  # per sentence (gateway modes)
+    copies_ok_rate: float | None = None  # copies of the source delivered with status "ok"
+    suspect_rate: float | None = None  # sentences delivered as "suspect"
+    confidence_spearman: float | None = None  # rank correlation of confidence with sentence chrF
     chrf: float | None = None
     bleu: float | None = None
     copy_rate: float | None = None
@@ -115,7 +120,7 @@ async def run_direct(engine: Engine, template: Template, sentences: list[str], *
     else:
         await asyncio.gather(*(one(i, s) for i, s in enumerate(sentences)))
     res.seconds = time.perf_counter() - t0
-    res.hyps = hyps
+    res.hyps, res.statuses, res.confidences = hyps, statuses, confidences
     return res
 
 
@@ -126,6 +131,8 @@ async def run_gateway(engine: Engine, settings: Settings, sentences: list[str], 
     app = create_app(settings, engine=engine)
     res = Result(mode, load, len(sentences), 0.0)
     hyps: list[str] = [""] * len(sentences)
+    statuses: list[str] = [""] * len(sentences)
+    confidences: list[float | None] = [None] * len(sentences)
     async with app.router.lifespan_context(app):
         gw = app.state.gateway
         while not gw.ready.is_set():
@@ -146,6 +153,7 @@ async def run_gateway(engine: Engine, settings: Settings, sentences: list[str], 
                 r.raise_for_status()
                 for k, t in enumerate(r.json()["translations"]):
                     hyps[i + k] = t["text"] or ""
+                    statuses[i + k], confidences[i + k] = t["status"], t.get("confidence")
 
             starts = range(0, len(sentences), per_request)
             t0 = time.perf_counter()
@@ -163,7 +171,7 @@ async def run_gateway(engine: Engine, settings: Settings, sentences: list[str], 
         res.resent = sum(st.resent_sentences.values())  # sentences re-sent (batchmt_retries_total)
         if gw.calibrated_pack_limit:
             res.note = f"calibrated limit {gw.calibrated_pack_limit}"
-    res.hyps = hyps
+    res.hyps, res.statuses, res.confidences = hyps, statuses, confidences
     return res
 
 
@@ -174,7 +182,39 @@ def score(res: Result, sources: list[str], refs: list[str]) -> None:
         return
     res.chrf = sacrebleu.corpus_chrf(res.hyps, [refs]).score
     res.bleu = sacrebleu.corpus_bleu(res.hyps, [refs]).score
-    res.copy_rate = sum(is_copy(s, h) for s, h in zip(sources, res.hyps)) / len(sources)
+    copies = [is_copy(s, h) for s, h in zip(sources, res.hyps)]
+    res.copy_rate = sum(copies) / len(sources)
+    if res.statuses:  # gateway modes: what the caller was told
+        res.copies_ok_rate = sum(c and st == "ok" for c, st in zip(copies, res.statuses)) / len(sources)
+        res.suspect_rate = sum(st == "suspect" for st in res.statuses) / len(sources)
+        scored = [(c, sacrebleu.sentence_chrf(h, [ref]).score)
+                  for c, h, ref in zip(res.confidences, res.hyps, refs) if c is not None]
+        res.confidence_spearman = spearman([c for c, _ in scored], [q for _, q in scored])
+
+
+def _ranks(xs: list[float]) -> list[float]:
+    order = sorted(range(len(xs)), key=xs.__getitem__)
+    ranks = [0.0] * len(xs)
+    i = 0
+    while i < len(order):  # ties share their mean rank
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2
+        i = j + 1
+    return ranks
+
+
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rank correlation (None for fewer than 3 pairs or a constant side)."""
+    if len(xs) < 3:
+        return None
+    rx, ry = _ranks(xs), _ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx, vy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return cov / (vx * vy) ** 0.5 if vx and vy else None
 
 
 def _git(*args: str) -> str:
@@ -208,7 +248,7 @@ def _delta(r: Result, b: Result | None) -> str:
 def table(results: list[Result], base: dict[str, Result | None]) -> str:
     head = ("| mode | load | sent. | sent./s | × base | p50 s | × base | p95 s | prompt tok/sent | cached tok/sent "
             "| compl. tok/sent | billed tok/sent | × base | chrF | Δ base | BLEU | copies % | engine prompts /100 "
-            "| flagged slots /100 | re-sent /100 | note |")
+            "| flagged slots /100 | re-sent /100 | copies as ok % | suspect % | confidence ρ | note |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         b = base.get(r.load)
@@ -224,7 +264,10 @@ def table(results: list[Result], base: dict[str, Result | None]) -> str:
             "–" if r.bleu is None else f"{r.bleu:.1f}",
             "–" if r.copy_rate is None else f"{100 * r.copy_rate:.0f}",
             f"{100 * r.engine_prompts / r.sentences:.0f}",
-            f"{100 * r.flagged / r.sentences:.1f}", f"{100 * r.resent / r.sentences:.1f}", r.note]) + " |")
+            f"{100 * r.flagged / r.sentences:.1f}", f"{100 * r.resent / r.sentences:.1f}",
+            "–" if r.copies_ok_rate is None else f"{100 * r.copies_ok_rate:.1f}",
+            "–" if r.suspect_rate is None else f"{100 * r.suspect_rate:.1f}",
+            "–" if r.confidence_spearman is None else f"{r.confidence_spearman:.2f}", r.note]) + " |")
     return "\n".join(rows)
 
 
@@ -314,7 +357,10 @@ async def run(args: argparse.Namespace) -> int:
                         enforce_eager=args.eager, max_num_seqs=args.in_flight, cpu_kvcache_gib=args.kv_gib)
     await engine.start()
     # the form the gateway uses too: chat for a model with a chat template (the baseline sends the same prompts)
-    template = apply_form(Template.load(base_settings.template), "auto", engine.tokenizer, engine.model_name)
+    # plain vLLM's prompt: the long few-shot prefix (the first template variant), in the form the gateway uses too
+    # (chat for a model with a chat template)
+    template = apply_form(Template.load(base_settings.template_names[0]), "auto", engine.tokenizer, engine.model_name)
+    template_note = ""
     await engine.generate(template.render([template.examples[0][0][0]]), _params(template, 12))  # warm the prefix cache
     startup = time.perf_counter() - t0
     print(f"engine ready in {startup:.0f}s", flush=True)
@@ -363,16 +409,35 @@ async def run(args: argparse.Namespace) -> int:
     default = base_settings.model_copy(update={"calibration": args.calibration})
     calibration_note = "calibration off"
     if args.calibration == "auto":  # calibrate on this engine now (cached per model+template; quick runs use fewer pairs)
-        from .calibration import calibrate, load_cached, load_pairs
+        from batchmt_server.calibration import calibrate, choose_template, load_cached, load_cached_choice, load_pairs
         cal_pairs = load_pairs(None, args.calibration_limit)
-        cal = load_cached(default.cache_dir, engine.model_name, template, cal_pairs)
-        if cal is None or args.recalibrate:
-            cal = await calibrate(engine, template, cal_pairs, cache_dir=default.cache_dir)
+        # template "auto" (the default): the fastest variant that keeps quality, as the gateway chooses at start-up
+        variants = {n: apply_form(Template.load(n), "auto", engine.tokenizer, engine.model_name)
+                    for n in base_settings.template_names}
+        chosen, single = base_settings.template_names[0], None
+        if len(variants) > 1:
+            choice = None if args.recalibrate else load_cached_choice(default.cache_dir, engine.model_name,
+                                                                       list(variants.values()), cal_pairs)
+            if choice is None:
+                choice = await choose_template(engine, variants, cal_pairs, cache_dir=default.cache_dir)
+            print(choice.summary(), flush=True)
+            chosen, single = choice.chosen, choice.result(choice.chosen).single
+            template_note = "; ".join(f"{r.name}: chrF {r.single.chrf:.1f}, copies {100 * r.single.copy_rate:.0f}%, "
+                                      f"{r.single.seconds:.0f}s" for r in choice.results)
+        cal = None if args.recalibrate else load_cached(default.cache_dir, engine.model_name, variants[chosen],
+                                                           cal_pairs)
+        if cal is None:
+            cal = await calibrate(engine, variants[chosen], cal_pairs, cache_dir=default.cache_dir, single=single)
         print(cal.summary(), flush=True)
-        # the gateway's default settings, with the limit this run calibrated (same as calibration=auto at start-up)
-        default = default.model_copy(update={"calibration": "off", "max_sentences_per_prompt":
+        # the gateway's default settings, with the template and limit this run calibrated (same as at start-up)
+        default = default.model_copy(update={"calibration": "off", "template": chosen, "max_sentences_per_prompt":
                                              min(default.max_sentences_per_prompt, cal.pack_limit)})
-        calibration_note = f"calibrated limit {cal.pack_limit} ({cal.sentences} pairs)"
+        if chosen != base_settings.template_names[0]:
+            # plain vLLM with the cheaper prompt too: the saving is the gateway choosing it, said honestly
+            r = await record(run_direct, engine, variants[chosen], sources, salted=False, mode="baseline-chosen",
+                             load="saturation")
+            r.note = f"plain vLLM with the calibrated template {chosen}"
+        calibration_note = f"template {chosen}, calibrated limit {cal.pack_limit} ({cal.sentences} pairs)"
     r = await record(run_gateway, engine, default, sources, mode="default", load="saturation")
     r.note = calibration_note + (f"; raw set: {len(sources) - len(set(sources))} repeats" if len(set(sources)) < len(sources) else "")
     if args.dedup and not args.only_headline:
@@ -414,6 +479,11 @@ async def run(args: argparse.Namespace) -> int:
           f"Model: {base_settings.model_name} ({'eager' if args.eager else 'compiled'}), template {template.ref}; "
           f"data: `{args.data}` first {len(sources)} sentences (low load: first {low_n}); engine start {startup:.0f}s.  ",
           "Every ratio is against `baseline` (one request per sentence, prefix cache on, all in flight) in the same run.",
+          *([f"Template calibration (one sentence per prompt on the calibration set): {template_note}."]
+            if template_note else []),
+          "`copies as ok`: outputs that repeat the English source yet were delivered with status ok; `suspect`: "
+          "delivered with status suspect (still a copy or a loop after a sampled second try); `confidence ρ`: "
+          "Spearman correlation of each translation's confidence with its sentence chrF.",
           "", table([r for r in results if not r.mode.startswith("fake")], base), "",
           "Gateway alone (zero-latency fake engine, full app over ASGI, one sentence per request):", "",
           *(f"- {r.load}, {r.note}: {r.throughput:,.0f} sentences/s, p50 {1000 * r.pct(0.5):.2f} ms, "
@@ -435,7 +505,8 @@ async def run(args: argparse.Namespace) -> int:
     md += [f"![{f}]({f})" for f in files]
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "report.json").write_text(json.dumps({"machine": m, "startup_s": startup, "results": [
-        {**{k: v for k, v in asdict(r).items() if k not in ("latencies", "hyps")}, "throughput": r.throughput,
+        {**{k: v for k, v in asdict(r).items() if k not in ("latencies", "hyps", "statuses", "confidences")},
+         "throughput": r.throughput,
          "p50": r.pct(0.5), "p95": r.pct(0.95)} for r in results]}, indent=2))
     print("\n".join(md))
     return 0

@@ -45,3 +45,12 @@ def test_billed_tokens_are_compared_per_sentence():
     billed = h.index("billed tok/sent")
     assert row[billed] == "820"
     assert row[billed + 1] == "6.83"  # 820 / 120 per sentence, not 64 sentences' total over 512's
+
+
+def test_spearman_rank_correlation():
+    from benchmarks.bench import spearman
+
+    assert spearman([0.1, 0.5, 0.9, 0.7], [10, 30, 60, 50]) == 1.0  # same order
+    assert spearman([0.1, 0.5, 0.9], [60, 30, 10]) == -1.0
+    assert abs(spearman([1, 1, 2], [1, 2, 3]) - 0.866) < 1e-3  # ties share their rank
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
