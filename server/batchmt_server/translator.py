@@ -141,7 +141,8 @@ class Translator:
             # Each entry is cut into segments (sentences; segmenter.py) whose placeholders and inline tags are
             # masked (placeholders.py, markup.py); every segment travels through the batcher like any sentence
             # and the entry is put back together with its layout (documents.py).
-            prepared = self.prepare(req)
+            big = sum(map(len, req.entries)) > 50_000  # ~15 ms per 50k characters: off the event loop
+            prepared = await asyncio.to_thread(self.prepare, req) if big else self.prepare(req)
         except APIError:
             self.stats.record_request("rejected")
             raise

@@ -230,3 +230,16 @@ async def test_info_limits_name_the_text_limits() -> None:
     async with running_gateway(max_text_chars=5000, max_request_chars=20000) as (c, _):
         limits = (await c.get("/v1/info")).json()["limits"]
     assert limits["max_text_chars"] == 5000 and limits["max_request_chars"] == 20000
+
+
+async def test_a_100000_character_text_is_accepted_and_comes_back_whole() -> None:
+    paragraphs = [" ".join(f"Paragraph {p} has sentence number {k} in it." for k in range(8)) for p in range(300)]
+    text = ("\n\n".join(paragraphs) + "\n")[:100_000]
+    text = text[: text.rfind("\n\n") + 2]
+    assert 90_000 < len(text) <= 100_000
+    async with running_gateway(max_sentences_per_prompt=8) as (c, _):
+        r = await c.post("/v1/translate", json={"texts": [text]})
+        too_long = await c.post("/v1/translate", json={"texts": [text + "x" * 10_000]})
+    t = r.json()["translations"][0]
+    assert t["status"] == "ok" and t["text"].replace("[de] ", "") == text
+    assert too_long.status_code == 413 and too_long.json()["error"]["code"] == "text_too_long"
