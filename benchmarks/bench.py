@@ -120,7 +120,7 @@ async def run_direct(engine: Engine, template: Template, sentences: list[str], *
     else:
         await asyncio.gather(*(one(i, s) for i, s in enumerate(sentences)))
     res.seconds = time.perf_counter() - t0
-    res.hyps, res.statuses, res.confidences = hyps, statuses, confidences
+    res.hyps = hyps
     return res
 
 
