@@ -1,0 +1,69 @@
+"""Locust users for benchmarks/overload.py: each posts requests of unique sentences at a constant rate and checks
+every answer slot by slot (the fake engine answers "[de] <source>"): a slot that is missing, failed or holds
+another sentence's translation is counted as lost or misplaced. Summary to $OVERLOAD_SUMMARY (JSON) on exit."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import uuid
+
+from locust import FastHttpUser, constant_throughput, events, task
+
+SENTENCES = int(os.environ.get("OVERLOAD_SENTENCES", "8"))
+RATE = float(os.environ.get("OVERLOAD_USER_RATE", "1"))  # requests per second per user
+KEY = os.environ.get("OVERLOAD_KEY")
+
+_lock = threading.Lock()
+_ids = itertools.count()
+totals = {"requests": 0, "ok": 0, "rejected_429": 0, "retry_after_present": 0, "server_errors": 0, "other": 0,
+          "sentences_sent_admitted": 0, "sentences_translated": 0, "sentences_lost": 0, "sentences_misplaced": 0,
+          "latencies_ok_s": []}
+
+
+class Caller(FastHttpUser):
+    wait_time = constant_throughput(RATE)
+
+    @task
+    def translate(self) -> None:
+        tag = f"{next(_ids)}-{uuid.uuid4().hex[:6]}"
+        srcs = [f"Caller {tag} asks sentence {i} to be translated." for i in range(SENTENCES)]
+        headers = {"authorization": f"Bearer {KEY}"} if KEY else {}
+        with self.client.post("/v1/translate", json={"sentences": srcs}, headers=headers, catch_response=True,
+                              name="/v1/translate") as r:
+            with _lock:
+                totals["requests"] += 1
+                if r.status_code == 200:
+                    totals["ok"] += 1
+                    totals["sentences_sent_admitted"] += len(srcs)
+                    totals["latencies_ok_s"].append(r.request_meta["response_time"] / 1000.0)
+                    slots = r.json()["translations"]
+                    for k, src in enumerate(srcs):
+                        if k >= len(slots) or slots[k]["status"] != "ok":
+                            totals["sentences_lost"] += 1
+                        elif slots[k]["text"] != f"[de] {src}":
+                            totals["sentences_misplaced"] += 1
+                        else:
+                            totals["sentences_translated"] += 1
+                    r.success()
+                elif r.status_code == 429:
+                    totals["rejected_429"] += 1
+                    if r.headers.get("retry-after", "").isdigit():
+                        totals["retry_after_present"] += 1
+                    r.success()  # a refusal with Retry-After is the expected answer to overload
+                elif r.status_code >= 500 or r.status_code == 0:
+                    totals["server_errors"] += 1
+                    r.failure(f"{r.status_code}")
+                else:
+                    totals["other"] += 1
+                    r.failure(f"{r.status_code}")
+
+
+@events.quitting.add_listener
+def _summary(environment, **_kw) -> None:
+    path = os.environ.get("OVERLOAD_SUMMARY")
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(totals, f)
