@@ -252,6 +252,9 @@ def new_batch_id() -> str:
 
 
 def _check_key(settings: Any, request: Request) -> None:
+    from .middleware import principal_of
+    if principal_of(request) is not None:  # the HTTP front (middleware.py) authenticated this caller's key
+        return
     key = getattr(settings, "api_key", None)
     if not key:
         return
