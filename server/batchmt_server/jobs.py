@@ -54,7 +54,7 @@ class JobsConfig:
     max_requests: int = 50_000
     max_completion_window_s: int = 7 * 86400
     lease_seconds: float = 60.0
-    max_lines_in_flight: int = 16
+    max_lines_in_flight: int = 64
     drain_s: float = 5.0
     poll_seconds: float = 0.5
     workers: bool = True  # run the worker in this process (off: an API-only gateway)

@@ -42,7 +42,9 @@ Translate = Callable[[TranslateRequest], Awaitable[TranslateResponse]]
 @dataclass(frozen=True)
 class WorkerConfig:
     lease_seconds: float = 60.0
-    max_lines_in_flight: int = 16
+    max_lines_in_flight: int = 64
+    #: texts of the lines in flight at most (lines may carry up to 128 each): the job's queue stays short
+    max_texts_in_flight: int = 1024
     min_lines_in_flight: int = 1
     grow_every_s: float = 0.5
     poll_seconds: float = 0.5
@@ -74,6 +76,15 @@ def error_line(custom_id: str | None, status: int | None, code: str, message: st
                       ensure_ascii=False, separators=(",", ":"))
 
 
+def _texts_in(body: str) -> int:
+    """Texts a line's request carries (``texts`` or ``sentences``); 1 if it cannot tell."""
+    try:
+        d = json.loads(body)
+        return max(1, len(d.get("texts") or d.get("sentences") or []))
+    except (ValueError, AttributeError, TypeError):
+        return 1
+
+
 def _usage(resp: TranslateResponse) -> JobUsage:
     u = resp.usage
     return JobUsage(sentences=u.sentences, characters=u.characters, prompt_tokens=u.prompt_tokens,
@@ -97,8 +108,10 @@ class JobWorker:
         self._retries: list[tuple[str, int]] = []  # given back after a transient failure: an attempt
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._check = asyncio.Event()  # the supervisor: results were written
         self._tasks: list[asyncio.Task] = []
         self._last_grow = time.monotonic()
+        self._texts_in_flight = 0
         self.lines_done = 0  # results this worker wrote (tests, metrics)
 
     # ------------------------------------------------------------------ lifecycle
@@ -163,10 +176,10 @@ class JobWorker:
         while not self._stopping.is_set():
             try:
                 free = self._adjust_cap() - len(self._inflight)
-                if free <= 0:
+                if free <= 0 or self._texts_in_flight >= cfg.max_texts_in_flight:
                     await self._sleep(0.05)
                     continue
-                lines = await self.store.claim_lines(self.owner, free, cfg.lease_seconds, time.time())
+                lines = await self.store.claim_lines(self.owner, min(free, 8), cfg.lease_seconds, time.time())
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -186,6 +199,14 @@ class JobWorker:
         self._wake.set()
 
     async def _run_line(self, line: ClaimedLine) -> None:
+        n = _texts_in(line.body)
+        self._texts_in_flight += n
+        try:
+            await self._run_line_body(line)
+        finally:
+            self._texts_in_flight -= n
+
+    async def _run_line_body(self, line: ClaimedLine) -> None:
         cfg = self.config
         try:
             req = TranslateRequest.model_validate_json(line.body)
@@ -243,6 +264,8 @@ class JobWorker:
             await self.store.release_lines(self.owner, retries, undo_attempt=False)
         if results or release or retries:
             self._wake.set()
+        if results:
+            self._check.set()
 
     async def _flush_loop(self) -> None:
         while True:
@@ -316,7 +339,11 @@ class JobWorker:
                 raise
             except Exception:
                 log.exception("job worker: supervising jobs failed")
-            await asyncio.sleep(self.config.poll_seconds)
+            self._check.clear()
+            try:  # results written may have finished a job: look at once
+                await asyncio.wait_for(self._check.wait(), self.config.poll_seconds)
+            except asyncio.TimeoutError:
+                pass
 
 
 #: the error line of a line that was still open when its job expired (a str.format template; see Store.finish_job)

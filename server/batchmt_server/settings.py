@@ -99,8 +99,9 @@ class Settings(BaseSettings, SecurityFields):
     job_max_requests: int = Field(50_000, ge=1, description="request lines per batch (413 beyond)")
     job_lease_s: float = Field(60.0, gt=0, description="a claimed job line is taken over by another worker after this "
                                "long without a heartbeat (a dead gateway's lines)")
-    job_max_lines_in_flight: int = Field(16, ge=1, description="job lines in flight at most; the cap halves while "
-                                         "interactive sentences wait and grows back by one line every 0.5 s")
+    job_max_lines_in_flight: int = Field(64, ge=1, description="job lines in flight at most (and 1024 texts); the cap "
+                                         "halves while interactive sentences wait and grows back by one line every "
+                                         "0.5 s")
     job_drain_s: float = Field(5.0, ge=0, description="on shutdown, how long job lines in flight may finish before "
                                "they are given back to the store")
     job_worker: bool = Field(True, description="run batch jobs in this process (off: this gateway only serves the API)")
