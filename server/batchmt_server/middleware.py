@@ -212,9 +212,8 @@ class GuardMiddleware:
             raise _Refused(403, "forbidden", "this key may not use this endpoint")
         return rec
 
-    async def _read_body(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> bytes:
-        cfg = self.config
-        limit = cfg.max_upload_bytes if scope.get("path") in UPLOAD_PATHS else cfg.max_body_bytes
+    @staticmethod
+    def _check_length(headers: dict[bytes, bytes], limit: int) -> None:
         length = headers.get(b"content-length")
         if length is not None:
             try:
@@ -224,6 +223,36 @@ class GuardMiddleware:
             if declared > limit:
                 raise _Refused(413, "body_too_large",
                                f"the body has {declared} bytes; the limit is {limit}")
+
+    async def _run_streaming(self, scope: Scope, stream: "_CountedBody", send: Send) -> None:
+        """Run the app on a counted body; if the body goes over the limit or stalls, the app sees a disconnect,
+        its answer is dropped, and the caller gets the 413/408."""
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if stream.refused is not None:
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, stream, guarded_send)
+        except Exception:
+            if stream.refused is None:
+                raise
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if (task is not None and task.cancelling()) or stream.refused is None:
+                raise
+        if stream.refused is not None and not started:
+            log.info("refused %s %s: %d", scope.get("method"), scope.get("path"), stream.refused[0])
+            await self._respond(send, stream.refused)
+
+    async def _read_body(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        cfg = self.config
+        limit = cfg.max_body_bytes
+        self._check_length(headers, limit)
         chunks: list[bytes] = []
         size = 0
         deadline = time.monotonic() + cfg.body_timeout_s
@@ -266,7 +295,13 @@ class GuardMiddleware:
                 except LimitExceeded as exc:
                     raise _Refused(exc.status, exc.code, exc.message, {"Retry-After": str(exc.retry_after)}) from None
                 scope.setdefault("state", {})["principal"] = rec
-            if scope.get("method") in ("POST", "PUT", "PATCH"):
+            stream = None
+            if scope.get("method") in ("POST", "PUT", "PATCH") and scope.get("path") in UPLOAD_PATHS:
+                # uploads stream through (the form parser spools them to disk), counted, never buffered here
+                self._check_length(headers, self.config.max_upload_bytes)
+                stream = _CountedBody(receive, self.config.max_upload_bytes, self.config.body_timeout_s)
+                receive = stream
+            elif scope.get("method") in ("POST", "PUT", "PATCH"):
                 body = await self._read_body(scope, headers, receive)
                 self._check_json(headers, body)
                 receive = _replay(body, receive)
@@ -281,6 +316,9 @@ class GuardMiddleware:
         except _Disconnected:
             log.debug("client went away while sending its body")
             return
+        if stream is not None:
+            await self._run_streaming(scope, stream, send)
+            return
         try:
             await self.app(scope, receive, send)
         except asyncio.CancelledError:
@@ -293,6 +331,36 @@ class GuardMiddleware:
 
 class _Disconnected(Exception):
     pass
+
+
+class _CountedBody:
+    """A receive channel that counts the body: over ``limit`` bytes, or no chunk for ``idle_s`` seconds, and the
+    app sees ``http.disconnect`` while ``refused`` holds the answer for the caller."""
+
+    def __init__(self, receive: Receive, limit: int, idle_s: float) -> None:
+        self.receive, self.limit, self.idle_s = receive, limit, idle_s
+        self.size = 0
+        self.done = False
+        self.refused: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
+
+    async def __call__(self) -> Message:
+        if self.refused is not None:
+            return {"type": "http.disconnect"}
+        if self.done:
+            return await self.receive()
+        try:
+            message = await asyncio.wait_for(self.receive(), self.idle_s)
+        except asyncio.TimeoutError:
+            self.refused = _error(408, "request_timeout", f"the upload stalled for {self.idle_s:g}s", close=True)
+            return {"type": "http.disconnect"}
+        if message["type"] == "http.request":
+            self.size += len(message.get("body", b""))
+            if self.size > self.limit:
+                self.refused = _error(413, "body_too_large", f"the upload is over the limit of {self.limit} bytes",
+                                      close=True)
+                return {"type": "http.disconnect"}
+            self.done = not message.get("more_body", False)
+        return message
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

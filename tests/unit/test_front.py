@@ -240,3 +240,33 @@ def test_key_file_parsing(tmp_path):
     p.write_text("bob:short\n", encoding="utf-8")
     with pytest.raises(ValueError):
         read_key_file(p)
+
+
+async def test_uploads_stream_through_counted_and_are_refused_at_the_limit():
+    async with front(job_max_file_bytes=4096, body_timeout_s=0.3) as (c, _):
+        sent = 0
+
+        async def big():
+            nonlocal sent
+            yield b"--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+            yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jsonl\"\r\n\r\n"
+            for _ in range(1000):
+                sent += 1
+                yield b"x" * 1024
+
+        ctype = {"content-type": "multipart/form-data; boundary=b"}
+        r = await c.post("/v1/files", content=big(), headers=ctype)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+        assert sent <= 70  # refused at the limit (file limit + 64 KiB of form framing), not after 1000 chunks
+
+        async def stalled():
+            yield b"--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+            await asyncio.sleep(5)
+            yield b"--b--\r\n"
+
+        r = await asyncio.wait_for(c.post("/v1/files", content=stalled(), headers=ctype), 3)
+        assert r.status_code == 408
+        r = await c.post("/v1/files", data={"purpose": "batch"},
+                         files={"file": ("ok.jsonl", b'{"custom_id": "a", "method": "POST", "url": "/v1/translate", '
+                                                     b'"body": {"texts": ["Hello."]}}\n', "application/jsonl")})
+        assert r.status_code == 200, r.text
