@@ -4,15 +4,19 @@ In this order, for every HTTP request:
 
 1. **request id**: ``x-request-id`` is taken (if it is 1-128 of ``[A-Za-z0-9._:-]``) or generated, returned on
    the response and put into every log line of the request (:data:`request_id_var`, :class:`RequestIdFilter`);
-2. **auth** (when keys are on): ``Authorization: Bearer <key>`` (scheme case-insensitive; ``Basic`` with the key
-   as password for the dashboard, so a browser can ask for it), looked up by hash and compared in constant time.
-   A caller without a valid key gets a bare ``401 unauthorized`` before its body is read: no validation
-   detail, nothing counted. ``/healthz`` and ``/readyz`` are open; ``/metrics`` takes the metrics token or an
-   admin key; a dashboard key opens ``/dashboard*`` only. Then the key's request rate (429 + Retry-After);
+2. **auth** (when keys are on): ``Authorization: Bearer <key>`` (scheme case-insensitive; or ``Basic`` with the
+   key as the password, which a browser asks for on ``/dashboard`` and ``/docs``), looked up by hash and compared
+   in constant time. A caller without a valid key gets a bare ``401 unauthorized`` before its body is read: no
+   validation detail, nothing counted. ``/healthz`` and ``/readyz`` are open; ``/metrics`` takes the metrics
+   token or an admin key; the dashboard an admin or a dashboard key; a dashboard key opens ``/dashboard*`` only.
+   Then the key's request rate (429 + Retry-After). The caller's key record is ``scope["state"]["principal"]``
+   (:func:`principal_of`);
 3. **body limits**: a ``Content-Length`` over ``max_body_bytes`` is refused with 413 before anything is read
    (so ``Expect: 100-continue`` never gets its ``100 Continue``); a chunked body is counted while it is read
    and refused at the first byte over; the whole body must arrive within ``body_timeout_s`` (else 408); a JSON
-   body must be UTF-8 and nest at most ``max_json_depth`` levels (400), checked on the bytes, before parsing;
+   body must be UTF-8 and nest at most ``max_json_depth`` levels (400), checked on the bytes, before parsing.
+   Uploads (``/v1/files``) are not buffered: they stream through to the form parser, counted against
+   ``max_upload_bytes`` (413) and refused when no chunk comes for ``body_timeout_s`` (408);
 4. **response headers**: ``x-content-type-options: nosniff``, ``x-frame-options: DENY``, ``referrer-policy``,
    a ``content-security-policy`` on HTML; a redirect never points at another host (the ``Host`` header is the
    client's to forge: ``Location`` is made relative).

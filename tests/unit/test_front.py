@@ -270,3 +270,17 @@ async def test_uploads_stream_through_counted_and_are_refused_at_the_limit():
                          files={"file": ("ok.jsonl", b'{"custom_id": "a", "method": "POST", "url": "/v1/translate", '
                                                      b'"body": {"texts": ["Hello."]}}\n', "application/jsonl")})
         assert r.status_code == 200, r.text
+
+
+async def test_a_keys_request_rate_is_429_with_retry_after_before_the_body_is_read():
+    store = MemoryKeyStore()
+    store._keys["k2"] = KeyRecord(id="k2", name="slow", key_hash=hash_key(USER_KEY), role="user", rate_requests=2)
+    async with front(KeyRing(store, refresh_s=0.0)) as (c, _):
+        codes = [(await c.post("/v1/translate", json={"sentences": ["Quick."]}, headers=auth(USER_KEY))).status_code
+                 for _ in range(2)]
+        r = await c.post("/v1/translate", content=b"not even json", headers=auth(USER_KEY))
+        assert codes == [200, 200]
+        assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited" and r.headers["retry-after"] == "1"
+        await asyncio.sleep(0.6)
+        assert (await c.post("/v1/translate", json={"sentences": ["Later."]}, headers=auth(USER_KEY))).status_code \
+            == 200
