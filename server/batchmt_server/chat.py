@@ -93,7 +93,7 @@ def engine_tokenizer(engine: Any, settings: Any) -> Any:
     one named by ``--tokenizer``, or by ``--model`` when it was set (an embedded model or a folder). None when
     there is none (the completion form, unless ``--template-form chat`` asks for the chat form: an error)."""
     tok = getattr(engine, "tokenizer", None)
-    if tok is not None or settings.template_form == "completion":
+    if tok is not None or settings.template_form == "completion" or settings.engine != "http":
         return tok
     name = settings.tokenizer or (settings.model if "model" in settings.model_fields_set else None)
     if name is None:
