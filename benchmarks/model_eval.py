@@ -83,7 +83,6 @@ async def evaluate(args: argparse.Namespace) -> dict:
         "resent_sentences": sum(snap.resent_sentences.values()) - sum(before.resent_sentences.values()),
         "seconds": round(seconds, 1), "startup_seconds": round(startup, 1), "eager": args.eager,
         "machine": f"{platform.machine()} {platform.processor() or ''} cpus={len(__import__('os').sched_getaffinity(0))}",
-        "samples": [{"src": s, "hyp": h} for s, h in list(zip(sources, hyps))[:5]],
     }
 
 
