@@ -262,6 +262,12 @@ def _cmd_translate(client: Client, args: argparse.Namespace) -> int:
         f"{_plural(report.translated, noun)} translated{where} ({report.skipped} {blank}{resumed}); "
         f"{report.usage.completion_tokens} completion tokens"
     )
+    if report.suspect:
+        shown = ", ".join(f.where for f in report.suspect[:20]) + (" ..." if len(report.suspect) > 20 else "")
+        _err(
+            f"note: {_plural(len(report.suspect), noun)} written but suspect (still a copy of the source or a loop "
+            f"after a second try; worth a look): {shown}"
+        )
     if report.failures:
         shown = ", ".join(f.where for f in report.failures[:20]) + (" ..." if len(report.failures) > 20 else "")
         kept = "kept in the source language" if args.on_failure == "source" else "left untranslated"

@@ -132,6 +132,8 @@ class FileReport:
     skipped: int = 0
     """Units with nothing to translate (blank lines, empty cells), written as they were."""
     failures: list[UnitFailure] = field(default_factory=list)
+    suspect: list[UnitFailure] = field(default_factory=list)
+    """Units delivered, but still a copy of the source or a loop after a second try (written; worth a look)."""
     usage: Usage = field(default_factory=Usage)
     signature: str | None = None
     model: str | None = None
@@ -349,7 +351,7 @@ class FileJob:
             if record.get("signature"):
                 self._signature = record["signature"]
             for i, t in results:
-                if t.ok and 0 <= i < self.report.units:
+                if t.delivered and 0 <= i < self.report.units:
                     self.results[i] = t  # units that failed before are sent again
         if self._signature and self.report.signature is None:
             self.report.signature = self._signature
@@ -422,8 +424,10 @@ class FileJob:
         failures: list[tuple[int, Translation]] = []
         for i, t in zip(batch.indices, result.translations):
             self.results[i] = t
-            if t.ok:
+            if t.delivered:
                 self.report.translated += 1
+                if t.suspect:
+                    self.report.suspect.append(self._failure(i, t))
             else:
                 failures.append((i, t))
         if failures and self.on_failure == "raise":
@@ -444,6 +448,9 @@ class FileJob:
         elif t.failed_segments:
             first = t.failed_segments[0]
             code, message = first.code, f"segment {first.index}: {first.message}"
+        elif t.suspect_segments:
+            sus = t.suspect_segments[0]
+            code, message = f"suspect_{sus.reason}", f"segment {sus.index}: still a {sus.reason} after a second try"
         else:
             code, message = t.status, ""
         return UnitFailure(index=i, where=unit.where, line=unit.line, status=t.status, code=code, message=message)
@@ -453,7 +460,7 @@ class FileJob:
         noun = self.report.noun
         if self._journal_path is not None:
             kept = (
-                f"the {len([t for t in self.results.values() if t.ok])} {noun}s translated so far are saved in "
+                f"the {len([t for t in self.results.values() if t.delivered])} {noun}s translated so far are saved in "
                 f"{self._journal_path} and a rerun resumes there"
             )
         else:
@@ -473,7 +480,7 @@ class FileJob:
         t = self.results.get(i)
         if not unit.send or t is None:
             return None, False
-        if t.ok:
+        if t.delivered:
             return t.text, True
         if self.on_failure == "source" or self.doc.keeps_source:
             return (t.text if t.partial else unit.text), False

@@ -62,18 +62,39 @@ class SegmentFailure:
         )
 
 
-_TRANSLATION_FIELDS = ("text", "status", "error", "segments", "failed_segments")
+@dataclass(frozen=True)
+class SuspectSegment:
+    """A segment delivered but still not trustworthy after a second try: ``reason`` is ``"copy"`` (it repeats
+    the source), ``"loop"`` (it ran into its token limit) or ``"run_on"``."""
+
+    index: int
+    reason: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> SuspectSegment:
+        if not isinstance(data, Mapping):
+            return cls(index=-1, reason=str(data))
+        index = data.get("index")
+        return cls(
+            index=index if isinstance(index, int) and not isinstance(index, bool) else -1,
+            reason=str(data.get("reason") or "unknown"),
+        )
+
+
+_TRANSLATION_FIELDS = ("text", "status", "error", "segments", "failed_segments", "suspect_segments", "confidence")
 
 
 @dataclass(frozen=True)
 class Translation:
     """One slot of a response, for one input text.
 
-    ``status`` is ``"ok"`` (every segment translated), ``"partial"`` (``text`` is the whole text
-    with the failed segments kept in the source language; ``failed_segments`` says which) or
-    ``"failed"`` (``text`` is ``None``, ``error`` says why). ``segments`` is how many segments
-    (sentences) the server split the text into (``None`` from servers older than texts).
-    Fields this SDK version does not know are kept in ``extra``.
+    ``status`` is ``"ok"`` (every segment translated), ``"suspect"`` (every segment delivered, but
+    ``suspect_segments`` are still a copy of the source or a loop after a second try: worth a human look),
+    ``"partial"`` (``text`` is the whole text with the failed segments kept in the source language;
+    ``failed_segments`` says which) or ``"failed"`` (``text`` is ``None``, ``error`` says why). ``segments``
+    is how many segments (sentences) the server split the text into (``None`` from servers older than
+    texts). ``confidence`` (0..1, ``None`` when unknown) is how sure the model was of the text's weakest
+    segment. Fields this SDK version does not know are kept in ``extra``.
     """
 
     text: str | None
@@ -81,7 +102,19 @@ class Translation:
     error: TranslationError | None = None
     segments: int | None = None
     failed_segments: tuple[SegmentFailure, ...] = ()
+    suspect_segments: tuple[SuspectSegment, ...] = ()
+    confidence: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def suspect(self) -> bool:
+        """Delivered, but with segments that are still a copy of the source or a loop."""
+        return self.status == "suspect" and self.text is not None
+
+    @property
+    def delivered(self) -> bool:
+        """The whole text came back: ``ok`` or ``suspect``."""
+        return self.status in ("ok", "suspect") and self.text is not None
 
     @property
     def ok(self) -> bool:
@@ -109,12 +142,20 @@ class Translation:
         failed_segments = data.get("failed_segments") or ()
         if not isinstance(failed_segments, Sequence) or isinstance(failed_segments, (str, bytes)):
             raise _invalid("a translation's failed_segments is not a list", data)
+        suspects = data.get("suspect_segments") or ()
+        if not isinstance(suspects, Sequence) or isinstance(suspects, (str, bytes)):
+            raise _invalid("a translation's suspect_segments is not a list", data)
+        confidence = data.get("confidence")
         return cls(
             text=text,
             status=str(data["status"]),
             error=TranslationError.from_json(error) if error is not None else None,
             segments=segments if isinstance(segments, int) and not isinstance(segments, bool) else None,
             failed_segments=tuple(SegmentFailure.from_json(f) for f in failed_segments),
+            suspect_segments=tuple(SuspectSegment.from_json(f) for f in suspects),
+            confidence=float(confidence)
+            if isinstance(confidence, (int, float)) and not isinstance(confidence, bool)
+            else None,
             extra={str(k): v for k, v in data.items() if k not in _TRANSLATION_FIELDS},
         )
 
@@ -308,8 +349,9 @@ class TranslationResult(Sequence["str | None"]):
     # -- the list-of-strings view ------------------------------------------------------------
     @property
     def texts(self) -> list[str | None]:
-        """The translated strings in input order; ``None`` where a text failed (or partly failed)."""
-        return [t.text if t.ok else None for t in self.translations]
+        """The translated strings in input order; ``None`` where a text failed (or partly failed). A ``suspect``
+        text is delivered (``translations[i].suspect`` says so)."""
+        return [t.text if t.delivered else None for t in self.translations]
 
     def __len__(self) -> int:
         return len(self.translations)

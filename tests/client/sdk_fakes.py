@@ -61,7 +61,9 @@ class FakeServer:
       otherwise; with ``tag_handling`` the text between tags), each segment becomes
       ``DE<segment>`` (or ``mapping[text]`` for a whole text), and the separators are kept. A
       segment containing ``FAIL`` fails: the text is ``partial`` (that segment kept in English) or
-      ``failed`` when every segment failed.
+      ``failed`` when every segment failed. A segment containing ``COPY`` comes back unchanged, listed
+      in ``suspect_segments`` (the text is ``suspect`` when nothing failed). Every delivered text has
+      a ``confidence``, as the real server sends.
     * ``legacy=True``: a server older than texts (only ``sentences``, no text limits).
     * ``scripted``: responses (or exceptions) returned first, one per request, for a path.
     * ``requests``: every request received, in order.
@@ -200,6 +202,7 @@ class FakeServer:
             return {"text": self.mapping[text], "status": "ok", "error": None, "segments": 1, "failed_segments": []}
         out: list[str] = []
         failed: list[dict[str, Any]] = []
+        suspect: list[dict[str, Any]] = []
         n = 0
         for piece, is_segment in self._segments(text, split, tags):
             if not is_segment:
@@ -209,6 +212,9 @@ class FakeServer:
             lead, trail = piece[: len(piece) - len(piece.lstrip())], piece[len(piece.rstrip()) :]
             if "FAIL" in core:
                 failed.append({"index": n, "code": "unparseable_output", "message": "bad output"})
+                out.append(piece)
+            elif "COPY" in core:  # the model only copied it, even on the sampled second try
+                suspect.append({"index": n, "reason": "copy"})
                 out.append(piece)
             else:
                 out.append(lead + (f"DE({core})" if tags else translate_fake(core)) + trail)
@@ -229,7 +235,15 @@ class FakeServer:
                 "segments": n,
                 "failed_segments": failed,
             }
-        return {"text": "".join(out), "status": "ok", "error": None, "segments": n, "failed_segments": []}
+        return {
+            "text": "".join(out),
+            "status": "suspect" if suspect else "ok",
+            "error": None,
+            "segments": n,
+            "failed_segments": [],
+            "suspect_segments": suspect,
+            "confidence": 0.2 if suspect else 0.8,
+        }
 
     def _translate(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)

@@ -114,6 +114,13 @@ def test_translate_failed_lines_exit_3_with_a_report(run):
     assert "2 lines could not be translated" in err and "line 2, line 3" in err
 
 
+def test_translate_writes_suspect_lines_and_notes_them_exit_0(run):
+    code, out, err, _ = run("translate", stdin="ok\nPlease COPY me.\n")
+    assert code == cli.EXIT_OK
+    assert out == "DE<ok>\nPlease COPY me.\n"  # delivered: the model's own answer, though a copy
+    assert "1 line written but suspect" in err and "line 2" in err
+
+
 def test_translate_on_failure_source_keeps_the_source(run):
     code, out, err, _ = run("translate", "--on-failure", "source", stdin="ok\nFAIL\nok too. FAIL too.\n")
     assert code == 3

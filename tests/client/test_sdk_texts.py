@@ -155,3 +155,22 @@ def test_new_options_on_an_older_server_explain_themselves(fake_server, mt_clien
     fake_server.legacy = True
     with pytest.raises(batchmt.UnprocessableEntityError, match="predates texts"):
         mt_client.translate(["One."], split_sentences="off")
+
+
+def test_suspect_texts_are_delivered_and_say_so(mt_client):
+    result = mt_client.translate(["Fine sentence here.", "Please COPY this one."])
+    fine, copied = result.translations
+    assert fine.ok and fine.confidence == 0.8 and fine.suspect_segments == ()
+    assert copied.suspect and not copied.ok and copied.delivered
+    assert copied.text == "Please COPY this one." and copied.confidence == 0.2
+    assert [(s.index, s.reason) for s in copied.suspect_segments] == [(0, "copy")]
+    assert result.texts == ["DE<Fine sentence here.>", "Please COPY this one."]  # delivered, marked in translations
+
+
+def test_a_suspect_line_is_written_and_noted_not_failed(mt_client, tmp_path):
+    src, dst = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("First line.\nPlease COPY this line.\nThird line.\n")
+    report = mt_client.translate_file(src, dst, progress=False)
+    assert dst.read_text() == "DE<First line.>\nPlease COPY this line.\nDE<Third line.>\n"
+    assert report.ok and report.translated == 3
+    assert [(f.line, f.code) for f in report.suspect] == [(2, "suspect_copy")]
