@@ -270,6 +270,29 @@ def build_router(settings: Any) -> APIRouter:
         _check_key(settings, request)
         return request.app.state.jobs
 
+    def owner(request: Request) -> tuple[str | None, bool]:
+        """The caller's key id (files and batches belong to it) and whether it sees everyone's (an admin key, or
+        keys off)."""
+        from .middleware import principal_of
+        rec = principal_of(request)
+        return (None, True) if rec is None else (rec.id, rec.role == "admin")
+
+    def visible(request: Request, rec_owner: str | None) -> bool:
+        who, admin = owner(request)
+        return admin or rec_owner == who
+
+    async def own_file(rt: JobsRuntime, request: Request, file_id: str, param: str) -> FileRecord:
+        f = await rt.store.get_file(file_id)
+        if f is None or not visible(request, f.owner):  # another tenant's file does not exist for this caller
+            raise APIError(404, "file_not_found", f"no file {file_id[:64]!r}", param=param)
+        return f
+
+    async def own_job(rt: JobsRuntime, request: Request, batch_id: str) -> JobRecord:
+        job = await rt.store.get_job(batch_id)
+        if job is None or not visible(request, job.owner):
+            raise APIError(404, "batch_not_found", f"no batch {batch_id[:64]!r}", param="batch_id")
+        return job
+
     def currency() -> str:
         return getattr(settings, "currency", "USD")
 
@@ -301,7 +324,7 @@ def build_router(settings: Any) -> APIRouter:
             if len(content) > limit:
                 raise APIError(413, "file_too_large", f"the file is over the limit of {limit} bytes", param="file")
             rec = FileRecord(id=new_file_id(), purpose="batch", filename=(upload.filename or "upload.jsonl")[:255],
-                             bytes=len(content), created_at=int(time.time()))
+                             bytes=len(content), created_at=int(time.time()), owner=owner(request)[0])
         finally:
             await form.close()
         await rt.store.put_file(rec, content)
@@ -312,20 +335,19 @@ def build_router(settings: Any) -> APIRouter:
                          limit: int = 20) -> dict:
         rt = runtime(request)
         limit = max(1, min(limit, 10_000))
-        files = await rt.store.list_files(purpose=purpose, after=after, limit=limit + 1)
+        who, admin = owner(request)
+        files = await rt.store.list_files(purpose=purpose, after=after, limit=limit + 1, owner=None if admin else who)
         return _page([file_object(f) for f in files[:limit]], len(files) > limit)
 
     @router.get("/v1/files/{file_id}")
     async def get_file(file_id: str, request: Request) -> dict:
         rt = runtime(request)
-        f = await rt.store.get_file(file_id)
-        if f is None:
-            raise APIError(404, "file_not_found", f"no file {file_id[:64]!r}", param="file_id")
-        return file_object(f)
+        return file_object(await own_file(rt, request, file_id, "file_id"))
 
     @router.get("/v1/files/{file_id}/content")
     async def file_content(file_id: str, request: Request) -> Response:
         rt = runtime(request)
+        await own_file(rt, request, file_id, "file_id")
         content = await rt.store.file_content(file_id)
         if content is None:
             raise APIError(404, "file_not_found", f"no file {file_id[:64]!r}", param="file_id")
@@ -343,8 +365,8 @@ def build_router(settings: Any) -> APIRouter:
         if meta and (len(meta) > 16 or any(len(k) > 64 or len(v) > 512 for k, v in meta.items())):
             raise APIError(422, "invalid_metadata", "metadata: at most 16 pairs, keys up to 64 and values up to 512 "
                            "characters", param="metadata")
-        f = await rt.store.get_file(body.input_file_id)
-        if f is None or f.kind != "upload":
+        f = await own_file(rt, request, body.input_file_id, "input_file_id")
+        if f.kind != "upload":
             raise APIError(404, "file_not_found", f"no uploaded file {body.input_file_id[:64]!r}",
                            param="input_file_id")
         if f.purpose != "batch":
@@ -360,7 +382,7 @@ def build_router(settings: Any) -> APIRouter:
         job = await rt.store.create_job(JobRecord(
             id=new_batch_id(), input_file_id=f.id, endpoint=ENDPOINT, completion_window=body.completion_window,
             status="in_progress", created_at=now, in_progress_at=now, expires_at=now + window, metadata=meta,
-            owner=f.owner), lines)
+            owner=owner(request)[0]), lines)
         log.info("batch %s: %d lines (%d invalid), window %ss", job.id, job.total, job.failed, window)
         if rt.worker is not None:
             rt.worker.wake()
@@ -371,21 +393,20 @@ def build_router(settings: Any) -> APIRouter:
         rt = runtime(request)
         if not 1 <= limit <= 100:
             raise APIError(422, "invalid_request", "limit must be between 1 and 100", param="limit")
-        jobs = await rt.store.list_jobs(after=after, limit=limit + 1)
+        who, admin = owner(request)
+        jobs = await rt.store.list_jobs(after=after, limit=limit + 1, owner=None if admin else who)
         return _page([batch_object(j, currency(), model()) for j in jobs[:limit]], len(jobs) > limit)
 
     @router.get("/v1/batches/{batch_id}")
     async def get_batch(batch_id: str, request: Request) -> dict:
         rt = runtime(request)
-        job = await rt.store.get_job(batch_id)
-        if job is None:
-            raise APIError(404, "batch_not_found", f"no batch {batch_id[:64]!r}", param="batch_id")
-        return batch_object(job, currency(), model())
+        return batch_object(await own_job(rt, request, batch_id), currency(), model())
 
     @router.post("/v1/batches/{batch_id}/cancel", responses={404: {}, 409: {}})
     async def cancel_batch(batch_id: str, request: Request) -> dict:
         """Stop a batch: lines in flight are dropped, what is done stays in the output file."""
         rt = runtime(request)
+        await own_job(rt, request, batch_id)
         job = await rt.store.set_job_status(batch_id, ["validating", "in_progress", "finalizing"], "cancelling",
                                             int(time.time()))
         if job is None:

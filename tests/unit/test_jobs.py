@@ -267,3 +267,44 @@ async def test_an_upload_larger_than_a_translate_body_passes_the_front_and_its_o
         assert r.status_code == 413
         r = await c.post("/v1/translate", json={"sentences": ["x" * 300] * 100})  # 30 KB: over the body limit
         assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"  # translate's rule unchanged
+
+
+async def test_with_keys_on_files_and_batches_belong_to_their_key():
+    import httpx
+
+    from batchmt_server.app import create_app
+    from batchmt_server.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
+    from batchmt_server.settings import Settings
+
+    alice, bob, admin = "alice-key-0123456789abcdef", "bob-key-0123456789abcdef", "admin-key-0123456789abcdef"
+    store = MemoryKeyStore()
+    store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(alice), role="user")
+    store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(bob), role="user")
+    keys = KeyRing(store, [KeyRecord(id="adm", name="admin", key_hash=hash_key(admin), role="admin", source="env")],
+                   refresh_s=0.0)
+    s = Settings(engine="fake", max_wait_ms=1, warmup=False, calibration="off")
+    app = create_app(s, engine=FakeEngine(), keys=keys)
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            def as_(key: str) -> dict:
+                return {"authorization": f"Bearer {key}"}
+
+            f = (await c.post("/v1/files", data={"purpose": "batch"}, headers=as_(alice),
+                              files={"file": ("a.jsonl", jsonl([line("x", "Hello there.")]))})).json()
+            b = (await c.post("/v1/batches", headers=as_(alice), json={
+                "input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"})).json()
+            assert b["status"] == "in_progress"
+            for path in (f"/v1/files/{f['id']}", f"/v1/files/{f['id']}/content", f"/v1/batches/{b['id']}"):
+                assert (await c.get(path, headers=as_(bob))).status_code == 404  # another tenant's: not there
+                assert (await c.get(path, headers=as_(alice))).status_code == 200
+                assert (await c.get(path, headers=as_(admin))).status_code == 200
+            assert (await c.post(f"/v1/batches/{b['id']}/cancel", headers=as_(bob))).status_code == 404
+            r = await c.post("/v1/batches", headers=as_(bob), json={
+                "input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"})
+            assert r.status_code == 404  # bob cannot run alice's file
+            assert (await c.get("/v1/batches", headers=as_(bob))).json()["data"] == []
+            assert [x["id"] for x in (await c.get("/v1/batches", headers=as_(alice))).json()["data"]] == [b["id"]]
+            assert [x["id"] for x in (await c.get("/v1/batches", headers=as_(admin))).json()["data"]] == [b["id"]]
+            assert (await c.get("/v1/files", headers=as_(bob))).json()["data"] == []
+            assert (await c.get("/v1/batches")).status_code == 401
