@@ -180,5 +180,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     install_dashboard(app)
     install_docs(app)
     install_openapi_limits(app, settings, lambda: keys.enabled)
-    install_jobs(app, settings)
+    install_jobs(app, settings, keys)
     return app

@@ -263,7 +263,19 @@ def _check_key(settings: Any, request: Request) -> None:
         raise APIError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'")
 
 
-def build_router(settings: Any) -> APIRouter:
+def _volume(lines: list[NewLine]) -> tuple[int, int]:
+    """Characters and texts of the runnable lines (what a key's quota is charged when the batch is created)."""
+    chars = texts = 0
+    for ln in lines:
+        if ln.body is not None:
+            d = json.loads(ln.body)
+            items = d.get("texts") or d.get("sentences") or []
+            chars += sum(len(t) for t in items)
+            texts += len(items)
+    return chars, texts
+
+
+def build_router(settings: Any, keys: Any = None) -> APIRouter:
     router = APIRouter(tags=["batch"])
 
     def runtime(request: Request) -> JobsRuntime:
@@ -378,6 +390,16 @@ def build_router(settings: Any) -> APIRouter:
         if len(lines) > rt.config.max_requests:
             raise APIError(413, "too_many_requests", f"the input file has {len(lines)} requests; a batch takes at most "
                            f"{rt.config.max_requests}", param="input_file_id")
+        from .middleware import principal_of
+        rec = principal_of(request)
+        if rec is not None and keys is not None:  # the key's quota and character rate, charged for the whole batch
+            from .keys import LimitExceeded
+            chars, texts = await asyncio.to_thread(_volume, lines)
+            try:
+                await keys.charge(rec, chars, texts)
+            except LimitExceeded as exc:
+                raise APIError(exc.status, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}) \
+                    from None
         now = int(time.time())
         job = await rt.store.create_job(JobRecord(
             id=new_batch_id(), input_file_id=f.id, endpoint=ENDPOINT, completion_window=body.completion_window,
@@ -442,11 +464,11 @@ async def jobs_usage(request: Request) -> dict:
             "baseline_cost": u.baseline_cost, "saving": u.baseline_cost - u.cost}
 
 
-def install_jobs(app: FastAPI, settings: Any) -> None:
+def install_jobs(app: FastAPI, settings: Any, keys: Any = None) -> None:
     """Add the jobs API (``/v1/files``, ``/v1/batches``) to a gateway app. The app's lifespan owns the
     :class:`JobsRuntime` (``app.state.jobs``): it opens the store before the gateway boots, starts the worker once
     the gateway is ready, and stops it (gracefully) before the gateway closes its batcher."""
-    app.include_router(build_router(settings))
+    app.include_router(build_router(settings, keys))
 
 
 async def _start_when_ready(gw: Any, rt: JobsRuntime) -> None:

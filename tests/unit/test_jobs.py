@@ -308,3 +308,28 @@ async def test_with_keys_on_files_and_batches_belong_to_their_key():
             assert [x["id"] for x in (await c.get("/v1/batches", headers=as_(admin))).json()["data"]] == [b["id"]]
             assert (await c.get("/v1/files", headers=as_(bob))).json()["data"] == []
             assert (await c.get("/v1/batches")).status_code == 401
+
+
+async def test_a_batch_is_charged_to_its_keys_quota_when_created():
+    import httpx
+
+    from batchmt_server.app import create_app
+    from batchmt_server.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
+    from batchmt_server.settings import Settings
+
+    key = "quota-key-0123456789abcdef"
+    store = MemoryKeyStore()
+    store._keys["q"] = KeyRecord(id="q", name="q", key_hash=hash_key(key), role="user", chars_per_day=100)
+    s = Settings(engine="fake", max_wait_ms=1, warmup=False, calibration="off")
+    app = create_app(s, engine=FakeEngine(), keys=KeyRing(store, [], refresh_s=0.0))
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                     headers={"authorization": f"Bearer {key}"}) as c:
+            small = (await upload(c, jsonl([line("a", "x" * 30), line("b", "y" * 30)]))).json()
+            big = (await upload(c, jsonl([line("c", "z" * 50)]))).json()
+            create = {"endpoint": "/v1/translate", "completion_window": "24h"}
+            assert (await c.post("/v1/batches", json={"input_file_id": small["id"], **create})).status_code == 200
+            r = await c.post("/v1/batches", json={"input_file_id": big["id"], **create})  # 60 + 50 > 100 a day
+            assert r.status_code == 456 and r.json()["error"]["code"] == "quota_exceeded"
+            assert (await c.get("/v1/usage")).json()["today"]["characters"] == 60
