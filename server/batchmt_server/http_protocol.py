@@ -13,6 +13,7 @@ Use :func:`protocol_class` as uvicorn's ``http=`` argument.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import httptools
@@ -28,8 +29,8 @@ class _HeadersTooLarge(Exception):
 
 
 def _plain(status: bytes, msg: str) -> bytes:
-    body = ('{"error": {"code": "%s", "message": "%s", "param": null}}' % (
-        "headers_too_large" if status.startswith(b"431") else "request_timeout", msg)).encode()
+    code = "headers_too_large" if status.startswith(b"431") else "request_timeout"
+    body = json.dumps({"error": {"code": code, "message": msg, "param": None}}).encode()
     return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
             + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
 

@@ -218,7 +218,7 @@ class KeyRing:
         self._refresh_lock: asyncio.Lock | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any, store: KeyStore | None = None) -> "KeyRing":
+    def from_settings(cls, settings: Any, store: KeyStore | None = None) -> KeyRing:
         static: list[KeyRecord] = []
         if getattr(settings, "api_key", None):
             static.append(KeyRecord(id="env", name="env", key_hash=hash_key(settings.api_key), role="admin",

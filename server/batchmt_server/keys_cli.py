@@ -13,7 +13,8 @@ import json
 import secrets
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .keys import KeyRecord, KeyRing, hash_key, new_key
 
@@ -42,6 +43,10 @@ def add_keys_parser(sub: Any, add_settings_flags: Callable[[argparse.ArgumentPar
     add_settings_flags(r)
     u = ks.add_parser("usage", help="usage of every key today and this month (JSON)")
     add_settings_flags(u)
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:g}"
 
 
 def _when(t: float | None) -> str:
@@ -80,10 +85,9 @@ async def _run(ns: argparse.Namespace, settings: Any) -> int:
                 print(f"{'id':<17} {'name':<20} {'role':<9} {'req/s':>7} {'chars/s':>8} {'chars/day':>10} "
                       f"{'chars/month':>12} {'created':<16} revoked")
                 for k in keys:
-                    def n(v: Any) -> str:
-                        return "-" if v is None else f"{v:g}"
-                    print(f"{k.id:<17} {k.name[:20]:<20} {k.role:<9} {n(k.rate_requests):>7} {n(k.rate_chars):>8} "
-                          f"{n(k.chars_per_day):>10} {n(k.chars_per_month):>12} {_when(k.created_at):<16} "
+                    print(f"{k.id:<17} {k.name[:20]:<20} {k.role:<9} {_num(k.rate_requests):>7} "
+                          f"{_num(k.rate_chars):>8} {_num(k.chars_per_day):>10} {_num(k.chars_per_month):>12} "
+                          f"{_when(k.created_at):<16} "
                           f"{_when(k.revoked_at)}")
         elif cmd == "revoke":
             n = await store.revoke_key(ns.key, time.time())

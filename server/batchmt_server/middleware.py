@@ -37,8 +37,9 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, MutableMapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from .keys import KeyRecord, KeyRing, KeyStoreUnavailable, LimitExceeded
@@ -110,7 +111,7 @@ class GuardConfig:
     max_upload_bytes: int = 100 * 1024 * 1024 + 64 * 1024
 
     @classmethod
-    def from_settings(cls, settings: Any, keys: KeyRing | None = None) -> "GuardConfig":
+    def from_settings(cls, settings: Any, keys: KeyRing | None = None) -> GuardConfig:
         from .security_settings import default_body_bytes
 
         token = settings.metrics_token
@@ -197,12 +198,12 @@ class GuardMiddleware:
         if path in PUBLIC_PATHS:
             return None
         await keys.refresh()
-        metrics_guarded = path == "/metrics" and self.config.metrics_token is not None
-        if not keys.enabled and not metrics_guarded:
+        token = self.config.metrics_token if path == "/metrics" else None
+        if not keys.enabled and token is None:
             return None
         secret = _credential(headers.get(b"authorization", b""))
-        if metrics_guarded and secret is not None and hmac.compare_digest(
-                secret.encode("utf-8", "surrogatepass"), self.config.metrics_token.encode("utf-8")):
+        if token is not None and secret is not None and hmac.compare_digest(
+                secret.encode("utf-8", "surrogatepass"), token.encode("utf-8")):
             return None
         rec = await keys.authenticate(secret) if secret else None
         if rec is None:
@@ -228,7 +229,7 @@ class GuardMiddleware:
                 raise _Refused(413, "body_too_large",
                                f"the body has {declared} bytes; the limit is {limit}")
 
-    async def _run_streaming(self, scope: Scope, stream: "_CountedBody", send: Send) -> None:
+    async def _run_streaming(self, scope: Scope, stream: _CountedBody, send: Send) -> None:
         """Run the app on a counted body; if the body goes over the limit or stalls, the app sees a disconnect,
         its answer is dropped, and the caller gets the 413/408."""
         started = False

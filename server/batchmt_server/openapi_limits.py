@@ -54,7 +54,7 @@ def limit_schema(doc: dict, settings: Any, keys_on: bool) -> dict:
                 props[name] = {**props[name], "enum": [lang, lang.upper()]}
     ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
     for path, ops in doc.get("paths", {}).items():
-        for method, op in ops.items():
+        for op in ops.values():
             if not isinstance(op, dict) or "responses" not in op:
                 continue
             extra = dict(_FRONT) if path not in ("/healthz", "/readyz") else {"503": _FRONT["503"]}

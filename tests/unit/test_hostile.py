@@ -7,15 +7,16 @@ import json
 import logging
 
 import pytest
-from helpers import parse_metrics, running_gateway
 
 from batchmt_server.engines.fake import FakeEngine
+from helpers import parse_metrics, running_gateway
 
 
 async def test_lone_surrogates_are_refused_with_422_before_any_work():
     eng = FakeEngine()
     async with running_gateway(eng) as (c, _):
-        for body in ('{"sentences": ["Fine.", "bad \\ud800 one"]}', '{"sentences": ["Fine."], "source_lang": "\\udc00"}',
+        for body in ('{"sentences": ["Fine.", "bad \\ud800 one"]}',
+                     '{"sentences": ["Fine."], "source_lang": "\\udc00"}',
                      '{"sentences": ["a \\udfff\\ud800 b"]}'):
             r = await c.post("/v1/translate", content=body.encode(), headers={"content-type": "application/json"})
             assert r.status_code == 422, r.text
@@ -44,7 +45,8 @@ async def test_quality_best_counts_its_rounds_against_the_queue_cap():
     async with running_gateway(eng, max_queue_sentences=8, max_sentences_per_request=8, max_prompts_in_flight=1,
                                max_sentences_per_prompt=1, ensemble_rounds_best=5) as (c, _):
         # 2 sentences x 5 rounds = 10 > 8: can never fit
-        r = await c.post("/v1/translate", json={"sentences": ["First one here.", "Second one here."], "quality": "best"})
+        r = await c.post("/v1/translate",
+                         json={"sentences": ["First one here.", "Second one here."], "quality": "best"})
         assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
         eng.gate = asyncio.Event()
         busy = asyncio.create_task(c.post("/v1/translate", json={"sentences": [f"Busy {i} now." for i in range(4)]}))

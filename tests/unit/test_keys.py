@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from batchmt_server.keys import (KeyRecord, KeyRing, LimitExceeded, MemoryKeyStore, TokenBucket, hash_key,
-                                 new_key, periods)
+from batchmt_server.keys import (
+    KeyRecord,
+    KeyRing,
+    LimitExceeded,
+    MemoryKeyStore,
+    TokenBucket,
+    hash_key,
+    new_key,
+    periods,
+)
 from batchmt_server.stores.keys import StoreKeys
 from batchmt_server.stores.sqlite import SQLiteStore
 

@@ -24,7 +24,7 @@ def _port() -> int:
 class Receiver(BaseHTTPRequestHandler):
     posts: list[tuple[str, str, bytes]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         Receiver.posts.append((self.path, self.headers.get("content-type", ""), body))
         self.send_response(200)

@@ -72,7 +72,8 @@ expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 
 def run_st(url: str, folder: Path, *args: str) -> subprocess.CompletedProcess:
     (folder / "schemathesis.toml").write_text(CONFIG, encoding="utf-8")
-    cmd = [_st(), "--config-file", str(folder / "schemathesis.toml"), "run", f"{url}/openapi.json", "-H", f"Authorization: Bearer {KEY}", "--seed", "13",
+    cmd = [_st(), "--config-file", str(folder / "schemathesis.toml"), "run", f"{url}/openapi.json",
+           "-H", f"Authorization: Bearer {KEY}", "--seed", "13",
            "--workers", "1", "--max-examples", "25", "--request-timeout", "30", "--suppress-health-check", "all", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=folder,
                        env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
