@@ -23,7 +23,7 @@ from .docs_offline import install_docs
 from .openapi_limits import install_openapi_limits
 from .keys import KeyRing, LimitExceeded
 from .middleware import GuardConfig, GuardMiddleware, principal_of
-from .jobs import JobsRuntime, install_jobs, jobs_usage
+from .jobs import JobsCollector, JobsRuntime, install_jobs, jobs_usage
 from .memory import TranslationMemory
 from .metrics import StatsCollector, make_registry, render
 from .schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
                                                                  "template": gw.template.ref})
         app.state.registry = make_registry(collector)
         app.state.registry.register(ReplicaCollector(lambda: gw.engine))  # an engine pool's per-replica numbers
+        app.state.registry.register(JobsCollector(app))  # the job worker's lines and caps
         boot = asyncio.create_task(gw.boot(engine))
         jobs.start_when_ready(gw)
         try:

@@ -464,6 +464,38 @@ async def jobs_usage(request: Request) -> dict:
             "baseline_cost": u.baseline_cost, "saving": u.baseline_cost - u.cost}
 
 
+class JobsCollector:
+    """Prometheus numbers of this gateway's job worker (read at scrape time): lines written by outcome, lines in
+    flight, the worker's line cap and the batcher's cap on job prompts."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        rt: JobsRuntime | None = getattr(self._app.state, "jobs", None)
+        worker = rt.worker if rt is not None else None
+        if worker is None:
+            return
+        lines = CounterMetricFamily("batchmt_job_lines", "Batch-job lines this gateway wrote to the store, by "
+                                    "outcome (completed: output file; failed: error file)", labels=["outcome"])
+        for outcome, n in worker.lines_written.items():
+            lines.add_metric([outcome], n)
+        yield lines
+        yield GaugeMetricFamily("batchmt_job_lines_in_flight", "Batch-job lines this gateway is running",
+                                value=len(worker._inflight))
+        yield GaugeMetricFamily("batchmt_job_lines_cap", "The worker's cap on batch-job lines in flight (halves "
+                                "while interactive sentences wait)", value=worker.cap)
+        gw = getattr(self._app.state, "gateway", None)
+        if gw is not None and gw.batcher is not None:
+            yield GaugeMetricFamily("batchmt_job_prompts_cap", "The batcher's cap on batch-job prompts in flight",
+                                    value=gw.batcher.low_cap)
+
+
 def install_jobs(app: FastAPI, settings: Any, keys: Any = None) -> None:
     """Add the jobs API (``/v1/files``, ``/v1/batches``) to a gateway app. The app's lifespan owns the
     :class:`JobsRuntime` (``app.state.jobs``): it opens the store before the gateway boots, starts the worker once

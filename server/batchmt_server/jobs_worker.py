@@ -113,6 +113,7 @@ class JobWorker:
         self._last_grow = time.monotonic()
         self._texts_in_flight = 0
         self.lines_done = 0  # results this worker wrote (tests, metrics)
+        self.lines_written = {"completed": 0, "failed": 0}  # by outcome (metrics)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -255,6 +256,10 @@ class JobWorker:
         if results:
             written = await self.store.complete_lines(self.owner, results)
             self.lines_done += written
+            if written == len(results):
+                ok = sum(r.ok for r in results)
+                self.lines_written["completed"] += ok
+                self.lines_written["failed"] += written - ok
             if written < len(results):
                 log.info("job worker %s: %d results dropped (their leases had passed to another worker)",
                          self.owner, len(results) - written)

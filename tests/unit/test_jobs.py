@@ -78,6 +78,8 @@ async def test_job_runs_to_completion_with_bad_lines_in_the_error_file():
         assert b["usage"]["sentences"] == 4 and b["usage"]["input_tokens"] > 0
         usage = (await c.get("/v1/usage")).json()
         assert usage["jobs"]["jobs"] == 1 and usage["jobs"]["sentences"] == 4
+        m = (await c.get("/metrics")).text
+        assert 'batchmt_job_lines_total{outcome="completed"} 3.0' in m and "batchmt_job_prompts_cap " in m
 
 
 async def test_empty_file_oversized_file_and_bad_batch_requests_are_refused_before_any_work():
