@@ -157,3 +157,24 @@ def test_prompt_tokens_count_the_head_once(tokenizer_factory, base: Template) ->
         p = chat.render(s)
         assert abs(chat.prompt_tokens(p, count) - len(tok.encode(p))) <= 2
     assert calls.count(chat.prefix) == 1
+
+
+def test_http_engines_load_the_tokenizer_named_by_the_settings(tmp_path, base: Template) -> None:
+    from batchmt_server.chat import engine_tokenizer
+    from batchmt_server.settings import Settings
+
+    tok = byte_tokenizer()
+    tok.chat_template = CHATML
+    tok.save_pretrained(tmp_path / "tok")
+
+    class Remote:  # an HTTP engine has no tokenizer of its own
+        tokenizer = None
+
+    http = dict(engine_url="http://127.0.0.1:9", data_dir=tmp_path / "data")
+    loaded = engine_tokenizer(Remote(), Settings(tokenizer=str(tmp_path / "tok"), **http))
+    assert isinstance(apply_form(base, "auto", loaded), ChatTemplate)
+    assert engine_tokenizer(Remote(), Settings(**http)) is None  # no --tokenizer, no --model: completion form
+    with pytest.raises(ChatFormError, match="needs --tokenizer"):
+        engine_tokenizer(Remote(), Settings(template_form="chat", **http))
+    with pytest.raises(ChatFormError, match="cannot load the tokenizer"):
+        engine_tokenizer(Remote(), Settings(template_form="chat", tokenizer=str(tmp_path / "missing"), **http))
