@@ -24,7 +24,6 @@ from .openapi_limits import install_openapi_limits
 from .keys import KeyRing, LimitExceeded
 from .middleware import GuardConfig, GuardMiddleware, principal_of
 from .jobs import JobsCollector, JobsRuntime, install_jobs, jobs_usage
-from .memory import TranslationMemory
 from .metrics import StatsCollector, make_registry, render
 from .schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
 from .settings import Settings
@@ -59,8 +58,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
         jobs = JobsRuntime.from_settings(settings)  # the durable store: batch jobs, files, translation memory
         await jobs.open()
         app.state.jobs = jobs
-        memory = TranslationMemory(jobs.store, settings.translation_memory_size) \
-            if settings.translation_memory_size > 0 else None
+        memory = jobs.translation_memory(settings.translation_memory_size)
         gw = Gateway(settings, template, prices=Prices.from_settings(settings), owns_engine=engine is None,
                      memory=memory)
         app.state.gateway = gw

@@ -209,10 +209,17 @@ class JobsRuntime:
         self.config, self.settings = config, settings
         self.store: Store = store or build_store(config.database_url, config.data_dir)
         self.worker: JobWorker | None = None
+        self.memory: Any = None
         self._starter: asyncio.Task | None = None
 
     async def open(self) -> None:
         await self.store.open()
+
+    def translation_memory(self, max_entries: int) -> Any:
+        """The persistent translation memory on this store (written out when the runtime closes); None if off."""
+        from .memory import TranslationMemory
+        self.memory = TranslationMemory(self.store, max_entries) if max_entries > 0 else None
+        return self.memory
 
     @classmethod
     def from_settings(cls, settings: Any) -> JobsRuntime:
@@ -240,6 +247,11 @@ class JobsRuntime:
 
     async def close(self) -> None:
         await self.stop_worker()
+        if self.memory is not None:
+            try:
+                await self.memory.close()
+            except Exception:
+                log.exception("could not write the translation memory at shutdown")
         await self.store.close()
 
 

@@ -4,11 +4,15 @@ Keyed by the translation signature (everything that decides the output: model, t
 and ensemble knobs, ...) and the normalised source sentence, so a change of model or quality never serves an
 old answer, and ensemble results live under their own signature. Bounded: the least recently used entries go
 first beyond ``max_entries``. Only delivered, unflagged translations are stored (the caller decides; see
-``Translator``). A small in-process LRU in front keeps the hot entries off the database.
+``Translator``). A small in-process LRU in front keeps the hot entries off the database, and new entries are
+written in batches every ``flush_s`` (50 ms; one transaction for all the requests of that time instead of one
+each): a crash loses at most that much of the memory, never a translation a caller is waiting for.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import unicodedata
 from collections import OrderedDict
@@ -18,6 +22,8 @@ from .stores import Store
 
 __all__ = ["TranslationMemory", "normalise"]
 
+log = logging.getLogger("batchmt.memory")
+
 
 def normalise(text: str) -> str:
     """The memory's key of a source sentence: Unicode NFC, whitespace runs collapsed, ends stripped."""
@@ -25,11 +31,14 @@ def normalise(text: str) -> str:
 
 
 class TranslationMemory:
-    def __init__(self, store: Store, max_entries: int, *, hot_entries: int = 4096) -> None:
+    def __init__(self, store: Store, max_entries: int, *, hot_entries: int = 4096, flush_s: float = 0.05) -> None:
         self.store = store
         self.max_entries = max_entries
         self.hot_entries = min(hot_entries, max_entries)
+        self.flush_s = flush_s
         self._hot: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._pending: dict[str, dict[str, str]] = {}  # signature -> {normalised source: translation}, unwritten
+        self._flusher: asyncio.Task | None = None
 
     @property
     def enabled(self) -> bool:
@@ -61,10 +70,33 @@ class TranslationMemory:
         """Store (source, translation) pairs: only delivered, unflagged translations (the caller's duty)."""
         if not self.enabled or not pairs:
             return
-        norm = list({normalise(s): t for s, t in pairs}.items())
-        await self.store.tm_put(signature, norm, time.time(), self.max_entries)
-        for key, target in norm:
-            self._remember_hot(signature, key, target)
+        pending = self._pending.setdefault(signature, {})
+        for s, t in pairs:
+            key = normalise(s)
+            pending[key] = t
+            self._remember_hot(signature, key, t)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self.flush_s)
+        try:
+            await self.flush()
+        except Exception:  # the memory is an optimisation: log, keep serving
+            log.exception("could not write the translation memory")
+
+    async def flush(self) -> None:
+        """Write the entries remembered since the last write (one transaction per signature)."""
+        pending, self._pending = self._pending, {}
+        for signature, entries in pending.items():
+            await self.store.tm_put(signature, list(entries.items()), time.time(), self.max_entries)
+
+    async def close(self) -> None:
+        """Write what is pending (graceful shutdown)."""
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.flush()
 
     def _remember_hot(self, signature: str, key: str, target: str) -> None:
         if self.hot_entries <= 0:

@@ -201,6 +201,7 @@ def test_sigterm_is_graceful_and_gives_lines_back_at_once(gateways):
 def test_translation_memory_survives_a_restart(gateways):
     gw = gateways()
     r1 = httpx.post(gw.url + "/v1/translate", json={"sentences": ["The museum is closed on Mondays."]}).json()
+    time.sleep(0.5)  # new entries are written within 50 ms (in batches)
     gw.proc.send_signal(signal.SIGKILL)
     gw.proc.wait(10)
     gw2 = gateways()

@@ -207,6 +207,7 @@ async def test_flagged_slot_is_never_remembered(tmp_path):
         r = (await c.post("/v1/translate", json={"sentences": ["Copy me please now."]})).json()
         t = r["translations"][0]  # kept as the model's own answer (alone in its prompt): delivered, flagged
         assert t["status"] in ("ok", "suspect") and t["text"] == "Copy me please now."
+        await app.state.gateway.memory.flush()
         assert await app.state.jobs.store.tm_size() == 0
         n = len(eng.prompts)
         await c.post("/v1/translate", json={"sentences": ["Copy me please now."]})
@@ -217,6 +218,7 @@ async def test_memory_bound_holds_through_the_api(tmp_path):
     async with running_gateway(data_dir=str(tmp_path), translation_memory_size=5) as (c, app):
         for i in range(4):
             await c.post("/v1/translate", json={"sentences": [f"Sentence {i}{k} is here." for k in range(3)]})
+            await app.state.gateway.memory.flush()
         assert await app.state.jobs.store.tm_size() == 5
 
 
@@ -226,6 +228,7 @@ async def test_ensemble_results_are_remembered_under_their_own_signature(tmp_pat
         fast = (await c.post("/v1/translate", json={"sentences": ["Good morning to you."]})).json()
         best = (await c.post("/v1/translate", json={"sentences": ["Good morning to you."], "quality": quality})).json()
         assert fast["signature"] != best["signature"]
+        await app.state.gateway.memory.flush()
         store = app.state.jobs.store
         from batchmt_server.memory import normalise
         assert await store.tm_get(best["signature"], [normalise("Good morning to you.")], time.time())

@@ -357,19 +357,30 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------- translation memory
     async def tm_get(self, signature: str, sources: Sequence[str], now: float) -> dict[str, str]:
-        def op(db: sqlite3.Connection) -> dict[str, str]:
+        def op() -> dict[str, str]:
+            db = self._db
+            assert db is not None
             out: dict[str, str] = {}
             uniq = list(dict.fromkeys(sources))
             for i in range(0, len(uniq), _CHUNK):
                 chunk = uniq[i:i + _CHUNK]
                 marks = ", ".join("?" * len(chunk))
-                rows = db.execute(f"UPDATE translation_memory SET hits = hits + 1, last_used = ? WHERE signature = ? "
-                                  f"AND source IN ({marks}) RETURNING source, target", (now, signature, *chunk))
+                rows = db.execute(f"SELECT source, target FROM translation_memory WHERE signature = ? "
+                                  f"AND source IN ({marks})", (signature, *chunk))
                 out.update({r[0]: r[1] for r in rows})
+            if out:  # mark the hits used (a miss, the common case for fresh text, takes no write lock)
+                hits = list(out)
+
+                def touch(db: sqlite3.Connection) -> None:
+                    for i in range(0, len(hits), _CHUNK):
+                        chunk = hits[i:i + _CHUNK]
+                        db.execute(f"UPDATE translation_memory SET hits = hits + 1, last_used = ? WHERE signature = ? "
+                                   f"AND source IN ({', '.join('?' * len(chunk))})", (now, signature, *chunk))
+                self._write(touch)
             return out
         if not sources:
             return {}
-        return await self._run(self._write, op)
+        return await self._run(op)
 
     async def tm_put(self, signature: str, pairs: Sequence[tuple[str, str]], now: float, max_entries: int) -> None:
         def op(db: sqlite3.Connection) -> None:
