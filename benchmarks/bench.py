@@ -127,7 +127,10 @@ async def run_direct(engine: Engine, template: Template, sentences: list[str], *
 async def run_gateway(engine: Engine, settings: Settings, sentences: list[str], *, mode: str, load: str,
                       concurrency: int | None = None, per_request: int = 1) -> Result:
     """Sentences as requests of ``per_request`` (default: one each) through the whole app (validation,
-    batcher, parser, JSON). Latency is per request."""
+    batcher, parser, JSON). Latency is per request. Each run has its own empty store (translation memory), as
+    each had its own in-process memory before the memory became persistent."""
+    import tempfile
+    settings = settings.model_copy(update={"data_dir": Path(tempfile.mkdtemp(prefix="batchmt-bench-store-"))})
     app = create_app(settings, engine=engine)
     res = Result(mode, load, len(sentences), 0.0)
     hyps: list[str] = [""] * len(sentences)
