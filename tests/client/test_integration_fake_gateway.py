@@ -48,6 +48,8 @@ def fake_gateway(tmp_path_factory: pytest.TempPathFactory):
             "127.0.0.1",
             "--port",
             str(port),
+            "--data-dir",  # its own store: no translation memory from other runs
+            str(tmp_path_factory.mktemp("store")),
         ],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
