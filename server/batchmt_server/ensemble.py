@@ -148,8 +148,10 @@ class Ensemble:
         self.history: deque[EnsembleRun] = deque(maxlen=history)
 
 
-    async def run(self, texts: list[str], config: EnsembleConfig, request_id: int = 0) -> EnsembleRun:
-        """Translate ``texts`` with ``config.rounds`` rounds; results in input order."""
+    async def run(self, texts: list[str], config: EnsembleConfig, request_id: int = 0,
+                  priority: int = 0) -> EnsembleRun:
+        """Translate ``texts`` with ``config.rounds`` rounds; results in input order. ``priority`` > 0: batch-job
+        work (the engine's priority scheduling runs it after interactive prompts)."""
         n = len(texts)
         tokens = [self.runner.engine.count_tokens(t) for t in texts]
         results = [EnsembleSentence(None) for _ in range(n)]
@@ -174,7 +176,7 @@ class Ensemble:
                 temp, seed = (config.temperature, rng.randrange(1 << 30)) if repeat else (0.0, None)
                 rec = PromptRecord(r, list(b), temp)
                 prompts.append(rec)
-                jobs.append(self._send(texts, tokens, rec, seed, results))
+                jobs.append(self._send(texts, tokens, rec, seed, results, priority))
             await asyncio.gather(*jobs)
             for i in active:
                 results[i].rounds += 1
@@ -217,12 +219,13 @@ class Ensemble:
         return next((c for c in res.candidates if c.round == r), None)
 
     async def _send(self, texts: list[str], tokens: list[int], rec: PromptRecord, seed: int | None,
-                    results: list[EnsembleSentence]) -> None:
+                    results: list[EnsembleSentence], priority: int = 0) -> None:
         batch = rec.sentences
         try:
             async with self.runner.place():
                 call = await self.runner.call([texts[i] for i in batch], [tokens[i] for i in batch],
-                                              temperature=rec.temperature, seed=seed, logprobs=True)
+                                              temperature=rec.temperature, seed=seed, logprobs=True,
+                                              priority=priority)
         except EngineError as exc:
             rec.ok = False
             log.warning("ensemble round %d: engine call failed for %d sentences: %s", rec.round + 1, len(batch), exc)

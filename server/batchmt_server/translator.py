@@ -169,7 +169,7 @@ class Translator:
         fresh: list[Outcome] = []
         if todo and config is not None:
             try:
-                fresh = await self._ensemble([texts[k] for k in todo], rid, config, disconnected)
+                fresh = await self._ensemble([texts[k] for k in todo], rid, config, disconnected, priority)
             except asyncio.CancelledError:
                 self.stats.record_request("cancelled")
                 self.stats.record_sentences("cancelled", n_entries)
@@ -312,14 +312,14 @@ class Translator:
         return out
 
     async def _ensemble(self, texts: list[str], rid: int, config: EnsembleConfig,
-                        disconnected: Callable[[], Awaitable[None]] | None) -> list[Outcome]:
+                        disconnected: Callable[[], Awaitable[None]] | None, priority: int = 0) -> list[Outcome]:
         """quality 'balanced'/'best': permutation rounds with early stopping (ensemble.py); a line left
         without any valid candidate goes through the batcher once more, so nothing is lost."""
         assert self.ensemble is not None
         load = len(texts) * config.rounds
         self._ensemble_load += load
         try:
-            task = asyncio.ensure_future(self.ensemble.run(texts, config, rid))
+            task = asyncio.ensure_future(self.ensemble.run(texts, config, rid, priority))
             (run,) = await self._wait([task], disconnected)  # cancels the rounds on disconnect or timeout
         finally:
             self._ensemble_load -= load
@@ -334,7 +334,7 @@ class Translator:
         if not missing:
             return outcomes
         try:
-            futures = self.batcher.submit([texts[k] for k in missing], rid)
+            futures = self.batcher.submit([texts[k] for k in missing], rid, priority=priority)
         except QueueFull:
             for k in missing:
                 outcomes[k] = replace(outcomes[k], error_code="queue_full", error_message="no valid candidate in the "

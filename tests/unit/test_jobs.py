@@ -338,3 +338,17 @@ async def test_a_batch_is_charged_to_its_keys_quota_when_created():
             r = await c.post("/v1/batches", json={"input_file_id": big["id"], **create})  # 60 + 50 > 100 a day
             assert r.status_code == 456 and r.json()["error"]["code"] == "quota_exceeded"
             assert (await c.get("/v1/usage")).json()["today"]["characters"] == 60
+
+
+async def test_a_jobs_ensemble_lines_go_to_the_engine_at_job_priority():
+    eng = FakeEngine()
+    async with running_gateway(eng) as (c, app):
+        f = (await upload(c, jsonl([line("b", "Good morning to you.", quality="best")]))).json()
+        b = (await c.post("/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
+                                               "completion_window": "24h"})).json()
+        await wait_status(c, b["id"], {"completed"})
+        await c.post("/v1/translate", json={"sentences": ["Good evening to you."], "quality": "best"})
+    by_source = {}
+    for sources, params in zip(eng.prompts, eng.params):
+        by_source.setdefault(sources[0], set()).add(params.priority)
+    assert by_source["Good morning to you."] == {1} and by_source["Good evening to you."] == {0}
