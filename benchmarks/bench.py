@@ -138,10 +138,7 @@ async def run_gateway(engine: Engine, settings: Settings, sentences: list[str], 
     confidences: list[float | None] = [None] * len(sentences)
     async with app.router.lifespan_context(app):
         gw = app.state.gateway
-        while not gw.ready.is_set():
-            if gw.boot_error:
-                raise RuntimeError(gw.boot_error)
-            await asyncio.sleep(0.05)
+        await gw.wait_ready()
         limits = httpx.Limits(max_connections=None)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
                                      timeout=3600, limits=limits) as client:

@@ -94,10 +94,7 @@ async def run(args: argparse.Namespace) -> dict:
     report: dict = {"settings": {k: getattr(args, k) for k in vars(args)}, "phases": {}}
     async with app.router.lifespan_context(app):
         gw = app.state.gateway
-        while not gw.ready.is_set():
-            if gw.boot_error:
-                raise RuntimeError(gw.boot_error)
-            await asyncio.sleep(0.2)
+        await gw.wait_ready()
         template = gw.template
 
         async def cold() -> None:

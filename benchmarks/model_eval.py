@@ -40,10 +40,7 @@ async def evaluate(args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         async with app.router.lifespan_context(app):
             gw = app.state.gateway
-            while not gw.ready.is_set():
-                if gw.boot_error:
-                    raise RuntimeError(gw.boot_error)
-                await asyncio.sleep(0.2)
+            await gw.wait_ready()
             startup = time.perf_counter() - t0
             before = gw.stats.snapshot()
             hyps: list[str | None] = [None] * len(sources)

@@ -93,10 +93,7 @@ async def evaluate(args: argparse.Namespace) -> dict:
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             gw = app.state.gateway
-            while not gw.ready.is_set():
-                if gw.boot_error:
-                    raise RuntimeError(gw.boot_error)
-                await asyncio.sleep(0.2)
+            await gw.wait_ready()
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://eval",
                                          timeout=3600) as client:
                 signature = (await client.get("/v1/info")).json()["signature"]

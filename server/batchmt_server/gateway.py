@@ -101,6 +101,14 @@ class Gateway:
         s = self.settings
         return apply_form(Template.load(name, s.prompts_dir), s.template_form, self._tokenizer, self.model_name)
 
+    async def wait_ready(self, poll: float = 0.05) -> None:
+        """Until the gateway serves (benchmarks and tools that drive the app in-process); raises
+        ``RuntimeError`` with the reason when booting failed."""
+        while not self.ready.is_set():
+            if self.boot_error:
+                raise RuntimeError(self.boot_error)
+            await asyncio.sleep(poll)
+
     @property
     def model_name(self) -> str:
         return self.engine.model_name if self.engine is not None else self.settings.model_name
