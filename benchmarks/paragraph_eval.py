@@ -117,6 +117,7 @@ async def evaluate(args: argparse.Namespace) -> dict:
             "empty": sum(not h.strip() for h in hyps),
             "refused": sum(str((o or {}).get("status", "")).startswith("http") for o in outs),
             "partial": sum((o or {}).get("status") == "partial" for o in outs),
+            "suspect": sum((o or {}).get("status") == "suspect" for o in outs),
             "failed": sum((o or {}).get("status") == "failed" for o in outs),
             "copied_english": sum(h.strip() == s.strip() for h, s in zip(hyps, sources)),
             "segments": sum((o or {}).get("segments", 0) for o in outs),
@@ -124,6 +125,7 @@ async def evaluate(args: argparse.Namespace) -> dict:
     rows["protected"] = {
         "texts": len(html), "seconds": round(prot_seconds, 1),
         "ok": sum(o.get("status") == "ok" for o in prot), "partial": sum(o.get("status") == "partial" for o in prot),
+        "suspect": sum(o.get("status") == "suspect" for o in prot),
         "failed": sum(o.get("status") == "failed" for o in prot),
         "failed_placeholder_segments": sum(f["code"] == "placeholder_damaged" for o in prot
                                            for f in o.get("failed_segments", [])),
@@ -162,7 +164,8 @@ def report(res: dict) -> str:
         "",
         f"Protected spans: the same {p['texts']} paragraphs as HTML, each with an added sentence holding an "
         "anonymisation placeholder, a URL and a `<b>` tag (`tag_handling: html`): "
-        f"{p['ok']} ok, {p['partial']} partial, {p['failed']} failed "
+        f"{p['ok']} ok, {p.get('suspect', 0)} suspect (a segment still a copy of the English after a sampled retry), "
+        f"{p['partial']} partial, {p['failed']} failed "
         f"({p['failed_placeholder_segments']} segments failed in place after every try damaged a protected span); "
         f"**{p['damaged_delivered']} texts delivered with a placeholder or tag damaged**.",
         "",
