@@ -243,3 +243,17 @@ async def test_a_100000_character_text_is_accepted_and_comes_back_whole() -> Non
     t = r.json()["translations"][0]
     assert t["status"] == "ok" and t["text"].replace("[de] ", "") == text
     assert too_long.status_code == 413 and too_long.json()["error"]["code"] == "text_too_long"
+
+
+@pytest.mark.parametrize("times", [2, 1000])
+async def test_ensemble_quality_never_delivers_a_damaged_placeholder(times: int) -> None:
+    eng = FakeEngine()
+    eng.mangle, eng.mangle_times = "drop", times
+    async with running_gateway(eng, max_sentences_per_prompt=1, ensemble_rounds_balanced=3) as (c, _):
+        r = await c.post("/v1/translate", json={"texts": ["Ask {name} today. Fine."], "quality": "balanced"})
+    t = r.json()["translations"][0]
+    if times == 2:  # the rounds' damaged candidates lose; the slot is translated with the placeholder
+        assert t["status"] == "ok" and t["text"] == "[de] Ask {name} today. [de] Fine."
+    else:
+        assert t["status"] == "partial" and t["text"] == "Ask {name} today. [de] Fine."
+        assert t["failed_segments"][0]["code"] == "placeholder_damaged"
