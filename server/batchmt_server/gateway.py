@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,9 +152,10 @@ class Gateway:
 
     def engine_died(self, reason: str) -> None:
         """The engine is gone for good: not ready from now on, what is queued fails (its requests answer a
-        retryable 503), and with ``on_engine_death="exit"`` the process shuts down gracefully so that its
-        supervisor (systemd, Kubernetes, Compose) starts a fresh one. Restarting vLLM inside this process is not
-        attempted: a dead engine core does not reliably give its memory back."""
+        retryable 503), and with ``on_engine_death="exit"`` ``batchmt-server`` shuts down gracefully and exits 70
+        (serving.py watches ``engine_dead``) so that its supervisor (systemd, Kubernetes, Compose) starts a fresh
+        one. Restarting vLLM inside this process is not attempted: a dead engine core does not reliably give its
+        memory back."""
         if self.engine_dead is not None:
             return
         self.engine_dead = reason
@@ -167,8 +166,6 @@ class Gateway:
             self.batcher.fail_queued("engine_dead", self.boot_error)
         exiting = getattr(self.settings, "on_engine_death", "exit") == "exit"
         log.error("%s; not ready%s", self.boot_error, ", shutting down in 1 s" if exiting else "")
-        if exiting:
-            asyncio.get_running_loop().call_later(1.0, os.kill, os.getpid(), signal.SIGTERM)
 
     async def close(self) -> None:
         if self.batcher is not None:

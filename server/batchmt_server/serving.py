@@ -32,6 +32,8 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.gateway_app, self.delay_s = app, delay_s
         self._exit_at: float | None = None
+        self._dead_at: float | None = None
+        self.exit_on_death = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.gateway_app.state.draining = True  # /readyz: 503 from now on
@@ -42,9 +44,18 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
-        if self._exit_at is not None and time.monotonic() >= self._exit_at and not self.should_exit:
+        now = time.monotonic()
+        if self._exit_at is not None and now >= self._exit_at and not self.should_exit:
             log.info("draining: no new connections; waiting for the requests in flight")
             self.should_exit = True
+        gw = getattr(self.gateway_app.state, "gateway", None)
+        if self.exit_on_death and gw is not None and getattr(gw, "engine_dead", None) and not self.should_exit:
+            self.gateway_app.state.draining = True
+            if self._dead_at is None:
+                self._dead_at = now  # a second for the 503s being written, then the graceful stop
+            elif now - self._dead_at >= 1.0:
+                log.error("the engine died: shutting down (exit status %d)", EXIT_ENGINE_DEAD)
+                self.should_exit = True
         return await super().on_tick(counter)
 
 
@@ -54,6 +65,7 @@ def run_server(app: Any, settings: Any, drain_timeout_s: float = 30.0) -> int:
                             http=protocol_class(settings.max_header_bytes, settings.header_timeout_s),
                             timeout_graceful_shutdown=int(drain_timeout_s))
     server = DrainingServer(config, app, settings.shutdown_delay_s)
+    server.exit_on_death = getattr(settings, "on_engine_death", "exit") == "exit"
     server.run()
     gw = getattr(app.state, "gateway", None)
     if gw is not None and getattr(gw, "engine_dead", None):

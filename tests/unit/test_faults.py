@@ -331,3 +331,51 @@ def test_sigterm_while_busy_drains_readiness_first(tmp_path):
             proc.wait()
     text = log.read_text()
     assert "Traceback" not in text and "not ready" in text
+
+
+def test_engine_death_in_a_real_process_answers_503_and_exits_70(tmp_path):
+    from batchmt_server.engines.fake import DIE
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
+    env["BATCHMT_DATA_DIR"] = str(tmp_path)
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--calibration",
+                             "off", "--no-warmup", "--port", str(port), "--fake-engine-delay-ms", "300",
+                             "--max-prompts-in-flight", "2", "--max-sentences-per-prompt", "1",
+                             "--translation-memory-size", "0"],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+
+        async def traffic() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+                waiting = [asyncio.create_task(c.post("/v1/translate", json={"sentences": sentences(3, f"W{k}")}))
+                           for k in range(2)]
+                await asyncio.sleep(0.1)
+                dying = await c.post("/v1/translate", json={"sentences": [f"This one kills it {DIE}."]})
+                ready = await c.get("/readyz")
+                assert ready.status_code == 503 and "died" in ready.json()["error"]["message"]
+                return [dying, *await asyncio.gather(*waiting)]
+
+        answers = asyncio.run(traffic())
+        for r in answers:  # every request either whole, or a retryable 503: nothing half-answered
+            if r.status_code == 200:
+                assert all(t["status"] == "ok" for t in r.json()["translations"])
+            else:
+                assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+                assert r.json()["error"]["code"] in ("engine_unavailable", "not_ready")
+        assert answers[0].status_code == 503
+        assert proc.wait(20) == 70
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert "the engine died" in text and "Traceback" not in text

@@ -4,7 +4,8 @@ It reads the numbered inputs of a rendered prompt and answers what a perfect mod
 template's own format, with ``"[de] "`` before each source. Tests script other answers with
 ``responder`` (a list of targets: ``""`` for an empty slot; or a raw completion string) and hold
 completions back with ``gate``. It is never what a default run uses: the settings must ask for
-``engine="fake"`` by name.
+``engine="fake"`` by name. A source holding :data:`DIE` kills it for good (``EngineDead`` from then on, and
+``ready()`` false): the fault tests of a real gateway process use it.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import asyncio
 import re
 from typing import Callable
 
-from .base import Completion, EngineError, GenerationParams, estimate_tokens
+from .base import Completion, EngineDead, EngineError, GenerationParams, estimate_tokens
 from ..template import Template
 
 __all__ = ["FakeEngine"]
 
 _LINE = re.compile(r"^(\d+)\. (.*)$")
 _MASK = re.compile(r"\[(?:PH|TAG)_\d+\]")
+
+#: a source holding this makes the fake engine die for good (fault tests of a real process)
+DIE = "<<batchmt:fake-engine-dies>>"
 
 Responder = Callable[[list[str]], "list[str] | str"]
 
@@ -34,6 +38,7 @@ class FakeEngine:
         self.gate: asyncio.Event | None = None
         self.prompts: list[list[str]] = []  # the sources of every prompt seen, in order
         self.fail_next = 0
+        self.dead = False
         self._prefixes: set[str] = set()
         #: the parameters of every call, in order (``last_params`` is the current call's, for responders)
         self.params: list[GenerationParams] = []
@@ -52,7 +57,7 @@ class FakeEngine:
         return None
 
     async def ready(self) -> bool:
-        return True
+        return not self.dead
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
@@ -93,6 +98,9 @@ class FakeEngine:
             await self.gate.wait()
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.dead or any(DIE in s for s in sources):
+            self.dead = True
+            raise EngineDead("the fake engine died")
         if self.fail_next > 0:
             self.fail_next -= 1
             raise EngineError("fake engine failure")
