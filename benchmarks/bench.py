@@ -440,6 +440,10 @@ async def run(args: argparse.Namespace) -> int:
         calibration_note = f"template {chosen}, calibrated limit {cal.pack_limit} ({cal.sentences} pairs)"
     r = await record(run_gateway, engine, default, sources, mode="default", load="saturation")
     r.note = calibration_note + (f"; raw set: {len(sources) - len(set(sources))} repeats" if len(set(sources)) < len(sources) else "")
+    if not args.only_headline:  # what a sampled second try for copies and loops buys, and what it costs
+        r = await record(run_gateway, engine, default.model_copy(update={"suspect_second_try": True}), sources,
+                         mode="default+2nd-try", load="saturation")
+        r.note = "--suspect-second-try: copies and loops re-sent once, sampled"
     if args.dedup and not args.only_headline:
         first: dict[str, int] = {}
         for i, x in enumerate(sources):

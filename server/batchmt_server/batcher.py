@@ -108,8 +108,12 @@ class Batcher:
         policy: Literal["adaptive", "fixed"] = "adaptive",
         memory_size: int = 0,
         max_low_prompts: int | None = None,
+        suspect_second_try: bool = False,
     ) -> None:
         self.runner, self.stats = runner, stats
+        #: a one-sentence slot that copies the source, loops or runs on gets a sampled second try before it is
+        #: delivered as suspect (more engine work: ~0.3 more prompts per sentence on the embedded model)
+        self.suspect_second_try = suspect_second_try
         self.max_wait = max_wait_ms / 1000.0
         self.max_pack = max_sentences_per_prompt
         self.max_prompt_tokens = max_prompt_tokens
@@ -349,8 +353,9 @@ class Batcher:
                     self._resolve(it, slot.text, confidence=_confidence(call, slot))
                 elif len(batch) == 1 and slot.reason in SUSPECT_REASONS and slot.text:
                     # Alone in its prompt, this is the model's own answer for this very sentence, but a copy of the
-                    # English or a run-on. Greedy decoding would give it again: the second try is sampled.
-                    if not it.sampled and it.attempts + 1 < self.max_attempts:
+                    # English or a run-on: delivered as suspect, or first (suspect_second_try) given a second try,
+                    # sampled, since greedy decoding would give it again.
+                    if self.suspect_second_try and not it.sampled and it.attempts + 1 < self.max_attempts:
                         it.sampled = True
                         self._repair(it, slot.reason, 1, f"output slot flagged: {slot.reason}")
                         continue

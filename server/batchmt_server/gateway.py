@@ -133,7 +133,8 @@ class Gateway:
                                    max_sentences_per_prompt=self.max_pack, max_prompt_tokens=s.max_prompt_tokens,
                                    max_queue_sentences=s.max_queue_sentences, max_attempts=s.max_attempts,
                                    temperature=s.temperature, policy=s.pack_policy,
-                                   memory_size=0 if self.memory is not None else s.translation_memory_size)
+                                   memory_size=0 if self.memory is not None else s.translation_memory_size,
+                                   suspect_second_try=s.suspect_second_try)
             self.batcher.start()
             self.batcher.on_engine_dead = self.engine_died
             self.ensemble = Ensemble(self.runner, self.stats, max_prompt_tokens=s.max_prompt_tokens)

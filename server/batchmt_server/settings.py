@@ -109,6 +109,9 @@ class Settings(BaseSettings, SecurityFields):
         "auto", description="engine scheduling: 'priority' runs interactive prompts before batch-job prompts (vLLM's "
         "priority scheduling; an HTTP engine must be started with --scheduling-policy priority); 'fcfs' sends no "
         "priorities; 'auto' is 'priority' for the in-process engine and 'fcfs' for an HTTP engine")
+    suspect_second_try: bool = Field(False, description="quality 'fast': give a one-sentence translation that copies "
+                                     "the source, loops or runs on a sampled second try before delivering it as "
+                                     "'suspect' (fewer copies, more engine work: see the benchmark)")
     max_attempts: int = Field(2, ge=1, le=5, description="engine calls per sentence at one-per-prompt before it is reported failed")
 
     # --- ensembles: requests with quality "balanced" / "best" (BatchPrompt's BPE + SEAS, ensemble.py)

@@ -222,7 +222,7 @@ async def test_an_english_copy_gets_a_sampled_second_try_and_is_kept_when_that_t
     eng = FakeEngine()
     # greedy decoding copies the English source; sampling translates
     eng.responder = lambda srcs: list(srcs) if eng.last_params.temperature == 0 else [f"[de] {s}" for s in srcs]
-    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=1)
+    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=1, suspect_second_try=True)
     (out,) = await asyncio.gather(*b.submit(["The weather will be warm all week long."], request_id=1))
     assert out.text == "[de] The weather will be warm all week long." and out.suspect is None and not out.flagged
     assert [p.temperature > 0 for p in eng.params] == [False, True]  # the second try was sampled
@@ -231,7 +231,7 @@ async def test_an_english_copy_gets_a_sampled_second_try_and_is_kept_when_that_t
 
 async def test_a_sentence_still_copied_after_the_second_try_is_delivered_as_suspect_not_ok():
     eng = FakeEngine(responder=lambda srcs: list(srcs))  # the model only ever copies
-    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=1)
+    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=1, suspect_second_try=True)
     (out,) = await asyncio.gather(*b.submit(["The weather will be warm all week long."], request_id=1))
     assert out.text == "The weather will be warm all week long." and out.suspect == "copy"
     assert len(eng.prompts) == 2 and stats.suspect["copy"] == 1
@@ -245,3 +245,11 @@ async def test_every_translation_carries_the_models_confidence_in_it():
     out = await asyncio.gather(*b.submit(["A first sentence here.", "A second sentence here."], request_id=1))
     assert [o.confidence for o in out] == pytest.approx([math.exp(-0.1), math.exp(-0.5)])
     assert all(p.logprobs for p in eng.params)
+
+
+async def test_without_the_second_try_a_copy_is_delivered_as_suspect_at_once():
+    eng = FakeEngine(responder=lambda srcs: list(srcs))
+    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=1)  # the default: no extra engine work
+    (out,) = await asyncio.gather(*b.submit(["The weather will be warm all week long."], request_id=1))
+    assert out.suspect == "copy" and out.text == "The weather will be warm all week long."
+    assert len(eng.prompts) == 1 and stats.suspect["copy"] == 1
