@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import uuid
+from typing import Any
 
 from locust import FastHttpUser, constant_throughput, events, task
 
@@ -18,7 +19,7 @@ KEY = os.environ.get("OVERLOAD_KEY")
 
 _lock = threading.Lock()
 _ids = itertools.count()
-totals = {"requests": 0, "ok": 0, "rejected_429": 0, "retry_after_present": 0, "server_errors": 0, "other": 0,
+totals: dict[str, Any] = {"requests": 0, "ok": 0, "rejected_429": 0, "retry_after_present": 0, "server_errors": 0, "other": 0,
           "sentences_sent_admitted": 0, "sentences_translated": 0, "sentences_lost": 0, "sentences_misplaced": 0,
           "latencies_ok_s": []}
 

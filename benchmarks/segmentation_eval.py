@@ -62,7 +62,7 @@ def _blingfire() -> Splitter:
 def _nupunkt() -> Splitter:
     import nupunkt
 
-    return lambda text: list(nupunkt.sent_tokenize(text))
+    return lambda text: [str(s) for s in nupunkt.sent_tokenize(text)]
 
 
 def _syntok() -> Splitter:
@@ -118,9 +118,9 @@ def install_mb(dist_name: str, seen: set[str] | None = None) -> float:
         dist = md.distribution(dist_name)
     except md.PackageNotFoundError:
         return 0.0
-    total = 0
+    total = 0.0
     for f in dist.files or []:
-        p = Path(dist.locate_file(f))
+        p = Path(str(dist.locate_file(f)))
         if p.is_file():
             total += p.stat().st_size
     for req in dist.requires or []:

@@ -15,6 +15,7 @@ A job lives on the server (durably: it survives a server restart) and the client
 from __future__ import annotations
 
 import asyncio
+import builtins
 import io
 import json
 import os
@@ -246,7 +247,7 @@ class _Bar:
     """A tqdm bar over request_counts (done = completed + failed)."""
 
     def __init__(self, enabled: bool | None, desc: str) -> None:
-        self.bar = None
+        self.bar: Any = None  # a tqdm bar once the first status arrives
         self.enabled, self.desc = enabled, desc
 
     def update(self, b: Batch) -> None:
@@ -351,7 +352,7 @@ class Batches:
         return self._send("GET", f"/v1/files/{file_id}/content").content
 
     def download(self, batch: str | Batch, dst: str | os.PathLike[str], *, source: str | os.PathLike[str] | None = None,
-                 errors: str | os.PathLike[str] | None = None) -> list[int]:
+                 errors: str | os.PathLike[str] | None = None) -> builtins.list[int]:
         """Write a finished batch's output to ``dst``: the server's output JSONL, or, with ``source`` (the text
         file given to :meth:`create_from_file`), the translated text, line by line. ``errors``: also write the
         error file there. Returns the 1-based source lines left untranslated (text mode; else [])."""
@@ -453,7 +454,7 @@ class AsyncBatches:
 
     async def download(self, batch: str | Batch, dst: str | os.PathLike[str], *,
                        source: str | os.PathLike[str] | None = None,
-                       errors: str | os.PathLike[str] | None = None) -> list[int]:
+                       errors: str | os.PathLike[str] | None = None) -> builtins.list[int]:
         b = batch if isinstance(batch, Batch) else await self.retrieve(batch)
         if not b.done:
             raise BatchFailed(f"batch {b.id} is still {b.status}: wait for it first")

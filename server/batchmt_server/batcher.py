@@ -344,7 +344,7 @@ class Batcher:
             for it, share in zip(batch, call.shares):  # each sentence carries its share of the prompt's cost
                 it.usage = it.usage + share
             for it, slot in zip(batch, call.slots):
-                damage = self.check(it.text, slot.text) if slot.text is not None and self.check else None
+                damage = self.check(it.text, slot.text) if slot.text is not None else None
                 if damage is not None:  # placeholders or inline tags lost, doubled, invented or reordered
                     it.sampled = True
                     self._repair(it, "placeholder", len(batch), f"protected spans damaged: {damage}")

@@ -197,7 +197,7 @@ class ChatTemplate:
         bos, bos_id = getattr(tokenizer, "bos_token", None), getattr(tokenizer, "bos_token_id", None)
         adds_bos = bool(bos) and bos_id is not None and tokenizer.encode("a")[:1] == [bos_id]
         source = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
-        return cls.from_renderer(base, render, drop_prefix=bos if adds_bos else "", source=source)
+        return cls.from_renderer(base, render, drop_prefix=str(bos) if adds_bos else "", source=source)
 
     # ------------------------------------------------------------------ the Template interface
     def __getattr__(self, name: str) -> Any:

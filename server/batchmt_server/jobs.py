@@ -184,10 +184,11 @@ def validate_lines(content: bytes, settings: Any) -> list[NewLine]:
             req = TranslateRequest.model_validate(obj.get("body"))
             Translator.validate(checker, req)  # type: ignore[arg-type]
         except ValidationError as exc:
-            err = exc.errors()[0] if exc.errors() else {}
-            loc = ".".join(str(p) for p in err.get("loc", ()))
+            errors = exc.errors()
+            loc = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+            msg = errors[0]["msg"] if errors else "invalid"
             out.append(_bad(no, custom_id, 422, "invalid_request", f"line {no}: body{'.' + loc if loc else ''}: "
-                           f"{err.get('msg', 'invalid')}", f"body.{loc}" if loc else "body"))
+                           f"{msg}", f"body.{loc}" if loc else "body"))
             continue
         except APIError as exc:
             out.append(_bad(no, custom_id, exc.status, exc.code, f"line {no}: {exc.message}",

@@ -15,6 +15,7 @@ lines in flight, writes what finished and gives the rest back (claimable at once
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
@@ -191,13 +192,16 @@ class JobWorker:
                 key = (line.job_id, line.line_no)
                 task = asyncio.create_task(self._run_line(line))
                 self._inflight[key] = task
-                task.add_done_callback(lambda _t, key=key: self._done(key))
+                task.add_done_callback(functools.partial(self._done_task, key))
             if not lines:
                 await self._sleep(cfg.poll_seconds)
 
     def _done(self, key: tuple[str, int]) -> None:
         self._inflight.pop(key, None)
         self._wake.set()
+
+    def _done_task(self, key: tuple[str, int], _task: asyncio.Task) -> None:
+        self._done(key)
 
     async def _run_line(self, line: ClaimedLine) -> None:
         n = _texts_in(line.body)
@@ -241,7 +245,7 @@ class JobWorker:
             return
         transient = [t for t in resp.translations if t.error is not None and t.error.code in TRANSIENT_CODES]
         if transient and (self._stopping.is_set() or line.attempts < cfg.max_line_attempts):
-            if any(t.error.code == "shutdown" for t in transient) or self._stopping.is_set():
+            if any(t.error is not None and t.error.code == "shutdown" for t in transient) or self._stopping.is_set():
                 self._release.append((line.job_id, line.line_no))  # the gateway is going down: not an attempt
             else:
                 self._retries.append((line.job_id, line.line_no))

@@ -72,8 +72,8 @@ class Preset:
         return out
 
 
-_GPU = dict(device="gpu", ran_for_real=False)
-_CPU = dict(device="cpu", gpu_memory_utilization=None, ran_for_real=True, tensor_parallel_size=1,
+_GPU: dict[str, Any] = dict(device="gpu", ran_for_real=False)
+_CPU: dict[str, Any] = dict(device="cpu", gpu_memory_utilization=None, ran_for_real=True, tensor_parallel_size=1,
             extra={"block_size": 32})  # whole 32-token blocks of the few-shot prefix are cached
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (

@@ -236,7 +236,7 @@ class Translator:
                 failures.append(FailedSegment(index=i, code="placeholder_damaged",
                                               message="the translation lost, doubled or reordered a protected span"))
         n = entry.segments
-        suspects = [SuspectSegment(index=i, reason=o.suspect) for i, o in enumerate(outcomes)  # type: ignore[arg-type]
+        suspects = [SuspectSegment(index=i, reason=o.suspect) for i, o in enumerate(outcomes)
                     if o is not None and o.suspect is not None and i not in kept]
         known = [o.confidence for i, o in enumerate(outcomes) if o is not None and i not in kept]
         confidence = min(known) if known and all(c is not None for c in known) else None  # type: ignore[type-var]

@@ -39,12 +39,13 @@ def _free_port() -> int:
 class PostgresServer:
     def __init__(self, fsync: bool = False) -> None:
         self.fsync = fsync
-        self.initdb, self.pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
-        if not (self.initdb and self.pg_ctl):
+        initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
+        if not (initdb and pg_ctl):
             pytest.fail(
                 "PostgreSQL is not installed: run `bash scripts/install-test-deps.sh` (Debian package "
                 "postgresql); .ci/run does this before make test"
             )
+        self.initdb, self.pg_ctl = initdb, pg_ctl
         self.as_postgres: list[str] = []
         if os.geteuid() == 0:
             runuser = shutil.which("runuser")

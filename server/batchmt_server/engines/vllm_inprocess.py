@@ -51,8 +51,8 @@ class VLLMEngine:
         self._extra = dict(engine_args or {})
         self._priorities = self._extra.get("scheduling_policy", scheduling_policy) == "priority"
         self._kv = cpu_kvcache_gib
-        self._llm = None
-        self._tokenizer = None
+        self._llm: Any = None  # vllm's AsyncLLM once started
+        self._tokenizer: Any = None
         self._ids = itertools.count()
 
     async def start(self) -> None:
@@ -64,7 +64,7 @@ class VLLMEngine:
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        opts = dict(self._opts)
+        opts: dict[str, Any] = dict(self._opts)
         if opts["dtype"] == "auto" and cpu:
             opts["dtype"] = "float32"  # no native bf16 on these CPUs: bf16 is ~3x slower batched
         if opts["block_size"] is None and cpu:

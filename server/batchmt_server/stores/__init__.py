@@ -27,7 +27,7 @@ def build_store(database_url: str | None, data_dir: Path) -> Store:
         return SQLiteStore(Path(database_url[len("sqlite:///"):]))
     if database_url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         try:
-            from .postgres import PostgresStore  # type: ignore[import-not-found]
+            from .postgres import PostgresStore
         except ImportError as exc:
             raise StoreError(f"the PostgreSQL store is not available: {exc}") from exc
         return PostgresStore(database_url)
