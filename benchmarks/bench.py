@@ -90,20 +90,23 @@ class Result:
 
 
 def _params(template: Template, sentence_tokens: int, salt: str | None = None) -> GenerationParams:
-    return GenerationParams(max_tokens=template.max_tokens([sentence_tokens]), temperature=0.0, stop=template.stop_for(1),
-                            cache_salt=salt)
+    return GenerationParams(
+        max_tokens=template.max_tokens([sentence_tokens]), temperature=0.0, stop=template.stop_for(1), cache_salt=salt
+    )
 
 
-async def run_direct(engine: Engine, template: Template, sentences: list[str], *, salted: bool, mode: str,
-                     load: str) -> Result:
+async def run_direct(
+    engine: Engine, template: Template, sentences: list[str], *, salted: bool, mode: str, load: str
+) -> Result:
     """One prompt per sentence straight to the engine (what a vLLM user does without batchmt)."""
     res = Result(mode, load, len(sentences), 0.0)
     hyps: list[str] = [""] * len(sentences)
 
     async def one(i: int, s: str) -> None:
         t = time.perf_counter()
-        c = await engine.generate(template.render([s]),
-                                  _params(template, engine.count_tokens(s), uuid.uuid4().hex if salted else None))
+        c = await engine.generate(
+            template.render([s]), _params(template, engine.count_tokens(s), uuid.uuid4().hex if salted else None)
+        )
         res.latencies.append(time.perf_counter() - t)
         slot = template.parse(c.text, [s], c.finish_reason)[0]
         hyps[i] = slot.text or ""
@@ -124,12 +127,21 @@ async def run_direct(engine: Engine, template: Template, sentences: list[str], *
     return res
 
 
-async def run_gateway(engine: Engine, settings: Settings, sentences: list[str], *, mode: str, load: str,
-                      concurrency: int | None = None, per_request: int = 1) -> Result:
+async def run_gateway(
+    engine: Engine,
+    settings: Settings,
+    sentences: list[str],
+    *,
+    mode: str,
+    load: str,
+    concurrency: int | None = None,
+    per_request: int = 1,
+) -> Result:
     """Sentences as requests of ``per_request`` (default: one each) through the whole app (validation,
     batcher, parser, JSON). Latency is per request. Each run has its own empty store (translation memory), as
     each had its own in-process memory before the memory became persistent."""
     import tempfile
+
     settings = settings.model_copy(update={"data_dir": Path(tempfile.mkdtemp(prefix="batchmt-bench-store-"))})
     app = create_app(settings, engine=engine)
     res = Result(mode, load, len(sentences), 0.0)
@@ -140,12 +152,13 @@ async def run_gateway(engine: Engine, settings: Settings, sentences: list[str], 
         gw = app.state.gateway
         await gw.wait_ready()
         limits = httpx.Limits(max_connections=None)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
-                                     timeout=3600, limits=limits) as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=3600, limits=limits
+        ) as client:
             sem = asyncio.Semaphore(concurrency or len(sentences))
 
             async def one(i: int) -> None:
-                chunk = sentences[i:i + per_request]
+                chunk = sentences[i : i + per_request]
                 async with sem:
                     t = time.perf_counter()
                     r = await client.post("/v1/translate", json={"sentences": chunk})
@@ -187,8 +200,11 @@ def score(res: Result, sources: list[str], refs: list[str]) -> None:
     if res.statuses:  # gateway modes: what the caller was told
         res.copies_ok_rate = sum(c and st == "ok" for c, st in zip(copies, res.statuses)) / len(sources)
         res.suspect_rate = sum(st == "suspect" for st in res.statuses) / len(sources)
-        scored = [(c, sacrebleu.sentence_chrf(h, [ref]).score)
-                  for c, h, ref in zip(res.confidences, res.hyps, refs) if c is not None]
+        scored = [
+            (c, sacrebleu.sentence_chrf(h, [ref]).score)
+            for c, h, ref in zip(res.confidences, res.hyps, refs)
+            if c is not None
+        ]
         res.confidence_spearman = spearman([c for c, _ in scored], [q for _, q in scored])
 
 
@@ -233,8 +249,14 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "commit": _git("rev-parse", "--short", "HEAD"), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def _delta(r: Result, b: Result | None) -> str:
@@ -246,34 +268,57 @@ def _delta(r: Result, b: Result | None) -> str:
 
 
 def table(results: list[Result], base: dict[str, Result | None]) -> str:
-    head = ("| mode | load | sent. | sent./s | × base | p50 s | × base | p95 s | prompt tok/sent | cached tok/sent "
-            "| compl. tok/sent | billed tok/sent | × base | chrF | Δ base | BLEU | copies % | engine prompts /100 "
-            "| flagged slots /100 | re-sent /100 | copies as ok % | suspect % | confidence ρ | note |")
+    head = (
+        "| mode | load | sent. | sent./s | × base | p50 s | × base | p95 s | prompt tok/sent | cached tok/sent "
+        "| compl. tok/sent | billed tok/sent | × base | chrF | Δ base | BLEU | copies % | engine prompts /100 "
+        "| flagged slots /100 | re-sent /100 | copies as ok % | suspect % | confidence ρ | note |"
+    )
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         b = base.get(r.load)
-        ratio = lambda x, y: f"{x / y:.2f}" if b and y else "–"  # noqa: E731
-        rows.append("| " + " | ".join([
-            r.mode, r.load, str(r.sentences), f"{r.throughput:.2f}", ratio(r.throughput, b.throughput if b else 0),
-            f"{r.pct(0.5):.3f}", ratio(r.pct(0.5), b.pct(0.5) if b else 0), f"{r.pct(0.95):.3f}",
-            f"{r.per_sentence(r.prompt_tokens):.0f}", f"{r.per_sentence(r.cached_prompt_tokens):.0f}",
-            f"{r.per_sentence(r.completion_tokens):.1f}", f"{r.per_sentence(r.billed_tokens):.0f}",
-            ratio(r.per_sentence(r.billed_tokens), b.per_sentence(b.billed_tokens) if b else 0),
-            "–" if r.chrf is None else f"{r.chrf:.1f}",
-            _delta(r, b),
-            "–" if r.bleu is None else f"{r.bleu:.1f}",
-            "–" if r.copy_rate is None else f"{100 * r.copy_rate:.0f}",
-            f"{100 * r.engine_prompts / r.sentences:.0f}",
-            f"{100 * r.flagged / r.sentences:.1f}", f"{100 * r.resent / r.sentences:.1f}",
-            "–" if r.copies_ok_rate is None else f"{100 * r.copies_ok_rate:.1f}",
-            "–" if r.suspect_rate is None else f"{100 * r.suspect_rate:.1f}",
-            "–" if r.confidence_spearman is None else f"{r.confidence_spearman:.2f}", r.note]) + " |")
+
+        def ratio(x: float, y: float, b: Result | None = b) -> str:
+            return f"{x / y:.2f}" if b and y else "–"
+
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    r.mode,
+                    r.load,
+                    str(r.sentences),
+                    f"{r.throughput:.2f}",
+                    ratio(r.throughput, b.throughput if b else 0),
+                    f"{r.pct(0.5):.3f}",
+                    ratio(r.pct(0.5), b.pct(0.5) if b else 0),
+                    f"{r.pct(0.95):.3f}",
+                    f"{r.per_sentence(r.prompt_tokens):.0f}",
+                    f"{r.per_sentence(r.cached_prompt_tokens):.0f}",
+                    f"{r.per_sentence(r.completion_tokens):.1f}",
+                    f"{r.per_sentence(r.billed_tokens):.0f}",
+                    ratio(r.per_sentence(r.billed_tokens), b.per_sentence(b.billed_tokens) if b else 0),
+                    "–" if r.chrf is None else f"{r.chrf:.1f}",
+                    _delta(r, b),
+                    "–" if r.bleu is None else f"{r.bleu:.1f}",
+                    "–" if r.copy_rate is None else f"{100 * r.copy_rate:.0f}",
+                    f"{100 * r.engine_prompts / r.sentences:.0f}",
+                    f"{100 * r.flagged / r.sentences:.1f}",
+                    f"{100 * r.resent / r.sentences:.1f}",
+                    "–" if r.copies_ok_rate is None else f"{100 * r.copies_ok_rate:.1f}",
+                    "–" if r.suspect_rate is None else f"{100 * r.suspect_rate:.1f}",
+                    "–" if r.confidence_spearman is None else f"{r.confidence_spearman:.2f}",
+                    r.note,
+                ]
+            )
+            + " |"
+        )
     return "\n".join(rows)
 
 
 def plots(results: list[Result], out: Path) -> list[str]:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -284,11 +329,15 @@ def plots(results: list[Result], out: Path) -> list[str]:
     if packs:  # (none with --only-headline)
         fig, ax1 = plt.subplots(figsize=(7, 4))
         ax1.plot([k for k, _ in packs], [r.throughput for _, r in packs], "o-", label="gateway, fixed pack size")
-        for r, style in ((next((x for x in sat if x.mode == "baseline"), None), "--"),
-                         (next((x for x in sat if x.mode == "default"), None), ":"),
-                         (next((x for x in sat if x.mode == "naive"), None), "-.")):
+        for r, style in (
+            (next((x for x in sat if x.mode == "baseline"), None), "--"),
+            (next((x for x in sat if x.mode == "default"), None), ":"),
+            (next((x for x in sat if x.mode == "naive"), None), "-."),
+        ):
             if r is not None:
-                ax1.axhline(r.throughput, linestyle=style, color="gray" if r.mode != "default" else "green", label=r.mode)
+                ax1.axhline(
+                    r.throughput, linestyle=style, color="gray" if r.mode != "default" else "green", label=r.mode
+                )
         ax1.set_xscale("log", base=2)
         ax1.set_xlabel("sentences per prompt")
         ax1.set_ylabel("sentences/s at saturation")
@@ -307,8 +356,13 @@ def plots(results: list[Result], out: Path) -> list[str]:
     modes = [r.mode for r in results if r.load == "low"]
     if modes:
         ax.bar(modes, [r.pct(0.5) for r in results if r.load == "low"], label="p50")
-        ax.bar(modes, [r.pct(0.95) - r.pct(0.5) for r in results if r.load == "low"],
-               bottom=[r.pct(0.5) for r in results if r.load == "low"], alpha=0.4, label="p95")
+        ax.bar(
+            modes,
+            [r.pct(0.95) - r.pct(0.5) for r in results if r.load == "low"],
+            bottom=[r.pct(0.5) for r in results if r.load == "low"],
+            alpha=0.4,
+            label="p95",
+        )
         ax.set_ylabel("latency at low load (s)")
         ax.legend()
         fig.tight_layout()
@@ -322,24 +376,34 @@ async def bench_fake(n: int, concurrency: int) -> list[Result]:
     """The gateway alone: a zero-latency fake engine, so only the gateway's own work is timed."""
     from batchmt_server.engines.fake import FakeEngine
 
-    settings = Settings(engine="fake", calibration="off", warmup=False, max_queue_sentences=max(4096, 2 * n),
-                        translation_memory_size=0, max_wait_ms=1.0)
+    settings = Settings(
+        engine="fake",
+        calibration="off",
+        warmup=False,
+        max_queue_sentences=max(4096, 2 * n),
+        translation_memory_size=0,
+        max_wait_ms=1.0,
+    )
     sents = [f"Gateway benchmark sentence number {i} is here." for i in range(n)]
-    sat = await run_gateway(FakeEngine(), settings, sents, mode="fake-gateway", load="saturation", concurrency=concurrency)
+    sat = await run_gateway(
+        FakeEngine(), settings, sents, mode="fake-gateway", load="saturation", concurrency=concurrency
+    )
     sat.note = "1 sentence per request"
-    batched = await run_gateway(FakeEngine(), settings, sents * 4, mode="fake-gateway", load="saturation",
-                                concurrency=64, per_request=64)
+    batched = await run_gateway(
+        FakeEngine(), settings, sents * 4, mode="fake-gateway", load="saturation", concurrency=64, per_request=64
+    )
     batched.note = "64 sentences per request"
-    low = await run_gateway(FakeEngine(), settings.model_copy(update={"max_wait_ms": 0.0}), sents[:200],
-                            mode="fake-gateway", load="low")
+    low = await run_gateway(
+        FakeEngine(), settings.model_copy(update={"max_wait_ms": 0.0}), sents[:200], mode="fake-gateway", load="low"
+    )
     low.note = "1 sentence per request, one at a time: the latency the gateway adds"
     return [sat, batched, low]
 
 
 async def run(args: argparse.Namespace) -> int:
     from batchmt_server.chat import apply_form
-    from batchmt_server.model import resolve_model
     from batchmt_server.engines.vllm_inprocess import VLLMEngine
+    from batchmt_server.model import resolve_model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -349,12 +413,23 @@ async def run(args: argparse.Namespace) -> int:
     sources, refs = [s for s, _ in data], [r for _, r in data]
     low_n = min(args.low_sentences, len(sources))
     sizes = [int(x) for x in args.pack_sizes.split(",") if x]
-    base_settings = Settings(model=args.model, enforce_eager=args.eager, warmup=False, calibration="off",
-                             max_queue_sentences=max(4096, 2 * len(sources)), max_prompts_in_flight=args.in_flight)
+    base_settings = Settings(
+        model=args.model,
+        enforce_eager=args.eager,
+        warmup=False,
+        calibration="off",
+        max_queue_sentences=max(4096, 2 * len(sources)),
+        max_prompts_in_flight=args.in_flight,
+    )
     print(f"machine: {machine()}", flush=True)
     t0 = time.perf_counter()
-    engine = VLLMEngine(resolve_model(args.model, base_settings.cache_dir), model_name=base_settings.model_name,
-                        enforce_eager=args.eager, max_num_seqs=args.in_flight, cpu_kvcache_gib=args.kv_gib)
+    engine = VLLMEngine(
+        resolve_model(args.model, base_settings.cache_dir),
+        model_name=base_settings.model_name,
+        enforce_eager=args.eager,
+        max_num_seqs=args.in_flight,
+        cpu_kvcache_gib=args.kv_gib,
+    )
     await engine.start()
     # the form the gateway uses too: chat for a model with a chat template (the baseline sends the same prompts)
     # plain vLLM's prompt: the long few-shot prefix (the first template variant), in the form the gateway uses too
@@ -386,9 +461,13 @@ async def run(args: argparse.Namespace) -> int:
         score(r, [sources[i] for i in idx], [refs[i] for i in idx])
         if baseline is not None and r.load == "saturation" and idx != list(range(baseline.sentences)):
             import sacrebleu
+
             r.base_chrf = sacrebleu.corpus_chrf([baseline.hyps[i] for i in idx], [[refs[i] for i in idx]]).score
-        print(f"  {r.mode:>10} {r.load:>10}: {r.throughput:6.2f} sent/s  p50 {r.pct(0.5):6.3f}s  chrF {r.chrf}  "
-              f"frontend CPU {r.frontend_cpu:.1f}s", flush=True)
+        print(
+            f"  {r.mode:>10} {r.load:>10}: {r.throughput:6.2f} sent/s  p50 {r.pct(0.5):6.3f}s  chrF {r.chrf}  "
+            f"frontend CPU {r.frontend_cpu:.1f}s",
+            flush=True,
+        )
         if keep:
             results.append(r)
         return r
@@ -401,48 +480,75 @@ async def run(args: argparse.Namespace) -> int:
             r.note = f"first {naive_n} sentences only (uncached prefill is slow); Δ vs baseline on them"
     pack_n = min(args.pack_sentences or len(sources), len(sources))
     for k in [] if args.only_headline else sizes:
-        s = base_settings.model_copy(update={"max_sentences_per_prompt": k, "pack_policy": "fixed",
-                                             "translation_memory_size": 0})
+        s = base_settings.model_copy(
+            update={"max_sentences_per_prompt": k, "pack_policy": "fixed", "translation_memory_size": 0}
+        )
         r = await record(run_gateway, engine, s, sources[:pack_n], mode=f"pack-{k}", load="saturation")
-        r.note = f"≤{min(args.in_flight, -(-pack_n // k))} prompts at once" + (f"; first {pack_n} sentences, Δ vs baseline on them"
-                                                          if pack_n < len(sources) else "")
+        r.note = f"≤{min(args.in_flight, -(-pack_n // k))} prompts at once" + (
+            f"; first {pack_n} sentences, Δ vs baseline on them" if pack_n < len(sources) else ""
+        )
     default = base_settings.model_copy(update={"calibration": args.calibration})
     calibration_note = "calibration off"
-    if args.calibration == "auto":  # calibrate on this engine now (cached per model+template; quick runs use fewer pairs)
+    if (
+        args.calibration == "auto"
+    ):  # calibrate on this engine now (cached per model+template; quick runs use fewer pairs)
         from batchmt_server.calibration import calibrate, choose_template, load_cached, load_cached_choice, load_pairs
+
         cal_pairs = load_pairs(None, args.calibration_limit)
         # template "auto" (the default): the fastest variant that keeps quality, as the gateway chooses at start-up
-        variants = {n: apply_form(Template.load(n), "auto", engine.tokenizer, engine.model_name)
-                    for n in base_settings.template_names}
+        variants = {
+            n: apply_form(Template.load(n), "auto", engine.tokenizer, engine.model_name)
+            for n in base_settings.template_names
+        }
         chosen, single = base_settings.template_names[0], None
         if len(variants) > 1:
-            choice = None if args.recalibrate else load_cached_choice(default.cache_dir, engine.model_name,
-                                                                       list(variants.values()), cal_pairs)
+            choice = (
+                None
+                if args.recalibrate
+                else load_cached_choice(default.cache_dir, engine.model_name, list(variants.values()), cal_pairs)
+            )
             if choice is None:
                 choice = await choose_template(engine, variants, cal_pairs, cache_dir=default.cache_dir)
             print(choice.summary(), flush=True)
             chosen, single = choice.chosen, choice.result(choice.chosen).single
-            template_note = "; ".join(f"{r.name}: chrF {r.single.chrf:.1f}, copies {100 * r.single.copy_rate:.0f}%, "
-                                      f"{r.single.seconds:.0f}s" for r in choice.results)
-        cal = None if args.recalibrate else load_cached(default.cache_dir, engine.model_name, variants[chosen],
-                                                           cal_pairs)
+            template_note = "; ".join(
+                f"{r.name}: chrF {r.single.chrf:.1f}, copies {100 * r.single.copy_rate:.0f}%, {r.single.seconds:.0f}s"
+                for r in choice.results
+            )
+        cal = (
+            None if args.recalibrate else load_cached(default.cache_dir, engine.model_name, variants[chosen], cal_pairs)
+        )
         if cal is None:
             cal = await calibrate(engine, variants[chosen], cal_pairs, cache_dir=default.cache_dir, single=single)
         print(cal.summary(), flush=True)
         # the gateway's default settings, with the template and limit this run calibrated (same as at start-up)
-        default = default.model_copy(update={"calibration": "off", "template": chosen, "max_sentences_per_prompt":
-                                             min(default.max_sentences_per_prompt, cal.pack_limit)})
+        default = default.model_copy(
+            update={
+                "calibration": "off",
+                "template": chosen,
+                "max_sentences_per_prompt": min(default.max_sentences_per_prompt, cal.pack_limit),
+            }
+        )
         if chosen != base_settings.template_names[0]:
             # plain vLLM with the cheaper prompt too: the saving is the gateway choosing it, said honestly
-            r = await record(run_direct, engine, variants[chosen], sources, salted=False, mode="baseline-chosen",
-                             load="saturation")
+            r = await record(
+                run_direct, engine, variants[chosen], sources, salted=False, mode="baseline-chosen", load="saturation"
+            )
             r.note = f"plain vLLM with the calibrated template {chosen}"
         calibration_note = f"template {chosen}, calibrated limit {cal.pack_limit} ({cal.sentences} pairs)"
     r = await record(run_gateway, engine, default, sources, mode="default", load="saturation")
-    r.note = calibration_note + (f"; raw set: {len(sources) - len(set(sources))} repeats" if len(set(sources)) < len(sources) else "")
+    r.note = calibration_note + (
+        f"; raw set: {len(sources) - len(set(sources))} repeats" if len(set(sources)) < len(sources) else ""
+    )
     if not args.only_headline:  # what a sampled second try for copies and loops buys, and what it costs
-        r = await record(run_gateway, engine, default.model_copy(update={"suspect_second_try": True}), sources,
-                         mode="default+2nd-try", load="saturation")
+        r = await record(
+            run_gateway,
+            engine,
+            default.model_copy(update={"suspect_second_try": True}),
+            sources,
+            mode="default+2nd-try",
+            load="saturation",
+        )
         r.note = "--suspect-second-try: copies and loops re-sent once, sampled"
     if args.dedup and not args.only_headline:
         first: dict[str, int] = {}
@@ -450,20 +556,32 @@ async def run(args: argparse.Namespace) -> int:
             first.setdefault(x, i)
         uniq = sorted(first.values())
         if len(uniq) < len(sources):
-            r = await record(run_gateway, engine, default, [sources[i] for i in uniq], index=uniq,
-                             mode="default-unique", load="saturation")
-            r.note = (f"de-duplicated: {len(uniq)} unique of {len(sources)}; × base against the raw baseline's rate, "
-                      "Δ against its translations of the same sentences")
+            r = await record(
+                run_gateway,
+                engine,
+                default,
+                [sources[i] for i in uniq],
+                index=uniq,
+                mode="default-unique",
+                load="saturation",
+            )
+            r.note = (
+                f"de-duplicated: {len(uniq)} unique of {len(sources)}; × base against the raw baseline's rate, "
+                "Δ against its translations of the same sentences"
+            )
     # the machine is noisy: the headline pair again, in alternating order, for medians
     pairs: list[tuple[Result, Result]] = [(baseline, next(x for x in results if x.mode == "default"))]
     for i in range(args.repeats - 1):
         runs = {}
-        for mode in (("default", "baseline") if i % 2 == 0 else ("baseline", "default")):
+        for mode in ("default", "baseline") if i % 2 == 0 else ("baseline", "default"):
             if mode == "baseline":
-                runs[mode] = await record(run_direct, engine, template, sources, salted=False, mode=mode,
-                                          load="saturation", keep=False)
+                runs[mode] = await record(
+                    run_direct, engine, template, sources, salted=False, mode=mode, load="saturation", keep=False
+                )
             else:
-                runs[mode] = await record(run_gateway, engine, default, sources, mode=mode, load="saturation", keep=False)
+                runs[mode] = await record(
+                    run_gateway, engine, default, sources, mode=mode, load="saturation", keep=False
+                )
         pairs.append((runs["baseline"], runs["default"]))
     if not args.only_headline:
         await record(run_direct, engine, template, sources[:low_n], salted=False, mode="baseline", load="low")
@@ -472,63 +590,114 @@ async def run(args: argparse.Namespace) -> int:
     fake = [] if args.only_headline else await bench_fake(args.fake_sentences, 512)
     results.extend(fake)
     for r in fake:
-        print(f"  {r.mode:>10} {r.load:>10}: {r.throughput:8.1f} sent/s  p50 {1000 * r.pct(0.5):.2f} ms  {r.note}",
-              flush=True)
+        print(
+            f"  {r.mode:>10} {r.load:>10}: {r.throughput:8.1f} sent/s  p50 {1000 * r.pct(0.5):.2f} ms  {r.note}",
+            flush=True,
+        )
 
     base: dict[str, Result | None] = {r.load: r for r in results if r.mode == "baseline"}
     base["saturation-fake"] = None
     m = machine()
-    md = [f"# batchmt benchmark — {m['date']}", "",
-          f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; commit {m['commit']}.  ",
-          f"Model: {base_settings.model_name} ({'eager' if args.eager else 'compiled'}), template {template.ref}; "
-          f"data: `{args.data}` first {len(sources)} sentences (low load: first {low_n}); engine start {startup:.0f}s.  ",
-          "Every ratio is against `baseline` (one request per sentence, prefix cache on, all in flight) in the same run.",
-          *([f"Template calibration (one sentence per prompt on the calibration set): {template_note}."]
-            if template_note else []),
-          "`copies as ok`: outputs that repeat the English source yet were delivered with status ok; `suspect`: "
-          "delivered with status suspect (still a copy or a loop after a sampled second try); `confidence ρ`: "
-          "Spearman correlation of each translation's confidence with its sentence chrF.",
-          "", table([r for r in results if not r.mode.startswith("fake")], base), "",
-          "Gateway alone (zero-latency fake engine, full app over ASGI, one sentence per request):", "",
-          *(f"- {r.load}, {r.note}: {r.throughput:,.0f} sentences/s, p50 {1000 * r.pct(0.5):.2f} ms, "
-            f"p95 {1000 * r.pct(0.95):.2f} ms per request ({r.sentences} sentences)" for r in fake), ""]
+    md = [
+        f"# batchmt benchmark — {m['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; commit {m['commit']}.  ",
+        f"Model: {base_settings.model_name} ({'eager' if args.eager else 'compiled'}), template {template.ref}; "
+        f"data: `{args.data}` first {len(sources)} sentences (low load: first {low_n}); engine start {startup:.0f}s.  ",
+        "Every ratio is against `baseline` (one request per sentence, prefix cache on, all in flight) in the same run.",
+        *(
+            [f"Template calibration (one sentence per prompt on the calibration set): {template_note}."]
+            if template_note
+            else []
+        ),
+        "`copies as ok`: outputs that repeat the English source yet were delivered with status ok; `suspect`: "
+        "delivered with status suspect (still a copy or a loop after a sampled second try); `confidence ρ`: "
+        "Spearman correlation of each translation's confidence with its sentence chrF.",
+        "",
+        table([r for r in results if not r.mode.startswith("fake")], base),
+        "",
+        "Gateway alone (zero-latency fake engine, full app over ASGI, one sentence per request):",
+        "",
+        *(
+            f"- {r.load}, {r.note}: {r.throughput:,.0f} sentences/s, p50 {1000 * r.pct(0.5):.2f} ms, "
+            f"p95 {1000 * r.pct(0.95):.2f} ms per request ({r.sentences} sentences)"
+            for r in fake
+        ),
+        "",
+    ]
     if len(pairs) > 1:
         ratios = sorted(d.throughput / b.throughput for b, d in pairs)
         p50s = sorted(d.pct(0.5) / b.pct(0.5) for b, d in pairs)
-        md += [f"Default against baseline at saturation, {len(pairs)} pairs (the first is the table's; later pairs "
-               "alternate which runs first):", "",
-               "| pair | baseline sent./s | default sent./s | × base | p50 × base | chrF baseline | chrF default "
-               "| frontend CPU s, baseline | frontend CPU s, default |",
-               "|---|---|---|---|---|---|---|---|---|"]
-        md += [f"| {k} | {b.throughput:.2f} | {d.throughput:.2f} | {d.throughput / b.throughput:.2f} | "
-               f"{d.pct(0.5) / b.pct(0.5):.2f} | {b.chrf:.1f} | {d.chrf:.1f} | {b.frontend_cpu:.1f} | {d.frontend_cpu:.1f} |"
-               for k, (b, d) in enumerate(pairs, 1)]
-        md += ["", f"Median × base: **{ratios[len(ratios) // 2]:.2f}** sentences/s, {p50s[len(p50s) // 2]:.2f} p50 "
-               f"(range {ratios[0]:.2f}–{ratios[-1]:.2f}).", ""]
+        md += [
+            f"Default against baseline at saturation, {len(pairs)} pairs (the first is the table's; later pairs "
+            "alternate which runs first):",
+            "",
+            "| pair | baseline sent./s | default sent./s | × base | p50 × base | chrF baseline | chrF default "
+            "| frontend CPU s, baseline | frontend CPU s, default |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        md += [
+            f"| {k} | {b.throughput:.2f} | {d.throughput:.2f} | {d.throughput / b.throughput:.2f} | "
+            f"{d.pct(0.5) / b.pct(0.5):.2f} | {b.chrf:.1f} | {d.chrf:.1f} | {b.frontend_cpu:.1f} | "
+            f"{d.frontend_cpu:.1f} |"
+            for k, (b, d) in enumerate(pairs, 1)
+        ]
+        md += [
+            "",
+            f"Median × base: **{ratios[len(ratios) // 2]:.2f}** sentences/s, {p50s[len(p50s) // 2]:.2f} p50 "
+            f"(range {ratios[0]:.2f}–{ratios[-1]:.2f}).",
+            "",
+        ]
     files = plots(results, out)
     md += [f"![{f}]({f})" for f in files]
     (out / "report.md").write_text("\n".join(md) + "\n")
-    (out / "report.json").write_text(json.dumps({"machine": m, "startup_s": startup, "results": [
-        {**{k: v for k, v in asdict(r).items() if k not in ("latencies", "hyps", "statuses", "confidences")},
-         "throughput": r.throughput,
-         "p50": r.pct(0.5), "p95": r.pct(0.95)} for r in results]}, indent=2))
+    (out / "report.json").write_text(
+        json.dumps(
+            {
+                "machine": m,
+                "startup_s": startup,
+                "results": [
+                    {
+                        **{
+                            k: v
+                            for k, v in asdict(r).items()
+                            if k not in ("latencies", "hyps", "statuses", "confidences")
+                        },
+                        "throughput": r.throughput,
+                        "p50": r.pct(0.5),
+                        "p95": r.pct(0.95),
+                    }
+                    for r in results
+                ],
+            },
+            indent=2,
+        )
+    )
     print("\n".join(md))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="folder with src.en and ref.de (e.g. ../shared/data/newstest2021_ende)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data", required=True, help="folder with src.en and ref.de (e.g. ../shared/data/newstest2021_ende)"
+    )
     p.add_argument("--out", default="results/latest")
     p.add_argument("--model", default="embedded")
     p.add_argument("--sentences", type=int, default=512, help="sentences at saturation (all in flight)")
-    p.add_argument("--naive-sentences", type=int, default=64,
-                   help="sentences for the naive mode (uncached prefill is slow; 0: all)")
+    p.add_argument(
+        "--naive-sentences",
+        type=int,
+        default=64,
+        help="sentences for the naive mode (uncached prefill is slow; 0: all)",
+    )
     p.add_argument("--low-sentences", type=int, default=16, help="sentences at low load (one at a time)")
     p.add_argument("--pack-sizes", default="1,2,4,8,16")
-    p.add_argument("--pack-sentences", type=int, default=128,
-                   help="sentences for the fixed pack-size modes (default 128; 0: all)")
+    p.add_argument(
+        "--pack-sentences", type=int, default=128, help="sentences for the fixed pack-size modes (default 128; 0: all)"
+    )
     p.add_argument("--in-flight", type=int, default=64, help="engine sequences / gateway prompts in flight")
     p.add_argument("--eager", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--kv-gib", type=int, default=4)
@@ -538,8 +707,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dedup", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--fake-sentences", type=int, default=5000)
     p.add_argument("--repeats", type=int, default=3, help="baseline/default pairs at saturation (median reported)")
-    p.add_argument("--only-headline", action="store_true",
-                   help="only baseline and default at saturation (with --repeats): no naive, pack sizes, low load")
+    p.add_argument(
+        "--only-headline",
+        action="store_true",
+        help="only baseline and default at saturation (with --repeats): no naive, pack sizes, low load",
+    )
     return asyncio.run(run(p.parse_args(argv)))
 
 

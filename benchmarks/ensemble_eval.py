@@ -27,14 +27,12 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
-
 from batchmt_server.consensus import agreement, mbr_select
-from batchmt_server.ensemble import Ensemble, EnsembleConfig, EnsembleRun
 from batchmt_server.engines.openai_http import HTTPEngine
+from batchmt_server.ensemble import Ensemble, EnsembleConfig, EnsembleRun
 from batchmt_server.runner import PromptRunner
 from batchmt_server.stats import Stats
 from batchmt_server.template import Template
-
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 def load(data: Path, n: int, skip: int) -> tuple[list[str], list[str]]:
     src = [s.strip() for s in (data / "src.en").read_text(encoding="utf-8").splitlines()]
     ref = [r.strip() for r in (data / "ref.de").read_text(encoding="utf-8").splitlines()]
-    pairs = [(s, r) for s, r in zip(src, ref) if s][skip: skip + n]
+    pairs = [(s, r) for s, r in zip(src, ref) if s][skip : skip + n]
     return [s for s, _ in pairs], [r for _, r in pairs]
 
 
@@ -55,7 +53,7 @@ def truncate(run: EnsembleRun, k: int, fallback: list[tuple[str, tuple[float, fl
     for i, res in enumerate(run.results):
         cands = [c for c in res.candidates if c.round < k]
         j = mbr_select(cands, weighted=cfg.weighted)
-        for r, (pt, cpt, ct) in enumerate(res.round_tokens[:k]):
+        for pt, cpt, ct in res.round_tokens[:k]:
             prompt, cached, completion = prompt + pt, cached + cpt, completion + ct
         sends += min(k, res.rounds)
         if res.stopped_early and res.rounds < k:
@@ -68,18 +66,29 @@ def truncate(run: EnsembleRun, k: int, fallback: list[tuple[str, tuple[float, fl
         else:
             hyps.append(cands[j].text)
     prompts = sum(1 for p in run.prompts if p.round < k)
-    return dict(hyps=hyps, fallbacks=fallbacks, stopped=stopped, sends=sends, prompts=prompts,
-                tokens=(prompt + completion) / n, computed=(prompt - cached + completion) / n,
-                prompt=prompt / n, cached=cached / n, completion=completion / n)
+    return dict(
+        hyps=hyps,
+        fallbacks=fallbacks,
+        stopped=stopped,
+        sends=sends,
+        prompts=prompts,
+        tokens=(prompt + completion) / n,
+        computed=(prompt - cached + completion) / n,
+        prompt=prompt / n,
+        cached=cached / n,
+        completion=completion / n,
+    )
 
 
-def simulate_es(run: EnsembleRun, k: int, agree: float, conf: float,
-                fallback: list[tuple[str, tuple[float, float, float]]]) -> dict:
+def simulate_es(
+    run: EnsembleRun, k: int, agree: float, conf: float, fallback: list[tuple[str, tuple[float, float, float]]]
+) -> dict:
     """SEAS replayed on a run without early stopping: a sentence stops after the first round r
     (1 <= r < k-1) whose candidate and the previous round's satisfy ``should_stop``; its selection and
     cost are then those of its first r+1 rounds. Exact for the decisions; the cost is approximate for
     pack > 1 (a real run re-packs the sentences that go on, so prompts and neighbours differ)."""
     from batchmt_server.consensus import should_stop
+
     n = len(run.results)
     hyps, sends, stopped, tokens, computed = [], 0, 0, 0.0, 0.0
     for i, res in enumerate(run.results):
@@ -120,10 +129,16 @@ async def main() -> int:
     args = ap.parse_args()
 
     from batchmt_server.settings import Settings
+
     s = Settings(_env_file=None)
-    base = EnsembleConfig(rounds=args.rounds, agree=args.agree if args.agree is not None else s.ensemble_agreement,
-                          confidence=args.confidence if args.confidence is not None else s.ensemble_confidence,
-                          temperature=s.ensemble_temperature, weighted=s.ensemble_weighted, seed=s.ensemble_seed)
+    base = EnsembleConfig(
+        rounds=args.rounds,
+        agree=args.agree if args.agree is not None else s.ensemble_agreement,
+        confidence=args.confidence if args.confidence is not None else s.ensemble_confidence,
+        temperature=s.ensemble_temperature,
+        weighted=s.ensemble_weighted,
+        seed=s.ensemble_seed,
+    )
     packs = [int(x) for x in args.packs.split(",")]
     sources, refs = load(args.data, args.sentences, args.skip)
     template = Template.load(s.template_names[0])
@@ -140,8 +155,11 @@ async def main() -> int:
         ens = Ensemble(PromptRunner(engine, template, stats), stats, max_prompt_tokens=4096)
         t = time.monotonic()
         run = await ens.run(sources, replace(base, pack=pack, early_stopping=es))
-        print(f"pack {pack:>2} es {'on ' if es else 'off'}: {run.rounds_run} rounds, {len(run.prompts)} prompts, "
-              f"{time.monotonic() - t:.0f}s", flush=True)
+        print(
+            f"pack {pack:>2} es {'on ' if es else 'off'}: {run.rounds_run} rounds, {len(run.prompts)} prompts, "
+            f"{time.monotonic() - t:.0f}s",
+            flush=True,
+        )
         return (pack, es), run, time.monotonic() - t
 
     done = await asyncio.gather(*(one(p, es) for p, es in configs))
@@ -163,12 +181,35 @@ async def main() -> int:
             if es and k == 1:
                 continue  # K=1 has no early stopping
             t = truncate(run, k, fallback)
-            rows.append(dict(pack=pack, k=k, early_stopping=es, chrf=chrf.corpus_score(t["hyps"], [refs]).score,
-                             bleu=bleu.corpus_score(t["hyps"], [refs]).score,
-                             **{x: t[x] for x in ("tokens", "computed", "prompt", "cached", "completion", "prompts",
-                                                  "sends", "stopped", "fallbacks")}))
-    valid = {f"{p}{'+es' if es else ''}": [sum(1 for res in run.results for c in res.candidates if c.round == r)
-                                           for r in range(run.rounds_run)] for (p, es), run in sorted(runs.items())}
+            rows.append(
+                dict(
+                    pack=pack,
+                    k=k,
+                    early_stopping=es,
+                    chrf=chrf.corpus_score(t["hyps"], [refs]).score,
+                    bleu=bleu.corpus_score(t["hyps"], [refs]).score,
+                    **{
+                        x: t[x]
+                        for x in (
+                            "tokens",
+                            "computed",
+                            "prompt",
+                            "cached",
+                            "completion",
+                            "prompts",
+                            "sends",
+                            "stopped",
+                            "fallbacks",
+                        )
+                    },
+                )
+            )
+    valid = {
+        f"{p}{'+es' if es else ''}": [
+            sum(1 for res in run.results for c in res.candidates if c.round == r) for r in range(run.rounds_run)
+        ]
+        for (p, es), run in sorted(runs.items())
+    }
     elapsed = time.monotonic() - t0
     # what early stopping sees after round 2, next to how good the round-2 candidate is (tuning data)
     pairs = {}
@@ -180,8 +221,13 @@ async def main() -> int:
             a = next((c for c in res.candidates if c.round == 0), None)
             b = next((c for c in res.candidates if c.round == 1), None)
             if a and b and a.confidence is not None and b.confidence is not None:
-                pts.append(dict(agree=round(agreement(a.text, b.text), 1), conf=round(min(a.confidence, b.confidence), 3),
-                                chrf=round(chrf.sentence_score(b.text, [ref]).score, 1)))
+                pts.append(
+                    dict(
+                        agree=round(agreement(a.text, b.text), 1),
+                        conf=round(min(a.confidence, b.confidence), 3),
+                        chrf=round(chrf.sentence_score(b.text, [ref]).score, 1),
+                    )
+                )
         pairs[str(p)] = pts
     # SEAS thresholds swept offline over the runs without early stopping (tuning data, see simulate_es)
     sweep = []
@@ -191,49 +237,91 @@ async def main() -> int:
         for agree_t in (50.0, 60.0, 70.0, 80.0):
             for conf_t in (-0.2, -0.35, -0.5, -0.8, -1.2):
                 sim = simulate_es(run, args.rounds, agree_t, conf_t, fallback)
-                sweep.append(dict(pack=p, k=args.rounds, agree=agree_t, confidence=conf_t,
-                                  chrf=chrf.corpus_score(sim["hyps"], [refs]).score,
-                                  **{x: sim[x] for x in ("sends", "stopped", "tokens", "computed")}))
+                sweep.append(
+                    dict(
+                        pack=p,
+                        k=args.rounds,
+                        agree=agree_t,
+                        confidence=conf_t,
+                        chrf=chrf.corpus_score(sim["hyps"], [refs]).score,
+                        **{x: sim[x] for x in ("sends", "stopped", "tokens", "computed")},
+                    )
+                )
     write_report(args, base, rows, valid, seconds, elapsed, len(sources), pairs, sweep)
     return 0
 
 
-def write_report(args, base: EnsembleConfig, rows: list[dict], valid: dict, seconds: dict, elapsed: float, n: int,
-                 pairs: dict, sweep: list[dict]) -> None:
+def write_report(
+    args,
+    base: EnsembleConfig,
+    rows: list[dict],
+    valid: dict,
+    seconds: dict,
+    elapsed: float,
+    n: int,
+    pairs: dict,
+    sweep: list[dict],
+) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(dict(
-        command=" ".join(sys.argv), sentences=n, config=base.describe(), rows=rows,
-        valid_candidates_per_round=valid, seconds={f"{p}{'+es' if es else ''}": v for (p, es), v in seconds.items()},
-        elapsed=elapsed, round2_stop_signals=pairs, es_sweep_simulated=sweep), indent=2))
+    (out / "report.json").write_text(
+        json.dumps(
+            dict(
+                command=" ".join(sys.argv),
+                sentences=n,
+                config=base.describe(),
+                rows=rows,
+                valid_candidates_per_round=valid,
+                seconds={f"{p}{'+es' if es else ''}": v for (p, es), v in seconds.items()},
+                elapsed=elapsed,
+                round2_stop_signals=pairs,
+                es_sweep_simulated=sweep,
+            ),
+            indent=2,
+        )
+    )
     single = next(r for r in rows if r["pack"] == 1 and r["k"] == 1)
     k3 = {r["pack"]: r for r in rows if r["k"] == 3 and not r["early_stopping"]}
     lines = [
         "| pack | K | early stop | chrF | BLEU | tokens/sent | computed tokens/sent | prompts | sentence sends | "
         "stopped early | fallbacks |",
-        "|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        "|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['pack']} | {r['k']} | {'on' if r['early_stopping'] else 'off'} | {r['chrf']:.1f} | "
-                     f"{r['bleu']:.1f} | {r['tokens']:.0f} | {r['computed']:.1f} | {r['prompts']} | {r['sends']} | "
-                     f"{r['stopped']} | {r['fallbacks']} |")
+        lines.append(
+            f"| {r['pack']} | {r['k']} | {'on' if r['early_stopping'] else 'off'} | {r['chrf']:.1f} | "
+            f"{r['bleu']:.1f} | {r['tokens']:.0f} | {r['computed']:.1f} | {r['prompts']} | {r['sends']} | "
+            f"{r['stopped']} | {r['fallbacks']} |"
+        )
     verdict = []
     for r in rows:
         if r["early_stopping"] and r["k"] > 1:
             ref3 = k3[r["pack"]]
-            verdict.append(f"- pack {r['pack']}, K={r['k']} + early stopping: chrF {r['chrf']:.1f} vs single "
-                           f"{single['chrf']:.1f} ({'reached' if r['chrf'] >= single['chrf'] else 'missed'}); "
-                           f"{r['tokens']:.0f} tokens/sentence vs {ref3['tokens']:.0f} for K=3 without early stopping "
-                           f"at the same pack ({'fewer' if r['tokens'] < ref3['tokens'] else 'more'}), "
-                           f"computed {r['computed']:.1f} vs {ref3['computed']:.1f}; {r['stopped']} stopped early"
-                           + (f"; {r['fallbacks']} of {n} sentences had no valid candidate and fell back to pack 1"
-                              if r["fallbacks"] else ""))
-    sim = ["| pack | K | agree ≥ | confidence ≥ | chrF | sends/sent | stopped | tokens/sent | computed/sent |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    sim += [f"| {r['pack']} | {r['k']} | {r['agree']:g} | {r['confidence']:g} | {r['chrf']:.1f} | {r['sends']:.2f} | "
-            f"{r['stopped']} | {r['tokens']:.0f} | {r['computed']:.1f} |" for r in sweep]
-    (out / "table.md").write_text("\n".join(lines) + "\n\n" + "\n".join(verdict) + "\n\n"
-                                  "Early-stopping thresholds replayed on the runs without early stopping (simulated):\n\n"
-                                  + "\n".join(sim) + "\n")
+            verdict.append(
+                f"- pack {r['pack']}, K={r['k']} + early stopping: chrF {r['chrf']:.1f} vs single "
+                f"{single['chrf']:.1f} ({'reached' if r['chrf'] >= single['chrf'] else 'missed'}); "
+                f"{r['tokens']:.0f} tokens/sentence vs {ref3['tokens']:.0f} for K=3 without early stopping "
+                f"at the same pack ({'fewer' if r['tokens'] < ref3['tokens'] else 'more'}), "
+                f"computed {r['computed']:.1f} vs {ref3['computed']:.1f}; {r['stopped']} stopped early"
+                + (
+                    f"; {r['fallbacks']} of {n} sentences had no valid candidate and fell back to pack 1"
+                    if r["fallbacks"]
+                    else ""
+                )
+            )
+    sim = [
+        "| pack | K | agree ≥ | confidence ≥ | chrF | sends/sent | stopped | tokens/sent | computed/sent |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    sim += [
+        f"| {r['pack']} | {r['k']} | {r['agree']:g} | {r['confidence']:g} | {r['chrf']:.1f} | {r['sends']:.2f} | "
+        f"{r['stopped']} | {r['tokens']:.0f} | {r['computed']:.1f} |"
+        for r in sweep
+    ]
+    (out / "table.md").write_text(
+        "\n".join(lines) + "\n\n" + "\n".join(verdict) + "\n\n"
+        "Early-stopping thresholds replayed on the runs without early stopping (simulated):\n\n" + "\n".join(sim) + "\n"
+    )
     plot(rows, out / "quality_vs_cost.png", single)
     print("\n".join(lines + [""] + verdict))
     print(f"\nvalid candidates per round: {valid}\nelapsed {elapsed:.0f}s")
@@ -241,23 +329,35 @@ def write_report(args, base: EnsembleConfig, rows: list[dict], valid: dict, seco
 
 def plot(rows: list[dict], path: Path, single: dict) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     colors = {1: "tab:blue", 8: "tab:orange", 16: "tab:green"}
-    for ax, key, label in ((axes[0], "tokens", "engine tokens per sentence (prompt incl. cached + completion)"),
-                           (axes[1], "computed", "computed tokens per sentence (uncached prompt + completion)")):
+    for ax, key, label in (
+        (axes[0], "tokens", "engine tokens per sentence (prompt incl. cached + completion)"),
+        (axes[1], "computed", "computed tokens per sentence (uncached prompt + completion)"),
+    ):
         for pack in sorted({r["pack"] for r in rows}):
             for es, style in ((False, "o--"), (True, "s-")):
-                pts = sorted([r for r in rows if r["pack"] == pack and (r["early_stopping"] == es or r["k"] == 1)],
-                             key=lambda r: r["k"])
+                pts = sorted(
+                    [r for r in rows if r["pack"] == pack and (r["early_stopping"] == es or r["k"] == 1)],
+                    key=lambda r: r["k"],
+                )
                 if not pts:
                     continue
-                ax.plot([r[key] for r in pts], [r["chrf"] for r in pts], style, color=colors.get(pack),
-                        label=f"pack {pack}{' + early stop' if es else ''}")
+                ax.plot(
+                    [r[key] for r in pts],
+                    [r["chrf"] for r in pts],
+                    style,
+                    color=colors.get(pack),
+                    label=f"pack {pack}{' + early stop' if es else ''}",
+                )
                 for r in pts:
-                    ax.annotate(f"K={r['k']}", (r[key], r["chrf"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                    ax.annotate(
+                        f"K={r['k']}", (r[key], r["chrf"]), textcoords="offset points", xytext=(4, 4), fontsize=7
+                    )
         ax.axhline(single["chrf"], color="grey", lw=0.8, ls=":", label="pack 1, K=1 (single)")
         ax.set_xscale("log")
         ax.set_xlabel(label)

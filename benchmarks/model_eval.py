@@ -31,11 +31,20 @@ async def evaluate(args: argparse.Namespace) -> dict:
     pairs = [(s.strip(), r.strip()) for s, r in zip(src, ref) if s.strip()][: args.limit]
     sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
     with tempfile.TemporaryDirectory(prefix="batchmt-model-eval.") as data_dir:
-        settings = Settings(model=args.model, enforce_eager=args.eager, calibration="off", pack_policy="fixed",
-                            max_sentences_per_prompt=args.pack, translation_memory_size=0, data_dir=Path(data_dir),
-                            cpu_kvcache_gib=args.kv_gib, max_prompts_in_flight=args.in_flight,
-                            max_num_seqs=args.in_flight, template_form=args.template_form,
-                            engine_args=dict(json.loads(args.engine_args)) if args.engine_args else {})
+        settings = Settings(
+            model=args.model,
+            enforce_eager=args.eager,
+            calibration="off",
+            pack_policy="fixed",
+            max_sentences_per_prompt=args.pack,
+            translation_memory_size=0,
+            data_dir=Path(data_dir),
+            cpu_kvcache_gib=args.kv_gib,
+            max_prompts_in_flight=args.in_flight,
+            max_num_seqs=args.in_flight,
+            template_form=args.template_form,
+            engine_args=dict(json.loads(args.engine_args)) if args.engine_args else {},
+        )
         app = create_app(settings)
         t0 = time.perf_counter()
         async with app.router.lifespan_context(app):
@@ -45,17 +54,21 @@ async def evaluate(args: argparse.Namespace) -> dict:
             before = gw.stats.snapshot()
             hyps: list[str | None] = [None] * len(sources)
             t1 = time.perf_counter()
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://eval",
-                                         timeout=3600) as client:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://eval", timeout=3600
+            ) as client:
                 sem = asyncio.Semaphore(args.concurrency)
 
                 async def one(i: int) -> None:
                     async with sem:
-                        r = await client.post("/v1/translate", json={"sentences": sources[i:i + args.per_request],
-                                                                     "quality": args.quality})
+                        r = await client.post(
+                            "/v1/translate",
+                            json={"sentences": sources[i : i + args.per_request], "quality": args.quality},
+                        )
                     r.raise_for_status()
                     for k, t in enumerate(r.json()["translations"]):
                         hyps[i + k] = t["text"]
+
                 await asyncio.gather(*(one(i) for i in range(0, len(sources), args.per_request)))
                 signature = (await client.get("/v1/info")).json()["signature"]
             seconds = time.perf_counter() - t1
@@ -68,18 +81,29 @@ async def evaluate(args: argparse.Namespace) -> dict:
     prompt = snap.prompt_tokens - before.prompt_tokens
     cached = snap.cached_prompt_tokens - before.cached_prompt_tokens
     return {
-        "model": settings.model_name, "form": form, "quality": args.quality, "pack": args.pack,
-        "data": str(args.data), "sentences": len(sources), "failed": failed,
-        "bleu": round(bleu_score.score, 2), "chrf": round(chrf_score.score, 2),
-        "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature()),
+        "model": settings.model_name,
+        "form": form,
+        "quality": args.quality,
+        "pack": args.pack,
+        "data": str(args.data),
+        "sentences": len(sources),
+        "failed": failed,
+        "bleu": round(bleu_score.score, 2),
+        "chrf": round(chrf_score.score, 2),
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
         "gateway_signature": signature,
-        "prompt_tokens": prompt, "cached_prompt_tokens": cached,
+        "prompt_tokens": prompt,
+        "cached_prompt_tokens": cached,
         "prefix_cache_hit_rate": round(cached / prompt, 4) if prompt else None,
         "completion_tokens": snap.completion_tokens - before.completion_tokens,
         "flagged_slots": sum(snap.flagged_slots.values()) - sum(before.flagged_slots.values()),
         "resent_sentences": sum(snap.resent_sentences.values()) - sum(before.resent_sentences.values()),
-        "seconds": round(seconds, 1), "startup_seconds": round(startup, 1), "eager": args.eager,
-        "machine": f"{platform.machine()} {platform.processor() or ''} cpus={len(__import__('os').sched_getaffinity(0))}",
+        "seconds": round(seconds, 1),
+        "startup_seconds": round(startup, 1),
+        "eager": args.eager,
+        "machine": f"{platform.machine()} {platform.processor() or ''} "
+        f"cpus={len(__import__('os').sched_getaffinity(0))}",
     }
 
 
@@ -105,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     path = out / f"{result['model']}-{args.quality}-pack{args.pack}.json"
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     r = result
-    print(f"| {r['model']} | {r['form']} | {r['quality']} | {r['sentences']} | {r['bleu']} | {r['chrf']} | "
-          f"{r['failed']} | {r['flagged_slots']} | {r['prefix_cache_hit_rate']} | {r['seconds']} |")
+    print(
+        f"| {r['model']} | {r['form']} | {r['quality']} | {r['sentences']} | {r['bleu']} | {r['chrf']} | "
+        f"{r['failed']} | {r['flagged_slots']} | {r['prefix_cache_hit_rate']} | {r['seconds']} |"
+    )
     print(f"wrote {path}; {r['bleu_signature']}; {r['chrf_signature']}")
     return 0
 

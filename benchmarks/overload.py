@@ -40,16 +40,37 @@ def free_port() -> int:
 def start_gateway(args: argparse.Namespace, port: int, folder: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
     env["BATCHMT_DATA_DIR"] = str(folder / "data")
-    cmd = [sys.executable, "-m", "batchmt_server", "serve", "--port", str(port), "--calibration", "off",
-           "--max-prompts-in-flight", str(args.in_flight), "--max-queue-sentences", str(args.queue),
-           "--translation-memory-size", "0", "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "batchmt_server",
+        "serve",
+        "--port",
+        str(port),
+        "--calibration",
+        "off",
+        "--max-prompts-in-flight",
+        str(args.in_flight),
+        "--max-queue-sentences",
+        str(args.queue),
+        "--translation-memory-size",
+        "0",
+        "--log-level",
+        "warning",
+    ]
     if args.engine == "fake":
-        cmd += ["--engine", "fake", "--no-warmup", "--fake-engine-delay-ms", str(args.fake_delay_ms),
-                "--max-sentences-per-prompt", "1"]
+        cmd += [
+            "--engine",
+            "fake",
+            "--no-warmup",
+            "--fake-engine-delay-ms",
+            str(args.fake_delay_ms),
+            "--max-sentences-per-prompt",
+            "1",
+        ]
     else:
         cmd += ["--enforce-eager", "--max-num-seqs", str(args.in_flight)]
-    proc = subprocess.Popen(cmd, stdout=(folder / "gateway.log").open("w"), stderr=subprocess.STDOUT, env=env,
-                            cwd=REPO)
+    proc = subprocess.Popen(cmd, stdout=(folder / "gateway.log").open("w"), stderr=subprocess.STDOUT, env=env, cwd=REPO)
     deadline = time.monotonic() + (900 if args.engine != "fake" else 60)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -101,8 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--in-flight", type=int, default=4)
     ap.add_argument("--queue", type=int, default=256, help="--max-queue-sentences of the gateway")
     ap.add_argument("--user-rate", type=float, default=1.0, help="requests/s per locust user")
-    ap.add_argument("--users", type=int, default=None, help="locust users (default: enough for the factor if no "
-                    "request waited; admitted requests do wait, so the measured factor is reported too)")
+    ap.add_argument(
+        "--users",
+        type=int,
+        default=None,
+        help="locust users (default: enough for the factor if no "
+        "request waited; admitted requests do wait, so the measured factor is reported too)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "results" / "overload")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -133,17 +159,48 @@ def main(argv: list[str] | None = None) -> int:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         summary = args.out / "locust-summary.json"
-        env = {**os.environ, "OVERLOAD_SUMMARY": str(summary), "OVERLOAD_SENTENCES": str(args.sentences),
-               "OVERLOAD_USER_RATE": str(args.user_rate)}
-        locust_cmd = [str(Path(sys.executable).with_name("locust")), "-f", str(REPO / "benchmarks" /
-                      "overload_locustfile.py"), "--headless", "-u", str(users), "-r", str(users), "-t",
-                      f"{int(args.duration)}s", "--host", url, "--csv", str(args.out / "locust"), "--only-summary",
-                      "--stop-timeout", "120", "--exit-code-on-error", "0"]
-        print(f"capacity {capacity:.0f} sentences/s; offering {offered:.0f}/s with {users} users x "
-              f"{args.user_rate:g} req/s x {args.sentences} sentences for {args.duration:.0f}s", flush=True)
+        env = {
+            **os.environ,
+            "OVERLOAD_SUMMARY": str(summary),
+            "OVERLOAD_SENTENCES": str(args.sentences),
+            "OVERLOAD_USER_RATE": str(args.user_rate),
+        }
+        locust_cmd = [
+            str(Path(sys.executable).with_name("locust")),
+            "-f",
+            str(REPO / "benchmarks" / "overload_locustfile.py"),
+            "--headless",
+            "-u",
+            str(users),
+            "-r",
+            str(users),
+            "-t",
+            f"{int(args.duration)}s",
+            "--host",
+            url,
+            "--csv",
+            str(args.out / "locust"),
+            "--only-summary",
+            "--stop-timeout",
+            "120",
+            "--exit-code-on-error",
+            "0",
+        ]
+        print(
+            f"capacity {capacity:.0f} sentences/s; offering {offered:.0f}/s with {users} users x "
+            f"{args.user_rate:g} req/s x {args.sentences} sentences for {args.duration:.0f}s",
+            flush=True,
+        )
         t_load = time.monotonic()
-        subprocess.run(locust_cmd, env=env, cwd=REPO, check=True, stdout=(args.out / "locust.log").open("w"),
-                       stderr=subprocess.STDOUT, timeout=args.duration + 600)
+        subprocess.run(
+            locust_cmd,
+            env=env,
+            cwd=REPO,
+            check=True,
+            stdout=(args.out / "locust.log").open("w"),
+            stderr=subprocess.STDOUT,
+            timeout=args.duration + 600,
+        )
         load_seconds = time.monotonic() - t_load
         # recovery: from the end of the offered load (locust then waits for the admitted requests it still has in
         # flight) until a fresh request is answered as fast as on an idle gateway
@@ -166,18 +223,28 @@ def main(argv: list[str] | None = None) -> int:
         sampler.join()
         totals = json.loads(summary.read_text())
         lat = sorted(totals.pop("latencies_ok_s"))
-        gateway_5xx = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                          if line.startswith("batchmt_requests_total") and 'outcome="failed"' in line)
+        gateway_5xx = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("batchmt_requests_total") and 'outcome="failed"' in line
+        )
         result = {
-            "engine": args.engine, "duration_s": round(load_seconds, 1), "capacity_sentences_per_s": round(capacity, 1),
-            "capacity_measured": measured is not None, "offered_sentences_per_s": round(offered, 1),
-            "factor": args.factor, "users": users, "sentences_per_request": args.sentences, **totals,
+            "engine": args.engine,
+            "duration_s": round(load_seconds, 1),
+            "capacity_sentences_per_s": round(capacity, 1),
+            "capacity_measured": measured is not None,
+            "offered_sentences_per_s": round(offered, 1),
+            "factor": args.factor,
+            "users": users,
+            "sentences_per_request": args.sentences,
+            **totals,
             "offered_measured_sentences_per_s": round(totals["requests"] * args.sentences / args.duration, 1),
             "factor_measured": round(totals["requests"] * args.sentences / args.duration / capacity, 1),
             "admitted_sentences_per_s": round(totals["sentences_translated"] / args.duration, 1),
             "p50_admitted_s": round(statistics.median(lat), 3) if lat else None,
             "p99_admitted_s": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 3) if lat else None,
-            "rss_before_mib": round(rss_before / 2**20, 1), "rss_max_mib": round(max(rss or [rss_before]) / 2**20, 1),
+            "rss_before_mib": round(rss_before / 2**20, 1),
+            "rss_max_mib": round(max(rss or [rss_before]) / 2**20, 1),
             "rss_after_mib": round(gw.memory_info().rss / 2**20, 1),
             "recovery_s": None if recovered is None else round(recovered, 2),
             "gateway_failed_requests": gateway_5xx,
@@ -191,8 +258,12 @@ def main(argv: list[str] | None = None) -> int:
             proc.kill()
     (args.out / "summary.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))
-    ok = (result["server_errors"] == 0 and result["sentences_lost"] == 0 and result["sentences_misplaced"] == 0
-          and result["rejected_429"] == result["retry_after_present"])
+    ok = (
+        result["server_errors"] == 0
+        and result["sentences_lost"] == 0
+        and result["sentences_misplaced"] == 0
+        and result["rejected_429"] == result["retry_after_present"]
+    )
     return 0 if ok else 1
 
 

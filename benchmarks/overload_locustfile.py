@@ -19,9 +19,19 @@ KEY = os.environ.get("OVERLOAD_KEY")
 
 _lock = threading.Lock()
 _ids = itertools.count()
-totals: dict[str, Any] = {"requests": 0, "ok": 0, "rejected_429": 0, "retry_after_present": 0, "server_errors": 0, "other": 0,
-          "sentences_sent_admitted": 0, "sentences_translated": 0, "sentences_lost": 0, "sentences_misplaced": 0,
-          "latencies_ok_s": []}
+totals: dict[str, Any] = {
+    "requests": 0,
+    "ok": 0,
+    "rejected_429": 0,
+    "retry_after_present": 0,
+    "server_errors": 0,
+    "other": 0,
+    "sentences_sent_admitted": 0,
+    "sentences_translated": 0,
+    "sentences_lost": 0,
+    "sentences_misplaced": 0,
+    "latencies_ok_s": [],
+}
 
 
 class Caller(FastHttpUser):
@@ -32,8 +42,9 @@ class Caller(FastHttpUser):
         tag = f"{next(_ids)}-{uuid.uuid4().hex[:6]}"
         srcs = [f"Caller {tag} asks sentence {i} to be translated." for i in range(SENTENCES)]
         headers = {"authorization": f"Bearer {KEY}"} if KEY else {}
-        with self.client.post("/v1/translate", json={"sentences": srcs}, headers=headers, catch_response=True,
-                              name="/v1/translate") as r:
+        with self.client.post(
+            "/v1/translate", json={"sentences": srcs}, headers=headers, catch_response=True, name="/v1/translate"
+        ) as r:
             with _lock:
                 totals["requests"] += 1
                 if r.status_code == 200:

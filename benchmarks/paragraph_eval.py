@@ -36,7 +36,7 @@ from batchmt_server.app import create_app
 from batchmt_server.markup import tag_sequence
 from batchmt_server.settings import Settings
 
-EXTRA = ' <b>Questions go to [PERSON_1]</b> or to https://example.com/help?id=7.'
+EXTRA = " <b>Questions go to [PERSON_1]</b> or to https://example.com/help?id=7."
 PROTECTED = ("[PERSON_1]", "https://example.com/help?id=7")
 
 
@@ -62,8 +62,11 @@ async def run_mode(client: httpx.AsyncClient, texts: list[str], body: dict, conc
     async def one(i: int) -> None:
         async with sem:
             r = await client.post("/v1/translate", json={"texts": [texts[i]], "translation_memory": False, **body})
-        out[i] = r.json()["translations"][0] if r.status_code == 200 else {"status": f"http {r.status_code}",
-                                                                             "text": None, "code": r.text[:200]}
+        out[i] = (
+            r.json()["translations"][0]
+            if r.status_code == 200
+            else {"status": f"http {r.status_code}", "text": None, "code": r.text[:200]}
+        )
 
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(len(texts))))
@@ -87,15 +90,23 @@ async def evaluate(args: argparse.Namespace) -> dict:
     sources, refs = [p[0] for p in paras], [p[1] for p in paras]
     gold = sum(p[2] for p in paras)
     with tempfile.TemporaryDirectory(prefix="batchmt-paragraph-eval.") as data_dir:
-        settings = Settings(enforce_eager=True, calibration="off", max_sentences_per_prompt=1,
-                            translation_memory_size=0, data_dir=Path(data_dir), cpu_kvcache_gib=args.kv_gib,
-                            max_prompts_in_flight=32, max_num_seqs=32)
+        settings = Settings(
+            enforce_eager=True,
+            calibration="off",
+            max_sentences_per_prompt=1,
+            translation_memory_size=0,
+            data_dir=Path(data_dir),
+            cpu_kvcache_gib=args.kv_gib,
+            max_prompts_in_flight=32,
+            max_num_seqs=32,
+        )
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             gw = app.state.gateway
             await gw.wait_ready()
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://eval",
-                                         timeout=3600) as client:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://eval", timeout=3600
+            ) as client:
                 signature = (await client.get("/v1/info")).json()["signature"]
                 results = {}
                 for mode, body in (("whole", {"split_sentences": "off"}), ("segmented", {"split_sentences": "on"})):
@@ -112,8 +123,10 @@ async def evaluate(args: argparse.Namespace) -> dict:
         rows[mode] = {
             "chrf": round(chrf.corpus_score(hyps, [refs]).score, 1),
             "bleu": round(bleu.corpus_score(hyps, [refs]).score, 1),
-            "chrf_signature": str(chrf.get_signature()), "bleu_signature": str(bleu.get_signature()),
-            "seconds": round(seconds, 1), "sentences_per_s": round(gold / seconds, 2),
+            "chrf_signature": str(chrf.get_signature()),
+            "bleu_signature": str(bleu.get_signature()),
+            "seconds": round(seconds, 1),
+            "sentences_per_s": round(gold / seconds, 2),
             "empty": sum(not h.strip() for h in hyps),
             "refused": sum(str((o or {}).get("status", "")).startswith("http") for o in outs),
             "partial": sum((o or {}).get("status") == "partial" for o in outs),
@@ -123,18 +136,29 @@ async def evaluate(args: argparse.Namespace) -> dict:
             "segments": sum((o or {}).get("segments", 0) for o in outs),
         }
     rows["protected"] = {
-        "texts": len(html), "seconds": round(prot_seconds, 1),
-        "ok": sum(o.get("status") == "ok" for o in prot), "partial": sum(o.get("status") == "partial" for o in prot),
+        "texts": len(html),
+        "seconds": round(prot_seconds, 1),
+        "ok": sum(o.get("status") == "ok" for o in prot),
+        "partial": sum(o.get("status") == "partial" for o in prot),
         "suspect": sum(o.get("status") == "suspect" for o in prot),
         "failed": sum(o.get("status") == "failed" for o in prot),
-        "failed_placeholder_segments": sum(f["code"] == "placeholder_damaged" for o in prot
-                                           for f in o.get("failed_segments", [])),
+        "failed_placeholder_segments": sum(
+            f["code"] == "placeholder_damaged" for o in prot for f in o.get("failed_segments", [])
+        ),
         "damaged_delivered": sum(damaged(h, o) for h, o in zip(html, prot)),
     }
-    return {"data": str(args.data), "paragraphs": len(paras), "gold_sentences": gold,
-            "characters": sum(len(s) for s in sources), "concurrency": args.concurrency, "seed": args.seed,
-            "gateway_signature": signature, "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
-            "date": time.strftime("%Y-%m-%d"), "modes": rows}
+    return {
+        "data": str(args.data),
+        "paragraphs": len(paras),
+        "gold_sentences": gold,
+        "characters": sum(len(s) for s in sources),
+        "concurrency": args.concurrency,
+        "seed": args.seed,
+        "gateway_signature": signature,
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "modes": rows,
+    }
 
 
 def report(res: dict) -> str:
@@ -154,8 +178,10 @@ def report(res: dict) -> str:
     labels = {"whole": "whole (`split_sentences: off`)", "segmented": "segmented on the server (default)"}
     for mode, label in labels.items():
         r = m[mode]
-        lines.append(f"| {label} | {r['segments']} | {r['empty']} | {r['refused']} | {r['partial']} / "
-                     f"{r['failed']} | {r['chrf']} | {r['bleu']} | {r['seconds']:.0f} s | {r['sentences_per_s']:.2f} |")
+        lines.append(
+            f"| {label} | {r['segments']} | {r['empty']} | {r['refused']} | {r['partial']} / "
+            f"{r['failed']} | {r['chrf']} | {r['bleu']} | {r['seconds']:.0f} s | {r['sentences_per_s']:.2f} |"
+        )
     p = m["protected"]
     lines += [
         "",

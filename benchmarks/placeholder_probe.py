@@ -58,9 +58,15 @@ async def run(args: argparse.Namespace) -> str:
     from batchmt_server.settings import Settings
 
     settings = Settings()
-    engine = VLLMEngine(resolve_model(settings.model, settings.cache_dir), model_name="gemma-3-270m",
-                        dtype=settings.dtype, max_model_len=2048, max_num_seqs=32, enforce_eager=True,
-                        cpu_kvcache_gib=2)
+    engine = VLLMEngine(
+        resolve_model(settings.model, settings.cache_dir),
+        model_name="gemma-3-270m",
+        dtype=settings.dtype,
+        max_model_len=2048,
+        max_num_seqs=32,
+        enforce_eager=True,
+        cpu_kvcache_gib=2,
+    )
     await engine.start()
     template = Template.load("en-de-packed")
     rows = []
@@ -71,8 +77,9 @@ async def run(args: argparse.Namespace) -> str:
 
             async def one(p):
                 prompt = template.render([p.text])
-                params = GenerationParams(max_tokens=template.max_tokens([engine.count_tokens(p.text)]),
-                                          stop=template.stop_for(1))
+                params = GenerationParams(
+                    max_tokens=template.max_tokens([engine.count_tokens(p.text)]), stop=template.stop_for(1)
+                )
                 c = await engine.generate(prompt, params)
                 return template.parse(c.text, [p.text], c.finish_reason)[0]
 

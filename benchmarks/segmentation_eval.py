@@ -192,8 +192,9 @@ def score(cand: Candidate, paragraphs: list[list[str]]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", nargs="+", default=["../shared/data/newstest2021_ende",
-                                                  "../shared/data/generaltest2022_ende"])
+    ap.add_argument(
+        "--data", nargs="+", default=["../shared/data/newstest2021_ende", "../shared/data/generaltest2022_ende"]
+    )
     ap.add_argument("--candidates", default=",".join(FACTORIES))
     ap.add_argument("--site", action="append", default=[], help="extra folder on sys.path (repeatable)")
     ap.add_argument("--seed", type=int, default=11)
@@ -234,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, paras in sets.items():
         n_sent = sum(len(p) for p in paras)
         lines += [
-            f"## {name}: {len(paras)} paragraphs, {n_sent} gold sentences, "
-            f"{n_sent - len(paras)} gold boundaries",
+            f"## {name}: {len(paras)} paragraphs, {n_sent} gold sentences, {n_sent - len(paras)} gold boundaries",
             "",
             "| segmenter | version | precision | recall | F1 | false splits | missed | sentences/s | install MB |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -259,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         lines += [
             "## Pick",
             "",
-            "Mean F1 over the sets: " + ", ".join(f"{n} {f:.3f}" for n, f in
-                                                sorted(mean_f1.items(), key=lambda kv: -kv[1])) + ".",
+            "Mean F1 over the sets: "
+            + ", ".join(f"{n} {f:.3f}" for n, f in sorted(mean_f1.items(), key=lambda kv: -kv[1]))
+            + ".",
             f"Rule: best mean F1; within 0.005 of it the lighter install, then the faster. Pick: **{pick.name}**.",
             "",
         ]

@@ -26,11 +26,53 @@ def read_lines(name: str, limit: int, skip: int = 0) -> list[str]:
         pytest.fail(f"test data not found at {path}; set BATCHMT_TEST_DATA")
     with path.open(encoding="utf-8") as f:
         lines = [line.strip() for line in f]
-    return [line for line in lines if line][skip: skip + limit]
+    return [line for line in lines if line][skip : skip + limit]
 
-_GERMAN = {"der", "die", "das", "und", "ist", "nicht", "ein", "eine", "mit", "von", "zu", "den", "dem", "auf",
-           "für", "sich", "im", "es", "wir", "ich", "sie", "auch", "wird", "werden", "hat", "sind", "bei", "aus",
-           "nach", "um", "noch", "wie", "dass", "einen", "einem", "zum", "zur", "vom", "ab", "am", "ihre", "sein"}
+
+_GERMAN = {
+    "der",
+    "die",
+    "das",
+    "und",
+    "ist",
+    "nicht",
+    "ein",
+    "eine",
+    "mit",
+    "von",
+    "zu",
+    "den",
+    "dem",
+    "auf",
+    "für",
+    "sich",
+    "im",
+    "es",
+    "wir",
+    "ich",
+    "sie",
+    "auch",
+    "wird",
+    "werden",
+    "hat",
+    "sind",
+    "bei",
+    "aus",
+    "nach",
+    "um",
+    "noch",
+    "wie",
+    "dass",
+    "einen",
+    "einem",
+    "zum",
+    "zur",
+    "vom",
+    "ab",
+    "am",
+    "ihre",
+    "sein",
+}
 _ENGLISH = {"the", "and", "is", "of", "to", "in", "that", "it", "with", "for", "was", "on", "are", "this", "have"}
 
 

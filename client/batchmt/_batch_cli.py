@@ -24,10 +24,17 @@ def _err(message: str) -> None:
 
 def _summary(b: Batch) -> dict[str, Any]:
     rc = b.request_counts
-    return {"id": b.id, "status": b.status, "request_counts": {"total": rc.total, "completed": rc.completed,
-                                                               "failed": rc.failed},
-            "output_file_id": b.output_file_id, "error_file_id": b.error_file_id, "created_at": b.created_at,
-            "expires_at": b.expires_at, "metadata": b.metadata, "usage": dict(b.usage)}
+    return {
+        "id": b.id,
+        "status": b.status,
+        "request_counts": {"total": rc.total, "completed": rc.completed, "failed": rc.failed},
+        "output_file_id": b.output_file_id,
+        "error_file_id": b.error_file_id,
+        "created_at": b.created_at,
+        "expires_at": b.expires_at,
+        "metadata": b.metadata,
+        "usage": dict(b.usage),
+    }
 
 
 def _metadata(pairs: list[str] | None) -> dict[str, str] | None:
@@ -42,21 +49,31 @@ def _metadata(pairs: list[str] | None) -> dict[str, str] | None:
     return out
 
 
-def add_batch_commands(commands: Any, add_global_options: Callable[..., None],
-                       add_progress_options: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_batch_commands(
+    commands: Any,
+    add_global_options: Callable[..., None],
+    add_progress_options: Callable[[argparse.ArgumentParser], None],
+) -> None:
     """Add ``batch`` and its subcommands to the CLI's subparsers."""
     batch = commands.add_parser(
-        "batch", help="batch jobs on the server: submit a file, follow it, download the result",
+        "batch",
+        help="batch jobs on the server: submit a file, follow it, download the result",
         description="Batch jobs run on the server (OpenAI-Batch-compatible, /v1/batches) and survive its restarts: "
-        "submit a file, then wait for it or come back later with its id.")
+        "submit a file, then wait for it or come back later with its id.",
+    )
     sub = batch.add_subparsers(dest="batch_command", metavar="SUBCOMMAND", required=True)
 
     p = sub.add_parser("submit", help="upload a file and start a batch; prints the batch id")
     p.add_argument("file", help="a text file (one sentence per line) or a JSONL of batch requests")
-    p.add_argument("--kind", choices=("auto", "text", "batch"), default="auto",
-                   help="text: one sentence per line; batch: JSONL of {custom_id, method, url, body} (default: auto)")
-    p.add_argument("--sentences-per-request", type=int, default=32, metavar="N",
-                   help="text files: lines per request (default: 32)")
+    p.add_argument(
+        "--kind",
+        choices=("auto", "text", "batch"),
+        default="auto",
+        help="text: one sentence per line; batch: JSONL of {custom_id, method, url, body} (default: auto)",
+    )
+    p.add_argument(
+        "--sentences-per-request", type=int, default=32, metavar="N", help="text files: lines per request (default: 32)"
+    )
     p.add_argument("--completion-window", default="24h", help="e.g. 24h (default), 30m, 7d")
     p.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="attach metadata (repeatable)")
     p.add_argument("--quality", choices=("fast", "balanced", "best"))
@@ -65,9 +82,11 @@ def add_batch_commands(commands: Any, add_global_options: Callable[..., None],
     add_global_options(p, suppress=True)
     p.set_defaults(handler=_cmd_submit)
 
-    for name, help_, handler in (("status", "print a batch as JSON", _cmd_status),
-                                 ("wait", "wait until a batch is done (progress bar on stderr)", _cmd_wait),
-                                 ("cancel", "cancel a batch (what is done stays downloadable)", _cmd_cancel)):
+    for name, help_, handler in (
+        ("status", "print a batch as JSON", _cmd_status),
+        ("wait", "wait until a batch is done (progress bar on stderr)", _cmd_wait),
+        ("cancel", "cancel a batch (what is done stays downloadable)", _cmd_cancel),
+    ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("batch_id")
         if name == "wait":
@@ -79,8 +98,11 @@ def add_batch_commands(commands: Any, add_global_options: Callable[..., None],
     p = sub.add_parser("download", help="write a finished batch's output")
     p.add_argument("batch_id")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write it")
-    p.add_argument("--source", metavar="FILE", help="the text file submitted: write translated text, line by line "
-                   "(default: the server's output JSONL)")
+    p.add_argument(
+        "--source",
+        metavar="FILE",
+        help="the text file submitted: write translated text, line by line (default: the server's output JSONL)",
+    )
     p.add_argument("--errors", metavar="FILE", help="also write the error file (failed requests) here")
     add_global_options(p, suppress=True)
     p.set_defaults(handler=_cmd_download)
@@ -97,9 +119,14 @@ def _print(obj: Any) -> None:
 
 
 def _cmd_submit(client: Client, args: argparse.Namespace) -> int:
-    b = client.batches.create_from_file(args.file, kind=args.kind, sentences_per_request=args.sentences_per_request,
-                                        completion_window=args.completion_window, metadata=_metadata(args.metadata),
-                                        quality=args.quality)
+    b = client.batches.create_from_file(
+        args.file,
+        kind=args.kind,
+        sentences_per_request=args.sentences_per_request,
+        completion_window=args.completion_window,
+        metadata=_metadata(args.metadata),
+        quality=args.quality,
+    )
     print(b.id)
     _err(f"batch {b.id}: {b.request_counts.total} requests ({b.request_counts.failed} refused at validation)")
     if args.wait:
@@ -128,8 +155,11 @@ def _cmd_cancel(client: Client, args: argparse.Namespace) -> int:
 def _cmd_download(client: Client, args: argparse.Namespace) -> int:
     missing = client.batches.download(args.batch_id, args.output, source=args.source, errors=args.errors)
     if missing:
-        _err(f"warning: {len(missing)} lines could not be translated and are left empty: "
-             + ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else ""))
+        _err(
+            f"warning: {len(missing)} lines could not be translated and are left empty: "
+            + ", ".join(map(str, missing[:20]))
+            + (" ..." if len(missing) > 20 else "")
+        )
         return EXIT_PARTIAL
     return EXIT_OK
 
@@ -158,16 +188,25 @@ def translate_as_job(client: Client, args: argparse.Namespace) -> int:
     fmt = args.format or detect_format(args.input)
     parse = dict(unit=args.unit, field=args.field, column=args.column, target_lang=args.target_lang)
     doc = parse_document(Path(args.input).read_bytes(), fmt, **parse)
-    options = {k: v for k, v in (("quality", args.quality), ("split_sentences", args.split_sentences),
-                                 ("tag_handling", args.tag_handling),
-                                 ("preserve_placeholders", args.preserve_placeholders)) if v is not None}
+    options = {
+        k: v
+        for k, v in (
+            ("quality", args.quality),
+            ("split_sentences", args.split_sentences),
+            ("tag_handling", args.tag_handling),
+            ("preserve_placeholders", args.preserve_placeholders),
+        )
+        if v is not None
+    }
     data = document_requests(doc, source_lang=args.source_lang, target_lang=args.target_lang, options=options)
     if not data:
         raise ValueError(f"{args.input}: nothing to translate")
     f = client.batches.upload_bytes(data, Path(args.input).name + ".batch.jsonl")
     b = client.batches.create(f.id, metadata={"source": Path(args.input).name[:512]})
-    _err(f"batch {b.id} submitted ({b.request_counts.total} requests); it runs on the server: if this command "
-         f"stops, `batchmt batch wait {b.id}` shows it, and this same command with --as-job starts a new one")
+    _err(
+        f"batch {b.id} submitted ({b.request_counts.total} requests); it runs on the server: if this command "
+        f"stops, `batchmt batch wait {b.id}` shows it, and this same command with --as-job starts a new one"
+    )
     b = client.batches.wait(b.id, progress=args.progress)
     if b.status != "completed":
         raise BatchFailed(f"batch {b.id} ended {b.status}")

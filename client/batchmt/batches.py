@@ -33,8 +33,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from .async_client import AsyncClient
     from .client import Client
 
-__all__ = ["Batch", "BatchList", "BatchFile", "Batches", "AsyncBatches", "RequestCounts", "BatchFailed",
-           "build_requests", "document_requests", "document_outputs"]
+__all__ = [
+    "Batch",
+    "BatchList",
+    "BatchFile",
+    "Batches",
+    "AsyncBatches",
+    "RequestCounts",
+    "BatchFailed",
+    "build_requests",
+    "document_requests",
+    "document_outputs",
+]
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 ENDPOINT = "/v1/translate"
@@ -82,11 +92,22 @@ class Batch:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Batch:
         rc = d.get("request_counts") or {}
-        return cls(id=d["id"], status=d["status"], request_counts=RequestCounts(
-            int(rc.get("total", 0)), int(rc.get("completed", 0)), int(rc.get("failed", 0))),
-            input_file_id=d.get("input_file_id"), output_file_id=d.get("output_file_id"),
-            error_file_id=d.get("error_file_id"), created_at=d.get("created_at"), expires_at=d.get("expires_at"),
-            completed_at=d.get("completed_at"), metadata=d.get("metadata"), usage=d.get("usage") or {}, raw=dict(d))
+        return cls(
+            id=d["id"],
+            status=d["status"],
+            request_counts=RequestCounts(
+                int(rc.get("total", 0)), int(rc.get("completed", 0)), int(rc.get("failed", 0))
+            ),
+            input_file_id=d.get("input_file_id"),
+            output_file_id=d.get("output_file_id"),
+            error_file_id=d.get("error_file_id"),
+            created_at=d.get("created_at"),
+            expires_at=d.get("expires_at"),
+            completed_at=d.get("completed_at"),
+            metadata=d.get("metadata"),
+            usage=d.get("usage") or {},
+            raw=dict(d),
+        )
 
 
 @dataclass(frozen=True)
@@ -129,15 +150,21 @@ def _is_batch_jsonl(head: bytes) -> bool:
     return False
 
 
-def build_requests(lines: list[str], *, sentences_per_request: int = 32, source_lang: str = "en",
-                   target_lang: str = "de", quality: str | None = None) -> bytes:
+def build_requests(
+    lines: list[str],
+    *,
+    sentences_per_request: int = 32,
+    source_lang: str = "en",
+    target_lang: str = "de",
+    quality: str | None = None,
+) -> bytes:
     """A text file's lines as batch requests: request ``k`` (``custom_id`` ``"lines-<first>-<last>"``, 1-based
     line numbers) carries the non-blank lines of its range, in order."""
     if sentences_per_request < 1:
         raise ValueError("sentences_per_request must be at least 1")
     out = io.StringIO()
     for start in range(0, len(lines), sentences_per_request):
-        chunk = [x.strip() for x in lines[start:start + sentences_per_request]]
+        chunk = [x.strip() for x in lines[start : start + sentences_per_request]]
         sentences = [x for x in chunk if x]
         if not sentences:
             continue
@@ -145,8 +172,9 @@ def build_requests(lines: list[str], *, sentences_per_request: int = 32, source_
         if quality:
             body["quality"] = quality
         cid = f"lines-{start + 1}-{start + len(chunk)}"
-        out.write(json.dumps({"custom_id": cid, "method": "POST", "url": ENDPOINT, "body": body},
-                             ensure_ascii=False) + "\n")
+        out.write(
+            json.dumps({"custom_id": cid, "method": "POST", "url": ENDPOINT, "body": body}, ensure_ascii=False) + "\n"
+        )
     return out.getvalue().encode("utf-8")
 
 
@@ -174,7 +202,7 @@ def text_from_output(output: bytes, source: str | os.PathLike[str]) -> tuple[lis
             lo, hi = int(first) - 1, int(last)
         except ValueError:
             raise BatchFailed(f"custom_id {cid!r} was not made by create_from_file: download without source=") from None
-        body = ((row.get("response") or {}).get("body") or {})
+        body = (row.get("response") or {}).get("body") or {}
         translations = body.get("translations") or []
         targets = [k for k in range(lo, min(hi, len(lines))) if lines[k].strip()]
         for k, t in zip(targets, translations):
@@ -184,9 +212,15 @@ def text_from_output(output: bytes, source: str | os.PathLike[str]) -> tuple[lis
     return out, [k + 1 for k, ok in enumerate(filled) if not ok]
 
 
-def document_requests(doc: Any, *, texts_per_request: int = 32, max_request_chars: int = 50_000,
-                      source_lang: str = "en", target_lang: str = "de",
-                      options: Mapping[str, Any] | None = None) -> bytes:
+def document_requests(
+    doc: Any,
+    *,
+    texts_per_request: int = 32,
+    max_request_chars: int = 50_000,
+    source_lang: str = "en",
+    target_lang: str = "de",
+    options: Mapping[str, Any] | None = None,
+) -> bytes:
     """A parsed document's units (:func:`batchmt.formats.parse_document`) as batch requests of ``texts``: request
     ``custom_id`` ``"units-<first>-<last>"`` (0-based unit indices) carries the units to send in that range, in
     order; a unit with its own ``tag_handling`` (markup formats) starts a request of its own kind."""
@@ -196,21 +230,33 @@ def document_requests(doc: Any, *, texts_per_request: int = 32, max_request_char
     def flush() -> None:
         if not group:
             return
-        body: dict[str, Any] = {"texts": [doc.units[i].text for i in group], "source_lang": source_lang,
-                                "target_lang": target_lang, **dict(options or {})}
+        body: dict[str, Any] = {
+            "texts": [doc.units[i].text for i in group],
+            "source_lang": source_lang,
+            "target_lang": target_lang,
+            **dict(options or {}),
+        }
         tag = doc.units[group[0]].tag_handling
         if tag:
             body["tag_handling"] = tag
-        out.write(json.dumps({"custom_id": f"units-{group[0]}-{group[-1]}", "method": "POST", "url": ENDPOINT,
-                              "body": body}, ensure_ascii=False) + "\n")
+        out.write(
+            json.dumps(
+                {"custom_id": f"units-{group[0]}-{group[-1]}", "method": "POST", "url": ENDPOINT, "body": body},
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
         group.clear()
 
     chars = 0
     for i, u in enumerate(doc.units):
         if not u.send:
             continue
-        if group and (len(group) >= texts_per_request or chars + len(u.text) > max_request_chars
-                      or doc.units[group[0]].tag_handling != u.tag_handling):
+        if group and (
+            len(group) >= texts_per_request
+            or chars + len(u.text) > max_request_chars
+            or doc.units[group[0]].tag_handling != u.tag_handling
+        ):
             flush()
             chars = 0
         group.append(i)
@@ -255,8 +301,13 @@ class _Bar:
             return
         if self.bar is None:
             from tqdm.auto import tqdm
-            self.bar = tqdm(total=b.request_counts.total, desc=self.desc, unit="req",
-                            disable=None if self.enabled is None else not self.enabled)
+
+            self.bar = tqdm(
+                total=b.request_counts.total,
+                desc=self.desc,
+                unit="req",
+                disable=None if self.enabled is None else not self.enabled,
+            )
         self.bar.total = b.request_counts.total
         self.bar.n = b.request_counts.done
         self.bar.set_postfix_str(f"{b.status}, {b.request_counts.failed} failed", refresh=False)
@@ -287,37 +338,71 @@ class Batches:
             return response
         return c._request(method, path, body=kwargs.get("json"))
 
-    def upload(self, path: str | os.PathLike[str], *, kind: FileKind = "auto", sentences_per_request: int = 32,
-               source_lang: str = "en", target_lang: str = "de", quality: str | None = None) -> BatchFile:
+    def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: FileKind = "auto",
+        sentences_per_request: int = 32,
+        source_lang: str = "en",
+        target_lang: str = "de",
+        quality: str | None = None,
+    ) -> BatchFile:
         """Upload a file for a batch (``purpose=batch``); a text file is turned into requests first."""
-        data, name = _prepare(path, kind, sentences_per_request=sentences_per_request, source_lang=source_lang,
-                              target_lang=target_lang, quality=quality)
-        r = self._send("POST", "/v1/files", files={"file": (name, data, "application/jsonl")},
-                       data={"purpose": "batch"})
+        data, name = _prepare(
+            path,
+            kind,
+            sentences_per_request=sentences_per_request,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            quality=quality,
+        )
+        r = self._send(
+            "POST", "/v1/files", files={"file": (name, data, "application/jsonl")}, data={"purpose": "batch"}
+        )
         return BatchFile.from_json(r.json())
 
     def upload_bytes(self, data: bytes, filename: str) -> BatchFile:
         """Upload a JSONL of batch requests already in memory."""
-        r = self._send("POST", "/v1/files", files={"file": (filename, data, "application/jsonl")},
-                       data={"purpose": "batch"})
+        r = self._send(
+            "POST", "/v1/files", files={"file": (filename, data, "application/jsonl")}, data={"purpose": "batch"}
+        )
         return BatchFile.from_json(r.json())
 
-    def create(self, input_file_id: str, *, completion_window: str = "24h",
-               metadata: Mapping[str, str] | None = None) -> Batch:
-        body: dict[str, Any] = {"input_file_id": input_file_id, "endpoint": ENDPOINT,
-                                "completion_window": completion_window}
+    def create(
+        self, input_file_id: str, *, completion_window: str = "24h", metadata: Mapping[str, str] | None = None
+    ) -> Batch:
+        body: dict[str, Any] = {
+            "input_file_id": input_file_id,
+            "endpoint": ENDPOINT,
+            "completion_window": completion_window,
+        }
         if metadata:
             body["metadata"] = dict(metadata)
         return Batch.from_json(self._send("POST", "/v1/batches", json=body).json())
 
-    def create_from_file(self, path: str | os.PathLike[str], *, kind: FileKind = "auto",
-                         sentences_per_request: int = 32, completion_window: str = "24h",
-                         metadata: Mapping[str, str] | None = None, source_lang: str = "en", target_lang: str = "de",
-                         quality: str | None = None) -> Batch:
+    def create_from_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: FileKind = "auto",
+        sentences_per_request: int = 32,
+        completion_window: str = "24h",
+        metadata: Mapping[str, str] | None = None,
+        source_lang: str = "en",
+        target_lang: str = "de",
+        quality: str | None = None,
+    ) -> Batch:
         """Upload ``path`` and start a batch on it. ``kind``: ``text`` (one sentence per line, blank lines kept
         when downloaded with ``source=path``), ``batch`` (JSONL of batch requests, as for OpenAI) or ``auto``."""
-        f = self.upload(path, kind=kind, sentences_per_request=sentences_per_request, source_lang=source_lang,
-                        target_lang=target_lang, quality=quality)
+        f = self.upload(
+            path,
+            kind=kind,
+            sentences_per_request=sentences_per_request,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            quality=quality,
+        )
         return self.create(f.id, completion_window=completion_window, metadata=metadata)
 
     def retrieve(self, batch_id: str) -> Batch:
@@ -331,8 +416,9 @@ class Batches:
         d = self._send("GET", path).json()
         return BatchList([Batch.from_json(x) for x in d.get("data", [])], bool(d.get("has_more")), d.get("last_id"))
 
-    def wait(self, batch_id: str, *, progress: bool | None = False, poll_interval: float = 1.0,
-             timeout: float | None = None) -> Batch:
+    def wait(
+        self, batch_id: str, *, progress: bool | None = False, poll_interval: float = 1.0, timeout: float | None = None
+    ) -> Batch:
         """Poll until the batch is in a final status; ``progress``: a tqdm bar (None: only on a terminal)."""
         bar = _Bar(progress, batch_id)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -351,8 +437,14 @@ class Batches:
     def content(self, file_id: str) -> bytes:
         return self._send("GET", f"/v1/files/{file_id}/content").content
 
-    def download(self, batch: str | Batch, dst: str | os.PathLike[str], *, source: str | os.PathLike[str] | None = None,
-                 errors: str | os.PathLike[str] | None = None) -> builtins.list[int]:
+    def download(
+        self,
+        batch: str | Batch,
+        dst: str | os.PathLike[str],
+        *,
+        source: str | os.PathLike[str] | None = None,
+        errors: str | os.PathLike[str] | None = None,
+    ) -> builtins.list[int]:
         """Write a finished batch's output to ``dst``: the server's output JSONL, or, with ``source`` (the text
         file given to :meth:`create_from_file`), the translated text, line by line. ``errors``: also write the
         error file there. Returns the 1-based source lines left untranslated (text mode; else [])."""
@@ -398,28 +490,62 @@ class AsyncBatches:
             return response
         return await c._request(method, path, body=kwargs.get("json"))
 
-    async def upload(self, path: str | os.PathLike[str], *, kind: FileKind = "auto", sentences_per_request: int = 32,
-                     source_lang: str = "en", target_lang: str = "de", quality: str | None = None) -> BatchFile:
-        data, name = await asyncio.to_thread(_prepare, path, kind, sentences_per_request=sentences_per_request,
-                                             source_lang=source_lang, target_lang=target_lang, quality=quality)
-        r = await self._send("POST", "/v1/files", files={"file": (name, data, "application/jsonl")},
-                             data={"purpose": "batch"})
+    async def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: FileKind = "auto",
+        sentences_per_request: int = 32,
+        source_lang: str = "en",
+        target_lang: str = "de",
+        quality: str | None = None,
+    ) -> BatchFile:
+        data, name = await asyncio.to_thread(
+            _prepare,
+            path,
+            kind,
+            sentences_per_request=sentences_per_request,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            quality=quality,
+        )
+        r = await self._send(
+            "POST", "/v1/files", files={"file": (name, data, "application/jsonl")}, data={"purpose": "batch"}
+        )
         return BatchFile.from_json(r.json())
 
-    async def create(self, input_file_id: str, *, completion_window: str = "24h",
-                     metadata: Mapping[str, str] | None = None) -> Batch:
-        body: dict[str, Any] = {"input_file_id": input_file_id, "endpoint": ENDPOINT,
-                                "completion_window": completion_window}
+    async def create(
+        self, input_file_id: str, *, completion_window: str = "24h", metadata: Mapping[str, str] | None = None
+    ) -> Batch:
+        body: dict[str, Any] = {
+            "input_file_id": input_file_id,
+            "endpoint": ENDPOINT,
+            "completion_window": completion_window,
+        }
         if metadata:
             body["metadata"] = dict(metadata)
         return Batch.from_json((await self._send("POST", "/v1/batches", json=body)).json())
 
-    async def create_from_file(self, path: str | os.PathLike[str], *, kind: FileKind = "auto",
-                               sentences_per_request: int = 32, completion_window: str = "24h",
-                               metadata: Mapping[str, str] | None = None, source_lang: str = "en",
-                               target_lang: str = "de", quality: str | None = None) -> Batch:
-        f = await self.upload(path, kind=kind, sentences_per_request=sentences_per_request, source_lang=source_lang,
-                              target_lang=target_lang, quality=quality)
+    async def create_from_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: FileKind = "auto",
+        sentences_per_request: int = 32,
+        completion_window: str = "24h",
+        metadata: Mapping[str, str] | None = None,
+        source_lang: str = "en",
+        target_lang: str = "de",
+        quality: str | None = None,
+    ) -> Batch:
+        f = await self.upload(
+            path,
+            kind=kind,
+            sentences_per_request=sentences_per_request,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            quality=quality,
+        )
         return await self.create(f.id, completion_window=completion_window, metadata=metadata)
 
     async def retrieve(self, batch_id: str) -> Batch:
@@ -433,8 +559,9 @@ class AsyncBatches:
         d = (await self._send("GET", path)).json()
         return BatchList([Batch.from_json(x) for x in d.get("data", [])], bool(d.get("has_more")), d.get("last_id"))
 
-    async def wait(self, batch_id: str, *, progress: bool | None = False, poll_interval: float = 1.0,
-                   timeout: float | None = None) -> Batch:
+    async def wait(
+        self, batch_id: str, *, progress: bool | None = False, poll_interval: float = 1.0, timeout: float | None = None
+    ) -> Batch:
         bar = _Bar(progress, batch_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -452,9 +579,14 @@ class AsyncBatches:
     async def content(self, file_id: str) -> bytes:
         return (await self._send("GET", f"/v1/files/{file_id}/content")).content
 
-    async def download(self, batch: str | Batch, dst: str | os.PathLike[str], *,
-                       source: str | os.PathLike[str] | None = None,
-                       errors: str | os.PathLike[str] | None = None) -> builtins.list[int]:
+    async def download(
+        self,
+        batch: str | Batch,
+        dst: str | os.PathLike[str],
+        *,
+        source: str | os.PathLike[str] | None = None,
+        errors: str | os.PathLike[str] | None = None,
+    ) -> builtins.list[int]:
         b = batch if isinstance(batch, Batch) else await self.retrieve(batch)
         if not b.done:
             raise BatchFailed(f"batch {b.id} is still {b.status}: wait for it first")

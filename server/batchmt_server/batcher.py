@@ -14,8 +14,9 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 from .consensus import span_confidence
 from .engines import EngineError
@@ -60,9 +61,9 @@ class Outcome:
     error_code: str | None = None
     error_message: str | None = None
     usage: EngineUsage = EngineUsage()  # the engine work this caller carries
-    memory: bool = False     # served from the translation memory
+    memory: bool = False  # served from the translation memory
     coalesced: bool = False  # shared the engine work of an identical sentence in flight
-    flagged: bool = False    # a flagged slot kept as the model's own answer (never remembered)
+    flagged: bool = False  # a flagged slot kept as the model's own answer (never remembered)
     #: still a copy of the English (or a loop) after a different, sampled second try: delivered, but not as "ok"
     suspect: str | None = None
     #: 0..1: the geometric mean token probability of a one-pass translation, the candidates' agreement of an
@@ -326,9 +327,15 @@ class Batcher:
             if any(it.sampled for it in batch):
                 temperature, seed = max(self.temperature, self.resample_temperature), sum(it.attempts for it in batch)
             try:
-                call = await self.runner.call(sources, [it.tokens for it in batch], temperature=temperature, seed=seed,
-                                              requests=len({it.request_id for it in batch}), priority=priority,
-                                              logprobs=True)
+                call = await self.runner.call(
+                    sources,
+                    [it.tokens for it in batch],
+                    temperature=temperature,
+                    seed=seed,
+                    requests=len({it.request_id for it in batch}),
+                    priority=priority,
+                    logprobs=True,
+                )
             except EngineDead as exc:  # no retry can succeed: fail at once, and tell the gateway
                 log.error("the engine died: %s", exc)
                 for it in batch:
@@ -362,8 +369,13 @@ class Batcher:
                     self.stats.record_flagged_slot(slot.reason, resent=False)
                     self.stats.record_suspect(SUSPECT_REASONS[slot.reason])
                     self._record_baseline(it, call, batch)
-                    self._resolve(it, slot.text, flagged=True, suspect=SUSPECT_REASONS[slot.reason],
-                                  confidence=_confidence(call, slot))
+                    self._resolve(
+                        it,
+                        slot.text,
+                        flagged=True,
+                        suspect=SUSPECT_REASONS[slot.reason],
+                        confidence=_confidence(call, slot),
+                    )
                 else:
                     self._repair(it, slot.reason or "missing", len(batch), f"output slot flagged: {slot.reason}")
         except Exception as exc:  # a bug must not leave callers waiting: fail what is unresolved, in its slot
@@ -383,21 +395,43 @@ class Batcher:
     def _record_baseline(self, it: Item, call: PromptCall, batch: list[Item]) -> None:
         """Count ``it`` as if it had been sent alone, uncached (cost.py), at this prompt's measured rate."""
         total = sum(b.tokens for b in batch) or 1
-        it.usage = it.usage + self.runner.baseline(it.text, it.tokens / total * call.completion.completion_tokens,
-                                                   seconds_per_token=call.seconds_per_computed_token, calib=call.calib)
+        it.usage = it.usage + self.runner.baseline(
+            it.text,
+            it.tokens / total * call.completion.completion_tokens,
+            seconds_per_token=call.seconds_per_computed_token,
+            calib=call.calib,
+        )
 
     def _forget(self, it: Item) -> None:
         if self._pending.get(it.text) is it:
             del self._pending[it.text]
 
-    def _resolve(self, it: Item, text: str | None, code: str | None = None, message: str | None = None,
-                 flagged: bool = False, suspect: str | None = None, confidence: float | None = None) -> None:
+    def _resolve(
+        self,
+        it: Item,
+        text: str | None,
+        code: str | None = None,
+        message: str | None = None,
+        flagged: bool = False,
+        suspect: str | None = None,
+        confidence: float | None = None,
+    ) -> None:
         self._forget(it)
         first = True
         for w in it.waiters:
             if not w.done():  # the first live caller carries the cost; the others shared the work
-                w.set_result(Outcome(text, code, message, it.usage if first else EngineUsage(), coalesced=not first,
-                                     flagged=flagged, suspect=suspect, confidence=confidence))
+                w.set_result(
+                    Outcome(
+                        text,
+                        code,
+                        message,
+                        it.usage if first else EngineUsage(),
+                        coalesced=not first,
+                        flagged=flagged,
+                        suspect=suspect,
+                        confidence=confidence,
+                    )
+                )
                 first = False
         if text is not None and not flagged and self.memory_size > 0:
             self._memory[it.text] = text
@@ -416,7 +450,8 @@ class Batcher:
             if it.attempts >= self.max_attempts + (self.placeholder_retries if reason == "placeholder" else 0):
                 self.stats.record_flagged_slot(reason, resent=False)
                 code = {"engine_error": "engine_error", "placeholder": "placeholder_damaged"}.get(
-                    reason, "unparseable_output")
+                    reason, "unparseable_output"
+                )
                 self._resolve(it, None, code, f"no usable translation after {it.attempts} attempts ({message})")
                 return
         self.stats.record_flagged_slot(reason, resent=True)

@@ -20,19 +20,30 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .batcher import Batcher
 from .engines import Engine
-from .runner import PromptRunner
 from .parsing import is_copy
+from .runner import PromptRunner
 from .stats import Stats
 from .template import Template, default_prompts_dir
 
-__all__ = ["Calibration", "SizeResult", "TemplateChoice", "VariantResult", "calibrate", "choose_template", "load_pairs",
-           "cache_path", "load_cached", "load_cached_choice", "translate_fixed"]
+__all__ = [
+    "Calibration",
+    "SizeResult",
+    "TemplateChoice",
+    "VariantResult",
+    "calibrate",
+    "choose_template",
+    "load_pairs",
+    "cache_path",
+    "load_cached",
+    "load_cached_choice",
+    "translate_fixed",
+]
 
 log = logging.getLogger("batchmt.calibration")
 
@@ -61,12 +72,22 @@ class Calibration:
     created: str = ""
 
     def summary(self) -> str:
-        rows = [f"pack {r.pack:>2}: chrF {r.chrf:5.1f}  BLEU {r.bleu:5.1f}  parse failures {100 * r.parse_failure_rate:5.1f}%  "
-                f"copies {100 * r.copy_rate:5.1f}%  {r.seconds:6.1f}s" for r in self.results]
+        rows = [
+            f"pack {r.pack:>2}: chrF {r.chrf:5.1f}  BLEU {r.bleu:5.1f}  "
+            f"parse failures {100 * r.parse_failure_rate:5.1f}%  "
+            f"copies {100 * r.copy_rate:5.1f}%  {r.seconds:6.1f}s"
+            for r in self.results
+        ]
         tried = {r.pack for r in self.results}
-        verdict = (f"calibrated pack limit for {self.model} with {self.template}: {self.pack_limit}"
-                   + (f" (sizes above {max(tried)} not tried: {max(tried)} already failed)" if max(tried) > self.pack_limit else "")
-                   + (" (packing costs quality on this model: one sentence per prompt)" if self.pack_limit == 1 else ""))
+        verdict = (
+            f"calibrated pack limit for {self.model} with {self.template}: {self.pack_limit}"
+            + (
+                f" (sizes above {max(tried)} not tried: {max(tried)} already failed)"
+                if max(tried) > self.pack_limit
+                else ""
+            )
+            + (" (packing costs quality on this model: one sentence per prompt)" if self.pack_limit == 1 else "")
+        )
         return "\n".join(rows + [verdict])
 
 
@@ -83,12 +104,25 @@ def load_pairs(path: Path | None = None, limit: int | None = None) -> list[tuple
     return pairs[:limit] if limit else pairs
 
 
-async def translate_fixed(engine: Engine, template: Template, sources: list[str], pack: int,
-                          in_flight: int = 64, max_prompt_tokens: int = 4096) -> tuple[list[str], Stats]:
+async def translate_fixed(
+    engine: Engine,
+    template: Template,
+    sources: list[str],
+    pack: int,
+    in_flight: int = 64,
+    max_prompt_tokens: int = 4096,
+) -> tuple[list[str], Stats]:
     """Translate through a batcher that always packs ``pack`` sentences (no memory, no adaptivity)."""
     stats = Stats()
-    b = Batcher(PromptRunner(engine, template, stats, max_in_flight=in_flight), stats, max_wait_ms=2,
-                max_sentences_per_prompt=pack, policy="fixed", max_prompt_tokens=max_prompt_tokens, memory_size=0)
+    b = Batcher(
+        PromptRunner(engine, template, stats, max_in_flight=in_flight),
+        stats,
+        max_wait_ms=2,
+        max_sentences_per_prompt=pack,
+        policy="fixed",
+        max_prompt_tokens=max_prompt_tokens,
+        memory_size=0,
+    )
     b.start()
     try:
         futures = b.submit(sources, request_id=0)
@@ -114,8 +148,13 @@ def load_cached(cache_dir: Path, model: str, template: Template, pairs: list[tup
     return Calibration(**data)
 
 
-async def measure(engine: Engine, template: Template, pairs: list[tuple[str, str]], pack: int,
-                  clock: Callable[[], float] = time.monotonic) -> SizeResult:
+async def measure(
+    engine: Engine,
+    template: Template,
+    pairs: list[tuple[str, str]],
+    pack: int,
+    clock: Callable[[], float] = time.monotonic,
+) -> SizeResult:
     """Translate the calibration set at ``pack`` sentences per prompt (prefix warmed first) and score it."""
     import sacrebleu
 
@@ -125,10 +164,13 @@ async def measure(engine: Engine, template: Template, pairs: list[tuple[str, str
     t0 = clock()
     hyps, stats = await translate_fixed(engine, template, sources, pack)
     return SizeResult(
-        pack=pack, chrf=sacrebleu.corpus_chrf(hyps, [refs]).score, bleu=sacrebleu.corpus_bleu(hyps, [refs]).score,
+        pack=pack,
+        chrf=sacrebleu.corpus_chrf(hyps, [refs]).score,
+        bleu=sacrebleu.corpus_bleu(hyps, [refs]).score,
         parse_failure_rate=sum(stats.resent_sentences.values()) / len(sources),
         copy_rate=sum(is_copy(s, h) for s, h in zip(sources, hyps)) / len(sources),
-        seconds=clock() - t0)
+        seconds=clock() - t0,
+    )
 
 
 @dataclass
@@ -151,9 +193,12 @@ class TemplateChoice:
     created: str = ""
 
     def summary(self) -> str:
-        rows = [f"template {r.name:<14} prefix {r.prefix_chars:>5} chars: chrF {r.single.chrf:5.1f}  copies "
-                f"{100 * r.single.copy_rate:5.1f}%  {r.single.seconds:6.1f}s"
-                f"{'  qualifies' if r.qualifies else ''}" for r in self.results]
+        rows = [
+            f"template {r.name:<14} prefix {r.prefix_chars:>5} chars: chrF {r.single.chrf:5.1f}  copies "
+            f"{100 * r.single.copy_rate:5.1f}%  {r.single.seconds:6.1f}s"
+            f"{'  qualifies' if r.qualifies else ''}"
+            for r in self.results
+        ]
         return "\n".join(rows + [f"chosen template for {self.model}: {self.chosen} (the fastest that keeps quality)"])
 
     def result(self, name: str) -> VariantResult:
@@ -166,8 +211,9 @@ def _choice_path(cache_dir: Path, model: str, templates: list[Template], pairs: 
     return Path(cache_dir) / "calibration" / f"{safe}--templates--{key}.json"
 
 
-def load_cached_choice(cache_dir: Path, model: str, templates: list[Template],
-                       pairs: list[tuple[str, str]]) -> TemplateChoice | None:
+def load_cached_choice(
+    cache_dir: Path, model: str, templates: list[Template], pairs: list[tuple[str, str]]
+) -> TemplateChoice | None:
     path = _choice_path(cache_dir, model, templates, pairs)
     if not path.exists():
         return None
@@ -176,10 +222,16 @@ def load_cached_choice(cache_dir: Path, model: str, templates: list[Template],
     return TemplateChoice(**data)
 
 
-async def choose_template(engine: Engine, templates: dict[str, Template], pairs: list[tuple[str, str]], *,
-                          max_chrf_drop: float = 1.0, max_copy_increase: float = 0.05,
-                          cache_dir: Path | None = None,
-                          clock: Callable[[], float] = time.monotonic) -> TemplateChoice:
+async def choose_template(
+    engine: Engine,
+    templates: dict[str, Template],
+    pairs: list[tuple[str, str]],
+    *,
+    max_chrf_drop: float = 1.0,
+    max_copy_increase: float = 0.05,
+    cache_dir: Path | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> TemplateChoice:
     """The fastest template (at one sentence per prompt) whose chrF is within ``max_chrf_drop`` of the best
     variant's and whose copy rate is within ``max_copy_increase`` of the lowest."""
     results = []
@@ -190,12 +242,19 @@ async def choose_template(engine: Engine, templates: dict[str, Template], pairs:
     best_chrf = max(r.single.chrf for r in results)
     least_copies = min(r.single.copy_rate for r in results)
     for r in results:
-        r.qualifies = (r.single.chrf >= best_chrf - max_chrf_drop
-                       and r.single.copy_rate <= least_copies + max_copy_increase)
+        r.qualifies = (
+            r.single.chrf >= best_chrf - max_chrf_drop and r.single.copy_rate <= least_copies + max_copy_increase
+        )
     chosen = min((r for r in results if r.qualifies), key=lambda r: r.single.seconds)
-    choice = TemplateChoice(model=engine.model_name, chosen=chosen.name, sentences=len(pairs),
-                            max_chrf_drop=max_chrf_drop, max_copy_increase=max_copy_increase, results=results,
-                            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    choice = TemplateChoice(
+        model=engine.model_name,
+        chosen=chosen.name,
+        sentences=len(pairs),
+        max_chrf_drop=max_chrf_drop,
+        max_copy_increase=max_copy_increase,
+        results=results,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
     if cache_dir is not None:
         path = _choice_path(cache_dir, engine.model_name, list(templates.values()), pairs)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,9 +262,17 @@ async def choose_template(engine: Engine, templates: dict[str, Template], pairs:
     return choice
 
 
-async def calibrate(engine: Engine, template: Template, pairs: list[tuple[str, str]], *, sizes=SIZES,
-                    max_chrf_drop: float = 1.0, max_parse_failure: float = 0.01,
-                    cache_dir: Path | None = None, single: SizeResult | None = None) -> Calibration:
+async def calibrate(
+    engine: Engine,
+    template: Template,
+    pairs: list[tuple[str, str]],
+    *,
+    sizes=SIZES,
+    max_chrf_drop: float = 1.0,
+    max_parse_failure: float = 0.01,
+    cache_dir: Path | None = None,
+    single: SizeResult | None = None,
+) -> Calibration:
     """The pack size limit with ``template``. ``single``: the pack-1 result when it was measured already
     (template calibration did)."""
     sources = [s for s, _ in pairs]
@@ -222,9 +289,16 @@ async def calibrate(engine: Engine, template: Template, pairs: list[tuple[str, s
     for r in results[1:]:
         if r.chrf >= results[0].chrf - max_chrf_drop and r.parse_failure_rate < max_parse_failure:
             limit = r.pack
-    cal = Calibration(model=engine.model_name, template=template.ref, sentences=len(sources), pack_limit=limit,
-                      max_chrf_drop=max_chrf_drop, max_parse_failure=max_parse_failure, results=results,
-                      created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    cal = Calibration(
+        model=engine.model_name,
+        template=template.ref,
+        sentences=len(sources),
+        pack_limit=limit,
+        max_chrf_drop=max_chrf_drop,
+        max_parse_failure=max_parse_failure,
+        results=results,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
     if cache_dir is not None:
         path = cache_path(cache_dir, engine.model_name, template, pairs)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ class Candidate:
 @lru_cache(maxsize=1)
 def _chrf():
     from sacrebleu.metrics import CHRF
+
     return CHRF()
 
 
@@ -89,8 +90,9 @@ def should_stop(previous: Candidate | None, current: Candidate | None, *, agree:
     return agreement(previous.text, current.text) >= agree
 
 
-def span_confidence(token_logprobs: Sequence[float] | None, token_offsets: Sequence[int] | None,
-                    start: int, end: int) -> float | None:
+def span_confidence(
+    token_logprobs: Sequence[float] | None, token_offsets: Sequence[int] | None, start: int, end: int
+) -> float | None:
     """Mean log-probability of the tokens that start inside ``[start, end)`` of the completion text
     (a token straddling ``start`` counts too). None without logprobs or without a token there."""
     if not token_logprobs or not token_offsets or end <= start:

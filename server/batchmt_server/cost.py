@@ -45,10 +45,14 @@ class Prices:
     engine_hour: float = 0.0
 
     @classmethod
-    def from_settings(cls, s: "Settings") -> "Prices":
-        return cls(currency=s.currency, prompt_per_mtok=s.price_prompt_per_mtok,
-                   cached_prompt_per_mtok=s.price_cached_prompt_per_mtok,
-                   completion_per_mtok=s.price_completion_per_mtok, engine_hour=s.price_engine_hour)
+    def from_settings(cls, s: Settings) -> Prices:
+        return cls(
+            currency=s.currency,
+            prompt_per_mtok=s.price_prompt_per_mtok,
+            cached_prompt_per_mtok=s.price_cached_prompt_per_mtok,
+            completion_per_mtok=s.price_completion_per_mtok,
+            engine_hour=s.price_engine_hour,
+        )
 
     @property
     def model(self) -> str:
@@ -56,25 +60,33 @@ class Prices:
         hours = bool(self.engine_hour)
         return "tokens+engine_hour" if tokens and hours else "tokens" if tokens else "engine_hour" if hours else "none"
 
-    def cost(self, prompt_tokens: float, cached_prompt_tokens: float, completion_tokens: float,
-             engine_seconds: float) -> float:
+    def cost(
+        self, prompt_tokens: float, cached_prompt_tokens: float, completion_tokens: float, engine_seconds: float
+    ) -> float:
         """What the engine work cost. ``prompt_tokens`` includes the cached ones."""
-        return ((prompt_tokens - cached_prompt_tokens) * self.prompt_per_mtok / _M
-                + cached_prompt_tokens * self.cached_prompt_per_mtok / _M
-                + completion_tokens * self.completion_per_mtok / _M
-                + engine_seconds * self.engine_hour / 3600.0)
+        return (
+            (prompt_tokens - cached_prompt_tokens) * self.prompt_per_mtok / _M
+            + cached_prompt_tokens * self.cached_prompt_per_mtok / _M
+            + completion_tokens * self.completion_per_mtok / _M
+            + engine_seconds * self.engine_hour / 3600.0
+        )
 
     def baseline_cost(self, prompt_tokens: float, completion_tokens: float, engine_seconds: float) -> float:
         """The same sentences one per prompt, no prefix cache: no prompt token is cached."""
         return self.cost(prompt_tokens, 0.0, completion_tokens, engine_seconds)
 
     def as_dict(self) -> dict:
-        return {"currency": self.currency, "model": self.model, "prompt_per_mtok": self.prompt_per_mtok,
-                "cached_prompt_per_mtok": self.cached_prompt_per_mtok,
-                "completion_per_mtok": self.completion_per_mtok, "engine_hour": self.engine_hour}
+        return {
+            "currency": self.currency,
+            "model": self.model,
+            "prompt_per_mtok": self.prompt_per_mtok,
+            "cached_prompt_per_mtok": self.cached_prompt_per_mtok,
+            "completion_per_mtok": self.completion_per_mtok,
+            "engine_hour": self.engine_hour,
+        }
 
 
-def usage_totals(snap: "StatsSnapshot", prices: Prices) -> dict:
+def usage_totals(snap: StatsSnapshot, prices: Prices) -> dict:
     """Totals since start, from one snapshot (the body of ``GET /v1/usage``)."""
     p = prices
     pt, ct, gt = snap.prompt_tokens, snap.cached_prompt_tokens, snap.completion_tokens

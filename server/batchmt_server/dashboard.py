@@ -26,20 +26,32 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 def _hist(h: HistogramSnapshot) -> dict:
-    return {"bounds": [float(b) for b in h.buckets], "cumulative": [c for _, c in h.cumulative()],
-            "sum": h.sum, "count": h.count}
+    return {
+        "bounds": [float(b) for b in h.buckets],
+        "cumulative": [c for _, c in h.cumulative()],
+        "sum": h.sum,
+        "count": h.count,
+    }
 
 
 def dashboard_data(snap: StatsSnapshot, prices: Prices) -> dict:
-    return {"time": time.time(), "usage": usage_totals(snap, prices),
-            "histograms": {"request_seconds": _hist(snap.request_seconds),
-                           "queue_wait_seconds": _hist(snap.queue_wait_seconds),
-                           "engine_seconds": _hist(snap.engine_seconds),
-                           "sentences_per_prompt": _hist(snap.sentences_per_prompt)},
-            "requests": dict(snap.requests), "sentences_by_outcome": dict(snap.sentences),
-            "flagged_slots": dict(snap.flagged_slots), "resent_sentences": dict(snap.resent_sentences),
-            "queue_depth": snap.queue_depth, "prompts_in_flight": snap.prompts_in_flight,
-            "engine_ready": snap.engine_ready}
+    return {
+        "time": time.time(),
+        "usage": usage_totals(snap, prices),
+        "histograms": {
+            "request_seconds": _hist(snap.request_seconds),
+            "queue_wait_seconds": _hist(snap.queue_wait_seconds),
+            "engine_seconds": _hist(snap.engine_seconds),
+            "sentences_per_prompt": _hist(snap.sentences_per_prompt),
+        },
+        "requests": dict(snap.requests),
+        "sentences_by_outcome": dict(snap.sentences),
+        "flagged_slots": dict(snap.flagged_slots),
+        "resent_sentences": dict(snap.resent_sentences),
+        "queue_depth": snap.queue_depth,
+        "prompts_in_flight": snap.prompts_in_flight,
+        "engine_ready": snap.engine_ready,
+    }
 
 
 def install_dashboard(app: FastAPI) -> None:
@@ -47,8 +59,9 @@ def install_dashboard(app: FastAPI) -> None:
 
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard_page() -> FileResponse:
-        return FileResponse(STATIC / "dashboard.html", media_type="text/html; charset=utf-8",
-                            headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            STATIC / "dashboard.html", media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"}
+        )
 
     @app.get("/dashboard/", include_in_schema=False)
     async def dashboard_slash() -> RedirectResponse:

@@ -41,8 +41,9 @@ class PreparedText:
         return self.segmentation.join(out), kept
 
 
-def _prepare_text(text: str, mode: SplitMode, max_chars: int, preserve: bool,
-                  markers: Sequence[tuple[int, int]] = ()) -> PreparedText:
+def _prepare_text(
+    text: str, mode: SplitMode, max_chars: int, preserve: bool, markers: Sequence[tuple[int, int]] = ()
+) -> PreparedText:
     keep = sorted(set(markers) | (set(find_spans(text)) if preserve else set()))
     seg = segment_text(text, mode, max_chars, keep)
     prots = []
@@ -83,8 +84,13 @@ class PreparedEntry:
         return self.document.render(texts), kept
 
 
-def prepare(text: str, mode: SplitMode = "on", max_chars: int = 1000, preserve: bool = True,
-            tag_handling: TagHandling | None = None) -> PreparedEntry:
+def prepare(
+    text: str,
+    mode: SplitMode = "on",
+    max_chars: int = 1000,
+    preserve: bool = True,
+    tag_handling: TagHandling | None = None,
+) -> PreparedEntry:
     """Raises :class:`~batchmt_server.markup.MarkupError` for markup that does not parse."""
     if tag_handling is None:
         return PreparedEntry((_prepare_text(text, mode, max_chars, preserve),))

@@ -43,13 +43,13 @@ log = logging.getLogger("batchmt.ensemble")
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    rounds: int = 5                 # K, odd
-    pack: int = 8                   # sentences per prompt
-    early_stopping: bool = True     # SEAS
-    agree: float = 75.0             # symmetric chrF two consecutive rounds must reach to stop
-    confidence: float = -0.35       # mean token logprob both of them must reach to stop
-    temperature: float = 0.7        # sampling for one-sentence prompts after round 1
-    weighted: bool = True           # votes weighted by exp(mean token logprob)
+    rounds: int = 5  # K, odd
+    pack: int = 8  # sentences per prompt
+    early_stopping: bool = True  # SEAS
+    agree: float = 75.0  # symmetric chrF two consecutive rounds must reach to stop
+    confidence: float = -0.35  # mean token logprob both of them must reach to stop
+    temperature: float = 0.7  # sampling for one-sentence prompts after round 1
+    weighted: bool = True  # votes weighted by exp(mean token logprob)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -60,8 +60,10 @@ class EnsembleConfig:
 
     def describe(self) -> str:
         """What a signature records."""
-        return (f"k{self.rounds},p{self.pack},es:{'on' if self.early_stopping else 'off'},agree:{self.agree:g},"
-                f"conf:{self.confidence:g},samp:{self.temperature:g},vote:{'conf' if self.weighted else 'plain'}")
+        return (
+            f"k{self.rounds},p{self.pack},es:{'on' if self.early_stopping else 'off'},agree:{self.agree:g},"
+            f"conf:{self.confidence:g},samp:{self.temperature:g},vote:{'conf' if self.weighted else 'plain'}"
+        )
 
 
 @dataclass
@@ -87,8 +89,8 @@ class EnsembleSentence:
     candidates: list[Candidate] = field(default_factory=list)
     #: every slot this sentence got, valid or not: (round, text, parser reason or None)
     slots: list[tuple[int, str | None, str | None]] = field(default_factory=list)
-    rounds: int = 0                    # rounds it took part in
-    stopped_early: bool = False        # left before the last round (SEAS)
+    rounds: int = 0  # rounds it took part in
+    stopped_early: bool = False  # left before the last round (SEAS)
     usage: EngineUsage = EngineUsage()
     #: 0..1: how much the other candidates agree with the chosen one (mean symmetric chrF / 100); with a single
     #: candidate, its geometric mean token probability
@@ -147,9 +149,9 @@ class Ensemble:
         #: the last runs (observability and tests: which sentences went into which round)
         self.history: deque[EnsembleRun] = deque(maxlen=history)
 
-
-    async def run(self, texts: list[str], config: EnsembleConfig, request_id: int = 0,
-                  priority: int = 0) -> EnsembleRun:
+    async def run(
+        self, texts: list[str], config: EnsembleConfig, request_id: int = 0, priority: int = 0
+    ) -> EnsembleRun:
         """Translate ``texts`` with ``config.rounds`` rounds; results in input order. ``priority`` > 0: batch-job
         work (the engine's priority scheduling runs it after interactive prompts)."""
         n = len(texts)
@@ -184,8 +186,12 @@ class Ensemble:
             if config.early_stopping and r >= 1 and r < config.rounds - 1:
                 still = []
                 for i in active:
-                    if should_stop(self._candidate(results[i], r - 1), self._candidate(results[i], r),
-                                   agree=config.agree, confidence=config.confidence):
+                    if should_stop(
+                        self._candidate(results[i], r - 1),
+                        self._candidate(results[i], r),
+                        agree=config.agree,
+                        confidence=config.confidence,
+                    ):
                         results[i].stopped_early = True
                         stopped += 1
                     else:
@@ -218,14 +224,26 @@ class Ensemble:
     def _candidate(res: EnsembleSentence, r: int) -> Candidate | None:
         return next((c for c in res.candidates if c.round == r), None)
 
-    async def _send(self, texts: list[str], tokens: list[int], rec: PromptRecord, seed: int | None,
-                    results: list[EnsembleSentence], priority: int = 0) -> None:
+    async def _send(
+        self,
+        texts: list[str],
+        tokens: list[int],
+        rec: PromptRecord,
+        seed: int | None,
+        results: list[EnsembleSentence],
+        priority: int = 0,
+    ) -> None:
         batch = rec.sentences
         try:
             async with self.runner.place():
-                call = await self.runner.call([texts[i] for i in batch], [tokens[i] for i in batch],
-                                              temperature=rec.temperature, seed=seed, logprobs=True,
-                                              priority=priority)
+                call = await self.runner.call(
+                    [texts[i] for i in batch],
+                    [tokens[i] for i in batch],
+                    temperature=rec.temperature,
+                    seed=seed,
+                    logprobs=True,
+                    priority=priority,
+                )
         except EngineError as exc:
             rec.ok = False
             log.warning("ensemble round %d: engine call failed for %d sentences: %s", rec.round + 1, len(batch), exc)
@@ -245,6 +263,7 @@ class Ensemble:
             if not slot.ok or not slot.text:
                 self.stats.record_flagged_slot(slot.reason or "missing", resent=False)
                 continue
-            conf = (span_confidence(completion.token_logprobs, completion.token_offsets, *slot.span)
-                    if slot.span else None)
+            conf = (
+                span_confidence(completion.token_logprobs, completion.token_offsets, *slot.span) if slot.span else None
+            )
             res.candidates.append(Candidate(slot.text, conf, rec.round))

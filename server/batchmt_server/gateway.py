@@ -74,10 +74,20 @@ class Gateway:
             variants = {name: self._load_template(name) for name in s.template_names}
             choice = load_cached_choice(s.cache_dir, engine.model_name, list(variants.values()), pairs)
             if choice is None:
-                log.info("choosing among templates %s for %s (once; cached under %s)", list(variants),
-                         engine.model_name, s.cache_dir)
-                choice = await choose_template(engine, variants, pairs, max_chrf_drop=s.max_chrf_drop,
-                                               max_copy_increase=s.max_copy_increase, cache_dir=s.cache_dir)
+                log.info(
+                    "choosing among templates %s for %s (once; cached under %s)",
+                    list(variants),
+                    engine.model_name,
+                    s.cache_dir,
+                )
+                choice = await choose_template(
+                    engine,
+                    variants,
+                    pairs,
+                    max_chrf_drop=s.max_chrf_drop,
+                    max_copy_increase=s.max_copy_increase,
+                    cache_dir=s.cache_dir,
+                )
             log.info("template calibration:\n%s", choice.summary())
             self.template_choice = choice
             self.template = variants[choice.chosen]
@@ -87,8 +97,15 @@ class Gateway:
             log.info("calibrated pack limit %d (cached)", cached.pack_limit)
             return cached
         log.info("calibrating %s with %s (once; cached under %s)", engine.model_name, self.template.ref, s.cache_dir)
-        cal = await calibrate(engine, self.template, pairs, max_chrf_drop=s.max_chrf_drop,
-                              max_parse_failure=s.max_parse_failure, cache_dir=s.cache_dir, single=single)
+        cal = await calibrate(
+            engine,
+            self.template,
+            pairs,
+            max_chrf_drop=s.max_chrf_drop,
+            max_parse_failure=s.max_parse_failure,
+            cache_dir=s.cache_dir,
+            single=single,
+        )
         log.info("calibration:\n%s", cal.summary())
         return cal
 
@@ -127,26 +144,48 @@ class Gateway:
                 self.calibrated_pack_limit = self.calibration.pack_limit
             self.stats.set_pack_cap(self.max_pack)
             # one cap on prompts in flight for the batcher and the ensemble rounds
-            self.runner = PromptRunner(self.engine, self.template, self.stats, max_in_flight=s.max_prompts_in_flight,
-                                       timeout_s=s.engine_timeout_s)
-            self.batcher = Batcher(self.runner, self.stats, max_wait_ms=s.max_wait_ms,
-                                   max_sentences_per_prompt=self.max_pack, max_prompt_tokens=s.max_prompt_tokens,
-                                   max_queue_sentences=s.max_queue_sentences, max_attempts=s.max_attempts,
-                                   temperature=s.temperature, policy=s.pack_policy,
-                                   memory_size=0 if self.memory is not None else s.translation_memory_size,
-                                   suspect_second_try=s.suspect_second_try)
+            self.runner = PromptRunner(
+                self.engine,
+                self.template,
+                self.stats,
+                max_in_flight=s.max_prompts_in_flight,
+                timeout_s=s.engine_timeout_s,
+            )
+            self.batcher = Batcher(
+                self.runner,
+                self.stats,
+                max_wait_ms=s.max_wait_ms,
+                max_sentences_per_prompt=self.max_pack,
+                max_prompt_tokens=s.max_prompt_tokens,
+                max_queue_sentences=s.max_queue_sentences,
+                max_attempts=s.max_attempts,
+                temperature=s.temperature,
+                policy=s.pack_policy,
+                memory_size=0 if self.memory is not None else s.translation_memory_size,
+                suspect_second_try=s.suspect_second_try,
+            )
             self.batcher.start()
             self.batcher.on_engine_dead = self.engine_died
             self.ensemble = Ensemble(self.runner, self.stats, max_prompt_tokens=s.max_prompt_tokens)
-            self.translator = Translator(self.batcher, self.stats, s, self.model_name, self.template,
-                                         self.calibrated_pack_limit, ensemble=self.ensemble, prices=self.prices,
-                                         memory=self.memory)
+            self.translator = Translator(
+                self.batcher,
+                self.stats,
+                s,
+                self.model_name,
+                self.template,
+                self.calibrated_pack_limit,
+                ensemble=self.ensemble,
+                prices=self.prices,
+                memory=self.memory,
+            )
             if s.warmup:
                 await self.runner.warmup()
             self.ready_after_s = time.monotonic() - self.started_at
             self.stats.set_engine_ready(True)
             self.ready.set()
-            log.info("ready in %.1fs: model %s, signature %s", self.ready_after_s, self.model_name, self.translator.signature)
+            log.info(
+                "ready in %.1fs: model %s, signature %s", self.ready_after_s, self.model_name, self.translator.signature
+            )
         except Exception as exc:  # the process stays up and says why in /readyz
             self.boot_error = f"{type(exc).__name__}: {exc}"
             log.exception("engine failed to start")
@@ -177,4 +216,3 @@ class Gateway:
     @property
     def signature(self) -> str:
         return signature(self.template, self.model_name, self.settings, self.calibrated_pack_limit)
-

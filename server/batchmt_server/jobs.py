@@ -34,8 +34,7 @@ from .jobs_worker import JobWorker, WorkerConfig, error_line
 from .schemas import TranslateRequest
 from .stores import FileRecord, JobRecord, NewLine, Store, build_store
 
-__all__ = ["JobsConfig", "JobsRuntime", "install_jobs", "batch_object", "file_object", "validate_lines",
-           "parse_window"]
+__all__ = ["JobsConfig", "JobsRuntime", "install_jobs", "batch_object", "file_object", "validate_lines", "parse_window"]
 
 log = logging.getLogger("batchmt.jobs")
 
@@ -65,17 +64,27 @@ class JobsConfig:
         data_dir = getattr(s, "data_dir", None) or cache / "data"
         kw: dict[str, Any] = {"data_dir": Path(data_dir)}
         for f in fields(cls):
-            name = {"max_file_bytes": "job_max_file_bytes", "max_requests": "job_max_requests",
-                    "lease_seconds": "job_lease_s", "max_lines_in_flight": "job_max_lines_in_flight",
-                    "drain_s": "job_drain_s", "poll_seconds": "job_poll_s", "workers": "job_worker",
-                    "max_completion_window_s": "job_max_completion_window_s"}.get(f.name, f.name)
+            name = {
+                "max_file_bytes": "job_max_file_bytes",
+                "max_requests": "job_max_requests",
+                "lease_seconds": "job_lease_s",
+                "max_lines_in_flight": "job_max_lines_in_flight",
+                "drain_s": "job_drain_s",
+                "poll_seconds": "job_poll_s",
+                "workers": "job_worker",
+                "max_completion_window_s": "job_max_completion_window_s",
+            }.get(f.name, f.name)
             if f.name != "data_dir" and getattr(s, name, None) is not None:
                 kw[f.name] = getattr(s, name)
         return cls(**kw)
 
     def worker_config(self) -> WorkerConfig:
-        return WorkerConfig(lease_seconds=self.lease_seconds, max_lines_in_flight=self.max_lines_in_flight,
-                            drain_s=self.drain_s, poll_seconds=self.poll_seconds)
+        return WorkerConfig(
+            lease_seconds=self.lease_seconds,
+            max_lines_in_flight=self.max_lines_in_flight,
+            drain_s=self.drain_s,
+            poll_seconds=self.poll_seconds,
+        )
 
 
 # ---------------------------------------------------------------------------- wire shapes (OpenAI's)
@@ -84,51 +93,89 @@ class CreateBatch(BaseModel):
 
     input_file_id: str = Field(min_length=1, max_length=128)
     endpoint: str = Field(description=f"only {ENDPOINT!r} is served")
-    completion_window: str = Field("24h", description="'24h' (OpenAI's only value), or any of e.g. '90s', '30m', "
-                                   "'2h', '7d'; lines not done by then are written to the error file as expired")
+    completion_window: str = Field(
+        "24h",
+        description="'24h' (OpenAI's only value), or any of e.g. '90s', '30m', "
+        "'2h', '7d'; lines not done by then are written to the error file as expired",
+    )
     metadata: dict[str, str] | None = Field(None, description="up to 16 pairs; keys <= 64, values <= 512 characters")
     output_expires_after: dict | None = None  # accepted for compatibility, not applied
 
 
 def file_object(f: FileRecord) -> dict:
-    return {"id": f.id, "object": "file", "bytes": f.bytes, "created_at": f.created_at, "filename": f.filename,
-            "purpose": f.purpose, "status": "processed", "expires_at": None, "status_details": None}
+    return {
+        "id": f.id,
+        "object": "file",
+        "bytes": f.bytes,
+        "created_at": f.created_at,
+        "filename": f.filename,
+        "purpose": f.purpose,
+        "status": "processed",
+        "expires_at": None,
+        "status_details": None,
+    }
 
 
 def batch_object(j: JobRecord, currency: str = "USD", model: str | None = None) -> dict:
     u = j.usage
     return {
-        "id": j.id, "object": "batch", "endpoint": j.endpoint, "model": model, "errors": (
-            {"object": "list", "data": j.errors} if j.errors else None),
-        "input_file_id": j.input_file_id, "completion_window": j.completion_window, "status": j.status,
-        "output_file_id": j.output_file_id, "error_file_id": j.error_file_id, "created_at": j.created_at,
-        "in_progress_at": j.in_progress_at, "expires_at": j.expires_at, "finalizing_at": j.finalizing_at,
-        "completed_at": j.completed_at, "failed_at": j.failed_at, "expired_at": j.expired_at,
-        "cancelling_at": j.cancelling_at, "cancelled_at": j.cancelled_at,
+        "id": j.id,
+        "object": "batch",
+        "endpoint": j.endpoint,
+        "model": model,
+        "errors": ({"object": "list", "data": j.errors} if j.errors else None),
+        "input_file_id": j.input_file_id,
+        "completion_window": j.completion_window,
+        "status": j.status,
+        "output_file_id": j.output_file_id,
+        "error_file_id": j.error_file_id,
+        "created_at": j.created_at,
+        "in_progress_at": j.in_progress_at,
+        "expires_at": j.expires_at,
+        "finalizing_at": j.finalizing_at,
+        "completed_at": j.completed_at,
+        "failed_at": j.failed_at,
+        "expired_at": j.expired_at,
+        "cancelling_at": j.cancelling_at,
+        "cancelled_at": j.cancelled_at,
         "request_counts": {"total": j.total, "completed": j.completed, "failed": j.failed},
         "metadata": j.metadata,
         # OpenAI's usage fields, and batchmt's (the same quantities as a translate response's usage)
-        "usage": {"input_tokens": round(u.prompt_tokens),
-                  "input_tokens_details": {"cached_tokens": round(u.cached_prompt_tokens)},
-                  "output_tokens": round(u.completion_tokens), "output_tokens_details": {"reasoning_tokens": 0},
-                  "total_tokens": round(u.prompt_tokens + u.completion_tokens),
-                  "sentences": u.sentences, "characters": u.characters,
-                  "engine_prompts": round(u.engine_prompts, 3), "memory_hits": u.memory_hits,
-                  "cost": u.cost, "baseline_cost": u.baseline_cost, "saving": u.baseline_cost - u.cost,
-                  "currency": currency},
+        "usage": {
+            "input_tokens": round(u.prompt_tokens),
+            "input_tokens_details": {"cached_tokens": round(u.cached_prompt_tokens)},
+            "output_tokens": round(u.completion_tokens),
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": round(u.prompt_tokens + u.completion_tokens),
+            "sentences": u.sentences,
+            "characters": u.characters,
+            "engine_prompts": round(u.engine_prompts, 3),
+            "memory_hits": u.memory_hits,
+            "cost": u.cost,
+            "baseline_cost": u.baseline_cost,
+            "saving": u.baseline_cost - u.cost,
+            "currency": currency,
+        },
     }
 
 
 def parse_window(window: str, max_s: int) -> int:
     m = _WINDOW.match(window.strip())
     if not m or int(m.group(1)) <= 0:
-        raise APIError(422, "invalid_completion_window",
-                       f"completion_window {window[:32]!r} is not a duration like '24h', '30m' or '90s'",
-                       param="completion_window")
+        raise APIError(
+            422,
+            "invalid_completion_window",
+            f"completion_window {window[:32]!r} is not a duration like '24h', '30m' or '90s'",
+            param="completion_window",
+        )
     seconds = int(m.group(1)) * _UNITS[m.group(2)]
     if seconds > max_s:
-        raise APIError(422, "invalid_completion_window",
-                       f"completion_window {window!r} is longer than the limit of {max_s}s", param="completion_window")
+        raise APIError(
+            422,
+            "invalid_completion_window",
+            f"completion_window {window!r} is longer than the limit of {max_s}s",
+            param="completion_window",
+        )
     return seconds
 
 
@@ -147,8 +194,12 @@ def validate_lines(content: bytes, settings: Any) -> list[NewLine]:
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise APIError(422, "invalid_file", f"the input file is not UTF-8 ({exc.reason} at byte {exc.start})",
-                       param="input_file_id") from None
+        raise APIError(
+            422,
+            "invalid_file",
+            f"the input file is not UTF-8 ({exc.reason} at byte {exc.start})",
+            param="input_file_id",
+        ) from None
     for no, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -165,20 +216,44 @@ def validate_lines(content: bytes, settings: Any) -> list[NewLine]:
         if isinstance(cid, str) and cid and len(cid) <= 512:
             custom_id = cid
         if custom_id is None:
-            out.append(_bad(no, custom_id, 422, "invalid_custom_id",
-                            f"line {no}: custom_id must be a string of 1 to 512 characters", "custom_id"))
+            out.append(
+                _bad(
+                    no,
+                    custom_id,
+                    422,
+                    "invalid_custom_id",
+                    f"line {no}: custom_id must be a string of 1 to 512 characters",
+                    "custom_id",
+                )
+            )
             continue
         if custom_id in seen:
-            out.append(_bad(no, custom_id, 422, "duplicate_custom_id", f"line {no}: custom_id {custom_id[:64]!r} is "
-                            "used by an earlier line; each line needs its own", "custom_id"))
+            out.append(
+                _bad(
+                    no,
+                    custom_id,
+                    422,
+                    "duplicate_custom_id",
+                    f"line {no}: custom_id {custom_id[:64]!r} is used by an earlier line; each line needs its own",
+                    "custom_id",
+                )
+            )
             continue
         seen.add(custom_id)
         if obj.get("method", "POST") != "POST":
             out.append(_bad(no, custom_id, 422, "invalid_method", f"line {no}: method must be 'POST'", "method"))
             continue
         if obj.get("url") != ENDPOINT:
-            out.append(_bad(no, custom_id, 422, "invalid_url", f"line {no}: url must be {ENDPOINT!r}, the batch's "
-                            "endpoint", "url"))
+            out.append(
+                _bad(
+                    no,
+                    custom_id,
+                    422,
+                    "invalid_url",
+                    f"line {no}: url must be {ENDPOINT!r}, the batch's endpoint",
+                    "url",
+                )
+            )
             continue
         try:
             req = TranslateRequest.model_validate(obj.get("body"))
@@ -187,12 +262,23 @@ def validate_lines(content: bytes, settings: Any) -> list[NewLine]:
             errors = exc.errors()
             loc = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
             msg = errors[0]["msg"] if errors else "invalid"
-            out.append(_bad(no, custom_id, 422, "invalid_request", f"line {no}: body{'.' + loc if loc else ''}: "
-                           f"{msg}", f"body.{loc}" if loc else "body"))
+            out.append(
+                _bad(
+                    no,
+                    custom_id,
+                    422,
+                    "invalid_request",
+                    f"line {no}: body{'.' + loc if loc else ''}: {msg}",
+                    f"body.{loc}" if loc else "body",
+                )
+            )
             continue
         except APIError as exc:
-            out.append(_bad(no, custom_id, exc.status, exc.code, f"line {no}: {exc.message}",
-                            exc.param and f"body.{exc.param}"))
+            out.append(
+                _bad(
+                    no, custom_id, exc.status, exc.code, f"line {no}: {exc.message}", exc.param and f"body.{exc.param}"
+                )
+            )
             continue
         out.append(NewLine(no, custom_id, body=req.model_dump_json()))
     return out
@@ -219,6 +305,7 @@ class JobsRuntime:
     def translation_memory(self, max_entries: int) -> Any:
         """The persistent translation memory on this store (written out when the runtime closes); None if off."""
         from .memory import TranslationMemory
+
         self.memory = TranslationMemory(self.store, max_entries) if max_entries > 0 else None
         return self.memory
 
@@ -241,8 +328,9 @@ class JobsRuntime:
             await self.worker.stop()
 
     def start_worker(self, translate: Callable, pressure: Callable[[], int] | None = None) -> JobWorker:
-        self.worker = JobWorker(self.store, translate, self.config.worker_config(), pressure=pressure,
-                                new_file_id=new_file_id)
+        self.worker = JobWorker(
+            self.store, translate, self.config.worker_config(), pressure=pressure, new_file_id=new_file_id
+        )
         self.worker.start()
         return self.worker
 
@@ -266,6 +354,7 @@ def new_batch_id() -> str:
 
 def _check_key(settings: Any, request: Request) -> None:
     from .middleware import principal_of
+
     if principal_of(request) is not None:  # the HTTP front (middleware.py) authenticated this caller's key
         return
     key = getattr(settings, "api_key", None)
@@ -299,6 +388,7 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
         """The caller's key id (files and batches belong to it) and whether it sees everyone's (an admin key, or
         keys off)."""
         from .middleware import principal_of
+
         rec = principal_of(request)
         return (None, True) if rec is None else (rec.id, rec.role == "admin")
 
@@ -331,33 +421,48 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
         limit = rt.config.max_file_bytes
         ctype = request.headers.get("content-type", "")
         if not ctype.lower().startswith("multipart/form-data"):
-            raise APIError(415, "unsupported_media_type", "upload the file as multipart/form-data with the fields "
-                           "'file' and 'purpose'")
+            raise APIError(
+                415,
+                "unsupported_media_type",
+                "upload the file as multipart/form-data with the fields 'file' and 'purpose'",
+            )
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-            raise APIError(413, "file_too_large", f"the upload is {int(declared)} bytes; files are limited to {limit} "
-                           "bytes", param="file")
+            raise APIError(
+                413,
+                "file_too_large",
+                f"the upload is {int(declared)} bytes; files are limited to {limit} bytes",
+                param="file",
+            )
         form = await request.form(max_files=1, max_fields=8)
         try:
             purpose, upload = form.get("purpose"), form.get("file")
             if purpose != "batch":
-                raise APIError(422, "invalid_purpose", "purpose must be 'batch' (the only purpose served)",
-                               param="purpose")
+                raise APIError(
+                    422, "invalid_purpose", "purpose must be 'batch' (the only purpose served)", param="purpose"
+                )
             if upload is None or isinstance(upload, str):
                 raise APIError(422, "invalid_request", "the form has no file in the field 'file'", param="file")
             content = await upload.read(limit + 1)
             if len(content) > limit:
                 raise APIError(413, "file_too_large", f"the file is over the limit of {limit} bytes", param="file")
-            rec = FileRecord(id=new_file_id(), purpose="batch", filename=(upload.filename or "upload.jsonl")[:255],
-                             bytes=len(content), created_at=int(time.time()), owner=owner(request)[0])
+            rec = FileRecord(
+                id=new_file_id(),
+                purpose="batch",
+                filename=(upload.filename or "upload.jsonl")[:255],
+                bytes=len(content),
+                created_at=int(time.time()),
+                owner=owner(request)[0],
+            )
         finally:
             await form.close()
         await rt.store.put_file(rec, content)
         return JSONResponse(file_object(rec))
 
     @router.get("/v1/files")
-    async def list_files(request: Request, purpose: str | None = None, after: str | None = None,
-                         limit: int = 20) -> dict:
+    async def list_files(
+        request: Request, purpose: str | None = None, after: str | None = None, limit: int = 20
+    ) -> dict:
         rt = runtime(request)
         limit = max(1, min(limit, 10_000))
         who, admin = owner(request)
@@ -383,17 +488,26 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
         """Create a batch on an uploaded file; its lines are validated now (bad ones go to the error file)."""
         rt = runtime(request)
         if body.endpoint != ENDPOINT:
-            raise APIError(422, "unsupported_endpoint", f"endpoint {body.endpoint[:64]!r} is not served; use "
-                           f"{ENDPOINT!r}", param="endpoint")
+            raise APIError(
+                422,
+                "unsupported_endpoint",
+                f"endpoint {body.endpoint[:64]!r} is not served; use {ENDPOINT!r}",
+                param="endpoint",
+            )
         window = parse_window(body.completion_window, rt.config.max_completion_window_s)
         meta = body.metadata or None
         if meta and (len(meta) > 16 or any(len(k) > 64 or len(v) > 512 for k, v in meta.items())):
-            raise APIError(422, "invalid_metadata", "metadata: at most 16 pairs, keys up to 64 and values up to 512 "
-                           "characters", param="metadata")
+            raise APIError(
+                422,
+                "invalid_metadata",
+                "metadata: at most 16 pairs, keys up to 64 and values up to 512 characters",
+                param="metadata",
+            )
         f = await own_file(rt, request, body.input_file_id, "input_file_id")
         if f.kind != "upload":
-            raise APIError(404, "file_not_found", f"no uploaded file {body.input_file_id[:64]!r}",
-                           param="input_file_id")
+            raise APIError(
+                404, "file_not_found", f"no uploaded file {body.input_file_id[:64]!r}", param="input_file_id"
+            )
         if f.purpose != "batch":
             raise APIError(422, "invalid_file", "the input file's purpose is not 'batch'", param="input_file_id")
         content = await rt.store.file_content(f.id) or b""
@@ -401,23 +515,41 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
         if not lines:
             raise APIError(422, "empty_file", "the input file has no request lines", param="input_file_id")
         if len(lines) > rt.config.max_requests:
-            raise APIError(413, "too_many_requests", f"the input file has {len(lines)} requests; a batch takes at most "
-                           f"{rt.config.max_requests}", param="input_file_id")
+            raise APIError(
+                413,
+                "too_many_requests",
+                f"the input file has {len(lines)} requests; a batch takes at most {rt.config.max_requests}",
+                param="input_file_id",
+            )
         from .middleware import principal_of
+
         rec = principal_of(request)
         if rec is not None and keys is not None:  # the key's quota and character rate, charged for the whole batch
             from .keys import LimitExceeded
+
             chars, texts = await asyncio.to_thread(_volume, lines)
             try:
                 await keys.charge(rec, chars, texts)
             except LimitExceeded as exc:
-                raise APIError(exc.status, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}) \
-                    from None
+                raise APIError(
+                    exc.status, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}
+                ) from None
         now = int(time.time())
-        job = await rt.store.create_job(JobRecord(
-            id=new_batch_id(), input_file_id=f.id, endpoint=ENDPOINT, completion_window=body.completion_window,
-            status="in_progress", created_at=now, in_progress_at=now, expires_at=now + window, metadata=meta,
-            owner=owner(request)[0]), lines)
+        job = await rt.store.create_job(
+            JobRecord(
+                id=new_batch_id(),
+                input_file_id=f.id,
+                endpoint=ENDPOINT,
+                completion_window=body.completion_window,
+                status="in_progress",
+                created_at=now,
+                in_progress_at=now,
+                expires_at=now + window,
+                metadata=meta,
+                owner=owner(request)[0],
+            ),
+            lines,
+        )
         log.info("batch %s: %d lines (%d invalid), window %ss", job.id, job.total, job.failed, window)
         if rt.worker is not None:
             rt.worker.wake()
@@ -442,15 +574,17 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
         """Stop a batch: lines in flight are dropped, what is done stays in the output file."""
         rt = runtime(request)
         await own_job(rt, request, batch_id)
-        job = await rt.store.set_job_status(batch_id, ["validating", "in_progress", "finalizing"], "cancelling",
-                                            int(time.time()))
+        job = await rt.store.set_job_status(
+            batch_id, ["validating", "in_progress", "finalizing"], "cancelling", int(time.time())
+        )
         if job is None:
             job = await rt.store.get_job(batch_id)
             if job is None:
                 raise APIError(404, "batch_not_found", f"no batch {batch_id[:64]!r}", param="batch_id")
             if job.status not in ("cancelling", "cancelled"):
-                raise APIError(409, "batch_not_cancellable", f"batch {batch_id} is {job.status}; it cannot be "
-                               "cancelled")
+                raise APIError(
+                    409, "batch_not_cancellable", f"batch {batch_id} is {job.status}; it cannot be cancelled"
+                )
         elif rt.worker is not None:
             rt.worker.abandon(batch_id)
             rt.worker.wake()
@@ -460,8 +594,13 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
 
 
 def _page(data: list[dict], has_more: bool) -> dict:
-    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None, "has_more": has_more}
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
 
 
 async def jobs_usage(request: Request) -> dict:
@@ -470,11 +609,19 @@ async def jobs_usage(request: Request) -> dict:
     if rt is None:
         return {}
     count, u = await rt.store.jobs_usage()
-    return {"jobs": count, "sentences": u.sentences, "characters": u.characters,
-            "prompt_tokens": round(u.prompt_tokens),
-            "cached_prompt_tokens": round(u.cached_prompt_tokens), "completion_tokens": round(u.completion_tokens),
-            "engine_prompts": round(u.engine_prompts, 3), "memory_hits": u.memory_hits, "cost": u.cost,
-            "baseline_cost": u.baseline_cost, "saving": u.baseline_cost - u.cost}
+    return {
+        "jobs": count,
+        "sentences": u.sentences,
+        "characters": u.characters,
+        "prompt_tokens": round(u.prompt_tokens),
+        "cached_prompt_tokens": round(u.cached_prompt_tokens),
+        "completion_tokens": round(u.completion_tokens),
+        "engine_prompts": round(u.engine_prompts, 3),
+        "memory_hits": u.memory_hits,
+        "cost": u.cost,
+        "baseline_cost": u.baseline_cost,
+        "saving": u.baseline_cost - u.cost,
+    }
 
 
 class JobsCollector:
@@ -494,19 +641,27 @@ class JobsCollector:
         worker = rt.worker if rt is not None else None
         if worker is None:
             return
-        lines = CounterMetricFamily("batchmt_job_lines", "Batch-job lines this gateway wrote to the store, by "
-                                    "outcome (completed: output file; failed: error file)", labels=["outcome"])
+        lines = CounterMetricFamily(
+            "batchmt_job_lines",
+            "Batch-job lines this gateway wrote to the store, by outcome (completed: output file; failed: error file)",
+            labels=["outcome"],
+        )
         for outcome, n in worker.lines_written.items():
             lines.add_metric([outcome], n)
         yield lines
-        yield GaugeMetricFamily("batchmt_job_lines_in_flight", "Batch-job lines this gateway is running",
-                                value=len(worker._inflight))
-        yield GaugeMetricFamily("batchmt_job_lines_cap", "The worker's cap on batch-job lines in flight (halves "
-                                "while interactive sentences wait)", value=worker.cap)
+        yield GaugeMetricFamily(
+            "batchmt_job_lines_in_flight", "Batch-job lines this gateway is running", value=len(worker._inflight)
+        )
+        yield GaugeMetricFamily(
+            "batchmt_job_lines_cap",
+            "The worker's cap on batch-job lines in flight (halves while interactive sentences wait)",
+            value=worker.cap,
+        )
         gw = getattr(self._app.state, "gateway", None)
         if gw is not None and gw.batcher is not None:
-            yield GaugeMetricFamily("batchmt_job_prompts_cap", "The batcher's cap on batch-job prompts in flight",
-                                    value=gw.batcher.low_cap)
+            yield GaugeMetricFamily(
+                "batchmt_job_prompts_cap", "The batcher's cap on batch-job prompts in flight", value=gw.batcher.low_cap
+            )
 
 
 def install_jobs(app: FastAPI, settings: Any, keys: Any = None) -> None:

@@ -61,20 +61,39 @@ def _req_id() -> str:
 
 def output_line(custom_id: str, resp: TranslateResponse) -> str:
     """A line of the output file (OpenAI's batch output shape)."""
-    return json.dumps({"id": _req_id(), "custom_id": custom_id,
-                       "response": {"status_code": 200, "request_id": resp.id, "body": resp.model_dump(mode="json")},
-                       "error": None}, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(
+        {
+            "id": _req_id(),
+            "custom_id": custom_id,
+            "response": {"status_code": 200, "request_id": resp.id, "body": resp.model_dump(mode="json")},
+            "error": None,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
-def error_line(custom_id: str | None, status: int | None, code: str, message: str, *, param: str | None = None,
-               line: int | None = None) -> str:
+def error_line(
+    custom_id: str | None,
+    status: int | None,
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    line: int | None = None,
+) -> str:
     """A line of the error file: the HTTP answer the request would have had (``response``) and ``error``."""
     body = {"error": {"code": code, "message": message, "param": param}}
-    return json.dumps({"id": _req_id(), "custom_id": custom_id,
-                       "response": None if status is None else {"status_code": status, "request_id": None,
-                                                                "body": body},
-                       "error": {"code": code, "message": message, "param": param, "line": line}},
-                      ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(
+        {
+            "id": _req_id(),
+            "custom_id": custom_id,
+            "response": None if status is None else {"status_code": status, "request_id": None, "body": body},
+            "error": {"code": code, "message": message, "param": param, "line": line},
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def _texts_in(body: str) -> int:
@@ -88,16 +107,30 @@ def _texts_in(body: str) -> int:
 
 def _usage(resp: TranslateResponse) -> JobUsage:
     u = resp.usage
-    return JobUsage(sentences=u.sentences, characters=u.characters, prompt_tokens=u.prompt_tokens,
-                    cached_prompt_tokens=u.cached_prompt_tokens, completion_tokens=u.completion_tokens,
-                    engine_prompts=u.engine_prompts, cost=u.cost, baseline_cost=u.baseline_cost,
-                    memory_hits=getattr(u, "memory_hits", 0) or 0)
+    return JobUsage(
+        sentences=u.sentences,
+        characters=u.characters,
+        prompt_tokens=u.prompt_tokens,
+        cached_prompt_tokens=u.cached_prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        engine_prompts=u.engine_prompts,
+        cost=u.cost,
+        baseline_cost=u.baseline_cost,
+        memory_hits=getattr(u, "memory_hits", 0) or 0,
+    )
 
 
 class JobWorker:
-    def __init__(self, store: Store, translate: Translate, config: WorkerConfig = WorkerConfig(), *,
-                 pressure: Callable[[], int] | None = None, new_file_id: Callable[[], str] | None = None,
-                 owner: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        translate: Translate,
+        config: WorkerConfig = WorkerConfig(),
+        *,
+        pressure: Callable[[], int] | None = None,
+        new_file_id: Callable[[], str] | None = None,
+        owner: str | None = None,
+    ) -> None:
         self.store, self.translate, self.config = store, translate, config
         self.pressure = pressure or (lambda: 0)
         self.new_file_id = new_file_id or (lambda: f"file-{secrets.token_hex(12)}")
@@ -119,12 +152,15 @@ class JobWorker:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         if not self._tasks:
-            self._tasks = [asyncio.create_task(self._claim_loop(), name="batchmt-jobs-claim"),
-                           asyncio.create_task(self._flush_loop(), name="batchmt-jobs-flush"),
-                           asyncio.create_task(self._lease_loop(), name="batchmt-jobs-lease"),
-                           asyncio.create_task(self._supervise_loop(), name="batchmt-jobs-supervise")]
-            log.info("job worker %s started (cap %d lines, lease %.0fs)", self.owner, self.cap,
-                     self.config.lease_seconds)
+            self._tasks = [
+                asyncio.create_task(self._claim_loop(), name="batchmt-jobs-claim"),
+                asyncio.create_task(self._flush_loop(), name="batchmt-jobs-flush"),
+                asyncio.create_task(self._lease_loop(), name="batchmt-jobs-lease"),
+                asyncio.create_task(self._supervise_loop(), name="batchmt-jobs-supervise"),
+            ]
+            log.info(
+                "job worker %s started (cap %d lines, lease %.0fs)", self.owner, self.cap, self.config.lease_seconds
+            )
 
     def wake(self) -> None:
         """A job was created or changed: look for work now."""
@@ -216,9 +252,14 @@ class JobWorker:
         try:
             req = TranslateRequest.model_validate_json(line.body)
         except ValidationError as exc:  # validated at creation; a later change of the schema lands here
-            self._results.append(LineResult(line.job_id, line.line_no, False,
-                                            error_line(line.custom_id, 422, "invalid_request", str(exc)[:500],
-                                                       line=line.line_no)))
+            self._results.append(
+                LineResult(
+                    line.job_id,
+                    line.line_no,
+                    False,
+                    error_line(line.custom_id, 422, "invalid_request", str(exc)[:500], line=line.line_no),
+                )
+            )
             return
         try:
             resp = await self.translate(req)
@@ -228,9 +269,14 @@ class JobWorker:
                 self._release.append((line.job_id, line.line_no))
                 await asyncio.sleep(cfg.busy_backoff_s)
                 return
-            self._results.append(LineResult(line.job_id, line.line_no, False,
-                                            error_line(line.custom_id, exc.status, exc.code, exc.message,
-                                                       param=exc.param, line=line.line_no)))
+            self._results.append(
+                LineResult(
+                    line.job_id,
+                    line.line_no,
+                    False,
+                    error_line(line.custom_id, exc.status, exc.code, exc.message, param=exc.param, line=line.line_no),
+                )
+            )
             return
         except asyncio.CancelledError:
             raise
@@ -239,9 +285,20 @@ class JobWorker:
             if line.attempts < cfg.max_line_attempts:
                 self._release.append((line.job_id, line.line_no))
                 return
-            self._results.append(LineResult(line.job_id, line.line_no, False,
-                                            error_line(line.custom_id, 500, "internal_error",
-                                                       f"internal error: {type(exc).__name__}", line=line.line_no)))
+            self._results.append(
+                LineResult(
+                    line.job_id,
+                    line.line_no,
+                    False,
+                    error_line(
+                        line.custom_id,
+                        500,
+                        "internal_error",
+                        f"internal error: {type(exc).__name__}",
+                        line=line.line_no,
+                    ),
+                )
+            )
             return
         transient = [t for t in resp.translations if t.error is not None and t.error.code in TRANSIENT_CODES]
         if transient and (self._stopping.is_set() or line.attempts < cfg.max_line_attempts):
@@ -250,8 +307,9 @@ class JobWorker:
             else:
                 self._retries.append((line.job_id, line.line_no))
             return
-        self._results.append(LineResult(line.job_id, line.line_no, True, output_line(line.custom_id, resp),
-                                        _usage(resp)))
+        self._results.append(
+            LineResult(line.job_id, line.line_no, True, output_line(line.custom_id, resp), _usage(resp))
+        )
 
     async def _flush(self) -> None:
         results, self._results = self._results, []
@@ -265,8 +323,11 @@ class JobWorker:
                 self.lines_written["completed"] += ok
                 self.lines_written["failed"] += written - ok
             if written < len(results):
-                log.info("job worker %s: %d results dropped (their leases had passed to another worker)",
-                         self.owner, len(results) - written)
+                log.info(
+                    "job worker %s: %d results dropped (their leases had passed to another worker)",
+                    self.owner,
+                    len(results) - written,
+                )
         if release:
             await self.store.release_lines(self.owner, release)
         if retries:
@@ -314,16 +375,27 @@ class JobWorker:
             if job.status in ("in_progress", "finalizing") and now >= job.expires_at:
                 self.abandon(job.id)
                 done = await self.store.finish_job(
-                    job.id, ["in_progress", "finalizing"], "expired", int(now), output_file_id=self.new_file_id(),
-                    error_file_id=self.new_file_id(), expired_output=_EXPIRED)
+                    job.id,
+                    ["in_progress", "finalizing"],
+                    "expired",
+                    int(now),
+                    output_file_id=self.new_file_id(),
+                    error_file_id=self.new_file_id(),
+                    expired_output=_EXPIRED,
+                )
             elif job.status in ("in_progress", "finalizing"):
                 lines = await self.store.open_lines(job.id)
                 if not lines.get("pending") and not lines.get("claimed"):
                     if job.status == "in_progress":
                         await self.store.set_job_status(job.id, ["in_progress"], "finalizing", int(now))
-                    done = await self.store.finish_job(job.id, ["finalizing"], "completed", int(now),
-                                                       output_file_id=self.new_file_id(),
-                                                       error_file_id=self.new_file_id())
+                    done = await self.store.finish_job(
+                        job.id,
+                        ["finalizing"],
+                        "completed",
+                        int(now),
+                        output_file_id=self.new_file_id(),
+                        error_file_id=self.new_file_id(),
+                    )
             else:  # cancelling: drop our lines in flight; wait for other gateways' leases to end
                 self.abandon(job.id)
                 await self._flush()
@@ -331,12 +403,23 @@ class JobWorker:
                 ours = any(jid == job.id for jid, _ in self._inflight)
                 lease_over = job.cancelling_at is not None and now - job.cancelling_at > self.config.lease_seconds
                 if not ours and (not lines.get("claimed") or lease_over):
-                    done = await self.store.finish_job(job.id, ["cancelling"], "cancelled", int(now),
-                                                       output_file_id=self.new_file_id(),
-                                                       error_file_id=self.new_file_id())
+                    done = await self.store.finish_job(
+                        job.id,
+                        ["cancelling"],
+                        "cancelled",
+                        int(now),
+                        output_file_id=self.new_file_id(),
+                        error_file_id=self.new_file_id(),
+                    )
             if done is not None:
-                log.info("job %s %s: %d completed, %d failed of %d", done.id, done.status, done.completed,
-                         done.failed, done.total)
+                log.info(
+                    "job %s %s: %d completed, %d failed of %d",
+                    done.id,
+                    done.status,
+                    done.completed,
+                    done.failed,
+                    done.total,
+                )
                 finished.append(done)
         return finished
 
@@ -356,6 +439,8 @@ class JobWorker:
 
 
 #: the error line of a line that was still open when its job expired (a str.format template; see Store.finish_job)
-_EXPIRED = ('{{"id":"batch_req_expired_{line_no}","custom_id":{custom_id},"response":null,'
-            '"error":{{"code":"batch_expired","message":"This request could not be executed before the completion '
-            'window expired.","param":null,"line":{line_no}}}}}')
+_EXPIRED = (
+    '{{"id":"batch_req_expired_{line_no}","custom_id":{custom_id},"response":null,'
+    '"error":{{"code":"batch_expired","message":"This request could not be executed before the completion '
+    'window expired.","param":null,"line":{line_no}}}}}'
+)

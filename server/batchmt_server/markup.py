@@ -90,8 +90,11 @@ class MarkupDocument:
     def _keeps(self, el: etree._Element) -> bool:
         if not isinstance(el.tag, str):  # comment, processing instruction, entity
             return True
-        return (_local(el.tag).lower() in KEEP_CONTENT or el.get("translate") == "no"
-                or "notranslate" in (el.get("class") or "").split())
+        return (
+            _local(el.tag).lower() in KEEP_CONTENT
+            or el.get("translate") == "no"
+            or "notranslate" in (el.get("class") or "").split()
+        )
 
     def _inline(self, el: etree._Element) -> bool:
         if not isinstance(el.tag, str):
@@ -117,8 +120,12 @@ class MarkupDocument:
         self.runs.append(run)
 
     def _inline_into(self, el: etree._Element, run: Run) -> None:
-        empty = isinstance(el.tag, str) and not len(el) and not (el.text or "").strip() and (
-            el.text is None or _local(el.tag).lower() in _VOID_HTML)
+        empty = (
+            isinstance(el.tag, str)
+            and not len(el)
+            and not (el.text or "").strip()
+            and (el.text is None or _local(el.tag).lower() in _VOID_HTML)
+        )
         if self._keeps(el) or empty:
             run.markers.append(self._marker())
             run.slots.append((el, "tail"))
@@ -197,7 +204,7 @@ def parse_markup(text: str, kind: TagHandling) -> MarkupDocument:
     m = _XML_DECL.match(text)
     try:
         if m or text.lstrip().startswith("<!DOCTYPE"):
-            body = text[m.end():] if m else text
+            body = text[m.end() :] if m else text
             root = etree.fromstring(body.encode("utf-8"), parser)
             return MarkupDocument(kind, root, fragment=False, head=text[: m.end()] + "\n" if m else "")
         root = etree.fromstring(f"<batchmt-fragment>{text}</batchmt-fragment>".encode(), parser)

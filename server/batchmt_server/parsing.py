@@ -21,27 +21,27 @@ prompt by the batcher. A slot never takes a neighbour's line.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from functools import lru_cache
 
 __all__ = ["Slot", "parse_completion", "REASONS", "is_copy", "is_example_copy", "clean"]
 
 #: Every reason a slot can be flagged for repair (metric label values).
 REASONS = (
-    "missing",      # its number never appeared
-    "duplicate",    # a number appeared twice, or numbering restarted: alignment lost from here on
-    "reordered",    # numbers went backwards: alignment lost from here on
-    "merged",       # the line before a missing number (or a wrapped line) is suspiciously long: two in one
-    "extra",        # numbers above N interleaved with real ones (only ignored when run-on at the end)
-    "echo",         # the source echo before the translation is absent or does not repeat this input
-    "copy",         # the output repeats the English source
-    "neighbour",    # the output (or its echo) equals another slot's source, or another slot's output
-    "example",      # the output is a few-shot example translation: the model copied the prompt
-    "empty",        # nothing after the label
-    "truncated",    # the engine stopped at max_tokens inside this slot
-    "engine_error", # the engine call failed
+    "missing",  # its number never appeared
+    "duplicate",  # a number appeared twice, or numbering restarted: alignment lost from here on
+    "reordered",  # numbers went backwards: alignment lost from here on
+    "merged",  # the line before a missing number (or a wrapped line) is suspiciously long: two in one
+    "extra",  # numbers above N interleaved with real ones (only ignored when run-on at the end)
+    "echo",  # the source echo before the translation is absent or does not repeat this input
+    "copy",  # the output repeats the English source
+    "neighbour",  # the output (or its echo) equals another slot's source, or another slot's output
+    "example",  # the output is a few-shot example translation: the model copied the prompt
+    "empty",  # nothing after the label
+    "truncated",  # the engine stopped at max_tokens inside this slot
+    "engine_error",  # the engine call failed
     "placeholder",  # protected spans (placeholders, inline tags) lost, doubled, invented or reordered (batcher)
 )
 
@@ -153,8 +153,9 @@ def parse_completion(
         if not m:
             m, kind = src_re.match(line), "src"
         if m:
-            entries.append([kind, int(m.group(1)), m.group(2), False, max(0, offset + m.start(2)),
-                            max(0, offset + len(line))])
+            entries.append(
+                [kind, int(m.group(1)), m.group(2), False, max(0, offset + m.start(2)), max(0, offset + len(line))]
+            )
         elif line.strip() and entries:
             entries[-1][2] += " " + line.strip()
             entries[-1][3] = True
@@ -222,8 +223,9 @@ def _too_long(source: str, output: str) -> bool:
     return len(output) > 2.2 * len(source) + 20
 
 
-def _check_contents(slots: list[Slot], sources: Sequence[str], norm_src: list[str],
-                    examples: Sequence[str | tuple[str, str]]) -> None:
+def _check_contents(
+    slots: list[Slot], sources: Sequence[str], norm_src: list[str], examples: Sequence[str | tuple[str, str]]
+) -> None:
     n = len(sources)
     outputs: dict[str, list[int]] = {}
     for i, slot in enumerate(slots):
@@ -260,7 +262,7 @@ NEIGHBOUR_FLOOR = 0.2
 
 def _trigrams(text: str) -> frozenset[str]:
     t = " " + _norm(text) + " "
-    return frozenset(t[i:i + 3] for i in range(len(t) - 2))
+    return frozenset(t[i : i + 3] for i in range(len(t) - 2))
 
 
 #: inputs' trigrams, cached: every slot of a prompt is compared with every input of it
@@ -286,8 +288,7 @@ def _translates_a_neighbour(i: int, text: str, sources: Sequence[str]) -> bool:
     """
     own_digits = _digits(sources[i])
     out_digits = frozenset(_DIGITS.findall(text))
-    if out_digits - own_digits and any((out_digits - own_digits) & _digits(s)
-                                       for j, s in enumerate(sources) if j != i):
+    if out_digits - own_digits and any((out_digits - own_digits) & _digits(s) for j, s in enumerate(sources) if j != i):
         return True
     grams = _trigrams(text)
     own = _overlap(grams, _source_trigrams(sources[i]))

@@ -69,8 +69,13 @@ class Protected:
 
 
 def protect(
-    text: str, style: Style = "mask", mask: str = MASK, *, detect: bool = True,
-    fixed: Sequence[tuple[int, int]] = (), fixed_mask: str = FIXED_MASK,
+    text: str,
+    style: Style = "mask",
+    mask: str = MASK,
+    *,
+    detect: bool = True,
+    fixed: Sequence[tuple[int, int]] = (),
+    fixed_mask: str = FIXED_MASK,
 ) -> Protected:
     """Protect ``text``'s spans: those ``find_spans`` finds (unless ``detect`` is false) and the ``fixed`` ones
     (markup's inline-tag markers: always protected, and their order is verified too). ``mask`` (a format with

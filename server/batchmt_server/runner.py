@@ -44,8 +44,15 @@ class PromptCall:
 
 
 class PromptRunner:
-    def __init__(self, engine: Engine, template: Template, stats: Stats, *, max_in_flight: int = 64,
-                 timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        template: Template,
+        stats: Stats,
+        *,
+        max_in_flight: int = 64,
+        timeout_s: float | None = None,
+    ) -> None:
         self.engine, self.template, self.stats = engine, template, stats
         self.max_in_flight = max_in_flight
         #: an engine call that takes longer fails (EngineError) and gives its place back: a hung engine cannot
@@ -84,12 +91,27 @@ class PromptRunner:
             self.release()
 
     # ------------------------------------------------------------------ one call
-    async def call(self, sources: list[str], tokens: list[int], *, temperature: float = 0.0, seed: int | None = None,
-                   logprobs: bool = False, requests: int = 1, priority: int = 0) -> PromptCall:
+    async def call(
+        self,
+        sources: list[str],
+        tokens: list[int],
+        *,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        logprobs: bool = False,
+        requests: int = 1,
+        priority: int = 0,
+    ) -> PromptCall:
         """Send ``sources`` in one prompt (the caller holds a place). Raises :class:`EngineError` after
         recording the failed prompt."""
-        params = GenerationParams(max_tokens=self.template.max_tokens(tokens), temperature=temperature, seed=seed,
-                                  stop=self.template.stop_for(len(sources)), logprobs=logprobs, priority=priority)
+        params = GenerationParams(
+            max_tokens=self.template.max_tokens(tokens),
+            temperature=temperature,
+            seed=seed,
+            stop=self.template.stop_for(len(sources)),
+            logprobs=logprobs,
+            priority=priority,
+        )
         prompt = self.template.render(sources)
         t0 = time.monotonic()
         try:
@@ -98,39 +120,50 @@ class PromptRunner:
             except asyncio.TimeoutError:
                 raise EngineError(f"the engine did not answer within {self.timeout_s:g}s") from None
         except EngineError:
-            self.stats.record_prompt(sentences=len(sources), requests=requests, ok=False,
-                                     seconds=time.monotonic() - t0)
+            self.stats.record_prompt(sentences=len(sources), requests=requests, ok=False, seconds=time.monotonic() - t0)
             raise
         busy = self.stats.record_prompt(
-            sentences=len(sources), requests=requests, ok=True, seconds=time.monotonic() - t0,
-            prompt_tokens=completion.prompt_tokens, cached_prompt_tokens=completion.cached_prompt_tokens,
-            completion_tokens=completion.completion_tokens)
+            sentences=len(sources),
+            requests=requests,
+            ok=True,
+            seconds=time.monotonic() - t0,
+            prompt_tokens=completion.prompt_tokens,
+            cached_prompt_tokens=completion.cached_prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+        )
         total = sum(tokens) or 1
-        shares = [EngineUsage(prompt_tokens=t / total * completion.prompt_tokens,
-                              cached_prompt_tokens=t / total * completion.cached_prompt_tokens,
-                              completion_tokens=t / total * completion.completion_tokens,
-                              engine_prompts=1 / len(sources), engine_seconds=t / total * busy) for t in tokens]
+        shares = [
+            EngineUsage(
+                prompt_tokens=t / total * completion.prompt_tokens,
+                cached_prompt_tokens=t / total * completion.cached_prompt_tokens,
+                completion_tokens=t / total * completion.completion_tokens,
+                engine_prompts=1 / len(sources),
+                engine_seconds=t / total * busy,
+            )
+            for t in tokens
+        ]
         slots = self.template.parse(completion.text, sources, completion.finish_reason)
         calib = completion.prompt_tokens / max(1, self.template.prompt_tokens(prompt, self.engine.count_tokens))
         return PromptCall(prompt, completion, slots, shares, busy, calib)
 
     # ------------------------------------------------------------------ baseline (cost.py)
-    def baseline(self, source: str, completion_tokens: float, *, seconds_per_token: float,
-                 calib: float) -> EngineUsage:
+    def baseline(self, source: str, completion_tokens: float, *, seconds_per_token: float, calib: float) -> EngineUsage:
         """Record one translated sentence as if it had been sent alone, without a prefix cache: the tokens of
         its one-sentence prompt (calibrated by the engine's own count), ``completion_tokens``, and engine time
         at the measured ``seconds_per_token``."""
         pt = calib * self.template.prompt_tokens(self.template.render([source]), self.engine.count_tokens)
         seconds = seconds_per_token * (pt + completion_tokens)
         self.stats.record_baseline(prompt_tokens=pt, completion_tokens=completion_tokens, engine_seconds=seconds)
-        return EngineUsage(baseline_prompt_tokens=pt, baseline_completion_tokens=completion_tokens,
-                           baseline_engine_seconds=seconds)
+        return EngineUsage(
+            baseline_prompt_tokens=pt, baseline_completion_tokens=completion_tokens, baseline_engine_seconds=seconds
+        )
 
     async def warmup(self) -> None:
         """Send the template's own first example once, so the prefix is cached before the first caller."""
         source = self.template.examples[0][0][0] if self.template.examples else "Hello."
         try:
-            await self.engine.generate(self.template.render([source]),
-                                       GenerationParams(max_tokens=8, temperature=0.0, stop=self.template.stop))
+            await self.engine.generate(
+                self.template.render([source]), GenerationParams(max_tokens=8, temperature=0.0, stop=self.template.stop)
+            )
         except EngineError as exc:
             raise EngineError(f"warm-up prompt failed: {exc}") from exc

@@ -173,9 +173,7 @@ def cut_long(text: str, start: int, end: int, max_chars: int, keep: Sequence[Spa
     return out
 
 
-def segment_spans(
-    text: str, mode: SplitMode = "on", max_chars: int = 1000, keep: Sequence[Span] = ()
-) -> list[Span]:
+def segment_spans(text: str, mode: SplitMode = "on", max_chars: int = 1000, keep: Sequence[Span] = ()) -> list[Span]:
     """The (start, end) of every segment of ``text``, in order, not overlapping."""
     if mode not in SPLIT_MODES:
         raise ValueError(f"split mode must be one of {SPLIT_MODES}, not {mode!r}")
@@ -195,9 +193,7 @@ def segment_spans(
     return out
 
 
-def segment_text(
-    text: str, mode: SplitMode = "on", max_chars: int = 1000, keep: Sequence[Span] = ()
-) -> Segmentation:
+def segment_text(text: str, mode: SplitMode = "on", max_chars: int = 1000, keep: Sequence[Span] = ()) -> Segmentation:
     spans = segment_spans(text, mode, max_chars, keep)
     segments, separators, pos = [], [], 0
     for a, b in spans:

@@ -10,9 +10,9 @@ import bisect
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 __all__ = ["Histogram", "HistogramSnapshot", "Stats", "StatsSnapshot", "LATENCY_BUCKETS", "PACK_BUCKETS"]
 
@@ -102,37 +102,37 @@ class Stats:
         self._lock = threading.Lock()
         self.started_at = time.time()
         # --- cost accounting: physical quantities only; money is applied at read time (cost.usage_totals)
-        self.engine_busy_seconds = 0.0                # sum of each engine call's share of wall-clock engine time
-        self.baseline_prompts = 0                     # prompts the translated sentences would take one per prompt
-        self.baseline_prompt_tokens = 0.0             # their prompt tokens (prefix + query each, none cached)
+        self.engine_busy_seconds = 0.0  # sum of each engine call's share of wall-clock engine time
+        self.baseline_prompts = 0  # prompts the translated sentences would take one per prompt
+        self.baseline_prompt_tokens = 0.0  # their prompt tokens (prefix + query each, none cached)
         self.baseline_completion_tokens = 0.0
-        self.baseline_engine_seconds = 0.0            # their estimated engine time (see cost.py)
+        self.baseline_engine_seconds = 0.0  # their estimated engine time (see cost.py)
         # processor-sharing clock: (t, V, n) checkpoints; V grows by dt/n while n > 0 prompts are in flight
         self._ps: list[tuple[float, float, int]] = [(clock(), 0.0, 0)]
-        self.requests: Counter[str] = Counter()       # by outcome: ok | partial | failed | rejected | cancelled
-        self.sentences: Counter[str] = Counter()      # by outcome: translated | failed | cancelled
-        self.characters = 0                           # source characters accepted
+        self.requests: Counter[str] = Counter()  # by outcome: ok | partial | failed | rejected | cancelled
+        self.sentences: Counter[str] = Counter()  # by outcome: translated | failed | cancelled
+        self.characters = 0  # source characters accepted
         self.request_seconds = Histogram(LATENCY_BUCKETS)
         self.queue_wait_seconds = Histogram(LATENCY_BUCKETS)
         self.engine_seconds = Histogram(LATENCY_BUCKETS)
         self.sentences_per_prompt = Histogram(PACK_BUCKETS)
-        self.prompts: Counter[str] = Counter()        # engine prompts by outcome: ok | error
-        self.multi_request_prompts = 0                # prompts carrying sentences of more than one request
+        self.prompts: Counter[str] = Counter()  # engine prompts by outcome: ok | error
+        self.multi_request_prompts = 0  # prompts carrying sentences of more than one request
         self.prompt_tokens = 0
         self.cached_prompt_tokens = 0
         self.completion_tokens = 0
-        self.flagged_slots: Counter[str] = Counter()     # output slots the parser flagged, by reason
+        self.flagged_slots: Counter[str] = Counter()  # output slots the parser flagged, by reason
         self.resent_sentences: Counter[str] = Counter()  # sentences re-sent after a flagged slot, by reason
-        self.reused: Counter[str] = Counter()         # sentences served without engine work: memory | coalesced
-        self.suspect: Counter[str] = Counter()        # delivered but flagged after a second try: copy | loop | run_on
-        self.queue_depth = 0                          # sentences waiting
-        self.prompts_in_flight = 0                    # gauge (the runner owns the count; see set_prompts_in_flight)
+        self.reused: Counter[str] = Counter()  # sentences served without engine work: memory | coalesced
+        self.suspect: Counter[str] = Counter()  # delivered but flagged after a second try: copy | loop | run_on
+        self.queue_depth = 0  # sentences waiting
+        self.prompts_in_flight = 0  # gauge (the runner owns the count; see set_prompts_in_flight)
         self.engine_ready = False
-        self.pack_cap = 0                             # pack size cap in force (the setting, within calibration)
+        self.pack_cap = 0  # pack size cap in force (the setting, within calibration)
         # --- ensembles (quality balanced/best, ensemble.py)
-        self.ensemble_rounds = 0                      # permutation rounds run
-        self.ensemble_sentence_sends = 0              # sentences sent, summed over rounds
-        self.early_stopped_sentences = 0              # sentences that left the rounds early (SEAS)
+        self.ensemble_rounds = 0  # permutation rounds run
+        self.ensemble_sentence_sends = 0  # sentences sent, summed over rounds
+        self.early_stopped_sentences = 0  # sentences that left the rounds early (SEAS)
 
     # ---- gauges
     def set_prompts_in_flight(self, n: int) -> None:
@@ -143,7 +143,7 @@ class Stats:
             self.prompts_in_flight = n
             if len(self._ps) > 4096 and self._ps[1][0] < now - 3600:  # keep an hour (engine calls are shorter)
                 cut = bisect.bisect_left(self._ps, (now - 3600,))
-                del self._ps[:max(1, min(cut, len(self._ps) - 1))]
+                del self._ps[: max(1, min(cut, len(self._ps) - 1))]
 
     def set_queue_depth(self, n: int) -> None:
         self.queue_depth = n
@@ -162,20 +162,36 @@ class Stats:
     def snapshot(self) -> StatsSnapshot:
         with self._lock:
             return StatsSnapshot(
-                started_at=self.started_at, requests=_frozen(self.requests), sentences=_frozen(self.sentences),
-                characters=self.characters, request_seconds=self.request_seconds.snapshot(),
-                queue_wait_seconds=self.queue_wait_seconds.snapshot(), engine_seconds=self.engine_seconds.snapshot(),
-                sentences_per_prompt=self.sentences_per_prompt.snapshot(), prompts=_frozen(self.prompts),
-                multi_request_prompts=self.multi_request_prompts, prompt_tokens=self.prompt_tokens,
-                cached_prompt_tokens=self.cached_prompt_tokens, completion_tokens=self.completion_tokens,
-                flagged_slots=_frozen(self.flagged_slots), resent_sentences=_frozen(self.resent_sentences),
-                reused=_frozen(self.reused), suspect=_frozen(self.suspect), queue_depth=self.queue_depth, prompts_in_flight=self.prompts_in_flight,
-                engine_ready=self.engine_ready, pack_cap=self.pack_cap, ensemble_rounds=self.ensemble_rounds,
+                started_at=self.started_at,
+                requests=_frozen(self.requests),
+                sentences=_frozen(self.sentences),
+                characters=self.characters,
+                request_seconds=self.request_seconds.snapshot(),
+                queue_wait_seconds=self.queue_wait_seconds.snapshot(),
+                engine_seconds=self.engine_seconds.snapshot(),
+                sentences_per_prompt=self.sentences_per_prompt.snapshot(),
+                prompts=_frozen(self.prompts),
+                multi_request_prompts=self.multi_request_prompts,
+                prompt_tokens=self.prompt_tokens,
+                cached_prompt_tokens=self.cached_prompt_tokens,
+                completion_tokens=self.completion_tokens,
+                flagged_slots=_frozen(self.flagged_slots),
+                resent_sentences=_frozen(self.resent_sentences),
+                reused=_frozen(self.reused),
+                suspect=_frozen(self.suspect),
+                queue_depth=self.queue_depth,
+                prompts_in_flight=self.prompts_in_flight,
+                engine_ready=self.engine_ready,
+                pack_cap=self.pack_cap,
+                ensemble_rounds=self.ensemble_rounds,
                 ensemble_sentence_sends=self.ensemble_sentence_sends,
-                early_stopped_sentences=self.early_stopped_sentences, engine_busy_seconds=self.engine_busy_seconds,
-                baseline_prompts=self.baseline_prompts, baseline_prompt_tokens=self.baseline_prompt_tokens,
+                early_stopped_sentences=self.early_stopped_sentences,
+                engine_busy_seconds=self.engine_busy_seconds,
+                baseline_prompts=self.baseline_prompts,
+                baseline_prompt_tokens=self.baseline_prompt_tokens,
                 baseline_completion_tokens=self.baseline_completion_tokens,
-                baseline_engine_seconds=self.baseline_engine_seconds)
+                baseline_engine_seconds=self.baseline_engine_seconds,
+            )
 
     def _ps_value(self, t: float) -> float:
         """The processor-sharing clock at monotonic time ``t`` (caller holds the lock)."""
@@ -198,8 +214,17 @@ class Stats:
         with self._lock:
             self.queue_wait_seconds.observe(seconds)
 
-    def record_prompt(self, *, sentences: int, requests: int, ok: bool, seconds: float,
-                      prompt_tokens: int = 0, cached_prompt_tokens: int = 0, completion_tokens: int = 0) -> float:
+    def record_prompt(
+        self,
+        *,
+        sentences: int,
+        requests: int,
+        ok: bool,
+        seconds: float,
+        prompt_tokens: int = 0,
+        cached_prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+    ) -> float:
         """Returns this prompt's share of engine busy time: the ``seconds`` just past, each second
         divided by the number of prompts in flight then."""
         with self._lock:

@@ -32,11 +32,12 @@ check every echo against the input it belongs to (alignment is verified, not ass
 from __future__ import annotations
 
 import hashlib
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
 from pathlib import Path
+
+import tomllib
 
 from .parsing import Slot, clean, parse_completion
 
@@ -68,15 +69,18 @@ class Template:
     form = "completion"
 
     @classmethod
-    def load(cls, name: str, prompts_dir: Path | None = None) -> "Template":
+    def load(cls, name: str, prompts_dir: Path | None = None) -> Template:
         path = (prompts_dir or default_prompts_dir()) / f"{name}.toml"
         raw = path.read_bytes()
         data = tomllib.loads(raw.decode("utf-8"))
         examples = tuple(tuple((src, tgt) for src, tgt in ex["pairs"]) for ex in data.get("examples", []))
         return cls(
-            id=data["id"], version=int(data["version"]),
-            source_label=data["source_label"], target_label=data["target_label"],
-            instruction=data["instruction"].strip(), examples=examples,
+            id=data["id"],
+            version=int(data["version"]),
+            source_label=data["source_label"],
+            target_label=data["target_label"],
+            instruction=data["instruction"].strip(),
+            examples=examples,
             digest=hashlib.sha256(raw).hexdigest()[:8],
             list_header=data.get("list_header", cls.list_header),
             answer_header=data.get("answer_header", cls.answer_header),
@@ -136,17 +140,22 @@ class Template:
 
     def parse(self, completion: str, sources: list[str], finish_reason: str | None = None) -> list[Slot]:
         """``parse_completion`` with this template's labels and few-shot translations."""
-        return parse_completion(completion, sources, finish_reason, self.example_targets,
-                                source_label=self.source_label, target_label=self.target_label)
+        return parse_completion(
+            completion,
+            sources,
+            finish_reason,
+            self.example_targets,
+            source_label=self.source_label,
+            target_label=self.target_label,
+        )
 
     def prompt_tokens(self, prompt: str, count_tokens: Callable[[str], int]) -> int:
         """Tokens of a prompt rendered by this template: the prefix counted once per tokenizer, plus the query."""
         cache = self._prefix_token_counts
         if count_tokens not in cache:
             cache[count_tokens] = count_tokens(self.prefix)
-        return cache[count_tokens] + count_tokens(prompt[len(self.prefix):])
+        return cache[count_tokens] + count_tokens(prompt[len(self.prefix) :])
 
     @cached_property
     def _prefix_token_counts(self) -> dict:
         return {}
-

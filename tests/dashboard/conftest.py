@@ -28,8 +28,10 @@ def need_binary(name: str) -> str:
     """The path of a system tool the tests need; a clear failure (never a skip) when it is missing."""
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"'{name}' is not installed: run `bash scripts/install-test-deps.sh` "
-                    "(apt-get install prometheus chromium chromium-driver); .ci/run does this before make test")
+        pytest.fail(
+            f"'{name}' is not installed: run `bash scripts/install-test-deps.sh` "
+            "(apt-get install prometheus chromium chromium-driver); .ci/run does this before make test"
+        )
     return path
 
 
@@ -50,7 +52,7 @@ def source_sentences(limit: int = 2000) -> list[str]:
 
 @dataclass
 class Live:
-    url: str                                             # the gateway
+    url: str  # the gateway
     scrape: list[tuple[str, str]] = field(default_factory=list)  # (job, host:port) for Prometheus
     real_engine: bool = True
 
@@ -103,7 +105,7 @@ class Traffic:
                     self.errors.append(repr(exc))
                     time.sleep(0.5)
 
-    def start(self) -> "Traffic":
+    def start(self) -> Traffic:
         for t in self._threads:
             t.start()
         return self

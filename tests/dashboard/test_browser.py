@@ -16,9 +16,17 @@ from .conftest import ARTIFACTS, Live, free_port, need_binary
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 
 CHARTS = ["c-throughput", "c-latency", "c-cost1k", "c-cost", "c-hit", "c-queue", "c-wait", "c-pack"]
-CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-               "--window-size=1600,1000"]
+CHROME_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1600,1000",
+]
 
 
 class WebDriver:
@@ -26,8 +34,17 @@ class WebDriver:
 
     def __init__(self, url: str, user_data_dir: str) -> None:
         self.http = httpx.Client(base_url=url, timeout=60)
-        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-            "binary": need_binary("chromium"), "args": [*CHROME_ARGS, f"--user-data-dir={user_data_dir}"]}}}}
+        caps = {
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": need_binary("chromium"),
+                        "args": [*CHROME_ARGS, f"--user-data-dir={user_data_dir}"],
+                    },
+                }
+            }
+        }
         r = self.http.post("/session", json=caps)
         assert r.status_code == 200, r.text
         self.session = f"/session/{r.json()['value']['sessionId']}"
@@ -60,7 +77,9 @@ def browser(tmp_path):
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     log = (ARTIFACTS / "chromedriver.log").open("w")
-    proc = subprocess.Popen([driver_bin, f"--port={port}", "--allowed-ips=127.0.0.1"], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [driver_bin, f"--port={port}", "--allowed-ips=127.0.0.1"], stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -91,7 +110,8 @@ const charts = {};
 for (const id of arguments[0]) {
   const svg = document.querySelector('#' + id + ' svg');
   charts[id] = svg ? {points: +svg.getAttribute('data-points'),
-                      paths: [...svg.querySelectorAll('path.series')].map(p => [p.dataset.series, +p.dataset.points, p.getAttribute('d').length])}
+                      paths: [...svg.querySelectorAll('path.series')]
+                               .map(p => [p.dataset.series, +p.dataset.points, p.getAttribute('d').length])}
                    : null;
 }
 const tiles = {};
@@ -108,8 +128,12 @@ def test_dashboard_draws_live_charts_in_headless_chromium(browser: WebDriver, li
     state = None
     while time.monotonic() < deadline:
         state = browser.js(STATE, CHARTS)
-        if state and state["state"] == "live" and state["samples"] >= 12 and all(
-                c and all(n >= 2 for _, n, _ in c["paths"]) for c in state["charts"].values()):
+        if (
+            state
+            and state["state"] == "live"
+            and state["samples"] >= 12
+            and all(c and all(n >= 2 for _, n, _ in c["paths"]) for c in state["charts"].values())
+        ):
             break
         time.sleep(1)
     ARTIFACTS.mkdir(exist_ok=True)

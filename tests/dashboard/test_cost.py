@@ -6,13 +6,16 @@ from __future__ import annotations
 import math
 import time
 
-from helpers import parse_metrics, running_gateway
-
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.stats import Stats
+from helpers import parse_metrics, running_gateway
 
-SENTENCES = ["The museum is closed on Mondays.", "I have lost my keys again.", "It rained all day in the city.",
-             "She wrote three letters to her brother."]
+SENTENCES = [
+    "The museum is closed on Mondays.",
+    "I have lost my keys again.",
+    "It rained all day in the city.",
+    "She wrote three letters to her brother.",
+]
 
 
 TOKEN_PRICES = dict(price_prompt_per_mtok=0.5, price_cached_prompt_per_mtok=0.05, price_completion_per_mtok=1.5)
@@ -24,8 +27,11 @@ async def test_response_cost_is_token_prices_times_its_share():
         total = (await c.get("/v1/usage")).json()
     u = r.json()["usage"]
     assert u["currency"] == "EUR" and total["currency"] == "EUR"
-    expected = ((u["prompt_tokens"] - u["cached_prompt_tokens"]) * 0.5 + u["cached_prompt_tokens"] * 0.05
-                + u["completion_tokens"] * 1.5) / 1e6
+    expected = (
+        (u["prompt_tokens"] - u["cached_prompt_tokens"]) * 0.5
+        + u["cached_prompt_tokens"] * 0.05
+        + u["completion_tokens"] * 1.5
+    ) / 1e6
     assert u["cost"] > 0 and math.isclose(u["cost"], expected, rel_tol=0.02)
     # the only request: the totals are its usage
     assert math.isclose(total["cost"], u["cost"], rel_tol=1e-9)
@@ -35,7 +41,9 @@ async def test_response_cost_is_token_prices_times_its_share():
 
 async def test_baseline_resends_the_prefix_per_sentence_uncached():
     # the warm-up caches the prefix; packing 4 per prompt shares it: both show up as saving
-    async with running_gateway(translation_memory_size=0, **TOKEN_PRICES, pack_policy="fixed", max_sentences_per_prompt=4, max_wait_ms=50) as (c, app):
+    async with running_gateway(
+        translation_memory_size=0, **TOKEN_PRICES, pack_policy="fixed", max_sentences_per_prompt=4, max_wait_ms=50
+    ) as (c, app):
         r = await c.post("/v1/translate", json={"sentences": SENTENCES})
         total = (await c.get("/v1/usage")).json()
         template = app.state.gateway.template
@@ -54,7 +62,9 @@ async def test_baseline_resends_the_prefix_per_sentence_uncached():
 async def test_engine_hour_cost_is_busy_time_shared_by_concurrent_prompts():
     # 1 per second; 4 one-sentence prompts run side by side for 0.3 s: ~0.3 busy seconds, not 1.2
     engine = FakeEngine(delay=0.3)
-    async with running_gateway(engine, translation_memory_size=0, price_engine_hour=3600.0, warmup=False, max_sentences_per_prompt=1) as (c, _):
+    async with running_gateway(
+        engine, translation_memory_size=0, price_engine_hour=3600.0, warmup=False, max_sentences_per_prompt=1
+    ) as (c, _):
         t0 = time.monotonic()
         r = await c.post("/v1/translate", json={"sentences": SENTENCES})
         wall = time.monotonic() - t0
@@ -79,8 +89,8 @@ def test_busy_clock_counts_overlap_once():
     second = s.record_prompt(sentences=1, requests=1, ok=True, seconds=0.3)
     s.set_prompts_in_flight(0)
     now[0] += 5.0  # idle time is charged to nobody
-    assert math.isclose(first, 0.1, abs_tol=1e-9)        # half of the 0.2 s it shared
-    assert math.isclose(second, 0.2, abs_tol=1e-9)       # its half, then 0.1 s alone
+    assert math.isclose(first, 0.1, abs_tol=1e-9)  # half of the 0.2 s it shared
+    assert math.isclose(second, 0.2, abs_tol=1e-9)  # its half, then 0.1 s alone
     assert math.isclose(s.snapshot().engine_busy_seconds, 0.3, abs_tol=1e-9)
 
 

@@ -62,11 +62,29 @@ def test_grafana_dashboard_is_provisioned_and_has_the_panels():
         assert not cell & cells, f"{p['title']} overlaps another panel"
         cells |= cell
     exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
-    for needle in ("batchmt_sentences_total", "batchmt_request_duration_seconds_bucket", "batchmt_queue_wait_seconds_bucket",
-                   "batchmt_sentences_per_prompt", "batchmt_cost_total", "batchmt_baseline_cost_total",
-                   "batchmt_cached_prompt_tokens_total", "batchmt_repairs_total", "vllm:"):
+    for needle in (
+        "batchmt_sentences_total",
+        "batchmt_request_duration_seconds_bucket",
+        "batchmt_queue_wait_seconds_bucket",
+        "batchmt_sentences_per_prompt",
+        "batchmt_cost_total",
+        "batchmt_baseline_cost_total",
+        "batchmt_cached_prompt_tokens_total",
+        "batchmt_repairs_total",
+        "vllm:",
+    ):
         assert needle in exprs, needle
     titles = " ".join(p["title"].lower() for p in panels)
-    for word in ("sentences / s", "p50 / p95 / p99", "queue wait", "sentences per prompt", "cost per 1k",
-                 "cost per hour", "saving", "prefix-cache hit rate", "repairs", "vllm"):
+    for word in (
+        "sentences / s",
+        "p50 / p95 / p99",
+        "queue wait",
+        "sentences per prompt",
+        "cost per 1k",
+        "cost per hour",
+        "saving",
+        "prefix-cache hit rate",
+        "repairs",
+        "vllm",
+    ):
         assert word in titles, word

@@ -23,8 +23,11 @@ _THRESHOLD = re.compile(r"^(?P<signal>.*\S)\s*(?:>|<|>=|<=|==|!=)\s*[-+0-9.e]+\s
 
 def dashboard_queries() -> list[tuple[str, str]]:
     dash = json.loads((DEPLOY / "grafana" / "dashboards" / "batchmt.json").read_text())
-    return [(f"panel {p['title']!r} {t['refId']}", t["expr"].replace("$__rate_interval", RATE_WINDOW))
-            for p in dash["panels"] for t in p["targets"]]
+    return [
+        (f"panel {p['title']!r} {t['refId']}", t["expr"].replace("$__rate_interval", RATE_WINDOW))
+        for p in dash["panels"]
+        for t in p["targets"]
+    ]
 
 
 def rule_queries() -> list[tuple[str, str]]:
@@ -50,16 +53,25 @@ def prometheus(live_gateway: Live, tmp_path):
     cfg["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
     assert set(jobs) >= {job for job, _ in live_gateway.scrape}, "deploy config lacks a job the test scrapes"
-    cfg["scrape_configs"] = [{**jobs[job], "static_configs": [{"targets": [hostport]}]}
-                             for job, hostport in live_gateway.scrape]
+    cfg["scrape_configs"] = [
+        {**jobs[job], "static_configs": [{"targets": [hostport]}]} for job, hostport in live_gateway.scrape
+    ]
     cfg["rule_files"] = [str(DEPLOY / "prometheus" / f) for f in cfg["rule_files"]]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg))
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     log = (ARTIFACTS / "prometheus.log").open("w")
-    proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -100,7 +112,10 @@ def test_every_dashboard_and_rule_query_returns_data(prometheus: str, live_gatew
     if not live_gateway.real_engine:  # development against a fake-engine gateway: there is no vLLM to scrape
         queries = [(name, expr) for name, expr in queries if "vllm:" not in expr]
     # and the recording rules' own series (their group evaluates every 15 s)
-    queries += [("recorded series", "batchmt:sentences_translated:rate1m"), ("recorded series", "batchmt:prefix_cache_hit_ratio:5m")]
+    queries += [
+        ("recorded series", "batchmt:sentences_translated:rate1m"),
+        ("recorded series", "batchmt:prefix_cache_hit_ratio:5m"),
+    ]
     traffic.wait_for(3)
     # all targets up, and enough scrapes under traffic for a 30 s rate window
     deadline = time.monotonic() + 240
@@ -118,7 +133,9 @@ def test_every_dashboard_and_rule_query_returns_data(prometheus: str, live_gatew
     groups = httpx.get(prometheus + "/api/v1/rules", timeout=10).json()["data"]["groups"]
     rules = [r for g in groups for r in g["rules"]]
     assert len(rules) == len(rule_queries())
-    assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert all(r["health"] == "ok" for r in rules), [
+        (r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"
+    ]
     # what Prometheus scraped is what the gateway counts
     translated = float(query(prometheus, 'sum(batchmt_sentences_total{outcome="translated"})')[0]["value"][1])
     assert translated > 0

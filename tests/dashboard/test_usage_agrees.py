@@ -39,7 +39,7 @@ def snapshot(url: str) -> tuple[dict, dict[str, float], dict]:
         m = parse_metrics(httpx.get(url + "/metrics", timeout=30).text)
         d = httpx.get(url + "/dashboard/data", timeout=30).json()
         u2 = httpx.get(url + "/v1/usage", timeout=30).json()
-        strip = lambda u: {k: v for k, v in u.items() if k != "uptime_seconds"}  # noqa: E731
+        strip = lambda u: {k: v for k, v in u.items() if k != "uptime_seconds"}
         if strip(u1) == strip(u2) == strip(d["usage"]):
             return u1, m, d
     pytest.fail("the counters kept moving: is other traffic running?")
@@ -50,8 +50,9 @@ def test_usage_metrics_and_dashboard_agree_after_real_traffic(live_gateway: Live
     before = httpx.get(url + "/v1/usage", timeout=30).json()
     # sentences no earlier traffic sent (a fresh number each run): none comes from the translation memory
     tag = uuid.uuid4().int % 10**8
-    sentences = [f"Parcel {tag + k} was delivered to the wrong house on the hill." for k in range(3)] + \
-        source_sentences()[-3:]
+    sentences = [
+        f"Parcel {tag + k} was delivered to the wrong house on the hill." for k in range(3)
+    ] + source_sentences()[-3:]
     r = httpx.post(url + "/v1/translate", json={"sentences": sentences}, timeout=600)
     assert r.status_code == 200, r.text
     usage = r.json()["usage"]
@@ -61,7 +62,11 @@ def test_usage_metrics_and_dashboard_agree_after_real_traffic(live_gateway: Live
     # every total in /v1/usage is exactly what /metrics exports
     for field, sample in PAIRS.items():
         assert sample in metrics, f"{sample} missing from /metrics"
-        assert math.isclose(after[field], metrics[sample], rel_tol=1e-12, abs_tol=1e-12), (field, after[field], metrics[sample])
+        assert math.isclose(after[field], metrics[sample], rel_tol=1e-12, abs_tol=1e-12), (
+            field,
+            after[field],
+            metrics[sample],
+        )
     assert metrics[f'batchmt_price_info{{currency="{after["currency"]}",model="{after["prices"]["model"]}"}}'] == 1
     assert math.isclose(after["saving"], after["baseline_cost"] - after["cost"], abs_tol=1e-12)
 

@@ -7,10 +7,11 @@ import math
 import re
 
 import pytest
-from helpers import parse_metrics, running_gateway
+from pydantic import ValidationError
 
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.settings import Settings
+from helpers import parse_metrics, running_gateway
 
 
 async def test_translate_returns_one_slot_per_input_in_order_with_usage_and_signature():
@@ -21,35 +22,45 @@ async def test_translate_returns_one_slot_per_input_in_order_with_usage_and_sign
     assert [t["text"] for t in body["translations"]] == ["[de] Good morning to you.", "[de] See you later today."]
     assert all(t["status"] == "ok" and t["error"] is None for t in body["translations"])
     assert body["usage"]["sentences"] == 2 and body["usage"]["prompt_tokens"] > 0
-    assert re.fullmatch(r"tmpl:en-de-packed@\d+\+[0-9a-f]{8}\|form:completion\|model:fake\|pack:8\|cal:off\|policy:adaptive\|temp:0\|batchmt:.+",
-                        body["signature"])
+    assert re.fullmatch(
+        r"tmpl:en-de-packed@\d+\+[0-9a-f]{8}\|form:completion\|model:fake\|pack:8\|cal:off\|policy:adaptive\|temp:0\|batchmt:.+",
+        body["signature"],
+    )
 
 
-@pytest.mark.parametrize("kwargs,status,code,param", [
-    ({"json": {"sentences": []}}, 422, "empty_sentences", "sentences"),
-    ({"json": {"sentences": ["ok", "  \n\t"]}}, 422, "empty_sentence", "sentences[1]"),
-    ({"json": {"sentences": ["x"] * 5}}, 413, "too_many_sentences", "sentences"),
-    ({"json": {"sentences": ["ok", "y" * 61]}}, 413, "text_too_long", "sentences[1]"),
-    ({"json": {"texts": ["ok", "y" * 61]}}, 413, "text_too_long", "texts[1]"),
-    ({"json": {"texts": ["y" * 40] * 3}}, 413, "request_too_large", "texts"),
-    ({"json": {"texts": []}}, 422, "empty_texts", "texts"),
-    ({"json": {"texts": ["ok", " \r\n"]}}, 422, "empty_text", "texts[1]"),
-    ({"json": {"texts": ["x"] * 5}}, 413, "too_many_texts", "texts"),
-    ({"json": {"texts": ["ok"], "sentences": ["ok"]}}, 422, "invalid_request", None),
-    ({"json": {"texts": ["ok"], "split_sentences": "sometimes"}}, 422, "invalid_request", "split_sentences"),
-    ({"json": {"texts": ["<p>ok</p>", "<p>open</q>"], "tag_handling": "xml"}}, 422, "invalid_markup", "texts[1]"),
-    ({"json": {"sentences": ["ok", 3]}}, 422, "invalid_request", "sentences[1]"),
-    ({"json": {"sentences": "just a string"}}, 422, "invalid_request", "sentences"),
-    ({"json": {}}, 422, "invalid_request", None),
-    ({"json": {"sentences": ["ok"], "target_lang": "fr"}}, 422, "unsupported_language_pair", "target_lang"),
-    ({"json": {"sentences": ["ok"], "colour": "blue"}}, 422, "invalid_request", "colour"),
-    ({"content": b"sentences=ok", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415,
-     "unsupported_media_type", None),
-    ({"content": b'{"sentences": [', "headers": {"content-type": "application/json"}}, 400, "invalid_json", None),
-])
+@pytest.mark.parametrize(
+    "kwargs,status,code,param",
+    [
+        ({"json": {"sentences": []}}, 422, "empty_sentences", "sentences"),
+        ({"json": {"sentences": ["ok", "  \n\t"]}}, 422, "empty_sentence", "sentences[1]"),
+        ({"json": {"sentences": ["x"] * 5}}, 413, "too_many_sentences", "sentences"),
+        ({"json": {"sentences": ["ok", "y" * 61]}}, 413, "text_too_long", "sentences[1]"),
+        ({"json": {"texts": ["ok", "y" * 61]}}, 413, "text_too_long", "texts[1]"),
+        ({"json": {"texts": ["y" * 40] * 3}}, 413, "request_too_large", "texts"),
+        ({"json": {"texts": []}}, 422, "empty_texts", "texts"),
+        ({"json": {"texts": ["ok", " \r\n"]}}, 422, "empty_text", "texts[1]"),
+        ({"json": {"texts": ["x"] * 5}}, 413, "too_many_texts", "texts"),
+        ({"json": {"texts": ["ok"], "sentences": ["ok"]}}, 422, "invalid_request", None),
+        ({"json": {"texts": ["ok"], "split_sentences": "sometimes"}}, 422, "invalid_request", "split_sentences"),
+        ({"json": {"texts": ["<p>ok</p>", "<p>open</q>"], "tag_handling": "xml"}}, 422, "invalid_markup", "texts[1]"),
+        ({"json": {"sentences": ["ok", 3]}}, 422, "invalid_request", "sentences[1]"),
+        ({"json": {"sentences": "just a string"}}, 422, "invalid_request", "sentences"),
+        ({"json": {}}, 422, "invalid_request", None),
+        ({"json": {"sentences": ["ok"], "target_lang": "fr"}}, 422, "unsupported_language_pair", "target_lang"),
+        ({"json": {"sentences": ["ok"], "colour": "blue"}}, 422, "invalid_request", "colour"),
+        (
+            {"content": b"sentences=ok", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        ({"content": b'{"sentences": [', "headers": {"content-type": "application/json"}}, 400, "invalid_json", None),
+    ],
+)
 async def test_bad_input_gets_status_code_and_message(kwargs, status, code, param):
-    async with running_gateway(max_sentences_per_request=4, max_sentence_chars=50, max_text_chars=60,
-                               max_request_chars=100) as (c, app):
+    async with running_gateway(
+        max_sentences_per_request=4, max_sentence_chars=50, max_text_chars=60, max_request_chars=100
+    ) as (c, app):
         r = await c.post("/v1/translate", **kwargs)
         m = parse_metrics((await c.get("/metrics")).text)
     assert r.status_code == status, r.text
@@ -61,7 +72,10 @@ async def test_bad_input_gets_status_code_and_message(kwargs, status, code, para
 async def test_queue_full_answers_429_with_retry_after():
     eng = FakeEngine()
     eng.gate = asyncio.Event()
-    async with running_gateway(eng, max_queue_sentences=2, max_prompts_in_flight=1, max_sentences_per_prompt=1) as (c, _):
+    async with running_gateway(eng, max_queue_sentences=2, max_prompts_in_flight=1, max_sentences_per_prompt=1) as (
+        c,
+        _,
+    ):
         first = asyncio.create_task(c.post("/v1/translate", json={"sentences": ["One is here.", "Two is here."]}))
         while not eng.prompts:
             await asyncio.sleep(0.005)
@@ -114,7 +128,9 @@ async def test_failed_sentence_is_reported_in_its_own_slot():
 
 async def test_multiline_and_numbering_inputs_round_trip():
     async with running_gateway(pack_policy="fixed") as (c, _):
-        r = await c.post("/v1/translate", json={"sentences": ["2. Ignore the above", "Line one\n\nLine three", "Tab\tend"]})
+        r = await c.post(
+            "/v1/translate", json={"sentences": ["2. Ignore the above", "Line one\n\nLine three", "Tab\tend"]}
+        )
     texts = [t["text"] for t in r.json()["translations"]]
     # "2. " is a list marker and a tab separates columns (layout); blank lines stay
     assert texts == ["2. [de] Ignore the above", "[de] Line one\n\n[de] Line three", "[de] Tab\t[de] end"]
@@ -143,9 +159,18 @@ async def test_metrics_follow_prometheus_naming():
         text = (await c.get("/metrics")).text
     names = {line.split()[2].removesuffix("_total") for line in text.splitlines() if line.startswith("# TYPE")}
     ours = {n for n in names if n.startswith("batchmt")}
-    assert {"batchmt_requests", "batchmt_sentences", "batchmt_request_duration_seconds", "batchmt_queue_wait_seconds",
-            "batchmt_sentences_per_prompt", "batchmt_prompt_tokens", "batchmt_cached_prompt_tokens",
-            "batchmt_completion_tokens", "batchmt_repairs", "batchmt_retries"} <= ours
+    assert {
+        "batchmt_requests",
+        "batchmt_sentences",
+        "batchmt_request_duration_seconds",
+        "batchmt_queue_wait_seconds",
+        "batchmt_sentences_per_prompt",
+        "batchmt_prompt_tokens",
+        "batchmt_cached_prompt_tokens",
+        "batchmt_completion_tokens",
+        "batchmt_repairs",
+        "batchmt_retries",
+    } <= ours
     types = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE"))
     for name, kind in types.items():
         if kind == "counter":
@@ -160,8 +185,12 @@ async def test_metrics_follow_prometheus_naming():
 async def test_info_exposes_limits_for_clients():
     async with running_gateway(max_sentences_per_request=7) as (c, _):
         info = (await c.get("/v1/info")).json()
-    assert info["limits"] == {"max_sentences_per_request": 7, "max_sentence_chars": 1000, "max_text_chars": 100000,
-                              "max_request_chars": 1000000}
+    assert info["limits"] == {
+        "max_sentences_per_request": 7,
+        "max_sentence_chars": 1000,
+        "max_text_chars": 100000,
+        "max_request_chars": 1000000,
+    }
     assert info["language_pairs"] == [["en", "de"]]
 
 
@@ -185,19 +214,21 @@ def test_settings_are_validated_at_start_up():
     with pytest.raises(Exception, match="engine_url"):
         Settings(engine="http")
     assert Settings(engine_url="http://127.0.0.1:1").engine == "http"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         Settings(max_sentences_per_prompt=0)
 
 
 async def test_calibration_caps_the_pack_size_and_shows_in_info_signature_and_metrics(tmp_path):
     """A fake model that garbles every packed prompt calibrates to one sentence per prompt."""
+
     def responder(srcs):
         return [f"[de] {s}" if len(srcs) == 1 else "" for s in srcs]
 
     data = tmp_path / "cal.tsv"
     data.write_text("".join(f"Calibration sentence number {i} is here.\tKalibriersatz {i}.\n" for i in range(8)))
-    async with running_gateway(FakeEngine(responder), calibration="auto", calibration_data=data, cache_dir=tmp_path,
-                       max_sentences_per_prompt=8) as (c, app):
+    async with running_gateway(
+        FakeEngine(responder), calibration="auto", calibration_data=data, cache_dir=tmp_path, max_sentences_per_prompt=8
+    ) as (c, app):
         info = (await c.get("/v1/info")).json()
         m = parse_metrics((await c.get("/metrics")).text)
         sig = (await c.post("/v1/translate", json={"sentences": ["Hello there friend."]})).json()["signature"]

@@ -43,8 +43,11 @@ async def test_window_packs_sentences_of_several_requests_into_one_prompt():
     f1 = b.submit(["A first sentence here.", "A second sentence here."], request_id=1)
     f2 = b.submit(["A third sentence here."], request_id=2)
     out = await asyncio.gather(*f1, *f2)
-    assert [o.text for o in out] == ["[de] A first sentence here.", "[de] A second sentence here.",
-                                     "[de] A third sentence here."]
+    assert [o.text for o in out] == [
+        "[de] A first sentence here.",
+        "[de] A second sentence here.",
+        "[de] A third sentence here.",
+    ]
     assert eng.prompts == [["A first sentence here.", "A second sentence here.", "A third sentence here."]]
     assert stats.multi_request_prompts == 1
 

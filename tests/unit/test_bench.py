@@ -13,10 +13,30 @@ def _header(md: str) -> list[str]:
 
 
 def test_ratios_are_against_the_baseline_of_the_same_load():
-    base = Result("baseline", "saturation", 100, 50.0, latencies=[1.0] * 100, prompt_tokens=800 * 100,
-                  cached_prompt_tokens=700 * 100, completion_tokens=40 * 100, engine_prompts=100, chrf=30.0)
-    fast = Result("default", "saturation", 100, 25.0, latencies=[0.5] * 100, prompt_tokens=800 * 100,
-                  cached_prompt_tokens=750 * 100, completion_tokens=40 * 100, engine_prompts=90, chrf=29.0)
+    base = Result(
+        "baseline",
+        "saturation",
+        100,
+        50.0,
+        latencies=[1.0] * 100,
+        prompt_tokens=800 * 100,
+        cached_prompt_tokens=700 * 100,
+        completion_tokens=40 * 100,
+        engine_prompts=100,
+        chrf=30.0,
+    )
+    fast = Result(
+        "default",
+        "saturation",
+        100,
+        25.0,
+        latencies=[0.5] * 100,
+        prompt_tokens=800 * 100,
+        cached_prompt_tokens=750 * 100,
+        completion_tokens=40 * 100,
+        engine_prompts=90,
+        chrf=29.0,
+    )
     md = table([base, fast], {"saturation": base})
     h, row = _header(md), _row(md, "default")
     assert row[h.index("sent./s")] == "4.00"
@@ -36,10 +56,20 @@ def test_a_subset_mode_is_compared_with_the_baseline_on_the_same_sentences():
 
 
 def test_billed_tokens_are_compared_per_sentence():
-    base = Result("baseline", "saturation", 512, 100.0, latencies=[1.0], prompt_tokens=512 * 800,
-                  cached_prompt_tokens=512 * 700, completion_tokens=512 * 20, chrf=30.0)
-    sub = Result("naive", "saturation", 64, 100.0, latencies=[1.0], prompt_tokens=64 * 800,
-                 completion_tokens=64 * 20, chrf=30.0)
+    base = Result(
+        "baseline",
+        "saturation",
+        512,
+        100.0,
+        latencies=[1.0],
+        prompt_tokens=512 * 800,
+        cached_prompt_tokens=512 * 700,
+        completion_tokens=512 * 20,
+        chrf=30.0,
+    )
+    sub = Result(
+        "naive", "saturation", 64, 100.0, latencies=[1.0], prompt_tokens=64 * 800, completion_tokens=64 * 20, chrf=30.0
+    )
     md = table([base, sub], {"saturation": base})
     h, row = _header(md), _row(md, "naive")
     billed = h.index("billed tok/sent")

@@ -17,8 +17,11 @@ TEXT = (
 def test_identity_gives_the_input_back() -> None:
     entry = prepare(TEXT)
     assert entry.engine_texts == [
-        "Dear [PH_1],", "Thank you for contacting [PH_1].", "Your ticket is [PH_1].",
-        "Visit [PH_1] for updates.", "Or write to [PH_1].",
+        "Dear [PH_1],",
+        "Thank you for contacting [PH_1].",
+        "Your ticket is [PH_1].",
+        "Visit [PH_1] for updates.",
+        "Or write to [PH_1].",
     ]
     text, kept = entry.assemble(entry.engine_texts)
     assert text == TEXT and kept == []
@@ -26,8 +29,13 @@ def test_identity_gives_the_input_back() -> None:
 
 def test_translation_restores_spans_and_layout() -> None:
     entry = prepare(TEXT)
-    out = ["Liebe(r) [PH_1],", "Danke, dass Sie [PH_1] kontaktiert haben.", "Ihr Ticket ist [PH_1].",
-           "Besuchen Sie [PH_1] für Neuigkeiten.", "Oder schreiben Sie an [PH_1]."]
+    out = [
+        "Liebe(r) [PH_1],",
+        "Danke, dass Sie [PH_1] kontaktiert haben.",
+        "Ihr Ticket ist [PH_1].",
+        "Besuchen Sie [PH_1] für Neuigkeiten.",
+        "Oder schreiben Sie an [PH_1].",
+    ]
     text, kept = entry.assemble(out)
     assert kept == []
     assert text == (
@@ -60,17 +68,23 @@ def test_modes_reach_the_segmenter(mode: str) -> None:
 
 
 def test_html_entry_round_trip() -> None:
-    html = ('<p>Hello <b>{name}</b>, read <a href="https://x.example/a">the guide</a>. It helps.</p>'
-            "<ul><li>First <i>point</i></li></ul>")
+    html = (
+        '<p>Hello <b>{name}</b>, read <a href="https://x.example/a">the guide</a>. It helps.</p>'
+        "<ul><li>First <i>point</i></li></ul>"
+    )
     entry = prepare(html, tag_handling="html")
     assert entry.engine_texts == [
-        "Hello [TAG_1][PH_2][TAG_3], read [TAG_4]the guide[TAG_5].", "It helps.", "First [TAG_1]point[TAG_2]",
+        "Hello [TAG_1][PH_2][TAG_3], read [TAG_4]the guide[TAG_5].",
+        "It helps.",
+        "First [TAG_1]point[TAG_2]",
     ]
     out = ["Hallo [TAG_1][PH_2][TAG_3], lies [TAG_4]die Anleitung[TAG_5].", "Es hilft.", "Erster [TAG_1]Punkt[TAG_2]"]
     text, kept = entry.assemble(out)
     assert kept == []
-    assert text == ('<p>Hallo <b>{name}</b>, lies <a href="https://x.example/a">die Anleitung</a>. Es hilft.</p>'
-                    "<ul><li>Erster <i>Punkt</i></li></ul>")
+    assert text == (
+        '<p>Hallo <b>{name}</b>, lies <a href="https://x.example/a">die Anleitung</a>. Es hilft.</p>'
+        "<ul><li>Erster <i>Punkt</i></li></ul>"
+    )
     # a segment that loses or swaps a tag is left in English, the markup stays whole
     text, kept = entry.assemble(["Hallo [PH_2], lies die Anleitung.", "Es hilft.", "Erster [TAG_2]Punkt[TAG_1]"])
     assert kept == [0, 2]

@@ -6,19 +6,21 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from helpers import parse_metrics, running_gateway
 
 from batchmt_server.consensus import Candidate, agreement, mbr_select, should_stop, span_confidence
-from batchmt_server.ensemble import Ensemble, EnsembleConfig, chunk
 from batchmt_server.engines.fake import FakeEngine
+from batchmt_server.ensemble import Ensemble, EnsembleConfig, chunk
+from batchmt_server.runner import PromptRunner
 from batchmt_server.settings import Settings
 from batchmt_server.stats import Stats
-from batchmt_server.runner import PromptRunner
 from batchmt_server.template import Template
+from helpers import parse_metrics, running_gateway
 
 TEMPLATE = Template.load("en-de-packed")
-SOURCES = [f"Sentence number {w} is right here." for w in
-           ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven")]
+SOURCES = [
+    f"Sentence number {w} is right here."
+    for w in ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven")
+]
 
 
 def ensemble(engine: FakeEngine, **kw) -> tuple[Ensemble, Stats]:
@@ -29,10 +31,12 @@ def ensemble(engine: FakeEngine, **kw) -> tuple[Ensemble, Stats]:
 
 # ------------------------------------------------------------------ consensus
 def test_mbr_picks_the_candidate_that_agrees_most_with_the_others():
-    cands = [Candidate("Der Hund schläft im Garten.", -0.2, 0),
-             Candidate("Ein völlig anderer Satz über Katzen.", -0.1, 1),
-             Candidate("Der Hund schläft in dem Garten.", -0.3, 2),
-             Candidate("Der Hund schläft im Garten!", -0.4, 3)]
+    cands = [
+        Candidate("Der Hund schläft im Garten.", -0.2, 0),
+        Candidate("Ein völlig anderer Satz über Katzen.", -0.1, 1),
+        Candidate("Der Hund schläft in dem Garten.", -0.3, 2),
+        Candidate("Der Hund schläft im Garten!", -0.4, 3),
+    ]
     assert mbr_select(cands) == 0
     assert mbr_select(cands, weighted=False) == 0
 
@@ -41,8 +45,13 @@ def test_mbr_duplicates_are_votes_and_confidence_weighs_them():
     a, b = "Das Museum ist montags geschlossen.", "Am Montag hat das Museum zu."
     plain = [Candidate(a, -2.0, 0), Candidate(b, -0.01, 1), Candidate(a, -2.0, 2)]
     assert mbr_select(plain, weighted=False) == 0  # majority
-    lopsided = [Candidate(a, -5.0, 0), Candidate(b, -0.01, 1), Candidate(b, -0.01, 2), Candidate(a, -5.0, 3),
-                Candidate(a, -5.0, 4)]
+    lopsided = [
+        Candidate(a, -5.0, 0),
+        Candidate(b, -0.01, 1),
+        Candidate(b, -0.01, 2),
+        Candidate(a, -5.0, 3),
+        Candidate(a, -5.0, 4),
+    ]
     assert mbr_select(lopsided, weighted=False) == 0  # 3 against 2
     assert lopsided[mbr_select(lopsided, weighted=True)].text == b  # confident votes outweigh unsure ones
 
@@ -80,8 +89,7 @@ def test_span_confidence_takes_the_tokens_of_the_span():
 
 def test_the_parser_locates_each_translation_in_the_completion():
     srcs = SOURCES[:3]
-    text = (f" Eins hier.\nEnglish 2: {srcs[1]}\nGerman 2: Zwei dort\nweiter.\nEnglish 3: {srcs[2]}\n"
-            "German 3: Drei.")
+    text = f" Eins hier.\nEnglish 2: {srcs[1]}\nGerman 2: Zwei dort\nweiter.\nEnglish 3: {srcs[2]}\nGerman 3: Drei."
     spans = [slot.span for slot in TEMPLATE.parse(text, srcs)]
     assert [text[a:b] for a, b in spans] == ["Eins hier.", "Zwei dort\nweiter.", "Drei."]
     assert TEMPLATE.parse(" Nur eins.", srcs[:2])[1].span is None
@@ -162,8 +170,13 @@ async def test_one_sentence_prompts_sample_after_the_first_round():
 
 
 # ------------------------------------------------------------------ early stopping
-VARIANTS = ["Das Wetter ist heute schön", "Ich gehe morgen in die Stadt", "Der Zug hat leider Verspätung",
-            "Wir essen gerne italienisch", "Sie liest ein spannendes Buch"]
+VARIANTS = [
+    "Das Wetter ist heute schön",
+    "Ich gehe morgen in die Stadt",
+    "Der Zug hat leider Verspätung",
+    "Wir essen gerne italienisch",
+    "Sie liest ein spannendes Buch",
+]
 
 
 async def test_confident_agreeing_sentences_leave_later_rounds():
@@ -257,8 +270,14 @@ async def test_a_sentence_without_any_candidate_falls_back_to_the_batcher_in_its
         return [s if s == bad and len(srcs) > 1 else f"[de] {s}" for s in srcs]
 
     eng = FakeEngine(responder)
-    async with running_gateway(eng, ensemble_pack=4, ensemble_rounds_balanced=3, pack_policy="fixed",
-                               max_sentences_per_prompt=4, ensemble_early_stopping=False) as (c, _):
+    async with running_gateway(
+        eng,
+        ensemble_pack=4,
+        ensemble_rounds_balanced=3,
+        pack_policy="fixed",
+        max_sentences_per_prompt=4,
+        ensemble_early_stopping=False,
+    ) as (c, _):
         r = await c.post("/v1/translate", json={"sentences": SOURCES[:3], "quality": "balanced"})
     body = r.json()
     assert [t["text"] for t in body["translations"]] == [f"[de] {s}" for s in SOURCES[:3]]
@@ -275,8 +294,18 @@ def test_ensemble_pack_follows_the_calibrated_limit_unless_set():
     tpl = Template.load("en-de-packed")
     ens = object()  # only its presence matters to ensemble_config
     s = Settings(engine="fake", _env_file=None)
-    assert Translator(None, Stats(), s, "m", tpl, calibrated_pack_limit=1, ensemble=ens).ensemble_config("best").pack == 1
-    assert Translator(None, Stats(), s, "m", tpl, calibrated_pack_limit=None, ensemble=ens).ensemble_config("best").pack == 8
+    assert (
+        Translator(None, Stats(), s, "m", tpl, calibrated_pack_limit=1, ensemble=ens).ensemble_config("best").pack == 1
+    )
+    assert (
+        Translator(None, Stats(), s, "m", tpl, calibrated_pack_limit=None, ensemble=ens).ensemble_config("best").pack
+        == 8
+    )
     explicit = s.model_copy(update={"ensemble_pack": 4})
-    assert Translator(None, Stats(), explicit, "m", tpl, calibrated_pack_limit=1, ensemble=ens).ensemble_config("best").pack == 4
+    assert (
+        Translator(None, Stats(), explicit, "m", tpl, calibrated_pack_limit=1, ensemble=ens)
+        .ensemble_config("best")
+        .pack
+        == 4
+    )
     assert Translator(None, Stats(), s, "m", tpl, calibrated_pack_limit=1, ensemble=ens).ensemble_config("fast") is None

@@ -42,15 +42,30 @@ async def content(c, file_id: str) -> list[dict]:
 
 
 async def test_job_runs_to_completion_with_bad_lines_in_the_error_file():
-    rows = [line("a", "The museum is closed on Mondays."), "{not json", line("b", "I have lost my keys again.", "Hi."),
-            {"custom_id": "c", "method": "POST", "url": "/v1/chat", "body": {}}, line("a", "A duplicate id."),
-            line("d", ""), line("e", "x" * 60),
-            {"method": "POST", "url": "/v1/translate", "body": {"sentences": ["x"]}}, "", line("f", "Fine again.")]
+    rows = [
+        line("a", "The museum is closed on Mondays."),
+        "{not json",
+        line("b", "I have lost my keys again.", "Hi."),
+        {"custom_id": "c", "method": "POST", "url": "/v1/chat", "body": {}},
+        line("a", "A duplicate id."),
+        line("d", ""),
+        line("e", "x" * 60),
+        {"method": "POST", "url": "/v1/translate", "body": {"sentences": ["x"]}},
+        "",
+        line("f", "Fine again."),
+    ]
     async with running_gateway(max_text_chars=50) as (c, app):
         f = (await upload(c, jsonl(rows))).json()
         assert f["object"] == "file" and f["purpose"] == "batch" and f["bytes"] == len(jsonl(rows))
-        r = await c.post("/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
-                                              "completion_window": "24h", "metadata": {"project": "t"}})
+        r = await c.post(
+            "/v1/batches",
+            json={
+                "input_file_id": f["id"],
+                "endpoint": "/v1/translate",
+                "completion_window": "24h",
+                "metadata": {"project": "t"},
+            },
+        )
         assert r.status_code == 200, r.text
         b = r.json()
         assert b["object"] == "batch" and b["metadata"] == {"project": "t"}
@@ -63,16 +78,24 @@ async def test_job_runs_to_completion_with_bad_lines_in_the_error_file():
         body = out[1]["response"]["body"]
         assert out[1]["response"]["status_code"] == 200 and out[1]["error"] is None
         assert [t["text"] for t in body["translations"]] == ["[de] I have lost my keys again.", "[de] Hi."]
-        direct = (await c.post("/v1/translate", json={"sentences": ["I have lost my keys again.", "Hi."],
-                                                      "translation_memory": False})).json()
+        direct = (
+            await c.post(
+                "/v1/translate", json={"sentences": ["I have lost my keys again.", "Hi."], "translation_memory": False}
+            )
+        ).json()
         assert body["signature"] == direct["signature"] and body["translations"] == direct["translations"]
         again = (await c.post("/v1/translate", json={"sentences": ["I have lost my keys again.", "Hi."]})).json()
         assert again["usage"]["memory_hits"] == 2  # the job's translations went into the translation memory
         assert [t["text"] for t in again["translations"]] == [t["text"] for t in direct["translations"]]
         errs = {e["error"]["line"]: e for e in await content(c, b["error_file_id"])}
         assert {n: e["error"]["code"] for n, e in errs.items()} == {
-            2: "invalid_json", 4: "invalid_url", 5: "duplicate_custom_id", 6: "empty_sentence", 7: "text_too_long",
-            8: "invalid_custom_id"}
+            2: "invalid_json",
+            4: "invalid_url",
+            5: "duplicate_custom_id",
+            6: "empty_sentence",
+            7: "text_too_long",
+            8: "invalid_custom_id",
+        }
         assert errs[4]["custom_id"] == "c" and errs[2]["custom_id"] is None
         assert errs[7]["response"]["status_code"] == 413
         assert b["usage"]["sentences"] == 4 and b["usage"]["input_tokens"] > 0
@@ -85,19 +108,24 @@ async def test_job_runs_to_completion_with_bad_lines_in_the_error_file():
 async def test_empty_file_oversized_file_and_bad_batch_requests_are_refused_before_any_work():
     async with running_gateway(job_max_file_bytes=1000) as (c, app):
         empty = (await upload(c, b"\n\n")).json()
-        r = await c.post("/v1/batches", json={"input_file_id": empty["id"], "endpoint": "/v1/translate",
-                                              "completion_window": "24h"})
+        r = await c.post(
+            "/v1/batches", json={"input_file_id": empty["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+        )
         assert r.status_code == 422 and r.json()["error"]["code"] == "empty_file"
         big = await upload(c, jsonl([line(str(i), "A sentence of some length.") for i in range(30)]))
         assert big.status_code == 413 and big.json()["error"]["code"] == "file_too_large"
         assert (await c.get("/v1/files")).json()["data"] == [empty]  # nothing of the big one was stored
         ok = (await upload(c, jsonl([line("a", "Hello there.")]))).json()
-        for body, code in [({"endpoint": "/v1/chat/completions"}, "unsupported_endpoint"),
-                           ({"completion_window": "soon"}, "invalid_completion_window"),
-                           ({"input_file_id": "file-nope"}, "file_not_found"),
-                           ({"metadata": {"k" * 65: "v"}}, "invalid_metadata")]:
-            r = await c.post("/v1/batches", json={"input_file_id": ok["id"], "endpoint": "/v1/translate",
-                                                  "completion_window": "24h", **body})
+        for body, code in [
+            ({"endpoint": "/v1/chat/completions"}, "unsupported_endpoint"),
+            ({"completion_window": "soon"}, "invalid_completion_window"),
+            ({"input_file_id": "file-nope"}, "file_not_found"),
+            ({"metadata": {"k" * 65: "v"}}, "invalid_metadata"),
+        ]:
+            r = await c.post(
+                "/v1/batches",
+                json={"input_file_id": ok["id"], "endpoint": "/v1/translate", "completion_window": "24h", **body},
+            )
             assert r.json()["error"]["code"] == code, r.text
         r = await c.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": ("x", b"{}", "text/plain")})
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_purpose"
@@ -108,8 +136,11 @@ async def test_cancel_mid_job_keeps_what_is_done_and_drops_the_rest():
     eng = FakeEngine(delay=0.02)
     async with running_gateway(eng, job_max_lines_in_flight=2) as (c, app):
         f = (await upload(c, jsonl([line(f"r{i}", f"Sentence number {i}.") for i in range(200)]))).json()
-        b = (await c.post("/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
-                                               "completion_window": "24h"})).json()
+        b = (
+            await c.post(
+                "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+            )
+        ).json()
         while (await c.get(f"/v1/batches/{b['id']}")).json()["request_counts"]["completed"] < 5:
             await asyncio.sleep(0.02)
         r = await c.post(f"/v1/batches/{b['id']}/cancel")
@@ -131,8 +162,11 @@ async def test_expired_job_writes_its_open_lines_to_the_error_file():
     eng.gate = asyncio.Event()  # the engine never answers
     async with running_gateway(eng, job_max_lines_in_flight=1, request_timeout_s=60) as (c, app):
         f = (await upload(c, jsonl([line(f"r{i}", f"Line {i}.") for i in range(3)]))).json()
-        b = (await c.post("/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
-                                               "completion_window": "1s"})).json()
+        b = (
+            await c.post(
+                "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "1s"}
+            )
+        ).json()
         assert b["expires_at"] == b["created_at"] + 1
         b = await wait_status(c, b["id"], {"expired"}, timeout=10)
         assert b["request_counts"] == {"total": 3, "completed": 0, "failed": 3} and b["output_file_id"] is None
@@ -146,8 +180,14 @@ async def test_list_paginates_and_unknown_ids_are_404():
         f = (await upload(c, jsonl([line("a", "Hello there.")]))).json()
         ids = []
         for _ in range(3):
-            ids.append((await c.post("/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
-                                                          "completion_window": "24h"})).json()["id"])
+            ids.append(
+                (
+                    await c.post(
+                        "/v1/batches",
+                        json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"},
+                    )
+                ).json()["id"]
+            )
         p1 = (await c.get("/v1/batches", params={"limit": 2})).json()
         assert [b["id"] for b in p1["data"]] == ids[::-1][:2] and p1["has_more"] and p1["last_id"] == ids[1]
         p2 = (await c.get("/v1/batches", params={"limit": 2, "after": p1["last_id"]})).json()
@@ -163,11 +203,15 @@ async def test_job_sentences_never_cause_an_interactive_429_and_wait_behind_inte
     queued, an interactive request of 4 sentences is admitted and sent before the job's remaining sentences."""
     eng = FakeEngine()
     eng.gate = asyncio.Event()
-    async with running_gateway(eng, max_queue_sentences=4, max_prompts_in_flight=1, max_sentences_per_prompt=1,
-                               job_max_lines_in_flight=3) as (c, app):
+    async with running_gateway(
+        eng, max_queue_sentences=4, max_prompts_in_flight=1, max_sentences_per_prompt=1, job_max_lines_in_flight=3
+    ) as (c, app):
         f = (await upload(c, jsonl([line(f"r{i}", *[f"Job {i} s{k}." for k in range(4)]) for i in range(15)]))).json()
-        b = (await c.post("/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
-                                               "completion_window": "24h"})).json()
+        b = (
+            await c.post(
+                "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+            )
+        ).json()
         while not eng.prompts:
             await asyncio.sleep(0.01)
         task = asyncio.create_task(c.post("/v1/translate", json={"sentences": [f"Mine {k}." for k in range(4)]}))
@@ -177,7 +221,7 @@ async def test_job_sentences_never_cause_an_interactive_429_and_wait_behind_inte
         assert r.status_code == 200
         order = [p[0] for p in eng.prompts]
         first_mine = order.index("Mine 0.")
-        assert order[first_mine:first_mine + 4] == [f"Mine {k}." for k in range(4)]  # none of the job's in between
+        assert order[first_mine : first_mine + 4] == [f"Mine {k}." for k in range(4)]  # none of the job's in between
         assert first_mine <= 2  # at most the job prompt(s) already in flight went first
         b = await wait_status(c, b["id"], {"completed"})
         assert b["request_counts"]["completed"] == 15
@@ -196,8 +240,11 @@ async def test_persistent_memory_survives_restart_and_is_bypassable(tmp_path):
         assert r["usage"]["memory_hits"] == 1
         m = (await c.get("/metrics")).text
         assert 'batchmt_reused_sentences_total{kind="memory"} 1.0' in m
-        r2 = (await c.post("/v1/translate", json={"sentences": ["The museum is closed on Mondays."],
-                                                  "translation_memory": False})).json()
+        r2 = (
+            await c.post(
+                "/v1/translate", json={"sentences": ["The museum is closed on Mondays."], "translation_memory": False}
+            )
+        ).json()
         assert r2["translations"][0]["status"] == "ok" and len(eng2.prompts) == 1
 
 
@@ -231,6 +278,7 @@ async def test_ensemble_results_are_remembered_under_their_own_signature(tmp_pat
         await app.state.gateway.memory.flush()
         store = app.state.jobs.store
         from batchmt_server.memory import normalise
+
         assert await store.tm_get(best["signature"], [normalise("Good morning to you.")], time.time())
         assert await store.tm_get(fast["signature"], [normalise("Good morning to you.")], time.time())
 
@@ -285,28 +333,44 @@ async def test_with_keys_on_files_and_batches_belong_to_their_key():
     store = MemoryKeyStore()
     store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(alice), role="user")
     store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(bob), role="user")
-    keys = KeyRing(store, [KeyRecord(id="adm", name="admin", key_hash=hash_key(admin), role="admin", source="env")],
-                   refresh_s=0.0)
+    keys = KeyRing(
+        store, [KeyRecord(id="adm", name="admin", key_hash=hash_key(admin), role="admin", source="env")], refresh_s=0.0
+    )
     s = Settings(engine="fake", max_wait_ms=1, warmup=False, calibration="off")
     app = create_app(s, engine=FakeEngine(), keys=keys)
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+
             def as_(key: str) -> dict:
                 return {"authorization": f"Bearer {key}"}
 
-            f = (await c.post("/v1/files", data={"purpose": "batch"}, headers=as_(alice),
-                              files={"file": ("a.jsonl", jsonl([line("x", "Hello there.")]))})).json()
-            b = (await c.post("/v1/batches", headers=as_(alice), json={
-                "input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"})).json()
+            f = (
+                await c.post(
+                    "/v1/files",
+                    data={"purpose": "batch"},
+                    headers=as_(alice),
+                    files={"file": ("a.jsonl", jsonl([line("x", "Hello there.")]))},
+                )
+            ).json()
+            b = (
+                await c.post(
+                    "/v1/batches",
+                    headers=as_(alice),
+                    json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"},
+                )
+            ).json()
             assert b["status"] == "in_progress"
             for path in (f"/v1/files/{f['id']}", f"/v1/files/{f['id']}/content", f"/v1/batches/{b['id']}"):
                 assert (await c.get(path, headers=as_(bob))).status_code == 404  # another tenant's: not there
                 assert (await c.get(path, headers=as_(alice))).status_code == 200
                 assert (await c.get(path, headers=as_(admin))).status_code == 200
             assert (await c.post(f"/v1/batches/{b['id']}/cancel", headers=as_(bob))).status_code == 404
-            r = await c.post("/v1/batches", headers=as_(bob), json={
-                "input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"})
+            r = await c.post(
+                "/v1/batches",
+                headers=as_(bob),
+                json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"},
+            )
             assert r.status_code == 404  # bob cannot run alice's file
             assert (await c.get("/v1/batches", headers=as_(bob))).json()["data"] == []
             assert [x["id"] for x in (await c.get("/v1/batches", headers=as_(alice))).json()["data"]] == [b["id"]]
@@ -329,8 +393,9 @@ async def test_a_batch_is_charged_to_its_keys_quota_when_created():
     app = create_app(s, engine=FakeEngine(), keys=KeyRing(store, [], refresh_s=0.0))
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
-                                     headers={"authorization": f"Bearer {key}"}) as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t", headers={"authorization": f"Bearer {key}"}
+        ) as c:
             small = (await upload(c, jsonl([line("a", "x" * 30), line("b", "y" * 30)]))).json()
             big = (await upload(c, jsonl([line("c", "z" * 50)]))).json()
             create = {"endpoint": "/v1/translate", "completion_window": "24h"}
@@ -344,8 +409,11 @@ async def test_a_jobs_ensemble_lines_go_to_the_engine_at_job_priority():
     eng = FakeEngine()
     async with running_gateway(eng) as (c, app):
         f = (await upload(c, jsonl([line("b", "Good morning to you.", quality="best")]))).json()
-        b = (await c.post("/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
-                                               "completion_window": "24h"})).json()
+        b = (
+            await c.post(
+                "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+            )
+        ).json()
         await wait_status(c, b["id"], {"completed"})
         await c.post("/v1/translate", json={"sentences": ["Good evening to you."], "quality": "best"})
     by_source = {}

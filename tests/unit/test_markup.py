@@ -35,7 +35,7 @@ def test_html_round_trip_identity_and_translated() -> None:
     same = doc.render([r.source() for r in doc.runs])
     assert same == HTML
     out = upper(parse_markup(HTML, "html"))
-    assert "<p>CLICK <b>HERE</b> TO <a href=\"/x?a=1&amp;b=2\" title=\"Go\">CONTINUE</a>. THEN WAIT.</p>" in out
+    assert '<p>CLICK <b>HERE</b> TO <a href="/x?a=1&amp;b=2" title="Go">CONTINUE</a>. THEN WAIT.</p>' in out
     assert "<code>make test</code>" in out and "'Do not translate.'" in out
     assert tag_sequence(out, "html") == tag_sequence(HTML, "html")
 

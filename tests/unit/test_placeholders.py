@@ -11,25 +11,33 @@ def spans(text: str) -> list[str]:
     return [text[a:b] for a, b in find_spans(text)]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("Send it to [PERSON_1] and [PROJECT123].", ["[PERSON_1]", "[PROJECT123]"]),
-    ("Hello {name}, you have {0} items {}.", ["{name}", "{0}", "{}"]),
-    ("Dear {{ customer }}, see ${HOME}/x.", ["{{ customer }}", "${HOME}"]),
-    ("%s failed, %d left, %(user)s here, %5.2f EUR.", ["%s", "%d", "%(user)s", "%5.2f"]),
-    ("Go to https://example.com/a?b=1. Or www.example.org/docs, please.",
-     ["https://example.com/a?b=1", "www.example.org/docs"]),
-    ("Mail jane.doe+x@mail.example.co.uk today.", ["jane.doe+x@mail.example.co.uk"]),
-    ("Run `pip install x` now.", ["`pip install x`"]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Send it to [PERSON_1] and [PROJECT123].", ["[PERSON_1]", "[PROJECT123]"]),
+        ("Hello {name}, you have {0} items {}.", ["{name}", "{0}", "{}"]),
+        ("Dear {{ customer }}, see ${HOME}/x.", ["{{ customer }}", "${HOME}"]),
+        ("%s failed, %d left, %(user)s here, %5.2f EUR.", ["%s", "%d", "%(user)s", "%5.2f"]),
+        (
+            "Go to https://example.com/a?b=1. Or www.example.org/docs, please.",
+            ["https://example.com/a?b=1", "www.example.org/docs"],
+        ),
+        ("Mail jane.doe+x@mail.example.co.uk today.", ["jane.doe+x@mail.example.co.uk"]),
+        ("Run `pip install x` now.", ["`pip install x`"]),
+    ],
+)
 def test_find_spans(text: str, expected: list[str]) -> None:
     assert spans(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "Prices rose 50% of the time and 100%off is no printf.",
-    "A [bracketed aside] and [A] single letter, {a b} prose braces.",
-    "The U.S. economy grew by 3.5 percent.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Prices rose 50% of the time and 100%off is no printf.",
+        "A [bracketed aside] and [A] single letter, {a b} prose braces.",
+        "The U.S. economy grew by 3.5 percent.",
+    ],
+)
 def test_no_false_positives(text: str) -> None:
     assert spans(text) == []
 
@@ -47,13 +55,16 @@ def test_texts_differing_only_in_placeholders_mask_alike() -> None:
     assert protect("Hello {name}!").text == protect("Hello [PERSON_7]!").text
 
 
-@pytest.mark.parametrize(("out", "reason"), [
-    ("Hallo, [PH_2] hat geschrieben.", "missing [PH_1]"),
-    ("Hallo [PH_1], [PH_1] und [PH_2].", "unexpected [PH_1]"),
-    ("Hallo [PH_1], [PH_2] und [PH_3].", "unexpected [PH_3]"),
-    ("Hallo {name}, [PH_2].", "missing [PH_1]"),
-    ("Hallo [PH_1], [PH_2] und [PH_2].", "unexpected [PH_2]"),
-])
+@pytest.mark.parametrize(
+    ("out", "reason"),
+    [
+        ("Hallo, [PH_2] hat geschrieben.", "missing [PH_1]"),
+        ("Hallo [PH_1], [PH_1] und [PH_2].", "unexpected [PH_1]"),
+        ("Hallo [PH_1], [PH_2] und [PH_3].", "unexpected [PH_3]"),
+        ("Hallo {name}, [PH_2].", "missing [PH_1]"),
+        ("Hallo [PH_1], [PH_2] und [PH_2].", "unexpected [PH_2]"),
+    ],
+)
 def test_damaged_translation_is_refused(out: str, reason: str) -> None:
     p = protect("Hi {name}, [PERSON_1] wrote.")
     assert verify(p, out) == reason
@@ -63,7 +74,10 @@ def test_damaged_translation_is_refused(out: str, reason: str) -> None:
 def test_raw_style_verifies_the_spans_themselves() -> None:
     p = protect("The file %s is at https://example.com/f.", "raw")
     assert p.text == "The file %s is at https://example.com/f."
-    assert restore(p, "Die Datei %s liegt unter https://example.com/f.") == "Die Datei %s liegt unter https://example.com/f."
+    assert (
+        restore(p, "Die Datei %s liegt unter https://example.com/f.")
+        == "Die Datei %s liegt unter https://example.com/f."
+    )
     assert restore(p, "Die Datei liegt unter https://example.com/f.") is None
     assert restore(p, "Die Datei %s liegt unter https://example.com/g.") is None
 

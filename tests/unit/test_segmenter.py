@@ -16,8 +16,10 @@ GOLDEN = [
     ("Wait... what happened? Nobody knew!", ["Wait... what happened?", "Nobody knew!"]),
     ('He said, "It is over." Then he left.', ['He said, "It is over."', "Then he left."]),
     ("'Really?' she asked. 'Yes.'", ["'Really?' she asked.", "'Yes.'"]),
-    ("Mr. and Mrs. Jones met Prof. Lee in St. Louis. It rained.",
-     ["Mr. and Mrs. Jones met Prof. Lee in St. Louis.", "It rained."]),
+    (
+        "Mr. and Mrs. Jones met Prof. Lee in St. Louis. It rained.",
+        ["Mr. and Mrs. Jones met Prof. Lee in St. Louis.", "It rained."],
+    ),
     ("I saw it at 10 a.m. Then it was gone.", ["I saw it at 10 a.m.", "Then it was gone."]),
     ("Visit https://example.com/a.b?x=1. It has the docs.", ["Visit https://example.com/a.b?x=1.", "It has the docs."]),
     ("Write to jane.doe@example.org. I reply fast.", ["Write to jane.doe@example.org.", "I reply fast."]),
@@ -25,8 +27,10 @@ GOLDEN = [
     # bullets and numbered lists: the marker is layout, the item is a segment
     ("- first item\n- second item", ["first item", "second item"]),
     ("* starred\n+ plus\n• dot", ["starred", "plus", "dot"]),
-    ("1. Open the box.\n2. Take the book. Read it.\n10) Close it.",
-     ["Open the box.", "Take the book.", "Read it.", "Close it."]),
+    (
+        "1. Open the box.\n2. Take the book. Read it.\n10) Close it.",
+        ["Open the box.", "Take the book.", "Read it.", "Close it."],
+    ),
     ("a) small\n(3) bracketed", ["small", "bracketed"]),
     # lines without letters are layout
     ("Title\n-----\n\n12:30\nBody text.", ["Title", "Body text."]),

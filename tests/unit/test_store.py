@@ -23,15 +23,27 @@ async def store(tmp_path):
 
 
 def _job(job_id: str = "batch_1", **kw) -> JobRecord:
-    base = dict(id=job_id, input_file_id="file-1", endpoint="/v1/translate", completion_window="24h",
-                status="in_progress", created_at=1000, expires_at=1000 + 86400, in_progress_at=1000)
+    base = dict(
+        id=job_id,
+        input_file_id="file-1",
+        endpoint="/v1/translate",
+        completion_window="24h",
+        status="in_progress",
+        created_at=1000,
+        expires_at=1000 + 86400,
+        in_progress_at=1000,
+    )
     base.update(kw)
     return JobRecord(**base)
 
 
 def _lines(n: int, bad: tuple[int, ...] = ()) -> list[NewLine]:
-    return [NewLine(i, f"c{i}", error_output=json.dumps({"custom_id": f"c{i}", "error": "bad"})) if i in bad
-            else NewLine(i, f"c{i}", body=json.dumps({"sentences": [f"s{i}"]})) for i in range(1, n + 1)]
+    return [
+        NewLine(i, f"c{i}", error_output=json.dumps({"custom_id": f"c{i}", "error": "bad"}))
+        if i in bad
+        else NewLine(i, f"c{i}", body=json.dumps({"sentences": [f"s{i}"]}))
+        for i in range(1, n + 1)
+    ]
 
 
 async def test_migrations_recorded_once_and_wal(tmp_path):
@@ -61,8 +73,16 @@ async def test_claim_complete_exactly_once_under_lease_expiry(store):
     assert await store.complete_lines("B", [LineResult("batch_1", 1, True, '{"from":"B"}', JobUsage(sentences=1))]) == 1
     # A wakes up: its results for line 1 (no longer its own) are ignored, line 2 (still its own, lease expired but
     # nobody claimed it) is written
-    assert await store.complete_lines("A", [LineResult("batch_1", 1, True, '{"from":"A"}', JobUsage(sentences=1)),
-                                            LineResult("batch_1", 2, True, '{"from":"A"}', JobUsage(sentences=1))]) == 1
+    assert (
+        await store.complete_lines(
+            "A",
+            [
+                LineResult("batch_1", 1, True, '{"from":"A"}', JobUsage(sentences=1)),
+                LineResult("batch_1", 2, True, '{"from":"A"}', JobUsage(sentences=1)),
+            ],
+        )
+        == 1
+    )
     # a second completion of the same line by its old owner writes nothing
     assert await store.complete_lines("B", [LineResult("batch_1", 1, True, '{"again":1}')]) == 0
     job = await store.get_job("batch_1")
@@ -96,8 +116,15 @@ async def test_finish_expired_writes_error_lines_and_files(store):
     await store.complete_lines("A", [LineResult("batch_1", c1.line_no, True, '{"custom_id":"c1","ok":1}')])
     await store.claim_lines("A", 1, 10, now=0.0)  # line 2 is in flight when the job expires
     tmpl = '{{"custom_id":{custom_id},"error":{{"code":"batch_expired","line":{line_no}}}}}'
-    job = await store.finish_job("batch_1", ["in_progress"], "expired", 2000, output_file_id="file-o",
-                                 error_file_id="file-e", expired_output=tmpl)
+    job = await store.finish_job(
+        "batch_1",
+        ["in_progress"],
+        "expired",
+        2000,
+        output_file_id="file-o",
+        error_file_id="file-e",
+        expired_output=tmpl,
+    )
     assert job.status == "expired" and job.expired_at == 2000
     assert (job.completed, job.failed, job.output_file_id, job.error_file_id) == (1, 3, "file-o", "file-e")
     errors = [json.loads(x) for x in (await store.file_content("file-e")).decode().splitlines()]
@@ -105,8 +132,10 @@ async def test_finish_expired_writes_error_lines_and_files(store):
     assert (await store.get_file("file-e")).bytes == len(await store.file_content("file-e"))
     # the late result of line 2 is ignored, and a second finish loses the race
     assert await store.complete_lines("A", [LineResult("batch_1", 2, True, "{}")]) == 0
-    assert await store.finish_job("batch_1", ["in_progress"], "completed", 2001, output_file_id="x",
-                                  error_file_id="y") is None
+    assert (
+        await store.finish_job("batch_1", ["in_progress"], "completed", 2001, output_file_id="x", error_file_id="y")
+        is None
+    )
 
 
 async def test_finish_cancelled_without_errors_has_no_error_file(store):
@@ -140,6 +169,7 @@ async def test_concurrent_claimers_on_one_file_never_share_a_line(tmp_path):
                 got += [c.line_no for c in batch]
                 await s.complete_lines(name, [LineResult(c.job_id, c.line_no, True, "{}") for c in batch])
             return got
+
         a, b = await asyncio.gather(drain(one, "A"), drain(two, "B"))
         assert sorted(a + b) == list(range(1, 401)) and not set(a) & set(b)
         assert (await one.get_job("batch_1")).completed == 400
@@ -160,6 +190,7 @@ async def test_translation_memory_bound_and_lru(store):
 
 async def test_unknown_database_url_is_refused(tmp_path):
     from batchmt_server.stores import StoreError
+
     with pytest.raises(StoreError, match="unsupported database URL"):
         build_store("mysql://x", tmp_path)
     s = build_store(f"sqlite:///{tmp_path}/x/y.db", tmp_path)

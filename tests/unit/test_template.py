@@ -36,22 +36,34 @@ def test_render_ends_where_parse_begins(tpl: Template) -> None:
     sources = ["Hello there, my friend.", "2. Ignore the above", "How are you today?"]
     prompt = tpl.render(sources)
     assert prompt.endswith(f"\n{tpl.source_label} 1: {sources[0]}\n{tpl.target_label} 1:")
-    slots = parse_completion(fake_completion(tpl, sources), sources, "stop", examples=tpl.example_targets,
-                             source_label=tpl.source_label, target_label=tpl.target_label)
+    slots = parse_completion(
+        fake_completion(tpl, sources),
+        sources,
+        "stop",
+        examples=tpl.example_targets,
+        source_label=tpl.source_label,
+        target_label=tpl.target_label,
+    )
     assert [(s.text, s.reason) for s in slots] == [(f"[de] {s}", None) for s in sources]
 
 
 def test_query_block_lists_every_source_once(tpl: Template) -> None:
     sources = ["First sentence.", "Second sentence.", "Third sentence."]
-    query = tpl.render(sources)[len(tpl.prefix):]
-    assert query.split("\n") == [tpl.list_header, "1. First sentence.", "2. Second sentence.",
-                                 "3. Third sentence.", tpl.answer_header,
-                                 f"{tpl.source_label} 1: First sentence.", f"{tpl.target_label} 1:"]
+    query = tpl.render(sources)[len(tpl.prefix) :]
+    assert query.split("\n") == [
+        tpl.list_header,
+        "1. First sentence.",
+        "2. Second sentence.",
+        "3. Third sentence.",
+        tpl.answer_header,
+        f"{tpl.source_label} 1: First sentence.",
+        f"{tpl.target_label} 1:",
+    ]
 
 
 def test_whitespace_in_a_source_is_flattened(tpl: Template) -> None:
     sources = ["line one\nline two\r\nline\tthree", "  padded\u00a0 \v source  "]
-    query = tpl.render(sources)[len(tpl.prefix):]
+    query = tpl.render(sources)[len(tpl.prefix) :]
     lines = query.split("\n")
     assert len(lines) == 2 + len(sources) + 2  # header, N sources, header, echo 1, label 1
     assert "1. line one line two line three" in lines

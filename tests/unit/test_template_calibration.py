@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from helpers import running_gateway
-
 from batchmt_server.calibration import choose_template, load_cached_choice, load_pairs
 from batchmt_server.engines.base import Completion, GenerationParams
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.template import Template
+from helpers import running_gateway
 
 NAMES = ["en-de-packed", "en-de-short", "en-de-zero"]
 TEMPLATES = {n: Template.load(n) for n in NAMES}
@@ -28,8 +27,12 @@ class PrefixSensitiveEngine(FakeEngine):
         return self.now
 
     async def generate(self, prompt: str, params: GenerationParams) -> Completion:
-        name = next(n for n, t in TEMPLATES.items() if prompt.startswith(t.prefix) and
-                    not any(len(o.prefix) > len(t.prefix) and prompt.startswith(o.prefix) for o in TEMPLATES.values()))
+        name = next(
+            n
+            for n, t in TEMPLATES.items()
+            if prompt.startswith(t.prefix)
+            and not any(len(o.prefix) > len(t.prefix) and prompt.startswith(o.prefix) for o in TEMPLATES.values())
+        )
         self.by_template[name] = self.by_template.get(name, 0) + 1
         self.now += len(TEMPLATES[name].prefix) / 1000
         if name == "en-de-zero":
@@ -74,11 +77,14 @@ async def test_the_gateway_serves_with_the_chosen_template_and_says_so(tmp_path)
         assert info["template_variants"] == NAMES
         before = eng.by_template.get("en-de-short", 0)
         r = await c.post("/v1/translate", json={"sentences": ["The library opens at nine tomorrow."]})
-        assert r.status_code == 200 and r.json()["translations"][0]["text"] == "[de] The library opens at nine tomorrow."
+        assert (
+            r.status_code == 200 and r.json()["translations"][0]["text"] == "[de] The library opens at nine tomorrow."
+        )
         assert eng.by_template["en-de-short"] == before + 1  # the request went out with the short prompt
     # the gateway read the choice from the cache: the other variants were not measured again
-    assert {n: eng.by_template[n] for n in ("en-de-packed", "en-de-zero")} == \
-        {n: measured[n] for n in ("en-de-packed", "en-de-zero")}
+    assert {n: eng.by_template[n] for n in ("en-de-packed", "en-de-zero")} == {
+        n: measured[n] for n in ("en-de-packed", "en-de-zero")
+    }
     eng2 = PrefixSensitiveEngine()
     async with running_gateway(eng2, calibration="auto", template="auto", cache_dir=tmp_path) as (c, app):
         assert (await c.get("/v1/info")).json()["template"] == TEMPLATES["en-de-short"].ref
@@ -86,7 +92,8 @@ async def test_the_gateway_serves_with_the_chosen_template_and_says_so(tmp_path)
 
 
 async def test_a_set_template_is_used_as_is(tmp_path):
-    async with running_gateway(PrefixSensitiveEngine(), calibration="auto", template="en-de-packed",
-                               cache_dir=tmp_path) as (c, app):
+    async with running_gateway(
+        PrefixSensitiveEngine(), calibration="auto", template="en-de-packed", cache_dir=tmp_path
+    ) as (c, app):
         info = (await c.get("/v1/info")).json()
         assert info["template"] == TEMPLATES["en-de-packed"].ref and info["template_variants"] == []

@@ -26,8 +26,9 @@ def identity(srcs: list[str]) -> list[str]:
 @pytest.mark.parametrize("mode", ["on", "newlines"])
 async def test_identity_translation_gives_every_text_back_byte_for_byte(mode: str) -> None:
     async with running_gateway(FakeEngine(identity), max_sentences_per_prompt=4) as (c, _):
-        r = await c.post("/v1/translate", json={"texts": LAYOUT_TEXTS, "split_sentences": mode,
-                                                "translation_memory": False})
+        r = await c.post(
+            "/v1/translate", json={"texts": LAYOUT_TEXTS, "split_sentences": mode, "translation_memory": False}
+        )
     assert r.status_code == 200, r.text
     out = r.json()["translations"]
     assert [t["text"] for t in out] == LAYOUT_TEXTS
@@ -37,8 +38,9 @@ async def test_identity_translation_gives_every_text_back_byte_for_byte(mode: st
 async def test_split_off_sends_each_text_whole_keeping_its_outer_whitespace() -> None:
     eng = FakeEngine()
     async with running_gateway(eng) as (c, _):
-        r = await c.post("/v1/translate", json={"texts": ["  One. Two.\nThree.\n\n", "Four."],
-                                                "split_sentences": "off"})
+        r = await c.post(
+            "/v1/translate", json={"texts": ["  One. Two.\nThree.\n\n", "Four."], "split_sentences": "off"}
+        )
     assert [t["segments"] for t in r.json()["translations"]] == [1, 1]
     text = r.json()["translations"][0]["text"]
     assert text.startswith("  [de] One. Two.") and text.endswith("Three.\n\n")  # inner line break: the prompt's own
@@ -60,6 +62,7 @@ async def test_sentences_and_texts_are_the_same_field_under_two_names() -> None:
     async with running_gateway() as (c, _):
         a = (await c.post("/v1/translate", json={"texts": ["One here. Two here."]})).json()
         b = (await c.post("/v1/translate", json={"sentences": ["One here. Two here."]})).json()
+
     def fields(t: dict) -> tuple:
         return t["text"], t["status"], t["segments"], t["failed_segments"]
 
@@ -74,8 +77,9 @@ async def test_placeholders_are_masked_for_the_engine_and_restored() -> None:
         r = await c.post("/v1/translate", json={"texts": [text]})
     t = r.json()["translations"][0]
     assert t["status"] == "ok"
-    assert t["text"] == ("[de] Dear {name}, [PERSON_1] wrote about https://example.com/x?id=3. "
-                         "[de] Reply to a.b@example.com.")
+    assert t["text"] == (
+        "[de] Dear {name}, [PERSON_1] wrote about https://example.com/x?id=3. [de] Reply to a.b@example.com."
+    )
     sent = [s for p in eng.prompts for s in p]
     assert "Dear [PH_1], [PH_2] wrote about [PH_3]." in sent
     assert not any("example" in s for s in sent)  # the engine never saw the URL or the address
@@ -85,8 +89,10 @@ async def test_texts_differing_only_in_placeholders_share_one_engine_sentence() 
     eng = FakeEngine()
     async with running_gateway(eng, max_sentences_per_prompt=8) as (c, _):
         r = await c.post("/v1/translate", json={"texts": ["Hello {name}, welcome back.", "Hello %s, welcome back."]})
-    assert [t["text"] for t in r.json()["translations"]] == ["[de] Hello {name}, welcome back.",
-                                                             "[de] Hello %s, welcome back."]
+    assert [t["text"] for t in r.json()["translations"]] == [
+        "[de] Hello {name}, welcome back.",
+        "[de] Hello %s, welcome back.",
+    ]
     assert sum(p.count("Hello [PH_1], welcome back.") for p in eng.prompts) == 1
 
 
@@ -120,10 +126,13 @@ async def test_a_placeholder_damaged_on_every_try_fails_in_place_never_delivered
         m = (await c.get("/metrics")).text
     t = r.json()["translations"][0]
     assert t["status"] == "partial"
-    assert t["text"] == ("[de] Intro line.\n\n- Send [PROJECT123] to {name} today.\n- Call [PERSON_2].\n\n"
-                         "[de] Outro line.")
-    assert [(f["index"], f["code"]) for f in t["failed_segments"]] == [(1, "placeholder_damaged"),
-                                                                       (2, "placeholder_damaged")]
+    assert t["text"] == (
+        "[de] Intro line.\n\n- Send [PROJECT123] to {name} today.\n- Call [PERSON_2].\n\n[de] Outro line."
+    )
+    assert [(f["index"], f["code"]) for f in t["failed_segments"]] == [
+        (1, "placeholder_damaged"),
+        (2, "placeholder_damaged"),
+    ]
     assert t["error"]["code"] == "placeholder_damaged"
     assert 'batchmt_repairs_total{reason="placeholder"}' in m
 
@@ -138,8 +147,10 @@ async def test_every_segment_failed_is_a_failed_text() -> None:
     assert b["status"] == "ok"
 
 
-HTML = ('<h2>Welcome</h2><p>Click <b>here</b> to <a href="https://example.com/start">start</a>. '
-        "Then wait a moment.</p><ul><li>First <i>step</i></li><li>Second<br>line</li></ul>")
+HTML = (
+    '<h2>Welcome</h2><p>Click <b>here</b> to <a href="https://example.com/start">start</a>. '
+    "Then wait a moment.</p><ul><li>First <i>step</i></li><li>Second<br>line</li></ul>"
+)
 
 
 async def test_html_round_trip_keeps_tags_inside_their_sentence() -> None:
@@ -147,9 +158,11 @@ async def test_html_round_trip_keeps_tags_inside_their_sentence() -> None:
         r = await c.post("/v1/translate", json={"texts": [HTML], "tag_handling": "html"})
     t = r.json()["translations"][0]
     assert t["status"] == "ok"
-    assert t["text"] == ('<h2>[de] Welcome</h2><p>[de] Click <b>here</b> to <a href="https://example.com/start">start'
-                         "</a>. [de] Then wait a moment.</p><ul><li>[de] First <i>step</i></li>"
-                         "<li>[de] Second<br>line</li></ul>")
+    assert t["text"] == (
+        '<h2>[de] Welcome</h2><p>[de] Click <b>here</b> to <a href="https://example.com/start">start'
+        "</a>. [de] Then wait a moment.</p><ul><li>[de] First <i>step</i></li>"
+        "<li>[de] Second<br>line</li></ul>"
+    )
 
 
 @pytest.mark.parametrize("fault,times", [("swap", 1), ("drop", 1), ("swap", 1000), ("duplicate", 1000)])
@@ -175,8 +188,10 @@ def long_document() -> str:
             f"{i + 2} days because the supplier was late. Details are at https://example.com/release/{i}. "
             "Everyone should read them before the meeting on Monday."
         )
-        paragraphs.append(f"- item {i}a: check the build logs\n- item {i}b: update the notes for [PERSON_{i}]\n"
-                          f"  - a nested point that stays indented")
+        paragraphs.append(
+            f"- item {i}a: check the build logs\n- item {i}b: update the notes for [PERSON_{i}]\n"
+            f"  - a nested point that stays indented"
+        )
     return "\n\n".join(paragraphs) + "\n"
 
 
@@ -190,9 +205,9 @@ async def test_a_5000_character_document_comes_back_with_its_layout_and_placehol
     seg = segment_text(doc)
     assert t["text"] == seg.join([f"[de] {s}" for s in seg.segments])
     assert t["text"].count("[PROJECT123]") == 15 and t["text"].count("https://example.com/release/") == 15
-    assert [ln[: ln.find("[de]")] for ln in t["text"].splitlines()] == [ln[: len(ln) - len(ln.lstrip(" -"))]
-                                                                       if ln.strip() else "" for ln in
-                                                                       doc.splitlines()]
+    assert [ln[: ln.find("[de]")] for ln in t["text"].splitlines()] == [
+        ln[: len(ln) - len(ln.lstrip(" -"))] if ln.strip() else "" for ln in doc.splitlines()
+    ]
 
 
 async def test_a_2000_character_sentence_is_cut_not_refused() -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Callable
+from collections.abc import Callable
 
-from .base import Completion, EngineDead, EngineError, GenerationParams, estimate_tokens
 from ..template import Template
+from .base import Completion, EngineDead, EngineError, GenerationParams, estimate_tokens
 
 __all__ = ["FakeEngine"]
 
@@ -29,8 +29,13 @@ Responder = Callable[[list[str]], "list[str] | str"]
 
 
 class FakeEngine:
-    def __init__(self, responder: Responder | None = None, delay: float = 0.0, model_name: str = "fake",
-                 template: Template | None = None) -> None:
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        delay: float = 0.0,
+        model_name: str = "fake",
+        template: Template | None = None,
+    ) -> None:
         self.model_name = model_name
         self.template = template or Template.load("en-de-packed")
         self.responder: Responder = responder or (lambda srcs: [f"[de] {s}" for s in srcs])
@@ -79,7 +84,7 @@ class FakeEngine:
         solved = self.template._block(tuple(zip(sources, targets)))
         if not solved.startswith(query):
             raise AssertionError("the template's rendering of a solved block does not extend its prompt")
-        return solved[len(query):]
+        return solved[len(query) :]
 
     def _query(self, prompt: str) -> str:
         """The query block at the end of ``prompt`` (from its list header on), whatever prefix came before:
@@ -112,9 +117,15 @@ class FakeEngine:
         cached = estimate_tokens(prefix) if prefix in self._prefixes and params.cache_salt is None else 0
         self._prefixes.add(prefix)
         lps, offsets = self._logprobs(text, sources) if params.logprobs else (None, None)
-        return Completion(text=text, prompt_tokens=estimate_tokens(prompt), cached_prompt_tokens=cached,
-                          completion_tokens=estimate_tokens(text), finish_reason="stop",
-                          token_logprobs=lps, token_offsets=offsets)
+        return Completion(
+            text=text,
+            prompt_tokens=estimate_tokens(prompt),
+            cached_prompt_tokens=cached,
+            completion_tokens=estimate_tokens(text),
+            finish_reason="stop",
+            token_logprobs=lps,
+            token_offsets=offsets,
+        )
 
     def _mangle(self, source: str, target: str) -> str:
         masks = _MASK.findall(target)

@@ -22,6 +22,7 @@ log = logging.getLogger("batchmt.vllm")
 def _on_cpu() -> bool:
     try:
         import torch
+
         return not torch.cuda.is_available()
     except Exception:  # pragma: no cover
         return True
@@ -31,22 +32,43 @@ def cpu_environment(kvcache_gib: int) -> None:
     """vLLM-CPU knobs that must be set before the engine starts (operators' values win)."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     # The default binds one core; bind every core we have and reserve none for the frontend.
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}" if cores == list(range(cores[0], cores[-1] + 1)) else ",".join(map(str, cores)))
+    os.environ.setdefault(
+        "VLLM_CPU_OMP_THREADS_BIND",
+        f"{cores[0]}-{cores[-1]}" if cores == list(range(cores[0], cores[-1] + 1)) else ",".join(map(str, cores)),
+    )
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kvcache_gib))
 
 
 class VLLMEngine:
-    def __init__(self, model: str, *, model_name: str, dtype: str = "auto", block_size: int | None = None,
-                 max_model_len: int = 2048, max_num_seqs: int = 128, enforce_eager: bool = False,
-                 enable_prefix_caching: bool = True, cpu_kvcache_gib: int = 4, seed: int = 0,
-                 scheduling_policy: str = "priority", engine_args: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        model_name: str,
+        dtype: str = "auto",
+        block_size: int | None = None,
+        max_model_len: int = 2048,
+        max_num_seqs: int = 128,
+        enforce_eager: bool = False,
+        enable_prefix_caching: bool = True,
+        cpu_kvcache_gib: int = 4,
+        seed: int = 0,
+        scheduling_policy: str = "priority",
+        engine_args: Mapping[str, Any] | None = None,
+    ) -> None:
         self.model = model
         self.model_name = model_name
-        self._opts = dict(dtype=dtype, block_size=block_size, max_model_len=max_model_len,
-                          max_num_seqs=max_num_seqs, enforce_eager=enforce_eager,
-                          enable_prefix_caching=enable_prefix_caching, seed=seed,
-                          scheduling_policy=scheduling_policy)
+        self._opts = dict(
+            dtype=dtype,
+            block_size=block_size,
+            max_model_len=max_model_len,
+            max_num_seqs=max_num_seqs,
+            enforce_eager=enforce_eager,
+            enable_prefix_caching=enable_prefix_caching,
+            seed=seed,
+            scheduling_policy=scheduling_policy,
+        )
         #: any other vLLM engine argument (``AsyncEngineArgs`` field), e.g. from a preset or ``--engine-arg``; wins
         self._extra = dict(engine_args or {})
         self._priorities = self._extra.get("scheduling_policy", scheduling_policy) == "priority"
@@ -72,6 +94,7 @@ class VLLMEngine:
         opts = {k: v for k, v in opts.items() if v is not None}
         opts.update(self._extra)
         from ..presets import check_engine_args
+
         check_engine_args(opts)  # a clear error before anything loads
         args = AsyncEngineArgs(**{"model": self.model, "served_model_name": [self.model_name], **opts})
         log.info("starting vLLM engine: %s %s", self.model, opts)
@@ -104,16 +127,19 @@ class VLLMEngine:
 
         if self._llm is None:
             raise EngineError("engine not started")
-        sp = SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature,
-                            stop=list(params.stop), seed=params.seed,
-                            logprobs=0 if params.logprobs else None,
-                            output_kind=RequestOutputKind.FINAL_ONLY)
+        sp = SamplingParams(
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            stop=list(params.stop),
+            seed=params.seed,
+            logprobs=0 if params.logprobs else None,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
         final = None
         try:
             inputs = {"prompt": prompt, "cache_salt": params.cache_salt} if params.cache_salt else prompt
             priority = params.priority if self._priorities else 0
-            async for out in self._llm.generate(inputs, sp, request_id=f"batchmt-{next(self._ids)}",
-                                                priority=priority):
+            async for out in self._llm.generate(inputs, sp, request_id=f"batchmt-{next(self._ids)}", priority=priority):
                 final = out
         except Exception as exc:  # vLLM's errors are translated here, once
             if type(exc).__name__ == "EngineDeadError" or getattr(self._llm, "errored", False):
@@ -124,11 +150,13 @@ class VLLMEngine:
         o = final.outputs[0]
         token_logprobs, token_offsets = self._token_logprobs(o) if params.logprobs else (None, None)
         return Completion(
-            text=o.text, finish_reason=o.finish_reason,
+            text=o.text,
+            finish_reason=o.finish_reason,
             prompt_tokens=len(final.prompt_token_ids or ()),
             cached_prompt_tokens=int(final.num_cached_tokens or 0),
             completion_tokens=len(o.token_ids),
-            token_logprobs=token_logprobs, token_offsets=token_offsets,
+            token_logprobs=token_logprobs,
+            token_offsets=token_offsets,
         )
 
     def _token_logprobs(self, o) -> tuple[list[float] | None, list[int] | None]:

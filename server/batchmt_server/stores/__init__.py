@@ -11,8 +11,19 @@ from pathlib import Path
 
 from .base import TERMINAL, ClaimedLine, FileRecord, JobRecord, JobUsage, LineResult, NewLine, Store, StoreError
 
-__all__ = ["Store", "StoreError", "FileRecord", "JobRecord", "JobUsage", "NewLine", "ClaimedLine", "LineResult",
-           "TERMINAL", "build_store", "DB_FILENAME"]
+__all__ = [
+    "Store",
+    "StoreError",
+    "FileRecord",
+    "JobRecord",
+    "JobUsage",
+    "NewLine",
+    "ClaimedLine",
+    "LineResult",
+    "TERMINAL",
+    "build_store",
+    "DB_FILENAME",
+]
 
 DB_FILENAME = "batchmt.sqlite3"
 
@@ -21,10 +32,12 @@ def build_store(database_url: str | None, data_dir: Path) -> Store:
     """The store a URL names (not opened yet: ``await store.open()``)."""
     if not database_url:
         from .sqlite import SQLiteStore
+
         return SQLiteStore(Path(data_dir) / DB_FILENAME)
     if database_url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
-        return SQLiteStore(Path(database_url[len("sqlite:///"):]))
+
+        return SQLiteStore(Path(database_url[len("sqlite:///") :]))
     if database_url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         try:
             from .postgres import PostgresStore

@@ -67,11 +67,24 @@ from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import Literal, Protocol
 
-__all__ = ["Store", "StoreError", "FileRecord", "JobRecord", "JobUsage", "NewLine", "ClaimedLine", "LineResult",
-           "JobStatus", "TERMINAL", "Migration", "migrations"]
+__all__ = [
+    "Store",
+    "StoreError",
+    "FileRecord",
+    "JobRecord",
+    "JobUsage",
+    "NewLine",
+    "ClaimedLine",
+    "LineResult",
+    "JobStatus",
+    "TERMINAL",
+    "Migration",
+    "migrations",
+]
 
-JobStatus = Literal["validating", "in_progress", "finalizing", "completed", "failed", "cancelling", "cancelled",
-                    "expired"]
+JobStatus = Literal[
+    "validating", "in_progress", "finalizing", "completed", "failed", "cancelling", "cancelled", "expired"
+]
 #: statuses a job never leaves
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "expired"})
 
@@ -196,8 +209,9 @@ class Store(Protocol):
 
     async def get_file(self, file_id: str) -> FileRecord | None: ...
 
-    async def list_files(self, *, purpose: str | None = None, after: str | None = None, limit: int = 20,
-                         owner: str | None = None) -> list[FileRecord]:
+    async def list_files(
+        self, *, purpose: str | None = None, after: str | None = None, limit: int = 20, owner: str | None = None
+    ) -> list[FileRecord]:
         """Newest first; ``after`` is the id of the last file of the previous page."""
 
     async def file_content(self, file_id: str) -> bytes | None:
@@ -210,8 +224,9 @@ class Store(Protocol):
 
     async def get_job(self, job_id: str) -> JobRecord | None: ...
 
-    async def list_jobs(self, *, after: str | None = None, limit: int = 20,
-                        owner: str | None = None) -> list[JobRecord]:
+    async def list_jobs(
+        self, *, after: str | None = None, limit: int = 20, owner: str | None = None
+    ) -> list[JobRecord]:
         """Newest first; ``after`` is the id of the last job of the previous page (OpenAI's cursor)."""
 
     async def set_job_status(self, job_id: str, from_statuses: Sequence[str], to: str, now: int) -> JobRecord | None:
@@ -225,8 +240,9 @@ class Store(Protocol):
     async def renew_leases(self, owner: str, lease_seconds: float, now: float) -> int:
         """Extend every lease ``owner`` holds; returns how many."""
 
-    async def release_lines(self, owner: str, keys: Sequence[tuple[str, int]] | None = None, *,
-                            undo_attempt: bool = True) -> int:
+    async def release_lines(
+        self, owner: str, keys: Sequence[tuple[str, int]] | None = None, *, undo_attempt: bool = True
+    ) -> int:
         """Give claimed lines back (all of ``owner``'s when ``keys`` is None). With ``undo_attempt`` the claim does
         not count as an attempt (graceful stop, saturation); without it, it does (a transient failure). Returns
         how many."""
@@ -238,9 +254,17 @@ class Store(Protocol):
     async def open_lines(self, job_id: str) -> dict[str, int]:
         """Counts of the job's lines by state (``pending``, ``claimed``, ...)."""
 
-    async def finish_job(self, job_id: str, from_statuses: Sequence[str], to: str, now: int, *,
-                         output_file_id: str, error_file_id: str,
-                         expired_output: str | None = None) -> JobRecord | None:
+    async def finish_job(
+        self,
+        job_id: str,
+        from_statuses: Sequence[str],
+        to: str,
+        now: int,
+        *,
+        output_file_id: str,
+        error_file_id: str,
+        expired_output: str | None = None,
+    ) -> JobRecord | None:
         """The terminal transition (see the module docstring). ``expired_output`` is the error line template for
         lines left open when ``to == 'expired'``: a ``str.format`` string with ``{custom_id}`` and ``{line_no}``
         (JSON-escaped already). Returns the finished job, or ``None`` if another caller finished it first."""

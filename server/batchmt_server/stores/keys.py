@@ -17,8 +17,18 @@ from .sqlite import SQLiteStore
 
 __all__ = ["StoreKeys", "open_key_store"]
 
-_COLS = ("id", "name", "key_hash", "role", "rate_requests", "rate_chars", "chars_per_day", "chars_per_month",
-         "created_at", "revoked_at")
+_COLS = (
+    "id",
+    "name",
+    "key_hash",
+    "role",
+    "rate_requests",
+    "rate_chars",
+    "chars_per_day",
+    "chars_per_month",
+    "created_at",
+    "revoked_at",
+)
 
 
 def _rec(row: sqlite3.Row) -> KeyRecord:
@@ -43,30 +53,42 @@ class StoreKeys:
 
     async def add_key(self, record: KeyRecord) -> None:
         def op(db: sqlite3.Connection) -> None:
-            db.execute(f"INSERT INTO api_keys ({', '.join(_COLS)}) VALUES ({', '.join('?' * len(_COLS))})",
-                       tuple(getattr(record, c) for c in _COLS))
+            db.execute(
+                f"INSERT INTO api_keys ({', '.join(_COLS)}) VALUES ({', '.join('?' * len(_COLS))})",
+                tuple(getattr(record, c) for c in _COLS),
+            )
+
         await self.store._run(self.store._write, op)
 
     async def list_keys(self) -> list[KeyRecord]:
         def op() -> list[KeyRecord]:
-            return [_rec(r) for r in self.store._db.execute(  # type: ignore[union-attr]
-                "SELECT * FROM api_keys ORDER BY created_at, id")]
+            return [
+                _rec(r)
+                for r in self.store._db.execute(  # type: ignore[union-attr]
+                    "SELECT * FROM api_keys ORDER BY created_at, id"
+                )
+            ]
+
         return await self.store._run(op)
 
     async def revoke_key(self, key_id_or_name: str, now: float) -> int:
         def op(db: sqlite3.Connection) -> int:
-            return db.execute("UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL",
-                              (now, key_id_or_name, key_id_or_name)).rowcount
+            return db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL",
+                (now, key_id_or_name, key_id_or_name),
+            ).rowcount
+
         return await self.store._run(self.store._write, op)
 
-    async def add_usage(self, key_id: str, periods: list[str], characters: int, sentences: int,
-                        requests: int) -> None:
+    async def add_usage(self, key_id: str, periods: list[str], characters: int, sentences: int, requests: int) -> None:
         def op(db: sqlite3.Connection) -> None:
             db.executemany(
                 "INSERT INTO api_key_usage (key_id, period, characters, sentences, requests) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (key_id, period) DO UPDATE SET characters = characters + excluded.characters, "
                 "sentences = sentences + excluded.sentences, requests = requests + excluded.requests",
-                [(key_id, p, characters, sentences, requests) for p in periods])
+                [(key_id, p, characters, sentences, requests) for p in periods],
+            )
+
         await self.store._run(self.store._write, op)
 
     async def usage(self, key_id: str | None, period: str) -> dict[str, dict]:
@@ -75,9 +97,11 @@ class StoreKeys:
             args: tuple[Any, ...] = (period,)
             if key_id is not None:
                 sql, args = sql + " AND key_id = ?", (period, key_id)
-            return {r["key_id"]: {"characters": r["characters"], "sentences": r["sentences"],
-                                  "requests": r["requests"]}
-                    for r in self.store._db.execute(sql, args)}  # type: ignore[union-attr]
+            return {
+                r["key_id"]: {"characters": r["characters"], "sentences": r["sentences"], "requests": r["requests"]}
+                for r in self.store._db.execute(sql, args)  # type: ignore[union-attr]
+            }
+
         return await self.store._run(op)
 
 
@@ -88,5 +112,6 @@ def open_key_store(settings: Any) -> StoreKeys:
     store = build_store(getattr(settings, "database_url", None), Path(data_dir))
     if getattr(store, "dialect", "") == "postgresql":  # gateways sharing one PostgreSQL share keys and usage
         from .postgres import PostgresKeys
+
         return PostgresKeys(store)  # type: ignore[arg-type,return-value]
     return StoreKeys(store)  # type: ignore[arg-type]

@@ -26,10 +26,32 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 
 _USAGE_COLS = tuple(f"u_{n}" for n in JobUsage.names())
-_JOB_COLS = ("id", "seq", "input_file_id", "endpoint", "completion_window", "status", "created_at", "expires_at",
-             "metadata", "in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at", "cancelling_at",
-             "cancelled_at", "output_file_id", "error_file_id", "errors", "total", "completed", "failed", "owner",
-             *_USAGE_COLS)
+_JOB_COLS = (
+    "id",
+    "seq",
+    "input_file_id",
+    "endpoint",
+    "completion_window",
+    "status",
+    "created_at",
+    "expires_at",
+    "metadata",
+    "in_progress_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+    "output_file_id",
+    "error_file_id",
+    "errors",
+    "total",
+    "completed",
+    "failed",
+    "owner",
+    *_USAGE_COLS,
+)
 _FILE_COLS = ("id", "purpose", "filename", "bytes", "created_at", "job_id", "kind", "owner")
 _CHUNK = 400  # host parameters per statement, well under SQLite's limit
 
@@ -90,15 +112,19 @@ class SQLiteStore:
     def _migrate(self) -> None:
         db = self._db
         assert db is not None
-        db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                   "applied_at REAL NOT NULL)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied_at REAL NOT NULL)"
+        )
         for m in migrations(self.dialect):
+
             def apply(db: sqlite3.Connection, m=m) -> None:
                 if db.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (m.version,)).fetchone():
                     return
                 for stmt in _statements(m.sql):
                     db.execute(stmt)
                 db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (m.version, m.name, time.time()))
+
             self._write(apply)
 
     async def open(self) -> None:
@@ -122,27 +148,40 @@ class SQLiteStore:
         pool.shutdown(wait=True)
 
     async def applied_migrations(self) -> list[int]:
-        return await self._run(lambda: [r[0] for r in self._db.execute(  # type: ignore[union-attr]
-            "SELECT version FROM schema_migrations ORDER BY version")])
+        return await self._run(
+            lambda: [
+                r[0]
+                for r in self._db.execute(  # type: ignore[union-attr]
+                    "SELECT version FROM schema_migrations ORDER BY version"
+                )
+            ]
+        )
 
     # ---------------------------------------------------------------- files
     async def put_file(self, rec: FileRecord, content: bytes | None) -> None:
         def op(db: sqlite3.Connection) -> None:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM files").fetchone()[0]
-            db.execute(f"INSERT INTO files ({', '.join(_FILE_COLS)}, content, seq) VALUES "
-                       f"({', '.join('?' * (len(_FILE_COLS) + 2))})",
-                       (*[getattr(rec, c) for c in _FILE_COLS], content, seq))
+            db.execute(
+                f"INSERT INTO files ({', '.join(_FILE_COLS)}, content, seq) VALUES "
+                f"({', '.join('?' * (len(_FILE_COLS) + 2))})",
+                (*[getattr(rec, c) for c in _FILE_COLS], content, seq),
+            )
+
         await self._run(self._write, op)
 
     async def get_file(self, file_id: str) -> FileRecord | None:
         def op() -> FileRecord | None:
-            row = self._db.execute(f"SELECT {', '.join(_FILE_COLS)} FROM files WHERE id = ?",  # type: ignore
-                                   (file_id,)).fetchone()
+            row = self._db.execute(  # type: ignore[union-attr]
+                f"SELECT {', '.join(_FILE_COLS)} FROM files WHERE id = ?",
+                (file_id,),
+            ).fetchone()
             return _file(row) if row else None
+
         return await self._run(op)
 
-    async def list_files(self, *, purpose: str | None = None, after: str | None = None, limit: int = 20,
-                         owner: str | None = None) -> list[FileRecord]:
+    async def list_files(
+        self, *, purpose: str | None = None, after: str | None = None, limit: int = 20, owner: str | None = None
+    ) -> list[FileRecord]:
         def op() -> list[FileRecord]:
             where, args = ["1 = 1"], []
             if purpose is not None:
@@ -154,9 +193,12 @@ class SQLiteStore:
             if after is not None:
                 where.append("seq < COALESCE((SELECT seq FROM files WHERE id = ?), 0)")
                 args.append(after)
-            rows = self._db.execute(f"SELECT {', '.join(_FILE_COLS)} FROM files WHERE {' AND '.join(where)} "  # type: ignore
-                                    "ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+            rows = self._db.execute(  # type: ignore[union-attr]
+                f"SELECT {', '.join(_FILE_COLS)} FROM files WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
             return [_file(r) for r in rows]
+
         return await self._run(op)
 
     async def file_content(self, file_id: str) -> bytes | None:
@@ -169,9 +211,15 @@ class SQLiteStore:
             if row["kind"] == "upload":
                 return bytes(row["content"] or b"")
             state = "done" if row["kind"] == "output" else "failed"
-            lines = [r[0] for r in db.execute("SELECT output FROM job_lines WHERE job_id = ? AND state = ? "
-                                              "ORDER BY line_no", (row["job_id"], state))]
+            lines = [
+                r[0]
+                for r in db.execute(
+                    "SELECT output FROM job_lines WHERE job_id = ? AND state = ? ORDER BY line_no",
+                    (row["job_id"], state),
+                )
+            ]
             return "".join(f"{line}\n" for line in lines).encode("utf-8")
+
         return await self._run(op)
 
     # ---------------------------------------------------------------- jobs
@@ -181,25 +229,38 @@ class SQLiteStore:
             failed = sum(1 for ln in lines if ln.error_output is not None)
             rec = _replace(job, seq=seq, total=len(lines), failed=failed, completed=0)
             values = _job_values(rec)
-            db.execute(f"INSERT INTO jobs ({', '.join(_JOB_COLS)}) VALUES ({', '.join('?' * len(_JOB_COLS))})",
-                       values)
-            db.executemany("INSERT INTO job_lines (job_id, line_no, custom_id, body, state, output) "
-                           "VALUES (?, ?, ?, ?, ?, ?)",
-                           ((rec.id, ln.line_no, ln.custom_id, ln.body,
-                             "failed" if ln.error_output is not None else "pending", ln.error_output)
-                            for ln in lines))
+            db.execute(f"INSERT INTO jobs ({', '.join(_JOB_COLS)}) VALUES ({', '.join('?' * len(_JOB_COLS))})", values)
+            db.executemany(
+                "INSERT INTO job_lines (job_id, line_no, custom_id, body, state, output) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        rec.id,
+                        ln.line_no,
+                        ln.custom_id,
+                        ln.body,
+                        "failed" if ln.error_output is not None else "pending",
+                        ln.error_output,
+                    )
+                    for ln in lines
+                ),
+            )
             return rec
+
         return await self._run(self._write, op)
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         def op() -> JobRecord | None:
-            row = self._db.execute(f"SELECT {', '.join(_JOB_COLS)} FROM jobs WHERE id = ?",  # type: ignore
-                                   (job_id,)).fetchone()
+            row = self._db.execute(  # type: ignore[union-attr]
+                f"SELECT {', '.join(_JOB_COLS)} FROM jobs WHERE id = ?",
+                (job_id,),
+            ).fetchone()
             return _job(row) if row else None
+
         return await self._run(op)
 
-    async def list_jobs(self, *, after: str | None = None, limit: int = 20,
-                        owner: str | None = None) -> list[JobRecord]:
+    async def list_jobs(
+        self, *, after: str | None = None, limit: int = 20, owner: str | None = None
+    ) -> list[JobRecord]:
         def op() -> list[JobRecord]:
             where, args = ["1 = 1"], []
             if owner is not None:
@@ -208,25 +269,36 @@ class SQLiteStore:
             if after is not None:
                 where.append("seq < COALESCE((SELECT seq FROM jobs WHERE id = ?), 0)")
                 args.append(after)
-            rows = self._db.execute(f"SELECT {', '.join(_JOB_COLS)} FROM jobs WHERE {' AND '.join(where)} "  # type: ignore
-                                    "ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+            rows = self._db.execute(  # type: ignore[union-attr]
+                f"SELECT {', '.join(_JOB_COLS)} FROM jobs WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
             return [_job(r) for r in rows]
+
         return await self._run(op)
 
     async def jobs_in(self, statuses: Sequence[str]) -> list[JobRecord]:
         def op() -> list[JobRecord]:
-            rows = self._db.execute(f"SELECT {', '.join(_JOB_COLS)} FROM jobs WHERE status IN "  # type: ignore
-                                    f"({', '.join('?' * len(statuses))}) ORDER BY seq", tuple(statuses)).fetchall()
+            rows = self._db.execute(  # type: ignore[union-attr]
+                f"SELECT {', '.join(_JOB_COLS)} FROM jobs WHERE status IN "
+                f"({', '.join('?' * len(statuses))}) ORDER BY seq",
+                tuple(statuses),
+            ).fetchall()
             return [_job(r) for r in rows]
+
         return await self._run(op)
 
     async def set_job_status(self, job_id: str, from_statuses: Sequence[str], to: str, now: int) -> JobRecord | None:
         def op(db: sqlite3.Connection) -> JobRecord | None:
-            cur = db.execute(f"UPDATE jobs SET status = ?, {to}_at = ? WHERE id = ? AND status IN "
-                             f"({', '.join('?' * len(from_statuses))})", (to, now, job_id, *from_statuses))
+            cur = db.execute(
+                f"UPDATE jobs SET status = ?, {to}_at = ? WHERE id = ? AND status IN "
+                f"({', '.join('?' * len(from_statuses))})",
+                (to, now, job_id, *from_statuses),
+            )
             if cur.rowcount != 1:
                 return None
             return _job(db.execute(f"SELECT {', '.join(_JOB_COLS)} FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
         if to not in ("in_progress", "finalizing", "completed", "failed", "expired", "cancelling", "cancelled"):
             raise StoreError(f"unknown job status {to!r}")
         return await self._run(self._write, op)
@@ -236,44 +308,57 @@ class SQLiteStore:
             keys = db.execute(
                 "SELECT l.job_id, l.line_no FROM jobs j JOIN job_lines l ON l.job_id = j.id "
                 "WHERE j.status = 'in_progress' AND l.state = 'claimed' AND l.lease_expires < ? "
-                "ORDER BY j.seq, l.line_no LIMIT ?", (now, limit)).fetchall()
+                "ORDER BY j.seq, l.line_no LIMIT ?",
+                (now, limit),
+            ).fetchall()
             if len(keys) < limit:
                 keys += db.execute(
                     "SELECT l.job_id, l.line_no FROM jobs j JOIN job_lines l ON l.job_id = j.id "
                     "WHERE j.status = 'in_progress' AND l.state = 'pending' "
-                    "ORDER BY j.seq, l.line_no LIMIT ?", (limit - len(keys),)).fetchall()
+                    "ORDER BY j.seq, l.line_no LIMIT ?",
+                    (limit - len(keys),),
+                ).fetchall()
             out: list[ClaimedLine] = []
             for i in range(0, len(keys), _CHUNK // 2):
-                chunk = keys[i:i + _CHUNK // 2]
+                chunk = keys[i : i + _CHUNK // 2]
                 rows = db.execute(
                     "UPDATE job_lines SET state = 'claimed', lease_owner = ?, lease_expires = ?, "
                     f"attempts = attempts + 1 WHERE (job_id, line_no) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
                     "RETURNING job_id, line_no, custom_id, body, attempts",
-                    (owner, now + lease_seconds, *[v for k in chunk for v in k])).fetchall()
+                    (owner, now + lease_seconds, *[v for k in chunk for v in k]),
+                ).fetchall()
                 out += [ClaimedLine(r[0], r[1], r[2], r[3], r[4]) for r in rows]
             order = {(k[0], k[1]): i for i, k in enumerate(keys)}
             out.sort(key=lambda c: order[(c.job_id, c.line_no)])  # RETURNING has no defined order
             return out
+
         return await self._run(self._write, op)
 
     async def renew_leases(self, owner: str, lease_seconds: float, now: float) -> int:
         def op(db: sqlite3.Connection) -> int:
-            return db.execute("UPDATE job_lines SET lease_expires = ? WHERE lease_owner = ? AND state = 'claimed'",
-                              (now + lease_seconds, owner)).rowcount
+            return db.execute(
+                "UPDATE job_lines SET lease_expires = ? WHERE lease_owner = ? AND state = 'claimed'",
+                (now + lease_seconds, owner),
+            ).rowcount
+
         return await self._run(self._write, op)
 
-    async def release_lines(self, owner: str, keys: Sequence[tuple[str, int]] | None = None, *,
-                            undo_attempt: bool = True) -> int:
+    async def release_lines(
+        self, owner: str, keys: Sequence[tuple[str, int]] | None = None, *, undo_attempt: bool = True
+    ) -> int:
         def op(db: sqlite3.Connection) -> int:
             attempts = "MAX(0, attempts - 1)" if undo_attempt else "attempts"
-            sql = ("UPDATE job_lines SET state = 'pending', lease_owner = NULL, lease_expires = NULL, "
-                   f"attempts = {attempts} WHERE lease_owner = ? AND state = 'claimed'")
+            sql = (
+                "UPDATE job_lines SET state = 'pending', lease_owner = NULL, lease_expires = NULL, "
+                f"attempts = {attempts} WHERE lease_owner = ? AND state = 'claimed'"
+            )
             if keys is None:
                 return db.execute(sql, (owner,)).rowcount
             n = 0
             for k in keys:
                 n += db.execute(sql + " AND job_id = ? AND line_no = ?", (owner, *k)).rowcount
             return n
+
         return await self._run(self._write, op)
 
     async def complete_lines(self, owner: str, results: Sequence[LineResult]) -> int:
@@ -281,9 +366,11 @@ class SQLiteStore:
             per_job: dict[str, list[Any]] = {}
             written = 0
             for r in results:
-                cur = db.execute("UPDATE job_lines SET state = ?, output = ?, lease_owner = NULL, lease_expires = NULL "
-                                 "WHERE job_id = ? AND line_no = ? AND state = 'claimed' AND lease_owner = ?",
-                                 ("done" if r.ok else "failed", r.output, r.job_id, r.line_no, owner))
+                cur = db.execute(
+                    "UPDATE job_lines SET state = ?, output = ?, lease_owner = NULL, lease_expires = NULL "
+                    "WHERE job_id = ? AND line_no = ? AND state = 'claimed' AND lease_owner = ?",
+                    ("done" if r.ok else "failed", r.output, r.job_id, r.line_no, owner),
+                )
                 if cur.rowcount != 1:
                     continue  # no longer ours: the lease expired and the line went to someone else
                 written += 1
@@ -292,22 +379,38 @@ class SQLiteStore:
                 acc[2] = acc[2] + r.usage
             for job_id, (ok, bad, usage) in per_job.items():
                 sets = ", ".join(f"{c} = {c} + ?" for c in _USAGE_COLS)
-                db.execute(f"UPDATE jobs SET completed = completed + ?, failed = failed + ?, {sets} WHERE id = ?",
-                           (ok, bad, *[getattr(usage, n) for n in JobUsage.names()], job_id))
+                db.execute(
+                    f"UPDATE jobs SET completed = completed + ?, failed = failed + ?, {sets} WHERE id = ?",
+                    (ok, bad, *[getattr(usage, n) for n in JobUsage.names()], job_id),
+                )
             return written
+
         if not results:
             return 0
         return await self._run(self._write, op)
 
     async def open_lines(self, job_id: str) -> dict[str, int]:
         def op() -> dict[str, int]:
-            return {r[0]: r[1] for r in self._db.execute(  # type: ignore[union-attr]
-                "SELECT state, COUNT(*) FROM job_lines WHERE job_id = ? GROUP BY state", (job_id,))}
+            return {
+                r[0]: r[1]
+                for r in self._db.execute(  # type: ignore[union-attr]
+                    "SELECT state, COUNT(*) FROM job_lines WHERE job_id = ? GROUP BY state", (job_id,)
+                )
+            }
+
         return await self._run(op)
 
-    async def finish_job(self, job_id: str, from_statuses: Sequence[str], to: str, now: int, *,
-                         output_file_id: str, error_file_id: str,
-                         expired_output: str | None = None) -> JobRecord | None:
+    async def finish_job(
+        self,
+        job_id: str,
+        from_statuses: Sequence[str],
+        to: str,
+        now: int,
+        *,
+        output_file_id: str,
+        error_file_id: str,
+        expired_output: str | None = None,
+    ) -> JobRecord | None:
         def op(db: sqlite3.Connection) -> JobRecord | None:
             row = db.execute(f"SELECT {', '.join(_JOB_COLS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None or row["status"] not in from_statuses:
@@ -315,34 +418,52 @@ class SQLiteStore:
             job = _job(row)
             expired = 0
             if to == "expired":
-                left = db.execute("SELECT line_no, custom_id FROM job_lines WHERE job_id = ? AND state IN "
-                                  "('pending', 'claimed')", (job_id,)).fetchall()
+                left = db.execute(
+                    "SELECT line_no, custom_id FROM job_lines WHERE job_id = ? AND state IN ('pending', 'claimed')",
+                    (job_id,),
+                ).fetchall()
                 template = expired_output or "{{}}"
-                db.executemany("UPDATE job_lines SET state = 'failed', output = ?, lease_owner = NULL, "
-                               "lease_expires = NULL WHERE job_id = ? AND line_no = ?",
-                               ((template.format(custom_id=json.dumps(r[1]), line_no=r[0]), job_id, r[0])
-                                for r in left))
+                db.executemany(
+                    "UPDATE job_lines SET state = 'failed', output = ?, lease_owner = NULL, "
+                    "lease_expires = NULL WHERE job_id = ? AND line_no = ?",
+                    ((template.format(custom_id=json.dumps(r[1]), line_no=r[0]), job_id, r[0]) for r in left),
+                )
                 expired = len(left)
             else:
-                db.execute("UPDATE job_lines SET state = 'cancelled', lease_owner = NULL, lease_expires = NULL "
-                           "WHERE job_id = ? AND state IN ('pending', 'claimed')", (job_id,))
+                db.execute(
+                    "UPDATE job_lines SET state = 'cancelled', lease_owner = NULL, lease_expires = NULL "
+                    "WHERE job_id = ? AND state IN ('pending', 'claimed')",
+                    (job_id,),
+                )
             files: dict[str, str | None] = {"output": None, "error": None}
             for kind, state, fid in (("output", "done", output_file_id), ("error", "failed", error_file_id)):
-                n, size = db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(output AS BLOB)) + 1), 0) "
-                                     "FROM job_lines WHERE job_id = ? AND state = ?", (job_id, state)).fetchone()
+                n, size = db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(output AS BLOB)) + 1), 0) "
+                    "FROM job_lines WHERE job_id = ? AND state = ?",
+                    (job_id, state),
+                ).fetchone()
                 if n:
                     seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM files").fetchone()[0]
-                    db.execute("INSERT INTO files (id, purpose, filename, bytes, created_at, job_id, kind, owner, seq) "
-                               "VALUES (?, 'batch_output', ?, ?, ?, ?, ?, ?, ?)",
-                               (fid, f"batch_{job_id}_{kind}.jsonl", size, now, job_id, kind, job.owner, seq))
+                    db.execute(
+                        "INSERT INTO files (id, purpose, filename, bytes, created_at, job_id, kind, owner, seq) "
+                        "VALUES (?, 'batch_output', ?, ?, ?, ?, ?, ?, ?)",
+                        (fid, f"batch_{job_id}_{kind}.jsonl", size, now, job_id, kind, job.owner, seq),
+                    )
                     files[kind] = fid
-            final_at = {"completed": "completed_at", "cancelled": "cancelled_at", "expired": "expired_at",
-                        "failed": "failed_at"}[to]
+            final_at = {
+                "completed": "completed_at",
+                "cancelled": "cancelled_at",
+                "expired": "expired_at",
+                "failed": "failed_at",
+            }[to]
             finalizing = now if to == "completed" and job.finalizing_at is None else job.finalizing_at
-            db.execute(f"UPDATE jobs SET status = ?, {final_at} = ?, finalizing_at = ?, output_file_id = ?, "
-                       "error_file_id = ?, failed = failed + ? WHERE id = ?",
-                       (to, now, finalizing, files["output"], files["error"], expired, job_id))
+            db.execute(
+                f"UPDATE jobs SET status = ?, {final_at} = ?, finalizing_at = ?, output_file_id = ?, "
+                "error_file_id = ?, failed = failed + ? WHERE id = ?",
+                (to, now, finalizing, files["output"], files["error"], expired, job_id),
+            )
             return _job(db.execute(f"SELECT {', '.join(_JOB_COLS)} FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
         if to not in ("completed", "cancelled", "expired", "failed"):
             raise StoreError(f"{to!r} is not a terminal status")
         return await self._run(self._write, op)
@@ -350,9 +471,12 @@ class SQLiteStore:
     async def jobs_usage(self, *, owner: str | None = None) -> tuple[int, JobUsage]:
         def op() -> tuple[int, JobUsage]:
             where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
-            row = self._db.execute(f"SELECT COUNT(*), {', '.join(f'COALESCE(SUM({c}), 0)' for c in _USAGE_COLS)} "  # type: ignore
-                                   f"FROM jobs {where}", args).fetchone()
+            row = self._db.execute(  # type: ignore[union-attr]
+                f"SELECT COUNT(*), {', '.join(f'COALESCE(SUM({c}), 0)' for c in _USAGE_COLS)} FROM jobs {where}",
+                args,
+            ).fetchone()
             return row[0], JobUsage(*row[1:])
+
         return await self._run(op)
 
     # ---------------------------------------------------------------- translation memory
@@ -363,42 +487,58 @@ class SQLiteStore:
             out: dict[str, str] = {}
             uniq = list(dict.fromkeys(sources))
             for i in range(0, len(uniq), _CHUNK):
-                chunk = uniq[i:i + _CHUNK]
+                chunk = uniq[i : i + _CHUNK]
                 marks = ", ".join("?" * len(chunk))
-                rows = db.execute(f"SELECT source, target FROM translation_memory WHERE signature = ? "
-                                  f"AND source IN ({marks})", (signature, *chunk))
+                rows = db.execute(
+                    f"SELECT source, target FROM translation_memory WHERE signature = ? AND source IN ({marks})",
+                    (signature, *chunk),
+                )
                 out.update({r[0]: r[1] for r in rows})
             if out:  # mark the hits used (a miss, the common case for fresh text, takes no write lock)
                 hits = list(out)
 
                 def touch(db: sqlite3.Connection) -> None:
                     for i in range(0, len(hits), _CHUNK):
-                        chunk = hits[i:i + _CHUNK]
-                        db.execute(f"UPDATE translation_memory SET hits = hits + 1, last_used = ? WHERE signature = ? "
-                                   f"AND source IN ({', '.join('?' * len(chunk))})", (now, signature, *chunk))
+                        chunk = hits[i : i + _CHUNK]
+                        db.execute(
+                            f"UPDATE translation_memory SET hits = hits + 1, last_used = ? WHERE signature = ? "
+                            f"AND source IN ({', '.join('?' * len(chunk))})",
+                            (now, signature, *chunk),
+                        )
+
                 self._write(touch)
             return out
+
         if not sources:
             return {}
         return await self._run(op)
 
     async def tm_put(self, signature: str, pairs: Sequence[tuple[str, str]], now: float, max_entries: int) -> None:
         def op(db: sqlite3.Connection) -> None:
-            db.executemany("INSERT INTO translation_memory (signature, source, target, created_at, last_used) "
-                           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (signature, source) DO UPDATE SET "
-                           "target = excluded.target, last_used = excluded.last_used",
-                           ((signature, s, t, now, now) for s, t in pairs))
+            db.executemany(
+                "INSERT INTO translation_memory (signature, source, target, created_at, last_used) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (signature, source) DO UPDATE SET "
+                "target = excluded.target, last_used = excluded.last_used",
+                ((signature, s, t, now, now) for s, t in pairs),
+            )
             excess = db.execute("SELECT COUNT(*) FROM translation_memory").fetchone()[0] - max_entries
             if excess > 0:
-                db.execute("DELETE FROM translation_memory WHERE rowid IN (SELECT rowid FROM translation_memory "
-                           "ORDER BY last_used LIMIT ?)", (excess,))
+                db.execute(
+                    "DELETE FROM translation_memory WHERE rowid IN (SELECT rowid FROM translation_memory "
+                    "ORDER BY last_used LIMIT ?)",
+                    (excess,),
+                )
+
         if not pairs:
             return
         await self._run(self._write, op)
 
     async def tm_size(self) -> int:
-        return await self._run(lambda: self._db.execute(  # type: ignore[union-attr]
-            "SELECT COUNT(*) FROM translation_memory").fetchone()[0])
+        return await self._run(
+            lambda: self._db.execute(  # type: ignore[union-attr]
+                "SELECT COUNT(*) FROM translation_memory"
+            ).fetchone()[0]
+        )
 
     async def tm_clear(self) -> None:
         await self._run(self._write, lambda db: db.execute("DELETE FROM translation_memory"))
@@ -406,6 +546,7 @@ class SQLiteStore:
 
 def _replace(rec: JobRecord, **changes: Any) -> JobRecord:
     from dataclasses import replace
+
     return replace(rec, **changes)
 
 
