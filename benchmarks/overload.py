@@ -53,6 +53,8 @@ def start_gateway(args: argparse.Namespace, port: int, folder: Path) -> subproce
         str(args.in_flight),
         "--max-queue-sentences",
         str(args.queue),
+        "--max-sentences-per-request",
+        str(min(128, args.queue)),
         "--translation-memory-size",
         "0",
         "--log-level",
