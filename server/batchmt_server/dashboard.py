@@ -70,8 +70,11 @@ def install_dashboard(app: FastAPI) -> None:
     @app.get("/dashboard/data", tags=["ops"])
     async def dashboard_json(request: Request) -> dict:
         """Everything the built-in dashboard draws: ``usage`` (= ``GET /v1/usage``), histograms, gauges."""
+        from .jobs import jobs_usage  # jobs.py builds on the app; imported here to keep this module below it
+
         gw = request.app.state.gateway
         data = dashboard_data(gw.stats.snapshot(), gw.prices)
+        data["usage"]["jobs"] = await jobs_usage(request) or None  # the whole /v1/usage body, batch jobs included
         data["model"] = gw.model_name
         data["ready"] = gw.ready.is_set()
         return data

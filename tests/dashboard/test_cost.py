@@ -111,3 +111,12 @@ async def test_usage_equals_metrics_and_needs_the_api_key():
     assert m["batchmt_engine_busy_seconds_total"] == u["engine_busy_seconds"]
     assert m['batchmt_price_info{currency="USD",model="tokens+engine_hour"}'] == 1
     assert d["usage"]["cost"] == u["cost"] and d["histograms"]["request_seconds"]["count"] == 1
+
+
+async def test_dashboard_usage_is_the_usage_endpoint_body(tmp_path):
+    async with running_gateway(data_dir=str(tmp_path)) as (c, _):
+        await c.post("/v1/translate", json={"texts": ["The museum is closed on Mondays."]})
+        usage = (await c.get("/v1/usage")).json()
+        board = (await c.get("/dashboard/data")).json()["usage"]
+    usage.pop("uptime_seconds"), board.pop("uptime_seconds")
+    assert board == usage  # batch-job totals included
