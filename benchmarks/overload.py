@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "OVERLOAD_SUMMARY": str(summary),
             "OVERLOAD_SENTENCES": str(args.sentences),
             "OVERLOAD_USER_RATE": str(args.user_rate),
+            "OVERLOAD_EXACT": "1" if args.engine == "fake" else "0",
         }
         locust_cmd = [
             str(Path(sys.executable).with_name("locust")),

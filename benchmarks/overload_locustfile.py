@@ -15,6 +15,9 @@ from locust import FastHttpUser, constant_throughput, events, task
 
 SENTENCES = int(os.environ.get("OVERLOAD_SENTENCES", "8"))
 RATE = float(os.environ.get("OVERLOAD_USER_RATE", "1"))  # requests per second per user
+#: the fake engine answers "[de] <source>": each slot is checked against its own source; a real engine's answer
+#: can only be checked for being there (status ok, a non-empty text)
+EXACT = os.environ.get("OVERLOAD_EXACT", "1") == "1"
 KEY = os.environ.get("OVERLOAD_KEY")
 
 _lock = threading.Lock()
@@ -55,7 +58,7 @@ class Caller(FastHttpUser):
                     for k, src in enumerate(srcs):
                         if k >= len(slots) or slots[k]["status"] != "ok":
                             totals["sentences_lost"] += 1
-                        elif slots[k]["text"] != f"[de] {src}":
+                        elif (slots[k]["text"] != f"[de] {src}") if EXACT else not slots[k]["text"]:
                             totals["sentences_misplaced"] += 1
                         else:
                             totals["sentences_translated"] += 1
