@@ -54,6 +54,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> No
 def _model_dir() -> str:
     from batchmt_server.model import prepare_embedded_model
     from batchmt_server.settings import Settings
+
     return str(prepare_embedded_model(Settings().cache_dir))
 
 
@@ -65,8 +66,13 @@ class _Proc:
         self.log = ARTIFACTS / f"{name}.log"
         self.ready_url = self.url + ready_path
         full_env = {**os.environ, **(env or {})}
-        self.proc = subprocess.Popen([*cmd, "--port", str(self.port)], stdout=self.log.open("w"),
-                                     stderr=subprocess.STDOUT, env=full_env, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [*cmd, "--port", str(self.port)],
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=REPO,
+        )
 
     def wait(self) -> str:
         wait_http(self.ready_url, self.proc, ENGINE_START_TIMEOUT, self.log)
@@ -86,13 +92,39 @@ _procs: dict[str, _Proc] = {}
 def _vllm_server_proc() -> _Proc:
     """Started on first use (and early, by gateway_app, so the two engines load side by side)."""
     if "vllm" not in _procs:
-        _procs["vllm"] = _Proc("vllm-api-server", [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", _model_dir(),
-            "--served-model-name", "gemma-3-270m", "--dtype", "float32", "--block-size", "32",
-            "--enable-prefix-caching", "--enforce-eager", "--max-model-len", "2048", "--max-num-seqs", "64",
-            "--enable-prompt-tokens-details", "--host", "127.0.0.1"], "/v1/models",
-            env={"VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-%d" % (os.cpu_count() - 1)),
-                 "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_KVCACHE_SPACE": "2"})
+        _procs["vllm"] = _Proc(
+            "vllm-api-server",
+            [
+                sys.executable,
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                _model_dir(),
+                "--served-model-name",
+                "gemma-3-270m",
+                "--dtype",
+                "float32",
+                "--block-size",
+                "32",
+                "--enable-prefix-caching",
+                "--enforce-eager",
+                "--max-model-len",
+                "2048",
+                "--max-num-seqs",
+                "64",
+                "--enable-prompt-tokens-details",
+                "--host",
+                "127.0.0.1",
+            ],
+            "/v1/models",
+            env={
+                "VLLM_CPU_OMP_THREADS_BIND": os.environ.get(
+                    "VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}"
+                ),
+                "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+                "VLLM_CPU_KVCACHE_SPACE": "2",
+            },
+        )
     return _procs["vllm"]
 
 
@@ -113,8 +145,18 @@ def engine_test_settings(**overrides):
     import tempfile
 
     from batchmt_server.settings import Settings
-    base = dict(data_dir=tempfile.mkdtemp(prefix="batchmt-store-"), enforce_eager=True, cpu_kvcache_gib=2, calibration="off", max_num_seqs=64, max_wait_ms=30.0,
-                max_prompts_in_flight=4, max_sentences_per_prompt=4, pack_policy="adaptive")
+
+    base = dict(
+        data_dir=tempfile.mkdtemp(prefix="batchmt-store-"),
+        enforce_eager=True,
+        cpu_kvcache_gib=2,
+        calibration="off",
+        max_num_seqs=64,
+        max_wait_ms=30.0,
+        max_prompts_in_flight=4,
+        max_sentences_per_prompt=4,
+        pack_policy="adaptive",
+    )
     base.update(overrides)
     return Settings(**base)
 
@@ -147,11 +189,37 @@ def vllm_server() -> str:
 def gateway_url(vllm_server: str) -> str:
     """A real batchmt-server process (uvicorn, HTTP engine → the vLLM api_server)."""
     if "gateway" not in _procs:
-        _procs["gateway"] = _Proc("gateway", [
-            sys.executable, "-m", "batchmt_server", "serve", "--engine-url", vllm_server, "--host", "127.0.0.1",
-            "--max-wait-ms", "30", "--max-prompts-in-flight", "8", "--max-sentences-per-prompt", "4",
-            "--calibration", "off", "--data-dir", tempfile.mkdtemp(prefix="batchmt-store-"),
-            "--price-prompt-per-mtok", "0.5", "--price-cached-prompt-per-mtok", "0.05",
-            "--price-completion-per-mtok", "1.5", "--price-engine-hour", "2"], "/readyz",
-            env={"PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])})
+        _procs["gateway"] = _Proc(
+            "gateway",
+            [
+                sys.executable,
+                "-m",
+                "batchmt_server",
+                "serve",
+                "--engine-url",
+                vllm_server,
+                "--host",
+                "127.0.0.1",
+                "--max-wait-ms",
+                "30",
+                "--max-prompts-in-flight",
+                "8",
+                "--max-sentences-per-prompt",
+                "4",
+                "--calibration",
+                "off",
+                "--data-dir",
+                tempfile.mkdtemp(prefix="batchmt-store-"),
+                "--price-prompt-per-mtok",
+                "0.5",
+                "--price-cached-prompt-per-mtok",
+                "0.05",
+                "--price-completion-per-mtok",
+                "1.5",
+                "--price-engine-hour",
+                "2",
+            ],
+            "/readyz",
+            env={"PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])},
+        )
     return _procs["gateway"].wait()

@@ -15,16 +15,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__
 from .cost import Prices, usage_totals
 from .dashboard import install_dashboard
+from .docs_offline import install_docs
 from .engines import Engine
 from .engines.openai_http import ReplicaCollector
 from .errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
 from .gateway import Gateway
-from .docs_offline import install_docs
-from .openapi_limits import install_openapi_limits
-from .keys import KeyRing, LimitExceeded
-from .middleware import GuardConfig, GuardMiddleware, principal_of
 from .jobs import JobsCollector, JobsRuntime, install_jobs, jobs_usage
+from .keys import KeyRing, LimitExceeded
 from .metrics import StatsCollector, make_registry, render
+from .middleware import GuardConfig, GuardMiddleware, principal_of
+from .openapi_limits import install_openapi_limits
 from .schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
 from .settings import Settings
 from .template import Template
@@ -42,13 +42,13 @@ async def client_gone(request: Request) -> None:
         pass
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None,
-               keys: KeyRing | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, engine: Engine | None = None, keys: KeyRing | None = None) -> FastAPI:
     """Build the gateway app. ``engine`` overrides the one the settings would build (tests); ``keys`` the key
     ring (default: the settings' static keys and the store's keys table)."""
     settings = settings or Settings()
     if keys is None:
         from .stores.keys import open_key_store
+
         keys = KeyRing.from_settings(settings, open_key_store(settings))
     # the first candidate until calibration (template "auto") picks one at boot
     template = Template.load(settings.template_names[0], settings.prompts_dir)
@@ -59,11 +59,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
         await jobs.open()
         app.state.jobs = jobs
         memory = jobs.translation_memory(settings.translation_memory_size)
-        gw = Gateway(settings, template, prices=Prices.from_settings(settings), owns_engine=engine is None,
-                     memory=memory)
+        gw = Gateway(
+            settings, template, prices=Prices.from_settings(settings), owns_engine=engine is None, memory=memory
+        )
         app.state.gateway = gw
-        collector = StatsCollector(gw.stats, gw.prices, lambda: {"version": __version__, "model": gw.model_name,
-                                                                 "template": gw.template.ref})
+        collector = StatsCollector(
+            gw.stats, gw.prices, lambda: {"version": __version__, "model": gw.model_name, "template": gw.template.ref}
+        )
         app.state.registry = make_registry(collector)
         app.state.registry.register(ReplicaCollector(lambda: gw.engine))  # an engine pool's per-replica numbers
         app.state.registry.register(JobsCollector(app))  # the job worker's lines and caps
@@ -79,8 +81,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
             await keys.close()
             await jobs.close()
 
-    app = FastAPI(title="batchmt", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="BatchPrompt translation gateway in front of vLLM: English→German.")
+    app = FastAPI(
+        title="batchmt",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="BatchPrompt translation gateway in front of vLLM: English→German.",
+    )
     # (the decorator form: add_exception_handler's type wants handlers of plain Exception)
     app.exception_handler(APIError)(api_error_handler)
     app.exception_handler(RequestValidationError)(validation_error_handler)
@@ -101,8 +109,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
             try:
                 await keys.charge(rec, characters, sentences)
             except LimitExceeded as exc:
-                raise APIError(exc.status, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}) \
-                    from None
+                raise APIError(
+                    exc.status, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}
+                ) from None
+
         return admit
 
     def require_ready(gw: Gateway) -> Translator:
@@ -111,8 +121,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
             raise APIError(503, "not_ready", f"not ready: {why}", headers={"Retry-After": "5"})
         return gw.translator
 
-    @app.post("/v1/translate", response_model=TranslateResponse, tags=["translate"],
-              responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}})
+    @app.post(
+        "/v1/translate",
+        response_model=TranslateResponse,
+        tags=["translate"],
+        responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
+    )
     async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
         """Translate sentences English→German. One entry per input, in order; a sentence that
         failed after retries says so in its own slot."""
@@ -127,15 +141,23 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     @app.get("/v1/info", response_model=Info, tags=["translate"])
     async def info(request: Request) -> Info:
         gw = gateway(request)
-        return Info(version=__version__, model=gw.model_name, signature=gw.signature,
-                    language_pairs=list(LANGUAGE_PAIRS),
-                    limits=Limits(max_sentences_per_request=settings.max_sentences_per_request,
-                                  max_sentence_chars=settings.max_sentence_chars,
-                                  max_text_chars=settings.max_text_chars,
-                                  max_request_chars=settings.max_request_chars),
-                    max_sentences_per_prompt=gw.max_pack, calibrated_pack_limit=gw.calibrated_pack_limit,
-                    pack_policy=settings.pack_policy, template=gw.template.ref,
-                    template_variants=settings.template_names if settings.template == "auto" else [])
+        return Info(
+            version=__version__,
+            model=gw.model_name,
+            signature=gw.signature,
+            language_pairs=list(LANGUAGE_PAIRS),
+            limits=Limits(
+                max_sentences_per_request=settings.max_sentences_per_request,
+                max_sentence_chars=settings.max_sentence_chars,
+                max_text_chars=settings.max_text_chars,
+                max_request_chars=settings.max_request_chars,
+            ),
+            max_sentences_per_prompt=gw.max_pack,
+            calibrated_pack_limit=gw.calibrated_pack_limit,
+            pack_policy=settings.pack_policy,
+            template=gw.template.ref,
+            template_variants=settings.template_names if settings.template == "auto" else [],
+        )
 
     @app.get("/v1/usage", response_model=UsageTotals, tags=["translate"])
     async def usage(request: Request) -> dict:
@@ -165,8 +187,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     @app.get("/metrics", tags=["ops"])
     async def metrics(request: Request) -> Response:
         in_process = settings.engine == "vllm"
-        return Response(render(request.app.state.registry, in_process),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            render(request.app.state.registry, in_process), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     @app.get("/v1/usage/keys", tags=["translate"])
     async def usage_by_key(request: Request) -> JSONResponse:

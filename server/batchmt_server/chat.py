@@ -36,8 +36,15 @@ from typing import Any, Literal, Protocol
 from .parsing import clean
 from .template import Template
 
-__all__ = ["ChatFormError", "ChatTemplate", "TemplateForm", "apply_form", "engine_tokenizer", "has_chat_template",
-           "resolve_form"]
+__all__ = [
+    "ChatFormError",
+    "ChatTemplate",
+    "TemplateForm",
+    "apply_form",
+    "engine_tokenizer",
+    "has_chat_template",
+    "resolve_form",
+]
 
 log = logging.getLogger("batchmt.chat")
 
@@ -76,8 +83,10 @@ def resolve_form(requested: TemplateForm, tokenizer: Any, model: str = "the mode
     if has_chat_template(tokenizer):
         return "chat"
     if requested == "chat":
-        raise ChatFormError(f"template form 'chat' needs a tokenizer with a chat template; {model} has none "
-                            "(use --template-form completion or auto)")
+        raise ChatFormError(
+            f"template form 'chat' needs a tokenizer with a chat template; {model} has none "
+            "(use --template-form completion or auto)"
+        )
     return "completion"
 
 
@@ -98,13 +107,16 @@ def engine_tokenizer(engine: Any, settings: Any) -> Any:
     name = settings.tokenizer or (settings.model if "model" in settings.model_fields_set else None)
     if name is None:
         if settings.template_form == "chat":
-            raise ChatFormError("template form 'chat' with an HTTP engine needs --tokenizer (or --model) naming the "
-                                "served model's tokenizer")
+            raise ChatFormError(
+                "template form 'chat' with an HTTP engine needs --tokenizer (or --model) naming the "
+                "served model's tokenizer"
+            )
         return None
     try:
         from transformers import AutoTokenizer
 
         from .model import resolve_model
+
         return AutoTokenizer.from_pretrained(resolve_model(name, settings.cache_dir))
     except Exception as exc:  # no transformers in a light install, no such folder, no network ...
         if settings.template_form == "chat":
@@ -119,8 +131,10 @@ def _query_text(template: Template, sources: Sequence[str]) -> str:
 
 
 def _answer_text(template: Template, pairs: Sequence[tuple[str, str]]) -> str:
-    return "\n".join(f"{template.source_label} {i}: {clean(s)}\n{template.target_label} {i}: {clean(t)}"
-                     for i, (s, t) in enumerate(pairs, 1))
+    return "\n".join(
+        f"{template.source_label} {i}: {clean(s)}\n{template.target_label} {i}: {clean(t)}"
+        for i, (s, t) in enumerate(pairs, 1)
+    )
 
 
 def _prefill(template: Template, first_source: str) -> str:
@@ -155,8 +169,9 @@ class ChatTemplate:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_renderer(cls, base: Template, render: Renderer, *, drop_prefix: str = "",
-                      source: str | None = None) -> "ChatTemplate":
+    def from_renderer(
+        cls, base: Template, render: Renderer, *, drop_prefix: str = "", source: str | None = None
+    ) -> ChatTemplate:
         """Build from ``render(messages) -> text`` (the chat template with the assistant turn opened).
         ``drop_prefix``: text to drop from the start of every rendering (a BOS the tokenizer adds itself);
         ``source``: the chat template's own text, for the digest."""
@@ -171,19 +186,21 @@ class ChatTemplate:
             raise ChatFormError("the chat template does not render the user's text verbatim once")
         head, tail = full.split(_SENTINEL)
         if drop_prefix and head.startswith(drop_prefix):
-            head = head[len(drop_prefix):]
+            head = head[len(drop_prefix) :]
         sample = _query_text(base, _SAMPLE)
         real = render(_messages(base, sample, system=system))
         if drop_prefix and real.startswith(drop_prefix):
-            real = real[len(drop_prefix):]
+            real = real[len(drop_prefix) :]
         if real != head + sample + tail:
-            raise ChatFormError("the chat template renders a query differently from its sentinel: the shared prefix "
-                                "would not be byte-identical (use --template-form completion)")
+            raise ChatFormError(
+                "the chat template renders a query differently from its sentinel: the shared prefix "
+                "would not be byte-identical (use --template-form completion)"
+            )
         digest = hashlib.sha256((source if source is not None else head + "\x00" + tail).encode()).hexdigest()[:8]
         return cls(base=base, head=head, tail=tail, chat_digest=digest, system_turn=system)
 
     @classmethod
-    def from_tokenizer(cls, base: Template, tokenizer: ChatTokenizer) -> "ChatTemplate":
+    def from_tokenizer(cls, base: Template, tokenizer: ChatTokenizer) -> ChatTemplate:
         """Build from a Hugging Face tokenizer's chat template."""
         if not has_chat_template(tokenizer):
             raise ChatFormError("the tokenizer has no chat template")
@@ -231,7 +248,7 @@ class ChatTemplate:
         cache = self._head_token_counts
         if count_tokens not in cache:
             cache[count_tokens] = count_tokens(self.head)
-        return cache[count_tokens] + count_tokens(prompt[len(self.head):])
+        return cache[count_tokens] + count_tokens(prompt[len(self.head) :])
 
     @cached_property
     def _head_token_counts(self) -> dict:

@@ -7,7 +7,6 @@ flags win. ``batchmt-server --help`` lists them all.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import types
 import typing
@@ -37,8 +36,9 @@ class _SecretFlag(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         env = "BATCHMT_" + self.dest.upper()
         alt = f" or --{self.dest.replace('_', '-')}-file" if self.dest in ("api_key", "metrics_token") else ""
-        parser.error(f"{option_string} is not accepted on the command line (ps shows a process's arguments): "
-                     f"set {env}{alt}")
+        parser.error(
+            f"{option_string} is not accepted on the command line (ps shows a process's arguments): set {env}{alt}"
+        )
 
 
 #: settings whose flag may be given several times: `--engine-url A --engine-url B` is a pool of two engines
@@ -61,8 +61,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         elif name in REPEATABLE_FIELDS:
             group.add_argument(flag, dest=name, action="append", default=None, help=help_ + "; repeatable")
         elif name == "engine_args":  # --engine-arg key=value, repeatable (presets.parse_engine_arg)
-            group.add_argument("--engine-arg", dest=name, action="append", default=None, metavar="KEY=VALUE",
-                               help=help_)
+            group.add_argument(
+                "--engine-arg", dest=name, action="append", default=None, metavar="KEY=VALUE", help=help_
+            )
         else:
             typ, choices = _flag_type(field.annotation)
             group.add_argument(flag, dest=name, type=typ, choices=choices, default=None, help=help_)
@@ -74,6 +75,7 @@ def parse_settings(ns: argparse.Namespace) -> Settings:
         overrides[name] = ",".join(overrides[name])
     if "engine_args" in overrides:
         from .presets import parse_engine_arg
+
         try:
             overrides["engine_args"] = dict(parse_engine_arg(item) for item in overrides["engine_args"])
         except ValueError as exc:
@@ -85,15 +87,18 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchmt-server", description="batchmt translation gateway")
     parser.add_argument("--version", action="version", version=f"batchmt-server {__version__}")
     sub = parser.add_subparsers(dest="command")
-    for name, help_ in (("serve", "run the gateway (the default)"),
-                        ("prepare-model", "convert the embedded model once and print its folder"),
-                        ("calibrate", "measure the largest pack size that keeps quality on this model, cache it")):
+    for name, help_ in (
+        ("serve", "run the gateway (the default)"),
+        ("prepare-model", "convert the embedded model once and print its folder"),
+        ("calibrate", "measure the largest pack size that keeps quality on this model, cache it"),
+    ):
         p = sub.add_parser(name, help=help_)
         if name == "calibrate":
             p.add_argument("--limit", type=int, default=None, help="use only the first N calibration pairs")
             p.add_argument("--sizes", default="1,2,4,8,16", help="pack sizes to try (default: 1,2,4,8,16)")
         _add_settings_flags(p)
     from .keys_cli import add_keys_parser
+
     add_keys_parser(sub, _add_settings_flags)
     _add_settings_flags(parser)
     return parser
@@ -110,16 +115,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batchmt-server: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     from .observability import setup_logging
+
     setup_logging(settings.log_level, settings.log_format)
     if ns.command == "prepare-model":
         from .model import resolve_model
+
         print(resolve_model(settings.model, settings.cache_dir))
         return 0
     if ns.command == "keys":
         from .keys_cli import run_keys
+
         return run_keys(ns, settings)
     if ns.command == "calibrate":
         import asyncio
+
         return asyncio.run(_calibrate(settings, ns.limit, tuple(int(x) for x in ns.sizes.split(","))))
     return serve(settings)
 
@@ -127,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
 def serve(settings: Settings) -> int:
     """Run the gateway behind the HTTP front (middleware.py, http_protocol.py) under uvicorn."""
     from .app import create_app
-    from .middleware import GuardConfig
-    from .serving import run_server
-    from .observability import setup_tracing
     from .keys import KeyRing
+    from .middleware import GuardConfig
+    from .observability import setup_tracing
     from .security_settings import check_limits
+    from .serving import run_server
     from .stores.keys import open_key_store
 
     try:
@@ -146,8 +155,8 @@ def serve(settings: Settings) -> int:
 
 
 async def _calibrate(settings: Settings, limit: int | None, sizes: tuple[int, ...]) -> int:
-    from .engines import build_engine
     from .calibration import calibrate, load_pairs
+    from .engines import build_engine
     from .template import Template
 
     engine = build_engine(settings)
@@ -156,21 +165,39 @@ async def _calibrate(settings: Settings, limit: int | None, sizes: tuple[int, ..
     from .chat import apply_form, engine_tokenizer
 
     tokenizer = engine_tokenizer(engine, settings)
-    variants = {name: apply_form(Template.load(name, settings.prompts_dir), settings.template_form, tokenizer,
-                                 engine.model_name) for name in settings.template_names}
+    variants = {
+        name: apply_form(
+            Template.load(name, settings.prompts_dir), settings.template_form, tokenizer, engine.model_name
+        )
+        for name in settings.template_names
+    }
     pairs = load_pairs(settings.calibration_data, limit)
     try:
         single = None
         if len(variants) > 1:  # template "auto": the fastest variant that keeps quality first
-            choice = await choose_template(engine, variants, pairs, max_chrf_drop=settings.max_chrf_drop,
-                                           max_copy_increase=settings.max_copy_increase, cache_dir=settings.cache_dir)
+            choice = await choose_template(
+                engine,
+                variants,
+                pairs,
+                max_chrf_drop=settings.max_chrf_drop,
+                max_copy_increase=settings.max_copy_increase,
+                cache_dir=settings.cache_dir,
+            )
             print(choice.summary())
             single = choice.result(choice.chosen).single
             template = variants[choice.chosen]
         else:
             (template,) = variants.values()
-        cal = await calibrate(engine, template, pairs, sizes=sizes, max_chrf_drop=settings.max_chrf_drop,
-                              max_parse_failure=settings.max_parse_failure, cache_dir=settings.cache_dir, single=single)
+        cal = await calibrate(
+            engine,
+            template,
+            pairs,
+            sizes=sizes,
+            max_chrf_drop=settings.max_chrf_drop,
+            max_parse_failure=settings.max_parse_failure,
+            cache_dir=settings.cache_dir,
+            single=single,
+        )
     finally:
         await engine.close()
     print(cal.summary())

@@ -5,19 +5,24 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = ["APIError", "api_error_handler", "validation_error_handler", "http_error_handler", "error_body"]
 
 #: machine-readable codes of the errors the framework raises itself (routing, methods)
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "request_too_large",
-               415: "unsupported_media_type"}
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    400: "bad_request",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
 
 
 class APIError(Exception):
-    def __init__(self, status: int, code: str, message: str, *, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.param, self.headers = status, code, message, param, headers
 
@@ -62,13 +67,19 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
     ctype = request.headers.get("content-type", "")
     about_body = any(tuple(e.get("loc", ()))[:1] == ("body",) for e in exc.errors())
     if about_body and ctype.split(";")[0].strip().lower() != "application/json":  # (a bad query is a 422)
-        return JSONResponse(error_body("unsupported_media_type",
-                                       f"send the body as application/json (got {clip(ctype, 60) or 'no content type'})"),
-                            status_code=415)
+        return JSONResponse(
+            error_body(
+                "unsupported_media_type",
+                f"send the body as application/json (got {clip(ctype, 60) or 'no content type'})",
+            ),
+            status_code=415,
+        )
     errors = exc.errors()
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
-        return JSONResponse(error_body("invalid_json", f"the body is not valid JSON: {first.get('msg', '')}"), status_code=400)
+        return JSONResponse(
+            error_body("invalid_json", f"the body is not valid JSON: {first.get('msg', '')}"), status_code=400
+        )
     param = _param(tuple(first.get("loc", ())))
     msg = first.get("msg", "invalid request")
     if first.get("type") == "missing":

@@ -31,8 +31,14 @@ class _HeadersTooLarge(Exception):
 def _plain(status: bytes, msg: str) -> bytes:
     code = "headers_too_large" if status.startswith(b"431") else "request_timeout"
     body = json.dumps({"error": {"code": code, "message": msg, "param": None}}).encode()
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
-            + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\nconnection: close\r\n\r\n"
+        + body
+    )
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -45,8 +51,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._raw = 0
         self._hdr = 0
         self._discarding = False
-        self._hdr_timer: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout_s,
-                                                                           self._header_timeout)
+        self._hdr_timer: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout_s, self._header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
@@ -69,8 +74,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse_headers(self) -> None:
         log.info("refusing request headers over %d bytes", self.max_header_bytes)
         self._cancel_header_timer()
-        self.transport.write(_plain(b"431 Request Header Fields Too Large",
-                                    f"the request line and headers are over {self.max_header_bytes} bytes"))
+        self.transport.write(
+            _plain(
+                b"431 Request Header Fields Too Large",
+                f"the request line and headers are over {self.max_header_bytes} bytes",
+            )
+        )
         self._linger_close()
 
     def _linger_close(self) -> None:
@@ -142,5 +151,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 def protocol_class(max_header_bytes: int, header_timeout_s: float) -> type[GuardedHttpToolsProtocol]:
     """A protocol class with these limits, for ``uvicorn.run(..., http=...)``."""
-    return type("BatchmtHttpProtocol", (GuardedHttpToolsProtocol,),
-                {"max_header_bytes": max_header_bytes, "header_timeout_s": header_timeout_s})
+    return type(
+        "BatchmtHttpProtocol",
+        (GuardedHttpToolsProtocol,),
+        {"max_header_bytes": max_header_bytes, "header_timeout_s": header_timeout_s},
+    )

@@ -32,8 +32,20 @@ from typing import Any, Literal, Protocol
 
 log = logging.getLogger("batchmt.keys")
 
-__all__ = ["KeyStoreUnavailable", "KeyRecord", "KeyRing", "KeyStore", "MemoryKeyStore", "LimitExceeded",
-           "TokenBucket", "hash_key", "new_key", "read_key_file", "Role", "QUOTA_STATUS"]
+__all__ = [
+    "KeyStoreUnavailable",
+    "KeyRecord",
+    "KeyRing",
+    "KeyStore",
+    "MemoryKeyStore",
+    "LimitExceeded",
+    "TokenBucket",
+    "hash_key",
+    "new_key",
+    "read_key_file",
+    "Role",
+    "QUOTA_STATUS",
+]
 
 Role = Literal["admin", "user", "dashboard"]
 KEY_PREFIX = "bmt_"
@@ -89,8 +101,9 @@ class KeyStore(Protocol):
     async def add_key(self, record: KeyRecord) -> None: ...
     async def list_keys(self) -> list[KeyRecord]: ...
     async def revoke_key(self, key_id_or_name: str, now: float) -> int: ...
-    async def add_usage(self, key_id: str, periods: list[str], characters: int, sentences: int,
-                        requests: int) -> None: ...
+    async def add_usage(
+        self, key_id: str, periods: list[str], characters: int, sentences: int, requests: int
+    ) -> None: ...
     async def usage(self, key_id: str | None, period: str) -> dict[str, dict]:
         """``{key_id: {"characters", "sentences", "requests"}}`` for one key (or every key) in a period."""
 
@@ -126,8 +139,7 @@ class MemoryKeyStore:
                 n += 1
         return n
 
-    async def add_usage(self, key_id: str, periods: list[str], characters: int, sentences: int,
-                        requests: int) -> None:
+    async def add_usage(self, key_id: str, periods: list[str], characters: int, sentences: int, requests: int) -> None:
         for period in periods:
             u = self._usage.setdefault((key_id, period), _zero())
             u["characters"] += characters
@@ -169,8 +181,7 @@ def periods(now: float | None = None) -> tuple[str, str, float, float]:
     t = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone.utc)
     day_end = dt.datetime(t.year, t.month, t.day, tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
     month_end = dt.datetime(t.year + (t.month == 12), t.month % 12 + 1, 1, tzinfo=dt.timezone.utc)
-    return (t.strftime("%Y-%m-%d"), t.strftime("%Y-%m"), (day_end - t).total_seconds(),
-            (month_end - t).total_seconds())
+    return (t.strftime("%Y-%m-%d"), t.strftime("%Y-%m"), (day_end - t).total_seconds(), (month_end - t).total_seconds())
 
 
 def read_key_file(path: Path) -> list[KeyRecord]:
@@ -203,8 +214,9 @@ class KeyRing:
     use), so gateways sharing one database may overrun a quota by what the others charged since.
     """
 
-    def __init__(self, store: KeyStore | None = None, static: list[KeyRecord] | None = None,
-                 refresh_s: float = 2.0) -> None:
+    def __init__(
+        self, store: KeyStore | None = None, static: list[KeyRecord] | None = None, refresh_s: float = 2.0
+    ) -> None:
         self.store = store
         self.static = list(static or [])
         self.refresh_s = refresh_s
@@ -221,11 +233,19 @@ class KeyRing:
     def from_settings(cls, settings: Any, store: KeyStore | None = None) -> KeyRing:
         static: list[KeyRecord] = []
         if getattr(settings, "api_key", None):
-            static.append(KeyRecord(id="env", name="env", key_hash=hash_key(settings.api_key), role="admin",
-                                    source="env"))
+            static.append(
+                KeyRecord(id="env", name="env", key_hash=hash_key(settings.api_key), role="admin", source="env")
+            )
         if getattr(settings, "dashboard_key", None):
-            static.append(KeyRecord(id="dashboard", name="dashboard", key_hash=hash_key(settings.dashboard_key),
-                                    role="dashboard", source="env"))
+            static.append(
+                KeyRecord(
+                    id="dashboard",
+                    name="dashboard",
+                    key_hash=hash_key(settings.dashboard_key),
+                    role="dashboard",
+                    source="env",
+                )
+            )
         if getattr(settings, "api_key_file", None):
             static.extend(read_key_file(Path(settings.api_key_file)))
         return cls(store, static)
@@ -256,8 +276,9 @@ class KeyRing:
     @property
     def enabled(self) -> bool:
         """Keys are on once any API key exists (static, or active in the store at the last refresh)."""
-        return any(r.role != "dashboard" for r in self.static) or \
-            any(r.role != "dashboard" for r in self._store_keys.values())
+        return any(r.role != "dashboard" for r in self.static) or any(
+            r.role != "dashboard" for r in self._store_keys.values()
+        )
 
     async def authenticate(self, key: str) -> KeyRecord | None:
         h = hash_key(key)
@@ -289,8 +310,9 @@ class KeyRing:
         if rec.rate_requests:
             wait = self._bucket(rec, "requests", rec.rate_requests).take(1)
             if wait:
-                raise LimitExceeded(429, "rate_limited",
-                                    f"more than {rec.rate_requests:g} requests/s for this key", wait)
+                raise LimitExceeded(
+                    429, "rate_limited", f"more than {rec.rate_requests:g} requests/s for this key", wait
+                )
 
     def _usage_store(self, rec: KeyRecord) -> KeyStore:
         return self.store if self.store is not None else self._static_usage
@@ -309,16 +331,27 @@ class KeyRing:
         day, month, day_left, month_left = periods()
         cday, cmonth = await self._count(rec, day), await self._count(rec, month)
         if rec.chars_per_day is not None and cday["characters"] + characters > rec.chars_per_day:
-            raise LimitExceeded(QUOTA_STATUS, "quota_exceeded", f"this key's daily quota of {rec.chars_per_day} "
-                                f"characters would be exceeded ({cday['characters']} used)", day_left)
+            raise LimitExceeded(
+                QUOTA_STATUS,
+                "quota_exceeded",
+                f"this key's daily quota of {rec.chars_per_day} "
+                f"characters would be exceeded ({cday['characters']} used)",
+                day_left,
+            )
         if rec.chars_per_month is not None and cmonth["characters"] + characters > rec.chars_per_month:
-            raise LimitExceeded(QUOTA_STATUS, "quota_exceeded", f"this key's monthly quota of {rec.chars_per_month} "
-                                f"characters would be exceeded ({cmonth['characters']} used)", month_left)
+            raise LimitExceeded(
+                QUOTA_STATUS,
+                "quota_exceeded",
+                f"this key's monthly quota of {rec.chars_per_month} "
+                f"characters would be exceeded ({cmonth['characters']} used)",
+                month_left,
+            )
         if rec.rate_chars:
             wait = self._bucket(rec, "chars", rec.rate_chars).take(characters)
             if wait:
-                raise LimitExceeded(429, "rate_limited", f"more than {rec.rate_chars:g} characters/s for this key",
-                                    wait)
+                raise LimitExceeded(
+                    429, "rate_limited", f"more than {rec.rate_chars:g} characters/s for this key", wait
+                )
         for c in (cday, cmonth):
             c["characters"] += characters
             c["sentences"] += sentences
@@ -329,9 +362,11 @@ class KeyRing:
     async def usage_of(self, rec: KeyRecord) -> dict:
         day, month, _, _ = periods()
         store = self._usage_store(rec)
-        return {"key": {k: v for k, v in rec.public().items() if k != "source"},
-                "today": (await store.usage(rec.id, day)).get(rec.id, _zero()),
-                "this_month": (await store.usage(rec.id, month)).get(rec.id, _zero())}
+        return {
+            "key": {k: v for k, v in rec.public().items() if k != "source"},
+            "today": (await store.usage(rec.id, day)).get(rec.id, _zero()),
+            "this_month": (await store.usage(rec.id, month)).get(rec.id, _zero()),
+        }
 
     async def all_keys(self) -> list[KeyRecord]:
         return self.static + (await self.store.list_keys() if self.store is not None else [])

@@ -26,9 +26,13 @@ def add_keys_parser(sub: Any, add_settings_flags: Callable[[argparse.ArgumentPar
     ks = p.add_subparsers(dest="keys_command", required=True)
     c = ks.add_parser("create", help="create a key and print it once")
     c.add_argument("--name", required=True, help="who the key is for (shown in lists and usage)")
-    c.add_argument("--role", choices=("user", "admin", "dashboard"), default="user",
-                   help="user: the API, its own usage; admin: everything, every key's usage; dashboard: "
-                        "/dashboard only (default: user)")
+    c.add_argument(
+        "--role",
+        choices=("user", "admin", "dashboard"),
+        default="user",
+        help="user: the API, its own usage; admin: everything, every key's usage; dashboard: "
+        "/dashboard only (default: user)",
+    )
     c.add_argument("--rate", type=float, default=None, help="requests per second (token bucket; 429 beyond)")
     c.add_argument("--rate-chars", type=float, default=None, help="characters per second (token bucket; 429)")
     c.add_argument("--char-limit", type=int, default=None, help="characters per calendar month (UTC; 456 beyond)")
@@ -67,28 +71,42 @@ async def _run(ns: argparse.Namespace, settings: Any) -> int:
                     print(f"batchmt-server keys: --{flag.replace('_', '-')} must be > 0", file=sys.stderr)
                     return 2
             key = new_key()
-            rec = KeyRecord(id="key_" + secrets.token_hex(6), name=ns.name, key_hash=hash_key(key), role=ns.role,
-                            rate_requests=ns.rate, rate_chars=ns.rate_chars, chars_per_day=ns.char_limit_day,
-                            chars_per_month=ns.char_limit, created_at=time.time())
+            rec = KeyRecord(
+                id="key_" + secrets.token_hex(6),
+                name=ns.name,
+                key_hash=hash_key(key),
+                role=ns.role,
+                rate_requests=ns.rate,
+                rate_chars=ns.rate_chars,
+                chars_per_day=ns.char_limit_day,
+                chars_per_month=ns.char_limit,
+                created_at=time.time(),
+            )
             await store.add_key(rec)
             if ns.json:
                 print(json.dumps({**rec.public(), "key": key}))
             else:
                 print(key)
-                print(f"created {rec.id} ({rec.name}, {rec.role}) in {store.path}; the key is shown only this once",
-                      file=sys.stderr)
+                print(
+                    f"created {rec.id} ({rec.name}, {rec.role}) in {store.path}; the key is shown only this once",
+                    file=sys.stderr,
+                )
         elif cmd == "list":
             keys = await store.list_keys()
             if ns.json:
                 print(json.dumps([k.public() for k in keys]))
             else:
-                print(f"{'id':<17} {'name':<20} {'role':<9} {'req/s':>7} {'chars/s':>8} {'chars/day':>10} "
-                      f"{'chars/month':>12} {'created':<16} revoked")
+                print(
+                    f"{'id':<17} {'name':<20} {'role':<9} {'req/s':>7} {'chars/s':>8} {'chars/day':>10} "
+                    f"{'chars/month':>12} {'created':<16} revoked"
+                )
                 for k in keys:
-                    print(f"{k.id:<17} {k.name[:20]:<20} {k.role:<9} {_num(k.rate_requests):>7} "
-                          f"{_num(k.rate_chars):>8} {_num(k.chars_per_day):>10} {_num(k.chars_per_month):>12} "
-                          f"{_when(k.created_at):<16} "
-                          f"{_when(k.revoked_at)}")
+                    print(
+                        f"{k.id:<17} {k.name[:20]:<20} {k.role:<9} {_num(k.rate_requests):>7} "
+                        f"{_num(k.rate_chars):>8} {_num(k.chars_per_day):>10} {_num(k.chars_per_month):>12} "
+                        f"{_when(k.created_at):<16} "
+                        f"{_when(k.revoked_at)}"
+                    )
         elif cmd == "revoke":
             n = await store.revoke_key(ns.key, time.time())
             if not n:

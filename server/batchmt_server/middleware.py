@@ -44,8 +44,7 @@ from urllib.parse import urlsplit
 
 from .keys import KeyRecord, KeyRing, KeyStoreUnavailable, LimitExceeded
 
-__all__ = ["GuardMiddleware", "GuardConfig", "request_id_var", "RequestIdFilter", "json_depth_exceeds",
-           "principal_of"]
+__all__ = ["GuardMiddleware", "GuardConfig", "request_id_var", "RequestIdFilter", "json_depth_exceeds", "principal_of"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -69,8 +68,10 @@ DASHBOARD_PREFIX = "/dashboard"
 #: pages a browser opens: a 401 there asks for Basic auth (the key as the password), so the browser prompts
 BROWSER_PREFIXES = ("/dashboard", "/docs", "/openapi.json")
 #: the dashboard and the API docs load their scripts and styles from this server only
-CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
-       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
 
 
 class RequestIdFilter(logging.Filter):
@@ -118,13 +119,19 @@ class GuardConfig:
         if token is None and settings.metrics_token_file is not None:
             token = settings.metrics_token_file.read_text(encoding="utf-8").strip() or None
         body = settings.max_body_bytes or default_body_bytes(settings)
-        return cls(keys=keys or KeyRing.from_settings(settings), max_body_bytes=body,
-                   max_json_depth=settings.max_json_depth, body_timeout_s=settings.body_timeout_s,
-                   metrics_token=token, max_upload_bytes=settings.job_max_file_bytes + 64 * 1024)
+        return cls(
+            keys=keys or KeyRing.from_settings(settings),
+            max_body_bytes=body,
+            max_json_depth=settings.max_json_depth,
+            body_timeout_s=settings.body_timeout_s,
+            metrics_token=token,
+            max_upload_bytes=settings.job_max_file_bytes + 64 * 1024,
+        )
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-           close: bool = False) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, close: bool = False
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     body = json.dumps({"error": {"code": code, "message": message, "param": None}}).encode()
     hs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     hs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
@@ -134,8 +141,9 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                 close: bool = True) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None, close: bool = True
+    ) -> None:
         super().__init__(message)
         self.response = _error(status, code, message, headers, close)
 
@@ -173,8 +181,11 @@ class GuardMiddleware:
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in (b"server",)]
                 names = {k.lower() for k, _ in headers}
                 headers.append((b"x-request-id", rid.encode()))
-                for k, v in ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                             (b"referrer-policy", b"no-referrer")):
+                for k, v in (
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                ):
                     if k not in names:
                         headers.append((k, v))
                 ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
@@ -184,6 +195,7 @@ class GuardMiddleware:
                     headers = [(k, _relative(v) if k.lower() == b"location" else v) for k, v in headers]
                 message = {**message, "headers": headers}
             await send(message)
+
         return wrapped
 
     async def _respond(self, send: Send, response: tuple[int, list[tuple[bytes, bytes]], bytes]) -> None:
@@ -202,17 +214,26 @@ class GuardMiddleware:
         if not keys.enabled and token is None:
             return None
         secret = _credential(headers.get(b"authorization", b""))
-        if token is not None and secret is not None and hmac.compare_digest(
-                secret.encode("utf-8", "surrogatepass"), token.encode("utf-8")):
+        if (
+            token is not None
+            and secret is not None
+            and hmac.compare_digest(secret.encode("utf-8", "surrogatepass"), token.encode("utf-8"))
+        ):
             return None
         rec = await keys.authenticate(secret) if secret else None
         if rec is None:
-            hdr = {"WWW-Authenticate": 'Basic realm="batchmt", charset="UTF-8"' if path.startswith(BROWSER_PREFIXES)
-                   else "Bearer"}
+            hdr = {
+                "WWW-Authenticate": 'Basic realm="batchmt", charset="UTF-8"'
+                if path.startswith(BROWSER_PREFIXES)
+                else "Bearer"
+            }
             raise _Refused(401, "unauthorized", "missing or invalid API key", hdr)
         dashboard = path.startswith(DASHBOARD_PREFIX)
-        allowed = (rec.role == "admin" or (rec.role == "user" and path != "/metrics" and not dashboard)
-                   or (rec.role == "dashboard" and dashboard))
+        allowed = (
+            rec.role == "admin"
+            or (rec.role == "user" and path != "/metrics" and not dashboard)
+            or (rec.role == "dashboard" and dashboard)
+        )
         if not allowed:
             raise _Refused(403, "forbidden", "this key may not use this endpoint")
         return rec
@@ -226,8 +247,7 @@ class GuardMiddleware:
             except ValueError:
                 raise _Refused(400, "invalid_request", "Content-Length is not a number") from None
             if declared > limit:
-                raise _Refused(413, "body_too_large",
-                               f"the body has {declared} bytes; the limit is {limit}")
+                raise _Refused(413, "body_too_large", f"the body has {declared} bytes; the limit is {limit}")
 
     async def _run_streaming(self, scope: Scope, stream: _CountedBody, send: Send) -> None:
         """Run the app on a counted body; if the body goes over the limit or stalls, the app sees a disconnect,
@@ -265,8 +285,9 @@ class GuardMiddleware:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
-                raise _Refused(408, "request_timeout",
-                               f"the body did not arrive within {cfg.body_timeout_s:g}s") from None
+                raise _Refused(
+                    408, "request_timeout", f"the body did not arrive within {cfg.body_timeout_s:g}s"
+                ) from None
             if message["type"] == "http.disconnect":
                 raise _Disconnected()
             chunk = message.get("body", b"")
@@ -284,11 +305,16 @@ class GuardMiddleware:
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _Refused(400, "invalid_json", f"the body is not valid UTF-8 (byte {exc.start})", close=False) \
-                from None
+            raise _Refused(
+                400, "invalid_json", f"the body is not valid UTF-8 (byte {exc.start})", close=False
+            ) from None
         if json_depth_exceeds(body, self.config.max_json_depth):
-            raise _Refused(400, "json_too_deep",
-                           f"the JSON body nests deeper than {self.config.max_json_depth} levels", close=False)
+            raise _Refused(
+                400,
+                "json_too_deep",
+                f"the JSON body nests deeper than {self.config.max_json_depth} levels",
+                close=False,
+            )
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.lower(): v for k, v in scope.get("headers", ())}
@@ -311,8 +337,16 @@ class GuardMiddleware:
                 self._check_json(headers, body)
                 receive = _replay(body, receive)
         except KeyStoreUnavailable:
-            await self._respond(send, _error(503, "key_store_unavailable", "the key store cannot be read; retry later",
-                                             {"Retry-After": "5"}, close=True))
+            await self._respond(
+                send,
+                _error(
+                    503,
+                    "key_store_unavailable",
+                    "the key store cannot be read; retry later",
+                    {"Retry-After": "5"},
+                    close=True,
+                ),
+            )
             return
         except _Refused as refused:
             log.info("refused %s %s: %d", scope.get("method"), scope.get("path"), refused.response[0])
@@ -361,8 +395,9 @@ class _CountedBody:
         if message["type"] == "http.request":
             self.size += len(message.get("body", b""))
             if self.size > self.limit:
-                self.refused = _error(413, "body_too_large", f"the upload is over the limit of {self.limit} bytes",
-                                      close=True)
+                self.refused = _error(
+                    413, "body_too_large", f"the upload is over the limit of {self.limit} bytes", close=True
+                )
                 return {"type": "http.disconnect"}
             self.done = not message.get("more_body", False)
         return message
@@ -378,6 +413,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
+
     return replay
 
 

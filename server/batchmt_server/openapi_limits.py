@@ -17,23 +17,46 @@ from fastapi import FastAPI
 __all__ = ["install_openapi_limits", "ERROR_SCHEMA"]
 
 ERROR_SCHEMA = {
-    "type": "object", "required": ["error"], "title": "ErrorBody",
-    "properties": {"error": {"type": "object", "required": ["code", "message", "param"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"},
-        "param": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}},
+    "type": "object",
+    "required": ["error"],
+    "title": "ErrorBody",
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "param"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "param": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            },
+        }
+    },
 }
 
-_FRONT = {"401": "missing or invalid API key", "403": "this key may not use this endpoint",
-          "408": "the body did not arrive in time", "413": "body or request too large",
-          "429": "rate limited or the queue is full (Retry-After)", "431": "request headers too large",
-          "456": "the key's character quota is used up (Retry-After)", "503": "not ready (Retry-After)"}
-_WITH_INPUT = {"400": "the body is not valid JSON (or nests too deep)", "415": "the body is not application/json",
-               "422": "invalid request"}
+_FRONT = {
+    "401": "missing or invalid API key",
+    "403": "this key may not use this endpoint",
+    "408": "the body did not arrive in time",
+    "413": "body or request too large",
+    "429": "rate limited or the queue is full (Retry-After)",
+    "431": "request headers too large",
+    "456": "the key's character quota is used up (Retry-After)",
+    "503": "not ready (Retry-After)",
+}
+_WITH_INPUT = {
+    "400": "the body is not valid JSON (or nests too deep)",
+    "415": "the body is not application/json",
+    "422": "invalid request",
+}
 
 
 def _entries_schema(max_items: int, max_chars: int) -> dict:
-    return {"type": "array", "minItems": 1, "maxItems": max_items,
-            "items": {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": r"\S"}}
+    return {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": max_items,
+        "items": {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": r"\S"},
+    }
 
 
 def limit_schema(doc: dict, settings: Any, keys_on: bool) -> dict:
@@ -68,11 +91,15 @@ def limit_schema(doc: dict, settings: Any, keys_on: bool) -> dict:
                 if "content" not in current:
                     op["responses"][status] = {"description": current.get("description") or why, "content": ref}
             if path == "/metrics":
-                op["responses"]["200"] = {"description": "Prometheus text format",
-                                          "content": {"text/plain": {"schema": {"type": "string"}}}}
+                op["responses"]["200"] = {
+                    "description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
     if keys_on:
-        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"},
-                                                "basic": {"type": "http", "scheme": "basic"}}
+        doc["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "basic": {"type": "http", "scheme": "basic"},
+        }
         for path, ops in doc.get("paths", {}).items():
             if path in ("/healthz", "/readyz"):
                 continue

@@ -21,8 +21,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-__all__ = ["PRESETS", "Preset", "check_engine_args", "get_preset", "parse_engine_arg", "preset_engine_args",
-           "preset_settings"]
+__all__ = [
+    "PRESETS",
+    "Preset",
+    "check_engine_args",
+    "get_preset",
+    "parse_engine_arg",
+    "preset_engine_args",
+    "preset_settings",
+]
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -50,9 +57,13 @@ class Preset:
 
     def engine_args(self) -> dict[str, Any]:
         """Keyword arguments of vLLM's ``AsyncEngineArgs`` (without ``model``): every one is passed on."""
-        args: dict[str, Any] = {"tensor_parallel_size": self.tensor_parallel_size, "max_model_len": self.max_model_len,
-                                "max_num_seqs": self.max_num_seqs, "dtype": self.dtype,
-                                "enable_prefix_caching": True}
+        args: dict[str, Any] = {
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "max_model_len": self.max_model_len,
+            "max_num_seqs": self.max_num_seqs,
+            "dtype": self.dtype,
+            "enable_prefix_caching": True,
+        }
         if self.gpu_memory_utilization is not None:
             args["gpu_memory_utilization"] = self.gpu_memory_utilization
         args.update(self.extra)
@@ -73,27 +84,83 @@ class Preset:
 
 
 _GPU: dict[str, Any] = dict(device="gpu", ran_for_real=False)
-_CPU: dict[str, Any] = dict(device="cpu", gpu_memory_utilization=None, ran_for_real=True, tensor_parallel_size=1,
-            extra={"block_size": 32})  # whole 32-token blocks of the few-shot prefix are cached
+_CPU: dict[str, Any] = dict(
+    device="cpu", gpu_memory_utilization=None, ran_for_real=True, tensor_parallel_size=1, extra={"block_size": 32}
+)  # whole 32-token blocks of the few-shot prefix are cached
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("gemma-270m", "embedded", "completion", max_model_len=2048, max_num_seqs=128, dtype="float32",
-           note="embedded default: Gemma-3-270M base, vLLM-CPU", **_CPU),
-    Preset("smollm2", "smollm2", "chat", max_model_len=2048, max_num_seqs=128, dtype="float32",
-           note="embedded: SmolLM2-135M-Instruct (Llama architecture), vLLM-CPU", **_CPU),
-    Preset("llama-8b", "meta-llama/Llama-3.1-8B-Instruct", "chat", tensor_parallel_size=1, max_model_len=4096,
-           max_num_seqs=256, dtype="bfloat16", gpu_memory_utilization=0.90,
-           note="1 GPU with >= 24 GB (16 GB of bf16 weights)", **_GPU),
-    Preset("llama-70b", "meta-llama/Llama-3.3-70B-Instruct", "chat", tensor_parallel_size=4, max_model_len=8192,
-           max_num_seqs=256, dtype="bfloat16", gpu_memory_utilization=0.90,
-           note="4 GPUs with >= 80 GB (141 GB of bf16 weights, ~35 GB per GPU)", **_GPU),
-    Preset("falcon3-10b", "tiiuae/Falcon3-10B-Instruct", "chat", tensor_parallel_size=1, max_model_len=4096,
-           max_num_seqs=256, dtype="bfloat16", gpu_memory_utilization=0.90,
-           note="1 GPU with >= 40 GB (21 GB of bf16 weights)", **_GPU),
-    Preset("falcon-180b", "tiiuae/falcon-180B", "completion", tensor_parallel_size=8, max_model_len=2048,
-           max_num_seqs=128, dtype="bfloat16", gpu_memory_utilization=0.92,
-           note="8 GPUs with 80 GB (360 GB of bf16 weights); a base model: completion form; context 2048", **_GPU),
-)}
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "gemma-270m",
+            "embedded",
+            "completion",
+            max_model_len=2048,
+            max_num_seqs=128,
+            dtype="float32",
+            note="embedded default: Gemma-3-270M base, vLLM-CPU",
+            **_CPU,
+        ),
+        Preset(
+            "smollm2",
+            "smollm2",
+            "chat",
+            max_model_len=2048,
+            max_num_seqs=128,
+            dtype="float32",
+            note="embedded: SmolLM2-135M-Instruct (Llama architecture), vLLM-CPU",
+            **_CPU,
+        ),
+        Preset(
+            "llama-8b",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "chat",
+            tensor_parallel_size=1,
+            max_model_len=4096,
+            max_num_seqs=256,
+            dtype="bfloat16",
+            gpu_memory_utilization=0.90,
+            note="1 GPU with >= 24 GB (16 GB of bf16 weights)",
+            **_GPU,
+        ),
+        Preset(
+            "llama-70b",
+            "meta-llama/Llama-3.3-70B-Instruct",
+            "chat",
+            tensor_parallel_size=4,
+            max_model_len=8192,
+            max_num_seqs=256,
+            dtype="bfloat16",
+            gpu_memory_utilization=0.90,
+            note="4 GPUs with >= 80 GB (141 GB of bf16 weights, ~35 GB per GPU)",
+            **_GPU,
+        ),
+        Preset(
+            "falcon3-10b",
+            "tiiuae/Falcon3-10B-Instruct",
+            "chat",
+            tensor_parallel_size=1,
+            max_model_len=4096,
+            max_num_seqs=256,
+            dtype="bfloat16",
+            gpu_memory_utilization=0.90,
+            note="1 GPU with >= 40 GB (21 GB of bf16 weights)",
+            **_GPU,
+        ),
+        Preset(
+            "falcon-180b",
+            "tiiuae/falcon-180B",
+            "completion",
+            tensor_parallel_size=8,
+            max_model_len=2048,
+            max_num_seqs=128,
+            dtype="bfloat16",
+            gpu_memory_utilization=0.92,
+            note="8 GPUs with 80 GB (360 GB of bf16 weights); a base model: completion form; context 2048",
+            **_GPU,
+        ),
+    )
+}
 
 
 def get_preset(name: str) -> Preset:
@@ -110,8 +177,11 @@ SETTING_ARGS = ("dtype", "max_model_len", "max_num_seqs", "block_size", "enable_
 def preset_settings(preset: Preset) -> dict[str, Any]:
     """The gateway settings a preset sets."""
     args = preset.engine_args()
-    return {"model": preset.model, "template_form": preset.template_form,
-            **{k: v for k, v in args.items() if k in SETTING_ARGS}}
+    return {
+        "model": preset.model,
+        "template_form": preset.template_form,
+        **{k: v for k, v in args.items() if k in SETTING_ARGS},
+    }
 
 
 def preset_engine_args(preset: Preset) -> dict[str, Any]:
@@ -136,6 +206,7 @@ def parse_engine_arg(item: str) -> tuple[str, Any]:
 @lru_cache(maxsize=1)
 def _engine_arg_names() -> frozenset[str]:
     from vllm import AsyncEngineArgs
+
     return frozenset(f.name for f in dataclasses.fields(AsyncEngineArgs))
 
 
@@ -143,5 +214,7 @@ def check_engine_args(args: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming every key that is not a vLLM ``AsyncEngineArgs`` field (needs vLLM)."""
     unknown = sorted(set(args) - _engine_arg_names())
     if unknown:
-        raise ValueError(f"unknown vLLM engine argument(s): {', '.join(unknown)} (see vllm serve --help; "
-                         "--engine-arg takes the AsyncEngineArgs field name, e.g. load_format=dummy)")
+        raise ValueError(
+            f"unknown vLLM engine argument(s): {', '.join(unknown)} (see vllm serve --help; "
+            "--engine-arg takes the AsyncEngineArgs field name, e.g. load_format=dummy)"
+        )

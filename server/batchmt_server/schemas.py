@@ -7,9 +7,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 
-__all__ = ["TranslateRequest", "TranslateResponse", "Translation", "TranslationError", "FailedSegment", "Usage", "Info",
-           "Limits",
-           "UsageTotals", "Prices"]
+__all__ = [
+    "TranslateRequest",
+    "TranslateResponse",
+    "Translation",
+    "TranslationError",
+    "FailedSegment",
+    "Usage",
+    "Info",
+    "Limits",
+    "UsageTotals",
+    "Prices",
+]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -35,27 +44,48 @@ def _lone_surrogate(value: Any, path: str = "") -> str | None:
 
 
 class TranslateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"texts": ["The museum is closed on Mondays. It opens again on Tuesday.\n\n- Tickets: 12 EUR"],
-         "source_lang": "en", "target_lang": "de"},
-        {"sentences": ["The museum is closed on Mondays.", "I have lost my keys again."],
-         "source_lang": "en", "target_lang": "de"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "texts": ["The museum is closed on Mondays. It opens again on Tuesday.\n\n- Tickets: 12 EUR"],
+                    "source_lang": "en",
+                    "target_lang": "de",
+                },
+                {
+                    "sentences": ["The museum is closed on Mondays.", "I have lost my keys again."],
+                    "source_lang": "en",
+                    "target_lang": "de",
+                },
+            ]
+        },
+    )
 
     texts: list[StrictStr] | None = Field(
-        None, description="Texts to translate (a sentence, a paragraph, a document); each is split into sentences on "
+        None,
+        description="Texts to translate (a sentence, a paragraph, a document); each is split into sentences on "
         "the server and comes back whole, with its layout; one translation per entry, in order. Send exactly one of "
-        "'texts' and 'sentences'")
+        "'texts' and 'sentences'",
+    )
     sentences: list[StrictStr] | None = Field(
-        None, description="The legacy name of 'texts' (same meaning; error codes keep their old names)")
+        None, description="The legacy name of 'texts' (same meaning; error codes keep their old names)"
+    )
     split_sentences: Literal["on", "newlines", "off"] = Field(
-        "on", description="'on': split on sentence punctuation and line breaks; 'newlines': one segment per non-blank "
-        "line; 'off': each entry is one segment (pre-split sentences)")
+        "on",
+        description="'on': split on sentence punctuation and line breaks; 'newlines': one segment per non-blank "
+        "line; 'off': each entry is one segment (pre-split sentences)",
+    )
     tag_handling: Literal["html", "xml"] | None = Field(
-        None, description="'html' / 'xml': the entries are markup; text nodes are translated, tags kept (inline tags "
-        "stay inside their sentence)")
+        None,
+        description="'html' / 'xml': the entries are markup; text nodes are translated, tags kept (inline tags "
+        "stay inside their sentence)",
+    )
     preserve_placeholders: StrictBool = Field(
-        True, description="protect and verify placeholders ([PROJECT123], {name}, {{var}}, %s), URLs, e-mail addresses "
-        "and `code spans`: never translated, and a translation that loses or doubles one is repaired or failed")
+        True,
+        description="protect and verify placeholders ([PROJECT123], {name}, {{var}}, %s), URLs, e-mail addresses "
+        "and `code spans`: never translated, and a translation that loses or doubles one is repaired or failed",
+    )
     source_lang: StrictStr = Field("en", min_length=2, max_length=16)
     target_lang: StrictStr = Field("de", min_length=2, max_length=16)
 
@@ -70,7 +100,7 @@ class TranslateRequest(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _texts_or_sentences(self) -> "TranslateRequest":
+    def _texts_or_sentences(self) -> TranslateRequest:
         if (self.texts is None) == (self.sentences is None):
             raise ValueError("send exactly one of 'texts' and 'sentences' (a list of strings)")
         return self
@@ -84,12 +114,16 @@ class TranslateRequest(BaseModel):
     def entries_field(self) -> str:
         """The name of the field the caller used (for error params and codes)."""
         return "texts" if self.texts is not None else "sentences"
+
     quality: Literal["fast", "balanced", "best"] = Field(
-        "fast", description="'fast': one pass, packed with other callers' sentences; 'balanced' / 'best': several "
+        "fast",
+        description="'fast': one pass, packed with other callers' sentences; 'balanced' / 'best': several "
         "rounds in permuted batches, decided per sentence by consensus, a sentence stopping early once two rounds "
-        "agree with high confidence (more engine work; see the signature for the rounds used)")
-    translation_memory: StrictBool = Field(True, description="false: neither read nor write the translation memory "
-                                     "(every sentence goes to the engine)")
+        "agree with high confidence (more engine work; see the signature for the rounds used)",
+    )
+    translation_memory: StrictBool = Field(
+        True, description="false: neither read nor write the translation memory (every sentence goes to the engine)"
+    )
 
 
 class TranslationError(BaseModel):
@@ -107,25 +141,34 @@ class SuspectSegment(BaseModel):
     index: int = Field(description="index into this text's segments")
     reason: Literal["copy", "loop", "run_on"] = Field(
         description="'copy': the output repeats the English source; 'loop': the model ran into its token limit; "
-        "'run_on': the output ran on past its sentence (each after a sampled second try)")
+        "'run_on': the output ran on past its sentence (each after a sampled second try)"
+    )
 
 
 class Translation(BaseModel):
-    text: str | None = Field(description="the whole text, reassembled with its original whitespace, line breaks, list "
-                             "markers and markup; null only when status is 'failed'")
+    text: str | None = Field(
+        description="the whole text, reassembled with its original whitespace, line breaks, list "
+        "markers and markup; null only when status is 'failed'"
+    )
     status: Literal["ok", "suspect", "partial", "failed"] = Field(
         description="'ok': every segment translated; 'suspect': every segment delivered, but some are still a copy "
         "of the source or a loop after a second try (see suspect_segments: worth a human look); 'partial': some "
-        "segments failed and are kept in the source language inside 'text'; 'failed': no segment translated")
+        "segments failed and are kept in the source language inside 'text'; 'failed': no segment translated"
+    )
     error: TranslationError | None = Field(None, description="the first failure (status 'partial' or 'failed')")
     segments: int = Field(1, description="segments (sentences) the text was split into")
     failed_segments: list[FailedSegment] = Field(default_factory=list)
     suspect_segments: list[SuspectSegment] = Field(default_factory=list)
-    confidence: float | None = Field(None, ge=0, le=1, description="how sure the model was, 0..1, of its weakest "
-                                     "segment: the geometric mean token probability of a one-pass translation, the "
-                                     "agreement among the candidates of an ensemble (quality balanced/best); null "
-                                     "when unknown (e.g. from the translation memory). Rank by it to send the least "
-                                     "confident texts to human review")
+    confidence: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="how sure the model was, 0..1, of its weakest "
+        "segment: the geometric mean token probability of a one-pass translation, the "
+        "agreement among the candidates of an ensemble (quality balanced/best); null "
+        "when unknown (e.g. from the translation memory). Rank by it to send the least "
+        "confident texts to human review",
+    )
 
 
 class Usage(BaseModel):
@@ -138,8 +181,10 @@ class Usage(BaseModel):
     engine_prompts: float = Field(description="engine prompts used, shared prompts counted by this request's share")
     retries: int = Field(description="sentence re-sends caused by output repairs")
     cost: float = Field(0.0, description="estimated cost of this request's share of the engine work, in `currency`")
-    baseline_cost: float = Field(0.0, description="estimated cost of the same sentences sent one per prompt without a "
-                                 "prefix cache, in `currency`")
+    baseline_cost: float = Field(
+        0.0,
+        description="estimated cost of the same sentences sent one per prompt without a prefix cache, in `currency`",
+    )
     currency: str = "USD"
     memory_hits: int = Field(0, description="segments answered from the translation memory (no engine work)")
 
@@ -154,8 +199,10 @@ class TranslateResponse(BaseModel):
 
 class Limits(BaseModel):
     max_sentences_per_request: int = Field(description="entries (texts) per request")
-    max_sentence_chars: int = Field(description="longest segment sent to the engine; a longer one is cut at clause or "
-                                    "space boundaries, never refused")
+    max_sentence_chars: int = Field(
+        description="longest segment sent to the engine; a longer one is cut at clause or "
+        "space boundaries, never refused"
+    )
     max_text_chars: int = Field(100_000, description="longest entry")
     max_request_chars: int = Field(1_000_000, description="characters over all entries of a request")
 
@@ -167,13 +214,16 @@ class Info(BaseModel):
     language_pairs: list[tuple[str, str]]
     limits: Limits
     max_sentences_per_prompt: int = Field(description="the pack size cap in force")
-    calibrated_pack_limit: int | None = Field(description="largest pack size that keeps quality on this model "
-                                              "(calibration); null when calibration is off")
+    calibrated_pack_limit: int | None = Field(
+        description="largest pack size that keeps quality on this model (calibration); null when calibration is off"
+    )
     pack_policy: str
-    template: str = Field(description="the prompt template in use (id@version+hash); with template 'auto', the variant "
-                          "calibration chose")
-    template_variants: list[str] = Field(default_factory=list, description="the variants template 'auto' chose among "
-                                         "(empty when a template is set)")
+    template: str = Field(
+        description="the prompt template in use (id@version+hash); with template 'auto', the variant calibration chose"
+    )
+    template_variants: list[str] = Field(
+        default_factory=list, description="the variants template 'auto' chose among (empty when a template is set)"
+    )
 
 
 class Prices(BaseModel):
@@ -222,7 +272,9 @@ class UsageTotals(BaseModel):
     baseline_prompt_tokens: float
     baseline_completion_tokens: float
     baseline_engine_seconds: float
-    baseline_cost: float = Field(description="estimated cost of the translated sentences one per prompt, no prefix cache")
+    baseline_cost: float = Field(
+        description="estimated cost of the translated sentences one per prompt, no prefix cache"
+    )
     saving: float = Field(description="baseline_cost - cost")
     prices: Prices
     jobs: JobsUsage | None = Field(None, description="batch jobs (all of them, across restarts)")

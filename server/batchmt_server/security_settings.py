@@ -43,54 +43,87 @@ def check_limits(s: Any) -> None:
     forever: ``batchmt-server`` calls it at start-up."""
     problems = []
     if s.max_queue_sentences < s.max_sentences_per_request:
-        problems.append(f"max_queue_sentences ({s.max_queue_sentences}) is below max_sentences_per_request "
-                        f"({s.max_sentences_per_request}): a full-size request could never be queued")
+        problems.append(
+            f"max_queue_sentences ({s.max_queue_sentences}) is below max_sentences_per_request "
+            f"({s.max_sentences_per_request}): a full-size request could never be queued"
+        )
     if s.max_body_bytes is not None:
         n, chars = request_chars_limit(s)
         utf8 = chars * 4 + n * 8 + 1024
         if s.max_body_bytes < utf8:
-            problems.append(f"max_body_bytes ({s.max_body_bytes}) is below what {n} texts of {chars} characters "
-                            f"in all take in UTF-8 ({utf8})")
+            problems.append(
+                f"max_body_bytes ({s.max_body_bytes}) is below what {n} texts of {chars} characters "
+                f"in all take in UTF-8 ({utf8})"
+            )
     if problems:
         raise ValueError("contradictory limits: " + "; ".join(problems))
 
 
 class SecurityFields(BaseModel):
     # --- keys (see keys.py and docs/api.md "Keys")
-    api_key_file: Path | None = Field(None, description="file of API keys, one per line ('name:key' or 'key'; '#' "
-                                      "starts a comment); with BATCHMT_API_KEY or a key store, every endpoint but "
-                                      "/healthz and /readyz needs 'Authorization: Bearer <key>'")
-    metrics_token: str | None = Field(None, description="bearer token for /metrics (env BATCHMT_METRICS_TOKEN; "
-                                      "with keys on, an admin key also works)")
+    api_key_file: Path | None = Field(
+        None,
+        description="file of API keys, one per line ('name:key' or 'key'; '#' "
+        "starts a comment); with BATCHMT_API_KEY or a key store, every endpoint but "
+        "/healthz and /readyz needs 'Authorization: Bearer <key>'",
+    )
+    metrics_token: str | None = Field(
+        None, description="bearer token for /metrics (env BATCHMT_METRICS_TOKEN; with keys on, an admin key also works)"
+    )
     metrics_token_file: Path | None = Field(None, description="file holding the /metrics token")
-    dashboard_key: str | None = Field(None, description="read-only key for /dashboard and /dashboard/data only "
-                                      "(env BATCHMT_DASHBOARD_KEY; the browser asks for it as a password)")
+    dashboard_key: str | None = Field(
+        None,
+        description="read-only key for /dashboard and /dashboard/data only "
+        "(env BATCHMT_DASHBOARD_KEY; the browser asks for it as a password)",
+    )
 
     # --- limits enforced before the body is parsed (middleware.py) and by the HTTP protocol (http_protocol.py)
-    max_body_bytes: int | None = Field(None, ge=1024, description="largest request body; beyond it 413 before "
-                                       "reading (Content-Length) or while reading (chunked). Default: what a "
-                                       "request at the sentence limits needs, JSON escapes included")
+    max_body_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="largest request body; beyond it 413 before "
+        "reading (Content-Length) or while reading (chunked). Default: what a "
+        "request at the sentence limits needs, JSON escapes included",
+    )
     max_json_depth: int = Field(16, ge=2, le=256, description="deepest nesting of arrays/objects in a JSON body")
-    body_timeout_s: float = Field(30.0, gt=0, description="the whole body must arrive within this many seconds "
-                                  "after the headers (a stalled body gets 408 and the connection is closed)")
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="the whole body must arrive within this many seconds "
+        "after the headers (a stalled body gets 408 and the connection is closed)",
+    )
     max_header_bytes: int = Field(16384, ge=1024, description="request line + headers; beyond it 431 and close")
-    header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this many "
-                                    "seconds of its first byte (or of the connection); else the connection closes")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a request's headers must arrive within this many "
+        "seconds of its first byte (or of the connection); else the connection closes",
+    )
     keep_alive_s: float = Field(5.0, gt=0, description="idle keep-alive connections are closed after this")
 
     # --- faults
-    on_engine_death: Literal["exit", "stay"] = Field("exit", description="when the in-process engine dies for "
-                                                     "good: 'exit' (not ready at once, waiting requests get a "
-                                                     "retryable 503, then a graceful shutdown with exit status 70 "
-                                                     "for the supervisor to restart); 'stay' (keep answering 503)")
-    shutdown_delay_s: float = Field(0.0, ge=0, description="on SIGTERM: /readyz answers 503 at once and the gateway "
-                                    "keeps serving this long (load balancers take it out), then drains and exits")
-    fake_engine_delay_ms: float = Field(0.0, ge=0, description="engine 'fake' only: latency of each engine call "
-                                        "(load and fault tests)")
+    on_engine_death: Literal["exit", "stay"] = Field(
+        "exit",
+        description="when the in-process engine dies for "
+        "good: 'exit' (not ready at once, waiting requests get a "
+        "retryable 503, then a graceful shutdown with exit status 70 "
+        "for the supervisor to restart); 'stay' (keep answering 503)",
+    )
+    shutdown_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="on SIGTERM: /readyz answers 503 at once and the gateway "
+        "keeps serving this long (load balancers take it out), then drains and exits",
+    )
+    fake_engine_delay_ms: float = Field(
+        0.0, ge=0, description="engine 'fake' only: latency of each engine call (load and fault tests)"
+    )
 
     # --- observability
-    log_format: Literal["text", "json"] = Field("text", description="'json': one JSON object per line "
-                                                "(python-json-logger), with request_id")
-    otel_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint for OpenTelemetry traces, e.g. "
-                                      "http://127.0.0.1:4318 (off when unset)")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="'json': one JSON object per line (python-json-logger), with request_id"
+    )
+    otel_endpoint: str | None = Field(
+        None, description="OTLP/HTTP endpoint for OpenTelemetry traces, e.g. http://127.0.0.1:4318 (off when unset)"
+    )
     otel_service_name: str = Field("batchmt", description="service.name of the exported traces")

@@ -60,10 +60,17 @@ class DrainingServer(uvicorn.Server):
 
 
 def run_server(app: Any, settings: Any, drain_timeout_s: float = 30.0) -> int:
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            log_config=None, server_header=False, timeout_keep_alive=settings.keep_alive_s,
-                            http=protocol_class(settings.max_header_bytes, settings.header_timeout_s),
-                            timeout_graceful_shutdown=int(drain_timeout_s))
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,
+        server_header=False,
+        timeout_keep_alive=settings.keep_alive_s,
+        http=protocol_class(settings.max_header_bytes, settings.header_timeout_s),
+        timeout_graceful_shutdown=int(drain_timeout_s),
+    )
     server = DrainingServer(config, app, settings.shutdown_delay_s)
     server.exit_on_death = getattr(settings, "on_engine_death", "exit") == "exit"
     server.run()

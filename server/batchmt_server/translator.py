@@ -7,20 +7,28 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Awaitable, Callable
 
 from . import __version__
 from .batcher import Batcher, Outcome, QueueFull
 from .cost import Prices
-from .ensemble import Ensemble, EnsembleConfig
-from .errors import APIError
-from .memory import TranslationMemory
 from .documents import PreparedEntry
 from .documents import prepare as prepare_entry
+from .ensemble import Ensemble, EnsembleConfig
+from .errors import APIError
 from .markup import MarkupError, parse_markup
+from .memory import TranslationMemory
 from .placeholders import check_masks
-from .schemas import FailedSegment, SuspectSegment, TranslateRequest, TranslateResponse, Translation, TranslationError, Usage
+from .schemas import (
+    FailedSegment,
+    SuspectSegment,
+    TranslateRequest,
+    TranslateResponse,
+    Translation,
+    TranslationError,
+    Usage,
+)
 from .settings import Settings
 from .stats import Stats
 from .template import Template
@@ -42,9 +50,11 @@ def signature(template: Template, model: str, settings: Settings, calibrated_pac
     """sacrebleu-style: everything that decides the output, in one line. ``pack`` is the pack size cap
     in force; ``cal`` the calibrated limit behind it (``off`` when calibration is off)."""
     pack = pack_cap(settings, calibrated_pack_limit)
-    return (f"tmpl:{template.ref}|form:{template.form}|model:{model}|pack:{pack}|cal:{calibrated_pack_limit or 'off'}"
-            f"|policy:{settings.pack_policy}"
-            f"|temp:{settings.temperature:g}|batchmt:{__version__}")
+    return (
+        f"tmpl:{template.ref}|form:{template.form}|model:{model}|pack:{pack}|cal:{calibrated_pack_limit or 'off'}"
+        f"|policy:{settings.pack_policy}"
+        f"|temp:{settings.temperature:g}|batchmt:{__version__}"
+    )
 
 
 def _retrieve(fut: asyncio.Future) -> None:
@@ -54,9 +64,18 @@ def _retrieve(fut: asyncio.Future) -> None:
 
 
 class Translator:
-    def __init__(self, batcher: Batcher, stats: Stats, settings: Settings, model: str, template: Template,
-                 calibrated_pack_limit: int | None = None, ensemble: Ensemble | None = None,
-                 prices: Prices | None = None, memory: TranslationMemory | None = None) -> None:
+    def __init__(
+        self,
+        batcher: Batcher,
+        stats: Stats,
+        settings: Settings,
+        model: str,
+        template: Template,
+        calibrated_pack_limit: int | None = None,
+        ensemble: Ensemble | None = None,
+        prices: Prices | None = None,
+        memory: TranslationMemory | None = None,
+    ) -> None:
         self.batcher, self.stats, self.settings = batcher, stats, settings
         self.model = model
         self.signature = signature(template, model, settings, calibrated_pack_limit)
@@ -74,9 +93,16 @@ class Translator:
         if self.ensemble is None or rounds is None:
             return None
         pack = s.ensemble_pack or pack_cap(s, self.calibrated_pack_limit)
-        return EnsembleConfig(rounds=rounds, pack=pack, early_stopping=s.ensemble_early_stopping,
-                              agree=s.ensemble_agreement, confidence=s.ensemble_confidence,
-                              temperature=s.ensemble_temperature, weighted=s.ensemble_weighted, seed=s.ensemble_seed)
+        return EnsembleConfig(
+            rounds=rounds,
+            pack=pack,
+            early_stopping=s.ensemble_early_stopping,
+            agree=s.ensemble_agreement,
+            confidence=s.ensemble_confidence,
+            temperature=s.ensemble_temperature,
+            weighted=s.ensemble_weighted,
+            seed=s.ensemble_seed,
+        )
 
     def signature_for(self, quality: str) -> str:
         """The signature of what a request of this quality runs: one pass, or the ensemble's knobs too."""
@@ -87,29 +113,49 @@ class Translator:
         s = self.settings
         if (req.source_lang.lower(), req.target_lang.lower()) not in LANGUAGE_PAIRS:
             pairs = ", ".join(f"{a}->{b}" for a, b in LANGUAGE_PAIRS)
-            raise APIError(422, "unsupported_language_pair",
-                           f"{req.source_lang}->{req.target_lang} is not served; supported: {pairs}", param="target_lang")
+            raise APIError(
+                422,
+                "unsupported_language_pair",
+                f"{req.source_lang}->{req.target_lang} is not served; supported: {pairs}",
+                param="target_lang",
+            )
         entries, name = req.entries, req.entries_field
         legacy = name == "sentences"  # the old field keeps its old error codes
         if not entries:
             raise APIError(422, f"empty_{name}", f"{name} is empty: send at least one text", param=name)
         if len(entries) > s.max_sentences_per_request:
-            raise APIError(413, "too_many_sentences" if legacy else "too_many_texts",
-                           f"{len(entries)} {name} in one request; the limit is {s.max_sentences_per_request}: "
-                           "split the list (the Python SDK does this for you)", param=name)
+            raise APIError(
+                413,
+                "too_many_sentences" if legacy else "too_many_texts",
+                f"{len(entries)} {name} in one request; the limit is {s.max_sentences_per_request}: "
+                "split the list (the Python SDK does this for you)",
+                param=name,
+            )
         total = 0
         for i, text in enumerate(entries):
             if not text.strip():
-                raise APIError(422, "empty_sentence" if legacy else "empty_text",
-                               f"{name}[{i}] is empty or whitespace only", param=f"{name}[{i}]")
+                raise APIError(
+                    422,
+                    "empty_sentence" if legacy else "empty_text",
+                    f"{name}[{i}] is empty or whitespace only",
+                    param=f"{name}[{i}]",
+                )
             if len(text) > s.max_text_chars:
-                raise APIError(413, "text_too_long",
-                               f"{name}[{i}] has {len(text)} characters; the limit is {s.max_text_chars} per text",
-                               param=f"{name}[{i}]")
+                raise APIError(
+                    413,
+                    "text_too_long",
+                    f"{name}[{i}] has {len(text)} characters; the limit is {s.max_text_chars} per text",
+                    param=f"{name}[{i}]",
+                )
             total += len(text)
         if total > s.max_request_chars:
-            raise APIError(413, "request_too_large", f"the {name} have {total} characters in all; the limit is "
-                           f"{s.max_request_chars} per request: send them in several requests", param=name)
+            raise APIError(
+                413,
+                "request_too_large",
+                f"the {name} have {total} characters in all; the limit is "
+                f"{s.max_request_chars} per request: send them in several requests",
+                param=name,
+            )
         if req.tag_handling is not None:
             for i, text in enumerate(entries):
                 try:
@@ -123,15 +169,23 @@ class Translator:
         out = []
         for i, text in enumerate(req.entries):
             try:
-                out.append(prepare_entry(text, req.split_sentences, s.max_sentence_chars, req.preserve_placeholders,
-                                         req.tag_handling))
+                out.append(
+                    prepare_entry(
+                        text, req.split_sentences, s.max_sentence_chars, req.preserve_placeholders, req.tag_handling
+                    )
+                )
             except MarkupError as exc:
                 raise APIError(422, "invalid_markup", f"{name}[{i}]: {exc}", param=f"{name}[{i}]") from None
         return out
 
-    async def translate(self, req: TranslateRequest, disconnected: Callable[[], Awaitable[None]] | None = None, *,
-                        priority: int = 0,
-                        admit: Callable[[int, int], Awaitable[None]] | None = None) -> TranslateResponse:
+    async def translate(
+        self,
+        req: TranslateRequest,
+        disconnected: Callable[[], Awaitable[None]] | None = None,
+        *,
+        priority: int = 0,
+        admit: Callable[[int, int], Awaitable[None]] | None = None,
+    ) -> TranslateResponse:
         """``priority`` > 0: batch-job work, sent in the capacity interactive requests leave. ``admit(characters,
         sentences)`` charges the caller's key (quota, character rate) once the request is valid and fits; it
         raises :class:`APIError` to refuse. An ensemble quality is charged its rounds times its characters."""
@@ -183,8 +237,12 @@ class Translator:
         if dead:  # the engine died under this request: a retryable 503 (a restarted gateway or a replica can do it)
             self.stats.record_request("failed", time.monotonic() - t0)
             self.stats.record_sentences("failed", dead)
-            raise APIError(503, "engine_unavailable", "the engine died while this request was in flight; retry it "
-                           "(this gateway restarts)", headers={"Retry-After": "5"})
+            raise APIError(
+                503,
+                "engine_unavailable",
+                "the engine died while this request was in flight; retry it (this gateway restarts)",
+                headers={"Retry-After": "5"},
+            )
         if remembered:
             for _ in range(len(texts) - len(todo)):
                 self.stats.record_reuse("memory")
@@ -209,18 +267,29 @@ class Translator:
         outcome = "ok" if not failed else ("failed" if failed == len(translations) else "partial")
         self.stats.record_request(outcome, time.monotonic() - t0)
         return TranslateResponse(
-            id=f"tr-{secrets.token_hex(6)}", model=self.model, translations=translations,
+            id=f"tr-{secrets.token_hex(6)}",
+            model=self.model,
+            translations=translations,
             signature=self.signature_for(req.quality) if config is not None else self.signature,
-            usage=Usage(sentences=n_entries, segments=len(texts), characters=chars,
-                        prompt_tokens=round(total.prompt_tokens), cached_prompt_tokens=round(total.cached_prompt_tokens),
-                        completion_tokens=round(total.completion_tokens),
-                        engine_prompts=round(total.engine_prompts, 3), retries=total.resent,
-                        cost=self.prices.cost(total.prompt_tokens, total.cached_prompt_tokens,
-                                              total.completion_tokens, total.engine_seconds),
-                        baseline_cost=self.prices.baseline_cost(total.baseline_prompt_tokens,
-                                                                total.baseline_completion_tokens,
-                                                                total.baseline_engine_seconds),
-                        currency=self.prices.currency, memory_hits=len(texts) - len(todo)))
+            usage=Usage(
+                sentences=n_entries,
+                segments=len(texts),
+                characters=chars,
+                prompt_tokens=round(total.prompt_tokens),
+                cached_prompt_tokens=round(total.cached_prompt_tokens),
+                completion_tokens=round(total.completion_tokens),
+                engine_prompts=round(total.engine_prompts, 3),
+                retries=total.resent,
+                cost=self.prices.cost(
+                    total.prompt_tokens, total.cached_prompt_tokens, total.completion_tokens, total.engine_seconds
+                ),
+                baseline_cost=self.prices.baseline_cost(
+                    total.baseline_prompt_tokens, total.baseline_completion_tokens, total.baseline_engine_seconds
+                ),
+                currency=self.prices.currency,
+                memory_hits=len(texts) - len(todo),
+            ),
+        )
 
     @staticmethod
     def _assemble(entry: PreparedEntry, outcomes: list[Outcome | None]) -> Translation:
@@ -231,23 +300,39 @@ class Translator:
         for i in kept:
             o = outcomes[i]
             if o is not None and o.text is None:
-                failures.append(FailedSegment(index=i, code=o.error_code or "failed", message=o.error_message or "failed"))
+                failures.append(
+                    FailedSegment(index=i, code=o.error_code or "failed", message=o.error_message or "failed")
+                )
             else:  # refused by the last check (a batcher-verified slot never gets here)
-                failures.append(FailedSegment(index=i, code="placeholder_damaged",
-                                              message="the translation lost, doubled or reordered a protected span"))
+                failures.append(
+                    FailedSegment(
+                        index=i,
+                        code="placeholder_damaged",
+                        message="the translation lost, doubled or reordered a protected span",
+                    )
+                )
         n = entry.segments
-        suspects = [SuspectSegment(index=i, reason=o.suspect) for i, o in enumerate(outcomes)
-                    if o is not None and o.suspect is not None and i not in kept]
+        suspects = [
+            SuspectSegment(index=i, reason=o.suspect)
+            for i, o in enumerate(outcomes)
+            if o is not None and o.suspect is not None and i not in kept
+        ]
         known = [o.confidence for i, o in enumerate(outcomes) if o is not None and i not in kept]
         confidence = min(known) if known and all(c is not None for c in known) else None  # type: ignore[type-var]
         if not failures:
-            return Translation(text=text, status="suspect" if suspects else "ok", segments=n,
-                               suspect_segments=suspects, confidence=confidence)
+            return Translation(
+                text=text,
+                status="suspect" if suspects else "ok",
+                segments=n,
+                suspect_segments=suspects,
+                confidence=confidence,
+            )
         error = TranslationError(code=failures[0].code, message=failures[0].message)
         if len(failures) == n:
             return Translation(text=None, status="failed", error=error, segments=n, failed_segments=failures)
-        return Translation(text=text, status="partial", error=error, segments=n, failed_segments=failures,
-                           suspect_segments=suspects)
+        return Translation(
+            text=text, status="partial", error=error, segments=n, failed_segments=failures, suspect_segments=suspects
+        )
 
     def _check_capacity(self, lines: int, rounds: int) -> None:
         """A request that can never fit the queue is a 413 (not a 429 forever); ensemble work (``rounds`` > 1)
@@ -257,15 +342,23 @@ class Translator:
         need = lines * rounds
         if need > cap:
             what = f"{lines} lines to translate" + (f" x {rounds} rounds" if rounds > 1 else "")
-            raise APIError(413, "request_too_large", f"this request has {what}; the gateway queues at most {cap}: "
-                           "send fewer or shorter sentences per request" + (", or a lower quality" if rounds > 1
-                                                                            else ""), param="sentences")
+            raise APIError(
+                413,
+                "request_too_large",
+                f"this request has {what}; the gateway queues at most {cap}: "
+                "send fewer or shorter sentences per request" + (", or a lower quality" if rounds > 1 else ""),
+                param="sentences",
+            )
         if rounds == 1 and not self._ensemble_load:
             return  # the batcher's own cap decides
         if self.batcher.interactive_active + self._ensemble_load + need > cap:
             retry = self.batcher.retry_after()
-            raise APIError(429, "queue_full", f"the gateway is at capacity ({cap} sentences queued or in ensemble "
-                           f"rounds); retry after {retry:.0f}s", headers={"Retry-After": str(int(retry))})
+            raise APIError(
+                429,
+                "queue_full",
+                f"the gateway is at capacity ({cap} sentences queued or in ensemble rounds); retry after {retry:.0f}s",
+                headers={"Retry-After": str(int(retry))},
+            )
 
     def _windows(self, texts: list[str]) -> list[list[str]]:
         """A request that fits the queue goes in at once; a longer one (a long document: thousands of
@@ -276,8 +369,14 @@ class Translator:
         size = max(1, cap // 2)
         return [texts[i : i + size] for i in range(0, len(texts), size)]
 
-    async def _one_pass(self, texts: list[str], rid: int, disconnected: Callable[[], Awaitable[None]] | None,
-                        n_sentences: int, priority: int = 0) -> list[Outcome]:
+    async def _one_pass(
+        self,
+        texts: list[str],
+        rid: int,
+        disconnected: Callable[[], Awaitable[None]] | None,
+        n_sentences: int,
+        priority: int = 0,
+    ) -> list[Outcome]:
         """quality 'fast': every segment through the batcher once (packed with other callers' sentences)."""
         out: list[Outcome] = []
         deadline = time.monotonic() + self.settings.request_timeout_s
@@ -289,14 +388,24 @@ class Translator:
                 except QueueFull as exc:
                     if n == 0:  # nothing accepted yet: the caller retries
                         self.stats.record_request("rejected")
-                        raise APIError(429, "queue_full", f"the gateway is at capacity "
-                                       f"({self.settings.max_queue_sentences} sentences queued); retry after "
-                                       f"{exc.retry_after:.0f}s", headers={"Retry-After": str(int(exc.retry_after))}) \
-                            from None
+                        raise APIError(
+                            429,
+                            "queue_full",
+                            f"the gateway is at capacity "
+                            f"({self.settings.max_queue_sentences} sentences queued); retry after "
+                            f"{exc.retry_after:.0f}s",
+                            headers={"Retry-After": str(int(exc.retry_after))},
+                        ) from None
                     if time.monotonic() > deadline:  # accepted work is never dropped silently: it fails in its slots
                         futures = []
-                        out += [Outcome(None, "timeout", "not translated within "
-                                        f"{self.settings.request_timeout_s:g}s (queue full)") for _ in window]
+                        out += [
+                            Outcome(
+                                None,
+                                "timeout",
+                                f"not translated within {self.settings.request_timeout_s:g}s (queue full)",
+                            )
+                            for _ in window
+                        ]
                         break
                     await asyncio.sleep(min(1.0, exc.retry_after))
             if not futures:
@@ -311,8 +420,14 @@ class Translator:
                 raise
         return out
 
-    async def _ensemble(self, texts: list[str], rid: int, config: EnsembleConfig,
-                        disconnected: Callable[[], Awaitable[None]] | None, priority: int = 0) -> list[Outcome]:
+    async def _ensemble(
+        self,
+        texts: list[str],
+        rid: int,
+        config: EnsembleConfig,
+        disconnected: Callable[[], Awaitable[None]] | None,
+        priority: int = 0,
+    ) -> list[Outcome]:
         """quality 'balanced'/'best': permutation rounds with early stopping (ensemble.py); a line left
         without any valid candidate goes through the batcher once more, so nothing is lost."""
         assert self.ensemble is not None
@@ -325,10 +440,16 @@ class Translator:
             self._ensemble_load -= load
         if isinstance(run, Outcome):  # timed out
             return [Outcome(None, run.error_code, run.error_message) for _ in texts]
-        outcomes = [Outcome(res.text, None if res.text else "no_candidate",
-                            None if res.text else "no valid candidate in the ensemble rounds", res.usage,
-                            confidence=res.agreement)
-                    for res in run.results]
+        outcomes = [
+            Outcome(
+                res.text,
+                None if res.text else "no_candidate",
+                None if res.text else "no valid candidate in the ensemble rounds",
+                res.usage,
+                confidence=res.agreement,
+            )
+            for res in run.results
+        ]
         # no candidate, or its placeholders damaged: the batcher (which checks and repairs them) once more
         missing = [k for k, o in enumerate(outcomes) if o.text is None or check_masks(texts[k], o.text) is not None]
         if not missing:
@@ -337,8 +458,11 @@ class Translator:
             futures = self.batcher.submit([texts[k] for k in missing], rid, priority=priority)
         except QueueFull:
             for k in missing:
-                outcomes[k] = replace(outcomes[k], error_code="queue_full", error_message="no valid candidate in the "
-                                      "ensemble rounds, and the queue was full for the fallback")
+                outcomes[k] = replace(
+                    outcomes[k],
+                    error_code="queue_full",
+                    error_message="no valid candidate in the ensemble rounds, and the queue was full for the fallback",
+                )
             return outcomes
         try:
             fallback = await self._wait(futures, disconnected)
@@ -350,8 +474,9 @@ class Translator:
             outcomes[k] = replace(o, usage=o.usage + outcomes[k].usage + EngineUsage(resent=1))
         return outcomes
 
-    async def _wait(self, futures: list[asyncio.Future],
-                    disconnected: Callable[[], Awaitable[None]] | None) -> list[Outcome]:
+    async def _wait(
+        self, futures: list[asyncio.Future], disconnected: Callable[[], Awaitable[None]] | None
+    ) -> list[Outcome]:
         """Wait for every sentence; on timeout the unfinished ones fail in their own slots; a caller
         that went away cancels its sentences (the batcher drops them before they are sent).
 
@@ -361,9 +486,11 @@ class Translator:
         gathered = asyncio.gather(*futures)
         watcher = asyncio.ensure_future(disconnected()) if disconnected is not None else None
         try:
-            done, _ = await asyncio.wait({gathered} | ({watcher} if watcher else set()),
-                                         timeout=self.settings.request_timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {gathered} | ({watcher} if watcher else set()),
+                timeout=self.settings.request_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             if gathered in done:
                 return gathered.result()
             if watcher is not None and watcher in done:

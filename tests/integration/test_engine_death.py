@@ -29,11 +29,32 @@ def test_engine_core_killed_mid_traffic_gives_503s_not_ready_and_exit_70(tmp_pat
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
     log = tmp_path / "gateway.log"
-    proc = subprocess.Popen([sys.executable, "-m", "batchmt_server", "serve", "--port", str(port), "--enforce-eager",
-                             "--calibration", "off", "--max-num-seqs", "8", "--cpu-kvcache-gib", "1",
-                             "--max-prompts-in-flight", "4", "--translation-memory-size", "0",
-                             "--data-dir", str(tmp_path / "data")],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchmt_server",
+            "serve",
+            "--port",
+            str(port),
+            "--enforce-eager",
+            "--calibration",
+            "off",
+            "--max-num-seqs",
+            "8",
+            "--cpu-kvcache-gib",
+            "1",
+            "--max-prompts-in-flight",
+            "4",
+            "--translation-memory-size",
+            "0",
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 900
@@ -50,9 +71,21 @@ def test_engine_core_killed_mid_traffic_gives_503s_not_ready_and_exit_70(tmp_pat
 
         async def traffic() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=url, timeout=120) as c:
-                tasks = [asyncio.create_task(c.post("/v1/translate", json={"sentences": [
-                    f"Request {k} asks for sentence {i}, which is long enough to keep the engine busy for a while."
-                    for i in range(4)]})) for k in range(4)]
+                tasks = [
+                    asyncio.create_task(
+                        c.post(
+                            "/v1/translate",
+                            json={
+                                "sentences": [
+                                    f"Request {k} asks for sentence {i}, which is long enough to keep the engine busy "
+                                    "for a while."
+                                    for i in range(4)
+                                ]
+                            },
+                        )
+                    )
+                    for k in range(4)
+                ]
                 await asyncio.sleep(1.0)
                 for child in children:  # the engine core dies
                     try:

@@ -7,23 +7,35 @@ import re
 
 import httpx
 import pytest
+
 from helpers import parse_metrics
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 # Each sentence has a number no other one has: a translation holding another's number leaked.
 SENTENCES = [
-    "The train to Hamburg leaves from platform 7.", "My grandmother turned 93 last week.",
-    "The bridge is 240 meters long.", "We ordered 12 pizzas for the party.",
-    "The museum was founded in 1887.", "Room 415 is on the fourth floor.",
+    "The train to Hamburg leaves from platform 7.",
+    "My grandmother turned 93 last week.",
+    "The bridge is 240 meters long.",
+    "We ordered 12 pizzas for the party.",
+    "The museum was founded in 1887.",
+    "Room 415 is on the fourth floor.",
 ]
 
 
 async def test_quality_best_runs_permutation_rounds_with_early_stopping(gateway_app):
     gw = gateway_app.state.gateway
     s = gw.settings
-    saved = {k: getattr(s, k) for k in ("ensemble_rounds_best", "ensemble_pack", "ensemble_agreement",
-                                        "ensemble_confidence", "ensemble_early_stopping")}
+    saved = {
+        k: getattr(s, k)
+        for k in (
+            "ensemble_rounds_best",
+            "ensemble_pack",
+            "ensemble_agreement",
+            "ensemble_confidence",
+            "ensemble_early_stopping",
+        )
+    }
     # K=3, two prompts of 3 per round; lenient thresholds, so that every sentence with a valid
     # candidate in rounds 1 and 2 stops there and only the others reach round 3
     s.ensemble_rounds_best, s.ensemble_pack, s.ensemble_early_stopping = 3, 3, True
@@ -48,10 +60,18 @@ async def test_quality_best_runs_permutation_rounds_with_early_stopping(gateway_
     assert run.rounds_run >= 2
     assert run.sent_in_round(0) == list(range(len(SENTENCES)))
     assert sorted(run.sent_in_round(1)) == list(range(len(SENTENCES)))
-    delta = {k: after[k] - before[k] for k in ("batchmt_ensemble_rounds_total", "batchmt_ensemble_sentence_sends_total",
-                                               "batchmt_early_stopped_sentences_total")}
+    delta = {
+        k: after[k] - before[k]
+        for k in (
+            "batchmt_ensemble_rounds_total",
+            "batchmt_ensemble_sentence_sends_total",
+            "batchmt_early_stopped_sentences_total",
+        )
+    }
     assert delta["batchmt_ensemble_rounds_total"] == run.rounds_run
-    assert delta["batchmt_ensemble_sentence_sends_total"] == sum(len(run.sent_in_round(k)) for k in range(run.rounds_run))
+    assert delta["batchmt_ensemble_sentence_sends_total"] == sum(
+        len(run.sent_in_round(k)) for k in range(run.rounds_run)
+    )
 
     # stopped sentences leave the later rounds: round 3 carries exactly the ones that did not stop
     stopped = {i for i, res in enumerate(run.results) if res.stopped_early}

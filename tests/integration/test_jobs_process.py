@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -39,9 +40,31 @@ class Gateway:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])}
         env.pop("BATCHMT_DATA_DIR", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--host", "127.0.0.1",
-             "--port", str(self.port), "--data-dir", str(data_dir), "--calibration", "off", "--no-warmup",
-             "--max-wait-ms", "1", *args], stdout=log.open("a"), stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            [
+                sys.executable,
+                "-m",
+                "batchmt_server",
+                "serve",
+                "--engine",
+                "fake",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+                "--calibration",
+                "off",
+                "--no-warmup",
+                "--max-wait-ms",
+                "1",
+                *args,
+            ],
+            stdout=log.open("a"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -88,8 +111,15 @@ def gateways(tmp_path):
 
 
 def _jsonl(n: int, prefix: str = "req") -> bytes:
-    rows = [{"custom_id": f"{prefix}-{i}", "method": "POST", "url": "/v1/translate",
-             "body": {"sentences": [f"Sentence {i} of the batch.", f"And its neighbour {i}."]}} for i in range(n)]
+    rows = [
+        {
+            "custom_id": f"{prefix}-{i}",
+            "method": "POST",
+            "url": "/v1/translate",
+            "body": {"sentences": [f"Sentence {i} of the batch.", f"And its neighbour {i}."]},
+        }
+        for i in range(n)
+    ]
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
 
@@ -110,8 +140,12 @@ def test_the_openai_package_drives_the_whole_batch_api(gateways):
     f = client.files.create(file=("requests.jsonl", io.BytesIO(rows)), purpose="batch")
     assert f.purpose == "batch" and f.bytes == len(rows) and f.filename == "requests.jsonl"
     assert client.files.retrieve(f.id).id == f.id
-    b = client.batches.create(input_file_id=f.id, endpoint="/v1/translate",  # type: ignore[arg-type]
-                              completion_window="24h", metadata={"owner": "test"})
+    b = client.batches.create(
+        input_file_id=f.id,
+        endpoint="/v1/translate",  # type: ignore[arg-type]
+        completion_window="24h",
+        metadata={"owner": "test"},
+    )
     assert b.status == "in_progress" and b.metadata == {"owner": "test"}
     deadline = time.monotonic() + 60
     while (b := client.batches.retrieve(b.id)).status != "completed":
@@ -130,8 +164,11 @@ def test_the_openai_package_drives_the_whole_batch_api(gateways):
 
     # cancel a large batch while it runs
     big = client.files.create(file=("big.jsonl", io.BytesIO(_jsonl(2500, "big"))), purpose="batch")
-    b2 = client.batches.create(input_file_id=big.id, endpoint="/v1/translate",  # type: ignore[arg-type]
-                               completion_window="24h")
+    b2 = client.batches.create(
+        input_file_id=big.id,
+        endpoint="/v1/translate",  # type: ignore[arg-type]
+        completion_window="24h",
+    )
     assert client.batches.cancel(b2.id).status in ("cancelling", "cancelled")
     deadline = time.monotonic() + 30
     while (b2 := client.batches.retrieve(b2.id)).status != "cancelled":
@@ -147,8 +184,11 @@ def test_the_openai_package_drives_the_whole_batch_api(gateways):
     # (in this fast engine, 2 lines finish at once, so the window is tested in test_jobs.py); here: refusals
     with pytest.raises(openai.UnprocessableEntityError) as exc:
         empty = client.files.create(file=("empty.jsonl", io.BytesIO(b"")), purpose="batch")
-        client.batches.create(input_file_id=empty.id, endpoint="/v1/translate",  # type: ignore[arg-type]
-                              completion_window="24h")
+        client.batches.create(
+            input_file_id=empty.id,
+            endpoint="/v1/translate",  # type: ignore[arg-type]
+            completion_window="24h",
+        )
     assert exc.value.status_code == 422 and "no request lines" in str(exc.value)
     before = [x.id for x in client.files.list()]
     with pytest.raises(openai.APIStatusError) as exc:
@@ -160,10 +200,10 @@ def test_the_openai_package_drives_the_whole_batch_api(gateways):
 def test_sigkill_mid_job_then_restart_completes_exactly_once(gateways):
     n = 2400
     gw = gateways("--job-lease-s", "3", "--job-max-lines-in-flight", "4")
-    f = httpx.post(gw.url + "/v1/files", data={"purpose": "batch"},
-                   files={"file": ("in.jsonl", _jsonl(n))}).json()
-    b = httpx.post(gw.url + "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
-                                                 "completion_window": "24h"}).json()
+    f = httpx.post(gw.url + "/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", _jsonl(n))}).json()
+    b = httpx.post(
+        gw.url + "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+    ).json()
     while gw.batch(b["id"])["request_counts"]["completed"] < 300:
         time.sleep(0.02)
     gw.proc.send_signal(signal.SIGKILL)
@@ -181,10 +221,10 @@ def test_sigkill_mid_job_then_restart_completes_exactly_once(gateways):
 def test_sigterm_is_graceful_and_gives_lines_back_at_once(gateways):
     n = 2400
     gw = gateways("--job-lease-s", "600", "--job-max-lines-in-flight", "4")  # a lease that would outlast the test
-    f = httpx.post(gw.url + "/v1/files", data={"purpose": "batch"},
-                   files={"file": ("in.jsonl", _jsonl(n))}).json()
-    b = httpx.post(gw.url + "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate",
-                                                 "completion_window": "24h"}).json()
+    f = httpx.post(gw.url + "/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", _jsonl(n))}).json()
+    b = httpx.post(
+        gw.url + "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+    ).json()
     while gw.batch(b["id"])["request_counts"]["completed"] < 300:
         time.sleep(0.02)
     gw.proc.send_signal(signal.SIGTERM)
@@ -254,7 +294,24 @@ def test_sdk_and_cli_submit_wait_download_and_translate_as_job(gateways, tmp_pat
     # a document format too: JSONL with the text in a field (the other fields kept)
     rows = [{"id": i, "body": f"Row {i} is here."} for i in range(50)]
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    assert main(["translate", "-i", str(tmp_path / "rows.jsonl"), "-o", str(tmp_path / "rows.de.jsonl"), "--field",
-                 "body", "--as-job", "--no-progress", "--split-sentences", "off", *base]) == 0
+    assert (
+        main(
+            [
+                "translate",
+                "-i",
+                str(tmp_path / "rows.jsonl"),
+                "-o",
+                str(tmp_path / "rows.de.jsonl"),
+                "--field",
+                "body",
+                "--as-job",
+                "--no-progress",
+                "--split-sentences",
+                "off",
+                *base,
+            ]
+        )
+        == 0
+    )
     got = [json.loads(x) for x in (tmp_path / "rows.de.jsonl").read_text(encoding="utf-8").splitlines()]
     assert got == [{"id": i, "body": f"[de] Row {i} is here."} for i in range(50)]

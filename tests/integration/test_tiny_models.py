@@ -25,16 +25,25 @@ import pytest
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 START_TIMEOUT = float(os.environ.get("BATCHMT_TEST_ENGINE_TIMEOUT", "900"))
-CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
-          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 # written for this test
-SENTENCES = ["The garden gate squeaks every time the wind blows.", "We ordered soup and fresh bread.",
-             "The library closes early on Fridays.", "My brother repairs old bicycles.",
-             "The concert was postponed until next spring.", "Please switch off the lights when you leave."]
-CALIBRATION = [("The tram stops right outside the hotel.", "Die Straßenbahn hält direkt vor dem Hotel."),
-               ("She forgot her umbrella at the office.", "Sie hat ihren Regenschirm im Büro vergessen."),
-               ("The bridge will be repaired in the summer.", "Die Brücke wird im Sommer repariert."),
-               ("Two cats were sleeping on the sofa.", "Zwei Katzen schliefen auf dem Sofa.")]
+SENTENCES = [
+    "The garden gate squeaks every time the wind blows.",
+    "We ordered soup and fresh bread.",
+    "The library closes early on Fridays.",
+    "My brother repairs old bicycles.",
+    "The concert was postponed until next spring.",
+    "Please switch off the lights when you leave.",
+]
+CALIBRATION = [
+    ("The tram stops right outside the hotel.", "Die Straßenbahn hält direkt vor dem Hotel."),
+    ("She forgot her umbrella at the office.", "Sie hat ihren Regenschirm im Büro vergessen."),
+    ("The bridge will be repaired in the summer.", "Die Brücke wird im Sommer repariert."),
+    ("Two cats were sleeping on the sofa.", "Zwei Katzen schliefen auf dem Sofa."),
+]
 
 
 def write_tiny_model(kind: str, folder: Path) -> None:
@@ -45,11 +54,19 @@ def write_tiny_model(kind: str, folder: Path) -> None:
     from batchmt_server.settings import Settings
 
     tok = AutoTokenizer.from_pretrained(str(prepare_embedded_model(Settings().cache_dir)))
-    ids = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-               pad_token_id=tok.pad_token_id, hidden_size=128, num_hidden_layers=2, num_attention_heads=2)
+    ids = dict(
+        vocab_size=len(tok),
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+    )
     if kind == "llama":
-        config = LlamaConfig(intermediate_size=256, num_key_value_heads=2, max_position_embeddings=2048,
-                             tie_word_embeddings=True, **ids)
+        config = LlamaConfig(
+            intermediate_size=256, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True, **ids
+        )
         config.architectures = ["LlamaForCausalLM"]
         tok.chat_template = CHATML
     else:
@@ -71,11 +88,25 @@ async def tiny(request, tmp_path_factory):
     write_tiny_model(kind, folder)
     cal = root / "calibration.tsv"
     cal.write_text("".join(f"{s}\t{r}\n" for s, r in CALIBRATION), encoding="utf-8")
-    settings = Settings(model=str(folder), served_model_name=f"tiny-{kind}", engine_args={"load_format": "dummy"},
-                        dtype="float32", enforce_eager=True, max_model_len=2048, max_num_seqs=16, cpu_kvcache_gib=1,
-                        calibration="auto", calibration_data=cal, cache_dir=root / "cache", data_dir=root / "data",
-                        max_sentences_per_prompt=4, pack_policy="fixed", max_wait_ms=50.0, max_prompts_in_flight=8,
-                        translation_memory_size=0)
+    settings = Settings(
+        model=str(folder),
+        served_model_name=f"tiny-{kind}",
+        engine_args={"load_format": "dummy"},
+        dtype="float32",
+        enforce_eager=True,
+        max_model_len=2048,
+        max_num_seqs=16,
+        cpu_kvcache_gib=1,
+        calibration="auto",
+        calibration_data=cal,
+        cache_dir=root / "cache",
+        data_dir=root / "data",
+        max_sentences_per_prompt=4,
+        pack_policy="fixed",
+        max_wait_ms=50.0,
+        max_prompts_in_flight=8,
+        translation_memory_size=0,
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         gw = app.state.gateway
@@ -127,7 +158,7 @@ async def test_every_slot_answers_in_order_and_noise_is_flagged(tiny) -> None:
         # repaired: a one-sentence answer, never another input (misplaced) nor empty; "suspect" says why it is
         # doubtful (noise that ran into its token limit, copied or ran on), "partial" which segment failed
         assert slot["status"] in ("ok", "suspect", "partial") and slot["text"].strip()
-        assert slot["text"] not in SENTENCES[:i] + SENTENCES[i + 1:]
+        assert slot["text"] not in SENTENCES[:i] + SENTENCES[i + 1 :]
         if slot["status"] == "suspect":
             assert slot["suspect_segments"] and all(x["reason"] for x in slot["suspect_segments"])
         if slot["status"] == "partial":
@@ -138,12 +169,12 @@ async def test_every_slot_answers_in_order_and_noise_is_flagged(tiny) -> None:
     assert flagged >= 1  # the noise was flagged (re-sent in smaller prompts when packed: calibration says 1)
     assert resent >= 0
     # /metrics shows it: flagged slots and re-sends by reason, failed sentences, the engine's own metrics
-    repairs = sum(float(v) for v in re.findall(r'^batchmt_repairs_total\{[^}]*\} ([0-9.e+]+)$', metrics, re.M))
+    repairs = sum(float(v) for v in re.findall(r"^batchmt_repairs_total\{[^}]*\} ([0-9.e+]+)$", metrics, re.M))
     assert repairs >= flagged
     if any(s["status"] == "suspect" for s in slots):
-        assert re.search(r'^batchmt_suspect_sentences_total\{[^}]*\} [1-9]', metrics, re.M)
+        assert re.search(r"^batchmt_suspect_sentences_total\{[^}]*\} [1-9]", metrics, re.M)
     if resent:
-        assert re.search(r'^batchmt_retries_total\{[^}]*\} [1-9]', metrics, re.M)
+        assert re.search(r"^batchmt_retries_total\{[^}]*\} [1-9]", metrics, re.M)
     if any(s["status"] == "failed" for s in slots):
         assert re.search(r'^batchmt_sentences_total\{[^}]*outcome="failed"[^}]*\} [1-9]', metrics, re.M)
     assert "vllm:" in metrics
@@ -177,8 +208,14 @@ async def test_http_engine_gets_the_chat_form_rendered_by_the_gateway(vllm_serve
     tok = AutoTokenizer.from_pretrained(str(prepare_embedded_model(Settings().cache_dir)))
     tok.chat_template = CHATML
     tok.save_pretrained(tmp_path / "tokenizer")
-    settings = Settings(engine_url=vllm_server, tokenizer=str(tmp_path / "tokenizer"), calibration="off",
-                        data_dir=tmp_path / "data", max_sentences_per_prompt=1, translation_memory_size=0)
+    settings = Settings(
+        engine_url=vllm_server,
+        tokenizer=str(tmp_path / "tokenizer"),
+        calibration="off",
+        data_dir=tmp_path / "data",
+        max_sentences_per_prompt=1,
+        translation_memory_size=0,
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         gw = app.state.gateway

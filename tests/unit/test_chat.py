@@ -10,22 +10,30 @@ from __future__ import annotations
 import pytest
 
 from batchmt_server.chat import ChatFormError, ChatTemplate, apply_form, resolve_form
-from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.engines.base import GenerationParams
+from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.template import Template
 
-CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
-          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 # Llama-3 shape: the template writes the BOS token itself
-BOS_WRITING = ("{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n'"
-               " + m['content'] | trim + '<|eot_id|>' }}{% endfor %}"
-               "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
-NO_SYSTEM = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-             "{% endif %}{{ '<start_of_turn>' + m['role'] + '\n' + m['content'] + '<end_of_turn>\n' }}{% endfor %}"
-             "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}")
+BOS_WRITING = (
+    "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n'"
+    " + m['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+NO_SYSTEM = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{{ '<start_of_turn>' + m['role'] + '\n' + m['content'] + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
 # a template that rewrites the user's text: the prefix could not be guaranteed byte-identical
-REWRITING = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'].replace('1.', 'one.') + '\n' }}{% endfor %}"
-             "{% if add_generation_prompt %}assistant: {% endif %}")
+REWRITING = (
+    "{% for m in messages %}{{ m['role'] + ': ' + m['content'].replace('1.', 'one.') + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
 
 
 def byte_tokenizer(add_bos: bool = False):
@@ -52,6 +60,7 @@ def tokenizer_factory():
         tok = with_bos if add_bos else plain
         tok.chat_template = chat_template
         return tok
+
     return make
 
 
@@ -74,19 +83,31 @@ def test_chatml_turns_and_prefill(tokenizer_factory, base: Template) -> None:
     assert isinstance(chat, ChatTemplate) and chat.form == "chat" and chat.system_turn
     prompt = chat.render(["The cat sleeps.", "It is raining."])
     assert prompt.startswith("<|im_start|>system\n" + base.instruction + "<|im_end|>\n<|im_start|>user\nSentences:\n")
-    assert prompt.endswith("<|im_start|>user\nSentences:\n1. The cat sleeps.\n2. It is raining.\nTranslations:"
-                           "<|im_end|>\n"
-                           "<|im_start|>assistant\nEnglish 1: The cat sleeps.\nGerman 1:")
+    assert prompt.endswith(
+        "<|im_start|>user\nSentences:\n1. The cat sleeps.\n2. It is raining.\nTranslations:"
+        "<|im_end|>\n"
+        "<|im_start|>assistant\nEnglish 1: The cat sleeps.\nGerman 1:"
+    )
     # one user/assistant pair per example batch, then the query's user turn
     assert prompt.count("<|im_start|>assistant\n") == len(base.examples) + 1
     assert "German 1: Die Bäckerei an der Ecke öffnet um sechs Uhr morgens.\nEnglish 2:" in chat.prefix
     # the prompt equals the tokenizer's own rendering with the assistant turn continued
     msgs = [{"role": "system", "content": base.instruction}]
     for ex in base.examples:
-        msgs.append({"role": "user", "content": "\n".join(["Sentences:"] + [f"{i}. {s}" for i, (s, _) in
-                                                                            enumerate(ex, 1)] + ["Translations:"])})
-        msgs.append({"role": "assistant", "content": "\n".join(f"English {i}: {s}\nGerman {i}: {t}"
-                                                               for i, (s, t) in enumerate(ex, 1))})
+        msgs.append(
+            {
+                "role": "user",
+                "content": "\n".join(
+                    ["Sentences:"] + [f"{i}. {s}" for i, (s, _) in enumerate(ex, 1)] + ["Translations:"]
+                ),
+            }
+        )
+        msgs.append(
+            {
+                "role": "assistant",
+                "content": "\n".join(f"English {i}: {s}\nGerman {i}: {t}" for i, (s, t) in enumerate(ex, 1)),
+            }
+        )
     msgs.append({"role": "user", "content": "Sentences:\n1. The cat sleeps.\n2. It is raining.\nTranslations:"})
     rendered = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert prompt == rendered + "English 1: The cat sleeps.\nGerman 1:"
@@ -153,6 +174,7 @@ def test_prompt_tokens_count_the_head_once(tokenizer_factory, base: Template) ->
     def count(text: str) -> int:
         calls.append(text)
         return len(tok.encode(text))
+
     for s in (["A."], ["B."]):
         p = chat.render(s)
         assert abs(chat.prompt_tokens(p, count) - len(tok.encode(p))) <= 2

@@ -55,8 +55,9 @@ async def test_engine_raising_mid_batch_loses_nothing():
             return await super().generate(prompt, params)
 
     eng = Flaky()
-    async with running_gateway(eng, max_sentences_per_prompt=4, pack_policy="fixed", max_attempts=3,
-                               translation_memory_size=0) as (c, _):
+    async with running_gateway(
+        eng, max_sentences_per_prompt=4, pack_policy="fixed", max_attempts=3, translation_memory_size=0
+    ) as (c, _):
         batches = [sentences(8, f"R{k}") for k in range(4)]
         rs = await asyncio.gather(*(c.post("/v1/translate", json={"sentences": b}) for b in batches))
         for r, b in zip(rs, batches):
@@ -95,8 +96,9 @@ async def test_engine_hanging_is_bounded_by_the_engine_timeout_and_places_come_b
             return await super().generate(prompt, params)
 
     eng = Hangs()
-    async with running_gateway(eng, engine_timeout_s=0.2, max_prompts_in_flight=2, max_attempts=2,
-                               max_sentences_per_prompt=1) as (c, app):
+    async with running_gateway(
+        eng, engine_timeout_s=0.2, max_prompts_in_flight=2, max_attempts=2, max_sentences_per_prompt=1
+    ) as (c, app):
         srcs = sentences(4, "Hang")
         t0 = time.monotonic()
         slots = await check_in_place(await c.post("/v1/translate", json={"sentences": srcs}), srcs)
@@ -127,13 +129,15 @@ async def test_in_process_engine_death_not_ready_and_a_retryable_503():
             return not Dies.dead
 
     eng = Dies()
-    async with running_gateway(eng, on_engine_death="stay", max_prompts_in_flight=2, max_sentences_per_prompt=1,
-                               translation_memory_size=0) as (c, app):
+    async with running_gateway(
+        eng, on_engine_death="stay", max_prompts_in_flight=2, max_sentences_per_prompt=1, translation_memory_size=0
+    ) as (c, app):
         ok = await c.post("/v1/translate", json={"sentences": ["Before the crash."]})
         assert ok.status_code == 200
         Dies.dead = True
-        rs = await asyncio.gather(*(c.post("/v1/translate", json={"sentences": sentences(3, f"D{k}")})
-                                    for k in range(3)))
+        rs = await asyncio.gather(
+            *(c.post("/v1/translate", json={"sentences": sentences(3, f"D{k}")}) for k in range(3))
+        )
         for r in rs:  # in flight or queued when it died: retryable, not silently failed slots
             assert r.status_code == 503 and r.json()["error"]["code"] in ("engine_unavailable", "not_ready")
             assert int(r.headers["retry-after"]) >= 1
@@ -171,8 +175,14 @@ class MisbehavingEngine:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 body = json.loads(await reader.readexactly(length)) if length else {}
                 fault = self.faults.pop(0) if self.faults else "ok"
                 self.served.append(fault)
@@ -191,11 +201,23 @@ class MisbehavingEngine:
                     prompt = body["prompt"]
                     srcs = self.fake.query_sources(prompt)
                     text = self.fake.completion_for(prompt, srcs, [f"[de] {s}" for s in srcs])
-                    status, payload = b"200 OK", json.dumps({
-                        "choices": [{"text": text, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": 5}}).encode()
-                writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
-                             + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+                    status, payload = (
+                        b"200 OK",
+                        json.dumps(
+                            {
+                                "choices": [{"text": text, "finish_reason": "stop"}],
+                                "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+                            }
+                        ).encode(),
+                    )
+                writer.write(
+                    b"HTTP/1.1 "
+                    + status
+                    + b"\r\ncontent-type: application/json\r\ncontent-length: "
+                    + str(len(payload)).encode()
+                    + b"\r\n\r\n"
+                    + payload
+                )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -203,15 +225,17 @@ class MisbehavingEngine:
             writer.close()
 
 
-@pytest.mark.parametrize("faults", [["reset", "reset"], ["500", "429"], ["garbage", "wrong-shape"],
-                                    ["reset", "500", "429", "garbage"]])
+@pytest.mark.parametrize(
+    "faults", [["reset", "reset"], ["500", "429"], ["garbage", "wrong-shape"], ["reset", "500", "429", "garbage"]]
+)
 async def test_http_engine_faults_are_retried_and_nothing_is_lost(faults):
     async with MisbehavingEngine(faults) as url:
         eng = HTTPEngine(url, model="fake", timeout=5.0)
         await eng.start()
         try:
-            async with running_gateway(eng, max_sentences_per_prompt=1, max_prompts_in_flight=2, max_attempts=5,
-                                       translation_memory_size=0) as (c, _):
+            async with running_gateway(
+                eng, max_sentences_per_prompt=1, max_prompts_in_flight=2, max_attempts=5, translation_memory_size=0
+            ) as (c, _):
                 srcs = sentences(6, "H")
                 slots = await check_in_place(await c.post("/v1/translate", json={"sentences": srcs}), srcs)
                 assert all(s["status"] == "ok" for s in slots)
@@ -256,10 +280,21 @@ async def test_client_disconnect_during_ensemble_rounds_frees_everything():
         async def send(message):
             pass
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/v1/translate", "raw_path": b"/v1/translate", "query_string": b"",
-                 "root_path": "", "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 9),
-                 "server": ("t", 80), "state": {}}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/translate",
+            "raw_path": b"/v1/translate",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 9),
+            "server": ("t", 80),
+            "state": {},
+        }
         task = asyncio.create_task(app(scope, receive, send))
         while not eng.prompts:
             await asyncio.sleep(0.005)
@@ -290,11 +325,34 @@ def test_sigterm_while_busy_drains_readiness_first(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
     env["BATCHMT_DATA_DIR"] = str(tmp_path)
     log = tmp_path / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--calibration",
-                             "off", "--no-warmup", "--port", str(port), "--fake-engine-delay-ms", "400",
-                             "--max-prompts-in-flight", "2", "--max-sentences-per-prompt", "1",
-                             "--shutdown-delay-s", "1", "--translation-memory-size", "0"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchmt_server",
+            "serve",
+            "--engine",
+            "fake",
+            "--calibration",
+            "off",
+            "--no-warmup",
+            "--port",
+            str(port),
+            "--fake-engine-delay-ms",
+            "400",
+            "--max-prompts-in-flight",
+            "2",
+            "--max-sentences-per-prompt",
+            "1",
+            "--shutdown-delay-s",
+            "1",
+            "--translation-memory-size",
+            "0",
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -307,8 +365,10 @@ def test_sigterm_while_busy_drains_readiness_first(tmp_path):
 
         async def busy() -> None:
             async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+
                 async def one(k: int) -> None:
                     results.append(await c.post("/v1/translate", json={"sentences": sentences(4, f"T{k}")}))
+
                 tasks = [asyncio.create_task(one(k)) for k in range(3)]  # 12 sentences at 2 x 0.4 s: ~2.4 s of work
                 await asyncio.sleep(0.3)
                 proc.send_signal(signal.SIGTERM)
@@ -340,11 +400,32 @@ def test_engine_death_in_a_real_process_answers_503_and_exits_70(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
     env["BATCHMT_DATA_DIR"] = str(tmp_path)
     log = tmp_path / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--calibration",
-                             "off", "--no-warmup", "--port", str(port), "--fake-engine-delay-ms", "300",
-                             "--max-prompts-in-flight", "2", "--max-sentences-per-prompt", "1",
-                             "--translation-memory-size", "0"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchmt_server",
+            "serve",
+            "--engine",
+            "fake",
+            "--calibration",
+            "off",
+            "--no-warmup",
+            "--port",
+            str(port),
+            "--fake-engine-delay-ms",
+            "300",
+            "--max-prompts-in-flight",
+            "2",
+            "--max-sentences-per-prompt",
+            "1",
+            "--translation-memory-size",
+            "0",
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -356,8 +437,10 @@ def test_engine_death_in_a_real_process_answers_503_and_exits_70(tmp_path):
 
         async def traffic() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=url, timeout=30) as c:
-                waiting = [asyncio.create_task(c.post("/v1/translate", json={"sentences": sentences(3, f"W{k}")}))
-                           for k in range(2)]
+                waiting = [
+                    asyncio.create_task(c.post("/v1/translate", json={"sentences": sentences(3, f"W{k}")}))
+                    for k in range(2)
+                ]
                 await asyncio.sleep(0.1)
                 dying = await c.post("/v1/translate", json={"sentences": [f"This one kills it {DIE}."]})
                 ready = await c.get("/readyz")

@@ -43,9 +43,14 @@ async def front(keys: KeyRing | None = None, **settings):
 def ring() -> KeyRing:
     store = MemoryKeyStore()
     store._keys["k1"] = KeyRecord(id="k1", name="alice", key_hash=hash_key(USER_KEY), role="user")
-    return KeyRing(store, [KeyRecord(id="env", name="env", key_hash=hash_key(KEY), role="admin", source="env"),
-                           KeyRecord(id="dash", name="dash", key_hash=hash_key(DASH_KEY), role="dashboard")],
-                   refresh_s=0.0)
+    return KeyRing(
+        store,
+        [
+            KeyRecord(id="env", name="env", key_hash=hash_key(KEY), role="admin", source="env"),
+            KeyRecord(id="dash", name="dash", key_hash=hash_key(DASH_KEY), role="dashboard"),
+        ],
+        refresh_s=0.0,
+    )
 
 
 def auth(key: str, scheme: str = "Bearer") -> dict:
@@ -57,12 +62,16 @@ async def test_without_a_key_every_endpoint_but_health_is_401_before_the_body_an
         for path in ("/v1/info", "/v1/usage", "/metrics", "/dashboard/data", "/docs", "/openapi.json", "/redoc"):
             r = await c.get(path)
             assert r.status_code == 401, path
-            assert r.json() == {"error": {"code": "unauthorized", "message": "missing or invalid API key",
-                                          "param": None}}
+            assert r.json() == {
+                "error": {"code": "unauthorized", "message": "missing or invalid API key", "param": None}
+            }
         # bad bodies get the same bare 401, not validation details
-        for kwargs in ({"content": b"not json", "headers": {"content-type": "text/plain"}},
-                       {"content": b'{"sentences": [', "headers": {"content-type": "application/json"}},
-                       {"json": {"sentences": []}}, {"json": {"sentences": ["Fine."]}}):
+        for kwargs in (
+            {"content": b"not json", "headers": {"content-type": "text/plain"}},
+            {"content": b'{"sentences": [', "headers": {"content-type": "application/json"}},
+            {"json": {"sentences": []}},
+            {"json": {"sentences": ["Fine."]}},
+        ):
             r = await c.post("/v1/translate", **kwargs)
             assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
             assert r.headers["connection"] == "close"
@@ -135,7 +144,7 @@ async def test_declared_oversized_body_is_413_before_reading_and_chunked_is_coun
 
 async def test_default_body_limit_fits_a_request_at_the_limits_in_escapes():
     async with front(max_sentences_per_request=4, max_text_chars=50) as (c, _):
-        body = json.dumps({"sentences": ["\U0001F600" * 50] * 4}).encode()  # ensure_ascii: 12 bytes per char
+        body = json.dumps({"sentences": ["\U0001f600" * 50] * 4}).encode()  # ensure_ascii: 12 bytes per char
         r = await c.post("/v1/translate", content=body, headers={"content-type": "application/json"})
         assert r.status_code == 200, r.text
         r = await c.post("/v1/translate", content=body + b" " * 2048, headers={"content-type": "application/json"})
@@ -144,20 +153,25 @@ async def test_default_body_limit_fits_a_request_at_the_limits_in_escapes():
 
 async def test_stalled_body_gets_408():
     async with front(body_timeout_s=0.3) as (c, _):
+
         async def stalled():
             yield b'{"sentences": ['
             await asyncio.sleep(5)
             yield b"]}"
 
-        r = await asyncio.wait_for(c.post("/v1/translate", content=stalled(),
-                                          headers={"content-type": "application/json"}), 3)
+        r = await asyncio.wait_for(
+            c.post("/v1/translate", content=stalled(), headers={"content-type": "application/json"}), 3
+        )
         assert r.status_code == 408 and r.json()["error"]["code"] == "request_timeout"
 
 
-@pytest.mark.parametrize("body,code", [
-    (b'{"sentences": ["\xff\xfe broken"]}', "invalid_json"),
-    (b'{"sentences": ' + b"[" * 5000 + b"]" * 5000 + b"}", "json_too_deep"),
-])
+@pytest.mark.parametrize(
+    "body,code",
+    [
+        (b'{"sentences": ["\xff\xfe broken"]}', "invalid_json"),
+        (b'{"sentences": ' + b"[" * 5000 + b"]" * 5000 + b"}", "json_too_deep"),
+    ],
+)
 async def test_invalid_utf8_and_deep_nesting_get_the_error_shape(body, code):
     async with front() as (c, _):
         r = await c.post("/v1/translate", content=body, headers={"content-type": "application/json"})
@@ -208,8 +222,11 @@ async def test_log_lines_inside_a_request_carry_its_id():
     logging.getLogger("batchmt").addHandler(spy)
     try:
         async with front(max_body_bytes=2048) as (c, _):
-            await c.post("/v1/translate", content=b"x" * 4000, headers={"x-request-id": "rid-777",
-                                                                       "content-type": "application/json"})
+            await c.post(
+                "/v1/translate",
+                content=b"x" * 4000,
+                headers={"x-request-id": "rid-777", "content-type": "application/json"},
+            )
     finally:
         logging.getLogger("batchmt").removeHandler(spy)
         logging.getLogger().removeHandler(handler)
@@ -248,8 +265,8 @@ async def test_uploads_stream_through_counted_and_are_refused_at_the_limit():
 
         async def big():
             nonlocal sent
-            yield b"--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
-            yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jsonl\"\r\n\r\n"
+            yield b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\n\r\n'
             for _ in range(1000):
                 sent += 1
                 yield b"x" * 1024
@@ -260,15 +277,23 @@ async def test_uploads_stream_through_counted_and_are_refused_at_the_limit():
         assert sent <= 70  # refused at the limit (file limit + 64 KiB of form framing), not after 1000 chunks
 
         async def stalled():
-            yield b"--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+            yield b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
             await asyncio.sleep(5)
             yield b"--b--\r\n"
 
         r = await asyncio.wait_for(c.post("/v1/files", content=stalled(), headers=ctype), 3)
         assert r.status_code == 408
-        r = await c.post("/v1/files", data={"purpose": "batch"},
-                         files={"file": ("ok.jsonl", b'{"custom_id": "a", "method": "POST", "url": "/v1/translate", '
-                                                     b'"body": {"texts": ["Hello."]}}\n', "application/jsonl")})
+        r = await c.post(
+            "/v1/files",
+            data={"purpose": "batch"},
+            files={
+                "file": (
+                    "ok.jsonl",
+                    b'{"custom_id": "a", "method": "POST", "url": "/v1/translate", "body": {"texts": ["Hello."]}}\n',
+                    "application/jsonl",
+                )
+            },
+        )
         assert r.status_code == 200, r.text
 
 
@@ -276,11 +301,14 @@ async def test_a_keys_request_rate_is_429_with_retry_after_before_the_body_is_re
     store = MemoryKeyStore()
     store._keys["k2"] = KeyRecord(id="k2", name="slow", key_hash=hash_key(USER_KEY), role="user", rate_requests=2)
     async with front(KeyRing(store, refresh_s=0.0)) as (c, _):
-        codes = [(await c.post("/v1/translate", json={"sentences": ["Quick."]}, headers=auth(USER_KEY))).status_code
-                 for _ in range(2)]
+        codes = [
+            (await c.post("/v1/translate", json={"sentences": ["Quick."]}, headers=auth(USER_KEY))).status_code
+            for _ in range(2)
+        ]
         r = await c.post("/v1/translate", content=b"not even json", headers=auth(USER_KEY))
         assert codes == [200, 200]
         assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited" and r.headers["retry-after"] == "1"
         await asyncio.sleep(0.6)
-        assert (await c.post("/v1/translate", json={"sentences": ["Later."]}, headers=auth(USER_KEY))).status_code \
-            == 200
+        assert (
+            await c.post("/v1/translate", json={"sentences": ["Later."]}, headers=auth(USER_KEY))
+        ).status_code == 200

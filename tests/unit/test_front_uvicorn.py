@@ -35,6 +35,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float, log) -> None:
         time.sleep(0.2)
     raise RuntimeError(f"{url} not up after {timeout}s")
 
+
 KEY = "uvicorn-test-key-0123456789"
 
 
@@ -46,11 +47,34 @@ def server(tmp_path_factory):
     (folder / "keys").write_text(f"ops:{KEY}\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
     env["BATCHMT_DATA_DIR"] = str(folder / "data")
-    proc = subprocess.Popen([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--calibration",
-                             "off", "--no-warmup", "--port", str(port), "--api-key-file", str(folder / "keys"),
-                             "--header-timeout-s", "1",
-                             "--body-timeout-s", "1", "--keep-alive-s", "1", "--max-header-bytes", "8192"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchmt_server",
+            "serve",
+            "--engine",
+            "fake",
+            "--calibration",
+            "off",
+            "--no-warmup",
+            "--port",
+            str(port),
+            "--api-key-file",
+            str(folder / "keys"),
+            "--header-timeout-s",
+            "1",
+            "--body-timeout-s",
+            "1",
+            "--keep-alive-s",
+            "1",
+            "--max-header-bytes",
+            "8192",
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc, 60, log)
         yield port, proc, log, env
@@ -98,26 +122,39 @@ def test_unfinished_headers_and_idle_connections_are_closed(server):
 
 def test_stalled_body_gets_408_and_the_socket_is_closed(server):
     port, *_ = server
-    head = (b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
-            + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"sentences\": [")
+    head = (
+        b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + KEY.encode()
+        + b'\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"sentences": ['
+    )
     out, took = raw(port, head)
     assert out.startswith(b"HTTP/1.1 408 ") and b'"request_timeout"' in out and took < 4
 
 
 def test_expect_100_continue_with_an_oversized_length_is_413_without_100_continue(server):
     port, *_ = server
-    out, _ = raw(port, b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
-                 + b"\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n")
+    out, _ = raw(
+        port,
+        b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + KEY.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n",
+    )
     assert out.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in out
-    out, _ = raw(port, b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n")
+    out, _ = raw(
+        port,
+        b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n",
+    )
     assert out.startswith(b"HTTP/1.1 401 ") and b"100 Continue" not in out  # no key: refused before 100
 
 
 def test_no_server_header_and_translate_works_with_a_lowercase_bearer(server):
     port, *_ = server
-    r = httpx.post(f"http://127.0.0.1:{port}/v1/translate", json={"sentences": ["Hello there."]},
-                   headers={"authorization": f"bearer {KEY}"})
+    r = httpx.post(
+        f"http://127.0.0.1:{port}/v1/translate",
+        json={"sentences": ["Hello there."]},
+        headers={"authorization": f"bearer {KEY}"},
+    )
     assert r.status_code == 200, r.text
     assert "server" not in r.headers and r.headers["x-content-type-options"] == "nosniff"
 
@@ -125,8 +162,12 @@ def test_no_server_header_and_translate_works_with_a_lowercase_bearer(server):
 def test_ps_does_not_show_the_key_and_the_flag_is_refused(server):
     _, proc, *_ = server
     assert all(KEY not in arg for arg in psutil.Process(proc.pid).cmdline())
-    r = subprocess.run([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--api-key", "abc"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--api-key", "abc"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "--api-key" in r.stderr
 
 
@@ -134,8 +175,11 @@ def test_rss_stays_bounded_after_a_burst_of_oversized_bodies(server):
     port, proc, *_ = server
     p = psutil.Process(proc.pid)
     before = p.memory_info().rss
-    head = (b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
-            + b"\r\nContent-Type: application/json\r\n")
+    head = (
+        b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + KEY.encode()
+        + b"\r\nContent-Type: application/json\r\n"
+    )
     chunk = b"[" * (1 << 20)
     for _ in range(3):  # 50 MB declared, then 50 MB chunked: both refused at the limit
         s = socket.create_connection(("127.0.0.1", port))
@@ -160,8 +204,10 @@ def test_rss_stays_bounded_after_a_burst_of_oversized_bodies(server):
         assert answer == b"" or answer.startswith(b"HTTP/1.1 413 ")
     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
     grown = (p.memory_info().rss - before) / 2**20
-    print(f"RSS {before / 2**20:.0f} MiB -> {p.memory_info().rss / 2**20:.0f} MiB after 3x(50 MB declared + "
-          f"50 MB chunked)")
+    print(
+        f"RSS {before / 2**20:.0f} MiB -> {p.memory_info().rss / 2**20:.0f} MiB after 3x(50 MB declared + "
+        f"50 MB chunked)"
+    )
     assert grown < 40
 
 
@@ -169,8 +215,14 @@ def test_keys_cli_create_works_on_the_running_gateway_then_revoke(server):
     port, _, _, env = server
     url = f"http://127.0.0.1:{port}"
     cli = [sys.executable, "-m", "batchmt_server", "keys"]
-    r = subprocess.run([*cli, "create", "--name", "carol", "--rate", "100", "--char-limit", "40"], env=env,
-                       capture_output=True, text=True, timeout=60, check=True)
+    r = subprocess.run(
+        [*cli, "create", "--name", "carol", "--rate", "100", "--char-limit", "40"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     key = r.stdout.strip()
     assert key.startswith("bmt_") and len(key) > 40
     listed = subprocess.run([*cli, "list"], env=env, capture_output=True, text=True, timeout=60, check=True).stdout
@@ -190,13 +242,20 @@ def test_keys_cli_create_works_on_the_running_gateway_then_revoke(server):
     assert httpx.get(f"{url}/v1/info", headers=h).status_code == 401
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--max-queue-sentences", "16", "--max-sentences-per-request", "128"], "max_queue_sentences"),
-    (["--max-body-bytes", "4096"], "max_body_bytes"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--max-queue-sentences", "16", "--max-sentences-per-request", "128"], "max_queue_sentences"),
+        (["--max-body-bytes", "4096"], "max_body_bytes"),
+    ],
+)
 def test_contradictory_limits_are_refused_at_start_up(args, needle):
-    r = subprocess.run([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", *args],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "contradictory limits" in r.stderr and needle in r.stderr
 
 

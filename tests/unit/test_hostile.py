@@ -15,18 +15,31 @@ from helpers import parse_metrics, running_gateway
 async def test_lone_surrogates_are_refused_with_422_before_any_work():
     eng = FakeEngine()
     async with running_gateway(eng) as (c, _):
-        for body in ('{"sentences": ["Fine.", "bad \\ud800 one"]}',
-                     '{"sentences": ["Fine."], "source_lang": "\\udc00"}',
-                     '{"sentences": ["a \\udfff\\ud800 b"]}'):
+        for body in (
+            '{"sentences": ["Fine.", "bad \\ud800 one"]}',
+            '{"sentences": ["Fine."], "source_lang": "\\udc00"}',
+            '{"sentences": ["a \\udfff\\ud800 b"]}',
+        ):
             r = await c.post("/v1/translate", content=body.encode(), headers={"content-type": "application/json"})
             assert r.status_code == 422, r.text
             err = r.json()["error"]
             assert err["code"] == "invalid_request" and "surrogate" in err["message"]
-        assert "sentences[1]" in (await c.post("/v1/translate", content=b'{"sentences": ["ok", "\\ud800"]}',
-                                               headers={"content-type": "application/json"})).json()["error"]["message"]
+        assert (
+            "sentences[1]"
+            in (
+                await c.post(
+                    "/v1/translate",
+                    content=b'{"sentences": ["ok", "\\ud800"]}',
+                    headers={"content-type": "application/json"},
+                )
+            ).json()["error"]["message"]
+        )
         # a proper surrogate pair is one astral character, and fine
-        r = await c.post("/v1/translate", content=b'{"sentences": ["Smile \\ud83d\\ude00 please."]}',
-                         headers={"content-type": "application/json"})
+        r = await c.post(
+            "/v1/translate",
+            content=b'{"sentences": ["Smile \\ud83d\\ude00 please."]}',
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code == 200 and r.json()["translations"][0]["status"] == "ok"
     assert len(eng.prompts) == 1  # only the valid request reached the engine
 
@@ -42,11 +55,18 @@ async def test_a_request_with_more_segments_than_the_queue_holds_is_not_refused_
 
 async def test_quality_best_counts_its_rounds_against_the_queue_cap():
     eng = FakeEngine()
-    async with running_gateway(eng, max_queue_sentences=8, max_sentences_per_request=8, max_prompts_in_flight=1,
-                               max_sentences_per_prompt=1, ensemble_rounds_best=5) as (c, _):
+    async with running_gateway(
+        eng,
+        max_queue_sentences=8,
+        max_sentences_per_request=8,
+        max_prompts_in_flight=1,
+        max_sentences_per_prompt=1,
+        ensemble_rounds_best=5,
+    ) as (c, _):
         # 2 sentences x 5 rounds = 10 > 8: can never fit
-        r = await c.post("/v1/translate",
-                         json={"sentences": ["First one here.", "Second one here."], "quality": "best"})
+        r = await c.post(
+            "/v1/translate", json={"sentences": ["First one here.", "Second one here."], "quality": "best"}
+        )
         assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
         eng.gate = asyncio.Event()
         busy = asyncio.create_task(c.post("/v1/translate", json={"sentences": [f"Busy {i} now." for i in range(4)]}))
@@ -62,25 +82,35 @@ async def test_quality_best_counts_its_rounds_against_the_queue_cap():
 
 async def test_errors_quote_at_most_a_short_prefix_of_the_input():
     async with running_gateway() as (c, _):
-        cases = [{"json": {"sentences": ["ok"], "source_lang": "x" * 100_000}},
-                 {"json": {"sentences": ["ok"], "y" * 100_000: 1}},
-                 {"json": {"sentences": ["ok"], "quality": "z" * 100_000}},
-                 {"content": b"sentences", "headers": {"content-type": "text/" + "q" * 8000}}]
+        cases = [
+            {"json": {"sentences": ["ok"], "source_lang": "x" * 100_000}},
+            {"json": {"sentences": ["ok"], "y" * 100_000: 1}},
+            {"json": {"sentences": ["ok"], "quality": "z" * 100_000}},
+            {"content": b"sentences", "headers": {"content-type": "text/" + "q" * 8000}},
+        ]
         for kw in cases:
             r = await c.post("/v1/translate", **kw)
             assert 400 <= r.status_code < 500 and len(r.content) < 1000, (r.status_code, len(r.content))
             assert set(r.json()) == {"error"}
 
 
-@pytest.mark.parametrize("method,path,kwargs,status,code", [
-    ("POST", "/v1/translate", {"content": b'{"sentences": ["\xc3\x28"]}'}, 400, "invalid_json"),
-    ("POST", "/v1/translate", {"content": b'{"sentences": ' + b"[" * 10000 + b"]" * 10000 + b"}"}, 400,
-     "json_too_deep"),
-    ("POST", "/v1/translate", {"content": b"null"}, 422, "invalid_request"),
-    ("POST", "/v1/translate", {"content": b"[]"}, 422, "invalid_request"),
-    ("GET", "/nowhere", {}, 404, None),
-    ("DELETE", "/v1/translate", {}, 405, None),
-])
+@pytest.mark.parametrize(
+    "method,path,kwargs,status,code",
+    [
+        ("POST", "/v1/translate", {"content": b'{"sentences": ["\xc3\x28"]}'}, 400, "invalid_json"),
+        (
+            "POST",
+            "/v1/translate",
+            {"content": b'{"sentences": ' + b"[" * 10000 + b"]" * 10000 + b"}"},
+            400,
+            "json_too_deep",
+        ),
+        ("POST", "/v1/translate", {"content": b"null"}, 422, "invalid_request"),
+        ("POST", "/v1/translate", {"content": b"[]"}, 422, "invalid_request"),
+        ("GET", "/nowhere", {}, 404, None),
+        ("DELETE", "/v1/translate", {}, 405, None),
+    ],
+)
 async def test_one_error_shape_everywhere(method, path, kwargs, status, code):
     async with running_gateway() as (c, _):
         r = await c.request(method, path, headers={"content-type": "application/json"}, **kwargs)
@@ -110,11 +140,21 @@ async def test_client_disconnect_is_logged_quietly_and_leaves_nothing_behind(cap
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/v1/translate", "raw_path": b"/v1/translate", "query_string": b"",
-                 "root_path": "", "headers": [(b"content-type", b"application/json"),
-                                              (b"content-length", str(len(body)).encode())],
-                 "client": ("127.0.0.1", 5), "server": ("t", 80), "state": {}}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/translate",
+            "raw_path": b"/v1/translate",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 5),
+            "server": ("t", 80),
+            "state": {},
+        }
         caplog.set_level(logging.DEBUG)
         task = asyncio.create_task(app(scope, receive, send))
         while not eng.prompts:

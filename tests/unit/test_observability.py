@@ -40,9 +40,25 @@ def _gateway(tmp_path, *extra: str) -> tuple[subprocess.Popen, str]:
     port = _port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHMT_", "OTEL_"))}
     env.update(BATCHMT_DATA_DIR=str(tmp_path / "data"), OTEL_BSP_SCHEDULE_DELAY="100")
-    proc = subprocess.Popen([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--calibration",
-                             "off", "--no-warmup", "--port", str(port), *extra],
-                            stdout=(tmp_path / "log").open("w"), stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchmt_server",
+            "serve",
+            "--engine",
+            "fake",
+            "--calibration",
+            "off",
+            "--no-warmup",
+            "--port",
+            str(port),
+            *extra,
+        ],
+        stdout=(tmp_path / "log").open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -61,8 +77,9 @@ def test_traces_go_to_the_otlp_endpoint_with_the_request_route(tmp_path):
     endpoint = f"http://127.0.0.1:{server.server_address[1]}"
     proc, url = _gateway(tmp_path, "--otel-endpoint", endpoint, "--otel-service-name", "batchmt-test")
     try:
-        r = httpx.post(f"{url}/v1/translate", json={"sentences": ["Traced sentence here."]},
-                       headers={"x-request-id": "trace-me-1"})
+        r = httpx.post(
+            f"{url}/v1/translate", json={"sentences": ["Traced sentence here."]}, headers={"x-request-id": "trace-me-1"}
+        )
         assert r.status_code == 200
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not any(b"/v1/translate" in b for _, _, b in Receiver.posts):
@@ -80,8 +97,11 @@ def test_traces_go_to_the_otlp_endpoint_with_the_request_route(tmp_path):
 def test_json_logs_carry_the_request_id_and_no_tracing_by_default(tmp_path):
     proc, url = _gateway(tmp_path, "--log-format", "json", "--log-level", "info")
     try:
-        r = httpx.post(f"{url}/v1/translate", json={"sentences": ["Logged sentence here."]},
-                       headers={"x-request-id": "json-log-42"})
+        r = httpx.post(
+            f"{url}/v1/translate",
+            json={"sentences": ["Logged sentence here."]},
+            headers={"x-request-id": "json-log-42"},
+        )
         assert r.status_code == 200 and r.headers["x-request-id"] == "json-log-42"
         time.sleep(0.3)
     finally:

@@ -43,10 +43,30 @@ def gateway(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
     env.update(BATCHMT_DATA_DIR=str(folder / "data"), BATCHMT_API_KEY=KEY)
     log = folder / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--calibration",
-                             "off", "--no-warmup", "--port", str(port), "--max-sentences-per-request", "16",
-                             "--max-text-chars", "400", "--max-queue-sentences", "4096"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchmt_server",
+            "serve",
+            "--engine",
+            "fake",
+            "--calibration",
+            "off",
+            "--no-warmup",
+            "--port",
+            str(port),
+            "--max-sentences-per-request",
+            "16",
+            "--max-text-chars",
+            "400",
+            "--max-queue-sentences",
+            "4096",
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -72,11 +92,29 @@ expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 
 def run_st(url: str, folder: Path, *args: str) -> subprocess.CompletedProcess:
     (folder / "schemathesis.toml").write_text(CONFIG, encoding="utf-8")
-    cmd = [_st(), "--config-file", str(folder / "schemathesis.toml"), "run", f"{url}/openapi.json",
-           "-H", f"Authorization: Bearer {KEY}", "--seed", "13",
-           "--workers", "1", "--max-examples", "25", "--request-timeout", "30", "--suppress-health-check", "all", *args]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=folder,
-                       env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+    cmd = [
+        _st(),
+        "--config-file",
+        str(folder / "schemathesis.toml"),
+        "run",
+        f"{url}/openapi.json",
+        "-H",
+        f"Authorization: Bearer {KEY}",
+        "--seed",
+        "13",
+        "--workers",
+        "1",
+        "--max-examples",
+        "25",
+        "--request-timeout",
+        "30",
+        "--suppress-health-check",
+        "all",
+        *args,
+    ]
+    r = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, cwd=folder, env={**os.environ, "SCHEMATHESIS_HOOKS": ""}
+    )
     print(r.stdout[-6000:])
     return r
 
@@ -91,6 +129,12 @@ def test_no_operation_ever_answers_a_server_error(gateway):
 def test_the_translate_api_conforms_to_its_schema(gateway):
     url, folder, _ = gateway
     include = [a for p in CORE for a in ("--include-path", p)]
-    r = run_st(url, folder, *include, "--checks", "not_a_server_error,status_code_conformance,"
-               "content_type_conformance,response_schema_conformance,negative_data_rejection")
+    r = run_st(
+        url,
+        folder,
+        *include,
+        "--checks",
+        "not_a_server_error,status_code_conformance,"
+        "content_type_conformance,response_schema_conformance,negative_data_rejection",
+    )
     assert r.returncode == 0, r.stdout[-3000:]
