@@ -48,8 +48,11 @@ serve: model $(if $(findstring smollm2,$(ARGS)),smollm2)
 test-deps:
 	bash scripts/install-test-deps.sh
 
+# two pytest processes: the tests that start engines of their own (marker "isolated") run after the session's
+# shared engines have shut down: every engine at once does not fit in the 24 GiB of these machines
 test: model test-deps $(SMOLLM2_STAMP)
-	$(PY) -m pytest -ra $(ARGS)
+	$(PY) -m pytest -ra -m "not isolated" $(ARGS)
+	$(PY) -m pytest -ra -m isolated $(ARGS)
 
 # batchmt against plain vLLM on one engine, in one run: writes results/latest/report.md and plots
 # (512 sentences at saturation; the fixed pack sizes on the first 128)

@@ -20,7 +20,7 @@ import httpx
 import psutil
 import pytest
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.isolated]
 
 
 def test_engine_core_killed_mid_traffic_gives_503s_not_ready_and_exit_70(tmp_path):
