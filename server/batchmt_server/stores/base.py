@@ -316,3 +316,34 @@ def migrations(dialect: str) -> list[Migration]:
 
 def dump_json(value: object) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# The tables' columns, as both backends' migrations create them (stores/migrations/*/0001_jobs.sql).
+_USAGE_COLS = tuple(f"u_{n}" for n in JobUsage.names())
+_JOB_COLS = (
+    "id",
+    "seq",
+    "input_file_id",
+    "endpoint",
+    "completion_window",
+    "status",
+    "created_at",
+    "expires_at",
+    "metadata",
+    "in_progress_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+    "output_file_id",
+    "error_file_id",
+    "errors",
+    "total",
+    "completed",
+    "failed",
+    "owner",
+    *_USAGE_COLS,
+)
+_FILE_COLS = ("id", "purpose", "filename", "bytes", "created_at", "job_id", "kind", "owner")

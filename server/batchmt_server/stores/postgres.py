@@ -27,6 +27,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from .base import (
+    _FILE_COLS,
+    _JOB_COLS,
+    _USAGE_COLS,
     ClaimedLine,
     FileRecord,
     JobRecord,
@@ -44,35 +47,7 @@ __all__ = ["PostgresKeys", "PostgresStore"]
 T = TypeVar("T")
 Cur = psycopg.AsyncCursor[dict[str, Any]]
 
-_USAGE_COLS = tuple(f"u_{n}" for n in JobUsage.names())
-_JOB_COLS = (
-    "id",
-    "seq",
-    "input_file_id",
-    "endpoint",
-    "completion_window",
-    "status",
-    "created_at",
-    "expires_at",
-    "metadata",
-    "in_progress_at",
-    "finalizing_at",
-    "completed_at",
-    "failed_at",
-    "expired_at",
-    "cancelling_at",
-    "cancelled_at",
-    "output_file_id",
-    "error_file_id",
-    "errors",
-    "total",
-    "completed",
-    "failed",
-    "owner",
-    *_USAGE_COLS,
-)
 _JOB_INSERT_COLS = tuple(c for c in _JOB_COLS if c != "seq")  # seq is an identity column
-_FILE_COLS = ("id", "purpose", "filename", "bytes", "created_at", "job_id", "kind", "owner")
 _SELECT_JOB = f"SELECT {', '.join(_JOB_COLS)} FROM jobs"
 _STATUSES = ("in_progress", "finalizing", "completed", "failed", "expired", "cancelling", "cancelled")
 #: a fixed key for pg_advisory_xact_lock: one migrating gateway at a time

@@ -19,40 +19,25 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .base import ClaimedLine, FileRecord, JobRecord, JobUsage, LineResult, NewLine, StoreError, dump_json, migrations
+from .base import (
+    _FILE_COLS,
+    _JOB_COLS,
+    _USAGE_COLS,
+    ClaimedLine,
+    FileRecord,
+    JobRecord,
+    JobUsage,
+    LineResult,
+    NewLine,
+    StoreError,
+    dump_json,
+    migrations,
+)
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 
-_USAGE_COLS = tuple(f"u_{n}" for n in JobUsage.names())
-_JOB_COLS = (
-    "id",
-    "seq",
-    "input_file_id",
-    "endpoint",
-    "completion_window",
-    "status",
-    "created_at",
-    "expires_at",
-    "metadata",
-    "in_progress_at",
-    "finalizing_at",
-    "completed_at",
-    "failed_at",
-    "expired_at",
-    "cancelling_at",
-    "cancelled_at",
-    "output_file_id",
-    "error_file_id",
-    "errors",
-    "total",
-    "completed",
-    "failed",
-    "owner",
-    *_USAGE_COLS,
-)
-_FILE_COLS = ("id", "purpose", "filename", "bytes", "created_at", "job_id", "kind", "owner")
 _CHUNK = 400  # host parameters per statement, well under SQLite's limit
 
 
