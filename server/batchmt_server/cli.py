@@ -11,6 +11,7 @@ import sys
 import types
 import typing
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -41,6 +42,20 @@ class _SecretFlag(argparse.Action):
         )
 
 
+def _url_without_password(value: str) -> str:
+    """``--database-url``: a URL with a password is refused (``ps`` shows a process's arguments)."""
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        password = None
+    if password:
+        raise argparse.ArgumentTypeError(
+            "the URL holds a password, which ps would show: set BATCHMT_DATABASE_URL instead, "
+            "or give the password to PostgreSQL through PGPASSWORD or ~/.pgpass"
+        )
+    return value
+
+
 #: settings whose flag may be given several times: `--engine-url A --engine-url B` is a pool of two engines
 REPEATABLE_FIELDS = {"engine_url"}
 
@@ -66,6 +81,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
             )
         else:
             typ, choices = _flag_type(field.annotation)
+            if name == "database_url":
+                typ = _url_without_password
             group.add_argument(flag, dest=name, type=typ, choices=choices, default=None, help=help_)
 
 
