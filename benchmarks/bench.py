@@ -9,7 +9,10 @@ Modes (every ratio is against ``baseline``):
   ``--pack-sentences`` sentences (forced packing on a small model is slow: failed slots are
   repaired in smaller prompts);
 - ``default``: the gateway as a user runs it (adaptive policy, calibrated limit, memory on); when the
-  set has repeated sentences, also on its de-duplicated version (``default-unique``).
+  set has repeated sentences, also on its de-duplicated version (``default-unique``);
+- ``default-whole-lines``: the default with ``split_sentences: "off"``, one slot per line as plain vLLM
+  sends it: the same engine work as the baseline, so the gap is the gateway's own;
+- ``default+2nd-try``: the default with ``--suspect-second-try``.
 
 A mode run on fewer sentences than the baseline is compared, for quality, with the baseline's
 translations of the same sentences (the baseline translates each sentence independently).
@@ -136,9 +139,11 @@ async def run_gateway(
     load: str,
     concurrency: int | None = None,
     per_request: int = 1,
+    split: str | None = None,
 ) -> Result:
     """Sentences as requests of ``per_request`` (default: one each) through the whole app (validation,
-    batcher, parser, JSON). Latency is per request. Each run has its own empty store (translation memory), as
+    batcher, parser, JSON); ``split``: the requests' ``split_sentences`` (default: the server's). Latency is per
+    request. Each run has its own empty store (translation memory), as
     each had its own in-process memory before the memory became persistent."""
     import tempfile
 
@@ -161,7 +166,10 @@ async def run_gateway(
                 chunk = sentences[i : i + per_request]
                 async with sem:
                     t = time.perf_counter()
-                    r = await client.post("/v1/translate", json={"sentences": chunk})
+                    body: dict[str, object] = {"sentences": chunk}
+                    if split is not None:
+                        body["split_sentences"] = split
+                    r = await client.post("/v1/translate", json=body)
                     res.latencies.append(time.perf_counter() - t)
                 r.raise_for_status()
                 for k, t in enumerate(r.json()["translations"]):
@@ -540,6 +548,11 @@ async def run(args: argparse.Namespace) -> int:
     r.note = calibration_note + (
         f"; raw set: {len(sources) - len(set(sources))} repeats" if len(set(sources)) < len(sources) else ""
     )
+    if not args.only_headline:  # the same engine work as plain vLLM: one prompt per line, no segmentation
+        r = await record(
+            run_gateway, engine, default, sources, mode="default-whole-lines", load="saturation", split="off"
+        )
+        r.note = "split_sentences off: a line is one slot, as plain vLLM sends it (the gateway's own overhead)"
     if not args.only_headline:  # what a sampled second try for copies and loops buys, and what it costs
         r = await record(
             run_gateway,
