@@ -114,6 +114,15 @@ def measure_capacity(url: str, sentences: int, seconds: float, concurrency: int)
     return done / (time.monotonic() - t0)
 
 
+def _by_outcome(metrics: str, name: str) -> dict[str, float]:
+    """``{outcome: value}`` of one counter in a Prometheus text exposition."""
+    out: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith(name + "{") and 'outcome="' in line:
+            out[line.split('outcome="', 1)[1].split('"', 1)[0]] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", choices=("fake", "vllm"), default="fake")
@@ -251,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             "rss_after_mib": round(gw.memory_info().rss / 2**20, 1),
             "recovery_s": None if recovered is None else round(recovered, 2),
             "gateway_failed_requests": gateway_5xx,
+            "gateway_requests": _by_outcome(metrics, "batchmt_requests_total"),
+            "gateway_sentences": _by_outcome(metrics, "batchmt_sentences_total"),
             "command": "python -m benchmarks.overload " + " ".join(argv if argv is not None else sys.argv[1:]),
         }
     finally:

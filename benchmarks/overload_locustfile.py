@@ -1,6 +1,8 @@
 """Locust users for benchmarks/overload.py: each posts requests of unique sentences at a constant rate and checks
-every answer slot by slot (the fake engine answers "[de] <source>"): a slot that is missing, failed or holds
-another sentence's translation is counted as lost or misplaced. Summary to $OVERLOAD_SUMMARY (JSON) on exit."""
+every answer slot by slot (the fake engine answers "[de] <source>"): a slot that is missing or failed is counted as
+lost, one that holds another sentence's translation as misplaced; a real engine's ``suspect`` slot (delivered, but
+flagged: a copy of the source or a loop) is counted apart, and the failed slots' error codes are kept.
+Summary to $OVERLOAD_SUMMARY (JSON) on exit."""
 
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ totals: dict[str, Any] = {
     "sentences_translated": 0,
     "sentences_lost": 0,
     "sentences_misplaced": 0,
+    "sentences_suspect": 0,
+    "slot_status": {},
+    "failed_codes": {},
     "latencies_ok_s": [],
 }
 
@@ -56,8 +61,14 @@ class Caller(FastHttpUser):
                     totals["latencies_ok_s"].append(r.request_meta["response_time"] / 1000.0)
                     slots = r.json()["translations"]
                     for k, src in enumerate(srcs):
-                        if k >= len(slots) or slots[k]["status"] != "ok":
+                        status = slots[k]["status"] if k < len(slots) else "missing"
+                        totals["slot_status"][status] = totals["slot_status"].get(status, 0) + 1
+                        if status not in ("ok", "suspect"):
                             totals["sentences_lost"] += 1
+                            code = (slots[k].get("error") or {}).get("code", "?") if k < len(slots) else "missing"
+                            totals["failed_codes"][code] = totals["failed_codes"].get(code, 0) + 1
+                        elif status == "suspect" and not EXACT and slots[k]["text"]:
+                            totals["sentences_suspect"] += 1
                         elif (slots[k]["text"] != f"[de] {src}") if EXACT else not slots[k]["text"]:
                             totals["sentences_misplaced"] += 1
                         else:
