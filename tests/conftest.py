@@ -15,40 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+pytest.register_assert_rewrite("helpers")  # its shared checks report like the tests' own asserts
+
+from helpers import SRC_PATH, free_port, vllm_api_server_cmd, wait_http  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 ENGINE_START_TIMEOUT = float(os.environ.get("BATCHMT_TEST_ENGINE_TIMEOUT", "900"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}; log:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    proc.terminate()
-    raise RuntimeError(f"{url} not ready after {timeout:.0f}s; log:\n{log.read_text()[-4000:]}")
 
 
 def _model_dir() -> str:
@@ -75,7 +56,7 @@ class _Proc:
         )
 
     def wait(self) -> str:
-        wait_http(self.ready_url, self.proc, ENGINE_START_TIMEOUT, self.log)
+        wait_http(self.ready_url, self.proc, ENGINE_START_TIMEOUT, self.log, interval=1.0)
         return self.url
 
     def stop(self) -> None:
@@ -94,28 +75,7 @@ def _vllm_server_proc() -> _Proc:
     if "vllm" not in _procs:
         _procs["vllm"] = _Proc(
             "vllm-api-server",
-            [
-                sys.executable,
-                "-m",
-                "vllm.entrypoints.openai.api_server",
-                "--model",
-                _model_dir(),
-                "--served-model-name",
-                "gemma-3-270m",
-                "--dtype",
-                "float32",
-                "--block-size",
-                "32",
-                "--enable-prefix-caching",
-                "--enforce-eager",
-                "--max-model-len",
-                "2048",
-                "--max-num-seqs",
-                "64",
-                "--enable-prompt-tokens-details",
-                "--host",
-                "127.0.0.1",
-            ],
+            vllm_api_server_cmd(_model_dir(), max_num_seqs=64, extra=["--enable-prompt-tokens-details"]),
             "/v1/models",
             env={
                 "VLLM_CPU_OMP_THREADS_BIND": os.environ.get(
@@ -220,6 +180,6 @@ def gateway_url(vllm_server: str) -> str:
                 "2",
             ],
             "/readyz",
-            env={"PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])},
+            env={"PYTHONPATH": SRC_PATH},
         )
     return _procs["gateway"].wait()

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
-from collections.abc import AsyncIterator
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -13,6 +18,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+SRC_PATH = os.pathsep.join([str(REPO / "server"), str(REPO / "client")])  # PYTHONPATH for a child process
 
 
 def data_dir() -> Path:
@@ -117,3 +123,193 @@ async def running_gateway(engine=None, *, wait_ready: bool = True, **settings) -
             await asyncio.wait_for(app.state.gateway.ready.wait(), 10)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             yield client, app
+
+
+# --- real processes on loopback -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path, interval: float = 0.1) -> None:
+    """Until ``url`` answers 200. RuntimeError with the log's tail if ``proc`` exits first, or if ``timeout`` s
+    pass (``proc`` is then sent SIGTERM)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: exited with {proc.returncode}; log:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval)
+    proc.terminate()
+    raise RuntimeError(f"{url} not ready after {timeout:.0f}s; log:\n{log.read_text()[-4000:]}")
+
+
+def gateway_env(drop: tuple[str, ...] = ("BATCHMT_",), **extra: str) -> dict[str, str]:
+    """The environment for a gateway process: this one without the variables starting with ``drop`` (the
+    developer's own settings), the tree's sources on PYTHONPATH, then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    return {**env, "PYTHONPATH": SRC_PATH, **extra}
+
+
+class GatewayProcess:
+    """``batchmt_server serve --engine fake --calibration off --no-warmup *args`` on a free loopback port, its
+    output in ``log``, ready (``ready_path`` answers 200) once constructed. ``with GatewayProcess(...) as gw:``
+    stops it (SIGTERM) at the end."""
+
+    def __init__(
+        self,
+        *args: str,
+        log: Path,
+        env: dict[str, str] | None = None,
+        append_log: bool = False,
+        ready_path: str = "/readyz",
+        ready_timeout: float = 60.0,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        cmd = [sys.executable, "-m", "batchmt_server", "serve", "--engine", "fake", "--calibration", "off"]
+        cmd += ["--no-warmup", "--host", "127.0.0.1", "--port", str(self.port), *args]
+        with log.open("a" if append_log else "w") as out:
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=gateway_env() if env is None else env, cwd=REPO
+            )
+        wait_http(self.url + ready_path, self.proc, ready_timeout, log)
+
+    def batch(self, batch_id: str) -> dict:
+        return httpx.get(f"{self.url}/v1/batches/{batch_id}", timeout=10).json()
+
+    def stop(self, kill: bool = False, timeout: float = 20.0) -> None:
+        """SIGTERM (or SIGKILL) if it still runs, then wait for it (TimeoutExpired if it will not end)."""
+        if self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+        self.proc.wait(timeout)
+
+    def __enter__(self) -> GatewayProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def vllm_api_server_cmd(model: str, *, max_num_seqs: int, extra: Sequence[str] = ()) -> list[str]:
+    """A ``vllm.entrypoints.openai.api_server`` on loopback serving the embedded Gemma-3-270M at ``model`` the way
+    the tests run it on CPU (float32, eager, prefix caching); add ``--port``."""
+    return [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model,
+        "--served-model-name",
+        "gemma-3-270m",
+        "--dtype",
+        "float32",
+        "--block-size",
+        "32",
+        "--enable-prefix-caching",
+        "--enforce-eager",
+        "--max-model-len",
+        "2048",
+        "--max-num-seqs",
+        str(max_num_seqs),
+        *extra,
+        "--host",
+        "127.0.0.1",
+    ]
+
+
+def batch_jsonl(n: int, *sentences: str, prefix: str = "req") -> bytes:
+    """A batch input file of ``n`` translate requests (custom ids ``{prefix}-{i}``), each of ``sentences`` with
+    ``{i}`` filled in."""
+    rows = [
+        {
+            "custom_id": f"{prefix}-{i}",
+            "method": "POST",
+            "url": "/v1/translate",
+            "body": {"sentences": [s.format(i=i) for s in sentences]},
+        }
+        for i in range(n)
+    ]
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+# --- the stores' shared contract ------------------------------------------------------------------------------
+
+
+def job_record(job_id: str = "batch_1", **kw):
+    """A ``JobRecord`` in progress (created at 1000, expiring a day later), with ``kw`` on top."""
+    from batchmt_server.stores import JobRecord
+
+    base = dict(
+        id=job_id,
+        input_file_id="file-1",
+        endpoint="/v1/translate",
+        completion_window="24h",
+        status="in_progress",
+        created_at=1000,
+        expires_at=1000 + 86400,
+        in_progress_at=1000,
+    )
+    base.update(kw)
+    return JobRecord(**base)
+
+
+def new_lines(n: int, bad: tuple[int, ...] = ()) -> list:
+    """Lines 1..n (custom ids c1..cn) of a job's input; the ``bad`` ones failed validation."""
+    from batchmt_server.stores import NewLine
+
+    return [
+        NewLine(i, f"c{i}", error_output=json.dumps({"custom_id": f"c{i}", "error": "bad"}))
+        if i in bad
+        else NewLine(i, f"c{i}", body=json.dumps({"sentences": [f"s{i}"]}))
+        for i in range(1, n + 1)
+    ]
+
+
+async def check_claims_complete_exactly_once(store):
+    """The claim/lease protocol on any store: leases, a lease expiring and its line taken over, the late owner's
+    results ignored, a line completed once. Returns the job as created (5 lines, line 3 failed validation); left
+    claimed at the end: lines 4 and 5, by B (at 101, for 10 s)."""
+    from batchmt_server.stores import JobUsage, LineResult
+
+    await store.create_job(job_record(), new_lines(5, bad=(3,)))
+    created = await store.get_job("batch_1")
+    assert (created.total, created.completed, created.failed) == (5, 0, 1)
+    a = await store.claim_lines("A", 2, lease_seconds=10, now=100.0)
+    assert [c.line_no for c in a] == [1, 2]
+    b = await store.claim_lines("B", 10, lease_seconds=10, now=101.0)
+    assert [c.line_no for c in b] == [4, 5]  # A's lines are leased; line 3 failed validation
+    assert await store.claim_lines("B", 10, lease_seconds=10, now=105.0) == []
+    # A hangs; its lease expires; B takes line 1 over and completes it
+    b2 = await store.claim_lines("B", 1, lease_seconds=10, now=111.0)
+    assert [(c.line_no, c.attempts) for c in b2] == [(1, 2)]
+    assert await store.complete_lines("B", [LineResult("batch_1", 1, True, '{"from":"B"}', JobUsage(sentences=1))]) == 1
+    # A wakes up: its results for line 1 (no longer its own) are ignored, line 2 (still its own, lease expired but
+    # nobody claimed it) is written
+    assert (
+        await store.complete_lines(
+            "A",
+            [
+                LineResult("batch_1", 1, True, '{"from":"A"}', JobUsage(sentences=1)),
+                LineResult("batch_1", 2, True, '{"from":"A"}', JobUsage(sentences=1)),
+            ],
+        )
+        == 1
+    )
+    # a second completion of the same line by its old owner writes nothing
+    assert await store.complete_lines("B", [LineResult("batch_1", 1, True, '{"again":1}')]) == 0
+    job = await store.get_job("batch_1")
+    assert (job.completed, job.failed, job.usage.sentences) == (2, 1, 2)
+    assert await store.open_lines("batch_1") == {"done": 2, "failed": 1, "claimed": 2}
+    return created

@@ -5,75 +5,20 @@ reassembly, options, usage), and file formats through the real server. No vLLM: 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 import batchmt
 from batchmt import cli
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from helpers import GatewayProcess, gateway_env
 
 
 @pytest.fixture(scope="module")
 def fake_gateway(tmp_path_factory: pytest.TempPathFactory):
-    port = _free_port()
     log = tmp_path_factory.mktemp("fake-gateway") / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "server"), str(REPO / "client")])
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batchmt_server",
-            "serve",
-            "--engine",
-            "fake",
-            "--calibration",
-            "off",
-            "--no-warmup",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",  # its own store: no translation memory from other runs
-            str(tmp_path_factory.mktemp("store")),
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=REPO,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"batchmt-server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/readyz", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"batchmt-server not ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    store = tmp_path_factory.mktemp("store")  # its own store: no translation memory from other runs
+    with GatewayProcess("--data-dir", str(store), log=log, env=gateway_env()) as gw:
+        yield gw.url
 
 
 PARAGRAPH = (

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,18 +18,13 @@ import httpx
 import pytest
 
 from batchmt_server.engines.openai_http import EnginePool
+from helpers import free_port, vllm_api_server_cmd
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.isolated]
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 START_TIMEOUT = float(os.environ.get("BATCHMT_TEST_ENGINE_TIMEOUT", "600"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Replica:
@@ -53,29 +46,7 @@ class Replica:
             "VLLM_CPU_KVCACHE_SPACE": "1",
         }
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vllm.entrypoints.openai.api_server",
-                "--model",
-                self.model,
-                "--served-model-name",
-                "gemma-3-270m",
-                "--dtype",
-                "float32",
-                "--block-size",
-                "32",
-                "--enable-prefix-caching",
-                "--enforce-eager",
-                "--max-model-len",
-                "2048",
-                "--max-num-seqs",
-                "16",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
+            [*vllm_api_server_cmd(self.model, max_num_seqs=16), "--port", str(self.port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

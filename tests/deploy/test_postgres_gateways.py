@@ -7,10 +7,7 @@ on the other, and both report the same job."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,77 +15,24 @@ import httpx
 import psycopg
 import pytest
 
-from .pg import PostgresServer
+from helpers import GatewayProcess, batch_jsonl, gateway_env
 
-REPO = Path(__file__).resolve().parents[2]
+from .pg import PostgresServer
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Gateway:
+class Gateway(GatewayProcess):
     """A ``batchmt-server`` process on the fake engine whose store is the PostgreSQL database ``url``."""
 
     def __init__(self, name: str, url: str, log_dir: Path, *args: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log_dir / f"gateway-{name}.log"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])}
-        env.pop("BATCHMT_DATA_DIR", None)
-        env["BATCHMT_DATABASE_URL"] = url  # the URL names the store; never a flag (a password would show in ps)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "batchmt_server",
-                "serve",
-                "--engine",
-                "fake",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(log_dir / f"unused-{name}"),
-                "--calibration",
-                "off",
-                "--no-warmup",
-                "--max-wait-ms",
-                "1",
-                *args,
-            ],
-            stdout=self.log.open("a"),
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.proc.kill()
-        raise RuntimeError(f"gateway not ready:\n{self.log.read_text()[-3000:]}")
+        # the URL names the store; never a flag (a password would show in ps)
+        env = gateway_env(drop=("BATCHMT_DATA_DIR",), BATCHMT_DATABASE_URL=url)
+        unused, log = log_dir / f"unused-{name}", log_dir / f"gateway-{name}.log"
+        super().__init__("--data-dir", str(unused), "--max-wait-ms", "1", *args, log=log, env=env, append_log=True)
 
-    def batch(self, batch_id: str) -> dict:
-        return httpx.get(f"{self.url}/v1/batches/{batch_id}", timeout=10).json()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+    def stop(self, kill: bool = True, timeout: float = 10.0) -> None:
+        super().stop(kill, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +43,7 @@ def pg():
 
 
 def _jsonl(n: int) -> bytes:
-    rows = [
-        {
-            "custom_id": f"req-{i}",
-            "method": "POST",
-            "url": "/v1/translate",
-            "body": {"sentences": [f"Line {i} of the shared job.", f"Its second sentence {i}."]},
-        }
-        for i in range(n)
-    ]
-    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+    return batch_jsonl(n, "Line {i} of the shared job.", "Its second sentence {i}.")
 
 
 def test_two_gateways_share_one_job_one_killed_mid_job_the_job_completes_exactly_once(pg, tmp_path):

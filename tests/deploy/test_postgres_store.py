@@ -11,9 +11,10 @@ import uuid
 
 import pytest
 
-from batchmt_server.stores import JobRecord, JobUsage, LineResult, NewLine, StoreError, build_store
+from batchmt_server.stores import JobUsage, LineResult, StoreError, build_store
 from batchmt_server.stores.base import migrations
 from batchmt_server.stores.postgres import PostgresStore
+from helpers import check_claims_complete_exactly_once, job_record, new_lines
 
 from .pg import PostgresServer
 
@@ -38,30 +39,6 @@ async def store(db_url):
     await s.open()
     yield s
     await s.close()
-
-
-def _job(job_id: str = "batch_1", **kw) -> JobRecord:
-    base = dict(
-        id=job_id,
-        input_file_id="file-1",
-        endpoint="/v1/translate",
-        completion_window="24h",
-        status="in_progress",
-        created_at=1000,
-        expires_at=1000 + 86400,
-        in_progress_at=1000,
-    )
-    base.update(kw)
-    return JobRecord(**base)
-
-
-def _lines(n: int, bad: tuple[int, ...] = ()) -> list[NewLine]:
-    return [
-        NewLine(i, f"c{i}", error_output=json.dumps({"custom_id": f"c{i}", "error": "bad"}))
-        if i in bad
-        else NewLine(i, f"c{i}", body=json.dumps({"sentences": [f"s{i}"]}))
-        for i in range(1, n + 1)
-    ]
 
 
 async def test_database_url_selects_postgres_and_migrations_run_once_under_concurrent_starts(db_url):
@@ -91,40 +68,17 @@ async def test_unreachable_database_is_a_clear_store_error(pg):
 
 
 async def test_claim_complete_exactly_once_under_lease_expiry(store):
-    await store.create_job(_job(), _lines(5, bad=(3,)))
-    job = await store.get_job("batch_1")
-    assert (job.total, job.completed, job.failed, job.seq) == (5, 0, 1, 1)
-    a = await store.claim_lines("A", 2, lease_seconds=10, now=100.0)
-    assert [c.line_no for c in a] == [1, 2]
-    b = await store.claim_lines("B", 10, lease_seconds=10, now=101.0)
-    assert [c.line_no for c in b] == [4, 5]
-    assert await store.claim_lines("B", 10, lease_seconds=10, now=105.0) == []
-    b2 = await store.claim_lines("B", 1, lease_seconds=10, now=111.0)  # A's lease expired: B takes line 1 over
-    assert [(c.line_no, c.attempts) for c in b2] == [(1, 2)]
-    assert await store.complete_lines("B", [LineResult("batch_1", 1, True, '{"from":"B"}', JobUsage(sentences=1))]) == 1
-    assert (
-        await store.complete_lines(
-            "A",
-            [
-                LineResult("batch_1", 1, True, '{"from":"A"}', JobUsage(sentences=1)),
-                LineResult("batch_1", 2, True, '{"from":"A"}', JobUsage(sentences=1)),
-            ],
-        )
-        == 1
-    )
-    assert await store.complete_lines("B", [LineResult("batch_1", 1, True, '{"again":1}')]) == 0
-    job = await store.get_job("batch_1")
-    assert (job.completed, job.failed, job.usage.sentences) == (2, 1, 2)
-    assert await store.open_lines("batch_1") == {"done": 2, "failed": 1, "claimed": 2}
+    created = await check_claims_complete_exactly_once(store)
+    assert created.seq == 1
     assert await store.renew_leases("B", 10, now=112.0) == 2
     assert await store.release_lines("B", [("batch_1", 4)]) == 1
     assert [c.line_no for c in await store.claim_lines("C", 5, lease_seconds=10, now=113.0)] == [4]
 
 
 async def test_only_in_progress_jobs_are_claimed_oldest_job_first(store):
-    await store.create_job(_job("batch_a"), _lines(2))
-    await store.create_job(_job("batch_b", status="validating"), _lines(2))
-    await store.create_job(_job("batch_c"), _lines(2))
+    await store.create_job(job_record("batch_a"), new_lines(2))
+    await store.create_job(job_record("batch_b", status="validating"), new_lines(2))
+    await store.create_job(job_record("batch_c"), new_lines(2))
     got = await store.claim_lines("A", 10, lease_seconds=10, now=0.0)
     assert [(c.job_id, c.line_no) for c in got] == [("batch_a", 1), ("batch_a", 2), ("batch_c", 1), ("batch_c", 2)]
     assert [j.id for j in await store.list_jobs(limit=2)] == ["batch_c", "batch_b"]
@@ -135,7 +89,7 @@ async def test_four_gateways_claiming_at_once_never_share_a_line(db_url):
     stores = [PostgresStore(db_url) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))
     try:
-        await stores[0].create_job(_job(), _lines(400))
+        await stores[0].create_job(job_record(), new_lines(400))
 
         async def worker(s: PostgresStore, owner: str) -> list[int]:
             mine: list[int] = []
@@ -167,7 +121,7 @@ async def test_two_gateways_finishing_a_job_at_once_one_wins(db_url):
     a, b = PostgresStore(db_url), PostgresStore(db_url)
     await asyncio.gather(a.open(), b.open())
     try:
-        await a.create_job(_job(), _lines(3, bad=(2,)))
+        await a.create_job(job_record(), new_lines(3, bad=(2,)))
         got = await a.claim_lines("A", 1, lease_seconds=10, now=0.0)
         await a.complete_lines("A", [LineResult("batch_1", got[0].line_no, True, '{"ok":1}')])
         results = await asyncio.gather(
@@ -237,8 +191,8 @@ async def test_translation_memory_and_usage_are_shared_between_gateways(db_url):
             )
         )
         assert await b.tm_size() == 53
-        await a.create_job(_job("batch_x", owner="key-1"), _lines(2))
-        await b.create_job(_job("batch_y", owner="key-2"), _lines(1))
+        await a.create_job(job_record("batch_x", owner="key-1"), new_lines(2))
+        await b.create_job(job_record("batch_y", owner="key-2"), new_lines(1))
         for s, owner in ((a, "A"), (b, "B")):
             for c in await s.claim_lines(owner, 1, lease_seconds=10, now=1.0):
                 await s.complete_lines(

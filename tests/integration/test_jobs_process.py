@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,69 +14,17 @@ import httpx
 import openai
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers import GatewayProcess, batch_jsonl, gateway_env
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Gateway:
+class Gateway(GatewayProcess):
     """A ``batchmt-server`` process on the fake engine with its store in ``data_dir``."""
 
     def __init__(self, data_dir: Path, *args: str, log: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "server"), str(REPO / "client")])}
-        env.pop("BATCHMT_DATA_DIR", None)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "batchmt_server",
-                "serve",
-                "--engine",
-                "fake",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(data_dir),
-                "--calibration",
-                "off",
-                "--no-warmup",
-                "--max-wait-ms",
-                "1",
-                *args,
-            ],
-            stdout=log.open("a"),
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.proc.kill()
-        raise RuntimeError(f"gateway not ready:\n{log.read_text()[-3000:]}")
-
-    def batch(self, batch_id: str) -> dict:
-        return httpx.get(f"{self.url}/v1/batches/{batch_id}", timeout=10).json()
+        env = gateway_env(drop=("BATCHMT_DATA_DIR",))
+        super().__init__("--data-dir", str(data_dir), "--max-wait-ms", "1", *args, log=log, env=env, append_log=True)
 
     def wait(self, batch_id: str, statuses: set[str], timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
@@ -90,10 +35,8 @@ class Gateway:
             time.sleep(0.1)
         raise AssertionError(f"batch still {b['status']}: {b['request_counts']}")
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+    def stop(self, kill: bool = True, timeout: float = 10.0) -> None:
+        super().stop(kill, timeout)
 
 
 @pytest.fixture
@@ -111,16 +54,7 @@ def gateways(tmp_path):
 
 
 def _jsonl(n: int, prefix: str = "req") -> bytes:
-    rows = [
-        {
-            "custom_id": f"{prefix}-{i}",
-            "method": "POST",
-            "url": "/v1/translate",
-            "body": {"sentences": [f"Sentence {i} of the batch.", f"And its neighbour {i}."]},
-        }
-        for i in range(n)
-    ]
-    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+    return batch_jsonl(n, "Sentence {i} of the batch.", "And its neighbour {i}.", prefix=prefix)
 
 
 def _check_exactly_once(out_lines: list[dict], n: int, prefix: str = "req") -> None:
@@ -197,21 +131,27 @@ def test_the_openai_package_drives_the_whole_batch_api(gateways):
     assert [x.id for x in client.files.list()] == before  # nothing stored
 
 
-def test_sigkill_mid_job_then_restart_completes_exactly_once(gateways):
-    n = 2400
-    gw = gateways("--job-lease-s", "3", "--job-max-lines-in-flight", "4")
+def _job_under_way(gw: Gateway, n: int) -> str:
+    """A batch job of ``n`` requests on ``gw``, once 300 of its lines are done: its id."""
     f = httpx.post(gw.url + "/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", _jsonl(n))}).json()
     b = httpx.post(
         gw.url + "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
     ).json()
     while gw.batch(b["id"])["request_counts"]["completed"] < 300:
         time.sleep(0.02)
+    return b["id"]
+
+
+def test_sigkill_mid_job_then_restart_completes_exactly_once(gateways):
+    n = 2400
+    gw = gateways("--job-lease-s", "3", "--job-max-lines-in-flight", "4")
+    batch_id = _job_under_way(gw, n)
     gw.proc.send_signal(signal.SIGKILL)
     gw.proc.wait(10)
     gw2 = gateways("--job-lease-s", "3", "--job-max-lines-in-flight", "4")
-    at_restart = gw2.batch(b["id"])
+    at_restart = gw2.batch(batch_id)
     assert at_restart["status"] == "in_progress" and 300 <= at_restart["request_counts"]["completed"] < n
-    final = gw2.wait(b["id"], {"completed"})
+    final = gw2.wait(batch_id, {"completed"})
     assert final["request_counts"] == {"total": n, "completed": n, "failed": 0}
     out = [json.loads(x) for x in httpx.get(f"{gw2.url}/v1/files/{final['output_file_id']}/content").text.splitlines()]
     _check_exactly_once(out, n)
@@ -221,19 +161,14 @@ def test_sigkill_mid_job_then_restart_completes_exactly_once(gateways):
 def test_sigterm_is_graceful_and_gives_lines_back_at_once(gateways):
     n = 2400
     gw = gateways("--job-lease-s", "600", "--job-max-lines-in-flight", "4")  # a lease that would outlast the test
-    f = httpx.post(gw.url + "/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", _jsonl(n))}).json()
-    b = httpx.post(
-        gw.url + "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
-    ).json()
-    while gw.batch(b["id"])["request_counts"]["completed"] < 300:
-        time.sleep(0.02)
+    batch_id = _job_under_way(gw, n)
     gw.proc.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal it captured (exit status -15)
     assert gw.proc.wait(30) in (0, -signal.SIGTERM)
     log = gw.log.read_text()
     assert "lines given back" in log and "Application shutdown complete" in log
     gw2 = gateways("--job-lease-s", "600", "--job-max-lines-in-flight", "4")
-    final = gw2.wait(b["id"], {"completed"}, timeout=60)  # no line waits for a 600 s lease
+    final = gw2.wait(batch_id, {"completed"}, timeout=60)  # no line waits for a 600 s lease
     out = [json.loads(x) for x in httpx.get(f"{gw2.url}/v1/files/{final['output_file_id']}/content").text.splitlines()]
     _check_exactly_once(out, n)
 

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -24,7 +20,7 @@ import pytest
 from batchmt_server.engines.base import EngineDead, EngineError
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.engines.openai_http import HTTPEngine
-from helpers import parse_metrics, running_gateway
+from helpers import GatewayProcess, gateway_env, parse_metrics, running_gateway
 
 
 def sentences(n: int, tag: str = "S") -> list[str]:
@@ -314,53 +310,19 @@ async def test_client_disconnect_during_ensemble_rounds_frees_everything():
     assert m['batchmt_requests_total{outcome="cancelled"}'] == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _slow_gateway(tmp_path, delay_ms: int, *extra: str) -> GatewayProcess:
+    """A gateway process whose fake engine takes ``delay_ms`` a prompt, two prompts at once of one sentence each, no
+    translation memory; its store in ``tmp_path``, its log in ``tmp_path / "server.log"``."""
+    flags = f"--fake-engine-delay-ms {delay_ms} --max-prompts-in-flight 2 --max-sentences-per-prompt 1"
+    flags += " --translation-memory-size 0"
+    env = gateway_env(BATCHMT_DATA_DIR=str(tmp_path))
+    return GatewayProcess(*flags.split(), *extra, log=tmp_path / "server.log", env=env)
 
 
 def test_sigterm_while_busy_drains_readiness_first(tmp_path):
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
-    env["BATCHMT_DATA_DIR"] = str(tmp_path)
-    log = tmp_path / "server.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batchmt_server",
-            "serve",
-            "--engine",
-            "fake",
-            "--calibration",
-            "off",
-            "--no-warmup",
-            "--port",
-            str(port),
-            "--fake-engine-delay-ms",
-            "400",
-            "--max-prompts-in-flight",
-            "2",
-            "--max-sentences-per-prompt",
-            "1",
-            "--shutdown-delay-s",
-            "1",
-            "--translation-memory-size",
-            "0",
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    gw = _slow_gateway(tmp_path, 400, "--shutdown-delay-s", "1")
+    proc, url, log = gw.proc, gw.url, gw.log
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         results: list[httpx.Response] = []
 
         async def busy() -> None:
@@ -386,9 +348,7 @@ def test_sigterm_while_busy_drains_readiness_first(tmp_path):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/healthz", timeout=1)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        gw.stop(kill=True)
     text = log.read_text()
     assert "Traceback" not in text and "not ready" in text
 
@@ -396,44 +356,9 @@ def test_sigterm_while_busy_drains_readiness_first(tmp_path):
 def test_engine_death_in_a_real_process_answers_503_and_exits_70(tmp_path):
     from batchmt_server.engines.fake import DIE
 
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
-    env["BATCHMT_DATA_DIR"] = str(tmp_path)
-    log = tmp_path / "server.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batchmt_server",
-            "serve",
-            "--engine",
-            "fake",
-            "--calibration",
-            "off",
-            "--no-warmup",
-            "--port",
-            str(port),
-            "--fake-engine-delay-ms",
-            "300",
-            "--max-prompts-in-flight",
-            "2",
-            "--max-sentences-per-prompt",
-            "1",
-            "--translation-memory-size",
-            "0",
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    gw = _slow_gateway(tmp_path, 300)
+    proc, url, log = gw.proc, gw.url, gw.log
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
 
         async def traffic() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=url, timeout=30) as c:
@@ -459,8 +384,6 @@ def test_engine_death_in_a_real_process_answers_503_and_exits_70(tmp_path):
         assert answers[0].status_code == 503
         assert proc.wait(20) == 70
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        gw.stop(kill=True)
     text = log.read_text()
     assert "the engine died" in text and "Traceback" not in text

@@ -4,7 +4,6 @@ after a burst of oversized bodies (issue 13: 2, 10, 11)."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -15,72 +14,20 @@ import httpx
 import psutil
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float, log) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not up after {timeout}s")
-
+from helpers import GatewayProcess, gateway_env
 
 KEY = "uvicorn-test-key-0123456789"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
     folder = tmp_path_factory.mktemp("front")
     log = folder / "server.log"
     (folder / "keys").write_text(f"ops:{KEY}\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
-    env["BATCHMT_DATA_DIR"] = str(folder / "data")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batchmt_server",
-            "serve",
-            "--engine",
-            "fake",
-            "--calibration",
-            "off",
-            "--no-warmup",
-            "--port",
-            str(port),
-            "--api-key-file",
-            str(folder / "keys"),
-            "--header-timeout-s",
-            "1",
-            "--body-timeout-s",
-            "1",
-            "--keep-alive-s",
-            "1",
-            "--max-header-bytes",
-            "8192",
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc, 60, log)
-        yield port, proc, log, env
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    env = gateway_env(BATCHMT_DATA_DIR=str(folder / "data"))
+    limits = "--header-timeout-s 1 --body-timeout-s 1 --keep-alive-s 1 --max-header-bytes 8192".split()
+    with GatewayProcess("--api-key-file", str(folder / "keys"), *limits, log=log, env=env, ready_path="/healthz") as gw:
+        yield gw.port, gw.proc, log, env
 
 
 def raw(port: int, data: bytes, timeout: float = 5.0) -> tuple[bytes, float]:

@@ -4,21 +4,13 @@ gateway process (--otel-endpoint), JSON logs with the request id on every line, 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import GatewayProcess, gateway_env
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -36,38 +28,11 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def _gateway(tmp_path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = _port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHMT_", "OTEL_"))}
-    env.update(BATCHMT_DATA_DIR=str(tmp_path / "data"), OTEL_BSP_SCHEDULE_DELAY="100")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batchmt_server",
-            "serve",
-            "--engine",
-            "fake",
-            "--calibration",
-            "off",
-            "--no-warmup",
-            "--port",
-            str(port),
-            *extra,
-        ],
-        stdout=(tmp_path / "log").open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
+def _gateway(tmp_path, *extra: str) -> GatewayProcess:
+    env = gateway_env(
+        drop=("BATCHMT_", "OTEL_"), BATCHMT_DATA_DIR=str(tmp_path / "data"), OTEL_BSP_SCHEDULE_DELAY="100"
     )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError((tmp_path / "log").read_text())
+    return GatewayProcess(*extra, log=tmp_path / "log", env=env)
 
 
 def test_traces_go_to_the_otlp_endpoint_with_the_request_route(tmp_path):
@@ -75,7 +40,8 @@ def test_traces_go_to_the_otlp_endpoint_with_the_request_route(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    proc, url = _gateway(tmp_path, "--otel-endpoint", endpoint, "--otel-service-name", "batchmt-test")
+    gw = _gateway(tmp_path, "--otel-endpoint", endpoint, "--otel-service-name", "batchmt-test")
+    url = gw.url
     try:
         r = httpx.post(
             f"{url}/v1/translate", json={"sentences": ["Traced sentence here."]}, headers={"x-request-id": "trace-me-1"}
@@ -85,8 +51,7 @@ def test_traces_go_to_the_otlp_endpoint_with_the_request_route(tmp_path):
         while time.monotonic() < deadline and not any(b"/v1/translate" in b for _, _, b in Receiver.posts):
             time.sleep(0.1)
     finally:
-        proc.terminate()
-        proc.wait(20)
+        gw.stop()
         server.shutdown()
     traces = [(p, ct, b) for p, ct, b in Receiver.posts if p == "/v1/traces"]
     assert traces and traces[0][1] == "application/x-protobuf"
@@ -95,7 +60,8 @@ def test_traces_go_to_the_otlp_endpoint_with_the_request_route(tmp_path):
 
 
 def test_json_logs_carry_the_request_id_and_no_tracing_by_default(tmp_path):
-    proc, url = _gateway(tmp_path, "--log-format", "json", "--log-level", "info")
+    gw = _gateway(tmp_path, "--log-format", "json", "--log-level", "info")
+    url = gw.url
     try:
         r = httpx.post(
             f"{url}/v1/translate",
@@ -105,8 +71,7 @@ def test_json_logs_carry_the_request_id_and_no_tracing_by_default(tmp_path):
         assert r.status_code == 200 and r.headers["x-request-id"] == "json-log-42"
         time.sleep(0.3)
     finally:
-        proc.terminate()
-        proc.wait(20)
+        gw.stop()
     lines = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines() if line.startswith("{")]
     assert lines and all({"level", "logger", "message", "request_id"} <= set(x) for x in lines)
     mine = [x for x in lines if x["request_id"] == "json-log-42"]

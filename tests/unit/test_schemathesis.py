@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from helpers import GatewayProcess, gateway_env
 
 pytestmark = pytest.mark.slow
 
@@ -37,49 +36,11 @@ def _st() -> str:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     folder = tmp_path_factory.mktemp("st")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHMT_")}
-    env.update(BATCHMT_DATA_DIR=str(folder / "data"), BATCHMT_API_KEY=KEY)
     log = folder / "server.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batchmt_server",
-            "serve",
-            "--engine",
-            "fake",
-            "--calibration",
-            "off",
-            "--no-warmup",
-            "--port",
-            str(port),
-            "--max-sentences-per-request",
-            "16",
-            "--max-text-chars",
-            "400",
-            "--max-queue-sentences",
-            "4096",
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        yield url, folder, log
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    env = gateway_env(BATCHMT_DATA_DIR=str(folder / "data"), BATCHMT_API_KEY=KEY)
+    limits = "--max-sentences-per-request 16 --max-text-chars 400 --max-queue-sentences 4096".split()
+    with GatewayProcess(*limits, log=log, env=env) as gw:
+        yield gw.url, folder, log
     assert "Traceback" not in log.read_text()
 
 

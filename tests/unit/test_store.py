@@ -9,9 +9,10 @@ import sqlite3
 
 import pytest
 
-from batchmt_server.stores import JobRecord, JobUsage, LineResult, NewLine, build_store
+from batchmt_server.stores import LineResult, build_store
 from batchmt_server.stores.base import migrations
 from batchmt_server.stores.sqlite import SQLiteStore
+from helpers import check_claims_complete_exactly_once, job_record, new_lines
 
 
 @pytest.fixture
@@ -20,30 +21,6 @@ async def store(tmp_path):
     await s.open()
     yield s
     await s.close()
-
-
-def _job(job_id: str = "batch_1", **kw) -> JobRecord:
-    base = dict(
-        id=job_id,
-        input_file_id="file-1",
-        endpoint="/v1/translate",
-        completion_window="24h",
-        status="in_progress",
-        created_at=1000,
-        expires_at=1000 + 86400,
-        in_progress_at=1000,
-    )
-    base.update(kw)
-    return JobRecord(**base)
-
-
-def _lines(n: int, bad: tuple[int, ...] = ()) -> list[NewLine]:
-    return [
-        NewLine(i, f"c{i}", error_output=json.dumps({"custom_id": f"c{i}", "error": "bad"}))
-        if i in bad
-        else NewLine(i, f"c{i}", body=json.dumps({"sentences": [f"s{i}"]}))
-        for i in range(1, n + 1)
-    ]
 
 
 async def test_migrations_recorded_once_and_wal(tmp_path):
@@ -59,39 +36,11 @@ async def test_migrations_recorded_once_and_wal(tmp_path):
 
 
 async def test_claim_complete_exactly_once_under_lease_expiry(store):
-    await store.create_job(_job(), _lines(5, bad=(3,)))
-    job = await store.get_job("batch_1")
-    assert (job.total, job.completed, job.failed) == (5, 0, 1)
-    a = await store.claim_lines("A", 2, lease_seconds=10, now=100.0)
-    assert [c.line_no for c in a] == [1, 2]
-    b = await store.claim_lines("B", 10, lease_seconds=10, now=101.0)
-    assert [c.line_no for c in b] == [4, 5]  # A's lines are leased; line 3 failed validation
-    assert await store.claim_lines("B", 10, lease_seconds=10, now=105.0) == []
-    # A hangs; its lease expires; B takes line 1 over and completes it
-    b2 = await store.claim_lines("B", 1, lease_seconds=10, now=111.0)
-    assert [(c.line_no, c.attempts) for c in b2] == [(1, 2)]
-    assert await store.complete_lines("B", [LineResult("batch_1", 1, True, '{"from":"B"}', JobUsage(sentences=1))]) == 1
-    # A wakes up: its results for line 1 (no longer its own) are ignored, line 2 (still its own, lease expired but
-    # nobody claimed it) is written
-    assert (
-        await store.complete_lines(
-            "A",
-            [
-                LineResult("batch_1", 1, True, '{"from":"A"}', JobUsage(sentences=1)),
-                LineResult("batch_1", 2, True, '{"from":"A"}', JobUsage(sentences=1)),
-            ],
-        )
-        == 1
-    )
-    # a second completion of the same line by its old owner writes nothing
-    assert await store.complete_lines("B", [LineResult("batch_1", 1, True, '{"again":1}')]) == 0
-    job = await store.get_job("batch_1")
-    assert (job.completed, job.failed, job.usage.sentences) == (2, 1, 2)
-    assert await store.open_lines("batch_1") == {"done": 2, "failed": 1, "claimed": 2}
+    await check_claims_complete_exactly_once(store)
 
 
 async def test_release_and_renew(store):
-    await store.create_job(_job(), _lines(3))
+    await store.create_job(job_record(), new_lines(3))
     got = await store.claim_lines("A", 3, lease_seconds=10, now=0.0)
     assert len(got) == 3
     assert await store.renew_leases("A", 10, now=8.0) == 3
@@ -103,15 +52,15 @@ async def test_release_and_renew(store):
 
 
 async def test_only_in_progress_jobs_are_claimed_oldest_first(store):
-    await store.create_job(_job("batch_a"), _lines(2))
-    await store.create_job(_job("batch_b"), _lines(2))
+    await store.create_job(job_record("batch_a"), new_lines(2))
+    await store.create_job(job_record("batch_b"), new_lines(2))
     await store.set_job_status("batch_a", ["in_progress"], "cancelling", 5)
     got = await store.claim_lines("A", 10, lease_seconds=10, now=0.0)
     assert {c.job_id for c in got} == {"batch_b"}
 
 
 async def test_finish_expired_writes_error_lines_and_files(store):
-    await store.create_job(_job(), _lines(4))
+    await store.create_job(job_record(), new_lines(4))
     (c1,) = await store.claim_lines("A", 1, 10, now=0.0)
     await store.complete_lines("A", [LineResult("batch_1", c1.line_no, True, '{"custom_id":"c1","ok":1}')])
     await store.claim_lines("A", 1, 10, now=0.0)  # line 2 is in flight when the job expires
@@ -139,7 +88,7 @@ async def test_finish_expired_writes_error_lines_and_files(store):
 
 
 async def test_finish_cancelled_without_errors_has_no_error_file(store):
-    await store.create_job(_job(), _lines(3))
+    await store.create_job(job_record(), new_lines(3))
     await store.set_job_status("batch_1", ["in_progress"], "cancelling", 10)
     job = await store.finish_job("batch_1", ["cancelling"], "cancelled", 11, output_file_id="o", error_file_id="e")
     assert (job.status, job.output_file_id, job.error_file_id, job.cancelling_at) == ("cancelled", None, None, 10)
@@ -148,7 +97,7 @@ async def test_finish_cancelled_without_errors_has_no_error_file(store):
 
 async def test_list_jobs_paginates_newest_first(store):
     for i in range(5):
-        await store.create_job(_job(f"batch_{i}"), [])
+        await store.create_job(job_record(f"batch_{i}"), [])
     page1 = await store.list_jobs(limit=2)
     page2 = await store.list_jobs(after=page1[-1].id, limit=2)
     page3 = await store.list_jobs(after=page2[-1].id, limit=2)
@@ -161,7 +110,7 @@ async def test_concurrent_claimers_on_one_file_never_share_a_line(tmp_path):
     await one.open()
     await two.open()
     try:
-        await one.create_job(_job(), _lines(400))
+        await one.create_job(job_record(), new_lines(400))
 
         async def drain(s: SQLiteStore, name: str) -> list[int]:
             got = []
