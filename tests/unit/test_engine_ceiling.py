@@ -1,0 +1,105 @@
+"""The engine-ceiling benchmark's arithmetic and report helpers (the runs themselves need an engine)."""
+
+import math
+
+from benchmarks.engine_ceiling import (
+    best_config,
+    fmt,
+    md_table,
+    median,
+    mismatches,
+    parse_grid,
+    percentile,
+    ratio,
+    summarize_runs,
+    sweep_conclusion,
+    sweep_noise,
+    warning_text,
+    workload_rows,
+)
+
+
+def test_median_and_percentile():
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([1.0, 2.0, 3.0, 4.0]) == 2.5
+    assert math.isnan(median([]))
+    xs = [float(i) for i in range(1, 11)]
+    assert percentile(xs, 0.5) == 6.0  # bench.py's nearest rank: sorted[int(0.5 * 10)]
+    assert percentile(xs, 0.95) == 10.0
+    assert math.isnan(percentile([], 0.5))
+
+
+def test_summarize_runs_is_the_median_of_tokens_per_second():
+    runs = [{"seconds": 2.0, "tokens": 100}, {"seconds": 1.0, "tokens": 100}, {"seconds": 4.0, "tokens": 100}]
+    s = summarize_runs(runs)
+    assert s["tok_s"] == 50.0
+    assert s["tok_s_runs"] == [50.0, 100.0, 25.0]
+    assert s["seconds"] == 2.0
+
+
+def test_ratio_fmt_and_grid():
+    assert ratio(1.0, 4.0) == 0.25
+    assert ratio(1.0, 0.0) is None and ratio(None, 1.0) is None and ratio(1.0, float("nan")) is None
+    assert fmt(None) == "–" and fmt(float("nan")) == "–" and fmt(3) == "3" and fmt(2.345, 2) == "2.35"
+    assert parse_grid("default, 2048,8192") == [None, 2048, 8192]
+
+
+def test_best_config_skips_errors():
+    rows = [
+        {"max_num_seqs": 32, "sent_s": 2.0},
+        {"max_num_seqs": 64, "sent_s": 9.0, "error": "boom"},
+        {"max_num_seqs": 128, "sent_s": 3.0},
+        {"max_num_seqs": 256},
+    ]
+    best = best_config(rows)
+    assert best is not None and best["max_num_seqs"] == 128
+    assert best_config([{"error": "x", "sent_s": 1.0}]) is None
+
+
+def test_mismatches_counts_only_outputs_both_sides_have():
+    assert mismatches([[1, 2], [3], None], [[1, 2], [4], [5]]) == (1, 2)
+    assert mismatches([[1]], [[1], [2]]) == (0, 1)
+
+
+def test_workload_fractions_use_the_matching_concurrency():
+    ceil = [
+        {"concurrency": 8, "prefix": False, "tok_s": 50.0},
+        {"concurrency": 64, "prefix": False, "tok_s": 200.0},
+        {"concurrency": 256, "prefix": False, "tok_s": 400.0},
+        {"concurrency": 64, "prefix": True, "tok_s": 100.0},
+    ]
+    rows = workload_rows(ceil, [{"in_flight": 256, "compl_tok_s": 100.0}, {"in_flight": 64, "compl_tok_s": 80.0}])
+    assert rows[0]["ceiling_concurrency"] == 256 and rows[0]["fraction"] == 0.25 and rows[0]["fraction_prefix"] is None
+    assert rows[1]["ceiling_concurrency"] == 64 and rows[1]["fraction"] == 0.4 and rows[1]["fraction_prefix"] == 0.8
+    assert workload_rows([], [{"in_flight": 8, "compl_tok_s": 1.0}])[0]["fraction"] is None
+
+
+def test_md_table():
+    assert md_table(["a", "b"], [["1", "2"]]) == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+
+
+def test_warning_text_keeps_only_the_interesting_vllm_warnings():
+    line = (
+        "(Worker pid=1) WARNING 11-27 10:18:46 [cpu_worker.py:130] Speculative decoding on CPU without Intel "
+        "OpenMP in LD_PRELOAD will cause significant performance loss."
+    )
+    assert warning_text(line) == (
+        "Speculative decoding on CPU without Intel OpenMP in LD_PRELOAD will cause significant performance loss."
+    )
+    assert warning_text("(EngineCore pid=2) INFO 11-27 [core.py:1] Speculative config") is None
+    assert warning_text("(Worker pid=1) WARNING 11-27 [x.py:1] something else") is None
+
+
+def test_sweep_noise_from_rows_that_are_the_same_engine_in_effect():
+    rows = [
+        {"max_num_seqs": 32, "max_num_batched_tokens": 2048, "sent_s": 2.0},
+        {"max_num_seqs": 128, "max_num_batched_tokens": 2048, "sent_s": 2.5},
+        {"max_num_seqs": 256, "max_num_batched_tokens": 2048, "sent_s": 2.75},  # = 128 with 128 sentences
+        {"max_num_seqs": 128, "max_num_batched_tokens": 8192, "sent_s": 2.6},
+    ]
+    assert abs(sweep_noise(rows, 128) - 0.1) < 1e-9
+    assert sweep_noise(rows, 256) is None
+    best = best_config(rows)
+    assert best is not None
+    text = " ".join(sweep_conclusion(rows, best, 128))
+    assert "max_num_seqs=256" in text and "10%" in text and "spans 38%" in text and "clearly" not in text
