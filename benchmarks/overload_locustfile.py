@@ -44,6 +44,10 @@ totals: dict[str, Any] = {
 
 class Caller(FastHttpUser):
     wait_time = constant_throughput(RATE)
+    # an admitted request on a real engine waits for its turn (queue + in-flight work, tens of seconds on a CPU): a
+    # caller that gave up at locust's default 60 s would count as a disconnect, not as the gateway's answer
+    network_timeout = 300.0
+    connection_timeout = 300.0
 
     @task
     def translate(self) -> None:
