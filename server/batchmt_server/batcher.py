@@ -285,8 +285,9 @@ class Batcher:
                 self._wakeup.clear()
                 if self._low:  # batch-job work held back by its cap: look again soon (the cap grows back)
                     try:
-                        await asyncio.wait_for(self._wakeup.wait(), 0.05)
-                    except asyncio.TimeoutError:
+                        async with asyncio.timeout(0.05):  # (not wait_for: no task per wait)
+                            await self._wakeup.wait()
+                    except TimeoutError:
                         pass
                 else:
                     await self._wakeup.wait()
@@ -298,8 +299,9 @@ class Batcher:
                     break
                 self._wakeup.clear()
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(remaining):
+                        await self._wakeup.wait()
+                except TimeoutError:
                     break
             await self.runner.acquire()
             batch = self._take(self.pack_target())

@@ -116,8 +116,9 @@ class PromptRunner:
         t0 = time.monotonic()
         try:
             try:
-                completion = await asyncio.wait_for(self.engine.generate(prompt, params), self.timeout_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.timeout_s):  # (not wait_for: no extra task per engine call)
+                    completion = await self.engine.generate(prompt, params)
+            except TimeoutError:
                 raise EngineError(f"the engine did not answer within {self.timeout_s:g}s") from None
         except EngineError:
             self.stats.record_prompt(sentences=len(sources), requests=requests, ok=False, seconds=time.monotonic() - t0)
