@@ -35,6 +35,7 @@ class FakeEngine:
         delay: float = 0.0,
         model_name: str = "fake",
         template: Template | None = None,
+        history: int | None = None,
     ) -> None:
         self.model_name = model_name
         self.template = template or Template.load("en-de-packed")
@@ -42,6 +43,9 @@ class FakeEngine:
         self.delay = delay
         self.gate: asyncio.Event | None = None
         self.prompts: list[list[str]] = []  # the sources of every prompt seen, in order
+        #: keep only about the last ``history`` prompts and parameters (a served fake engine under a long load run
+        #: must not grow without end, nor make every full garbage collection walk all it ever saw); None: all
+        self.history = history
         self.fail_next = 0
         self.dead = False
         self._prefixes: set[str] = set()
@@ -99,6 +103,9 @@ class FakeEngine:
         self.prompts.append(sources)
         self.params.append(params)
         self.last_params = params
+        if self.history is not None and len(self.prompts) > 2 * self.history:
+            del self.prompts[: -self.history]
+            del self.params[: -self.history]
         if self.gate is not None:
             await self.gate.wait()
         if self.delay:
