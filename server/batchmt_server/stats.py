@@ -141,7 +141,9 @@ class Stats:
             now = self._clock()
             self._ps.append((now, self._ps_value(now), n))
             self.prompts_in_flight = n
-            if len(self._ps) > 4096 and self._ps[1][0] < now - 3600:  # keep an hour (engine calls are shorter)
+            # keep an hour (engine calls are shorter); pruned once half the list is older, so that each change is
+            # O(1) amortised (pruning at every change past the first hour moved the whole list each time)
+            if len(self._ps) > 4096 and self._ps[len(self._ps) // 2][0] < now - 3600:
                 cut = bisect.bisect_left(self._ps, (now - 3600,))
                 del self._ps[: max(1, min(cut, len(self._ps) - 1))]
 
