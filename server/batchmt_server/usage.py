@@ -28,7 +28,8 @@ class EngineUsage:
     def __add__(self, other: EngineUsage) -> EngineUsage:
         if not isinstance(other, EngineUsage):
             return NotImplemented
-        return EngineUsage(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+        # field by field, in order (the names are looked up once, not per addition: several per sentence)
+        return EngineUsage(*[getattr(self, name) + getattr(other, name) for name in _FIELDS])
 
     @classmethod
     def total(cls, items: list[EngineUsage]) -> EngineUsage:
@@ -36,3 +37,6 @@ class EngineUsage:
         for u in items:
             out = out + u
         return out
+
+
+_FIELDS = tuple(f.name for f in fields(EngineUsage))
