@@ -122,6 +122,7 @@ def _echo_reason(echo: str, k: int, norm_src: list[str]) -> str | None:
     return "echo"
 
 
+@lru_cache(maxsize=64)
 def _label_pattern(label: str) -> re.Pattern[str]:
     return re.compile(rf"^\s*{re.escape(label)}\s*(\d{{1,3}})\s*:\s?(.*)$")
 
@@ -238,7 +239,7 @@ def _check_contents(
         outputs.setdefault(out, []).append(i)
         if slot.reason is not None:
             continue
-        if is_copy(sources[i], slot.text):
+        if len(norm_src[i].split()) >= 3 and out == norm_src[i]:  # is_copy(sources[i], slot.text), normalised once
             slot.reason = "copy"
         elif n > 1 and any(out == norm_src[j] and len(norm_src[j].split()) >= 3 for j in range(n) if j != i):
             slot.reason = "neighbour"
