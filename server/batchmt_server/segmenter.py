@@ -126,7 +126,12 @@ def _cells(text: str, keep: Sequence[Span]) -> list[Span]:
     out = []
     for a, b in _lines(text):
         start = a
-        for pos in [i for i in range(a, b) if text[i] == "\t" and not _inside(i, keep)] + [b]:
+        tabs, i = [], text.find("\t", a, b)  # (str.find, not a look at every character)
+        while i >= 0:
+            if not _inside(i, keep):
+                tabs.append(i)
+            i = text.find("\t", i + 1, b)
+        for pos in [*tabs, b]:
             c, d = _trim(text, start, pos)
             if d > c:
                 out.append((c, d))
