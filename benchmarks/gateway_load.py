@@ -16,7 +16,7 @@ The gateway is pinned to core 0 and the load generator to core 1 (``taskset``), 
 core (``--no-pin`` turns it off; the worker runs are never pinned). Every measurement must hold the machine::
 
     flock /tmp/batchmt-engine.lock python -m benchmarks.gateway_load --label after       # ~5 min
-    flock /tmp/batchmt-engine.lock python -m benchmarks.gateway_load --label after --profile --cases gateway
+    flock /tmp/batchmt-engine.lock python -m benchmarks.gateway_load --label after --profile gateway --cases gateway
 
 Runs merge into results/gateway-load/report.json under ``--label`` (a later run of a label replaces it);
 report.md is written from all labels, with after/before ratios.
@@ -570,7 +570,7 @@ def run_case(case: str, args: argparse.Namespace, folder: Path) -> dict[str, Any
                 f"(from schedule p99 {r['latency_from_schedule'].get('p99_ms')})",
                 flush=True,
             )
-        if args.profile:
+        if case in args.profile:
             raw = folder / f"profile-{case}.txt"
             pid = servers.gateways[0].pid
             import threading
@@ -607,6 +607,9 @@ def render(report: dict[str, Any]) -> str:
         "is the floor of uvicorn + FastAPI + the client on this machine).",
         "",
     ]
+    notes = report.get("notes_path")
+    if notes and (REPO / notes).exists():  # what the runs say, written by hand next to the report
+        lines += [(REPO / notes).read_text(encoding="utf-8").strip(), ""]
     labels = list(report["runs"])
     for label in labels:
         run = report["runs"][label]
@@ -718,14 +721,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=32, help="wrk's keep-alive connections")
     ap.add_argument("--open-connections", type=int, default=32, help="the open-loop generator's connections")
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin server and load to cores")
-    ap.add_argument("--profile", action="store_true", help="one more max run under py-spy (top frames)")
+    ap.add_argument(
+        "--profile", default="", help="cases (comma-separated) that get one more max run under py-spy (top frames)"
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--server-tree", type=Path, default=REPO, help="checkout whose server/ the gateways run")
+    ap.add_argument("--render", action="store_true", help="only write report.md again from report.json (and notes.md)")
     args = ap.parse_args(argv)
+    if args.render:
+        (args.out / "report.md").write_text(render(json.loads((args.out / "report.json").read_text())), "utf-8")
+        return 0
     global SERVER_TREE
     SERVER_TREE = args.server_tree.resolve()
     args.rates = [float(x) for x in args.rates.split(",") if x]
     args.loads = [x for x in args.loads.split(",") if x]
+    args.profile = {x for x in args.profile.split(",") if x}
     if shutil.which("wrk") is None and "max" in args.loads:
         raise SystemExit("wrk is missing: apt-get install -y wrk")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -743,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.gateway_load " + " ".join(argv),
         "cases": {**prev, **cases},  # a partial run (--cases) keeps the label's other cases
     }
+    report["notes_path"] = str((args.out / "notes.md").relative_to(REPO)) if args.out.is_relative_to(REPO) else None
     path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     (args.out / "report.md").write_text(render(report), encoding="utf-8")
     print(f"wrote {path} and report.md")
