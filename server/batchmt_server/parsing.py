@@ -83,14 +83,18 @@ def is_copy(source: str, output: str) -> bool:
 def is_example_copy(source: str, output: str, examples: Sequence[str | tuple[str, str]]) -> bool:
     """True when ``output`` is one of the few-shot translations (three words or more) and ``source``
     is not that example's own source. ``examples`` holds translations, or (source, translation) pairs."""
-    out = _norm(output)
+    return _is_example_copy(_norm(source), _norm(output), examples)
+
+
+def _is_example_copy(norm_source: str, out: str, examples: Sequence[str | tuple[str, str]]) -> bool:
+    """``is_example_copy`` on texts already normalised (``_norm``)."""
     if len(out.split()) < 3:
         return False
     index = _example_index(tuple(examples))
     if out not in index:
         return False
     sources = index[out]
-    return None in sources or _norm(source) not in sources
+    return None in sources or norm_source not in sources
 
 
 @lru_cache(maxsize=16)
@@ -243,7 +247,7 @@ def _check_contents(
             slot.reason = "copy"
         elif n > 1 and any(out == norm_src[j] and len(norm_src[j].split()) >= 3 for j in range(n) if j != i):
             slot.reason = "neighbour"
-        elif examples and is_example_copy(sources[i], slot.text, examples):
+        elif examples and _is_example_copy(norm_src[i], out, examples):
             slot.reason = "example"
         elif n > 1 and _translates_a_neighbour(i, slot.text, sources):
             slot.reason = "neighbour"
