@@ -34,8 +34,8 @@ import contextvars
 import hmac
 import json
 import logging
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,7 +172,7 @@ class GuardMiddleware:
                 if _REQUEST_ID.fullmatch(value):
                     return value
                 break
-        return uuid.uuid4().hex
+        return _uuid4_hex()
 
     def _wrap_send(self, send: Send, rid: str) -> Send:
         async def wrapped(message: Message) -> None:
@@ -399,6 +399,14 @@ class _CountedBody:
                 return {"type": "http.disconnect"}
             self.done = not message.get("more_body", False)
         return message
+
+
+def _uuid4_hex() -> str:
+    """``uuid.uuid4().hex`` (random, version 4, RFC 4122 variant), without building a UUID object."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return b.hex()
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
