@@ -427,7 +427,7 @@ async def run(args: argparse.Namespace) -> int:
         warmup=False,
         calibration="off",
         max_queue_sentences=max(4096, 2 * len(sources)),
-        max_prompts_in_flight=args.in_flight,
+        max_prompts_in_flight=args.gateway_in_flight or args.in_flight,
     )
     print(f"machine: {machine()}", flush=True)
     t0 = time.perf_counter()
@@ -712,6 +712,12 @@ def main(argv: list[str] | None = None) -> int:
         "--pack-sentences", type=int, default=128, help="sentences for the fixed pack-size modes (default 128; 0: all)"
     )
     p.add_argument("--in-flight", type=int, default=64, help="engine sequences / gateway prompts in flight")
+    p.add_argument(
+        "--gateway-in-flight",
+        type=int,
+        default=None,
+        help="the gateway's --max-prompts-in-flight (default: --in-flight, the engine's max_num_seqs)",
+    )
     p.add_argument("--eager", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--kv-gib", type=int, default=4)
     p.add_argument("--calibration", choices=("auto", "off"), default="auto", help="for the default mode")
