@@ -15,11 +15,15 @@ latency it adds at fixed rates, against a zero-latency fake engine on loopback.
 The gateway is pinned to core 0 and the load generator to core 1 (``taskset``), so "per gateway process" means one
 core (``--no-pin`` turns it off; the worker runs are never pinned). Every measurement must hold the machine::
 
-    flock /tmp/batchmt-engine.lock python -m benchmarks.gateway_load --label after       # ~5 min
-    flock /tmp/batchmt-engine.lock python -m benchmarks.gateway_load --label after --profile gateway --cases gateway
+    git worktree add --detach /tmp/gl-before <commit>       # the server code of another commit, for "before"
+    flock /tmp/batchmt-engine.lock python -m benchmarks.gateway_load --label before --server-tree /tmp/gl-before \
+        --profile gateway,http-1w                           # ~8 min
+    flock /tmp/batchmt-engine.lock python -m benchmarks.gateway_load --label after --profile gateway,http-1w
 
-Runs merge into results/gateway-load/report.json under ``--label`` (a later run of a label replaces it);
-report.md is written from all labels, with after/before ratios.
+Runs merge into results/gateway-load/report.json under ``--label`` (a later run of a label replaces it, a run of
+some ``--cases`` keeps the label's others); report.md is written from all labels, with after/before ratios, and
+with notes.md (written by hand) at the top; ``--render`` writes it again without running anything. py-spy's
+collapsed stacks go to profiles/ (gzipped); the processes' logs and stores to a temporary folder.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import argparse
 import asyncio
 import collections
 import datetime
+import gzip
 import json
 import os
 import platform
@@ -36,6 +41,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -468,10 +474,18 @@ def profile(pid: int, seconds: float, out: Path) -> None:
     )
 
 
-def top_frames(collapsed: str, n: int = 15) -> dict[str, list[tuple[str, float]]]:
+#: frames every sample of the serving process passes through (start-up and the event loop): left out of the
+#: inclusive list, where they would only say 100%
+PLUMBING = re.compile(
+    r"<frozen runpy>|\(<string>\)|^<module> |batchmt_server/(__main__|cli|serving)\.py|uvicorn/(server|_compat)\.py|"
+    r"asyncio/runners\.py|benchmarks/gateway_load\.py|uvloop/__init__\.py"
+)
+
+
+def top_frames(collapsed: str, n: int = 20) -> dict[str, list[tuple[str, float]]]:
     """From py-spy's collapsed stacks (``frame;frame;... count``): the ``n`` functions with the most samples on
-    top of the stack (self) and anywhere in it (inclusive), as shares of all samples. A frame is
-    ``func (file:line)``; the line is dropped so a function counts once."""
+    top of the stack (self) and anywhere in it (inclusive, start-up and event-loop frames left out), as shares of
+    all samples. A frame is ``func (file:line)``; the line is dropped so a function counts once."""
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     total = 0
@@ -485,7 +499,8 @@ def top_frames(collapsed: str, n: int = 15) -> dict[str, list[tuple[str, float]]
         frames = [re.sub(r"\(/.*?/(site-packages|server|benchmarks)/", r"(", f) for f in frames]
         own[frames[-1]] += c
         for f in set(frames):
-            incl[f] += c
+            if not PLUMBING.search(f):
+                incl[f] += c
     share = max(1, total)
     return {
         "self": [(f, round(c / share, 4)) for f, c in own.most_common(n)],
@@ -571,7 +586,7 @@ def run_case(case: str, args: argparse.Namespace, folder: Path) -> dict[str, Any
                 flush=True,
             )
         if case in args.profile:
-            raw = folder / f"profile-{case}.txt"
+            raw = folder / f"profile-{case}.txt"  # collapsed stacks, kept gzipped beside the report
             pid = servers.gateways[0].pid
             import threading
 
@@ -582,6 +597,9 @@ def run_case(case: str, args: argparse.Namespace, folder: Path) -> dict[str, Any
             th.join()
             result["profiled_max"] = {"ok_per_s": r["ok_per_s"], "note": "under py-spy --nonblocking, 200 Hz"}
             result["profile"] = top_frames(raw.read_text())
+            keep = args.out / "profiles" / f"{args.label}-{case}.txt.gz"
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            keep.write_bytes(gzip.compress(raw.read_bytes()))
     finally:
         servers.stop()
     return result
@@ -744,7 +762,8 @@ def main(argv: list[str] | None = None) -> int:
     for case in [c for c in args.cases.split(",") if c]:
         if case not in CASES:
             raise SystemExit(f"unknown case {case!r}; one of {CASES}")
-        cases[case] = run_case(case, args, args.out / "runs" / args.label)
+        # the processes' folders (logs, stores) in a temporary folder; results/ gets the report and the profiles
+        cases[case] = run_case(case, args, Path(tempfile.mkdtemp(prefix="gateway-load-")) / args.label)
     path = args.out / "report.json"
     report = json.loads(path.read_text()) if path.exists() else {"runs": {}}
     prev = report["runs"].get(args.label, {}).get("cases", {})
