@@ -35,6 +35,14 @@ __all__ = ["Gateway"]
 log = logging.getLogger("batchmt.gateway")
 
 
+def default_prompts_in_flight(engine: Engine) -> int:
+    """Twice the engine's sequence slots when it says how many it has (the in-process vLLM engine): the gateway
+    then keeps a full batch waiting in vLLM's own queue, so a finished sequence's place is refilled in the same
+    step instead of after its answer has travelled back through the gateway. 64 otherwise."""
+    seqs = getattr(engine, "max_num_seqs", None)
+    return 2 * seqs if isinstance(seqs, int) and seqs > 0 else 64
+
+
 @dataclass
 class Gateway:
     """Everything one running app owns (kept on ``app.state.gateway``)."""
@@ -148,7 +156,7 @@ class Gateway:
                 self.engine,
                 self.template,
                 self.stats,
-                max_in_flight=s.max_prompts_in_flight,
+                max_in_flight=s.max_prompts_in_flight or default_prompts_in_flight(self.engine),
                 timeout_s=s.engine_timeout_s,
             )
             self.batcher = Batcher(

@@ -129,7 +129,13 @@ class Settings(BaseSettings, SecurityFields):
         0.01, ge=0, le=1, description="calibration: share of sentences re-sent after a bad slot"
     )
     max_prompt_tokens: int = Field(1024, ge=64, description="token budget for the numbered inputs of one prompt")
-    max_prompts_in_flight: int = Field(64, ge=1)
+    max_prompts_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="prompts the gateway keeps at the engine at once; default: twice the in-process engine's "
+        "max_num_seqs, so that vLLM's scheduler has the next prompts waiting when a sequence ends "
+        "(64 for an HTTP engine)",
+    )
     max_queue_sentences: int = Field(4096, ge=1, description="bounded queue; beyond it requests get 429")
     translation_memory_size: int = Field(
         10000,

@@ -256,3 +256,14 @@ async def test_without_the_second_try_a_copy_is_delivered_as_suspect_at_once():
     (out,) = await asyncio.gather(*b.submit(["The weather will be warm all week long."], request_id=1))
     assert out.suspect == "copy" and out.text == "The weather will be warm all week long."
     assert len(eng.prompts) == 1 and stats.suspect["copy"] == 1
+
+
+def test_the_gateway_keeps_twice_the_engines_sequence_slots_in_flight_by_default():
+    """A full batch waits in vLLM's own queue, so a finished sequence's place is refilled at once; an engine that
+    does not say how many sequences it runs (HTTP, fake) gets 64."""
+    from types import SimpleNamespace
+
+    from batchmt_server.gateway import default_prompts_in_flight
+
+    assert default_prompts_in_flight(SimpleNamespace(max_num_seqs=64)) == 128  # type: ignore[arg-type]
+    assert default_prompts_in_flight(FakeEngine()) == 64

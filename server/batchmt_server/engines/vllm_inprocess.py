@@ -105,6 +105,11 @@ class VLLMEngine:
             raise EngineError(f"vLLM failed to start on {self.model}: {exc}") from exc
 
     @property
+    def max_num_seqs(self) -> int:
+        """Sequences the engine runs at once (its setting, or an engine argument's)."""
+        return int(self._extra.get("max_num_seqs") or self._opts["max_num_seqs"] or 128)
+
+    @property
     def tokenizer(self) -> Any:
         """The model's tokenizer once started (its chat template decides the prompt form), else None."""
         return self._tokenizer
