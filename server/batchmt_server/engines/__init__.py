@@ -60,6 +60,7 @@ def build_engine(settings: Settings) -> Engine:
         enforce_eager=settings.enforce_eager,
         enable_prefix_caching=settings.enable_prefix_caching,
         cpu_kvcache_gib=settings.cpu_kvcache_gib,
+        cpu_preload=settings.cpu_preload,
         engine_args=extra,
         scheduling_policy="fcfs" if settings.scheduling_policy == "fcfs" else "priority",
     )

