@@ -410,7 +410,8 @@ async def bench_fake(n: int, concurrency: int) -> list[Result]:
 
 async def run(args: argparse.Namespace) -> int:
     from batchmt_server.chat import apply_form
-    from batchmt_server.engines.vllm_inprocess import VLLMEngine
+    from batchmt_server.engines.vllm_inprocess import VLLMEngine, cpu_preloads
+    from batchmt_server.gateway import default_prompts_in_flight
     from batchmt_server.model import resolve_model
 
     out = Path(args.out)
@@ -427,7 +428,7 @@ async def run(args: argparse.Namespace) -> int:
         warmup=False,
         calibration="off",
         max_queue_sentences=max(4096, 2 * len(sources)),
-        max_prompts_in_flight=args.gateway_in_flight or args.in_flight,
+        max_prompts_in_flight=args.gateway_in_flight,  # None: the server's default (2x the engine's slots)
     )
     print(f"machine: {machine()}", flush=True)
     t0 = time.perf_counter()
@@ -437,8 +438,11 @@ async def run(args: argparse.Namespace) -> int:
         enforce_eager=args.eager,
         max_num_seqs=args.in_flight,
         cpu_kvcache_gib=args.kv_gib,
+        cpu_preload=base_settings.cpu_preload,  # BATCHMT_CPU_PRELOAD=false: off
     )
+    engine_preload = ":".join(cpu_preloads(os.environ.get("LD_PRELOAD"))) if base_settings.cpu_preload else ""
     await engine.start()
+    gateway_in_flight = args.gateway_in_flight or default_prompts_in_flight(engine)
     # the form the gateway uses too: chat for a model with a chat template (the baseline sends the same prompts)
     # plain vLLM's prompt: the long few-shot prefix (the first template variant), in the form the gateway uses too
     # (chat for a model with a chat template)
@@ -617,6 +621,9 @@ async def run(args: argparse.Namespace) -> int:
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; commit {m['commit']}.  ",
         f"Model: {base_settings.model_name} ({'eager' if args.eager else 'compiled'}), template {template.ref}; "
         f"data: `{args.data}` first {len(sources)} sentences (low load: first {low_n}); engine start {startup:.0f}s.  ",
+        f"Engine max_num_seqs {args.in_flight}; the gateway's prompts in flight {gateway_in_flight}"
+        f"{'' if args.gateway_in_flight else ' (the server default)'}; LD_PRELOAD of the engine: "
+        f"{engine_preload or 'none'}.  ",
         "Every ratio is against `baseline` (one request per sentence, prefix cache on, all in flight) in the same run.",
         *(
             [f"Template calibration (one sentence per prompt on the calibration set): {template_note}."]
@@ -669,6 +676,9 @@ async def run(args: argparse.Namespace) -> int:
             {
                 "machine": m,
                 "startup_s": startup,
+                "engine_max_num_seqs": args.in_flight,
+                "gateway_prompts_in_flight": gateway_in_flight,
+                "engine_ld_preload": engine_preload,
                 "results": [
                     {
                         **{
@@ -716,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         "--gateway-in-flight",
         type=int,
         default=None,
-        help="the gateway's --max-prompts-in-flight (default: --in-flight, the engine's max_num_seqs)",
+        help="the gateway's --max-prompts-in-flight (default: the server's, twice the engine's max_num_seqs)",
     )
     p.add_argument("--eager", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--kv-gib", type=int, default=4)
