@@ -1,7 +1,8 @@
 """The micro-batcher: one queue for the sentences of all callers, packed into BatchPrompt prompts.
 
 Modelled on Ray Serve's ``@serve.batch``: the batch window opens at the first queued sentence and
-closes after ``max_wait_ms`` or as soon as a full prompt is waiting; a token budget and a sentence
+closes after ``max_wait_ms`` or as soon as a full prompt is waiting (the ``adaptive`` policy skips it while
+every queued sentence has a free prompt place: there is nothing to pack then); a token budget and a sentence
 cap size each prompt; a semaphore caps prompts in flight; cancelled callers' sentences are dropped
 before they are sent; a bad slot is repaired on its own (re-sent in smaller prompts, down to one
 sentence per prompt) and never fails its neighbours.
@@ -232,6 +233,12 @@ class Batcher:
         free = self.runner.free + 1  # includes the place this dispatch holds
         return max(1, min(self.max_pack, math.ceil(len(self._queue) / free)))
 
+    def _slots_to_spare(self) -> bool:
+        """``adaptive``: every queued sentence can have a prompt place of its own now, so waiting out the batch
+        window would only add latency (it would still be sent alone; packing starts once the places run short,
+        and then the window fills the packs). Jobs' sentences count too: they are sent in the same places."""
+        return self.policy == "adaptive" and self.runner.free >= len(self._queue) + len(self._low)
+
     # ------------------------------------------------------------------ batch-job capacity
     @property
     def interactive_active(self) -> int:
@@ -295,7 +302,7 @@ class Batcher:
             deadline = (self._queue[0] if self._queue else self._low[0]).enqueued_at + self.max_wait
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or len(self._queue) + len(self._low) >= self.max_pack:
+                if remaining <= 0 or len(self._queue) + len(self._low) >= self.max_pack or self._slots_to_spare():
                     break
                 self._wakeup.clear()
                 try:

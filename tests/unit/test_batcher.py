@@ -91,6 +91,43 @@ async def test_adaptive_policy_packs_when_the_queue_outgrows_the_slots():
     assert stats.multi_request_prompts >= 1
 
 
+async def test_adaptive_policy_skips_the_window_while_every_sentence_has_a_free_place():
+    b, eng, _ = make(policy="adaptive", max_sentences_per_prompt=8, max_wait_ms=10_000, max_prompts_in_flight=4)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    out = await asyncio.gather(*b.submit(["Only one sentence waits."], request_id=1))
+    assert out[0].text == "[de] Only one sentence waits."
+    assert loop.time() - t0 < 5  # sent at once, not after the 10 s window: it would have gone alone anyway
+    fixed, _, _ = make(policy="fixed", max_sentences_per_prompt=8, max_wait_ms=300, max_prompts_in_flight=4)
+    t0 = loop.time()
+    await asyncio.gather(*fixed.submit(["Only one sentence waits."], request_id=1))
+    assert loop.time() - t0 >= 0.25  # the fixed policy waits its window to fill the prompt
+
+
+async def test_adaptive_policy_keeps_the_window_when_places_run_short():
+    """With one free place and more sentences queued than places, the window lets the pack fill up."""
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    b, _, _ = make(eng, policy="adaptive", max_sentences_per_prompt=8, max_wait_ms=200, max_prompts_in_flight=2)
+    first = b.submit(["The blocker is in flight."], request_id=1)
+    while len(eng.prompts) < 1:
+        await asyncio.sleep(0.005)
+    two = b.submit(["Queued sentence one here.", "Queued sentence two here."], request_id=2)
+    await asyncio.sleep(0.05)
+    more = b.submit([f"Late sentence {i} here." for i in range(3)], request_id=3)  # inside the window
+    while len(eng.prompts) < 2:
+        await asyncio.sleep(0.005)
+    eng.gate.set()
+    await asyncio.gather(*first, *two, *more)
+    assert eng.prompts[1] == [  # the late sentences joined the pack the window held open
+        "Queued sentence one here.",
+        "Queued sentence two here.",
+        "Late sentence 0 here.",
+        "Late sentence 1 here.",
+        "Late sentence 2 here.",
+    ]
+
+
 async def test_cancelled_callers_are_dropped_before_sending():
     eng = FakeEngine()
     eng.gate = asyncio.Event()
