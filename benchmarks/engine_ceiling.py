@@ -46,7 +46,7 @@ from typing import Any
 
 __all__ = ["main"]
 
-PARTS = ("ceiling", "workload", "sweep", "ngram")
+PARTS = ("ceiling", "workload", "sweep", "ngram", "logprobs")
 #: engine settings shared by every config (the gateway's, see settings.py / engines/vllm_inprocess.py)
 BASE_ENGINE = {
     "dtype": "float32",
@@ -308,6 +308,7 @@ class Worker:
             sp = self._sp(
                 max_tokens=self.template.max_tokens([len(self.tok.encode(s, add_special_tokens=False))]),
                 stop=list(self.template.stop_for(1)),
+                logprobs=task.get("logprobs"),  # 0: the chosen token's log-probability (the gateway's confidence)
             )
             prompt = self.template.render([s])
             async with sem:
@@ -333,6 +334,7 @@ class Worker:
             "name": task["name"],
             "sentences": n,
             "in_flight": in_flight,
+            "logprobs": task.get("logprobs"),
             "seconds": seconds,
             "sent_s": n / seconds,
             "completion_tokens": compl,
@@ -683,6 +685,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> tu
     ng = results.get("ngram")
     if ng:
         md += ngram_section(args, ng, results)
+    if results.get("logprobs"):
+        md += logprobs_section(args, results["logprobs"], results)
     md += [
         "Numbers only: this report holds no sentence of the data set (it reads them at run time).",
         "",
@@ -698,10 +702,58 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> tu
         "sweep_noise": results.get("sweep_noise"),
         "ngram": results.get("ngram_summary"),
         "ngram_engines": [_strip(r) for r in (ng or [])],
+        "logprobs": results.get("logprobs_summary"),
+        "logprobs_engine": _strip(results["logprobs"]) if results.get("logprobs") else None,
     }
     if a:
         js["engines"] = {"A": _strip(a)}
     return "\n".join(md) + "\n", js
+
+
+def logprobs_section(args: argparse.Namespace, res: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """What asking for the chosen token's log-probability (``logprobs=0``, the gateway's confidence) costs."""
+    runs = [t for t in res.get("tasks", []) if t["kind"] == "workload"]
+    md = [
+        "## 5. The cost of log-probabilities (`logprobs=0`: the chosen token's, as the gateway's confidence asks)",
+        "",
+        f"One engine (max_num_seqs {args.logprobs_max_num_seqs}, {'eager' if args.eager else 'compiled'}), the "
+        f"baseline workload ({args.sentences} sentences, all submitted at once) with and without `logprobs=0`, "
+        "alternating which runs first. vLLM computes a log-softmax over the whole vocabulary (and the chosen "
+        "token's rank) for every sequence of a step once any sequence in it asks.",
+        "",
+    ]
+    if res.get("error"):
+        md += [f"Error: `{res['error']}`", ""]
+    if not runs:
+        return md
+    md += md_table(
+        ["run", "logprobs", "sentences/s", "completion tok/s", "completion tokens"],
+        [
+            [
+                t["name"],
+                "off" if t.get("logprobs") is None else "0",
+                fmt(t["sent_s"], 3),
+                fmt(t["compl_tok_s"]),
+                str(t["completion_tokens"]),
+            ]
+            for t in runs
+        ],
+    )
+    off = [t["sent_s"] for t in runs if t.get("logprobs") is None]
+    on = [t["sent_s"] for t in runs if t.get("logprobs") is not None]
+    if off and on:
+        summary = {"off_median": median(off), "on_median": median(on), "ratio": median(on) / median(off)}
+        results["logprobs_summary"] = summary
+        same = len({t["completion_tokens"] for t in runs}) == 1
+        always = "slower" if max(on) < min(off) else "not always slower"
+        md += [
+            "",
+            f"Median with logprobs **{summary['on_median']:.2f}** vs without {summary['off_median']:.2f} sentences/s: "
+            f"**{summary['ratio']:.2f}×** (every run with logprobs {always}"
+            f" than every run without; {'the same' if same else 'different'} completion tokens in every run).",
+            "",
+        ]
+    return md
 
 
 def ngram_section(args: argparse.Namespace, ng: list[dict[str, Any]], results: dict[str, Any]) -> list[str]:
@@ -876,6 +928,15 @@ def run(args: argparse.Namespace) -> int:
             r["spec_engine"] = engine
             ng.append(r)
         results["ngram"] = ng
+    if "logprobs" in parts:  # one engine, the baseline workload with and without logprobs=0, alternating
+        tasks = []
+        for rep in range(args.logprobs_repeats):
+            for lp in (None, 0) if rep % 2 == 0 else (0, None):
+                name = f"logprobs-{'off' if lp is None else 'on'}-{rep + 1}"
+                tasks.append({"kind": "workload", "name": name, "sentences": args.sentences, "logprobs": lp})
+        engine = {"max_num_seqs": args.logprobs_max_num_seqs, "enforce_eager": args.eager}
+        results["logprobs"] = spawn(_spec(args, engine, tasks), "logprobs")
+        results["logprobs"]["spec_engine"] = engine
     wall = time.perf_counter() - t_start
     md, js = report(args, results, wall)
     (out / "report.md").write_text(md)
@@ -934,6 +995,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ngram-max", type=int, default=4)
     p.add_argument("--ngram-min", type=int, default=2)
     p.add_argument("--ngram-max-num-seqs", type=int, default=128)
+    p.add_argument("--logprobs-repeats", type=int, default=4, help="logprobs part: pairs (on/off, alternating)")
+    p.add_argument("--logprobs-max-num-seqs", type=int, default=64, help="logprobs part: the engine (the bench's)")
     p.add_argument("--ngram-low-sentences", type=int, default=8, help="sentences at 1 in flight")
     p.add_argument("--ngram-mid-sentences", type=int, default=32, help="sentences at 8 in flight")
     p.add_argument("--ngram-sentences", type=int, default=64, help="sentences at saturation (all in flight)")

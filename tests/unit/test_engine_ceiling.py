@@ -5,6 +5,7 @@ import math
 from benchmarks.engine_ceiling import (
     best_config,
     fmt,
+    logprobs_section,
     md_table,
     median,
     mismatches,
@@ -103,3 +104,28 @@ def test_sweep_noise_from_rows_that_are_the_same_engine_in_effect():
     assert best is not None
     text = " ".join(sweep_conclusion(rows, best, 128))
     assert "max_num_seqs=256" in text and "10%" in text and "spans 38%" in text and "clearly" not in text
+
+
+def test_logprobs_section_reports_the_median_ratio_and_whether_every_run_was_slower():
+    import argparse
+
+    args = argparse.Namespace(logprobs_max_num_seqs=64, eager=True, sentences=4)
+
+    def run(name: str, lp: int | None, sent_s: float) -> dict:
+        return {
+            "kind": "workload",
+            "name": name,
+            "logprobs": lp,
+            "sent_s": sent_s,
+            "compl_tok_s": 10 * sent_s,
+            "completion_tokens": 40,
+        }
+
+    results: dict = {}
+    res = {"tasks": [run("off-1", None, 4.0), run("on-1", 0, 3.6), run("on-2", 0, 3.8), run("off-2", None, 4.2)]}
+    text = "\n".join(logprobs_section(args, res, results))
+    assert results["logprobs_summary"]["ratio"] == (3.7 / 4.1)
+    assert "**0.90×**" in text and "every run with logprobs slower" in text and "the same completion tokens" in text
+    res["tasks"].append(run("on-3", 0, 4.5))
+    text = "\n".join(logprobs_section(args, res, results))
+    assert "not always slower" in text
