@@ -12,6 +12,8 @@ Modes (every ratio is against ``baseline``):
   set has repeated sentences, also on its de-duplicated version (``default-unique``);
 - ``default-whole-lines``: the default with ``split_sentences: "off"``, one slot per line as plain vLLM
   sends it: the same engine work as the baseline, so the gap is the gateway's own;
+- ``default+confidence``: the default with every request asking for ``confidence`` (the engine computes the
+  tokens' log-probabilities; the ``confidence ρ`` column is measured here);
 - ``default+2nd-try``: the default with ``--suspect-second-try``.
 
 A mode run on fewer sentences than the baseline is compared, for quality, with the baseline's
@@ -140,6 +142,7 @@ async def run_gateway(
     concurrency: int | None = None,
     per_request: int = 1,
     split: str | None = None,
+    confidence: bool = False,
 ) -> Result:
     """Sentences as requests of ``per_request`` (default: one each) through the whole app (validation,
     batcher, parser, JSON); ``split``: the requests' ``split_sentences`` (default: the server's). Latency is per
@@ -169,6 +172,8 @@ async def run_gateway(
                     body: dict[str, object] = {"sentences": chunk}
                     if split is not None:
                         body["split_sentences"] = split
+                    if confidence:
+                        body["confidence"] = True
                     r = await client.post("/v1/translate", json=body)
                     res.latencies.append(time.perf_counter() - t)
                 r.raise_for_status()
@@ -557,6 +562,11 @@ async def run(args: argparse.Namespace) -> int:
             run_gateway, engine, default, sources, mode="default-whole-lines", load="saturation", split="off"
         )
         r.note = "split_sentences off: a line is one slot, as plain vLLM sends it (the gateway's own overhead)"
+    if not args.only_headline:  # what a confidence with every translation costs (the engine's log-probabilities)
+        r = await record(
+            run_gateway, engine, default, sources, mode="default+confidence", load="saturation", confidence=True
+        )
+        r.note = "every request asks for confidence: the engine computes the tokens' log-probabilities"
     if not args.only_headline:  # what a sampled second try for copies and loops buys, and what it costs
         r = await record(
             run_gateway,

@@ -274,6 +274,7 @@ class BaseClient:
         split_sentences: str | None,
         tag_handling: str | None,
         preserve_placeholders: bool | None,
+        confidence: bool | None = None,
     ) -> dict[str, Any]:
         """The request fields the caller set; ``None`` leaves the server's default (and keeps the
         body valid for servers that predate the option)."""
@@ -287,6 +288,10 @@ class BaseClient:
             if not isinstance(preserve_placeholders, bool):
                 raise TypeError("preserve_placeholders must be True or False")
             options["preserve_placeholders"] = preserve_placeholders
+        if confidence is not None:
+            if not isinstance(confidence, bool):
+                raise TypeError("confidence must be True or False")
+            options["confidence"] = confidence
         return options
 
     def _translate_body(

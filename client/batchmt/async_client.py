@@ -132,6 +132,7 @@ class AsyncClient(BaseClient):
         split_sentences: str | None = None,
         tag_handling: str | None = None,
         preserve_placeholders: bool | None = None,
+        confidence: bool | None = None,
     ) -> TranslationResult:
         """Like :meth:`Client.translate`; the requests a long list is split into are sent
         concurrently (at most ``max_concurrency`` at a time) and joined in input order. If one
@@ -143,6 +144,7 @@ class AsyncClient(BaseClient):
             split_sentences=split_sentences,
             tag_handling=tag_handling,
             preserve_placeholders=preserve_placeholders,
+            confidence=confidence,
         )
         if not items:
             return self._empty_result()

@@ -130,13 +130,16 @@ class Client(BaseClient):
         split_sentences: str | None = None,
         tag_handling: str | None = None,
         preserve_placeholders: bool | None = None,
+        confidence: bool | None = None,
     ) -> TranslationResult:
         """Translate a list of texts (sentences, paragraphs, documents); one result slot per text, in order.
 
         ``quality`` is ``"fast"`` | ``"balanced"`` | ``"best"``; ``split_sentences`` ``"on"`` (split
         on sentence punctuation and newlines) | ``"newlines"`` | ``"off"`` (the text is one
         segment); ``tag_handling`` ``"html"`` | ``"xml"``; ``preserve_placeholders`` protects
-        ``{name}``, ``%s``, URLs, ... (see docs/api.md). ``None`` leaves the server's default.
+        ``{name}``, ``%s``, URLs, ... (see docs/api.md); ``confidence=True`` gives each translation
+        a ``confidence`` (0..1; it costs the engine some throughput: see docs/api.md). ``None`` leaves
+        the server's default.
 
         Lists are split into requests within the server's limits (texts and characters per
         request, from ``/v1/info``), sent one after the other and joined; ``usage`` is summed. A
@@ -151,6 +154,7 @@ class Client(BaseClient):
             split_sentences=split_sentences,
             tag_handling=tag_handling,
             preserve_placeholders=preserve_placeholders,
+            confidence=confidence,
         )
         if not items:
             return self._empty_result()

@@ -93,8 +93,9 @@ class Translation:
     ``"partial"`` (``text`` is the whole text with the failed segments kept in the source language;
     ``failed_segments`` says which) or ``"failed"`` (``text`` is ``None``, ``error`` says why). ``segments``
     is how many segments (sentences) the server split the text into (``None`` from servers older than
-    texts). ``confidence`` (0..1, ``None`` when unknown) is how sure the model was of the text's weakest
-    segment. Fields this SDK version does not know are kept in ``extra``.
+    texts). ``confidence`` (0..1; ``None`` unless ``translate(..., confidence=True)`` asked for it, or when
+    unknown) is how sure the model was of the text's weakest segment. Fields this SDK version does not know
+    are kept in ``extra``.
     """
 
     text: str | None

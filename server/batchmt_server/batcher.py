@@ -88,6 +88,7 @@ class Item:
     translated: bool = False  # resolved with a translation (its baseline is recorded once)
     priority: int = 0  # 0: interactive; > 0: batch-job work, sent in the capacity interactive callers leave
     sampled: bool = False  # its masks came back damaged: re-sent sampled (greedy would repeat the damage)
+    logprobs: bool = False  # a caller asked for its confidence: its prompt asks the engine for log-probabilities
 
     @property
     def abandoned(self) -> bool:
@@ -180,9 +181,12 @@ class Batcher:
         return n
 
     # ------------------------------------------------------------------ intake
-    def submit(self, texts: list[str], request_id: int, priority: int = 0) -> list[asyncio.Future]:
+    def submit(
+        self, texts: list[str], request_id: int, priority: int = 0, *, logprobs: bool = False
+    ) -> list[asyncio.Future]:
         """Queue ``texts`` (all or none). Raises :class:`QueueFull`. ``priority`` > 0: batch-job work (its own
-        queue and limit, sent after interactive sentences)."""
+        queue and limit, sent after interactive sentences). ``logprobs``: the caller wants each translation's
+        confidence, so their prompts ask the engine for the tokens' log-probabilities (which costs it work)."""
         queue = self._queue if priority <= 0 else self._low
         if len(queue) + len(texts) > self.max_queue:
             raise QueueFull(self.retry_after())
@@ -200,6 +204,7 @@ class Batcher:
             item = self._pending.get(text)
             if item is not None and not item.abandoned:  # the same sentence is on its way already
                 item.waiters.append(fut)
+                item.logprobs |= logprobs  # (a sentence already in flight without them has no confidence)
                 self.stats.record_reuse("coalesced")
                 if priority < item.priority:  # an interactive caller joined a job's sentence: it goes first now
                     item.priority = priority
@@ -207,7 +212,15 @@ class Batcher:
                         self._low.remove(item)
                         self._queue.append(item)
                 continue
-            item = Item(text, self.runner.engine.count_tokens(text), request_id, [fut], now, priority=priority)
+            item = Item(
+                text,
+                self.runner.engine.count_tokens(text),
+                request_id,
+                [fut],
+                now,
+                priority=priority,
+                logprobs=logprobs,
+            )
             self._pending[text] = item
             queue.append(item)
         self.stats.set_queue_depth(len(self._queue) + len(self._low))
@@ -343,7 +356,7 @@ class Batcher:
                     seed=seed,
                     requests=len({it.request_id for it in batch}),
                     priority=priority,
-                    logprobs=True,
+                    logprobs=any(it.logprobs for it in batch),
                 )
             except EngineDead as exc:  # no retry can succeed: fail at once, and tell the gateway
                 log.error("the engine died: %s", exc)
@@ -366,7 +379,7 @@ class Batcher:
                     self._repair(it, "placeholder", len(batch), f"protected spans damaged: {damage}")
                 elif slot.ok:
                     self._record_baseline(it, call, batch)
-                    self._resolve(it, slot.text, confidence=_confidence(call, slot))
+                    self._resolve(it, slot.text, confidence=_confidence(call, slot) if it.logprobs else None)
                 elif len(batch) == 1 and slot.reason in SUSPECT_REASONS and slot.text:
                     # Alone in its prompt, this is the model's own answer for this very sentence, but a copy of the
                     # English or a run-on: delivered as suspect, or first (suspect_second_try) given a second try,
@@ -383,7 +396,7 @@ class Batcher:
                         slot.text,
                         flagged=True,
                         suspect=SUSPECT_REASONS[slot.reason],
-                        confidence=_confidence(call, slot),
+                        confidence=_confidence(call, slot) if it.logprobs else None,
                     )
                 else:
                     self._repair(it, slot.reason or "missing", len(batch), f"output slot flagged: {slot.reason}")

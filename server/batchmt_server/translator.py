@@ -229,7 +229,9 @@ class Translator:
                 self.stats.record_sentences("cancelled", n_entries)
                 raise
         elif todo:
-            fresh = await self._one_pass([texts[k] for k in todo], rid, disconnected, n_entries, priority)
+            fresh = await self._one_pass(
+                [texts[k] for k in todo], rid, disconnected, n_entries, priority, confidence=req.confidence
+            )
         outcomes = [Outcome(remembered[t], memory=True) if t in remembered else None for t in texts]
         for k, o in zip(todo, fresh):
             outcomes[k] = o
@@ -376,14 +378,17 @@ class Translator:
         disconnected: Callable[[], Awaitable[None]] | None,
         n_sentences: int,
         priority: int = 0,
+        *,
+        confidence: bool = False,
     ) -> list[Outcome]:
-        """quality 'fast': every segment through the batcher once (packed with other callers' sentences)."""
+        """quality 'fast': every segment through the batcher once (packed with other callers' sentences);
+        ``confidence``: ask the engine for the tokens' log-probabilities (each outcome's confidence)."""
         out: list[Outcome] = []
         deadline = time.monotonic() + self.settings.request_timeout_s
         for n, window in enumerate(self._windows(texts)):
             while True:
                 try:
-                    futures = self.batcher.submit(window, rid, priority=priority)
+                    futures = self.batcher.submit(window, rid, priority=priority, logprobs=confidence)
                     break
                 except QueueFull as exc:
                     if n == 0:  # nothing accepted yet: the caller retries

@@ -28,6 +28,7 @@ OPTIONS = {
     "split_sentences": ("on", "newlines", "off"),
     "tag_handling": (None, "html", "xml"),
     "preserve_placeholders": (True, False),
+    "confidence": (True, False),
 }
 
 

@@ -50,6 +50,17 @@ async def test_async_client_with_options(fake_gateway):
     assert [t.segments for t in result.translations] == [1] * 5
 
 
+def test_a_confidence_comes_when_asked(fake_gateway):
+    with batchmt.Client(base_url=fake_gateway, timeout=60) as client:
+        plain = client.translate(["The bakery opens early today."])
+        asked = client.translate(["The bakery closes late today."], confidence=True)
+        with pytest.raises(TypeError):
+            client.translate(["x"], confidence="yes")  # type: ignore[arg-type]
+    assert plain.ok and plain.translations[0].confidence is None
+    (t,) = asked.translations
+    assert t.ok and t.confidence is not None and 0 < t.confidence <= 1
+
+
 def test_html_keeps_the_markup(fake_gateway):
     html = '<p>Hello <b>world</b>.</p><p>See <a href="https://example.org">the site</a>.</p>'
     with batchmt.Client(base_url=fake_gateway, timeout=60) as client:

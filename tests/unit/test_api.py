@@ -273,12 +273,18 @@ async def test_a_caller_that_goes_away_cancels_its_sentences_without_polling():
         assert r.translations[0].status == "ok"
 
 
-async def test_a_copy_of_the_english_is_delivered_as_suspect_and_every_translation_has_a_confidence():
+async def test_a_copy_of_the_english_is_delivered_as_suspect_and_a_confidence_comes_when_asked():
     copied = "The weather will be warm all week long."
     eng = FakeEngine(lambda srcs: [s if s == copied else f"[de] {s}" for s in srcs])
     async with running_gateway(eng, pack_policy="fixed", max_sentences_per_prompt=1) as (c, _):
-        r = await c.post("/v1/translate", json={"texts": ["The museum is closed on Mondays.", copied]})
+        texts = ["The museum is closed on Mondays.", copied]
+        r = await c.post("/v1/translate", json={"texts": texts, "confidence": True})
+        plain = await c.post("/v1/translate", json={"texts": ["The shop opens at nine."]})
+        bad = await c.post("/v1/translate", json={"texts": ["x"], "confidence": "yes"})
         metrics = parse_metrics((await c.get("/metrics")).text)
+    assert plain.json()["translations"][0]["confidence"] is None  # not asked: the engine did no extra work
+    assert [p.logprobs for p in eng.params].count(True) == 2
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "confidence"
     ok, suspect = r.json()["translations"]
     assert ok["status"] == "ok" and ok["suspect_segments"] == []
     assert ok["confidence"] == pytest.approx(math.exp(-0.1))  # the fake engine's token log-probability

@@ -278,13 +278,25 @@ async def test_a_sentence_still_copied_after_the_second_try_is_delivered_as_susp
     assert "The weather will be warm all week long." not in b._memory  # a suspect answer is never remembered
 
 
-async def test_every_translation_carries_the_models_confidence_in_it():
+async def test_a_translation_asked_for_carries_the_models_confidence_in_it():
     eng = FakeEngine()
     eng.confidence = lambda target: -0.5 if "second" in target else -0.1  # per translation line, as the model says
     b, _, _ = make(eng, policy="fixed", max_sentences_per_prompt=4)
-    out = await asyncio.gather(*b.submit(["A first sentence here.", "A second sentence here."], request_id=1))
+    sents = ["A first sentence here.", "A second sentence here."]
+    out = await asyncio.gather(*b.submit(sents, request_id=1, logprobs=True))
     assert [o.confidence for o in out] == pytest.approx([math.exp(-0.1), math.exp(-0.5)])
     assert all(p.logprobs for p in eng.params)
+
+
+async def test_without_a_caller_asking_the_engine_is_not_asked_for_log_probabilities():
+    """Log-probabilities cost the engine a log-softmax over the vocabulary at every step: only on request."""
+    eng = FakeEngine()
+    b, _, _ = make(eng, policy="fixed", max_sentences_per_prompt=1)
+    out = await asyncio.gather(*b.submit(["Nobody asked for this one."], request_id=1))
+    assert out[0].text == "[de] Nobody asked for this one." and out[0].confidence is None
+    assert [p.logprobs for p in eng.params] == [False]
+    asked = await asyncio.gather(*b.submit(["Somebody asked for this one."], request_id=2, logprobs=True))
+    assert asked[0].confidence is not None and [p.logprobs for p in eng.params] == [False, True]
 
 
 async def test_without_the_second_try_a_copy_is_delivered_as_suspect_at_once():
