@@ -355,7 +355,8 @@ class Batcher:
                     temperature=temperature,
                     seed=seed,
                     requests=len({it.request_id for it in batch}),
-                    priority=priority,
+                    # an interactive repair goes before the engine's waiting prompts: its caller has waited once
+                    priority=priority - 1 if priority <= 0 and any(it.usage.resent for it in batch) else priority,
                     logprobs=any(it.logprobs for it in batch),
                 )
             except EngineDead as exc:  # no retry can succeed: fail at once, and tell the gateway
@@ -476,6 +477,9 @@ class Batcher:
                 )
                 self._resolve(it, None, code, f"no usable translation after {it.attempts} attempts ({message})")
                 return
+        if pack == 1 and reason != "engine_error":
+            # alone in its prompt already: the same greedy prompt would give the same output again
+            it.sampled = True
         self.stats.record_flagged_slot(reason, resent=True)
         it.usage = it.usage + EngineUsage(resent=1)
         it.max_pack = max(1, min(it.max_pack, pack) // 2)

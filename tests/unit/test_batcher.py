@@ -316,3 +316,29 @@ def test_the_gateway_keeps_twice_the_engines_sequence_slots_in_flight_by_default
 
     assert default_prompts_in_flight(SimpleNamespace(max_num_seqs=64)) == 128  # type: ignore[arg-type]
     assert default_prompts_in_flight(FakeEngine()) == 64
+
+
+async def test_a_one_sentence_repair_is_sampled_and_goes_before_the_engines_waiting_prompts():
+    """Alone in its prompt, a flagged slot's greedy re-send would be the same prompt with the same answer: the
+    repair is sampled, and it goes to the engine ahead of the prompts waiting there (its caller waited once)."""
+    eng = FakeEngine()
+
+    def answer(srcs: list[str]):
+        assert eng.last_params is not None
+        return "\n" if eng.last_params.temperature == 0 else [f"[de] {s}" for s in srcs]
+
+    eng.responder = answer
+    b, _, stats = make(eng, policy="fixed", max_sentences_per_prompt=1)
+    (out,) = await asyncio.gather(*b.submit(["A sentence the model fumbles."], request_id=1))
+    assert out.text == "[de] A sentence the model fumbles." and out.error_code is None
+    assert [(p.temperature > 0, p.priority) for p in eng.params] == [(False, 0), (True, -1)]
+    assert sum(stats.resent_sentences.values()) == 1
+
+
+async def test_a_failed_engine_call_is_retried_greedy():
+    eng = FakeEngine()
+    eng.fail_next = 1
+    b, _, _ = make(eng, policy="fixed", max_sentences_per_prompt=1)
+    (out,) = await asyncio.gather(*b.submit(["The engine hiccups once."], request_id=1))
+    assert out.text == "[de] The engine hiccups once."
+    assert [p.temperature for p in eng.params] == [0.0, 0.0]  # not the output's fault: the same prompt again
