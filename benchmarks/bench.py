@@ -56,6 +56,8 @@ class Result:
     sentences: int
     seconds: float
     latencies: list[float] = field(repr=False, default_factory=list)
+    #: gateway modes: (latency, sentences re-sent) of every request, to see what the last answers were
+    resent_by_request: list[tuple[float, int]] = field(repr=False, default_factory=list)
     prompt_tokens: float = 0
     cached_prompt_tokens: float = 0
     completion_tokens: float = 0
@@ -84,6 +86,13 @@ class Result:
             return float("nan")
         xs = sorted(self.latencies)
         return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+    def resent_among_last(self, k: int) -> str:
+        """How many of the ``k`` slowest requests had a sentence re-sent ("–" without per-request data)."""
+        if not self.resent_by_request:
+            return "–"
+        last = sorted(self.resent_by_request)[-k:]
+        return f"{sum(1 for _, n in last if n)} of {len(last)}"
 
     def per_sentence(self, x: float) -> float:
         return x / self.sentences if self.sentences else 0.0
@@ -177,6 +186,7 @@ async def run_gateway(
                     r = await client.post("/v1/translate", json=body)
                     res.latencies.append(time.perf_counter() - t)
                 r.raise_for_status()
+                res.resent_by_request.append((res.latencies[-1], int(r.json()["usage"].get("retries") or 0)))
                 for k, t in enumerate(r.json()["translations"]):
                     hyps[i + k] = t["text"] or ""
                     statuses[i + k], confidences[i + k] = t["status"], t.get("confidence")
@@ -663,14 +673,14 @@ async def run(args: argparse.Namespace) -> int:
             "alternate which runs first):",
             "",
             "| pair | baseline sent./s | default sent./s | × base | p50 × base | p90 s, base / default "
-            "| last s, base / default | chrF baseline | chrF default "
+            "| last s, base / default | re-sent among the default's last 10 answers | chrF baseline | chrF default "
             "| frontend CPU s, baseline | frontend CPU s, default |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         md += [
             f"| {k} | {b.throughput:.2f} | {d.throughput:.2f} | {d.throughput / b.throughput:.2f} | "
             f"{d.pct(0.5) / b.pct(0.5):.2f} | {b.pct(0.9):.1f} / {d.pct(0.9):.1f} | "
-            f"{b.pct(1.0):.1f} / {d.pct(1.0):.1f} | "
+            f"{b.pct(1.0):.1f} / {d.pct(1.0):.1f} | {d.resent_among_last(10)} | "
             f"{b.chrf:.1f} | {d.chrf:.1f} | {b.frontend_cpu:.1f} | "
             f"{d.frontend_cpu:.1f} |"
             for k, (b, d) in enumerate(pairs, 1)
@@ -697,7 +707,7 @@ async def run(args: argparse.Namespace) -> int:
                         **{
                             k: v
                             for k, v in asdict(r).items()
-                            if k not in ("latencies", "hyps", "statuses", "confidences")
+                            if k not in ("latencies", "hyps", "statuses", "confidences", "resent_by_request")
                         },
                         "throughput": r.throughput,
                         "p50": r.pct(0.5),

@@ -84,3 +84,11 @@ def test_spearman_rank_correlation():
     assert spearman([0.1, 0.5, 0.9], [60, 30, 10]) == -1.0
     assert abs(spearman([1, 1, 2], [1, 2, 3]) - 0.866) < 1e-3  # ties share their rank
     assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_resent_among_the_last_answers():
+    r = Result("default", "saturation", 4, 1.0)
+    assert r.resent_among_last(10) == "–"  # no per-request data (the baseline)
+    r.resent_by_request = [(1.0, 0), (5.0, 1), (2.0, 0), (4.0, 0), (3.0, 2)]
+    assert r.resent_among_last(2) == "1 of 2"  # the two slowest: 5.0 (re-sent) and 4.0
+    assert r.resent_among_last(3) == "2 of 3"
