@@ -425,7 +425,7 @@ async def bench_fake(n: int, concurrency: int) -> list[Result]:
 
 async def run(args: argparse.Namespace) -> int:
     from batchmt_server.chat import apply_form
-    from batchmt_server.engines.vllm_inprocess import VLLMEngine, cpu_preloads
+    from batchmt_server.engines.vllm_inprocess import VLLMEngine
     from batchmt_server.gateway import default_prompts_in_flight
     from batchmt_server.model import resolve_model
 
@@ -455,8 +455,8 @@ async def run(args: argparse.Namespace) -> int:
         cpu_kvcache_gib=args.kv_gib,
         cpu_preload=base_settings.cpu_preload,  # BATCHMT_CPU_PRELOAD=false: off
     )
-    engine_preload = ":".join(cpu_preloads(os.environ.get("LD_PRELOAD"))) if base_settings.cpu_preload else ""
     await engine.start()
+    engine_preload = ":".join(engine.preloaded)
     gateway_in_flight = args.gateway_in_flight or default_prompts_in_flight(engine)
     # the form the gateway uses too: chat for a model with a chat template (the baseline sends the same prompts)
     # plain vLLM's prompt: the long few-shot prefix (the first template variant), in the form the gateway uses too

@@ -38,9 +38,11 @@ log = logging.getLogger("batchmt.batcher")
 SUSPECT_REASONS = {"copy": "copy", "truncated": "loop", "merged": "run_on"}
 
 
-def _confidence(call: PromptCall, slot: Slot) -> float | None:
+def _confidence(it: Item, call: PromptCall, slot: Slot) -> float | None:
     """The geometric mean token probability (0..1) of the slot's translation: exp of its mean token
-    log-probability (None when the engine gave none)."""
+    log-probability (None when no caller of ``it`` asked for it, or when the engine gave none)."""
+    if not it.logprobs:  # the prompt may have asked for a packed neighbour's sake
+        return None
     c = call.completion
     mean = span_confidence(c.token_logprobs, c.token_offsets, *slot.span) if slot.span else None
     return math.exp(mean) if mean is not None else None
@@ -87,7 +89,7 @@ class Item:
     usage: EngineUsage = EngineUsage()  # engine work spent on it so far (every call it travelled in)
     translated: bool = False  # resolved with a translation (its baseline is recorded once)
     priority: int = 0  # 0: interactive; > 0: batch-job work, sent in the capacity interactive callers leave
-    sampled: bool = False  # its masks came back damaged: re-sent sampled (greedy would repeat the damage)
+    sampled: bool = False  # re-sent sampled: greedy would repeat its damaged masks or flagged one-sentence output
     logprobs: bool = False  # a caller asked for its confidence: its prompt asks the engine for log-probabilities
 
     @property
@@ -150,6 +152,11 @@ class Batcher:
         self.on_engine_dead: Callable[[str], None] | None = None
         self._tasks: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
+
+    @property
+    def _queued(self) -> int:
+        """Sentences waiting in both queues (interactive and batch-job)."""
+        return len(self._queue) + len(self._low)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -223,7 +230,7 @@ class Batcher:
             )
             self._pending[text] = item
             queue.append(item)
-        self.stats.set_queue_depth(len(self._queue) + len(self._low))
+        self.stats.set_queue_depth(self._queued)
         self._wakeup.set()
         return futures
 
@@ -250,7 +257,7 @@ class Batcher:
         """``adaptive``: every queued sentence can have a prompt place of its own now, so waiting out the batch
         window would only add latency (it would still be sent alone; packing starts once the places run short,
         and then the window fills the packs). Jobs' sentences count too: they are sent in the same places."""
-        return self.policy == "adaptive" and self.runner.free >= len(self._queue) + len(self._low)
+        return self.policy == "adaptive" and self.runner.free >= self._queued
 
     # ------------------------------------------------------------------ batch-job capacity
     @property
@@ -274,7 +281,7 @@ class Batcher:
         batch = self._take_from(self._queue, target, [])
         if len(batch) < target and self._low and (batch or self._low_allowed()):
             batch = self._take_from(self._low, target, batch)
-        self.stats.set_queue_depth(len(self._queue) + len(self._low))
+        self.stats.set_queue_depth(self._queued)
         return batch
 
     def _take_from(self, queue: deque[Item], target: int, batch: list[Item]) -> list[Item]:
@@ -315,7 +322,7 @@ class Batcher:
             deadline = (self._queue[0] if self._queue else self._low[0]).enqueued_at + self.max_wait
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or len(self._queue) + len(self._low) >= self.max_pack or self._slots_to_spare():
+                if remaining <= 0 or self._queued >= self.max_pack or self._slots_to_spare():
                     break
                 self._wakeup.clear()
                 try:
@@ -380,7 +387,7 @@ class Batcher:
                     self._repair(it, "placeholder", len(batch), f"protected spans damaged: {damage}")
                 elif slot.ok:
                     self._record_baseline(it, call, batch)
-                    self._resolve(it, slot.text, confidence=_confidence(call, slot) if it.logprobs else None)
+                    self._resolve(it, slot.text, confidence=_confidence(it, call, slot))
                 elif len(batch) == 1 and slot.reason in SUSPECT_REASONS and slot.text:
                     # Alone in its prompt, this is the model's own answer for this very sentence, but a copy of the
                     # English or a run-on: delivered as suspect, or first (suspect_second_try) given a second try,
@@ -397,7 +404,7 @@ class Batcher:
                         slot.text,
                         flagged=True,
                         suspect=SUSPECT_REASONS[slot.reason],
-                        confidence=_confidence(call, slot) if it.logprobs else None,
+                        confidence=_confidence(it, call, slot),
                     )
                 else:
                     self._repair(it, slot.reason or "missing", len(batch), f"output slot flagged: {slot.reason}")
@@ -484,5 +491,5 @@ class Batcher:
         it.usage = it.usage + EngineUsage(resent=1)
         it.max_pack = max(1, min(it.max_pack, pack) // 2)
         (self._queue if it.priority <= 0 else self._low).appendleft(it)  # repairs go first; they keep their window
-        self.stats.set_queue_depth(len(self._queue) + len(self._low))
+        self.stats.set_queue_depth(self._queued)
         self._wakeup.set()

@@ -122,8 +122,10 @@ async def test_the_gateway_process_keeps_its_ld_preload(libs: tuple[str, str], m
     monkeypatch.setattr(vi, "_on_cpu", lambda: True)
     monkeypatch.setattr("batchmt_server.presets.check_engine_args", lambda opts: None)
     monkeypatch.setenv("LD_PRELOAD", "/x/libfoo.so")
-    await vi.VLLMEngine("/models/x", model_name="x").start()
+    engine = vi.VLLMEngine("/models/x", model_name="x")
+    await engine.start()
     assert seen["LD_PRELOAD"] == f"{libs[0]}:{libs[1]}:/x/libfoo.so"
+    assert engine.preloaded == list(libs)  # what the benchmark reports
     assert vi.os.environ["LD_PRELOAD"] == "/x/libfoo.so"
 
     def refuse(opts):

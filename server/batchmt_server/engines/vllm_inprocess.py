@@ -125,6 +125,8 @@ class VLLMEngine:
         self._priorities = self._extra.get("scheduling_policy", scheduling_policy) == "priority"
         self._kv = cpu_kvcache_gib
         self._preload = cpu_preload
+        #: the libraries put into the engine processes' LD_PRELOAD at start (cpu_environment), for reports
+        self.preloaded: list[str] = []
         self._llm: Any = None  # vllm's AsyncLLM once started
         self._tokenizer: Any = None
         self._ids = itertools.count()
@@ -134,11 +136,11 @@ class VLLMEngine:
             return
         cpu = _on_cpu()
         ld_preload = os.environ.get("LD_PRELOAD")
-        preloaded = cpu_environment(self._kv, preload=self._preload) if cpu else []
+        self.preloaded = cpu_environment(self._kv, preload=self._preload) if cpu else []
         try:
             self._start(cpu)
         finally:
-            if preloaded:  # the engine's processes have it; this process's later children (tools, tests) do not
+            if self.preloaded:  # the engine's processes have it; this process's later children (tools, tests) do not
                 _restore_env("LD_PRELOAD", ld_preload)
 
     def _start(self, cpu: bool) -> None:
