@@ -1,6 +1,7 @@
 """The in-process vLLM engine dies under load (issue 13): its engine-core process is SIGKILLed while requests are
 in flight. The gateway stops being ready, answers the waiting requests with a retryable 503 (no sentence is
-silently lost or half-answered), and exits with status 70 for its supervisor to restart it.
+silently lost or half-answered), and exits with status 70 for its supervisor to restart it. And the other way
+round: the gateway SIGKILLed leaves none of the engine's processes running.
 
 Real engine (the embedded model, eager mode) in its own gateway process: run under
 ``flock /tmp/batchmt-engine.lock``.
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -23,7 +25,8 @@ import pytest
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.isolated]
 
 
-def test_engine_core_killed_mid_traffic_gives_503s_not_ready_and_exit_70(tmp_path):
+def _serve(tmp_path) -> tuple[subprocess.Popen, str, Path]:
+    """A gateway process with the embedded engine (small settings), ready; its URL and log file."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -56,16 +59,56 @@ def test_engine_core_killed_mid_traffic_gives_503s_not_ready_and_exit_70(tmp_pat
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 900
     try:
-        deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()[-3000:]
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
+                    return proc, url, log
             except httpx.HTTPError:
                 pass
             time.sleep(1)
+        raise AssertionError("the gateway did not get ready in 900 s")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def _gone(p: psutil.Process) -> bool:
+    try:
+        return p.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_sigkilled_gateway_leaves_no_engine_process_behind(tmp_path):
+    """kill -9 on the gateway: vLLM's engine core and worker (gigabytes) do not outlive it (engines/reaper.py)."""
+    proc, _, log = _serve(tmp_path)
+    engine = psutil.Process(proc.pid).children(recursive=True)
+    try:
+        assert len(engine) >= 2, engine  # vLLM's engine core and the reaper at least
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while not all(_gone(p) for p in engine) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = [(p.pid, p.name()) for p in engine if not _gone(p)]
+        assert not left, left
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p in engine:  # whatever the reaper missed must not outlive the test
+            if not _gone(p):
+                p.kill()
+    assert "stopped by reaper" in log.read_text()
+
+
+def test_engine_core_killed_mid_traffic_gives_503s_not_ready_and_exit_70(tmp_path):
+    proc, url, log = _serve(tmp_path)
+    try:
         children = psutil.Process(proc.pid).children(recursive=True)
         assert children, "expected vLLM's engine core in a child process"
 

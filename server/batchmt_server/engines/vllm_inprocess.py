@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .base import Completion, EngineDead, EngineError, GenerationParams
+from .reaper import Reaper, descendant_pids, spawned_since
 
 __all__ = ["VLLMEngine", "cpu_environment", "cpu_preloads"]
 
@@ -128,6 +129,7 @@ class VLLMEngine:
         #: the libraries put into the engine processes' LD_PRELOAD at start (cpu_environment), for reports
         self.preloaded: list[str] = []
         self._llm: Any = None  # vllm's AsyncLLM once started
+        self._reaper: Reaper | None = None  # stops the engine's processes if this one dies without close()
         self._tokenizer: Any = None
         self._ids = itertools.count()
 
@@ -137,11 +139,20 @@ class VLLMEngine:
         cpu = _on_cpu()
         ld_preload = os.environ.get("LD_PRELOAD")
         self.preloaded = cpu_environment(self._kv, preload=self._preload) if cpu else []
+        before = descendant_pids()
         try:
             self._start(cpu)
         finally:
             if self.preloaded:  # the engine's processes have it; this process's later children (tools, tests) do not
                 _restore_env("LD_PRELOAD", ld_preload)
+        engine_procs = spawned_since(before)
+        if engine_procs:  # vLLM's engine core (and worker) in processes of their own
+            self._reaper = Reaper(engine_procs)
+            log.info(
+                "engine processes %s are stopped by reaper %d if this process dies",
+                [p.pid for p in engine_procs],
+                self._reaper.pid,
+            )
 
     def _start(self, cpu: bool) -> None:
         from vllm import AsyncEngineArgs
@@ -253,3 +264,6 @@ class VLLMEngine:
         if self._llm is not None:
             self._llm.shutdown()
             self._llm = None
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
