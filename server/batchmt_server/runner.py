@@ -111,6 +111,7 @@ class PromptRunner:
             stop=self.template.stop_for(len(sources)),
             logprobs=logprobs,
             priority=priority,
+            prefix_chars=len(self.template.prefix),
         )
         prompt = self.template.render(sources)
         t0 = time.monotonic()

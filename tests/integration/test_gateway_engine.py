@@ -127,3 +127,22 @@ def test_http_engine_against_real_vllm_api_server(gateway_url):
         assert m["batchmt_prompt_tokens_total"] > 0 and m["batchmt_cached_prompt_tokens_total"] > 0
         bad = client.post("/v1/translate", json={"sentences": ["ok", "   "]})
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "empty_sentence"
+
+
+async def test_prompts_go_to_vllm_as_token_ids_with_the_prefix_tokenized_once(gateway_app):
+    """The runner marks the template prefix (``prefix_chars``); the in-process engine sends prefix ids (tokenized
+    once) + the rest's ids instead of the text. Same prompt tokens and the same greedy output as the text."""
+    from batchmt_server.engines.base import GenerationParams
+
+    gw = gateway_app.state.gateway
+    engine, template = gw.engine, gw.template
+    prompt = template.render(["The baker opened his shop at six in the morning."])
+    n = len(template.prefix)
+    assert prompt.startswith(template.prefix)
+    as_text = await engine.generate(prompt, GenerationParams(max_tokens=40, stop=template.stop_for(1)))
+    as_ids = await engine.generate(prompt, GenerationParams(max_tokens=40, stop=template.stop_for(1), prefix_chars=n))
+    assert engine._prefix_ids[template.prefix] is not None  # the boundary check passed: ids were sent
+    assert engine._prompt_input(prompt, n) != {"prompt": prompt}
+    assert as_ids.prompt_tokens == as_text.prompt_tokens
+    assert as_ids.text == as_text.text
+    assert as_ids.cached_prompt_tokens > 0  # the same prefix blocks are reused either way

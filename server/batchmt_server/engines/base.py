@@ -33,6 +33,9 @@ class GenerationParams:
     #: vLLM's request priority: lower runs first (0: interactive; batch jobs send 1). Engines without priority
     #: scheduling ignore it.
     priority: int = 0
+    #: the prompt's first ``prefix_chars`` characters are the template's shared prefix, the same in every prompt:
+    #: an engine that tokenizes may do it once and tokenize only the rest (others ignore it)
+    prefix_chars: int = 0
 
 
 @dataclass

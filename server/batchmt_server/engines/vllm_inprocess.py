@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import sys
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -91,6 +92,10 @@ def _restore_env(name: str, value: str | None) -> None:
         os.environ[name] = value
 
 
+#: texts whose token ids the engine remembers (a prompt's tail is tokenized for vLLM and counted by the gateway)
+ENCODED_TEXTS = 4096
+
+
 class VLLMEngine:
     def __init__(
         self,
@@ -132,6 +137,11 @@ class VLLMEngine:
         self._reaper: Reaper | None = None  # stops the engine's processes if this one dies without close()
         self._tokenizer: Any = None
         self._ids = itertools.count()
+        #: the template prefixes seen, as token ids (vLLM's own tokenization of the prefix), or None where
+        #: tokenizing prefix and rest apart would not give the whole prompt's tokens (then the text is sent)
+        self._prefix_ids: dict[str, list[int] | None] = {}
+        #: recent texts' token ids: a prompt's tail is tokenized for the engine and counted by the gateway
+        self._encoded: OrderedDict[str, list[int]] = OrderedDict()
 
     async def start(self) -> None:
         if self._llm is not None:  # started already (an engine shared by several gateways, as in the benchmark)
@@ -196,7 +206,40 @@ class VLLMEngine:
             return False
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False))
+        return len(self._encode(text))
+
+    def _encode(self, text: str) -> list[int]:
+        """``text``'s token ids without special tokens, remembered for the next few thousand texts."""
+        ids = self._encoded.get(text)
+        if ids is None:
+            ids = self._encoded[text] = self._tokenizer.encode(text, add_special_tokens=False)
+            if len(self._encoded) > ENCODED_TEXTS:
+                try:
+                    self._encoded.popitem(last=False)
+                except KeyError:  # emptied meanwhile by a call in another thread (a big request's preparation)
+                    pass
+        return ids
+
+    def _prompt_input(self, prompt: str, prefix_chars: int) -> dict[str, Any]:
+        """The prompt for vLLM: its token ids when the template's prefix is known (tokenized once; vLLM would
+        tokenize the whole ~800-token prompt for every request), else the text.
+
+        A prefix is used as ids only if, the first time it is seen, prefix ids + the rest's ids equal vLLM's
+        tokenization of the whole prompt (the rest of every prompt starts with the same template text, so the
+        boundary tokenizes the same way each time)."""
+        if prefix_chars <= 0 or self._tokenizer is None:
+            return {"prompt": prompt}
+        prefix = prompt[:prefix_chars]
+        if prefix not in self._prefix_ids:
+            head = self._tokenizer(prefix).input_ids  # with the special tokens vLLM adds to a text prompt
+            whole = self._tokenizer(prompt).input_ids
+            same = whole == head + self._encode(prompt[prefix_chars:])
+            self._prefix_ids[prefix] = list(head) if same else None
+            log.info("template prefix of %d tokens: sent as %s", len(head), "token ids" if same else "text")
+        head_ids = self._prefix_ids[prefix]
+        if head_ids is None:
+            return {"prompt": prompt}
+        return {"prompt_token_ids": head_ids + self._encode(prompt[prefix_chars:])}
 
     async def generate(self, prompt: str, params: GenerationParams) -> Completion:
         from vllm import SamplingParams
@@ -214,7 +257,9 @@ class VLLMEngine:
         )
         final = None
         try:
-            inputs = {"prompt": prompt, "cache_salt": params.cache_salt} if params.cache_salt else prompt
+            inputs = self._prompt_input(prompt, params.prefix_chars)
+            if params.cache_salt:
+                inputs["cache_salt"] = params.cache_salt
             priority = params.priority if self._priorities else 0
             async for out in self._llm.generate(inputs, sp, request_id=f"batchmt-{next(self._ids)}", priority=priority):
                 final = out
