@@ -40,13 +40,13 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
 
-PARTS = ("ceiling", "workload", "sweep", "ngram", "logprobs")
+PARTS = ("ceiling", "workload", "sweep", "ngram", "logprobs", "token-ids")
 #: engine settings shared by every config (the gateway's, see settings.py / engines/vllm_inprocess.py)
 BASE_ENGINE = {
     "dtype": "float32",
@@ -228,7 +228,7 @@ class Worker:
             "model_name": settings.model_name,
         }
 
-    async def gen(self, prompt: str, sp: Any) -> Any:
+    async def gen(self, prompt: str | dict[str, Any], sp: Any) -> Any:
         final = None
         async for out in self.llm.generate(prompt, sp, request_id=uuid.uuid4().hex):
             final = out
@@ -311,21 +311,28 @@ class Worker:
                 logprobs=task.get("logprobs"),  # 0: the chosen token's log-probability (the gateway's confidence)
             )
             prompt = self.template.render([s])
+            # token-ids part: the gateway's way (vllm_inprocess.PromptTokens: the prefix tokenized once)
+            inputs = prompt_tokens.input(prompt, len(self.template.prefix)) if prompt_tokens else prompt
             async with sem:
                 t = time.perf_counter()
-                o = await self.gen(prompt, sp)
+                o = await self.gen(inputs, sp)
                 lat[i] = time.perf_counter() - t
             tokens[i] = list(o.outputs[0].token_ids)
             prompt_tok[i] = len(o.prompt_token_ids or ())
             cached[i] = int(o.num_cached_tokens or 0)
             finish[str(o.outputs[0].finish_reason)] += 1
 
+        from batchmt_server.engines.vllm_inprocess import PromptTokens
+
+        prompt_tokens = PromptTokens(self.tok) if task.get("token_ids") else None
         await self.warm_prefix()
+        cpu0 = time.process_time()
         drafts0 = _counter_total("vllm:spec_decode_num_draft_tokens")
         acc0 = _counter_total("vllm:spec_decode_num_accepted_tokens")
         t0 = time.perf_counter()
         await asyncio.gather(*(one(i, s) for i, s in enumerate(sources)))
         seconds = time.perf_counter() - t0
+        frontend_cpu = time.process_time() - cpu0
         await asyncio.sleep(0.5)  # the stat loggers' last update
         drafts = _counter_total("vllm:spec_decode_num_draft_tokens") - drafts0
         accepted = _counter_total("vllm:spec_decode_num_accepted_tokens") - acc0
@@ -335,7 +342,9 @@ class Worker:
             "sentences": n,
             "in_flight": in_flight,
             "logprobs": task.get("logprobs"),
+            "token_ids_input": bool(task.get("token_ids")),
             "seconds": seconds,
+            "frontend_cpu_s": frontend_cpu,  # this process: vLLM's frontend (tokenizing, detokenizing) and the callers
             "sent_s": n / seconds,
             "completion_tokens": compl,
             "compl_tok_s": compl / seconds,
@@ -687,6 +696,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> tu
         md += ngram_section(args, ng, results)
     if results.get("logprobs"):
         md += logprobs_section(args, results["logprobs"], results)
+    if results.get("token_ids"):
+        md += token_ids_section(args, results["token_ids"], results)
     md += [
         "Numbers only: this report holds no sentence of the data set (it reads them at run time).",
         "",
@@ -704,55 +715,100 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> tu
         "ngram_engines": [_strip(r) for r in (ng or [])],
         "logprobs": results.get("logprobs_summary"),
         "logprobs_engine": _strip(results["logprobs"]) if results.get("logprobs") else None,
+        "token_ids": results.get("token_ids_summary"),
+        "token_ids_engine": _strip(results["token_ids"]) if results.get("token_ids") else None,
     }
     if a:
         js["engines"] = {"A": _strip(a)}
     return "\n".join(md) + "\n", js
 
 
-def logprobs_section(args: argparse.Namespace, res: dict[str, Any], results: dict[str, Any]) -> list[str]:
-    """What asking for the chosen token's log-probability (``logprobs=0``, the gateway's confidence) costs."""
+def ab_section(
+    title: str, intro: str, res: dict[str, Any], on: Callable[[dict[str, Any]], bool], labels: tuple[str, str]
+) -> tuple[list[str], dict[str, float] | None]:
+    """One engine's workload runs in two arms, alternating: a table (sentences/s, tokens, the process's CPU) and
+    the median ratio of the arm ``on`` selects against the other; the summary, or None without both arms."""
     runs = [t for t in res.get("tasks", []) if t["kind"] == "workload"]
-    md = [
-        "## 5. The cost of log-probabilities (`logprobs=0`: the chosen token's, as the gateway's confidence asks)",
-        "",
-        f"One engine (max_num_seqs {args.logprobs_max_num_seqs}, {'eager' if args.eager else 'compiled'}), the "
-        f"baseline workload ({args.sentences} sentences, all submitted at once) with and without `logprobs=0`, "
-        "alternating which runs first. vLLM computes a log-softmax over the whole vocabulary (and the chosen "
-        "token's rank) for every sequence of a step once any sequence in it asks.",
-        "",
-    ]
+    md = [title, "", intro, ""]
     if res.get("error"):
         md += [f"Error: `{res['error']}`", ""]
     if not runs:
-        return md
+        return md, None
     md += md_table(
-        ["run", "logprobs", "sentences/s", "completion tok/s", "completion tokens"],
+        ["run", "arm", "sentences/s", "completion tok/s", "completion tokens", "frontend CPU s"],
         [
             [
                 t["name"],
-                "off" if t.get("logprobs") is None else "0",
+                labels[1] if on(t) else labels[0],
                 fmt(t["sent_s"], 3),
                 fmt(t["compl_tok_s"]),
                 str(t["completion_tokens"]),
+                fmt(t.get("frontend_cpu_s"), 2),
             ]
             for t in runs
         ],
     )
-    off = [t["sent_s"] for t in runs if t.get("logprobs") is None]
-    on = [t["sent_s"] for t in runs if t.get("logprobs") is not None]
-    if off and on:
-        summary = {"off_median": median(off), "on_median": median(on), "ratio": median(on) / median(off)}
+    off_runs, on_runs = [t for t in runs if not on(t)], [t for t in runs if on(t)]
+    if not (off_runs and on_runs):
+        return md, None
+    off, onv = [t["sent_s"] for t in off_runs], [t["sent_s"] for t in on_runs]
+    summary = {"off_median": median(off), "on_median": median(onv), "ratio": median(onv) / median(off)}
+    cpu_off = [t["frontend_cpu_s"] for t in off_runs if t.get("frontend_cpu_s") is not None]
+    cpu_on = [t["frontend_cpu_s"] for t in on_runs if t.get("frontend_cpu_s") is not None]
+    if cpu_off and cpu_on:
+        summary["frontend_cpu_off_median"], summary["frontend_cpu_on_median"] = median(cpu_off), median(cpu_on)
+    same = len({t["completion_tokens"] for t in runs}) == 1
+    if max(onv) < min(off) or min(onv) > max(off):
+        order = f"every run {labels[1]} {'slower' if max(onv) < min(off) else 'faster'} than every run {labels[0]}"
+    else:
+        order = "the runs overlap"
+    if "frontend_cpu_on_median" in summary:
+        order += (
+            f"; frontend CPU {summary['frontend_cpu_on_median']:.2f} s {labels[1]} vs "
+            f"{summary['frontend_cpu_off_median']:.2f} s {labels[0]}"
+        )
+    md += [
+        "",
+        f"Median {labels[1]} **{summary['on_median']:.2f}** vs {labels[0]} {summary['off_median']:.2f} sentences/s: "
+        f"**{summary['ratio']:.2f}×** ({order}; {'the same' if same else 'different'} completion tokens in every "
+        "run).",
+        "",
+    ]
+    return md, summary
+
+
+def logprobs_section(args: argparse.Namespace, res: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """What asking for the chosen token's log-probability (``logprobs=0``, the gateway's confidence) costs."""
+    md, summary = ab_section(
+        "## 5. The cost of log-probabilities (`logprobs=0`: the chosen token's, as the gateway's confidence asks)",
+        f"One engine (max_num_seqs {args.logprobs_max_num_seqs}, {'eager' if args.eager else 'compiled'}), the "
+        f"baseline workload ({args.sentences} sentences, all submitted at once) with and without `logprobs=0`, "
+        "alternating which runs first. vLLM computes a log-softmax over the whole vocabulary (and the chosen "
+        "token's rank) for every sequence of a step once any sequence in it asks.",
+        res,
+        lambda t: t.get("logprobs") is not None,
+        ("without logprobs", "with logprobs"),
+    )
+    if summary:
         results["logprobs_summary"] = summary
-        same = len({t["completion_tokens"] for t in runs}) == 1
-        always = "slower" if max(on) < min(off) else "not always slower"
-        md += [
-            "",
-            f"Median with logprobs **{summary['on_median']:.2f}** vs without {summary['off_median']:.2f} sentences/s: "
-            f"**{summary['ratio']:.2f}×** (every run with logprobs {always}"
-            f" than every run without; {'the same' if same else 'different'} completion tokens in every run).",
-            "",
-        ]
+    return md
+
+
+def token_ids_section(args: argparse.Namespace, res: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """What sending prompts as token ids (the template prefix tokenized once, as the gateway does) saves."""
+    md, summary = ab_section(
+        "## 6. Prompts as token ids (the template prefix tokenized once, as the gateway sends them)",
+        f"One engine (max_num_seqs {args.logprobs_max_num_seqs}, {'eager' if args.eager else 'compiled'}), the "
+        f"baseline workload ({args.sentences} sentences, all submitted at once) sent as text (vLLM tokenizes each "
+        "whole prompt, prefix included) and as token ids (`vllm_inprocess.PromptTokens`: the prefix's ids once, "
+        "the rest tokenized per prompt), alternating which runs first. Frontend CPU: this process's CPU seconds "
+        "during the run (vLLM's frontend and the callers), on the 2 cores the engine's OpenMP threads use.",
+        res,
+        lambda t: bool(t.get("token_ids_input")),
+        ("as text", "as token ids"),
+    )
+    if summary:
+        results["token_ids_summary"] = summary
     return md
 
 
@@ -937,6 +993,15 @@ def run(args: argparse.Namespace) -> int:
         engine = {"max_num_seqs": args.logprobs_max_num_seqs, "enforce_eager": args.eager}
         results["logprobs"] = spawn(_spec(args, engine, tasks), "logprobs")
         results["logprobs"]["spec_engine"] = engine
+    if "token-ids" in parts:  # one engine, the baseline workload as text and as token ids, alternating
+        tasks = []
+        for rep in range(args.logprobs_repeats):
+            for ids in (False, True) if rep % 2 == 0 else (True, False):
+                name = f"token-ids-{'on' if ids else 'off'}-{rep + 1}"
+                tasks.append({"kind": "workload", "name": name, "sentences": args.sentences, "token_ids": ids})
+        engine = {"max_num_seqs": args.logprobs_max_num_seqs, "enforce_eager": args.eager}
+        results["token_ids"] = spawn(_spec(args, engine, tasks), "token-ids")
+        results["token_ids"]["spec_engine"] = engine
     wall = time.perf_counter() - t_start
     md, js = report(args, results, wall)
     (out / "report.md").write_text(md)
@@ -995,8 +1060,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ngram-max", type=int, default=4)
     p.add_argument("--ngram-min", type=int, default=2)
     p.add_argument("--ngram-max-num-seqs", type=int, default=128)
-    p.add_argument("--logprobs-repeats", type=int, default=4, help="logprobs part: pairs (on/off, alternating)")
-    p.add_argument("--logprobs-max-num-seqs", type=int, default=64, help="logprobs part: the engine (the bench's)")
+    p.add_argument(
+        "--logprobs-repeats", type=int, default=4, help="logprobs and token-ids parts: pairs (on/off, alternating)"
+    )
+    p.add_argument(
+        "--logprobs-max-num-seqs", type=int, default=64, help="logprobs and token-ids parts: the engine (the bench's)"
+    )
     p.add_argument("--ngram-low-sentences", type=int, default=8, help="sentences at 1 in flight")
     p.add_argument("--ngram-mid-sentences", type=int, default=32, help="sentences at 8 in flight")
     p.add_argument("--ngram-sentences", type=int, default=64, help="sentences at saturation (all in flight)")

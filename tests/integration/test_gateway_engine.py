@@ -141,8 +141,8 @@ async def test_prompts_go_to_vllm_as_token_ids_with_the_prefix_tokenized_once(ga
     assert prompt.startswith(template.prefix)
     as_text = await engine.generate(prompt, GenerationParams(max_tokens=40, stop=template.stop_for(1)))
     as_ids = await engine.generate(prompt, GenerationParams(max_tokens=40, stop=template.stop_for(1), prefix_chars=n))
-    assert engine._prefix_ids[template.prefix] is not None  # the boundary check passed: ids were sent
-    assert engine._prompt_input(prompt, n) != {"prompt": prompt}
+    assert engine.prompts.prefix_ids[template.prefix] is not None  # the boundary check passed: ids were sent
+    assert "prompt_token_ids" in engine.prompts.input(prompt, n)
     assert as_ids.prompt_tokens == as_text.prompt_tokens
     assert as_ids.text == as_text.text
     assert as_ids.cached_prompt_tokens > 0  # the same prefix blocks are reused either way

@@ -15,6 +15,7 @@ from benchmarks.engine_ceiling import (
     summarize_runs,
     sweep_conclusion,
     sweep_noise,
+    token_ids_section,
     warning_text,
     workload_rows,
 )
@@ -128,4 +129,31 @@ def test_logprobs_section_reports_the_median_ratio_and_whether_every_run_was_slo
     assert "**0.90×**" in text and "every run with logprobs slower" in text and "the same completion tokens" in text
     res["tasks"].append(run("on-3", 0, 4.5))
     text = "\n".join(logprobs_section(args, res, results))
-    assert "not always slower" in text
+    assert "the runs overlap" in text
+
+
+def test_token_ids_section_reports_the_ratio_and_the_frontend_cpu_of_both_arms():
+    import argparse
+
+    args = argparse.Namespace(logprobs_max_num_seqs=64, eager=True, sentences=4)
+
+    def run(name: str, ids: bool, sent_s: float, cpu: float, tokens: int = 40) -> dict:
+        return {
+            "kind": "workload",
+            "name": name,
+            "token_ids_input": ids,
+            "sent_s": sent_s,
+            "compl_tok_s": 10 * sent_s,
+            "completion_tokens": tokens,
+            "frontend_cpu_s": cpu,
+        }
+
+    results: dict = {}
+    res = {"tasks": [run("off-1", False, 4.0, 1.6), run("on-1", True, 4.2, 1.1), run("off-2", False, 4.1, 1.8)]}
+    res["tasks"].append(run("on-2", True, 4.3, 1.0, tokens=41))
+    text = "\n".join(token_ids_section(args, res, results))
+    s = results["token_ids_summary"]
+    assert math.isclose(s["ratio"], 4.25 / 4.05) and math.isclose(s["frontend_cpu_on_median"], 1.05)
+    assert math.isclose(s["frontend_cpu_off_median"], 1.7)
+    assert "every run as token ids faster than every run as text" in text
+    assert "frontend CPU 1.05 s as token ids vs 1.70 s as text" in text and "different completion tokens" in text

@@ -24,7 +24,10 @@ from batchmt_server.engines.reaper import Reaper, descendant_pids, spawned_since
 
 before = descendant_pids()
 stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
-parent = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); time.sleep(300)"
+parent = (
+    "import subprocess, sys, time; "
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); time.sleep(300)"
+)
 a = subprocess.Popen([sys.executable, "-c", stubborn])
 b = subprocess.Popen([sys.executable, "-c", parent])
 deadline = time.monotonic() + 20

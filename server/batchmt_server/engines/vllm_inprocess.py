@@ -18,7 +18,7 @@ from typing import Any
 from .base import Completion, EngineDead, EngineError, GenerationParams
 from .reaper import Reaper, descendant_pids, spawned_since
 
-__all__ = ["VLLMEngine", "cpu_environment", "cpu_preloads"]
+__all__ = ["PromptTokens", "VLLMEngine", "cpu_environment", "cpu_preloads"]
 
 log = logging.getLogger("batchmt.vllm")
 
@@ -92,8 +92,52 @@ def _restore_env(name: str, value: str | None) -> None:
         os.environ[name] = value
 
 
-#: texts whose token ids the engine remembers (a prompt's tail is tokenized for vLLM and counted by the gateway)
-ENCODED_TEXTS = 4096
+class PromptTokens:
+    """Prompts as vLLM's token ids, the template prefix tokenized once (vLLM would tokenize the whole ~800-token
+    prompt of every request: ~0.5 ms of the frontend's CPU each, on 2 cores the engine's OpenMP threads want).
+
+    A prefix is used as ids only if, the first time it is seen, its ids + the rest's ids equal the tokenizer's
+    ids of the whole prompt with the special tokens vLLM adds to a text prompt (the rest of every prompt starts
+    with the same template text, so the boundary tokenizes the same way each time); otherwise the text is sent.
+    The last few thousand texts' ids are remembered: a prompt's rest is tokenized for vLLM and counted by the
+    gateway (its cost accounting)."""
+
+    #: texts whose ids are remembered
+    REMEMBERED = 4096
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        #: each prefix seen: its ids, or None where tokenizing prefix and rest apart differs from the whole
+        self.prefix_ids: dict[str, list[int] | None] = {}
+        self._ids: OrderedDict[str, list[int]] = OrderedDict()
+
+    def encode(self, text: str) -> list[int]:
+        """``text``'s token ids without special tokens."""
+        ids = self._ids.get(text)
+        if ids is None:
+            ids = self._ids[text] = self.tokenizer.encode(text, add_special_tokens=False)
+            if len(self._ids) > self.REMEMBERED:
+                try:
+                    self._ids.popitem(last=False)
+                except KeyError:  # emptied meanwhile by a call in another thread (a big request's preparation)
+                    pass
+        return ids
+
+    def input(self, prompt: str, prefix_chars: int) -> dict[str, Any]:
+        """vLLM's input for ``prompt`` whose first ``prefix_chars`` characters are a template's shared prefix:
+        ``{"prompt_token_ids": ...}``, or ``{"prompt": prompt}`` where the ids would differ."""
+        if prefix_chars <= 0:
+            return {"prompt": prompt}
+        prefix = prompt[:prefix_chars]
+        if prefix not in self.prefix_ids:
+            head = list(self.tokenizer(prefix).input_ids)
+            same = list(self.tokenizer(prompt).input_ids) == head + self.encode(prompt[prefix_chars:])
+            self.prefix_ids[prefix] = head if same else None
+            log.info("template prefix of %d tokens: sent as %s", len(head), "token ids" if same else "text")
+        head_ids = self.prefix_ids[prefix]
+        if head_ids is None:
+            return {"prompt": prompt}
+        return {"prompt_token_ids": head_ids + self.encode(prompt[prefix_chars:])}
 
 
 class VLLMEngine:
@@ -137,11 +181,7 @@ class VLLMEngine:
         self._reaper: Reaper | None = None  # stops the engine's processes if this one dies without close()
         self._tokenizer: Any = None
         self._ids = itertools.count()
-        #: the template prefixes seen, as token ids (vLLM's own tokenization of the prefix), or None where
-        #: tokenizing prefix and rest apart would not give the whole prompt's tokens (then the text is sent)
-        self._prefix_ids: dict[str, list[int] | None] = {}
-        #: recent texts' token ids: a prompt's tail is tokenized for the engine and counted by the gateway
-        self._encoded: OrderedDict[str, list[int]] = OrderedDict()
+        self.prompts: PromptTokens | None = None  # the prompts' token ids, once the tokenizer is there
 
     async def start(self) -> None:
         if self._llm is not None:  # started already (an engine shared by several gateways, as in the benchmark)
@@ -183,6 +223,7 @@ class VLLMEngine:
         try:
             self._llm = AsyncLLM.from_engine_args(args)
             self._tokenizer = self._llm.get_tokenizer()
+            self.prompts = PromptTokens(self._tokenizer)
         except Exception as exc:
             raise EngineError(f"vLLM failed to start on {self.model}: {exc}") from exc
 
@@ -206,40 +247,8 @@ class VLLMEngine:
             return False
 
     def count_tokens(self, text: str) -> int:
-        return len(self._encode(text))
-
-    def _encode(self, text: str) -> list[int]:
-        """``text``'s token ids without special tokens, remembered for the next few thousand texts."""
-        ids = self._encoded.get(text)
-        if ids is None:
-            ids = self._encoded[text] = self._tokenizer.encode(text, add_special_tokens=False)
-            if len(self._encoded) > ENCODED_TEXTS:
-                try:
-                    self._encoded.popitem(last=False)
-                except KeyError:  # emptied meanwhile by a call in another thread (a big request's preparation)
-                    pass
-        return ids
-
-    def _prompt_input(self, prompt: str, prefix_chars: int) -> dict[str, Any]:
-        """The prompt for vLLM: its token ids when the template's prefix is known (tokenized once; vLLM would
-        tokenize the whole ~800-token prompt for every request), else the text.
-
-        A prefix is used as ids only if, the first time it is seen, prefix ids + the rest's ids equal vLLM's
-        tokenization of the whole prompt (the rest of every prompt starts with the same template text, so the
-        boundary tokenizes the same way each time)."""
-        if prefix_chars <= 0 or self._tokenizer is None:
-            return {"prompt": prompt}
-        prefix = prompt[:prefix_chars]
-        if prefix not in self._prefix_ids:
-            head = self._tokenizer(prefix).input_ids  # with the special tokens vLLM adds to a text prompt
-            whole = self._tokenizer(prompt).input_ids
-            same = whole == head + self._encode(prompt[prefix_chars:])
-            self._prefix_ids[prefix] = list(head) if same else None
-            log.info("template prefix of %d tokens: sent as %s", len(head), "token ids" if same else "text")
-        head_ids = self._prefix_ids[prefix]
-        if head_ids is None:
-            return {"prompt": prompt}
-        return {"prompt_token_ids": head_ids + self._encode(prompt[prefix_chars:])}
+        assert self.prompts is not None, "engine not started"
+        return len(self.prompts.encode(text))
 
     async def generate(self, prompt: str, params: GenerationParams) -> Completion:
         from vllm import SamplingParams
@@ -257,7 +266,7 @@ class VLLMEngine:
         )
         final = None
         try:
-            inputs = self._prompt_input(prompt, params.prefix_chars)
+            inputs = self.prompts.input(prompt, params.prefix_chars) if self.prompts else {"prompt": prompt}
             if params.cache_salt:
                 inputs["cache_salt"] = params.cache_salt
             priority = params.priority if self._priorities else 0
