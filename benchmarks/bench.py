@@ -37,6 +37,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -74,6 +75,9 @@ class Result:
     bleu: float | None = None
     copy_rate: float | None = None
     frontend_cpu: float = 0.0  # CPU seconds of this process (vLLM's frontend, the gateway, the callers) in the run
+    #: vLLM's running sequences, sampled every 0.25 s from the first sample with any to the last (the engine's
+    #: occupancy: does the gateway keep it as full as plain vLLM does?)
+    running: list[float] = field(repr=False, default_factory=list)
     base_chrf: float | None = None  # the baseline's chrF on the same sentences, when this mode ran on fewer
     note: str = ""
 
@@ -93,6 +97,10 @@ class Result:
             return "–"
         last = sorted(self.resent_by_request)[-k:]
         return f"{sum(1 for _, n in last if n)} of {len(last)}"
+
+    @property
+    def mean_running(self) -> float | None:
+        return sum(self.running) / len(self.running) if self.running else None
 
     def per_sentence(self, x: float) -> float:
         return x / self.sentences if self.sentences else 0.0
@@ -209,6 +217,33 @@ async def run_gateway(
             res.note = f"calibrated limit {gw.calibrated_pack_limit}"
     res.hyps, res.statuses, res.confidences = hyps, statuses, confidences
     return res
+
+
+def _fmt1(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f}"
+
+
+def engine_gauge(name: str, registry: Any = None) -> float | None:
+    """The sum of a vLLM gauge's samples in this process's registry (its stat loggers live here), or None."""
+    from prometheus_client import REGISTRY
+
+    values = [s.value for m in (registry or REGISTRY).collect() for s in m.samples if s.name == name]
+    return sum(values) if values else None
+
+
+async def sample_running(into: list[float], stop: asyncio.Event, period_s: float = 0.25, registry: Any = None) -> None:
+    """``vllm:num_requests_running`` every ``period_s`` until ``stop``; leading and trailing zeros dropped."""
+    samples: list[float] = []
+    while not stop.is_set():
+        v = engine_gauge("vllm:num_requests_running", registry)
+        if v is not None:
+            samples.append(v)
+        try:
+            await asyncio.wait_for(stop.wait(), period_s)
+        except TimeoutError:
+            pass
+    busy = [i for i, v in enumerate(samples) if v > 0]
+    into.extend(samples[busy[0] : busy[-1] + 1] if busy else [])
 
 
 def score(res: Result, sources: list[str], refs: list[str]) -> None:
@@ -482,8 +517,15 @@ async def run(args: argparse.Namespace) -> int:
         translated (default: the first ``n``); ``keep``: a row of the report's table."""
         await warm()
         cpu = time.process_time()
-        r = await coro_fn(*args, **kwargs)
+        stop, running = asyncio.Event(), list[float]()
+        sampler = asyncio.create_task(sample_running(running, stop))
+        try:
+            r = await coro_fn(*args, **kwargs)
+        finally:
+            stop.set()
+            await sampler
         r.frontend_cpu = time.process_time() - cpu
+        r.running = running
         idx = index if index is not None else list(range(r.sentences))
         score(r, [sources[i] for i in idx], [refs[i] for i in idx])
         if baseline is not None and r.load == "saturation" and idx != list(range(baseline.sentences)):
@@ -674,15 +716,15 @@ async def run(args: argparse.Namespace) -> int:
             "",
             "| pair | baseline sent./s | default sent./s | × base | p50 × base | p90 s, base / default "
             "| last s, base / default | re-sent among the default's last 10 answers | chrF baseline | chrF default "
-            "| frontend CPU s, baseline | frontend CPU s, default |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| frontend CPU s, baseline | frontend CPU s, default | engine's running sequences, mean, base / default |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         md += [
             f"| {k} | {b.throughput:.2f} | {d.throughput:.2f} | {d.throughput / b.throughput:.2f} | "
             f"{d.pct(0.5) / b.pct(0.5):.2f} | {b.pct(0.9):.1f} / {d.pct(0.9):.1f} | "
             f"{b.pct(1.0):.1f} / {d.pct(1.0):.1f} | {d.resent_among_last(10)} | "
             f"{b.chrf:.1f} | {d.chrf:.1f} | {b.frontend_cpu:.1f} | "
-            f"{d.frontend_cpu:.1f} |"
+            f"{d.frontend_cpu:.1f} | {_fmt1(b.mean_running)} / {_fmt1(d.mean_running)} |"
             for k, (b, d) in enumerate(pairs, 1)
         ]
         md += [

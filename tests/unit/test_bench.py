@@ -92,3 +92,33 @@ def test_resent_among_the_last_answers():
     r.resent_by_request = [(1.0, 0), (5.0, 1), (2.0, 0), (4.0, 0), (3.0, 2)]
     assert r.resent_among_last(2) == "1 of 2"  # the two slowest: 5.0 (re-sent) and 4.0
     assert r.resent_among_last(3) == "2 of 3"
+
+
+async def test_running_sequences_are_sampled_from_the_first_busy_sample_to_the_last():
+    import asyncio
+
+    from prometheus_client import CollectorRegistry, Gauge
+
+    import benchmarks.bench as bench
+
+    registry = CollectorRegistry()
+    gauge = Gauge("vllm:num_requests_running", "running", ["engine"], registry=registry)
+    assert bench.engine_gauge("vllm:num_requests_running", registry) is None  # no label set yet: no sample
+    assert bench.engine_gauge("vllm:no_such_gauge", registry) is None
+    stop, into = asyncio.Event(), list[float]()
+    task = asyncio.create_task(bench.sample_running(into, stop, period_s=0.01, registry=registry))
+    await asyncio.sleep(0.05)  # idle before the run: dropped
+    for v in (3, 64, 64, 10):
+        gauge.labels("0").set(v)
+        gauge.labels("1").set(1)  # summed over label sets
+        await asyncio.sleep(0.03)
+    gauge.labels("0").set(0)
+    gauge.labels("1").set(0)
+    await asyncio.sleep(0.05)  # idle after: dropped
+    stop.set()
+    await task
+    assert into and into[0] == 4 and into[-1] == 11 and 65 in into and 0 not in into
+    r = Result("default", "saturation", 4, 1.0)
+    assert r.mean_running is None
+    r.running = [4.0, 65.0]
+    assert r.mean_running == 34.5
