@@ -46,7 +46,7 @@ from typing import Any
 
 __all__ = ["main"]
 
-PARTS = ("ceiling", "workload", "sweep", "ngram", "logprobs", "token-ids")
+PARTS = ("ceiling", "workload", "sweep", "ngram", "logprobs", "token-ids", "frontend-cpu")
 #: engine settings shared by every config (the gateway's, see settings.py / engines/vllm_inprocess.py)
 BASE_ENGINE = {
     "dtype": "float32",
@@ -180,6 +180,19 @@ def _counter_total(prefix: str) -> float:
             if s.name == prefix + "_total":
                 total += s.value
     return total
+
+
+async def burn(ms: float, stop: asyncio.Event, period_s: float = 0.06) -> None:
+    """Busy ``ms`` milliseconds on the event loop every ``period_s`` until ``stop``: extra frontend work of a known
+    size (a gateway's per-request work is of this kind), to see what the engine loses to it on a small machine."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        while time.perf_counter() - t < ms / 1000:
+            pass
+        try:
+            await asyncio.wait_for(stop.wait(), period_s)
+        except TimeoutError:
+            pass
 
 
 class Worker:
@@ -324,8 +337,10 @@ class Worker:
 
         from batchmt_server.engines.vllm_inprocess import PromptTokens
 
-        prompt_tokens = PromptTokens(self.tok) if task.get("token_ids") else None
+        prompt_tokens = PromptTokens(self.tok) if task.get("ids_input") else None
         await self.warm_prefix()
+        stop_burning = asyncio.Event()
+        burner = asyncio.create_task(burn(task["burn_ms"], stop_burning)) if task.get("burn_ms") else None
         cpu0 = time.process_time()
         drafts0 = _counter_total("vllm:spec_decode_num_draft_tokens")
         acc0 = _counter_total("vllm:spec_decode_num_accepted_tokens")
@@ -333,6 +348,9 @@ class Worker:
         await asyncio.gather(*(one(i, s) for i, s in enumerate(sources)))
         seconds = time.perf_counter() - t0
         frontend_cpu = time.process_time() - cpu0
+        stop_burning.set()
+        if burner is not None:
+            await burner
         await asyncio.sleep(0.5)  # the stat loggers' last update
         drafts = _counter_total("vllm:spec_decode_num_draft_tokens") - drafts0
         accepted = _counter_total("vllm:spec_decode_num_accepted_tokens") - acc0
@@ -342,7 +360,8 @@ class Worker:
             "sentences": n,
             "in_flight": in_flight,
             "logprobs": task.get("logprobs"),
-            "token_ids_input": bool(task.get("token_ids")),
+            "token_ids_input": bool(task.get("ids_input")),
+            "burn_ms": task.get("burn_ms"),
             "seconds": seconds,
             "frontend_cpu_s": frontend_cpu,  # this process: vLLM's frontend (tokenizing, detokenizing) and the callers
             "sent_s": n / seconds,
@@ -698,6 +717,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> tu
         md += logprobs_section(args, results["logprobs"], results)
     if results.get("token_ids"):
         md += token_ids_section(args, results["token_ids"], results)
+    if results.get("frontend_cpu"):
+        md += frontend_cpu_section(args, results["frontend_cpu"], results)
     md += [
         "Numbers only: this report holds no sentence of the data set (it reads them at run time).",
         "",
@@ -717,6 +738,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> tu
         "logprobs_engine": _strip(results["logprobs"]) if results.get("logprobs") else None,
         "token_ids": results.get("token_ids_summary"),
         "token_ids_engine": _strip(results["token_ids"]) if results.get("token_ids") else None,
+        "frontend_cpu": results.get("frontend_cpu_summary"),
+        "frontend_cpu_engine": _strip(results["frontend_cpu"]) if results.get("frontend_cpu") else None,
     }
     if a:
         js["engines"] = {"A": _strip(a)}
@@ -809,6 +832,24 @@ def token_ids_section(args: argparse.Namespace, res: dict[str, Any], results: di
     )
     if summary:
         results["token_ids_summary"] = summary
+    return md
+
+
+def frontend_cpu_section(args: argparse.Namespace, res: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """What extra CPU in the frontend's process (where the gateway runs) costs the engine on this machine."""
+    md, summary = ab_section(
+        "## 7. What the frontend's CPU costs the engine",
+        f"One engine (max_num_seqs {args.logprobs_max_num_seqs}, {'eager' if args.eager else 'compiled'}), the "
+        f"baseline workload ({args.sentences} sentences, all submitted at once), plain and with {args.burn_ms:g} ms "
+        "of busy work on the frontend's event loop every 60 ms (as a gateway's per-request work would add), "
+        "alternating which runs first. On 2 cores the engine's OpenMP threads want both; whatever else runs takes "
+        "one of them, and the other waits for it at the next barrier.",
+        res,
+        lambda t: bool(t.get("burn_ms")),
+        ("plain", "with extra frontend work"),
+    )
+    if summary:
+        results["frontend_cpu_summary"] = summary
     return md
 
 
@@ -984,24 +1025,23 @@ def run(args: argparse.Namespace) -> int:
             r["spec_engine"] = engine
             ng.append(r)
         results["ngram"] = ng
-    if "logprobs" in parts:  # one engine, the baseline workload with and without logprobs=0, alternating
+    # one engine, the baseline workload in two arms, alternating (the arm's task key and value): with and without
+    # logprobs=0, as text and as token ids, plain and with extra frontend work
+    arms = (("logprobs", "logprobs", 0), ("token-ids", "ids_input", True), ("frontend-cpu", "burn_ms", args.burn_ms))
+    for part, key, value in arms:
+        if part not in parts:
+            continue
         tasks = []
         for rep in range(args.logprobs_repeats):
-            for lp in (None, 0) if rep % 2 == 0 else (0, None):
-                name = f"logprobs-{'off' if lp is None else 'on'}-{rep + 1}"
-                tasks.append({"kind": "workload", "name": name, "sentences": args.sentences, "logprobs": lp})
+            for on in (False, True) if rep % 2 == 0 else (True, False):
+                name = f"{part}-{'on' if on else 'off'}-{rep + 1}"
+                tasks.append(
+                    {"kind": "workload", "name": name, "sentences": args.sentences, key: value if on else None}
+                )
         engine = {"max_num_seqs": args.logprobs_max_num_seqs, "enforce_eager": args.eager}
-        results["logprobs"] = spawn(_spec(args, engine, tasks), "logprobs")
-        results["logprobs"]["spec_engine"] = engine
-    if "token-ids" in parts:  # one engine, the baseline workload as text and as token ids, alternating
-        tasks = []
-        for rep in range(args.logprobs_repeats):
-            for ids in (False, True) if rep % 2 == 0 else (True, False):
-                name = f"token-ids-{'on' if ids else 'off'}-{rep + 1}"
-                tasks.append({"kind": "workload", "name": name, "sentences": args.sentences, "token_ids": ids})
-        engine = {"max_num_seqs": args.logprobs_max_num_seqs, "enforce_eager": args.eager}
-        results["token_ids"] = spawn(_spec(args, engine, tasks), "token-ids")
-        results["token_ids"]["spec_engine"] = engine
+        name = part.replace("-", "_")  # the results' key: token_ids, frontend_cpu
+        results[name] = spawn(_spec(args, engine, tasks), part)
+        results[name]["spec_engine"] = engine
     wall = time.perf_counter() - t_start
     md, js = report(args, results, wall)
     (out / "report.md").write_text(md)
@@ -1066,6 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--logprobs-max-num-seqs", type=int, default=64, help="logprobs and token-ids parts: the engine (the bench's)"
     )
+    p.add_argument("--burn-ms", type=float, default=1.0, help="frontend-cpu part: busy ms every 60 ms")
     p.add_argument("--ngram-low-sentences", type=int, default=8, help="sentences at 1 in flight")
     p.add_argument("--ngram-mid-sentences", type=int, default=32, help="sentences at 8 in flight")
     p.add_argument("--ngram-sentences", type=int, default=64, help="sentences at saturation (all in flight)")

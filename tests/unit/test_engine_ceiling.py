@@ -157,3 +157,19 @@ def test_token_ids_section_reports_the_ratio_and_the_frontend_cpu_of_both_arms()
     assert math.isclose(s["frontend_cpu_off_median"], 1.7)
     assert "every run as token ids faster than every run as text" in text
     assert "frontend CPU 1.05 s as token ids vs 1.70 s as text" in text and "different completion tokens" in text
+
+
+async def test_burn_spends_the_asked_cpu_on_the_event_loop_until_stopped():
+    import asyncio
+    import time
+
+    from benchmarks.engine_ceiling import burn
+
+    stop = asyncio.Event()
+    cpu = time.process_time()
+    task = asyncio.create_task(burn(5.0, stop, period_s=0.01))
+    await asyncio.sleep(0.15)  # ~10 bursts of 5 ms
+    stop.set()
+    await asyncio.wait_for(task, 1.0)
+    spent = time.process_time() - cpu
+    assert 0.02 < spent < 0.15, spent
