@@ -75,9 +75,12 @@ class Result:
     bleu: float | None = None
     copy_rate: float | None = None
     frontend_cpu: float = 0.0  # CPU seconds of this process (vLLM's frontend, the gateway, the callers) in the run
-    #: vLLM's running sequences, sampled every second from the first sample with any to the last (the engine's
+    #: vLLM's running sequences, sampled every 0.25 s from the first sample with any to the last (the engine's
     #: occupancy: does the gateway keep it as full as plain vLLM does?)
     running: list[float] = field(repr=False, default_factory=list)
+    waiting: list[float] = field(repr=False, default_factory=list)  # vLLM's waiting requests, the same samples
+    #: gateway modes: (seconds into the run, sentences queued at the gateway, prompts it has in flight), 0.25 s apart
+    gateway_state: list[tuple[float, int, int]] = field(repr=False, default_factory=list)
     base_chrf: float | None = None  # the baseline's chrF on the same sentences, when this mode ran on fewer
     note: str = ""
 
@@ -201,11 +204,27 @@ async def run_gateway(
 
             starts = range(0, len(sentences), per_request)
             t0 = time.perf_counter()
-            if load == "low":
-                for i in starts:
-                    await one(i)
-            else:
-                await asyncio.gather(*(one(i) for i in starts))
+            done = asyncio.Event()
+
+            async def watch() -> None:  # where the gateway holds the work: its queue, its prompts in flight
+                while not done.is_set():
+                    st = gw.stats
+                    res.gateway_state.append((time.perf_counter() - t0, st.queue_depth, st.prompts_in_flight))
+                    try:
+                        await asyncio.wait_for(done.wait(), 0.25)
+                    except TimeoutError:
+                        pass
+
+            watcher = asyncio.create_task(watch())
+            try:
+                if load == "low":
+                    for i in starts:
+                        await one(i)
+                else:
+                    await asyncio.gather(*(one(i) for i in starts))
+            finally:
+                done.set()
+                await watcher
             res.seconds = time.perf_counter() - t0
         st = gw.stats.snapshot()
         res.prompt_tokens, res.cached_prompt_tokens = st.prompt_tokens, st.cached_prompt_tokens
@@ -236,19 +255,29 @@ def engine_gauge(name: str, registry: Any = None) -> float | None:
     return sum(values) if values else None
 
 
-async def sample_running(into: list[float], stop: asyncio.Event, period_s: float = 0.25, registry: Any = None) -> None:
-    """``vllm:num_requests_running`` every ``period_s`` until ``stop``; leading and trailing zeros dropped."""
-    samples: list[float] = []
+async def sample_running(
+    into: list[float],
+    stop: asyncio.Event,
+    period_s: float = 0.25,
+    registry: Any = None,
+    waiting: list[float] | None = None,
+) -> None:
+    """``vllm:num_requests_running`` (and into ``waiting``, ``vllm:num_requests_waiting``) every ``period_s`` until
+    ``stop``; the samples before the first and after the last with a running sequence are dropped."""
+    samples: list[tuple[float, float]] = []
     while not stop.is_set():
         v = engine_gauge("vllm:num_requests_running", registry)
         if v is not None:
-            samples.append(v)
+            samples.append((v, engine_gauge("vllm:num_requests_waiting", registry) or 0.0))
         try:
             await asyncio.wait_for(stop.wait(), period_s)
         except TimeoutError:
             pass
-    busy = [i for i, v in enumerate(samples) if v > 0]
-    into.extend(samples[busy[0] : busy[-1] + 1] if busy else [])
+    busy = [i for i, (v, _) in enumerate(samples) if v > 0]
+    kept = samples[busy[0] : busy[-1] + 1] if busy else []
+    into.extend(v for v, _ in kept)
+    if waiting is not None:
+        waiting.extend(w for _, w in kept)
 
 
 def score(res: Result, sources: list[str], refs: list[str]) -> None:
@@ -522,15 +551,15 @@ async def run(args: argparse.Namespace) -> int:
         translated (default: the first ``n``); ``keep``: a row of the report's table."""
         await warm()
         cpu = time.process_time()
-        stop, running = asyncio.Event(), list[float]()
-        sampler = asyncio.create_task(sample_running(running, stop))
+        stop, running, waiting = asyncio.Event(), list[float](), list[float]()
+        sampler = asyncio.create_task(sample_running(running, stop, waiting=waiting))
         try:
             r = await coro_fn(*args, **kwargs)
         finally:
             stop.set()
             await sampler
         r.frontend_cpu = time.process_time() - cpu
-        r.running = running
+        r.running, r.waiting = running, waiting
         idx = index if index is not None else list(range(r.sentences))
         score(r, [sources[i] for i in idx], [refs[i] for i in idx])
         if baseline is not None and r.load == "saturation" and idx != list(range(baseline.sentences)):

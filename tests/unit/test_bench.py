@@ -103,14 +103,16 @@ async def test_running_sequences_are_sampled_from_the_first_busy_sample_to_the_l
 
     registry = CollectorRegistry()
     gauge = Gauge("vllm:num_requests_running", "running", ["engine"], registry=registry)
+    queued = Gauge("vllm:num_requests_waiting", "waiting", ["engine"], registry=registry)
     assert bench.engine_gauge("vllm:num_requests_running", registry) is None  # no label set yet: no sample
     assert bench.engine_gauge("vllm:no_such_gauge", registry) is None
-    stop, into = asyncio.Event(), list[float]()
-    task = asyncio.create_task(bench.sample_running(into, stop, period_s=0.01, registry=registry))
+    stop, into, waiting = asyncio.Event(), list[float](), list[float]()
+    task = asyncio.create_task(bench.sample_running(into, stop, period_s=0.01, registry=registry, waiting=waiting))
     await asyncio.sleep(0.05)  # idle before the run: dropped
     for v in (3, 64, 64, 10):
         gauge.labels("0").set(v)
         gauge.labels("1").set(1)  # summed over label sets
+        queued.labels("0").set(100 - v)
         await asyncio.sleep(0.03)
     gauge.labels("0").set(0)
     gauge.labels("1").set(0)
@@ -118,6 +120,7 @@ async def test_running_sequences_are_sampled_from_the_first_busy_sample_to_the_l
     stop.set()
     await task
     assert into and into[0] == 4 and into[-1] == 11 and 65 in into and 0 not in into
+    assert len(waiting) == len(into) and waiting[0] == 97 and waiting[-1] == 90
     r = Result("default", "saturation", 4, 1.0)
     assert r.mean_running is None
     r.running = [4.0, 65.0]
