@@ -780,7 +780,8 @@ def ab_section(
     cpu_on = [t["frontend_cpu_s"] for t in on_runs if t.get("frontend_cpu_s") is not None]
     if cpu_off and cpu_on:
         summary["frontend_cpu_off_median"], summary["frontend_cpu_on_median"] = median(cpu_off), median(cpu_on)
-    same = len({t["completion_tokens"] for t in runs}) == 1
+    tokens = sorted({t["completion_tokens"] for t in runs})
+    same = "the same" if len(tokens) == 1 else f"{tokens[0]}–{tokens[-1]}"
     if max(onv) < min(off) or min(onv) > max(off):
         order = f"every run {labels[1]} {'slower' if max(onv) < min(off) else 'faster'} than every run {labels[0]}"
     else:
@@ -793,8 +794,7 @@ def ab_section(
     md += [
         "",
         f"Median {labels[1]} **{summary['on_median']:.2f}** vs {labels[0]} {summary['off_median']:.2f} sentences/s: "
-        f"**{summary['ratio']:.2f}×** ({order}; {'the same' if same else 'different'} completion tokens in every "
-        "run).",
+        f"**{summary['ratio']:.2f}×** ({order}; {same} completion tokens per run).",
         "",
     ]
     return md, summary

@@ -39,6 +39,9 @@ class TranslationMemory:
         self._hot: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._pending: dict[str, dict[str, str]] = {}  # signature -> {normalised source: translation}, unwritten
         self._flusher: asyncio.Task | None = None
+        #: signature -> (normalised sources wanted, their answer): the lookups of this turn of the event loop
+        self._reads: dict[str, tuple[set[str], asyncio.Future[dict[str, str]]]] = {}
+        self._readers: set[asyncio.Task] = set()
 
     @property
     def enabled(self) -> bool:
@@ -59,12 +62,36 @@ class TranslationMemory:
             else:
                 missing.append(key)
         if missing:
-            found = await self.store.tm_get(signature, missing, time.time())
+            found = await self._read(signature, missing)
             for text, key in keys.items():
                 if key in found:
                     out[text] = found[key]
                     self._remember_hot(signature, key, found[key])
         return out
+
+    async def _read(self, signature: str, keys: list[str]) -> dict[str, str]:
+        """The store's entries for ``keys``, read together with the other lookups of this turn of the loop."""
+        batch = self._reads.get(signature)
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._reads[signature] = (set(), loop.create_future())
+            loop.call_soon(self._start_read, signature)
+        batch[0].update(keys)
+        found = await asyncio.shield(batch[1])  # a caller that goes away does not cancel the others' read
+        return {k: found[k] for k in keys if k in found}
+
+    def _start_read(self, signature: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._read_batch(signature))
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
+
+    async def _read_batch(self, signature: str) -> None:
+        keys, answer = self._reads.pop(signature)
+        try:
+            answer.set_result(await self.store.tm_get(signature, list(keys), time.time()))
+        except Exception as exc:
+            answer.set_exception(exc)
+            answer.exception()  # retrieved here too: every waiter may have gone away
 
     async def remember(self, signature: str, pairs: Sequence[tuple[str, str]]) -> None:
         """Store (source, translation) pairs: only delivered, unflagged translations (the caller's duty)."""

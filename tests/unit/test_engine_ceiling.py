@@ -126,7 +126,11 @@ def test_logprobs_section_reports_the_median_ratio_and_whether_every_run_was_slo
     res = {"tasks": [run("off-1", None, 4.0), run("on-1", 0, 3.6), run("on-2", 0, 3.8), run("off-2", None, 4.2)]}
     text = "\n".join(logprobs_section(args, res, results))
     assert results["logprobs_summary"]["ratio"] == (3.7 / 4.1)
-    assert "**0.90×**" in text and "every run with logprobs slower" in text and "the same completion tokens" in text
+    assert (
+        "**0.90×**" in text
+        and "every run with logprobs slower" in text
+        and "the same completion tokens per run" in text
+    )
     res["tasks"].append(run("on-3", 0, 4.5))
     text = "\n".join(logprobs_section(args, res, results))
     assert "the runs overlap" in text
@@ -156,7 +160,7 @@ def test_token_ids_section_reports_the_ratio_and_the_frontend_cpu_of_both_arms()
     assert math.isclose(s["ratio"], 4.25 / 4.05) and math.isclose(s["frontend_cpu_on_median"], 1.05)
     assert math.isclose(s["frontend_cpu_off_median"], 1.7)
     assert "every run as token ids faster than every run as text" in text
-    assert "frontend CPU 1.05 s as token ids vs 1.70 s as text" in text and "different completion tokens" in text
+    assert "frontend CPU 1.05 s as token ids vs 1.70 s as text" in text and "40–41 completion tokens per run" in text
 
 
 async def test_burn_spends_the_asked_cpu_on_the_event_loop_until_stopped():

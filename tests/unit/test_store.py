@@ -146,3 +146,39 @@ async def test_unknown_database_url_is_refused(tmp_path):
     await s.open()
     assert (tmp_path / "x" / "y.db").exists()
     await s.close()
+
+
+async def test_translation_memory_reads_a_burst_of_lookups_in_one_query(store):
+    import asyncio
+
+    from batchmt_server.memory import TranslationMemory
+
+    await store.tm_put("sig", [(f"Sentence {i}.", f"Satz {i}.") for i in range(0, 40, 2)], 1.0, 1000)
+    calls: list[int] = []
+    real_get = store.tm_get
+
+    async def counted(signature, sources, now):
+        calls.append(len(sources))
+        return await real_get(signature, sources, now)
+
+    store.tm_get = counted
+    memory = TranslationMemory(store, 1000, hot_entries=0)  # no hot cache: every lookup asks the store
+    results = await asyncio.gather(*(memory.lookup("sig", [f"Sentence {i}.", f"Sentence {i + 1}."]) for i in range(20)))
+    assert calls == [21]  # twenty requests' lookups: one query with all 21 distinct sources
+    for i, found in enumerate(results):  # each caller gets its own hits only
+        assert found == ({f"Sentence {i}.": f"Satz {i}."} if i % 2 == 0 else {f"Sentence {i + 1}.": f"Satz {i + 1}."})
+    assert await memory.lookup("other", ["Sentence 0."]) == {} and calls == [21, 1]  # another signature: its own
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_others_read(store):
+    import asyncio
+
+    from batchmt_server.memory import TranslationMemory
+
+    await store.tm_put("sig", [("Hello.", "Hallo.")], 1.0, 1000)
+    memory = TranslationMemory(store, 1000, hot_entries=0)
+    gone = asyncio.create_task(memory.lookup("sig", ["Hello."]))
+    stays = asyncio.create_task(memory.lookup("sig", ["Hello."]))
+    await asyncio.sleep(0)  # both joined the read
+    gone.cancel()
+    assert await stays == {"Hello.": "Hallo."}
