@@ -713,12 +713,9 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> tu
     ng = results.get("ngram")
     if ng:
         md += ngram_section(args, ng, results)
-    if results.get("logprobs"):
-        md += logprobs_section(args, results["logprobs"], results)
-    if results.get("token_ids"):
-        md += token_ids_section(args, results["token_ids"], results)
-    if results.get("frontend_cpu"):
-        md += frontend_cpu_section(args, results["frontend_cpu"], results)
+    for key in AB_PARTS:
+        if results.get(key):
+            md += ab_part_section(key, args, results[key], results)
     md += [
         "Numbers only: this report holds no sentence of the data set (it reads them at run time).",
         "",
@@ -734,13 +731,10 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> tu
         "sweep_noise": results.get("sweep_noise"),
         "ngram": results.get("ngram_summary"),
         "ngram_engines": [_strip(r) for r in (ng or [])],
-        "logprobs": results.get("logprobs_summary"),
-        "logprobs_engine": _strip(results["logprobs"]) if results.get("logprobs") else None,
-        "token_ids": results.get("token_ids_summary"),
-        "token_ids_engine": _strip(results["token_ids"]) if results.get("token_ids") else None,
-        "frontend_cpu": results.get("frontend_cpu_summary"),
-        "frontend_cpu_engine": _strip(results["frontend_cpu"]) if results.get("frontend_cpu") else None,
     }
+    for key in AB_PARTS:
+        js[key] = results.get(f"{key}_summary")
+        js[f"{key}_engine"] = _strip(results[key]) if results.get(key) else None
     if a:
         js["engines"] = {"A": _strip(a)}
     return "\n".join(md) + "\n", js
@@ -800,56 +794,49 @@ def ab_section(
     return md, summary
 
 
-def logprobs_section(args: argparse.Namespace, res: dict[str, Any], results: dict[str, Any]) -> list[str]:
-    """What asking for the chosen token's log-probability (``logprobs=0``, the gateway's confidence) costs."""
-    md, summary = ab_section(
+#: the parts that run one engine's baseline workload in two arms: results key -> (section title, the two arms as
+#: the intro says them, why it matters, which runs are the second arm, the arms' labels)
+AB_PARTS: dict[str, tuple[str, str, str, Callable[[dict[str, Any]], bool], tuple[str, str]]] = {
+    "logprobs": (
         "## 5. The cost of log-probabilities (`logprobs=0`: the chosen token's, as the gateway's confidence asks)",
-        f"One engine (max_num_seqs {args.logprobs_max_num_seqs}, {'eager' if args.eager else 'compiled'}), the "
-        f"baseline workload ({args.sentences} sentences, all submitted at once) with and without `logprobs=0`, "
-        "alternating which runs first. vLLM computes a log-softmax over the whole vocabulary (and the chosen "
-        "token's rank) for every sequence of a step once any sequence in it asks.",
-        res,
+        "with and without `logprobs=0`",
+        "vLLM computes a log-softmax over the whole vocabulary (and the chosen token's rank) for every sequence of a "
+        "step once any sequence in it asks.",
         lambda t: t.get("logprobs") is not None,
         ("without logprobs", "with logprobs"),
-    )
-    if summary:
-        results["logprobs_summary"] = summary
-    return md
-
-
-def token_ids_section(args: argparse.Namespace, res: dict[str, Any], results: dict[str, Any]) -> list[str]:
-    """What sending prompts as token ids (the template prefix tokenized once, as the gateway does) saves."""
-    md, summary = ab_section(
+    ),
+    "token_ids": (
         "## 6. Prompts as token ids (the template prefix tokenized once, as the gateway sends them)",
-        f"One engine (max_num_seqs {args.logprobs_max_num_seqs}, {'eager' if args.eager else 'compiled'}), the "
-        f"baseline workload ({args.sentences} sentences, all submitted at once) sent as text (vLLM tokenizes each "
-        "whole prompt, prefix included) and as token ids (`vllm_inprocess.PromptTokens`: the prefix's ids once, "
-        "the rest tokenized per prompt), alternating which runs first. Frontend CPU: this process's CPU seconds "
-        "during the run (vLLM's frontend and the callers), on the 2 cores the engine's OpenMP threads use.",
-        res,
+        "sent as text (vLLM tokenizes each whole prompt, prefix included) and as token ids "
+        "(`vllm_inprocess.PromptTokens`: the prefix's ids once, the rest tokenized per prompt)",
+        "Frontend CPU: this process's CPU seconds during the run (vLLM's frontend and the callers), on the 2 cores "
+        "the engine's OpenMP threads use.",
         lambda t: bool(t.get("token_ids_input")),
         ("as text", "as token ids"),
-    )
-    if summary:
-        results["token_ids_summary"] = summary
-    return md
-
-
-def frontend_cpu_section(args: argparse.Namespace, res: dict[str, Any], results: dict[str, Any]) -> list[str]:
-    """What extra CPU in the frontend's process (where the gateway runs) costs the engine on this machine."""
-    md, summary = ab_section(
+    ),
+    "frontend_cpu": (
         "## 7. What the frontend's CPU costs the engine",
-        f"One engine (max_num_seqs {args.logprobs_max_num_seqs}, {'eager' if args.eager else 'compiled'}), the "
-        f"baseline workload ({args.sentences} sentences, all submitted at once), plain and with {args.burn_ms:g} ms "
-        "of busy work on the frontend's event loop every 60 ms (as a gateway's per-request work would add), "
-        "alternating which runs first. On 2 cores the engine's OpenMP threads want both; whatever else runs takes "
-        "one of them, and the other waits for it at the next barrier.",
-        res,
+        "plain and with {burn_ms:g} ms of busy work on the frontend's event loop every 60 ms (as a gateway's "
+        "per-request work would add)",
+        "On 2 cores the engine's OpenMP threads want both; whatever else runs takes one of them, and the other "
+        "waits for it at the next barrier.",
         lambda t: bool(t.get("burn_ms")),
         ("plain", "with extra frontend work"),
+    ),
+}
+
+
+def ab_part_section(key: str, args: argparse.Namespace, res: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """The report section of an A/B part (:data:`AB_PARTS`); its summary goes to ``results[key + "_summary"]``."""
+    title, arms, why, on, labels = AB_PARTS[key]
+    intro = (
+        f"One engine (max_num_seqs {args.logprobs_max_num_seqs}, {'eager' if args.eager else 'compiled'}), the "
+        f"baseline workload ({args.sentences} sentences, all submitted at once) "
+        f"{arms.format(burn_ms=getattr(args, 'burn_ms', 0))}, alternating which runs first. {why}"
     )
+    md, summary = ab_section(title, intro, res, on, labels)
     if summary:
-        results["frontend_cpu_summary"] = summary
+        results[f"{key}_summary"] = summary
     return md
 
 

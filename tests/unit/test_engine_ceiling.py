@@ -3,9 +3,9 @@
 import math
 
 from benchmarks.engine_ceiling import (
+    ab_part_section,
     best_config,
     fmt,
-    logprobs_section,
     md_table,
     median,
     mismatches,
@@ -15,7 +15,6 @@ from benchmarks.engine_ceiling import (
     summarize_runs,
     sweep_conclusion,
     sweep_noise,
-    token_ids_section,
     warning_text,
     workload_rows,
 )
@@ -124,7 +123,7 @@ def test_logprobs_section_reports_the_median_ratio_and_whether_every_run_was_slo
 
     results: dict = {}
     res = {"tasks": [run("off-1", None, 4.0), run("on-1", 0, 3.6), run("on-2", 0, 3.8), run("off-2", None, 4.2)]}
-    text = "\n".join(logprobs_section(args, res, results))
+    text = "\n".join(ab_part_section("logprobs", args, res, results))
     assert results["logprobs_summary"]["ratio"] == (3.7 / 4.1)
     assert (
         "**0.90×**" in text
@@ -132,7 +131,7 @@ def test_logprobs_section_reports_the_median_ratio_and_whether_every_run_was_slo
         and "the same completion tokens per run" in text
     )
     res["tasks"].append(run("on-3", 0, 4.5))
-    text = "\n".join(logprobs_section(args, res, results))
+    text = "\n".join(ab_part_section("logprobs", args, res, results))
     assert "the runs overlap" in text
 
 
@@ -155,7 +154,7 @@ def test_token_ids_section_reports_the_ratio_and_the_frontend_cpu_of_both_arms()
     results: dict = {}
     res = {"tasks": [run("off-1", False, 4.0, 1.6), run("on-1", True, 4.2, 1.1), run("off-2", False, 4.1, 1.8)]}
     res["tasks"].append(run("on-2", True, 4.3, 1.0, tokens=41))
-    text = "\n".join(token_ids_section(args, res, results))
+    text = "\n".join(ab_part_section("token_ids", args, res, results))
     s = results["token_ids_summary"]
     assert math.isclose(s["ratio"], 4.25 / 4.05) and math.isclose(s["frontend_cpu_on_median"], 1.05)
     assert math.isclose(s["frontend_cpu_off_median"], 1.7)
