@@ -146,3 +146,14 @@ async def test_prompts_go_to_vllm_as_token_ids_with_the_prefix_tokenized_once(ga
     assert as_ids.prompt_tokens == as_text.prompt_tokens
     assert as_ids.text == as_text.text
     assert as_ids.cached_prompt_tokens > 0  # the same prefix blocks are reused either way
+
+
+async def test_the_first_confidence_does_not_build_the_vocabulary_table_on_the_event_loop(gateway_app):
+    """vLLM learns a tokenizer's leading-space marker the first time log-probabilities are asked for: it dumps and
+    re-parses the whole tokenizer as JSON (~2.6 s for Gemma's vocabulary, blocking the event loop). The engine does
+    it at start, and vLLM's output processor finds it cached on the same tokenizer object."""
+    from vllm.tokenizers.detokenizer_utils import _CACHED_MARKER_KEY, _NOT_CACHED
+
+    engine = gateway_app.state.gateway.engine
+    assert getattr(engine.tokenizer, _CACHED_MARKER_KEY, _NOT_CACHED) is not _NOT_CACHED
+    assert engine._llm.get_tokenizer() is engine.tokenizer  # the one vLLM's frontend uses
