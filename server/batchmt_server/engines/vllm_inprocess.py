@@ -16,6 +16,8 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psutil
+
 from .base import Completion, EngineDead, EngineError, GenerationParams
 from .reaper import Reaper, descendant_pids, spawned_since
 
@@ -212,12 +214,16 @@ class VLLMEngine:
             await asyncio.to_thread(_warm_token_strings, self._tokenizer)
         engine_procs = spawned_since(before)
         if engine_procs:  # vLLM's engine core (and worker) in processes of their own
-            self._reaper = Reaper(engine_procs)
-            log.info(
-                "engine processes %s are stopped by reaper %d if this process dies",
-                [p.pid for p in engine_procs],
-                self._reaper.pid,
-            )
+            try:
+                self._reaper = Reaper(engine_procs)
+            except (OSError, psutil.Error) as exc:  # a safety net that failed must not stop the engine serving
+                log.warning("no reaper for the engine processes (they may outlive a killed gateway): %s", exc)
+            else:
+                log.info(
+                    "engine processes %s are stopped by reaper %d if this process dies",
+                    [p.pid for p in engine_procs],
+                    self._reaper.pid,
+                )
 
     def _start(self, cpu: bool) -> None:
         from vllm import AsyncEngineArgs
