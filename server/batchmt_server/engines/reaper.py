@@ -15,15 +15,12 @@ recorded, so a reused id is never hit.
 
 from __future__ import annotations
 
-import logging
 import signal
 import subprocess
 import sys
 from collections.abc import Iterable
 
 import psutil
-
-log = logging.getLogger("batchmt.engine")
 
 #: seconds the engine's processes get to leave on SIGTERM before SIGKILL
 GRACE_S = 5.0
@@ -43,14 +40,13 @@ class Reaper:
     """Kills ``processes`` (and their children) when this process goes away without :meth:`close`."""
 
     def __init__(self, processes: Iterable[psutil.Process], *, grace_s: float = GRACE_S) -> None:
-        self.watched = list(processes)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "batchmt_server.engines.reaper", str(grace_s)],
             stdin=subprocess.PIPE,
             close_fds=True,
         )
         assert self._proc.stdin is not None
-        for p in self.watched:
+        for p in processes:
             self._proc.stdin.write(f"{p.pid} {p.create_time()!r}\n".encode())
         self._proc.stdin.flush()  # the end stays open: closing it is the signal
 

@@ -210,8 +210,6 @@ class VLLMEngine:
         finally:
             if self.preloaded:  # the engine's processes have it; this process's later children (tools, tests) do not
                 _restore_env("LD_PRELOAD", ld_preload)
-        if self._tokenizer is not None:
-            await asyncio.to_thread(_warm_token_strings, self._tokenizer)
         engine_procs = spawned_since(before)
         if engine_procs:  # vLLM's engine core (and worker) in processes of their own
             try:
@@ -224,6 +222,8 @@ class VLLMEngine:
                     [p.pid for p in engine_procs],
                     self._reaper.pid,
                 )
+        if self._tokenizer is not None:  # after the reaper, so its ~2.6 s do not leave the engine processes unguarded
+            await asyncio.to_thread(_warm_token_strings, self._tokenizer)
 
     def _start(self, cpu: bool) -> None:
         from vllm import AsyncEngineArgs
@@ -287,7 +287,8 @@ class VLLMEngine:
         )
         final = None
         try:
-            inputs = self.prompts.input(prompt, params.prefix_chars) if self.prompts else {"prompt": prompt}
+            assert self.prompts is not None  # set with the engine in _start
+            inputs = self.prompts.input(prompt, params.prefix_chars)
             if params.cache_salt:
                 inputs["cache_salt"] = params.cache_salt
             priority = params.priority if self._priorities else 0
