@@ -42,7 +42,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["main"]
 
@@ -362,6 +362,7 @@ class Worker:
             "logprobs": task.get("logprobs"),
             "token_ids_input": bool(task.get("ids_input")),
             "burn_ms": task.get("burn_ms"),
+            "arm": task.get("arm"),  # an A/B part's: "on" or "off"
             "seconds": seconds,
             "frontend_cpu_s": frontend_cpu,  # this process: vLLM's frontend (tokenizing, detokenizing) and the callers
             "sent_s": n / seconds,
@@ -741,10 +742,14 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> tu
 
 
 def ab_section(
-    title: str, intro: str, res: dict[str, Any], on: Callable[[dict[str, Any]], bool], labels: tuple[str, str]
+    title: str, intro: str, res: dict[str, Any], labels: tuple[str, str]
 ) -> tuple[list[str], dict[str, float] | None]:
     """One engine's workload runs in two arms, alternating: a table (sentences/s, tokens, the process's CPU) and
-    the median ratio of the arm ``on`` selects against the other; the summary, or None without both arms."""
+    the median ratio of the "on" arm against the "off" one; the summary, or None without both arms."""
+
+    def on(t: dict[str, Any]) -> bool:
+        return t.get("arm") == "on"
+
     runs = [t for t in res.get("tasks", []) if t["kind"] == "workload"]
     md = [title, "", intro, ""]
     if res.get("error"):
@@ -794,47 +799,78 @@ def ab_section(
     return md, summary
 
 
-#: the parts that run one engine's baseline workload in two arms: results key -> (section title, the two arms as
-#: the intro says them, why it matters, which runs are the second arm, the arms' labels)
-AB_PARTS: dict[str, tuple[str, str, str, Callable[[dict[str, Any]], bool], tuple[str, str]]] = {
-    "logprobs": (
+class ABPart(NamedTuple):
+    """A part that runs one engine's baseline workload in two arms, alternating (``--parts`` name: the key with
+    dashes)."""
+
+    title: str
+    arms: str  #: the two arms as the intro says them
+    why: str
+    labels: tuple[str, str]  #: the "off" and the "on" arm
+    task_key: str  #: what the "on" arm's workload tasks set ...
+    task_value: Callable[[argparse.Namespace], Any]  #: ... to this
+
+
+AB_PARTS: dict[str, ABPart] = {
+    "logprobs": ABPart(
         "## 5. The cost of log-probabilities (`logprobs=0`: the chosen token's, as the gateway's confidence asks)",
         "with and without `logprobs=0`",
         "vLLM computes a log-softmax over the whole vocabulary (and the chosen token's rank) for every sequence of a "
         "step once any sequence in it asks.",
-        lambda t: t.get("logprobs") is not None,
         ("without logprobs", "with logprobs"),
+        "logprobs",
+        lambda a: 0,
     ),
-    "token_ids": (
+    "token_ids": ABPart(
         "## 6. Prompts as token ids (the template prefix tokenized once, as the gateway sends them)",
         "sent as text (vLLM tokenizes each whole prompt, prefix included) and as token ids "
         "(`vllm_inprocess.PromptTokens`: the prefix's ids once, the rest tokenized per prompt)",
         "Frontend CPU: this process's CPU seconds during the run (vLLM's frontend and the callers), on the 2 cores "
         "the engine's OpenMP threads use.",
-        lambda t: bool(t.get("token_ids_input")),
         ("as text", "as token ids"),
+        "ids_input",
+        lambda a: True,
     ),
-    "frontend_cpu": (
+    "frontend_cpu": ABPart(
         "## 7. What the frontend's CPU costs the engine",
         "plain and with {burn_ms:g} ms of busy work on the frontend's event loop every 60 ms (as a gateway's "
         "per-request work would add)",
         "On 2 cores the engine's OpenMP threads want both; whatever else runs takes one of them, and the other "
         "waits for it at the next barrier.",
-        lambda t: bool(t.get("burn_ms")),
         ("plain", "with extra frontend work"),
+        "burn_ms",
+        lambda a: a.burn_ms,
     ),
 }
 
 
+def ab_tasks(key: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """An A/B part's workload tasks: ``--logprobs-repeats`` pairs, alternating which arm runs first."""
+    part = AB_PARTS[key]
+    tasks = []
+    for rep in range(args.logprobs_repeats):
+        for arm in ("off", "on") if rep % 2 == 0 else ("on", "off"):
+            tasks.append(
+                {
+                    "kind": "workload",
+                    "name": f"{key.replace('_', '-')}-{arm}-{rep + 1}",
+                    "sentences": args.sentences,
+                    "arm": arm,
+                    part.task_key: part.task_value(args) if arm == "on" else None,
+                }
+            )
+    return tasks
+
+
 def ab_part_section(key: str, args: argparse.Namespace, res: dict[str, Any], results: dict[str, Any]) -> list[str]:
     """The report section of an A/B part (:data:`AB_PARTS`); its summary goes to ``results[key + "_summary"]``."""
-    title, arms, why, on, labels = AB_PARTS[key]
+    part = AB_PARTS[key]
     intro = (
         f"One engine (max_num_seqs {args.logprobs_max_num_seqs}, {'eager' if args.eager else 'compiled'}), the "
         f"baseline workload ({args.sentences} sentences, all submitted at once) "
-        f"{arms.format(burn_ms=getattr(args, 'burn_ms', 0))}, alternating which runs first. {why}"
+        f"{part.arms.format(burn_ms=getattr(args, 'burn_ms', 0))}, alternating which runs first. {part.why}"
     )
-    md, summary = ab_section(title, intro, res, on, labels)
+    md, summary = ab_section(part.title, intro, res, part.labels)
     if summary:
         results[f"{key}_summary"] = summary
     return md
@@ -1012,23 +1048,11 @@ def run(args: argparse.Namespace) -> int:
             r["spec_engine"] = engine
             ng.append(r)
         results["ngram"] = ng
-    # one engine, the baseline workload in two arms, alternating (the arm's task key and value): with and without
-    # logprobs=0, as text and as token ids, plain and with extra frontend work
-    arms = (("logprobs", "logprobs", 0), ("token-ids", "ids_input", True), ("frontend-cpu", "burn_ms", args.burn_ms))
-    for part, key, value in arms:
-        if part not in parts:
-            continue
-        tasks = []
-        for rep in range(args.logprobs_repeats):
-            for on in (False, True) if rep % 2 == 0 else (True, False):
-                name = f"{part}-{'on' if on else 'off'}-{rep + 1}"
-                tasks.append(
-                    {"kind": "workload", "name": name, "sentences": args.sentences, key: value if on else None}
-                )
-        engine = {"max_num_seqs": args.logprobs_max_num_seqs, "enforce_eager": args.eager}
-        name = part.replace("-", "_")  # the results' key: token_ids, frontend_cpu
-        results[name] = spawn(_spec(args, engine, tasks), part)
-        results[name]["spec_engine"] = engine
+    for key in AB_PARTS:  # one engine each, the baseline workload in two arms, alternating
+        if key.replace("_", "-") in parts:
+            engine = {"max_num_seqs": args.logprobs_max_num_seqs, "enforce_eager": args.eager}
+            results[key] = spawn(_spec(args, engine, ab_tasks(key, args)), key.replace("_", "-"))
+            results[key]["spec_engine"] = engine
     wall = time.perf_counter() - t_start
     md, js = report(args, results, wall)
     (out / "report.md").write_text(md)

@@ -4,6 +4,7 @@ import math
 
 from benchmarks.engine_ceiling import (
     ab_part_section,
+    ab_tasks,
     best_config,
     fmt,
     md_table,
@@ -116,6 +117,7 @@ def test_logprobs_section_reports_the_median_ratio_and_whether_every_run_was_slo
             "kind": "workload",
             "name": name,
             "logprobs": lp,
+            "arm": "off" if lp is None else "on",
             "sent_s": sent_s,
             "compl_tok_s": 10 * sent_s,
             "completion_tokens": 40,
@@ -145,6 +147,7 @@ def test_token_ids_section_reports_the_ratio_and_the_frontend_cpu_of_both_arms()
             "kind": "workload",
             "name": name,
             "token_ids_input": ids,
+            "arm": "on" if ids else "off",
             "sent_s": sent_s,
             "compl_tok_s": 10 * sent_s,
             "completion_tokens": tokens,
@@ -176,3 +179,19 @@ async def test_burn_spends_the_asked_cpu_on_the_event_loop_until_stopped():
     await asyncio.wait_for(task, 1.0)
     spent = time.process_time() - cpu
     assert 0.02 < spent < 0.15, spent
+
+
+def test_ab_tasks_alternate_the_arms_and_set_the_part_s_task_key_only_in_the_on_arm():
+    import argparse
+
+    args = argparse.Namespace(logprobs_repeats=2, sentences=8, burn_ms=1.5)
+    tasks = ab_tasks("frontend_cpu", args)
+    assert [t["name"] for t in tasks] == [
+        "frontend-cpu-off-1",
+        "frontend-cpu-on-1",
+        "frontend-cpu-on-2",
+        "frontend-cpu-off-2",
+    ]
+    assert [t["burn_ms"] for t in tasks] == [None, 1.5, 1.5, None]
+    assert all(t["kind"] == "workload" and t["sentences"] == 8 for t in tasks)
+    assert [t["logprobs"] for t in ab_tasks("logprobs", args) if t["arm"] == "on"] == [0, 0]
