@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,16 +207,11 @@ async def run_gateway(
             t0 = time.perf_counter()
             done = asyncio.Event()
 
-            async def watch() -> None:  # where the gateway holds the work: its queue, its prompts in flight
-                while not done.is_set():
-                    st = gw.stats
-                    res.gateway_state.append((time.perf_counter() - t0, st.queue_depth, st.prompts_in_flight))
-                    try:
-                        await asyncio.wait_for(done.wait(), 0.25)
-                    except TimeoutError:
-                        pass
+            def watch() -> None:  # where the gateway holds the work: its queue, its prompts in flight
+                st = gw.stats
+                res.gateway_state.append((time.perf_counter() - t0, st.queue_depth, st.prompts_in_flight))
 
-            watcher = asyncio.create_task(watch())
+            watcher = asyncio.create_task(every(0.25, done, watch))
             try:
                 if load == "low":
                     for i in starts:
@@ -242,6 +238,16 @@ def _fmt1(x: float | None) -> str:
     return "–" if x is None else f"{x:.1f}"
 
 
+async def every(period_s: float, stop: asyncio.Event, fn: Callable[[], None]) -> None:
+    """``fn()`` now and every ``period_s`` until ``stop`` is set."""
+    while not stop.is_set():
+        fn()
+        try:
+            await asyncio.wait_for(stop.wait(), period_s)
+        except TimeoutError:
+            pass
+
+
 def engine_gauge(name: str, registry: Any = None) -> float | None:
     """The sum of a vLLM gauge's samples in this process's registry (its stat loggers live here), or None.
     Only that metric's collector is asked (collecting vLLM's whole registry costs milliseconds of the frontend's
@@ -265,14 +271,13 @@ async def sample_running(
     """``vllm:num_requests_running`` (and into ``waiting``, ``vllm:num_requests_waiting``) every ``period_s`` until
     ``stop``; the samples before the first and after the last with a running sequence are dropped."""
     samples: list[tuple[float, float]] = []
-    while not stop.is_set():
+
+    def sample() -> None:
         v = engine_gauge("vllm:num_requests_running", registry)
         if v is not None:
             samples.append((v, engine_gauge("vllm:num_requests_waiting", registry) or 0.0))
-        try:
-            await asyncio.wait_for(stop.wait(), period_s)
-        except TimeoutError:
-            pass
+
+    await every(period_s, stop, sample)
     busy = [i for i, (v, _) in enumerate(samples) if v > 0]
     kept = samples[busy[0] : busy[-1] + 1] if busy else []
     into.extend(v for v, _ in kept)
