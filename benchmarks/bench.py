@@ -31,6 +31,9 @@ import asyncio
 import json
 import os
 import platform
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -232,6 +235,48 @@ async def run_gateway(
             res.note = f"calibrated limit {gw.calibrated_pack_limit}"
     res.hyps, res.statuses, res.confidences = hyps, statuses, confidences
     return res
+
+
+class PySpy:
+    """py-spy sampling this process into ``path`` (collapsed stacks, ``--nonblocking``: the process is not paused)
+    until :meth:`stop`."""
+
+    def __init__(self, path: Path, rate: int = 100) -> None:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        cmd = [spy, "record", "--pid", str(os.getpid()), "--rate", str(rate), "--format", "raw", "--nonblocking"]
+        self.proc = subprocess.Popen([*cmd, "--output", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> Path:
+        self.proc.send_signal(signal.SIGINT)  # py-spy writes what it has on Ctrl-C
+        _, err = self.proc.communicate(timeout=60)
+        if not self.path.exists():
+            raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-500:]}")
+        return self.path
+
+
+#: frames every sample of the bench process passes through: left out of the inclusive list
+BENCH_PLUMBING = re.compile(r"<frozen runpy>|^<module> |bench\.py\)|asyncio/(runners|base_events|events)\.py")
+
+
+def profiles_md(paths: list[Path], n: int = 25) -> str:
+    """The top frames of every mode's runs together (``<mode>-<k>.txt``), self and inclusive, as shares of the
+    mode's samples (py-spy samples only running threads: a share of the frontend's CPU, not of wall time)."""
+    from benchmarks.gateway_load import top_frames
+
+    by_mode: dict[str, list[str]] = {}
+    for p in paths:
+        by_mode.setdefault(p.stem.rsplit("-", 1)[0], []).append(p.read_text())
+    md = ["# Frontend process profiles (py-spy, 100 Hz, --nonblocking)", ""]
+    for mode, texts in by_mode.items():
+        top = top_frames("\n".join(texts), n, BENCH_PLUMBING)
+        md += [f"## {mode} ({len(texts)} runs, {top['samples'][0][1]:.0f} samples)", ""]
+        md += ["| self | inclusive |", "|---|---|"]
+        for (fs, s), (fi, i) in zip(top["self"], top["inclusive"]):
+            md.append(f"| {100 * s:.1f}% {fs} | {100 * i:.1f}% {fi} |")
+        md.append("")
+    return "\n".join(md)
 
 
 def _fmt1(x: float | None) -> str:
@@ -550,6 +595,8 @@ async def run(args: argparse.Namespace) -> int:
         await engine.generate(template.render([template.examples[0][0][0]]), _params(template, 12))
 
     baseline: Result | None = None
+    profiled: list[Path] = []  # --py-spy: one collapsed-stack file per run, in order
+    profile_dir = out / "profiles" if args.py_spy else None
 
     async def record(coro_fn, *args, index: list[int] | None = None, keep: bool = True, **kwargs) -> Result:
         """Run one mode from the common cache state and score it; ``index``: which of ``sources`` it
@@ -558,11 +605,14 @@ async def run(args: argparse.Namespace) -> int:
         cpu = time.process_time()
         stop, running, waiting = asyncio.Event(), list[float](), list[float]()
         sampler = asyncio.create_task(sample_running(running, stop, waiting=waiting))
+        spy = PySpy(profile_dir / f"{kwargs['mode']}-{len(profiled)}.txt") if profile_dir else None
         try:
             r = await coro_fn(*args, **kwargs)
         finally:
             stop.set()
             await sampler
+            if spy is not None:
+                profiled.append(spy.stop())
         r.frontend_cpu = time.process_time() - cpu
         r.running, r.waiting = running, waiting
         idx = index if index is not None else list(range(r.sentences))
@@ -774,6 +824,9 @@ async def run(args: argparse.Namespace) -> int:
         ]
     files = plots(results, out)
     md += [f"![{f}]({f})" for f in files]
+    if profiled:
+        (out / "profiles.md").write_text(profiles_md(profiled) + "\n")
+        md += ["", f"py-spy profiles of the frontend process: [profiles.md](profiles.md) ({len(profiled)} runs)."]
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "report.json").write_text(
         json.dumps(
@@ -840,6 +893,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dedup", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--fake-sentences", type=int, default=5000)
     p.add_argument("--repeats", type=int, default=3, help="baseline/default pairs at saturation (median reported)")
+    p.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="sample this (the frontend's) process with py-spy during every run: OUT/profiles/<mode>-<n>.txt "
+        "(collapsed stacks) and the top frames per mode in profiles.md; the engine core's processes are not sampled",
+    )
     p.add_argument(
         "--only-headline",
         action="store_true",

@@ -482,10 +482,11 @@ PLUMBING = re.compile(
 )
 
 
-def top_frames(collapsed: str, n: int = 20) -> dict[str, list[tuple[str, float]]]:
+def top_frames(collapsed: str, n: int = 20, plumbing: re.Pattern[str] = PLUMBING) -> dict[str, list[tuple[str, float]]]:
     """From py-spy's collapsed stacks (``frame;frame;... count``): the ``n`` functions with the most samples on
-    top of the stack (self) and anywhere in it (inclusive, start-up and event-loop frames left out), as shares of
-    all samples. A frame is ``func (file:line)``; the line is dropped so a function counts once."""
+    top of the stack (self) and anywhere in it (inclusive, the frames ``plumbing`` matches left out: start-up and
+    event loop), as shares of all samples. A frame is ``func (file:line)``; the line is dropped so a function
+    counts once."""
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     total = 0
@@ -499,7 +500,7 @@ def top_frames(collapsed: str, n: int = 20) -> dict[str, list[tuple[str, float]]
         frames = [re.sub(r"\(/.*?/(site-packages|server|benchmarks)/", r"(", f) for f in frames]
         own[frames[-1]] += c
         for f in set(frames):
-            if not PLUMBING.search(f):
+            if not plumbing.search(f):
                 incl[f] += c
     share = max(1, total)
     return {

@@ -125,3 +125,16 @@ async def test_running_sequences_are_sampled_from_the_first_busy_sample_to_the_l
     assert r.mean_running is None
     r.running = [4.0, 65.0]
     assert r.mean_running == 34.5
+
+
+def test_profiles_group_a_modes_runs_and_leave_the_bench_plumbing_out(tmp_path):
+    from benchmarks.bench import profiles_md
+
+    run = "_run_module_as_main (<frozen runpy>:198);run (benchmarks/bench.py:600);_run_once (asyncio/base_events.py:1)"
+    (tmp_path / "default-whole-lines-0.txt").write_text(f"{run};translate (batchmt_server/translator.py:9) 3\n")
+    (tmp_path / "default-whole-lines-2.txt").write_text(f"{run};parse (batchmt_server/parsing.py:4) 1\n")
+    (tmp_path / "baseline-1.txt").write_text(f"{run};generate (vllm/v1/engine/async_llm.py:7) 5\n")
+    md = profiles_md(sorted(tmp_path.glob("*.txt")))
+    assert "## default-whole-lines (2 runs, 4 samples)" in md and "## baseline (1 runs, 5 samples)" in md
+    assert "| 75.0% translate (batchmt_server/translator.py) | 75.0% translate (batchmt_server/translator.py) |" in md
+    assert "bench.py" not in md and "base_events" not in md and "runpy" not in md  # every sample's frames
