@@ -22,6 +22,7 @@ from .calibration import (
 from .chat import apply_form, engine_tokenizer
 from .cost import Prices
 from .engines import Engine, build_engine
+from .engines.loop_stop import LoopRule
 from .ensemble import Ensemble
 from .memory import TranslationMemory
 from .runner import PromptRunner
@@ -158,6 +159,7 @@ class Gateway:
                 self.stats,
                 max_in_flight=s.max_prompts_in_flight or default_prompts_in_flight(self.engine),
                 timeout_s=s.engine_timeout_s,
+                loop_rule=LoopRule() if s.loop_stop else None,
             )
             self.batcher = Batcher(
                 self.runner,

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from .engines import Completion, Engine, EngineError, GenerationParams
+from .engines.loop_stop import LoopRule
 from .parsing import Slot
 from .stats import Stats
 from .template import Template
@@ -52,8 +53,11 @@ class PromptRunner:
         *,
         max_in_flight: int = 64,
         timeout_s: float | None = None,
+        loop_rule: LoopRule | None = LoopRule(),
     ) -> None:
         self.engine, self.template, self.stats = engine, template, stats
+        #: completions that fall into a repetition loop end there (engines/loop_stop.py); None: decode to the budget
+        self.loop_rule = loop_rule
         self.max_in_flight = max_in_flight
         #: an engine call that takes longer fails (EngineError) and gives its place back: a hung engine cannot
         #: hold the places in flight forever
@@ -112,6 +116,7 @@ class PromptRunner:
             logprobs=logprobs,
             priority=priority,
             prefix_chars=len(self.template.prefix),
+            loop_stop=self.loop_rule,
         )
         prompt = self.template.render(sources)
         t0 = time.monotonic()

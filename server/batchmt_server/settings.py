@@ -192,6 +192,11 @@ class Settings(BaseSettings, SecurityFields):
         "the source, loops or runs on a sampled second try before delivering it as "
         "'suspect' (fewer copies, more engine work: see the benchmark)",
     )
+    loop_stop: bool = Field(
+        True,
+        description="in-process engine: end a completion once it repeats one block of tokens ~24 tokens long "
+        "(a degenerate loop, decoded to the token budget otherwise; flagged like a truncated slot)",
+    )
     max_attempts: int = Field(
         2, ge=1, le=5, description="engine calls per sentence at one-per-prompt before it is reported failed"
     )

@@ -53,7 +53,7 @@ def signature(template: Template, model: str, settings: Settings, calibrated_pac
     return (
         f"tmpl:{template.ref}|form:{template.form}|model:{model}|pack:{pack}|cal:{calibrated_pack_limit or 'off'}"
         f"|policy:{settings.pack_policy}"
-        f"|temp:{settings.temperature:g}|batchmt:{__version__}"
+        f"|temp:{settings.temperature:g}|loop:{'on' if settings.loop_stop else 'off'}|batchmt:{__version__}"
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from .loop_stop import LoopRule
+
 __all__ = ["Completion", "Engine", "EngineDead", "EngineError", "GenerationParams"]
 
 
@@ -36,6 +38,9 @@ class GenerationParams:
     #: the prompt's first ``prefix_chars`` characters are the template's shared prefix, the same in every prompt:
     #: an engine that tokenizes may do it once and tokenize only the rest (others ignore it)
     prefix_chars: int = 0
+    #: end the completion once its tail is a repetition loop by this rule (engine.loop_stop; finish_reason
+    #: "length"); engines that cannot ignore it and decode to ``max_tokens``
+    loop_stop: LoopRule | None = None
 
 
 @dataclass

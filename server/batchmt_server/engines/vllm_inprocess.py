@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 
 from .base import Completion, EngineDead, EngineError, GenerationParams
+from .loop_stop import repeating_tail
 from .reaper import Reaper, descendant_pids, spawned_since
 
 __all__ = ["PromptTokens", "VLLMEngine", "cpu_environment", "cpu_preloads"]
@@ -197,6 +198,7 @@ class VLLMEngine:
         self._tokenizer: Any = None
         self._ids = itertools.count()
         self.prompts: PromptTokens | None = None  # the prompts' token ids, once the tokenizer is there
+        self._eos_ids: list[int] = []  # the tokens LoopStop leaves a looping completion (the tokenizer's EOS)
 
     async def start(self) -> None:
         if self._llm is not None:  # started already (an engine shared by several gateways, as in the benchmark)
@@ -235,6 +237,9 @@ class VLLMEngine:
         if opts["block_size"] is None and cpu:
             opts["block_size"] = 32  # only full blocks are cached; 128 is longer than the prefix
         opts = {k: v for k, v in opts.items() if v is not None}
+        from .loop_stop_vllm import LoopStop
+
+        opts["logits_processors"] = [LoopStop]  # only for requests that ask (GenerationParams.loop_stop)
         opts.update(self._extra)
         from ..presets import check_engine_args
 
@@ -245,6 +250,8 @@ class VLLMEngine:
             self._llm = AsyncLLM.from_engine_args(args)
             self._tokenizer = self._llm.get_tokenizer()
             self.prompts = PromptTokens(self._tokenizer)
+            eos = getattr(self._tokenizer, "eos_token_id", None)
+            self._eos_ids = [int(eos)] if eos is not None else []  # none: no loop stop (nothing to end it with)
         except Exception as exc:
             raise EngineError(f"vLLM failed to start on {self.model}: {exc}") from exc
 
@@ -284,6 +291,7 @@ class VLLMEngine:
             seed=params.seed,
             logprobs=0 if params.logprobs else None,
             output_kind=RequestOutputKind.FINAL_ONLY,
+            extra_args=params.loop_stop.extra_args(self._eos_ids) if params.loop_stop and self._eos_ids else None,
         )
         final = None
         try:
@@ -301,10 +309,17 @@ class VLLMEngine:
         if final is None or not final.outputs:
             raise EngineError("vLLM returned no output")
         o = final.outputs[0]
+        finish_reason = o.finish_reason
+        if params.loop_stop and finish_reason == "stop" and o.stop_reason is None:  # ended by an end-of-sequence
+            ids = list(o.token_ids)
+            while ids and ids[-1] in self._eos_ids:
+                ids.pop()
+            if repeating_tail(ids, params.loop_stop):  # LoopStop ended it: cut short, like the token budget
+                finish_reason = "length"
         token_logprobs, token_offsets = self._token_logprobs(o) if params.logprobs else (None, None)
         return Completion(
             text=o.text,
-            finish_reason=o.finish_reason,
+            finish_reason=finish_reason,
             prompt_tokens=len(final.prompt_token_ids or ()),
             cached_prompt_tokens=int(final.num_cached_tokens or 0),
             completion_tokens=len(o.token_ids),
