@@ -129,9 +129,12 @@ class Template:
         return ("\n\n", f"\n{self.list_header}", f"\n{self.source_label} 1:")
 
     def stop_for(self, n: int) -> tuple[str, ...]:
-        """``stop`` plus the echo of a source N+1 that does not exist (saves the run-on tokens);
-        four strings at most (the OpenAI completions API rejects more)."""
-        return self.stop + (f"\n{self.source_label} {n + 1}:",)
+        """``stop`` plus the echo of a source N+1 that does not exist (saves the run-on tokens): the four an
+        engine must honour (the OpenAI completions API rejects more). A fifth, for engines without that limit:
+        the translations' numbering starting again at 1 (never valid either; a small model falls into repeating
+        its whole first line, ``"...\nGerman 1: ...\nGerman 1: ..."``, a loop too long for
+        :mod:`~batchmt_server.engines.loop_stop`, and decodes it to the token budget)."""
+        return self.stop + (f"\n{self.source_label} {n + 1}:", f"\n{self.target_label} 1:")
 
     def max_tokens(self, source_tokens: list[int]) -> int:
         """Completion budget of a prompt: per slot the echo of its source, its translation (~1.5x the

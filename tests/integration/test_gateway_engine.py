@@ -157,3 +157,25 @@ async def test_the_first_confidence_does_not_build_the_vocabulary_table_on_the_e
     engine = gateway_app.state.gateway.engine
     assert getattr(engine.tokenizer, _CACHED_MARKER_KEY, _NOT_CACHED) is not _NOT_CACHED
     assert engine._llm.get_tokenizer() is engine.tokenizer  # the one vLLM's frontend uses
+
+
+async def test_a_repetition_loop_ends_where_it_becomes_one(gateway_app):
+    """LoopStop (a vLLM logits processor) ends a completion whose tail repeats one block of tokens; the greedy
+    tokens before that point are the same as without it, and the completion says it was cut (``length``)."""
+    from batchmt_server.engines.base import GenerationParams
+    from batchmt_server.engines.loop_stop import LoopRule
+
+    engine = gateway_app.state.gateway.engine
+    prompt = "Count along: " + "ja, " * 40  # a base model keeps saying it
+    rule = LoopRule(min_tokens=24, min_repeats=4, max_period=16)
+    free = await engine.generate(prompt, GenerationParams(max_tokens=120))
+    stopped = await engine.generate(prompt, GenerationParams(max_tokens=120, loop_stop=rule))
+    assert free.completion_tokens == 120 and free.finish_reason == "length"  # decodes the loop to the budget
+    assert stopped.finish_reason == "length"
+    assert 24 <= stopped.completion_tokens <= 40  # ended once 24 tokens repeat (+ the end-of-sequence token)
+    assert free.text.startswith(stopped.text)  # the same greedy tokens up to the stop
+    # a completion that does not loop is untouched
+    plain = "Translate into German: The baker opened his shop at six in the morning.\nGerman:"
+    a = await engine.generate(plain, GenerationParams(max_tokens=30, stop=("\n",)))
+    b = await engine.generate(plain, GenerationParams(max_tokens=30, stop=("\n",), loop_stop=rule))
+    assert (a.text, a.finish_reason, a.completion_tokens) == (b.text, b.finish_reason, b.completion_tokens)

@@ -23,7 +23,7 @@ async def test_translate_returns_one_slot_per_input_in_order_with_usage_and_sign
     assert all(t["status"] == "ok" and t["error"] is None for t in body["translations"])
     assert body["usage"]["sentences"] == 2 and body["usage"]["prompt_tokens"] > 0
     assert re.fullmatch(
-        r"tmpl:en-de-packed@\d+\+[0-9a-f]{8}\|form:completion\|model:fake\|pack:8\|cal:off\|policy:adaptive\|temp:0\|batchmt:.+",
+        r"tmpl:en-de-packed@\d+\+[0-9a-f]{8}\|form:completion\|model:fake\|pack:8\|cal:off\|policy:adaptive\|temp:0\|loop:on\|batchmt:.+",
         body["signature"],
     )
 

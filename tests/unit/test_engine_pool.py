@@ -13,7 +13,7 @@ import pytest
 
 from batchmt_server.engines.base import EngineError, GenerationParams
 from batchmt_server.engines.fake import FakeEngine
-from batchmt_server.engines.openai_http import EnginePool, ReplicaCollector, parse_engine_urls
+from batchmt_server.engines.openai_http import EnginePool, HTTPEngine, ReplicaCollector, parse_engine_urls
 from helpers import running_gateway
 
 PARAMS = GenerationParams(max_tokens=64)
@@ -114,7 +114,6 @@ def test_engine_urls_from_a_comma_list_or_repeated_flags():
 def test_repeated_engine_url_flags_build_a_pool_and_one_url_the_plain_http_engine():
     from batchmt_server.cli import _build_parser, parse_settings
     from batchmt_server.engines import build_engine
-    from batchmt_server.engines.openai_http import HTTPEngine
 
     ns = _build_parser().parse_args(["serve", "--engine-url", "http://a:1", "--engine-url", "http://b:2"])
     settings = parse_settings(ns)
@@ -337,3 +336,23 @@ async def test_the_gateway_over_a_pool_loses_no_sentence_when_a_replica_dies_mid
         metrics = (await client.get("/metrics")).text
         assert 'batchmt_engine_replica_ejections_total{replica="http://r0:8000"} 1.0' in metrics
         assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_an_http_engine_sends_at_most_four_stop_strings_the_ones_that_must_hold_first():
+    """The OpenAI completions API (and servers that copy it) reject more than four stop strings; the template's
+    fifth (the translations restarting at 1) is for engines without that limit."""
+
+    bodies: list[dict] = []
+
+    def route(request: httpx.Request) -> httpx.Response:
+        bodies.append(__import__("json").loads(request.content))
+        return httpx.Response(200, json={"choices": [{"text": " Hallo.", "finish_reason": "stop"}], "usage": {}})
+
+    tpl = FakeEngine().template
+    eng = HTTPEngine("http://engine:8000", model="fake", transport=httpx.MockTransport(route))
+    await eng.start()
+    try:
+        await eng.generate(tpl.render(["Hello."]), GenerationParams(max_tokens=8, stop=tpl.stop_for(1)))
+    finally:
+        await eng.close()
+    assert len(tpl.stop_for(1)) == 5 and bodies[-1]["stop"] == list(tpl.stop_for(1)[:4])

@@ -18,6 +18,10 @@ __all__ = ["EnginePool", "HTTPEngine", "ReplicaCollector", "ReplicaStats", "Repl
 
 log = logging.getLogger(__name__)
 
+#: stop strings sent: the OpenAI completions API (and servers that copy it, e.g. TGI) reject more than four; the
+#: template puts the ones that must be honoured first (Template.stop_for)
+MAX_STOP = 4
+
 
 class ReplicaUnavailable(EngineError):
     """The server did not answer the prompt (refused or dropped connection, timeout, 5xx): another replica may.
@@ -113,7 +117,7 @@ class HTTPEngine:
             "prompt": prompt,
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
-            "stop": list(params.stop),
+            "stop": list(params.stop[:MAX_STOP]),
         }
         if params.seed is not None:
             body["seed"] = params.seed

@@ -1,0 +1,53 @@
+"""The repetition-loop rule (engines/loop_stop.py): what is a loop, incrementally and at once, and what the
+per-request logits processor does with a looping row."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchmt_server.engines.loop_stop import EXTRA_KEY, LoopRule, RequestLoopStop, TailTracker, repeating_tail
+
+RULE = LoopRule(min_tokens=24, min_repeats=4, max_period=16)
+
+
+def test_a_tail_of_one_block_repeated_is_a_loop():
+    words = list(range(100, 110))
+    assert repeating_tail(words + [7] * 24, RULE)  # period 1, 24 tokens
+    assert not repeating_tail(words + [7] * 23, RULE)  # one short
+    assert repeating_tail(words + [5, 6, 7] * 8, RULE)  # period 3, 24 tokens
+    assert not repeating_tail(words + [5, 6, 7] * 7 + [5, 6], RULE)  # 23 tokens
+    assert repeating_tail(words + list(range(12)) * 4, RULE)  # period 12: 4 repeats, 48 tokens
+    assert not repeating_tail(words + list(range(12)) * 3, RULE)  # 36 tokens but only 3 repeats
+    assert not repeating_tail(words + list(range(17)) * 4, RULE)  # period 17 > max_period
+
+
+def test_repetition_that_ended_or_a_plain_sentence_is_not_a_loop():
+    assert not repeating_tail([7] * 30 + [1, 2, 3], RULE)  # the tail moved on
+    assert not repeating_tail(list(range(200)), RULE)
+    assert not repeating_tail([], RULE)
+    # "sehr, sehr, sehr" stays far below the rule
+    assert not repeating_tail([40, 41, 42, 41, 42, 41, 42, 43], RULE)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 50])
+def test_the_tracker_fed_in_pieces_agrees_with_the_whole_list(chunk):
+    seq = list(range(30)) + [8, 9] * 11 + [1, 2, 3, 4] + [4] * 30
+    tracker, ids = TailTracker(RULE), []
+    for i in range(0, len(seq), chunk):
+        ids.extend(seq[i : i + chunk])  # the engine's output list only grows
+        assert tracker.update(ids) == repeating_tail(ids, RULE), len(ids)
+
+
+def test_the_request_processor_leaves_only_end_of_sequence_once_the_tail_loops():
+    torch = pytest.importorskip("torch")
+    assert RequestLoopStop.from_extra_args(None) is None
+    assert RequestLoopStop.from_extra_args({"other": 1}) is None
+    proc = RequestLoopStop.from_extra_args(LoopRule().extra_args([2]))
+    assert proc is not None and LoopRule().extra_args([2]) == {EXTRA_KEY: [24, 4, 16, [2]]}
+    logits = torch.arange(10, dtype=torch.float32)
+    ids = list(range(100, 120))
+    assert proc(ids, logits) is logits  # no loop: the row as it was
+    ids += [9] * 24
+    out = proc(ids, logits)
+    assert int(torch.argmax(out)) == 2 and out[2] == 2.0
+    assert torch.isinf(out[torch.arange(10) != 2]).all()
