@@ -119,6 +119,9 @@ async def test_the_gateway_process_keeps_its_ld_preload(libs: tuple[str, str], m
     fake_vllm.AsyncEngineArgs = lambda **kw: kw  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
     monkeypatch.setitem(sys.modules, "vllm.v1.engine.async_llm", fake_async_llm)
+    fake_loop_stop = types.ModuleType("batchmt_server.engines.loop_stop_vllm")
+    fake_loop_stop.LoopStop = object  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "batchmt_server.engines.loop_stop_vllm", fake_loop_stop)
     monkeypatch.setattr(vi, "_on_cpu", lambda: True)
     monkeypatch.setattr("batchmt_server.presets.check_engine_args", lambda opts: None)
     monkeypatch.setenv("LD_PRELOAD", "/x/libfoo.so")
