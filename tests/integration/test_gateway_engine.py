@@ -174,8 +174,10 @@ async def test_a_repetition_loop_ends_where_it_becomes_one(gateway_app):
     assert stopped.finish_reason == "length"
     assert 24 <= stopped.completion_tokens <= 40  # ended once 24 tokens repeat (+ the end-of-sequence token)
     assert free.text.startswith(stopped.text)  # the same greedy tokens up to the stop
-    # a completion that does not loop is untouched
-    plain = "Translate into German: The baker opened his shop at six in the morning.\nGerman:"
-    a = await engine.generate(plain, GenerationParams(max_tokens=30, stop=("\n",)))
-    b = await engine.generate(plain, GenerationParams(max_tokens=30, stop=("\n",), loop_stop=rule))
+    # a translation that does not loop is untouched
+    template = gateway_app.state.gateway.template
+    plain = template.render(["The baker opened his shop at six in the morning."])
+    a = await engine.generate(plain, GenerationParams(max_tokens=40, stop=template.stop_for(1)))
+    b = await engine.generate(plain, GenerationParams(max_tokens=40, stop=template.stop_for(1), loop_stop=rule))
+    assert a.finish_reason == "stop" and len(a.text) > 10
     assert (a.text, a.finish_reason, a.completion_tokens) == (b.text, b.finish_reason, b.completion_tokens)
