@@ -49,5 +49,5 @@ def test_the_request_processor_leaves_only_end_of_sequence_once_the_tail_loops()
     assert proc(ids, logits) is logits  # no loop: the row as it was
     ids += [9] * 24
     out = proc(ids, logits)
-    assert int(torch.argmax(out)) == 2 and out[2] == 2.0
+    assert int(torch.argmax(out)) == 2 and out[2] == 0.0
     assert torch.isinf(out[torch.arange(10) != 2]).all()

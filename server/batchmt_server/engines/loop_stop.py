@@ -66,7 +66,7 @@ class TailTracker:
 
 
 def repeating_tail(ids: Sequence[int], rule: LoopRule) -> bool:
-    """Does ``ids`` end in a loop by ``rule``? (What :class:`LoopStop` checked at every step, on the whole list.)"""
+    """Does ``ids`` end in a loop by ``rule``? (What :class:`RequestLoopStop` checks at every step, at once.)"""
     return TailTracker(rule).update(ids)
 
 
@@ -83,7 +83,7 @@ class RequestLoopStop:
         import torch
 
         out = torch.full_like(logits, float("-inf"))
-        out[self.eos_ids] = logits[self.eos_ids]
+        out[self.eos_ids] = 0.0  # finite whatever another processor did to them: the only tokens left
         return out
 
     @classmethod
