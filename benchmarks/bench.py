@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -242,11 +241,13 @@ class PySpy:
     until :meth:`stop`."""
 
     def __init__(self, path: Path, rate: int = 100) -> None:
-        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        from benchmarks.gateway_load import py_spy_record
+
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        cmd = [spy, "record", "--pid", str(os.getpid()), "--rate", str(rate), "--format", "raw", "--nonblocking"]
-        self.proc = subprocess.Popen([*cmd, "--output", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            py_spy_record(os.getpid(), path, rate), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
 
     def stop(self) -> Path:
         self.proc.send_signal(signal.SIGINT)  # py-spy writes what it has on Ctrl-C

@@ -462,12 +462,18 @@ def run_open_loop(url: str, rate: float, duration: float, cpus: str | None, conn
     return json.loads(out.stdout)
 
 
-def profile(pid: int, seconds: float, out: Path) -> None:
-    """py-spy samples the gateway (``--format raw``: collapsed stacks) while wrk loads it."""
+def py_spy_record(pid: int, out: Path, rate: int, seconds: float | None = None) -> list[str]:
+    """The py-spy command sampling ``pid`` into ``out`` (``--format raw``: collapsed stacks; ``--nonblocking``: the
+    process is not paused) for ``seconds``, or until it gets SIGINT."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    cmd = [spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--nonblocking"]
+    return cmd + ["--output", str(out)] + (["--duration", str(int(seconds))] if seconds is not None else [])
+
+
+def profile(pid: int, seconds: float, out: Path) -> None:
+    """py-spy samples the gateway while wrk loads it."""
     subprocess.run(
-        [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200", "--format", "raw"]
-        + ["--output", str(out), "--nonblocking"],
+        py_spy_record(pid, out, 200, seconds),
         check=True,
         capture_output=True,
         timeout=seconds + 60,
