@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from .engines import Completion, Engine, EngineError, GenerationParams
-from .engines.loop_stop import LoopRule
+from .engines.loop_stop import LoopRule, source_repeats
 from .parsing import Slot
 from .stats import Stats
 from .template import Template
@@ -108,6 +108,9 @@ class PromptRunner:
     ) -> PromptCall:
         """Send ``sources`` in one prompt (the caller holds a place). Raises :class:`EngineError` after
         recording the failed prompt."""
+        loop_rule = self.loop_rule
+        if loop_rule is not None and any(source_repeats(s, loop_rule) for s in sources):
+            loop_rule = None  # a source that repeats itself: its faithful translation repeats too
         params = GenerationParams(
             max_tokens=self.template.max_tokens(tokens),
             temperature=temperature,
@@ -116,7 +119,7 @@ class PromptRunner:
             logprobs=logprobs,
             priority=priority,
             prefix_chars=len(self.template.prefix),
-            loop_stop=self.loop_rule,
+            loop_stop=loop_rule,
         )
         prompt = self.template.render(sources)
         t0 = time.monotonic()

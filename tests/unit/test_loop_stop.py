@@ -51,3 +51,31 @@ def test_the_request_processor_leaves_only_end_of_sequence_once_the_tail_loops()
     out = proc(ids, logits)
     assert int(torch.argmax(out)) == 2 and out[2] == 0.0
     assert torch.isinf(out[torch.arange(10) != 2]).all()
+
+
+def test_a_source_that_repeats_itself_is_found_and_an_ordinary_one_is_not():
+    from batchmt_server.engines.loop_stop import source_repeats
+
+    assert source_repeats("The river flows past the old mill, " * 6, RULE)  # a phrase pasted again and again
+    assert source_repeats("Go, go, go, go, go, go, go!", RULE)
+    assert not source_repeats("The council met on Monday and approved the budget after a long debate.", RULE)
+    # many repeated words, but no repeated stretch
+    assert not source_repeats("the cat and the dog and the bird and the fish and the cow and the horse ran", RULE)
+    assert not source_repeats("", RULE)
+
+
+async def test_the_runner_asks_for_no_loop_stop_where_the_source_repeats_itself():
+    from batchmt_server.engines.fake import FakeEngine
+    from batchmt_server.runner import PromptRunner
+    from batchmt_server.stats import Stats
+
+    engine = FakeEngine()
+    runner = PromptRunner(engine, engine.template, Stats())
+    for source in ("The baker opened his shop at six.", "Go, go, go, go, go, go, go!"):
+        await runner.acquire()
+        try:
+            await runner.call([source], [10])
+        finally:
+            runner.release()
+    assert [p.loop_stop for p in engine.params] == [LoopRule(), None]
+    assert PromptRunner(engine, engine.template, Stats(), loop_rule=None).loop_rule is None

@@ -19,11 +19,14 @@ truncated anyway. The gateway asks vLLM to end such a completion once its last t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EXTRA_KEY", "LoopRule", "RequestLoopStop", "TailTracker", "repeating_tail"]
+__all__ = ["EXTRA_KEY", "LoopRule", "RequestLoopStop", "TailTracker", "repeating_tail", "source_repeats"]
+
+_UNIT = re.compile(r"\w+|[^\w\s]")
 
 #: the key in ``SamplingParams.extra_args``: ``[min_tokens, min_repeats, max_period, [eos ids...]]``
 EXTRA_KEY = "batchmt_loop_stop"
@@ -54,8 +57,9 @@ class TailTracker:
         self.runs = [0] * rule.max_period
         self.seen = 0
 
-    def update(self, ids: Sequence[int]) -> bool:
-        """Take the tokens of ``ids`` not seen yet (the list only grows); is the tail now a loop?"""
+    def update(self, ids: Sequence[object]) -> bool:
+        """Take the tokens (or any comparable units) of ``ids`` not seen yet (the list only grows); is the tail now a
+        loop?"""
         runs, rule = self.runs, self.rule
         for i in range(self.seen, len(ids)):
             tok = ids[i]
@@ -68,6 +72,24 @@ class TailTracker:
 def repeating_tail(ids: Sequence[int], rule: LoopRule) -> bool:
     """Does ``ids`` end in a loop by ``rule``? (What :class:`RequestLoopStop` checks at every step, at once.)"""
     return TailTracker(rule).update(ids)
+
+
+def source_repeats(text: str, rule: LoopRule) -> bool:
+    """Does the source itself hold a repetition its translation would rightly repeat ("go, go, go, go, ...", a
+    phrase pasted forty times)? Then the loop stop would cut a faithful translation: the caller does not ask for it.
+    Words and punctuation marks stand in for tokens (a word is at least one), against half the rule's length and
+    one repeat fewer, so a repetition the output rule could see is found here first."""
+    units = _UNIT.findall(text)
+    loose = LoopRule(rule.min_tokens // 2, max(2, rule.min_repeats - 1), rule.max_period)
+    # a stretch of that length and period repeats at least 2/3 of its units: without as many repeated units, none
+    if len(units) < loose.min_tokens or len(units) - len(set(units)) < 2 * loose.min_tokens // 3:
+        return False
+    tracker, seen = TailTracker(loose), list[str]()
+    for u in units:
+        seen.append(u)
+        if tracker.update(seen):
+            return True
+    return False
 
 
 class RequestLoopStop:
