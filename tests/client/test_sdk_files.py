@@ -17,7 +17,7 @@ import pytest
 from sdk_fakes import FakeServer, error_response
 
 import batchmt
-from batchmt.files import RESUME_SUFFIX
+from batchmt.file_translation import RESUME_SUFFIX
 
 srt = pytest.importorskip("srt")
 polib = pytest.importorskip("polib")

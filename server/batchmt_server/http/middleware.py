@@ -387,7 +387,7 @@ class _CountedBody:
             return await self.receive()
         try:
             message = await asyncio.wait_for(self.receive(), self.idle_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.refused = _error(408, "request_timeout", f"the upload stalled for {self.idle_s:g}s", close=True)
             return {"type": "http.disconnect"}
         if message["type"] == "http.request":
