@@ -7,6 +7,7 @@ flags win. ``batchmt-server --help`` lists them all.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import types
 import typing
@@ -14,10 +15,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from . import __version__
 from .auth.security_settings import SECRET_FIELDS
-from .settings import Settings
+from .settings import Settings, unknown_variables
 
 __all__ = ["default_text", "main", "parse_settings"]
 
@@ -116,6 +118,50 @@ def parse_settings(ns: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+def _expects(name: str) -> str:
+    """What a setting takes, in words: for an error message."""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return "a valid value"
+    annotation = field.annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and args:
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    bounds = []
+    for meta in field.metadata:
+        for attr, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(meta, attr, None) is not None:
+                bounds.append(f"{word} {getattr(meta, attr)}")
+    kind = {int: "an integer", float: "a number", bool: "true or false", Path: "a path", str: "text"}.get(
+        annotation, "a JSON object" if typing.get_origin(annotation) is dict else "a valid value"
+    )
+    return kind + (" " + " and ".join(bounds) if bounds else "")
+
+
+def settings_errors(exc: ValidationError, ns: argparse.Namespace | None = None) -> list[str]:
+    """One line per invalid setting: where it came from (the flag or the variable), the value, what it expects."""
+    given = vars(ns) if ns is not None else {}
+    lines = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        name = loc[0] if loc else ""
+        why = err.get("msg", "invalid")
+        why = why[0].lower() + why[1:] if why else why
+        if name not in Settings.model_fields:  # a rule across settings (model validators)
+            lines.append(f"invalid settings: {why.removeprefix('value error, ')}")
+            continue
+        if given.get(name) is not None:
+            source = "--" + name.replace("_", "-")
+        else:
+            source = "BATCHMT_" + name.upper()
+        value = err.get("input")
+        shown = "" if name in SECRET_FIELDS or isinstance(value, dict) else f"={value}"
+        lines.append(f"{source}{shown}: expects {_expects(name)} ({why})")
+    return lines
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchmt-server", description="batchmt translation gateway")
     parser.add_argument("--version", action="version", version=f"batchmt-server {__version__}")
@@ -142,10 +188,21 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "serve")
     ns = _build_parser().parse_args(argv)
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        for message in unknown:
+            print(f"batchmt-server: {message}", file=sys.stderr)
+        return 2
     try:
         settings = parse_settings(ns)
     except ValidationError as exc:
-        print(f"batchmt-server: invalid settings:\n{exc}", file=sys.stderr)
+        for message in settings_errors(exc, ns):
+            print(f"batchmt-server: {message}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:  # a variable pydantic-settings cannot even decode (a JSON setting's)
+        cause = exc.__cause__ or exc
+        name = str(exc).split("field ", 1)[-1].split(" ", 1)[0].strip('"')
+        print(f"batchmt-server: BATCHMT_{name.upper()}: expects {_expects(name)} ({cause})", file=sys.stderr)
         return 2
     from .telemetry.observability import setup_logging
 
