@@ -134,9 +134,9 @@ def _expects(name: str) -> str:
         for attr, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             if getattr(meta, attr, None) is not None:
                 bounds.append(f"{word} {getattr(meta, attr)}")
-    kind = {int: "an integer", float: "a number", bool: "true or false", Path: "a path", str: "text"}.get(
-        annotation, "a JSON object" if typing.get_origin(annotation) is dict else "a valid value"
-    )
+    kinds: dict[typing.Any, str] = {int: "an integer", float: "a number", bool: "true or false", Path: "a path"}
+    kinds[str] = "text"
+    kind = kinds.get(annotation, "a JSON object" if typing.get_origin(annotation) is dict else "a valid value")
     return kind + (" " + " and ".join(bounds) if bounds else "")
 
 
