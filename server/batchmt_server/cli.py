@@ -7,6 +7,7 @@ flags win. ``batchmt-server --help`` lists them all.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import types
@@ -78,9 +79,12 @@ def _url_without_password(value: str) -> str:
 REPEATABLE_FIELDS = {"engine_url"}
 
 
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+def _add_settings_flags(parser: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
+    """A flag per setting (``only``: these settings' flags, e.g. the store's for ``keys``)."""
     group = parser.add_argument_group("settings (each also BATCHMT_<NAME> in the environment)")
     for name, field in Settings.model_fields.items():
+        if only is not None and name not in only:
+            continue
         if name in SECRET_FIELDS:  # from the environment or a file only: `ps` shows a process's arguments
             group.add_argument("--" + name.replace("_", "-"), action=_SecretFlag, nargs="?", help=argparse.SUPPRESS)
             continue
@@ -226,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve(settings: Settings) -> int:
     """Run the gateway behind the HTTP front (middleware.py, uvicorn_protocol.py) under uvicorn."""
     from .auth.keys import KeyRing
+    from .auth.keys_cli import auth_summary
     from .auth.security_settings import check_limits
     from .http.app import create_app
     from .http.middleware import GuardConfig
@@ -233,6 +238,8 @@ def serve(settings: Settings) -> int:
     from .stores.keys import open_key_store
     from .telemetry.observability import setup_tracing
 
+    for level, message in auth_summary(settings):  # auth on or off, and who is admin: said once, at start
+        getattr(logging.getLogger("batchmt.auth"), level)(message)
     try:
         check_limits(settings)
         guard = GuardConfig.from_settings(settings, KeyRing.from_settings(settings, open_key_store(settings)))

@@ -26,7 +26,16 @@ class Settings(BaseSettings, SecurityFields):
     # --- HTTP server
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    api_key: str | None = Field(None, description="if set, requests need 'Authorization: Bearer <key>'")
+    admin_key: str | None = Field(
+        None,
+        description="the server's admin key (env BATCHMT_ADMIN_KEY): if set, requests need "
+        "'Authorization: Bearer <key>' of a known key",
+    )
+    api_key: str | None = Field(
+        None,
+        description="the SDK's key; as the server's admin key it is the older name of BATCHMT_ADMIN_KEY "
+        "(honoured with a warning)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # --- engine
