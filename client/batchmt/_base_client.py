@@ -260,9 +260,11 @@ class BaseClient:
 
     # -- translate -----------------------------------------------------------------------------
     @staticmethod
-    def _texts(texts: Iterable[str]) -> list[str]:
-        if isinstance(texts, (str, bytes)):
-            raise TypeError("translate() takes a list of texts, not a single string; use translate([text])")
+    def _texts(texts: str | Iterable[str]) -> list[str]:
+        if isinstance(texts, str):  # one text (DeepL's translate_text takes one too): a result with one slot
+            return [texts]
+        if isinstance(texts, bytes):
+            raise TypeError("translate() takes str texts, not bytes: decode them first")
         items = list(texts)
         for i, s in enumerate(items):
             if not isinstance(s, str):

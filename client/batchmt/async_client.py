@@ -136,7 +136,7 @@ class AsyncClient(BaseClient):
     # -- endpoints -----------------------------------------------------------------------------
     async def translate(
         self,
-        texts: Iterable[str],
+        texts: str | Iterable[str],
         source_lang: str = "en",
         target_lang: str = "de",
         *,
@@ -147,6 +147,7 @@ class AsyncClient(BaseClient):
         confidence: bool | None = None,
     ) -> TranslationResult:
         """Translate a list of texts (sentences, paragraphs, documents); one result slot per text, in order.
+        A single string is one text: ``client.translate("Hello.").texts[0]``.
 
         ``quality`` is ``"fast"`` | ``"balanced"`` | ``"best"``; ``split_sentences`` ``"on"`` (split
         on sentence punctuation and newlines) | ``"newlines"`` | ``"off"`` (the text is one

@@ -128,7 +128,7 @@ class Client(BaseClient):
     # -- endpoints -----------------------------------------------------------------------------
     def translate(
         self,
-        texts: Iterable[str],
+        texts: str | Iterable[str],
         source_lang: str = "en",
         target_lang: str = "de",
         *,
@@ -139,6 +139,7 @@ class Client(BaseClient):
         confidence: bool | None = None,
     ) -> TranslationResult:
         """Translate a list of texts (sentences, paragraphs, documents); one result slot per text, in order.
+        A single string is one text: ``client.translate("Hello.").texts[0]``.
 
         ``quality`` is ``"fast"`` | ``"balanced"`` | ``"best"``; ``split_sentences`` ``"on"`` (split
         on sentence punctuation and newlines) | ``"newlines"`` | ``"off"`` (the text is one
