@@ -69,7 +69,7 @@ class ChunkLimits:
 
 
 def _is_retryable_status(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
+    return status in (408, 429) or status >= 500  # 409 and 456 would answer the same again
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -186,7 +186,7 @@ class BaseClient:
     ) -> float | None:
         """Seconds to sleep before retry number ``attempt + 1``, or ``None`` not to retry.
 
-        Retried: connection errors and timeouts, and statuses 408, 409, 429 and 5xx. A
+        Retried: connection errors and timeouts, and statuses 408, 429 and 5xx (not 409 or 456). A
         ``Retry-After`` header is honoured (capped at ``MAX_RETRY_AFTER``).
         """
         if attempt >= max_retries:

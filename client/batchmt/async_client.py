@@ -35,7 +35,7 @@ class AsyncClient(BaseClient):
 
     ``base_url`` and ``api_key`` default to the env vars ``BATCHMT_BASE_URL`` (else
     ``http://127.0.0.1:8000``) and ``BATCHMT_API_KEY``. ``timeout`` is in seconds (or an
-    ``httpx.Timeout``); ``max_retries`` retries connection errors, timeouts, 408/409/429/5xx.
+    ``httpx.Timeout``); ``max_retries`` retries connection errors, timeouts, 408/429/5xx.
     ``chunk_size`` overrides the texts per request (otherwise read from ``/v1/info``).
     Pass ``http_client=`` (an ``httpx.AsyncClient`` you own and close) or ``transport=`` to control
     the HTTP layer, e.g. ``transport=httpx.MockTransport(handler)`` in tests (or ``httpx.ASGITransport(app=app)``).
@@ -250,7 +250,7 @@ class AsyncClient(BaseClient):
         source_lang: str = "en",
         target_lang: str = "de",
         resume: bool = True,
-        progress: bool | None = True,
+        progress: bool | None = None,
         on_failure: OnFailure = "empty",
         encoding: str = "utf-8",
         format: str | None = None,
@@ -272,7 +272,8 @@ class AsyncClient(BaseClient):
         ``line`` or ``paragraph`` for text; ``field`` names the JSONL field and ``column`` the
         CSV/TSV column to translate. ``on_failure`` is ``"empty"`` | ``"source"`` | ``"raise"``.
         The translation options are those of :meth:`translate`. A progress bar goes to stderr
-        unless ``progress=False`` (``None``: only if stderr is a TTY). ``restart_hint`` is the
+        when it is a terminal (``progress=None``, the default; logs and pipes get none); ``True`` always,
+        ``False`` never. ``restart_hint`` is the
         advice given when a resume is refused (the CLI says ``--no-resume``). Each batch of units holds
         ``max_concurrency`` requests' worth, sent as :meth:`translate` sends them. (File reads and writes are
         small and blocking.)
