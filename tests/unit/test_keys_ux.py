@@ -11,7 +11,7 @@ import pytest
 from batchmt_server.auth.keys import KeyRing
 from batchmt_server.auth.keys_cli import auth_summary
 from batchmt_server.cli import main
-from batchmt_server.jobs.api import JobsConfig
+from batchmt_server.jobs.serving import JobsConfig
 from batchmt_server.settings import Settings
 from batchmt_server.stores import build_store
 from batchmt_server.stores.keys import open_key_store
