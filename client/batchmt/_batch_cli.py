@@ -195,6 +195,7 @@ def translate_as_job(client: Client, args: argparse.Namespace) -> int:
         raise ValueError("--as-job needs -i FILE and -o FILE (the job reads a file and writes one)")
     fmt = args.format or detect_format(args.input)
     parse = dict(unit=args.unit, field=args.field, column=args.column, target_lang=args.target_lang)
+    parse["review"] = getattr(args, "review", True)
     doc = parse_document(Path(args.input).read_bytes(), fmt, **parse)
     options = {
         k: v

@@ -254,6 +254,7 @@ class Client(BaseClient):
         tag_handling: str | None = None,
         preserve_placeholders: bool | None = None,
         restart_hint: str = "pass resume=False",
+        review: bool = True,
     ) -> FileReport:
         """Translate a file into ``dst`` in the same format, unit by unit (see :mod:`batchmt.file_translation`
         and :mod:`batchmt.formats`).
@@ -265,7 +266,8 @@ class Client(BaseClient):
         CSV/TSV column to translate. ``on_failure`` is ``"empty"`` | ``"source"`` | ``"raise"``.
         The translation options are those of :meth:`translate`. A progress bar goes to stderr
         when it is a terminal (``progress=None``, the default; logs and pipes get none); ``True`` always,
-        ``False`` never. ``restart_hint`` is the
+        ``False`` never. ``review`` marks machine translation for review where the format can (PO ``fuzzy``,
+        XLIFF states; see :mod:`batchmt.formats`). ``restart_hint`` is the
         advice given when a resume is refused (the CLI says ``--no-resume``). Each batch of units holds
         ``max_concurrency`` requests' worth, sent as :meth:`translate` sends them. (File reads and writes are
         small and blocking.)
@@ -290,6 +292,7 @@ class Client(BaseClient):
                 "preserve_placeholders": preserve_placeholders,
             },
             restart_hint=restart_hint,
+            review=review,
         ) as job:
             limits = self._file_limits()
             max_chars = limits.max_request_chars * self.max_concurrency if limits.max_request_chars else None
