@@ -63,9 +63,15 @@ class SecurityFields(BaseModel):
     # --- keys (see keys.py and docs/api.md "Keys")
     api_key_file: Path | None = Field(
         None,
-        description="file of API keys, one per line ('name:key' or 'key'; '#' "
-        "starts a comment); with BATCHMT_API_KEY or a key store, every endpoint but "
+        description="file of API keys, one per line ('name:key[:role]' or 'key'; '#' "
+        "starts a comment; a key's id is 'file-' + the start of its SHA-256, stable when lines move); with BATCHMT_API_KEY or a key store, every endpoint but "
         "/healthz and /readyz needs 'Authorization: Bearer <key>'",
+    )
+    require_api_key: bool = Field(
+        False,
+        description="every endpoint but /healthz and /readyz needs a key even before any key exists. Without it, "
+        "keys turn on with the first key (environment, file or store) and stay on for good: revoking the last "
+        "store key never opens the server (a revoked key still counts)",
     )
     metrics_token: str | None = Field(
         None, description="bearer token for /metrics (env BATCHMT_METRICS_TOKEN; with keys on, an admin key also works)"
