@@ -64,7 +64,8 @@ class SecurityFields(BaseModel):
     api_key_file: Path | None = Field(
         None,
         description="file of API keys, one per line ('name:key[:role]' or 'key'; '#' "
-        "starts a comment; a key's id is 'file-' + the start of its SHA-256, stable when lines move); with BATCHMT_API_KEY or a key store, every endpoint but "
+        "starts a comment; a key's id is 'file-' + the start of its SHA-256, stable when lines move); "
+        "with BATCHMT_API_KEY or a key store, every endpoint but "
         "/healthz and /readyz needs 'Authorization: Bearer <key>'",
     )
     require_api_key: bool = Field(
