@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from batchmt_server.app import create_app
+from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key, read_key_file
 from batchmt_server.engines.fake import FakeEngine
-from batchmt_server.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key, read_key_file
+from batchmt_server.http.app import create_app
 from batchmt_server.settings import Settings
 
 ALICE = "alice-key-0123456789abcdef"

@@ -19,14 +19,14 @@ from collections.abc import Callable
 
 import pytest
 
-from batchmt_server.documents import prepare
-from batchmt_server.jobs import validate_lines
-from batchmt_server.markup import parse_markup
-from batchmt_server.middleware import json_depth_exceeds
-from batchmt_server.parsing import parse_completion
-from batchmt_server.placeholders import find_spans, protect
-from batchmt_server.segmenter import segment_text
+from batchmt_server.http.middleware import json_depth_exceeds
+from batchmt_server.jobs.api import validate_lines
+from batchmt_server.prompting.parsing import parse_completion
 from batchmt_server.settings import Settings
+from batchmt_server.text.documents import prepare
+from batchmt_server.text.markup import parse_markup
+from batchmt_server.text.placeholders import find_spans, protect
+from batchmt_server.text.segmenter import segment_text
 
 #: linear work gives ~10 (a little more from caches and allocation); quadratic ~100
 MAX_RATIO = 25.0

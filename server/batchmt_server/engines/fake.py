@@ -14,7 +14,7 @@ import asyncio
 import re
 from collections.abc import Callable
 
-from ..template import Template
+from ..prompting.template import Template
 from .base import Completion, EngineDead, EngineError, GenerationParams, estimate_tokens
 
 __all__ = ["FakeEngine"]

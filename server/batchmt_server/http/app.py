@@ -1,0 +1,206 @@
+"""The FastAPI application: app factory + lifespan, no import-time globals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..auth.keys import KeyRing, LimitExceeded
+from ..engines import Engine
+from ..engines.openai_http import ReplicaCollector
+from ..jobs.api import JobsCollector, JobsRuntime, install_jobs, jobs_usage
+from ..pipeline.gateway import Gateway
+from ..pipeline.translator import LANGUAGE_PAIRS, Translator
+from ..prompting.template import Template
+from ..protocol.errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
+from ..protocol.schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
+from ..settings import Settings
+from ..telemetry.cost import Prices, usage_totals
+from ..telemetry.metrics import StatsCollector, make_registry, render
+from .dashboard import install_dashboard
+from .docs import install_docs
+from .middleware import GuardConfig, GuardMiddleware, principal_of
+from .openapi_limits import install_openapi_limits
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("batchmt.app")
+
+
+async def client_gone(request: Request) -> None:
+    """Return once the client has disconnected (the ASGI ``http.disconnect`` message; the body is
+    already read, so the next message is that one)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None, keys: KeyRing | None = None) -> FastAPI:
+    """Build the gateway app. ``engine`` overrides the one the settings would build (tests); ``keys`` the key
+    ring (default: the settings' static keys and the store's keys table)."""
+    settings = settings or Settings()
+    if keys is None:
+        from ..stores.keys import open_key_store
+
+        keys = KeyRing.from_settings(settings, open_key_store(settings))
+    # the first candidate until calibration (template "auto") picks one at boot
+    template = Template.load(settings.template_names[0], settings.prompts_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        jobs = JobsRuntime.from_settings(settings)  # the durable store: batch jobs, files, translation memory
+        await jobs.open()
+        app.state.jobs = jobs
+        memory = jobs.translation_memory(settings.translation_memory_size)
+        gw = Gateway(
+            settings, template, prices=Prices.from_settings(settings), owns_engine=engine is None, memory=memory
+        )
+        app.state.gateway = gw
+        collector = StatsCollector(
+            gw.stats, gw.prices, lambda: {"version": __version__, "model": gw.model_name, "template": gw.template.ref}
+        )
+        app.state.registry = make_registry(collector)
+        app.state.registry.register(ReplicaCollector(lambda: gw.engine))  # an engine pool's per-replica numbers
+        app.state.registry.register(JobsCollector(app))  # the job worker's lines and caps
+        boot = asyncio.create_task(gw.boot(engine))
+        jobs.start_when_ready(gw)
+        try:
+            yield
+        finally:
+            await jobs.stop_worker()  # job lines finish or go back to the store before the batcher closes
+            boot.cancel()
+            await asyncio.gather(boot, return_exceptions=True)
+            await gw.close()
+            await keys.close()
+            await jobs.close()
+
+    app = FastAPI(
+        title="batchmt",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="BatchPrompt translation gateway in front of vLLM: English→German.",
+    )
+    # (the decorator form: add_exception_handler's type wants handlers of plain Exception)
+    app.exception_handler(APIError)(api_error_handler)
+    app.exception_handler(RequestValidationError)(validation_error_handler)
+    app.exception_handler(StarletteHTTPException)(http_error_handler)  # 404, 405, ... in the same shape
+    # auth, body limits, request ids, security headers: before FastAPI reads anything (middleware.py)
+    app.add_middleware(GuardMiddleware, config=GuardConfig.from_settings(settings, keys))
+
+    def gateway(request: Request) -> Gateway:
+        return request.app.state.gateway
+
+    def admission(request: Request):
+        """The caller's key's quota and character rate, charged once the request is valid (None: keys off)."""
+        rec = principal_of(request)
+        if rec is None:
+            return None
+
+        async def admit(characters: int, sentences: int) -> None:
+            try:
+                await keys.charge(rec, characters, sentences)
+            except LimitExceeded as exc:
+                raise APIError(
+                    exc.status, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}
+                ) from None
+
+        return admit
+
+    def require_ready(gw: Gateway) -> Translator:
+        if gw.translator is None or not gw.ready.is_set():
+            why = gw.boot_error or "the engine is still starting"
+            raise APIError(503, "not_ready", f"not ready: {why}", headers={"Retry-After": "5"})
+        return gw.translator
+
+    @app.post(
+        "/v1/translate",
+        response_model=TranslateResponse,
+        tags=["translate"],
+        responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
+    )
+    async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
+        """Translate sentences English→German. One entry per input, in order; a sentence that
+        failed after retries says so in its own slot."""
+        gw = gateway(request)
+        try:
+            translator = require_ready(gw)
+        except APIError:
+            gw.stats.record_request("rejected")
+            raise
+        return await translator.translate(body, partial(client_gone, request), admit=admission(request))
+
+    @app.get("/v1/info", response_model=Info, tags=["translate"])
+    async def info(request: Request) -> Info:
+        gw = gateway(request)
+        return Info(
+            version=__version__,
+            model=gw.model_name,
+            signature=gw.signature,
+            language_pairs=list(LANGUAGE_PAIRS),
+            limits=Limits(
+                max_sentences_per_request=settings.max_sentences_per_request,
+                max_sentence_chars=settings.max_sentence_chars,
+                max_text_chars=settings.max_text_chars,
+                max_request_chars=settings.max_request_chars,
+            ),
+            max_sentences_per_prompt=gw.max_pack,
+            calibrated_pack_limit=gw.calibrated_pack_limit,
+            pack_policy=settings.pack_policy,
+            template=gw.template.ref,
+            template_variants=settings.template_names if settings.template == "auto" else [],
+        )
+
+    @app.get("/v1/usage", response_model=UsageTotals, tags=["translate"])
+    async def usage(request: Request) -> dict:
+        """Totals since start: sentences, characters, tokens by kind, estimated cost and the saving
+        against one sentence per prompt without a prefix cache (the numbers ``/metrics`` exports). With keys on,
+        a user key gets its own usage instead (``{"key", "today", "this_month"}``); an admin key the totals."""
+        rec = principal_of(request)
+        if rec is not None and rec.role != "admin":  # a tenant sees its own usage only
+            return JSONResponse(await keys.usage_of(rec))  # type: ignore[return-value]
+        gw = gateway(request)
+        return {**usage_totals(gw.stats.snapshot(), gw.prices), "jobs": await jobs_usage(request) or None}
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request) -> JSONResponse:
+        gw = gateway(request)
+        if getattr(request.app.state, "draining", False):  # SIGTERM: out of the load balancer first (cli.serve)
+            return JSONResponse(error_body("not_ready", "shutting down"), status_code=503, headers={"Retry-After": "5"})
+        if gw.ready.is_set() and gw.engine is not None and await gw.engine.ready():
+            return JSONResponse({"status": "ready", "model": gw.model_name, "ready_after_s": gw.ready_after_s})
+        why = gw.boot_error or ("the engine does not answer" if gw.ready.is_set() else "the engine is still starting")
+        return JSONResponse(error_body("not_ready", why), status_code=503, headers={"Retry-After": "5"})
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics(request: Request) -> Response:
+        in_process = settings.engine == "vllm"
+        return Response(
+            render(request.app.state.registry, in_process), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    @app.get("/v1/usage/keys", tags=["translate"])
+    async def usage_by_key(request: Request) -> JSONResponse:
+        """Every key's usage today and this month (an admin key; with keys off, the static keys only)."""
+        rec = principal_of(request)
+        if rec is not None and rec.role != "admin":
+            raise APIError(403, "forbidden", "only an admin key sees every key's usage")
+        return JSONResponse({"keys": await keys.usage_all()})
+
+    install_dashboard(app)
+    install_docs(app)
+    install_openapi_limits(app, settings, lambda: keys.enabled)
+    install_jobs(app, settings, keys)
+    return app

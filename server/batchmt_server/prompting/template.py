@@ -1,0 +1,164 @@
+"""Versioned BatchPrompt templates from ``prompts/``: render a packed prompt, carry a signature.
+
+Rendered layout (labels and headers come from the toml; shown for en-de)::
+
+    <instruction>
+
+    <list_header>                 <- example batch 1: the numbered inputs ...
+    1. <example source>
+    2. <example source>
+    <answer_header>               <- ... then, per input, an echo of the source and its translation
+    English 1: <example source>
+    German 1: <example translation>
+    English 2: <example source>
+    German 2: <example translation>
+
+    ... more example batches ...  <- everything up to here is ``prefix``: byte-identical every time
+
+    <list_header>                 <- the query
+    1. <source 1>
+    ...
+    N. <source N>
+    <answer_header>
+    English 1: <source 1>
+    German 1:                     <- the prompt ends here; the completion continues with
+                                     " <translation 1>\\nEnglish 2: <source 2>\\nGerman 2: ..."
+
+Each translation is written right after its own source (the echo), so a small base model
+translates the sentence in front of it instead of copying an example batch, and the parser can
+check every echo against the input it belongs to (alignment is verified, not assumed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import tomllib
+
+from .parsing import Slot, clean, parse_completion
+
+__all__ = ["Template", "default_prompts_dir"]
+
+
+def default_prompts_dir() -> Path:
+    """The repo's ``prompts/`` in a checkout, else the copy packaged inside ``batchmt_server``."""
+    package = Path(__file__).resolve().parent.parent  # batchmt_server/
+    for candidate in (package.parent.parent / "prompts", package / "prompts"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("no prompts/ folder found next to the package or in the checkout")
+
+
+@dataclass(frozen=True)
+class Template:
+    id: str
+    version: int
+    source_label: str
+    target_label: str
+    instruction: str
+    examples: tuple[tuple[tuple[str, str], ...], ...]
+    digest: str
+    list_header: str = "Sentences:"
+    answer_header: str = "Translations:"
+
+    #: a plain-text completion prompt (base models); chat.ChatTemplate renders the chat form of a template
+    form = "completion"
+
+    @classmethod
+    def load(cls, name: str, prompts_dir: Path | None = None) -> Template:
+        path = (prompts_dir or default_prompts_dir()) / f"{name}.toml"
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+        examples = tuple(tuple((src, tgt) for src, tgt in ex["pairs"]) for ex in data.get("examples", []))
+        return cls(
+            id=data["id"],
+            version=int(data["version"]),
+            source_label=data["source_label"],
+            target_label=data["target_label"],
+            instruction=data["instruction"].strip(),
+            examples=examples,
+            digest=hashlib.sha256(raw).hexdigest()[:8],
+            list_header=data.get("list_header", cls.list_header),
+            answer_header=data.get("answer_header", cls.answer_header),
+        )
+
+    @property
+    def ref(self) -> str:
+        """``id@version+hash``: what a signature names."""
+        return f"{self.id}@{self.version}+{self.digest}"
+
+    @cached_property
+    def example_targets(self) -> tuple[str, ...]:
+        """Every few-shot translation (as rendered): an output equal to one of them is a copy."""
+        return tuple(clean(t) for ex in self.examples for _, t in ex)
+
+    def _list(self, sources: list[str]) -> list[str]:
+        return [self.list_header] + [f"{i}. {clean(s)}" for i, s in enumerate(sources, 1)] + [self.answer_header]
+
+    def _pair(self, i: int, source: str, target: str | None) -> str:
+        head = f"{self.source_label} {i}: {clean(source)}\n{self.target_label} {i}:"
+        return head if target is None else f"{head} {clean(target)}"
+
+    def _block(self, pairs: tuple[tuple[str, str], ...]) -> str:
+        lines = self._list([s for s, _ in pairs])
+        lines += [self._pair(i, s, t) for i, (s, t) in enumerate(pairs, 1)]
+        return "\n".join(lines)
+
+    @cached_property
+    def prefix(self) -> str:
+        """Instruction and examples: byte-identical for every prompt."""
+        parts = [self.instruction] + [self._block(ex) for ex in self.examples]
+        return "\n\n".join(parts) + "\n\n"
+
+    def render(self, sources: list[str]) -> str:
+        """The full prompt for ``sources``; it ends in ``"\\n<target_label> 1:"`` and the completion
+        continues with the first translation (see the module docstring and ``parse_completion``)."""
+        if not sources:
+            raise ValueError("render() needs at least one source")
+        return self.prefix + "\n".join(self._list(sources) + [self._pair(1, sources[0], None)])
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """Where a completion is over: the blank line that ends every batch, a new batch, or the
+        numbering starting again at 1 (never valid: the completion starts inside pair 1).
+        Three strings, so that ``stop_for`` stays within the OpenAI API's limit of four."""
+        return ("\n\n", f"\n{self.list_header}", f"\n{self.source_label} 1:")
+
+    def stop_for(self, n: int) -> tuple[str, ...]:
+        """``stop`` plus the echo of a source N+1 that does not exist (saves the run-on tokens): the four an
+        engine must honour (the OpenAI completions API rejects more). A fifth, for engines without that limit:
+        the translations' numbering starting again at 1 (never valid either; a small model falls into repeating
+        its whole first line, ``"...\nGerman 1: ...\nGerman 1: ..."``, a loop too long for
+        :mod:`~batchmt_server.engines.loop_stop`, and decodes it to the token budget)."""
+        return self.stop + (f"\n{self.source_label} {n + 1}:", f"\n{self.target_label} 1:")
+
+    def max_tokens(self, source_tokens: list[int]) -> int:
+        """Completion budget of a prompt: per slot the echo of its source, its translation (~1.5x the
+        source) and two labels."""
+        return int(sum(3 * t + 12 for t in source_tokens) + 16)
+
+    def parse(self, completion: str, sources: list[str], finish_reason: str | None = None) -> list[Slot]:
+        """``parse_completion`` with this template's labels and few-shot translations."""
+        return parse_completion(
+            completion,
+            sources,
+            finish_reason,
+            self.example_targets,
+            source_label=self.source_label,
+            target_label=self.target_label,
+        )
+
+    def prompt_tokens(self, prompt: str, count_tokens: Callable[[str], int]) -> int:
+        """Tokens of a prompt rendered by this template: the prefix counted once per tokenizer, plus the query."""
+        cache = self._prefix_token_counts
+        if count_tokens not in cache:
+            cache[count_tokens] = count_tokens(self.prefix)
+        return cache[count_tokens] + count_tokens(prompt[len(self.prefix) :])
+
+    @cached_property
+    def _prefix_token_counts(self) -> dict:
+        return {}
