@@ -103,3 +103,99 @@ async def test_removing_a_key_file_line_does_not_hand_its_files_to_the_next_key(
     async with gateway(api_key_file=p, data_dir=data) as (c, _):
         assert (await c.get(f"/v1/files/{f['id']}/content", headers=as_(BOB))).status_code == 404
         assert (await c.get("/v1/files", headers=as_(BOB))).json()["data"] == []
+
+
+# ---------------------------------------------------------------------------- D4, D5: charge what runs, once
+def quota_ring(**limits) -> tuple[KeyRing, MemoryKeyStore]:
+    store = MemoryKeyStore()
+    store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user", **limits)
+    return KeyRing(store, [], refresh_s=0.0), store
+
+
+async def test_a_request_refused_with_queue_full_is_not_charged():
+    keys, _ = quota_ring(chars_per_day=1000)
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    async with gateway(keys, eng, max_queue_sentences=2, max_prompts_in_flight=1, max_sentences_per_prompt=1) as (
+        c,
+        _,
+    ):
+        first = asyncio.create_task(
+            c.post("/v1/translate", json={"texts": ["One is here.", "Two is here."]}, headers=as_(ALICE))
+        )
+        while not eng.prompts:
+            await asyncio.sleep(0.005)
+        for _ in range(5):  # an SDK retrying its 429s
+            r = await c.post("/v1/translate", json={"texts": ["Four is here.", "Five is here."]}, headers=as_(ALICE))
+            assert r.status_code == 429 and r.json()["error"]["code"] == "queue_full"
+        eng.gate.set()
+        assert (await first).status_code == 200
+        today = (await c.get("/v1/usage", headers=as_(ALICE))).json()["today"]
+        assert today == {"characters": 24, "sentences": 2, "requests": 1}  # the first request only
+
+
+async def test_a_request_lost_with_the_engine_is_refunded():
+    keys, _ = quota_ring(chars_per_day=1000)
+    eng = FakeEngine()
+    async with gateway(keys, eng) as (c, _):
+        eng.dead = True
+        r = await c.post("/v1/translate", json={"texts": ["Hello there."]}, headers=as_(ALICE))
+        assert r.status_code == 503 and r.json()["error"]["code"] == "engine_unavailable"
+        assert (await c.get("/v1/usage", headers=as_(ALICE))).json()["today"]["characters"] == 0
+
+
+@pytest.mark.parametrize(("quality", "rounds"), [("fast", 1), ("balanced", 3), ("best", 5)])
+async def test_batch_lines_are_charged_like_translate_requests(quality, rounds):
+    keys, _ = quota_ring(chars_per_day=10_000)
+    async with gateway(keys) as (c, _):
+        r = await c.post("/v1/translate", json={"texts": ["x" * 40], "quality": quality}, headers=as_(ALICE))
+        assert r.status_code == 200
+        direct = (await c.get("/v1/usage", headers=as_(ALICE))).json()["today"]["characters"]
+        f = (await upload(c, jsonl([line("a", "y" * 40, quality=quality)]), as_(ALICE))).json()
+        r = await c.post(
+            "/v1/batches",
+            json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"},
+            headers=as_(ALICE),
+        )
+        assert r.status_code == 200, r.text
+        total = (await c.get("/v1/usage", headers=as_(ALICE))).json()["today"]["characters"]
+        assert direct == 40 * rounds and total - direct == direct
+
+
+# ---------------------------------------------------------------------------- D6, D11: the JSONL reader
+def test_jsonl_lines_split_only_at_newline_and_a_bom_is_not_line_one():
+    from batchmt_server.jobs.api import validate_lines
+
+    texts = ["a\u2028b", "c\u2029d", "e\x85f", "g\x1ch\x1di\x1ej", "k\x0bl\x0cm"]
+    rows = [
+        json.dumps(
+            {"custom_id": f"c{i}", "method": "POST", "url": "/v1/translate", "body": {"texts": [t]}}, ensure_ascii=False
+        )
+        for i, t in enumerate(texts)
+    ]
+    content = ("\ufeff" + "\r\n".join(rows) + "\n").encode("utf-8")  # a BOM, CRLF line ends, separators raw
+    out = validate_lines(content, Settings())
+    assert [(ln.line_no, ln.custom_id, ln.error_output) for ln in out] == [(i + 1, f"c{i}", None) for i in range(5)]
+    assert [json.loads(ln.body)["texts"] for ln in out] == [[t] for t in texts]
+
+
+# ---------------------------------------------------------------------------- an engine bug stays in its prompt
+class BuggyEngine(FakeEngine):
+    """Raises a plain exception (an engine bug, not an EngineError) on every prompt holding "BOOM"."""
+
+    async def generate(self, prompt, params):
+        if "BOOM" in prompt.rsplit("\n\n", 1)[-1] or any("BOOM" in s for s in self.query_sources(prompt)):
+            raise AssertionError("engine bug")
+        return await super().generate(prompt, params)
+
+
+@pytest.mark.parametrize("quality", ["fast", "best"])
+async def test_an_engine_exception_that_is_not_an_engine_error_fails_only_its_own_slot(quality):
+    async with gateway(engine=BuggyEngine()) as (c, _):
+        texts = ["Hello there, friend.", "The BOOM sentence is here.", "It rains today in town."]
+        r = await c.post("/v1/translate", json={"texts": texts, "quality": quality})
+        assert r.status_code == 200, r.text  # was 500 on the ensemble path
+        got = r.json()["translations"]
+        assert [t["status"] for t in got] == ["ok", "failed", "ok"]
+        assert got[0]["text"] == "[de] Hello there, friend." and got[2]["text"] == "[de] It rains today in town."
+        assert got[1]["error"]["code"] == "engine_error"

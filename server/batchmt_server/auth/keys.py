@@ -378,6 +378,22 @@ class KeyRing:
             c["requests"] += 1
         await self._usage_store(rec).add_usage(rec.id, [day, month], characters, sentences, 1)
 
+    async def refund(self, rec: KeyRecord, characters: int, sentences: int) -> None:
+        """Give back what :meth:`charge` took for work that was refused or failed before the engine ran it (a 429
+        ``queue_full`` after the charge, an engine that died): the counters, the store's usage, the character
+        bucket."""
+        day, month, _, _ = periods()
+        for period in (day, month):
+            c = self._counts.get((rec.id, period))
+            if c is not None:
+                c["characters"] = max(0, c["characters"] - characters)
+                c["sentences"] = max(0, c["sentences"] - sentences)
+                c["requests"] = max(0, c["requests"] - 1)
+        if rec.rate_chars:
+            b = self._bucket(rec, "chars", rec.rate_chars)
+            b.tokens = min(b.burst, b.tokens + characters)
+        await self._usage_store(rec).add_usage(rec.id, [day, month], -characters, -sentences, -1)
+
     # ------------------------------------------------------------------ usage
     async def usage_of(self, rec: KeyRecord) -> dict:
         day, month, _, _ = periods()

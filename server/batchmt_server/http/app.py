@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -105,13 +106,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         if rec is None:
             return None
 
-        async def admit(characters: int, sentences: int) -> None:
+        async def admit(characters: int, sentences: int) -> Callable[[], Awaitable[None]]:
             try:
                 await keys.charge(rec, characters, sentences)
             except LimitExceeded as exc:
                 raise APIError(
                     exc.status, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}
                 ) from None
+            return partial(keys.refund, rec, characters, sentences)
 
         return admit
 

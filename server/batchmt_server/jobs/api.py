@@ -192,7 +192,7 @@ def validate_lines(content: bytes, settings: Any) -> list[NewLine]:
     out: list[NewLine] = []
     seen: set[str] = set()
     try:
-        text = content.decode("utf-8")
+        text = content.decode("utf-8-sig")  # a UTF-8 byte-order mark (Windows editors write one) is not line 1's
     except UnicodeDecodeError as exc:
         raise APIError(
             422,
@@ -200,7 +200,9 @@ def validate_lines(content: bytes, settings: Any) -> list[NewLine]:
             f"the input file is not UTF-8 ({exc.reason} at byte {exc.start})",
             param="input_file_id",
         ) from None
-    for no, raw in enumerate(text.splitlines(), start=1):
+    # JSONL lines end at "\n" only (a "\r" before it is JSON whitespace): str.splitlines() also split at U+2028,
+    # U+0085, \x1c-\x1e..., which json.dumps(ensure_ascii=False) writes raw inside strings
+    for no, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         custom_id: str | None = None
@@ -365,15 +367,19 @@ def _check_key(settings: Any, request: Request) -> None:
         raise APIError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'")
 
 
-def _volume(lines: list[NewLine]) -> tuple[int, int]:
-    """Characters and texts of the runnable lines (what a key's quota is charged when the batch is created)."""
+def _volume(lines: list[NewLine], settings: Any) -> tuple[int, int]:
+    """Characters and texts of the runnable lines (what a key's quota is charged when the batch is created), by the
+    rule of ``/v1/translate`` (:func:`charge_units`): an ensemble quality's characters count once per round."""
+    from ..pipeline.translator import charge_units, quality_rounds
+
     chars = texts = 0
     for ln in lines:
         if ln.body is not None:
             d = json.loads(ln.body)
             items = d.get("texts") or d.get("sentences") or []
-            chars += sum(len(t) for t in items)
-            texts += len(items)
+            c, n = charge_units(items, quality_rounds(settings, d.get("quality") or "fast"))
+            chars += c
+            texts += n
     return chars, texts
 
 
@@ -527,7 +533,7 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
         if rec is not None and keys is not None:  # the key's quota and character rate, charged for the whole batch
             from ..auth.keys import LimitExceeded
 
-            chars, texts = await asyncio.to_thread(_volume, lines)
+            chars, texts = await asyncio.to_thread(_volume, lines, settings)
             try:
                 await keys.charge(rec, chars, texts)
             except LimitExceeded as exc:

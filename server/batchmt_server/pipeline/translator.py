@@ -34,11 +34,28 @@ from .batcher import Batcher, Outcome, QueueFull
 from .ensemble import Ensemble, EnsembleConfig
 from .memory import TranslationMemory
 
-__all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
+__all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap", "charge_units", "quality_rounds"]
 
 LANGUAGE_PAIRS = (("en", "de"),)
 
 log = logging.getLogger("batchmt.translator")
+
+
+#: gives back what an admission charged (work refused or failed before the engine ran it)
+Refund = Callable[[], Awaitable[None]]
+#: ``admit(characters, sentences)``: charges the caller's key, raises :class:`APIError` to refuse
+Admit = Callable[[int, int], Awaitable[Refund | None]]
+
+
+def quality_rounds(settings: Settings, quality: str) -> int:
+    """How many times a quality level sends each sentence (ensemble rounds; 1 for the one-pass path)."""
+    return {"balanced": settings.ensemble_rounds_balanced, "best": settings.ensemble_rounds_best}.get(quality, 1)
+
+
+def charge_units(entries: list[str], rounds: int) -> tuple[int, int]:
+    """What a request is charged, the one rule for ``/v1/translate`` and batch lines: (characters x rounds,
+    entries)."""
+    return sum(len(t) for t in entries) * rounds, len(entries)
 
 
 def pack_cap(settings: Settings, calibrated_pack_limit: int | None) -> int:
@@ -184,11 +201,13 @@ class Translator:
         disconnected: Callable[[], Awaitable[None]] | None = None,
         *,
         priority: int = 0,
-        admit: Callable[[int, int], Awaitable[None]] | None = None,
+        admit: Admit | None = None,
     ) -> TranslateResponse:
         """``priority`` > 0: batch-job work, sent in the capacity interactive requests leave. ``admit(characters,
         sentences)`` charges the caller's key (quota, character rate) once the request is valid and fits; it
-        raises :class:`APIError` to refuse. An ensemble quality is charged its rounds times its characters."""
+        raises :class:`APIError` to refuse, and returns a refund, awaited when the request is then refused
+        (``queue_full``) or fails for the engine (``engine_unavailable``). An ensemble quality is charged its rounds
+        times its characters (:func:`charge_units`)."""
         t0 = time.monotonic()
         try:
             self.validate(req)
@@ -200,20 +219,40 @@ class Translator:
         except APIError:
             self.stats.record_request("rejected")
             raise
-        n_entries = len(req.entries)
         texts: list[str] = [t for entry in prepared for t in entry.engine_texts]
         rid = next(self._ids)
         chars = sum(len(t) for t in req.entries)
         config = self.ensemble_config(req.quality)
         rounds = config.rounds if config is not None else 1
+        refund: Refund | None = None
         try:
             # one-pass requests feed the batcher in windows (a long document never needs the whole queue)
             self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds)
             if admit is not None:
-                await admit(chars * rounds, n_entries)
+                refund = await admit(*charge_units(req.entries, rounds))
         except APIError:
             self.stats.record_request("rejected")
             raise
+        try:
+            return await self._run(req, prepared, texts, rid, chars, config, disconnected, priority, t0)
+        except APIError as exc:
+            if refund is not None and exc.code in ("queue_full", "engine_unavailable"):
+                await refund()  # refused, or lost with the engine: nothing was delivered, nothing is charged
+            raise
+
+    async def _run(
+        self,
+        req: TranslateRequest,
+        prepared: list[PreparedEntry],
+        texts: list[str],
+        rid: int,
+        chars: int,
+        config: EnsembleConfig | None,
+        disconnected: Callable[[], Awaitable[None]] | None,
+        priority: int,
+        t0: float,
+    ) -> TranslateResponse:
+        n_entries = len(req.entries)
         # the persistent translation memory, under the signature of what this quality runs
         sig = self.signature_for(req.quality)
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
