@@ -199,3 +199,43 @@ async def test_an_engine_exception_that_is_not_an_engine_error_fails_only_its_ow
         assert [t["status"] for t in got] == ["ok", "failed", "ok"]
         assert got[0]["text"] == "[de] Hello there, friend." and got[2]["text"] == "[de] It rains today in town."
         assert got[1]["error"]["code"] == "engine_error"
+
+
+# ---------------------------------------------------------------------------- D8: slow uploads
+async def _trickle(c, stop: asyncio.Event, headers: dict | None = None):
+    async def body():
+        yield b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\n\r\n'
+        while not stop.is_set():
+            yield b"{"  # one byte at a time, each well within the idle timeout
+            await asyncio.sleep(0.05)
+        yield b"\r\n--b--\r\n"
+
+    return await c.post(
+        "/v1/files", content=body(), headers={"content-type": "multipart/form-data; boundary=b", **(headers or {})}
+    )
+
+
+async def test_an_upload_trickled_byte_by_byte_is_cut_at_the_whole_body_deadline():
+    async with gateway(body_timeout_s=1.0, upload_timeout_s=0.6) as (c, _):
+        t0 = time.monotonic()
+        r = await asyncio.wait_for(_trickle(c, asyncio.Event()), 5)  # never ends by itself
+        assert r.status_code == 408 and r.json()["error"]["code"] == "request_timeout", r.text
+        assert "did not arrive within" in r.json()["error"]["message"]
+        assert time.monotonic() - t0 < 2.0
+
+
+async def test_concurrent_uploads_per_key_are_capped():
+    store = MemoryKeyStore()
+    store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
+    store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(BOB), role="user")
+    async with gateway(KeyRing(store, [], refresh_s=0.0), max_concurrent_uploads=2) as (c, _):
+        stop = asyncio.Event()
+        slow = [asyncio.ensure_future(_trickle(c, stop, as_(ALICE))) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        r = await upload(c, jsonl([line("x", "Hello there.")]), as_(ALICE))
+        assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_uploads"
+        assert (await upload(c, jsonl([line("x", "Hello there.")]), as_(BOB))).status_code == 200  # others unaffected
+        stop.set()
+        await asyncio.gather(*slow)
+        assert (await upload(c, jsonl([line("x", "Hello there.")]), as_(ALICE))).status_code == 200  # places freed

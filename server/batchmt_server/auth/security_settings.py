@@ -99,6 +99,15 @@ class SecurityFields(BaseModel):
         description="the whole body must arrive within this many seconds "
         "after the headers (a stalled body gets 408 and the connection is closed)",
     )
+    upload_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="a file upload (/v1/files) must arrive whole within this many seconds after the headers "
+        "(408 and close beyond), besides no chunk for body_timeout_s",
+    )
+    max_concurrent_uploads: int = Field(
+        4, ge=1, description="file uploads in progress at once per key (per client address with keys off); 429 beyond"
+    )
     max_header_bytes: int = Field(16384, ge=1024, description="request line + headers; beyond it 431 and close")
     header_timeout_s: float = Field(
         10.0,
