@@ -239,3 +239,44 @@ async def test_concurrent_uploads_per_key_are_capped():
         stop.set()
         await asyncio.gather(*slow)
         assert (await upload(c, jsonl([line("x", "Hello there.")]), as_(ALICE))).status_code == 200  # places freed
+
+
+# ---------------------------------------------------------------------------- D9: the memory is per tenant
+async def test_memory_hits_never_reveal_another_tenants_sentences(tmp_path):
+    store = MemoryKeyStore()
+    store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
+    store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(BOB), role="user")
+    eng = FakeEngine()
+    async with gateway(KeyRing(store, [], refresh_s=0.0), eng, data_dir=tmp_path) as (c, _):
+        body = {"texts": ["The merger with the harbour company is agreed."]}
+        assert (await c.post("/v1/translate", json=body, headers=as_(ALICE))).json()["usage"]["memory_hits"] == 0
+        r = (await c.post("/v1/translate", json=body, headers=as_(BOB))).json()
+        assert r["usage"]["memory_hits"] == 0  # was 1: bob learnt that someone had translated it
+        assert r["translations"][0]["status"] == "ok"
+        again = (await c.post("/v1/translate", json=body, headers=as_(ALICE))).json()
+        assert again["usage"]["memory_hits"] == 1  # alice's own memory still works
+        assert len(eng.prompts) == 2
+
+
+# ---------------------------------------------------------------------------- D10: literal masks in the input
+@pytest.mark.parametrize("preserve", [True, False])
+async def test_a_literal_tag_mask_in_html_input_translates(preserve):
+    async with gateway() as (c, _):
+        for text in ("<p>See [TAG_1] and <b>this</b> here.</p>", "<p>Keep [TAG_2] [PH_1] and <i>that</i> too.</p>"):
+            r = await c.post(
+                "/v1/translate", json={"texts": [text], "tag_handling": "html", "preserve_placeholders": preserve}
+            )
+            got = r.json()["translations"][0]
+            assert got["status"] == "ok", got  # was failed (placeholder_damaged) without placeholder detection
+            assert got["text"] == text.replace("<p>", "<p>[de] ")
+
+
+# ---------------------------------------------------------------------------- D12: the batch's model
+async def test_the_batch_object_names_the_engines_real_model():
+    async with gateway(engine=FakeEngine(model_name="fake-model-7")) as (c, _):
+        f = (await upload(c, jsonl([line("a", "Hello there.")]))).json()
+        r = await c.post(
+            "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+        )
+        assert r.json()["model"] == "fake-model-7"
+        assert (await c.get(f"/v1/batches/{r.json()['id']}")).json()["model"] == "fake-model-7"

@@ -138,7 +138,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         except APIError:
             gw.stats.record_request("rejected")
             raise
-        return await translator.translate(body, partial(client_gone, request), admit=admission(request))
+        rec = principal_of(request)
+        return await translator.translate(
+            body, partial(client_gone, request), admit=admission(request), tenant=rec.id if rec is not None else None
+        )
 
     @app.get("/v1/info", response_model=Info, tags=["translate"])
     async def info(request: Request) -> Info:

@@ -417,8 +417,11 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
     def currency() -> str:
         return getattr(settings, "currency", "USD")
 
-    def model() -> str | None:
-        return getattr(settings, "model_name", None)
+    def model(request: Request) -> str | None:
+        """The engine's own model name (the settings' name may not be what runs: a fake engine, a served one)."""
+        gw = getattr(request.app.state, "gateway", None)
+        name = getattr(gw, "model_name", None) if gw is not None else None
+        return name or getattr(settings, "model_name", None)
 
     @router.post("/v1/files", responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}})
     async def create_file(request: Request) -> JSONResponse:
@@ -559,7 +562,7 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
         log.info("batch %s: %d lines (%d invalid), window %ss", job.id, job.total, job.failed, window)
         if rt.worker is not None:
             rt.worker.wake()
-        return batch_object(job, currency(), model())
+        return batch_object(job, currency(), model(request))
 
     @router.get("/v1/batches")
     async def list_batches(request: Request, after: str | None = None, limit: int = 20) -> dict:
@@ -568,12 +571,12 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
             raise APIError(422, "invalid_request", "limit must be between 1 and 100", param="limit")
         who, admin = owner(request)
         jobs = await rt.store.list_jobs(after=after, limit=limit + 1, owner=None if admin else who)
-        return _page([batch_object(j, currency(), model()) for j in jobs[:limit]], len(jobs) > limit)
+        return _page([batch_object(j, currency(), model(request)) for j in jobs[:limit]], len(jobs) > limit)
 
     @router.get("/v1/batches/{batch_id}")
     async def get_batch(batch_id: str, request: Request) -> dict:
         rt = runtime(request)
-        return batch_object(await own_job(rt, request, batch_id), currency(), model())
+        return batch_object(await own_job(rt, request, batch_id), currency(), model(request))
 
     @router.post("/v1/batches/{batch_id}/cancel", responses={404: {}, 409: {}})
     async def cancel_batch(batch_id: str, request: Request) -> dict:
@@ -594,7 +597,7 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
         elif rt.worker is not None:
             rt.worker.abandon(batch_id)
             rt.worker.wake()
-        return batch_object(job, currency(), model())
+        return batch_object(job, currency(), model(request))
 
     return router
 
@@ -681,7 +684,7 @@ async def _start_when_ready(gw: Any, rt: JobsRuntime) -> None:
     await gw.ready.wait()
     translator, batcher = gw.translator, gw.batcher
 
-    async def translate(req: TranslateRequest) -> Any:
-        return await translator.translate(req, priority=JOB_PRIORITY)
+    async def translate(req: TranslateRequest, tenant: str | None = None) -> Any:
+        return await translator.translate(req, priority=JOB_PRIORITY, tenant=tenant)
 
     rt.start_worker(translate, pressure=lambda: batcher.interactive_active)

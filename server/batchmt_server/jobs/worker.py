@@ -135,6 +135,7 @@ class JobWorker:
         self.pressure = pressure or (lambda: 0)
         self.new_file_id = new_file_id or (lambda: f"file-{secrets.token_hex(12)}")
         self.owner = owner or f"gw-{uuid.uuid4().hex[:12]}"
+        self._owners: dict[str, str | None] = {}  # job id -> the key that owns it
         self.cap = config.max_lines_in_flight
         self._inflight: dict[tuple[str, int], asyncio.Task] = {}
         self._results: list[LineResult] = []
@@ -247,6 +248,15 @@ class JobWorker:
         finally:
             self._texts_in_flight -= n
 
+    async def _tenant(self, job_id: str) -> str | None:
+        """The key that owns a job (its lines use that key's translation memory only); cached per job."""
+        if job_id not in self._owners:
+            job = await self.store.get_job(job_id)
+            if len(self._owners) > 1024:
+                self._owners.clear()
+            self._owners[job_id] = job.owner if job is not None else None
+        return self._owners[job_id]
+
     async def _run_line_body(self, line: ClaimedLine) -> None:
         cfg = self.config
         try:
@@ -262,7 +272,7 @@ class JobWorker:
             )
             return
         try:
-            resp = await self.translate(req)
+            resp = await self.translate(req, tenant=await self._tenant(line.job_id))
         except APIError as exc:
             if exc.status in (429, 503):  # saturated or not ready: give the line back, without an attempt
                 self.cap = max(cfg.min_lines_in_flight, self.cap // 2)

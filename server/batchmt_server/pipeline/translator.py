@@ -202,12 +202,14 @@ class Translator:
         *,
         priority: int = 0,
         admit: Admit | None = None,
+        tenant: str | None = None,
     ) -> TranslateResponse:
         """``priority`` > 0: batch-job work, sent in the capacity interactive requests leave. ``admit(characters,
         sentences)`` charges the caller's key (quota, character rate) once the request is valid and fits; it
         raises :class:`APIError` to refuse, and returns a refund, awaited when the request is then refused
         (``queue_full``) or fails for the engine (``engine_unavailable``). An ensemble quality is charged its rounds
-        times its characters (:func:`charge_units`)."""
+        times its characters (:func:`charge_units`). ``tenant``: the caller's key id; the translation memory is
+        that key's alone (a hit on another tenant's entry would tell that it translated the sentence)."""
         t0 = time.monotonic()
         try:
             self.validate(req)
@@ -234,7 +236,7 @@ class Translator:
             self.stats.record_request("rejected")
             raise
         try:
-            return await self._run(req, prepared, texts, rid, chars, config, disconnected, priority, t0)
+            return await self._run(req, prepared, texts, rid, chars, config, disconnected, priority, t0, tenant)
         except APIError as exc:
             if refund is not None and exc.code in ("queue_full", "engine_unavailable"):
                 await refund()  # refused, or lost with the engine: nothing was delivered, nothing is charged
@@ -251,10 +253,13 @@ class Translator:
         disconnected: Callable[[], Awaitable[None]] | None,
         priority: int,
         t0: float,
+        tenant: str | None = None,
     ) -> TranslateResponse:
         n_entries = len(req.entries)
         # the persistent translation memory, under the signature of what this quality runs
         sig = self.signature_for(req.quality)
+        if tenant is not None:  # each key its own memory: memory_hits never reveals another tenant's sentences
+            sig = f"{sig}|tenant:{tenant}"
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
         remembered = await self.memory.lookup(sig, texts) if use_memory and self.memory is not None else {}
         remembered = {t: v for t, v in remembered.items() if check_masks(t, v) is None}

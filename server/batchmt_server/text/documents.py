@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .markup import MarkupDocument, TagHandling, parse_markup
-from .placeholders import Protected, find_spans, protect, restore
+from .placeholders import Protected, find_spans, mask_spans, protect, restore
 from .segmenter import Segmentation, SplitMode, segment_text
 
 __all__ = ["PreparedEntry", "PreparedText", "prepare"]
@@ -45,7 +45,7 @@ class PreparedText:
 def _prepare_text(
     text: str, mode: SplitMode, max_chars: int, preserve: bool, markers: Sequence[tuple[int, int]] = ()
 ) -> PreparedText:
-    keep = sorted(set(markers) | (set(find_spans(text)) if preserve else set()))
+    keep = sorted(set(markers) | set(find_spans(text) if preserve else mask_spans(text)))
     seg = segment_text(text, mode, max_chars, keep)
     prots = []
     ordered = sorted(markers)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DEFAULT_STYLE", "Protected", "check_masks", "find_spans", "protect", "restore", "verify"]
+__all__ = ["DEFAULT_STYLE", "Protected", "check_masks", "find_spans", "mask_spans", "protect", "restore", "verify"]
 
 Style = Literal["mask", "raw"]
 
@@ -58,6 +58,11 @@ _MASK_RE = re.compile(r"\[(?:PH|TAG)_\d+\]")
 def find_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of every protected span of ``text``, in order, not overlapping."""
     return [m.span() for m in _SPANS.finditer(text)]
+
+
+def mask_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every piece of ``text`` that looks like a mask (``[PH_n]``, ``[TAG_n]``)."""
+    return [m.span() for m in _MASK_RE.finditer(text)]
 
 
 def _overlaps(a: int, b: int, spans: list[tuple[int, int]]) -> bool:
@@ -93,8 +98,10 @@ def protect(
     (markup's inline-tag markers: always protected, and their order is verified too). ``mask`` (a format with
     one ``{}`` for the number) must itself be a protected span (see ``find_spans``)."""
     spans = sorted(set(fixed))
-    if detect:
-        spans = sorted(spans + [(a, b) for a, b in find_spans(text) if not _overlaps(a, b, spans)])
+    # without detection, text that looks like one of our own masks is still protected: left raw, a literal
+    # "[TAG_1]" would collide with the mask of an inline tag and the text could never pass the mask check
+    found = find_spans(text) if detect else mask_spans(text)
+    spans = sorted(spans + [(a, b) for a, b in found if not _overlaps(a, b, spans)])
     originals = tuple(text[a:b] for a, b in spans)
     fixed_set = set(fixed)
     if style == "raw" or not spans:
