@@ -684,7 +684,7 @@ async def _start_when_ready(gw: Any, rt: JobsRuntime) -> None:
     await gw.ready.wait()
     translator, batcher = gw.translator, gw.batcher
 
-    async def translate(req: TranslateRequest, tenant: str | None = None) -> Any:
+    async def translate(req: TranslateRequest, *, tenant: str | None = None) -> Any:
         return await translator.translate(req, priority=JOB_PRIORITY, tenant=tenant)
 
     rt.start_worker(translate, pressure=lambda: batcher.interactive_active)

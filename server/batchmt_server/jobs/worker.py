@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -37,7 +38,11 @@ log = logging.getLogger("batchmt.jobs")
 #: per-sentence failures worth running the line again for (the line is retried up to ``max_line_attempts``)
 TRANSIENT_CODES = frozenset({"shutdown", "timeout", "engine_error", "queue_full", "internal_error"})
 
-Translate = Callable[[TranslateRequest], Awaitable[TranslateResponse]]
+
+class Translate(Protocol):
+    """Runs one line's request; ``tenant``: the key that owns the batch (its translation memory)."""
+
+    def __call__(self, req: TranslateRequest, *, tenant: str | None = None) -> Awaitable[TranslateResponse]: ...
 
 
 @dataclass(frozen=True)
