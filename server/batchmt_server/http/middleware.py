@@ -65,7 +65,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 UPLOAD_PATHS = frozenset({"/v1/files"})
 DASHBOARD_PREFIX = "/dashboard"
 #: pages a browser opens: a 401 there asks for Basic auth (the key as the password), so the browser prompts
-BROWSER_PREFIXES = ("/dashboard", "/docs", "/openapi.json")
+BROWSER_PREFIXES = ("/dashboard", "/docs", "/redoc", "/openapi.json")
 #: the dashboard and the API docs load their scripts and styles from this server only
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
@@ -417,7 +417,7 @@ class _CountedBody:
                 wait, whole = max(0.0, left), True
         try:
             message = await asyncio.wait_for(self.receive(), wait)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             why = f"the upload did not arrive within {self.total_s:g}s" if whole else f"no data for {wait:g}s"
             why = why if whole else f"the upload stalled: {why}"
             self.refused = _error(408, "request_timeout", why, close=True)
