@@ -280,3 +280,11 @@ async def test_the_batch_object_names_the_engines_real_model():
         )
         assert r.json()["model"] == "fake-model-7"
         assert (await c.get(f"/v1/batches/{r.json()['id']}")).json()["model"] == "fake-model-7"
+
+
+def test_the_docs_prose_gives_the_job_line_cap_the_setting_has():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    default = Settings.model_fields["job_max_lines_in_flight"].default
+    assert f"`--job-max-lines-in-flight` lines ({default})" in text
