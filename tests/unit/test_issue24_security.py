@@ -38,9 +38,15 @@ async def upload(c, content: bytes, headers: dict | None = None):
 
 
 @asynccontextmanager
-async def gateway(keys: KeyRing | None = None, engine: FakeEngine | None = None, **settings):
+async def gateway(
+    keys: KeyRing | None = None, engine: FakeEngine | None = None, *, store_keys: bool = False, **settings
+):
+    """``store_keys``: keys and usage in the gateway's own store (as ``batchmt-server`` runs), not in memory."""
+    from batchmt_server.stores.keys import open_key_store
+
     s = Settings(engine="fake", **{"max_wait_ms": 1, "warmup": False, "calibration": "off", **settings})
-    app = create_app(s, engine=engine or FakeEngine(), keys=keys or KeyRing.from_settings(s))
+    keys = keys or KeyRing.from_settings(s, open_key_store(s) if store_keys else None)
+    app = create_app(s, engine=engine or FakeEngine(), keys=keys)
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
@@ -288,3 +294,192 @@ def test_the_docs_prose_gives_the_job_line_cap_the_setting_has():
     text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
     default = Settings.model_fields["job_max_lines_in_flight"].default
     assert f"`--job-max-lines-in-flight` lines ({default})" in text
+
+
+# ---------------------------------------------------------------------------- D7: storage as a managed resource
+async def test_the_openai_package_deletes_a_file():
+    import openai
+
+    async with gateway() as (c, app):
+        f = (await upload(c, jsonl([line("a", "Hello there.")]))).json()
+        client = openai.AsyncOpenAI(
+            base_url="http://t/v1",
+            api_key="unused",
+            max_retries=0,
+            http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t"),
+        )
+        gone = await client.files.delete(f["id"])  # was 405: the method was not there
+        assert gone.id == f["id"] and gone.deleted is True
+        with pytest.raises(openai.NotFoundError):
+            await client.files.retrieve(f["id"])
+        with pytest.raises(openai.NotFoundError):
+            await client.files.delete(f["id"])
+        assert (await c.get("/v1/files")).json()["data"] == []
+
+
+async def test_deleting_a_batchs_files_deletes_its_lines_and_another_tenant_cannot_delete():
+    store = MemoryKeyStore()
+    store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
+    store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(BOB), role="user")
+    async with gateway(KeyRing(store, [], refresh_s=0.0)) as (c, app):
+        f = (await upload(c, jsonl([line("a", "Hello there."), {"custom_id": "bad"}]), as_(ALICE))).json()
+        assert (await c.delete(f"/v1/files/{f['id']}", headers=as_(BOB))).status_code == 404
+        b = (
+            await c.post(
+                "/v1/batches",
+                json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"},
+                headers=as_(ALICE),
+            )
+        ).json()
+        assert (await c.delete(f"/v1/files/{f['id']}", headers=as_(ALICE))).json()["deleted"] is True
+        for _ in range(200):  # the batch runs on: its lines were taken when it was created
+            b = (await c.get(f"/v1/batches/{b['id']}", headers=as_(ALICE))).json()
+            if b["status"] == "completed":
+                break
+            await asyncio.sleep(0.05)
+        assert b["status"] == "completed" and b["request_counts"] == {"total": 2, "completed": 1, "failed": 1}
+        st = app.state.jobs.store
+        assert sum((await st.open_lines(b["id"])).values()) == 2
+        for fid in (b["output_file_id"], b["error_file_id"]):
+            assert (await c.delete(f"/v1/files/{fid}", headers=as_(ALICE))).status_code == 200
+        assert await st.open_lines(b["id"]) == {}  # the lines went with the last of its files
+
+
+async def test_a_keys_storage_limit_holds_and_deleting_frees_it():
+    keys, _ = quota_ring()
+    async with gateway(keys, max_storage_bytes_per_key=400) as (c, _):
+        content = jsonl([line("a", "x" * 100)])  # ~150 bytes
+        first = (await upload(c, content, as_(ALICE))).json()
+        assert (await upload(c, content, as_(ALICE))).status_code == 200
+        r = await upload(c, content, as_(ALICE))
+        assert r.status_code == 413 and r.json()["error"]["code"] == "storage_limit_exceeded"
+        await c.delete(f"/v1/files/{first['id']}", headers=as_(ALICE))
+        assert (await upload(c, content, as_(ALICE))).status_code == 200
+
+
+async def test_files_and_batch_outputs_expire_and_the_sweep_deletes_them():
+    async with gateway(retention_sweep_s=0.05) as (c, app):
+        r = await c.post(
+            "/v1/files",
+            data={"purpose": "batch", "expires_after[anchor]": "created_at", "expires_after[seconds]": "3600"},
+            files={"file": ("in.jsonl", jsonl([line("a", "Hello there.")]))},
+        )
+        f = r.json()
+        assert f["expires_at"] == f["created_at"] + 3600
+        bad = await c.post(
+            "/v1/files",
+            data={"purpose": "batch", "expires_after[anchor]": "created_at", "expires_after[seconds]": "10"},
+            files={"file": ("in.jsonl", jsonl([line("a", "Hello there.")]))},
+        )
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_expires_after"
+        default = (await upload(c, jsonl([line("a", "Hi.")]))).json()
+        assert default["expires_at"] == default["created_at"] + 30 * 86400  # OpenAI's default for batch files
+        b = (
+            await c.post(
+                "/v1/batches",
+                json={
+                    "input_file_id": f["id"],
+                    "endpoint": "/v1/translate",
+                    "completion_window": "24h",
+                    "output_expires_after": {"anchor": "created_at", "seconds": 7200},
+                },
+            )
+        ).json()
+        for _ in range(200):
+            b = (await c.get(f"/v1/batches/{b['id']}")).json()
+            if b["status"] == "completed":
+                break
+            await asyncio.sleep(0.05)
+        out = (await c.get(f"/v1/files/{b['output_file_id']}")).json()
+        assert out["expires_at"] == out["created_at"] + 7200
+        st = app.state.jobs.store
+        assert await st.delete_expired_files(f["created_at"] + 3600) == 1  # the upload; the output lives on
+        assert (await c.get(f"/v1/files/{f['id']}")).status_code == 404
+        assert (await c.get(f"/v1/files/{b['output_file_id']}/content")).status_code == 200
+        # the sweep task runs on its own: a file already expired goes within a few sweeps
+        from batchmt_server.stores import FileRecord
+
+        await st.put_file(FileRecord("file-old", "batch", "old.jsonl", 3, 1, expires_at=2), b"{}\n")
+        for _ in range(100):
+            if await st.get_file("file-old") is None:
+                break
+            await asyncio.sleep(0.02)
+        assert await st.get_file("file-old") is None
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 24 MiB filesystem of its own (tmpfs; the tests run as root, as CI does)."""
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(path, chunk: int = 256 * 1024) -> int:
+    """Write ``path`` until the disk is full; bytes written."""
+    n = 0
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * chunk)
+                f.flush()
+                n += chunk
+        except OSError:
+            pass
+    return n
+
+
+async def test_uploads_stop_at_the_disk_reserve_and_keyed_requests_go_on(small_fs, tmp_path):
+    keyfile = tmp_path / "keys"
+    keyfile.write_text(f"alice:{ALICE}:user\n", encoding="utf-8")
+    async with gateway(
+        api_key_file=keyfile,
+        data_dir=small_fs,
+        min_free_disk_bytes=8 * 1024**2,
+        job_max_file_bytes=4 * 1024**2,
+        store_keys=True,
+    ) as (c, _):
+        big = jsonl([line(str(i), "x" * 900) for i in range(3000)])  # ~3.3 MB
+        codes = [(await upload(c, big, as_(ALICE))).status_code for _ in range(8)]
+        assert 200 in codes and codes[-1] == 507, codes  # refused before a byte is written, not a disk error
+        r = await upload(c, big, as_(ALICE))
+        assert r.json()["error"]["code"] == "storage_full" and "retry-after" in r.headers
+        r = await c.post("/v1/translate", json={"texts": ["Hello there."]}, headers=as_(ALICE))
+        assert r.status_code == 200, r.text  # keyed requests (usage writes) still have room
+
+
+async def test_a_full_disk_gives_507_turns_readyz_not_ready_and_loses_nothing(small_fs, tmp_path):
+    keyfile = tmp_path / "keys"
+    keyfile.write_text(f"alice:{ALICE}:user\n", encoding="utf-8")
+    async with gateway(api_key_file=keyfile, data_dir=small_fs, min_free_disk_bytes=0, store_keys=True) as (c, _):
+        content = jsonl([line("a", "Keep this one safe.")])
+        f = (await upload(c, content, as_(ALICE))).json()
+        assert (await c.post("/v1/translate", json={"texts": ["Hi."]}, headers=as_(ALICE))).status_code == 200
+        filler = small_fs / "filler"
+        _fill(filler)
+        codes = []
+        for i in range(200):  # the store's log may still have room for a few writes: until it has none
+            r = await c.post("/v1/translate", json={"texts": [f"Hello there, number {i}."]}, headers=as_(ALICE))
+            codes.append(r.status_code)
+            if r.status_code != 200:
+                break
+        assert r.status_code == 507, (codes, r.text)  # was a plain-text 500 (database or disk is full)
+        assert r.json()["error"]["code"] == "storage_full"
+        delivered = len(codes) - 1
+        r = await upload(c, jsonl([line("b", "y" * 5000)]), as_(ALICE))
+        assert r.status_code == 507 and r.json()["error"]["code"] == "storage_full"  # the real error, not a rollback's
+        ready = await c.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"  # was 200
+        filler.unlink()
+        assert (await c.get("/readyz")).status_code == 200
+        assert (await c.post("/v1/translate", json={"texts": ["Hello there."]}, headers=as_(ALICE))).status_code == 200
+        got = await c.get(f"/v1/files/{f['id']}/content", headers=as_(ALICE))
+        assert got.content == content  # nothing acknowledged was lost
+        usage = (await c.get("/v1/usage", headers=as_(ALICE))).json()["today"]
+        assert usage["requests"] == 2 + delivered  # the refused request was not counted

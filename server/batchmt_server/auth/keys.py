@@ -376,7 +376,14 @@ class KeyRing:
             c["characters"] += characters
             c["sentences"] += sentences
             c["requests"] += 1
-        await self._usage_store(rec).add_usage(rec.id, [day, month], characters, sentences, 1)
+        try:
+            await self._usage_store(rec).add_usage(rec.id, [day, month], characters, sentences, 1)
+        except BaseException:  # not recorded (a full disk): not charged, and the request is refused (http/app.py)
+            for c in (cday, cmonth):
+                c["characters"] -= characters
+                c["sentences"] -= sentences
+                c["requests"] -= 1
+            raise
 
     async def refund(self, rec: KeyRecord, characters: int, sentences: int) -> None:
         """Give back what :meth:`charge` took for work that was refused or failed before the engine ran it (a 429

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -17,13 +19,14 @@ from .. import __version__
 from ..auth.keys import KeyRing, LimitExceeded
 from ..engines import Engine
 from ..engines.openai_http import ReplicaCollector
-from ..jobs.api import JobsCollector, JobsRuntime, install_jobs, jobs_usage
+from ..jobs.api import JobsCollector, JobsRuntime, free_disk_bytes, install_jobs, jobs_usage
 from ..pipeline.gateway import Gateway
 from ..pipeline.translator import LANGUAGE_PAIRS, Translator
 from ..prompting.template import Template
 from ..protocol.errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
 from ..protocol.schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
 from ..settings import Settings
+from ..stores import StoreError
 from ..telemetry.cost import Prices, usage_totals
 from ..telemetry.metrics import StatsCollector, make_registry, render
 from .dashboard import install_dashboard
@@ -41,6 +44,65 @@ async def client_gone(request: Request) -> None:
     already read, so the next message is that one)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = [sqlite3.Error, StoreError, OSError]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:  # the PostgreSQL backend is optional
+        pass
+    return tuple(errors)
+
+
+STORE_ERRORS = _store_errors()
+#: errno values of a disk that cannot take writes
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return (
+        getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+        or getattr(exc, "sqlstate", None) == "53100"  # PostgreSQL disk_full
+        or "disk is full" in text
+        or "no space left" in text
+    )
+
+
+async def store_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The store could not take a read or write: ``507 storage_full`` (a full disk) or ``503 store_unavailable``,
+    in the API's error shape (not a plain-text 500), and ``/readyz`` says not ready until a write works again.
+    Nothing was acknowledged: the request that hit the error did not happen."""
+    if isinstance(exc, OSError) and not isinstance(exc, sqlite3.Error) and exc.errno not in _DISK_ERRNOS:
+        raise exc  # not the store's: a plain 500 as before
+    request.app.state.store_failed = True
+    log.error("the store failed on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    if _disk_full(exc):
+        body = error_body("storage_full", "the gateway's storage is full; retry later")
+        return JSONResponse(body, status_code=507, headers={"Retry-After": "60"})
+    body = error_body("store_unavailable", "the gateway's store cannot be used now; retry later")
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+
+async def store_health(app: FastAPI, settings: Settings) -> str | None:
+    """None when the store takes writes and its disk has room; else why not (``/readyz``). After a store error, a
+    probe write decides when it is healthy again."""
+    jobs: JobsRuntime | None = getattr(app.state, "jobs", None)
+    if jobs is None:
+        return None
+    free = free_disk_bytes(jobs)
+    if free is not None and free < settings.min_free_disk_bytes:
+        return f"the store's disk has {free} bytes free, under --min-free-disk-bytes ({settings.min_free_disk_bytes})"
+    if getattr(app.state, "store_failed", False):
+        try:
+            await jobs.store.probe()
+        except Exception as exc:
+            return f"the store cannot take writes: {type(exc).__name__}: {str(exc)[:120]}"
+        app.state.store_failed = False
+    return None
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None, keys: KeyRing | None = None) -> FastAPI:
@@ -92,6 +154,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     )
     # (the decorator form: add_exception_handler's type wants handlers of plain Exception)
     app.exception_handler(APIError)(api_error_handler)
+    for store_exc in STORE_ERRORS:  # a full disk or a failing store: 507/503 in the API's shape, and not ready
+        app.exception_handler(store_exc)(store_error_handler)
     app.exception_handler(RequestValidationError)(validation_error_handler)
     app.exception_handler(StarletteHTTPException)(http_error_handler)  # 404, 405, ... in the same shape
     # auth, body limits, request ids, security headers: before FastAPI reads anything (middleware.py)
@@ -184,6 +248,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         gw = gateway(request)
         if getattr(request.app.state, "draining", False):  # SIGTERM: out of the load balancer first (cli.serve)
             return JSONResponse(error_body("not_ready", "shutting down"), status_code=503, headers={"Retry-After": "5"})
+        store_trouble = await store_health(request.app, settings)
+        if store_trouble is not None:
+            return JSONResponse(error_body("not_ready", store_trouble), status_code=503, headers={"Retry-After": "5"})
         if gw.ready.is_set() and gw.engine is not None and await gw.engine.ready():
             return JSONResponse({"status": "ready", "model": gw.model_name, "ready_after_s": gw.ready_after_s})
         why = gw.boot_error or ("the engine does not answer" if gw.ready.is_set() else "the engine is still starting")

@@ -319,6 +319,23 @@ class GuardMiddleware:
                 close=False,
             )
 
+    def _upload(
+        self, scope: Scope, headers: dict[bytes, bytes], rec: KeyRecord | None, receive: Receive
+    ) -> tuple[str, _CountedBody]:
+        """Who uploads (the key, or the client address with keys off) and the counted body; refuses an upload
+        over the size limit or beyond the caller's concurrent uploads."""
+        cfg = self.config
+        self._check_length(headers, cfg.max_upload_bytes)
+        uploader = rec.id if rec is not None else "addr:" + str((scope.get("client") or ("-",))[0])
+        if self._uploads.get(uploader, 0) >= cfg.max_concurrent_uploads:
+            raise _Refused(
+                429,
+                "too_many_uploads",
+                f"{cfg.max_concurrent_uploads} uploads of this key are in progress; retry after one ends",
+                {"Retry-After": "1"},
+            )
+        return uploader, _CountedBody(receive, cfg.max_upload_bytes, cfg.body_timeout_s, cfg.upload_timeout_s)
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.lower(): v for k, v in scope.get("headers", ())}
         try:
@@ -333,19 +350,7 @@ class GuardMiddleware:
             uploader = None
             if scope.get("method") in ("POST", "PUT", "PATCH") and scope.get("path") in UPLOAD_PATHS:
                 # uploads stream through (the form parser spools them to disk), counted, never buffered here
-                self._check_length(headers, self.config.max_upload_bytes)
-                uploader = rec.id if rec is not None else "addr:" + str((scope.get("client") or ("-",))[0])
-                if self._uploads.get(uploader, 0) >= self.config.max_concurrent_uploads:
-                    raise _Refused(
-                        429,
-                        "too_many_uploads",
-                        f"{self.config.max_concurrent_uploads} uploads of this key are in progress; "
-                        "retry after one ends",
-                        {"Retry-After": "1"},
-                    )
-                stream = _CountedBody(
-                    receive, self.config.max_upload_bytes, self.config.body_timeout_s, self.config.upload_timeout_s
-                )
+                uploader, stream = self._upload(scope, headers, rec, receive)
                 receive = stream
             elif scope.get("method") in ("POST", "PUT", "PATCH"):
                 body = await self._read_body(scope, headers, receive)

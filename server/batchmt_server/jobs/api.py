@@ -18,12 +18,13 @@ import json
 import logging
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -88,6 +89,17 @@ class JobsConfig:
 
 
 # ---------------------------------------------------------------------------- wire shapes (OpenAI's)
+#: OpenAI's bounds of ``expires_after.seconds`` (one hour to 30 days)
+MIN_EXPIRY_S, MAX_EXPIRY_S = 3600, 30 * 86400
+
+
+class ExpiresAfter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    anchor: Literal["created_at"] = "created_at"
+    seconds: int = Field(ge=MIN_EXPIRY_S, le=MAX_EXPIRY_S)
+
+
 class CreateBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -99,7 +111,9 @@ class CreateBatch(BaseModel):
         "'2h', '7d'; lines not done by then are written to the error file as expired",
     )
     metadata: dict[str, str] | None = Field(None, description="up to 16 pairs; keys <= 64, values <= 512 characters")
-    output_expires_after: dict | None = None  # accepted for compatibility, not applied
+    output_expires_after: ExpiresAfter | None = Field(
+        None, description="when the output and error files expire: {'anchor': 'created_at', 'seconds': 3600..2592000}"
+    )
 
 
 def file_object(f: FileRecord) -> dict:
@@ -111,7 +125,7 @@ def file_object(f: FileRecord) -> dict:
         "filename": f.filename,
         "purpose": f.purpose,
         "status": "processed",
-        "expires_at": None,
+        "expires_at": f.expires_at,
         "status_details": None,
     }
 
@@ -300,9 +314,23 @@ class JobsRuntime:
         self.worker: JobWorker | None = None
         self.memory: Any = None
         self._starter: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
 
     async def open(self) -> None:
         await self.store.open()
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """The retention sweep: expired files (and a finished batch's lines once its files are gone) deleted."""
+        every = float(getattr(self.settings, "retention_sweep_s", 300.0))
+        while True:
+            try:
+                n = await self.store.delete_expired_files(int(time.time()))
+                if n:
+                    log.info("retention: %d expired files deleted", n)
+            except Exception as exc:  # the store may be full or away for a while: try again next time
+                log.warning("retention sweep failed: %s", exc)
+            await asyncio.sleep(every)
 
     def translation_memory(self, max_entries: int) -> Any:
         """The persistent translation memory on this store (written out when the runtime closes); None if off."""
@@ -337,6 +365,10 @@ class JobsRuntime:
         return self.worker
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         await self.stop_worker()
         if self.memory is not None:
             try:
@@ -452,21 +484,35 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
                 )
             if upload is None or isinstance(upload, str):
                 raise APIError(422, "invalid_request", "the form has no file in the field 'file'", param="file")
+            expiry = _upload_expiry(form, settings)
             content = await upload.read(limit + 1)
             if len(content) > limit:
                 raise APIError(413, "file_too_large", f"the file is over the limit of {limit} bytes", param="file")
+            now = int(time.time())
             rec = FileRecord(
                 id=new_file_id(),
                 purpose="batch",
                 filename=(upload.filename or "upload.jsonl")[:255],
                 bytes=len(content),
-                created_at=int(time.time()),
+                created_at=now,
                 owner=owner(request)[0],
+                expires_at=now + expiry if expiry else None,
             )
         finally:
             await form.close()
+        await _check_storage(rt, settings, rec.owner, len(content))
         await rt.store.put_file(rec, content)
         return JSONResponse(file_object(rec))
+
+    @router.delete("/v1/files/{file_id}", responses={404: {}})
+    async def delete_file(file_id: str, request: Request) -> dict:
+        """Delete a file (OpenAI's ``files.delete``): an upload's bytes, or a batch's output or error file (its lines
+        go too once neither is left). A batch already created on an upload keeps running."""
+        rt = runtime(request)
+        await own_file(rt, request, file_id, "file_id")
+        if not await rt.store.delete_file(file_id):
+            raise APIError(404, "file_not_found", f"no file {file_id[:64]!r}", param="file_id")
+        return {"id": file_id, "object": "file", "deleted": True}
 
     @router.get("/v1/files")
     async def list_files(
@@ -556,6 +602,11 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
                 expires_at=now + window,
                 metadata=meta,
                 owner=owner(request)[0],
+                output_expires_after=(
+                    body.output_expires_after.seconds
+                    if body.output_expires_after
+                    else getattr(settings, "file_retention_s", 0) or None
+                ),
             ),
             lines,
         )
@@ -600,6 +651,64 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
         return batch_object(job, currency(), model(request))
 
     return router
+
+
+def _upload_expiry(form: Any, settings: Any) -> int:
+    """Seconds until an upload expires: the form's ``expires_after[anchor]``/``expires_after[seconds]`` (OpenAI's
+    fields), else ``file_retention_s`` (0: never)."""
+    anchor, seconds = form.get("expires_after[anchor]"), form.get("expires_after[seconds]")
+    if anchor is None and seconds is None:
+        return int(getattr(settings, "file_retention_s", 0) or 0)
+    if anchor not in (None, "created_at"):
+        raise APIError(
+            422, "invalid_expires_after", "expires_after[anchor] must be 'created_at'", param="expires_after"
+        )
+    try:
+        value = int(str(seconds))
+    except ValueError:
+        value = -1
+    if not MIN_EXPIRY_S <= value <= MAX_EXPIRY_S:
+        raise APIError(
+            422,
+            "invalid_expires_after",
+            f"expires_after[seconds] must be a whole number from {MIN_EXPIRY_S} to {MAX_EXPIRY_S}",
+            param="expires_after",
+        )
+    return value
+
+
+def free_disk_bytes(rt: JobsRuntime) -> int | None:
+    """Free bytes on the disk of the store's data directory (None: the store is elsewhere, e.g. PostgreSQL)."""
+    if rt.config.database_url and not rt.config.database_url.startswith("sqlite"):
+        return None
+    path = rt.config.data_dir
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+async def _check_storage(rt: JobsRuntime, settings: Any, who: str | None, size: int) -> None:
+    """Refuse an upload the key's storage limit or the disk cannot take, before a byte of it is written."""
+    limit = getattr(settings, "max_storage_bytes_per_key", None)
+    if limit is not None:
+        used = await rt.store.stored_bytes(who)
+        if used + size > limit:
+            raise APIError(
+                413,
+                "storage_limit_exceeded",
+                f"this key keeps {used} bytes of files; {size} more would pass its limit of {limit}: "
+                "delete files (DELETE /v1/files/{id}) or let them expire",
+                param="file",
+            )
+    free = free_disk_bytes(rt)
+    reserve = getattr(settings, "min_free_disk_bytes", 0)
+    if free is not None and free - size < reserve:
+        raise APIError(
+            507,
+            "storage_full",
+            "the gateway's disk is too full to take this file; retry later",
+            headers={"Retry-After": "60"},
+        )
 
 
 def _page(data: list[dict], has_more: bool) -> dict:
