@@ -483,3 +483,33 @@ async def test_a_full_disk_gives_507_turns_readyz_not_ready_and_loses_nothing(sm
         assert got.content == content  # nothing acknowledged was lost
         usage = (await c.get("/v1/usage", headers=as_(ALICE))).json()["today"]
         assert usage["requests"] == 2 + delivered  # the refused request was not counted
+
+
+# ---------------------------------------------------------------------------- revocation stops a tenant's work
+async def test_revoking_a_key_cancels_its_running_batches():
+    admin = "admin-key-0123456789abcdef"
+    store = MemoryKeyStore()
+    store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
+    store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(BOB), role="user")
+    ring = KeyRing(
+        store, [KeyRecord(id="adm", name="admin", key_hash=hash_key(admin), role="admin", source="env")], refresh_s=0.1
+    )
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()  # nothing finishes: the batches stay in progress
+    async with gateway(ring, eng) as (c, _):
+        batches = {}
+        for who in (ALICE, BOB):
+            f = (await upload(c, jsonl([line(str(i), f"Sentence number {i}.") for i in range(20)]), as_(who))).json()
+            create = {"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+            batches[who] = (await c.post("/v1/batches", json=create, headers=as_(who))).json()["id"]
+        assert await store.revoke_key("alice", time.time()) == 1  # as `batchmt-server keys revoke alice` does
+        status = {}
+        for _ in range(100):  # no request from anyone needed: the gateway notices by itself
+            status = {
+                w: (await c.get(f"/v1/batches/{b}", headers=as_(admin))).json()["status"] for w, b in batches.items()
+            }
+            if status[ALICE] in ("cancelling", "cancelled"):
+                break
+            await asyncio.sleep(0.05)
+        assert status[ALICE] in ("cancelling", "cancelled") and status[BOB] == "in_progress", status
+        eng.gate.set()

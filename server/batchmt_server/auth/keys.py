@@ -239,6 +239,8 @@ class KeyRing:
         #: keys are required: set by ``require_api_key``, or latched once any API key has existed (never unset)
         self._required = required or any(r.role != "dashboard" for r in self.static)
         self._store_keys: dict[str, KeyRecord] = {}
+        #: ids of the store's revoked keys at the last refresh (their running batches are cancelled: http/app.py)
+        self.revoked_ids: set[str] = set()
         self._loaded_at = -1e9
         self._missed_at = -1e9
         self._opened = False
@@ -289,6 +291,7 @@ class KeyRing:
                 log.error("cannot read the key store: %s", exc)
                 raise KeyStoreUnavailable(str(exc)) from exc
             self._store_keys = {r.key_hash: r for r in keys if r.revoked_at is None}
+            self.revoked_ids = {r.id for r in keys if r.revoked_at is not None}
             # a revoked key still counts: revoking the last key must not turn authentication off
             if any(r.role != "dashboard" for r in keys):
                 self._required = True

@@ -19,7 +19,7 @@ from .. import __version__
 from ..auth.keys import KeyRing, LimitExceeded
 from ..engines import Engine
 from ..engines.openai_http import ReplicaCollector
-from ..jobs.api import JobsCollector, JobsRuntime, free_disk_bytes, install_jobs, jobs_usage
+from ..jobs.api import JobsCollector, JobsRuntime, cancel_batches_of, free_disk_bytes, install_jobs, jobs_usage
 from ..pipeline.gateway import Gateway
 from ..pipeline.translator import LANGUAGE_PAIRS, Translator
 from ..prompting.template import Template
@@ -105,6 +105,24 @@ async def store_health(app: FastAPI, settings: Settings) -> str | None:
     return None
 
 
+async def _watch_revocations(keys: KeyRing, jobs: JobsRuntime) -> None:
+    """Every ``keys.refresh_s`` (at least 0.2 s): a key revoked in the store has its running batches cancelled,
+    whether or not anyone calls the gateway meanwhile (a revoked tenant's work must not go on using capacity)."""
+    done: set[str] = set()
+    while True:
+        try:
+            await keys.refresh()
+            new = keys.revoked_ids - done
+            if new:
+                cancelled = await cancel_batches_of(jobs, new)
+                if cancelled:
+                    log.info("revoked keys %s: %d running batches cancelled", sorted(new), len(cancelled))
+                done |= new
+        except Exception as exc:  # the store away for a moment: the next round tries again
+            log.warning("could not check for revoked keys: %s", exc)
+        await asyncio.sleep(max(0.2, keys.refresh_s))
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None, keys: KeyRing | None = None) -> FastAPI:
     """Build the gateway app. ``engine`` overrides the one the settings would build (tests); ``keys`` the key
     ring (default: the settings' static keys and the store's keys table)."""
@@ -134,9 +152,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         app.state.registry.register(JobsCollector(app))  # the job worker's lines and caps
         boot = asyncio.create_task(gw.boot(engine))
         jobs.start_when_ready(gw)
+        watch = asyncio.create_task(_watch_revocations(keys, jobs))
         try:
             yield
         finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
             await jobs.stop_worker()  # job lines finish or go back to the store before the batcher closes
             boot.cancel()
             await asyncio.gather(boot, return_exceptions=True)

@@ -653,6 +653,22 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
     return router
 
 
+async def cancel_batches_of(rt: JobsRuntime, owners: set[str]) -> list[str]:
+    """Cancel every running batch of these keys (revoked keys: their work stops consuming capacity); the ids."""
+    if not owners:
+        return []
+    running = ("validating", "in_progress", "finalizing")
+    cancelled = []
+    for job in await rt.store.jobs_in(running):
+        if job.owner in owners and await rt.store.set_job_status(job.id, running, "cancelling", int(time.time())):
+            cancelled.append(job.id)
+            if rt.worker is not None:
+                rt.worker.abandon(job.id)
+    if cancelled and rt.worker is not None:
+        rt.worker.wake()
+    return cancelled
+
+
 def _upload_expiry(form: Any, settings: Any) -> int:
     """Seconds until an upload expires: the form's ``expires_after[anchor]``/``expires_after[seconds]`` (OpenAI's
     fields), else ``file_retention_s`` (0: never)."""
