@@ -170,7 +170,7 @@ async def test_batch_lines_are_charged_like_translate_requests(quality, rounds):
 
 # ---------------------------------------------------------------------------- D6, D11: the JSONL reader
 def test_jsonl_lines_split_only_at_newline_and_a_bom_is_not_line_one():
-    from batchmt_server.jobs.api import validate_lines
+    from batchmt_server.jobs.serving import validate_lines
 
     texts = ["a\u2028b", "c\u2029d", "e\x85f", "g\x1ch\x1di\x1ej", "k\x0bl\x0cm"]
     rows = [

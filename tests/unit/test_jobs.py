@@ -288,7 +288,7 @@ async def test_job_prompt_cap_leaves_places_free_halves_under_interactive_load_a
     eng.gate = asyncio.Event()
     async with running_gateway(eng, max_prompts_in_flight=8, max_sentences_per_prompt=1) as (c, app):
         b = app.state.gateway.batcher
-        assert b.low_cap_max == 6  # a quarter of the places stay free for interactive prompts
+        assert b.job_capacity.maximum == 6  # a quarter of the places stay free for interactive prompts
         job = b.submit([f"Job sentence {i}." for i in range(20)], 1, priority=1)
         while len(eng.prompts) < 6:
             await asyncio.sleep(0.01)
@@ -298,14 +298,14 @@ async def test_job_prompt_cap_leaves_places_free_halves_under_interactive_load_a
         while ["Mine goes first."] not in eng.prompts:  # a free place: sent at once, not after a job prompt
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.5)
-        assert b.low_cap == 1  # halved every 0.1 s while the interactive sentence was in flight
+        assert b.job_capacity.value == 1  # halved every 0.1 s while the interactive sentence was in flight
         eng.gate.set()
         assert (await mine).status_code == 200
         await asyncio.gather(*job)
         eng.delay = 0.05  # job work keeps waiting, so the cap has a reason to grow
         extra = b.submit([f"More job {i}." for i in range(60)], 2, priority=1)
         await asyncio.sleep(0.8)
-        assert b.low_cap >= 3  # grows back by one every 0.25 s without interactive work
+        assert b.job_capacity.value >= 3  # grows back by one every 0.25 s without interactive work
         await asyncio.gather(*extra)
 
 
@@ -420,3 +420,61 @@ async def test_a_jobs_ensemble_lines_go_to_the_engine_at_job_priority():
     for sources, params in zip(eng.prompts, eng.params):
         by_source.setdefault(sources[0], set()).add(params.priority)
     assert by_source["Good morning to you."] == {1} and by_source["Good evening to you."] == {0}
+
+
+BAD_BODIES = [
+    {"texts": ["Hello there."], "target_lang": "fr"},  # unsupported_language_pair
+    {"texts": []},  # empty_texts
+    {"texts": ["   "]},  # empty_text
+    {"texts": ["x" * 20_001]},  # text_too_long (max_text_chars 20000 below)
+    {"texts": ["<p>Open <b>tag</p>"], "tag_handling": "xml"},  # invalid_markup
+    {"sentences": ["ok", ""]},  # empty_sentence (the legacy field's code)
+    {"texts": ["Hello."], "quality": "perfect"},  # a schema error
+]
+
+
+async def test_a_line_is_refused_exactly_as_translate_refuses_its_body():
+    """Each line's body goes through the same validator as /v1/translate: same status, code and param."""
+    async with running_gateway(max_text_chars=20_000) as (c, _):
+        want = []
+        for body in BAD_BODIES:
+            r = await c.post("/v1/translate", json=body)
+            assert r.status_code in (413, 422), (body, r.text)
+            err = r.json()["error"]
+            want.append((r.status_code, err["code"], err["param"]))
+        f = (
+            await upload(
+                c,
+                jsonl(
+                    [
+                        {"custom_id": f"b{i}", "method": "POST", "url": "/v1/translate", "body": b}
+                        for i, b in enumerate(BAD_BODIES)
+                    ]
+                ),
+            )
+        ).json()
+        b = (
+            await c.post(
+                "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+            )
+        ).json()
+        assert b["request_counts"] == {"total": len(BAD_BODIES), "completed": 0, "failed": len(BAD_BODIES)}
+        b = await wait_status(c, b["id"], {"completed"})
+        errors = {e["custom_id"]: e for e in await content(c, b["error_file_id"])}
+    for i, (status, code, param) in enumerate(want):
+        e = errors[f"b{i}"]
+        got = (e["response"]["status_code"], e["error"]["code"], e["error"]["param"])
+        if code == "invalid_request":  # a schema error: the same code; the line's param says where in the body
+            assert got[:2] == (status, code) and got[2].startswith("body"), (BAD_BODIES[i], got)
+        else:
+            assert got == (status, code, f"body.{param}"), (BAD_BODIES[i], got, want[i])
+
+
+def test_validated_lines_carry_their_characters_and_texts():
+    from batchmt_server.jobs.serving import validate_lines
+    from batchmt_server.settings import Settings
+
+    lines = validate_lines(jsonl([line("a", "Hello there.", "Bye."), "not json", line("b", "Four")]), Settings())
+    assert [(ln.custom_id, ln.characters, ln.texts) for ln in lines] == [("a", 16, 2), (None, 0, 0), ("b", 4, 1)]
+    assert lines[0].body is not None and json.loads(lines[0].body)["sentences"] == ["Hello there.", "Bye."]
+    assert lines[1].body is None and json.loads(lines[1].error_output or "")["error"]["code"] == "invalid_json"

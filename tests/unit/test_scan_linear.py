@@ -20,7 +20,7 @@ from collections.abc import Callable
 import pytest
 
 from batchmt_server.http.middleware import json_depth_exceeds
-from batchmt_server.jobs.api import validate_lines
+from batchmt_server.jobs.serving import validate_lines
 from batchmt_server.prompting.parsing import parse_completion
 from batchmt_server.settings import Settings
 from batchmt_server.text.documents import prepare

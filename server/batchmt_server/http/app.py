@@ -16,10 +16,19 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..auth.keys import KeyRing, LimitExceeded
+from ..auth.admission import charge_key
+from ..auth.keys import KeyRing
 from ..engines import Engine
 from ..engines.openai_http import ReplicaCollector
-from ..jobs.api import JobsCollector, JobsRuntime, cancel_batches_of, free_disk_bytes, install_jobs, jobs_usage
+from ..jobs.api_router import install_jobs
+from ..jobs.serving import (
+    JobsCollector,
+    JobsRuntime,
+    JobsServing,
+    cancel_batches_of,
+    free_disk_bytes,
+    jobs_usage,
+)
 from ..pipeline.gateway import Gateway
 from ..pipeline.translator import LANGUAGE_PAIRS, Translator
 from ..prompting.template import Template
@@ -139,6 +148,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         jobs = JobsRuntime.from_settings(settings)  # the durable store: batch jobs, files, translation memory
         await jobs.open()
         app.state.jobs = jobs
+        app.state.jobs_serving = JobsServing(jobs, settings, keys, model=lambda: app.state.gateway.model_name)
         memory = jobs.translation_memory(settings.translation_memory_size)
         gw = Gateway(
             settings, template, prices=Prices.from_settings(settings), owns_engine=engine is None, memory=memory
@@ -192,12 +202,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
             return None
 
         async def admit(characters: int, sentences: int) -> Callable[[], Awaitable[None]]:
-            try:
-                await keys.charge(rec, characters, sentences)
-            except LimitExceeded as exc:
-                raise APIError(
-                    exc.status, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}
-                ) from None
+            await charge_key(keys, rec, characters, sentences)
             return partial(keys.refund, rec, characters, sentences)
 
         return admit
@@ -295,5 +300,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     install_dashboard(app)
     install_docs(app)
     install_openapi_limits(app, settings, lambda: keys.enabled)
-    install_jobs(app, settings, keys)
+    install_jobs(app)
     return app
