@@ -122,7 +122,7 @@ def score_records(records: Sequence[GrowRecord], combined: Sequence[str] = COMBI
 
 def select(pool: Sequence[Scored], reward: str, keep: float) -> tuple[list[Scored], float]:
     """ReST's Improve filter: each source's best candidate by ``reward``; of those, the best ``keep`` share
-    (0..1] survives. Returns the kept ones (in source order) and the threshold they passed."""
+    (0..1] survives, ties cut in source order. Returns the kept ones (in source order) and the threshold they passed."""
     if not 0 < keep <= 1:
         raise ValueError("keep must be in (0, 1]")
     best: dict[int, Scored] = {}
@@ -132,7 +132,6 @@ def select(pool: Sequence[Scored], reward: str, keep: float) -> tuple[list[Score
             best[s.record] = s
     if not best:
         return [], float("nan")
-    values = sorted((s.scores[reward] for s in best.values()), reverse=True)
-    threshold = values[max(0, math.ceil(keep * len(values)) - 1)]
-    kept = [s for s in best.values() if s.scores[reward] >= threshold]
-    return sorted(kept, key=lambda s: s.record), threshold
+    ranked = sorted(best.values(), key=lambda s: s.scores[reward], reverse=True)  # stable: ties keep source order
+    kept = ranked[: max(1, math.ceil(keep * len(ranked)))]
+    return sorted(kept, key=lambda s: s.record), kept[-1].scores[reward]

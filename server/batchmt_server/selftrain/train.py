@@ -123,7 +123,7 @@ def train(settings: Any, cfg: Any, train_file: Path, adapter_dir: Path, *, say: 
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         seen += int(mask.sum())
         target_tokens += int((labels != -100).sum())
         if (step + 1) % 10 == 0 or step + 1 == total_steps:
