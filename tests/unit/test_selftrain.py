@@ -162,3 +162,30 @@ async def test_grow_through_the_runner_and_resume(tmp_path: Path):
         assert len(r.candidates) == 4 and not r.candidates[0].sampled
         assert r.candidates[0].ok and r.candidates[0].text == f"Satz: {r.source}"
         assert all(c.reason == "copy" for c in r.candidates if c.text == r.source)
+
+
+def test_completion_loss_equals_the_models_own_loss_on_the_labels():
+    """The training loss computes the output layer only at completion positions: the same number as transformers'."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from batchmt_server.selftrain.train import batches, completion_loss
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=64,
+    )
+    model = LlamaForCausalLM(cfg)
+    ids = torch.randint(0, 50, (2, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    labels = ids.clone()
+    labels[:, :6] = -100  # the prompt
+    labels[1, 9:] = -100  # padding
+    want = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    assert torch.allclose(completion_loss(model, ids, mask, labels), want, atol=1e-5)
+    # batches: similar lengths together within the token budget, every index once
+    groups = batches([10, 200, 12, 190, 11], 400, random.Random(0))
+    assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
+    assert all(max([10, 200, 12, 190, 11][i] for i in g) * len(g) <= 400 for g in groups)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TARGET_MODULES", "batches", "encode", "merge", "train", "write_card"]
+__all__ = ["TARGET_MODULES", "batches", "completion_loss", "encode", "merge", "train", "write_card"]
 
 #: the linear layers of a Llama/Gemma block that get adapters
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -47,6 +47,23 @@ def batches(lengths: Sequence[int], batch_tokens: int, rng: random.Random) -> li
         out.append(cur)
     rng.shuffle(out)
     return out
+
+
+def completion_loss(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
+    """The mean next-token loss on the completion tokens, with the output layer applied only where a label is: a
+    262k-token vocabulary (Gemma) makes the logits of every prompt position most of a step's work. The same value
+    as ``model(..., labels=labels).loss``."""
+    import torch.nn.functional as F
+
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = causal.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    target = labels[:, 1:]
+    picked = target != -100
+    logits = causal.get_output_embeddings()(hidden[:, :-1][picked])
+    cap = getattr(causal.config, "final_logit_softcapping", None)
+    if cap:
+        logits = (logits / cap).tanh() * cap
+    return F.cross_entropy(logits.float(), target[picked])
 
 
 def _base_folder(settings: Any, cfg: Any) -> str:
@@ -118,7 +135,7 @@ def train(settings: Any, cfg: Any, train_file: Path, adapter_dir: Path, *, say: 
             mask[row, : len(x)] = 1
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = completion_loss(model, ids, mask, labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
