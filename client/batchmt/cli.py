@@ -277,6 +277,13 @@ def _cmd_translate(client: Client, args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(client: Client, args: argparse.Namespace) -> int:
+    from .evaluation import require_sacrebleu
+
+    try:
+        require_sacrebleu()  # before any translation: the scores need it
+    except ImportError as exc:
+        _err(f"error: {exc}")
+        return EXIT_ERROR
     sources = read_lines(args.src, limit=args.limit)
     references = read_lines(args.ref, limit=args.limit)
     if len(sources) != len(references):

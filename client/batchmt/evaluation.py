@@ -6,7 +6,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MetricScore", "Scores", "score_corpus"]
+__all__ = ["EVAL_EXTRA_HINT", "MetricScore", "Scores", "require_sacrebleu", "score_corpus"]
+
+EVAL_EXTRA_HINT = "batchmt eval needs sacrebleu, which the base install leaves out: pip install 'batchmt[eval]'"
+
+
+def require_sacrebleu() -> None:
+    """Raise ImportError naming the extra to install when sacrebleu is missing (checked before any work)."""
+    import importlib.util
+
+    if importlib.util.find_spec("sacrebleu") is None:
+        raise ImportError(EVAL_EXTRA_HINT)
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,7 @@ def score_corpus(hypotheses: Sequence[str], references: Sequence[str]) -> Scores
     """
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    require_sacrebleu()
     from sacrebleu.metrics import BLEU, CHRF
 
     results = []

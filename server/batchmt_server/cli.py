@@ -19,7 +19,23 @@ from . import __version__
 from .security_settings import SECRET_FIELDS
 from .settings import Settings
 
-__all__ = ["main", "parse_settings"]
+__all__ = ["default_text", "main", "parse_settings"]
+
+
+def default_text(name: str) -> str:
+    """A setting's default as ``--help`` and docs/api.md's settings table show it: ``on``/``off`` for switches,
+    ``~`` for the home folder, ``–`` for none (never pydantic's ``PydanticUndefined`` of a factory default)."""
+    field = Settings.model_fields[name]
+    value = field.get_default(call_default_factory=True)
+    if value is None or value == {} or value == []:
+        return "–"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, Path):
+        home = str(Path.home())
+        text = str(value)
+        return "~" + text[len(home) :] if text.startswith(home) else text
+    return str(value)
 
 
 def _flag_type(annotation: typing.Any):
@@ -69,7 +85,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         help_ = field.description or ""
         if "default" not in help_:  # some descriptions say their default in words already
-            help_ += f" (default: {field.default})"
+            help_ += f" (default: {default_text(name)})"
         help_ = help_.replace("%", "%%")  # argparse formats help strings with %
         if field.annotation is bool:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)

@@ -1,4 +1,4 @@
-"""The SDK is a light install: httpx, tqdm and sacrebleu only, never the server's stack."""
+"""The SDK is a light install: httpx and tqdm only (sacrebleu is the `eval` extra), never the server's stack."""
 
 from __future__ import annotations
 
@@ -124,8 +124,48 @@ def test_base_dependencies_contain_no_server_packages():
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     names = {re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0].strip().lower() for dep in project["dependencies"]}
     assert not names & SERVER_DISTRIBUTIONS, names & SERVER_DISTRIBUTIONS
-    assert {"httpx", "tqdm", "sacrebleu"} <= names
+    assert {"httpx", "tqdm"} <= names
+    # sacrebleu brings numpy and lxml: only `batchmt eval` needs it, from the `eval` extra
+    assert not names & {"sacrebleu", "numpy", "lxml"}, names
+    extras = project["optional-dependencies"]
+    assert any(dep.startswith("sacrebleu") for dep in extras["eval"])
+    # psycopg only for PostgreSQL users; the server extra declares what http_protocol.py imports
+    assert not any(dep.startswith("psycopg") for dep in extras["server"])
+    assert any(dep.startswith("psycopg") for dep in extras["postgres"])
+    assert any(dep.startswith("httptools") for dep in extras["server"])
+    assert any(dep.startswith("uvicorn[standard]") for dep in extras["server"])
     assert project["scripts"]["batchmt"] == "batchmt.cli:main"
+
+
+_EVAL_PROBE = """
+import importlib.abc, importlib.util, sys
+# sacrebleu not installed, as in `pip install batchmt`
+real = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a, **k: None if name.split(".")[0] == "sacrebleu" else real(name, *a, **k)
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "sacrebleu":
+            raise ImportError("not installed: " + name)
+        return None
+sys.meta_path.insert(0, Hide())
+import batchmt.cli
+# port 9 (discard) is never a gateway: the error must come before any request
+code = batchmt.cli.main(["--base-url", "http://127.0.0.1:9", "eval", "--src", sys.argv[1], "--ref", sys.argv[1]])
+print("EXIT", code)
+"""
+
+
+def test_eval_without_the_eval_extra_names_the_extra_before_any_request(tmp_path):
+    src = tmp_path / "src.txt"
+    src.write_text("A short line.\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(CLIENT_DIR)
+    proc = subprocess.run(
+        [sys.executable, "-c", _EVAL_PROBE, str(src)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "EXIT 1" in proc.stdout, proc.stdout + proc.stderr
+    assert "pip install 'batchmt[eval]'" in proc.stderr, proc.stderr
+    assert "connect" not in proc.stderr.lower(), proc.stderr  # no attempt to reach the gateway
 
 
 def test_package_ships_a_py_typed_marker():
