@@ -125,25 +125,30 @@ async def grow(
     if progress and len(todo) < len(sources):
         progress(len(sources) - len(todo))
     grown = 0
-    with out.open("a", encoding="utf-8") as f:
-        for start in range(0, len(todo), chunk):
-            part = todo[start : start + chunk]
-            jobs = []
-            for _, src in part:
-                rng = random.Random(zlib.crc32(src.encode()) ^ seed)
-                tokens = runner.engine.count_tokens(src)
-                jobs.append(_one(runner, src, tokens, 0.0, None))
-                jobs += [_one(runner, src, tokens, temperature, rng.randrange(1 << 30)) for _ in range(k)]
-            results = await asyncio.gather(*jobs)
-            for n, (i, src) in enumerate(part):
-                cands = [c for c in results[n * (k + 1) : (n + 1) * (k + 1)] if c is not None]
-                if not cands:  # every engine call failed: no line, so that a resumed run grows it again
-                    continue
-                f.write(GrowRecord(i, src, cands).to_json() + "\n")
-            f.flush()
-            grown += len(part)
-            if progress:
-                progress(len(part))
+    window = asyncio.Semaphore(max(1, chunk))  # sources in flight: each written as soon as all its candidates are
+
+    async def one_source(i: int, src: str) -> GrowRecord:
+        async with window:
+            rng = random.Random(zlib.crc32(src.encode()) ^ seed)
+            tokens = runner.engine.count_tokens(src)
+            jobs = [_one(runner, src, tokens, 0.0, None)]
+            jobs += [_one(runner, src, tokens, temperature, rng.randrange(1 << 30)) for _ in range(k)]
+            return GrowRecord(i, src, [c for c in await asyncio.gather(*jobs) if c is not None])
+
+    tasks = [asyncio.ensure_future(one_source(i, s)) for i, s in todo]
+    try:
+        with out.open("a", encoding="utf-8") as f:
+            for next_done in asyncio.as_completed(tasks):
+                rec = await next_done
+                if rec.candidates:  # none when every engine call failed: no line, a resumed run grows it again
+                    f.write(rec.to_json() + "\n")
+                    f.flush()
+                    grown += 1
+                if progress:
+                    progress(1)
+    finally:
+        for t in tasks:
+            t.cancel()
     return grown
 
 
@@ -168,7 +173,7 @@ def reverse_template(forward: Any) -> Any:
 
 
 async def round_trip(
-    runner: PromptRunner, records: list[GrowRecord], *, progress: Callable[[int], Any] | None = None, chunk: int = 256
+    runner: PromptRunner, records: list[GrowRecord], *, progress: Callable[[int], Any] | None = None
 ) -> None:
     """Translate every accepted candidate back with ``runner`` (a :func:`reverse_template` runner), greedy, in
     place (``Candidate.back``). Candidates with a ``back`` already are skipped (a resumed run)."""
@@ -180,9 +185,11 @@ async def round_trip(
         cand = await _one(runner, text, runner.engine.count_tokens(text), 0.0, None)
         backs[text] = cand.text if cand is not None and cand.text else None
 
-    for start in range(0, len(texts), chunk):
-        await asyncio.gather(*(one(t) for t in texts[start : start + chunk]))
+    async def counted(text: str) -> None:
+        await one(text)
         if progress:
-            progress(len(texts[start : start + chunk]))
+            progress(1)
+
+    await asyncio.gather(*(counted(t) for t in texts))  # the runner's cap keeps the engine full, no more
     for c in todo:
         c.back = backs.get(c.text or "") or ""
