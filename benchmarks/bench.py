@@ -44,11 +44,11 @@ from typing import Any
 
 import httpx
 
-from batchmt_server.app import create_app
 from batchmt_server.engines import Engine, GenerationParams
-from batchmt_server.parsing import is_copy
+from batchmt_server.http.app import create_app
+from batchmt_server.prompting.parsing import is_copy
+from batchmt_server.prompting.template import Template
 from batchmt_server.settings import Settings
-from batchmt_server.template import Template
 
 __all__ = ["main"]
 
@@ -544,10 +544,10 @@ async def bench_fake(n: int, concurrency: int) -> list[Result]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from batchmt_server.chat import apply_form
     from batchmt_server.engines.vllm_inprocess import VLLMEngine
-    from batchmt_server.gateway import default_prompts_in_flight
-    from batchmt_server.model import resolve_model
+    from batchmt_server.models.embedded import resolve_model
+    from batchmt_server.pipeline.gateway import default_prompts_in_flight
+    from batchmt_server.prompting.chat import apply_form
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -651,7 +651,13 @@ async def run(args: argparse.Namespace) -> int:
     if (
         args.calibration == "auto"
     ):  # calibrate on this engine now (cached per model+template; quick runs use fewer pairs)
-        from batchmt_server.calibration import calibrate, choose_template, load_cached, load_cached_choice, load_pairs
+        from batchmt_server.pipeline.calibration import (
+            calibrate,
+            choose_template,
+            load_cached,
+            load_cached_choice,
+            load_pairs,
+        )
 
         cal_pairs = load_pairs(None, args.calibration_limit)
         # template "auto" (the default): the fastest variant that keeps quality, as the gateway chooses at start-up

@@ -206,11 +206,11 @@ class Worker:
         self.sources = _load_sources(spec["data"])
 
     async def start(self) -> dict[str, Any]:
-        from batchmt_server.chat import apply_form
         from batchmt_server.engines.vllm_inprocess import cpu_environment
-        from batchmt_server.model import resolve_model
+        from batchmt_server.models.embedded import resolve_model
+        from batchmt_server.prompting.chat import apply_form
+        from batchmt_server.prompting.template import Template
         from batchmt_server.settings import Settings
-        from batchmt_server.template import Template
 
         settings = Settings(model=self.spec["model"])
         cpu_environment(self.spec["kv_gib"], preload=settings.cpu_preload)  # BATCHMT_CPU_PRELOAD=false: off

@@ -7,7 +7,7 @@ K=5 rounds without early stopping, and K=5 with early stopping. K=1 and K=3 are 
 runs: a round's batch composition depends only on the rounds before it (never on K), so the first
 k rounds of a K=5 run are exactly what a K=k run sends; the consensus is recomputed over them
 (and SEAS only stops between rounds that have a next round, as in a K=k run). Every run goes
-through :class:`batchmt_server.ensemble.Ensemble`, the code the gateway runs for quality=best.
+through :class:`batchmt_server.pipeline.ensemble.Ensemble`, the code the gateway runs for quality=best.
 
 A sentence without any valid candidate falls back, as in the gateway, to one sentence per prompt
 (greedy): its answer and cost are the pack-1 run's first round.
@@ -27,12 +27,12 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from batchmt_server.consensus import agreement, mbr_select
 from batchmt_server.engines.openai_http import HTTPEngine
-from batchmt_server.ensemble import Ensemble, EnsembleConfig, EnsembleRun
-from batchmt_server.runner import PromptRunner
-from batchmt_server.stats import Stats
-from batchmt_server.template import Template
+from batchmt_server.pipeline.consensus import agreement, mbr_select
+from batchmt_server.pipeline.ensemble import Ensemble, EnsembleConfig, EnsembleRun
+from batchmt_server.pipeline.runner import PromptRunner
+from batchmt_server.prompting.template import Template
+from batchmt_server.telemetry.stats import Stats
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -87,7 +87,7 @@ def simulate_es(
     (1 <= r < k-1) whose candidate and the previous round's satisfy ``should_stop``; its selection and
     cost are then those of its first r+1 rounds. Exact for the decisions; the cost is approximate for
     pack > 1 (a real run re-packs the sentences that go on, so prompts and neighbours differ)."""
-    from batchmt_server.consensus import should_stop
+    from batchmt_server.pipeline.consensus import should_stop
 
     n = len(run.results)
     hyps, sends, stopped, tokens, computed = [], 0, 0, 0.0, 0.0

@@ -290,7 +290,7 @@ def _fake_openai_app() -> Any:
 
 def _serve_plain(app: Any, port: int) -> int:
     """``app`` under the gateway's own uvicorn configuration (serving.run_server)."""
-    from batchmt_server.serving import run_server
+    from batchmt_server.http.serving import run_server
     from batchmt_server.settings import Settings
 
     s = Settings(port=port, log_level="warning")
@@ -302,7 +302,8 @@ def _serve_reuseport(argv: list[str]) -> int:
     processes share one port and the kernel spreads the connections among them."""
     import uvicorn
 
-    from batchmt_server import cli, serving
+    from batchmt_server import cli
+    from batchmt_server.http import serving
 
     port = int(argv[argv.index("--port") + 1])
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from batchmt_server.app import create_app
+from batchmt_server.http.app import create_app
 from batchmt_server.settings import Settings
 
 
@@ -77,7 +77,7 @@ async def _interactive(c: httpx.AsyncClient, sentences: list[str]) -> list[float
 
 async def run(args: argparse.Namespace) -> dict:
     from batchmt_server.engines.vllm_inprocess import VLLMEngine
-    from batchmt_server.model import resolve_model
+    from batchmt_server.models.embedded import resolve_model
 
     src = [x.strip() for x in (Path(args.data) / "src.en").read_text(encoding="utf-8").splitlines() if x.strip()]
     src = [x for x in src if 20 <= len(x) <= 160]  # ordinary sentences: latencies comparable across phases

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import sacrebleu
 
-from batchmt_server.app import create_app
+from batchmt_server.http.app import create_app
 from batchmt_server.settings import Settings
 
 

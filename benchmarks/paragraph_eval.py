@@ -32,9 +32,9 @@ from pathlib import Path
 import httpx
 import sacrebleu
 
-from batchmt_server.app import create_app
-from batchmt_server.markup import tag_sequence
+from batchmt_server.http.app import create_app
 from batchmt_server.settings import Settings
+from batchmt_server.text.markup import tag_sequence
 
 EXTRA = " <b>Questions go to [PERSON_1]</b> or to https://example.com/help?id=7."
 PROTECTED = ("[PERSON_1]", "https://example.com/help?id=7")

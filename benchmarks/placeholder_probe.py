@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from batchmt_server.engines import GenerationParams
-from batchmt_server.placeholders import protect, restore
-from batchmt_server.template import Template
+from batchmt_server.prompting.template import Template
+from batchmt_server.text.placeholders import protect, restore
 
 SENTENCES = [
     "Please send the report to [PERSON_1] before Friday.",
@@ -54,7 +54,7 @@ STYLES = {"raw": None, "[X1]": "[X{}]", "{1}": "{{{}}}", "[PH_1]": "[PH_{}]"}
 
 async def run(args: argparse.Namespace) -> str:
     from batchmt_server.engines.vllm_inprocess import VLLMEngine
-    from batchmt_server.model import resolve_model
+    from batchmt_server.models.embedded import resolve_model
     from batchmt_server.settings import Settings
 
     settings = Settings()

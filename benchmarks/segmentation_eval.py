@@ -86,7 +86,7 @@ def _sentence_splitter() -> Splitter:
 
 
 def _batchmt() -> Splitter:
-    from batchmt_server.segmenter import split_sentences
+    from batchmt_server.text.segmenter import split_sentences
 
     return lambda text: [text[a:b] for a, b in split_sentences(text)]
 

@@ -16,8 +16,8 @@ END = "<!-- settings-table: end -->"
 
 
 def table() -> str:
+    from batchmt_server.auth.security_settings import SECRET_FIELDS
     from batchmt_server.cli import REPEATABLE_FIELDS, default_text
-    from batchmt_server.security_settings import SECRET_FIELDS
     from batchmt_server.settings import Settings
 
     rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]

@@ -33,7 +33,7 @@ ENGINE_START_TIMEOUT = float(os.environ.get("BATCHMT_TEST_ENGINE_TIMEOUT", "900"
 
 
 def _model_dir() -> str:
-    from batchmt_server.model import prepare_embedded_model
+    from batchmt_server.models.embedded import prepare_embedded_model
     from batchmt_server.settings import Settings
 
     return str(prepare_embedded_model(Settings().cache_dir))
@@ -124,7 +124,7 @@ def engine_test_settings(**overrides):
 @pytest.fixture(scope="session")
 async def gateway_app():
     """The gateway with the real in-process vLLM engine, started once per session."""
-    from batchmt_server.app import create_app
+    from batchmt_server.http.app import create_app
 
     _vllm_server_proc()  # let the api_server load alongside
     app = create_app(engine_test_settings())

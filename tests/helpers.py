@@ -112,8 +112,8 @@ async def running_gateway(engine=None, *, wait_ready: bool = True, **settings) -
     """A gateway app on the fake engine (or ``engine``) with its lifespan running, and an httpx client on it:
     ``async with running_gateway(max_queue_sentences=2) as (client, app): ...``. Defaults suit unit tests:
     1 ms window, no warm-up prompt, no calibration."""
-    from batchmt_server.app import create_app
     from batchmt_server.engines.fake import FakeEngine
+    from batchmt_server.http.app import create_app
     from batchmt_server.settings import Settings
 
     settings = {"max_wait_ms": 1, "warmup": False, "calibration": "off", **settings}

@@ -105,6 +105,8 @@ class BaseClient:
     api_key: str | None
     timeout: httpx.Timeout
     max_retries: int
+    #: chunks of one long ``translate()`` in flight at once: an option of the asyncio client, 1 in the other
+    max_concurrency: int = 1
 
     def __init__(
         self,

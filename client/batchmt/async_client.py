@@ -1,8 +1,11 @@
-"""The asynchronous client."""
+"""The client of a batchmt server: translate, info, health, files, batch jobs."""
+
+# The one hand-written copy: client.py (the synchronous client) is generated from this file.  # async-only
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -10,27 +13,34 @@ from typing import Any
 import httpx
 
 from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, ChunkLimits
-from .batches import AsyncBatches
+from ._concurrency import async_gather_bounded
+from .async_batches import AsyncBatches
 from .errors import APIError, BatchmtError
 from .files import Destination, FileJob, FileReport, OnFailure, Source
 from .types import Health, ServerInfo, TranslationResult
 
-__all__ = ["AsyncClient", "DEFAULT_MAX_CONCURRENCY"]
+__all__ = ["AsyncClient", "DEFAULT_MAX_CONCURRENCY"]  # sync: __all__ = ["Client"]
 
 log = logging.getLogger("batchmt")
 
-DEFAULT_MAX_CONCURRENCY = 4
+DEFAULT_MAX_CONCURRENCY = 4  # async-only
 
 
 class AsyncClient(BaseClient):
-    """Asynchronous client of a batchmt server; same options as :class:`~batchmt.Client`, plus
-    ``max_concurrency``: how many chunks of one long ``translate()`` call are in flight at once.
+    """Client of a batchmt server.
 
-    >>> async with AsyncClient() as client:
-    ...     result = await client.translate(sentences)
+    >>> async with AsyncClient() as client:  # BATCHMT_BASE_URL / BATCHMT_API_KEY
+    ...     result = await client.translate(["The museum is closed on Mondays."])
+    ...     result.texts  # ['Das Museum ist montags geschlossen.']
 
-    ``http_client=`` takes an ``httpx.AsyncClient``; ``transport=`` an async transport such as
-    ``httpx.ASGITransport(app=app)`` or ``httpx.MockTransport(handler)``.
+    ``base_url`` and ``api_key`` default to the env vars ``BATCHMT_BASE_URL`` (else
+    ``http://127.0.0.1:8000``) and ``BATCHMT_API_KEY``. ``timeout`` is in seconds (or an
+    ``httpx.Timeout``); ``max_retries`` retries connection errors, timeouts, 408/409/429/5xx.
+    ``chunk_size`` overrides the texts per request (otherwise read from ``/v1/info``).
+    Pass ``http_client=`` (an ``httpx.AsyncClient`` you own and close) or ``transport=`` to control
+    the HTTP layer, e.g. ``transport=httpx.MockTransport(handler)`` in tests (or ``httpx.ASGITransport(app=app)``).
+    The asyncio client also takes ``max_concurrency``: how many chunks of one long ``translate()`` call are in
+    flight at once (the synchronous client sends them one after the other).
     """
 
     def __init__(
@@ -41,7 +51,7 @@ class AsyncClient(BaseClient):
         timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         chunk_size: int | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,  # async-only
         default_headers: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -56,9 +66,11 @@ class AsyncClient(BaseClient):
         )
         if http_client is not None and transport is not None:
             raise ValueError("pass either http_client or transport, not both")
+        # async-only: begin
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
         self.max_concurrency = max_concurrency
+        # async-only: end
         self._owns_http_client = http_client is None
         self._client = http_client if http_client is not None else httpx.AsyncClient(transport=transport)
         # Injectable for tests, so that retries do not really sleep.
@@ -66,7 +78,7 @@ class AsyncClient(BaseClient):
 
     @property
     def batches(self) -> AsyncBatches:
-        """Batch jobs on the server (``/v1/batches``): :class:`~batchmt.batches.AsyncBatches`."""
+        """Batch jobs on the server (``/v1/batches``): :class:`~batchmt.async_batches.AsyncBatches`."""
         return AsyncBatches(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -134,9 +146,22 @@ class AsyncClient(BaseClient):
         preserve_placeholders: bool | None = None,
         confidence: bool | None = None,
     ) -> TranslationResult:
-        """Like :meth:`Client.translate`; the requests a long list is split into are sent
-        concurrently (at most ``max_concurrency`` at a time) and joined in input order. If one
-        request fails, the others are cancelled and its error is raised.
+        """Translate a list of texts (sentences, paragraphs, documents); one result slot per text, in order.
+
+        ``quality`` is ``"fast"`` | ``"balanced"`` | ``"best"``; ``split_sentences`` ``"on"`` (split
+        on sentence punctuation and newlines) | ``"newlines"`` | ``"off"`` (the text is one
+        segment); ``tag_handling`` ``"html"`` | ``"xml"``; ``preserve_placeholders`` protects
+        ``{name}``, ``%s``, URLs, ... (see docs/api.md); ``confidence=True`` gives each translation
+        a ``confidence`` (0..1; it costs the engine some throughput: see docs/api.md). ``None`` leaves
+        the server's default.
+
+        Lists are split into requests within the server's limits (texts and characters per
+        request, from ``/v1/info``), sent at most ``max_concurrency`` at a time (the synchronous client: one
+        after the other) and joined in input order; ``usage`` is summed. If a request fails, the others are
+        cancelled and its error is raised. A text longer than the server's ``max_text_chars`` is not sent and
+        gets a failed slot (code ``text_too_long``). Per-text failures do not raise: see ``result.ok``,
+        ``result.failures`` and ``result.raise_for_failures()``. An empty list returns an empty
+        result without a request.
         """
         items = self._texts(texts)
         options = self._translate_options(
@@ -149,26 +174,25 @@ class AsyncClient(BaseClient):
         if not items:
             return self._empty_result()
         chunks, local = self._plan(items, await self._chunk_limits(items))
-        if len(chunks) == 1 and not local:
-            return await self._translate_chunk(
-                [items[i] for i in chunks[0]], chunks[0], source_lang, target_lang, options
-            )
-        semaphore = asyncio.Semaphore(self.max_concurrency)
-
-        async def bounded(indices: list[int]) -> tuple[list[int], TranslationResult]:
-            async with semaphore:
-                chunk = [items[i] for i in indices]
-                return indices, await self._translate_chunk(chunk, indices, source_lang, target_lang, options)
-
-        tasks = [asyncio.ensure_future(bounded(indices)) for indices in chunks]
-        try:
-            parts = await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        calls = [
+            functools.partial(self._translate_indices, items, indices, source_lang, target_lang, options)
+            for indices in chunks
+        ]
+        parts = await async_gather_bounded(calls, self.max_concurrency)
+        if len(parts) == 1 and not local:
+            return parts[0][1]
         return TranslationResult.assemble(len(items), parts, local)
+
+    async def _translate_indices(
+        self,
+        items: Sequence[str],
+        indices: list[int],
+        source_lang: str,
+        target_lang: str,
+        options: Mapping[str, Any],
+    ) -> tuple[list[int], TranslationResult]:
+        chunk = [items[i] for i in indices]
+        return indices, await self._translate_chunk(chunk, indices, source_lang, target_lang, options)
 
     async def _translate_chunk(
         self,
@@ -238,8 +262,20 @@ class AsyncClient(BaseClient):
         preserve_placeholders: bool | None = None,
         restart_hint: str = "pass resume=False",
     ) -> FileReport:
-        """Like :meth:`Client.translate_file`; each batch holds ``max_concurrency`` requests'
-        worth of units, which are sent concurrently. (File reads/writes are small and blocking.)"""
+        """Translate a file into ``dst`` in the same format, unit by unit (see :mod:`batchmt.files`
+        and :mod:`batchmt.formats`).
+
+        ``src`` is a path, a text stream or a list of lines; ``dst`` a path (resumable) or a text
+        stream. ``format`` is ``text`` | ``jsonl`` | ``csv`` | ``tsv`` | ``srt`` | ``po`` |
+        ``xliff`` | ``html`` (default: from ``src``'s extension, else ``text``); ``unit`` is
+        ``line`` or ``paragraph`` for text; ``field`` names the JSONL field and ``column`` the
+        CSV/TSV column to translate. ``on_failure`` is ``"empty"`` | ``"source"`` | ``"raise"``.
+        The translation options are those of :meth:`translate`. A progress bar goes to stderr
+        unless ``progress=False`` (``None``: only if stderr is a TTY). ``restart_hint`` is the
+        advice given when a resume is refused (the CLI says ``--no-resume``). Each batch of units holds
+        ``max_concurrency`` requests' worth, sent as :meth:`translate` sends them. (File reads and writes are
+        small and blocking.)
+        """
         with FileJob(
             src,
             dst,

@@ -10,35 +10,28 @@ A job lives on the server (durably: it survives a server restart) and the client
 ``sentences_per_request`` lines each; ``download(..., source=...)`` puts the translations back line by line
 (blank lines kept). A JSONL file whose lines already are batch requests (``{"custom_id", "method", "url",
 "body"}``) is uploaded as it is, and ``download`` without ``source`` writes the server's output file.
+
+This module holds what both clients share: the batch objects, the request files, the output. The methods are
+:class:`~batchmt.async_batches.AsyncBatches` (the one hand-written copy) and
+:class:`~batchmt.sync_batches.Batches` (generated from it by scripts/unasync.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import builtins
 import io
 import json
 import os
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-import httpx
+from typing import Any, Literal
 
 from .errors import BatchmtError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .async_client import AsyncClient
-    from .client import Client
 
 __all__ = [
     "Batch",
     "BatchList",
     "BatchFile",
-    "Batches",
-    "AsyncBatches",
     "RequestCounts",
     "BatchFailed",
     "build_requests",
@@ -318,145 +311,6 @@ class _Bar:
             self.bar.close()
 
 
-# ------------------------------------------------------------------------------------------ sync
-class Batches:
-    """``client.batches``: batch jobs on the server (see the module docstring)."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        c = self._client
-        if "files" in kwargs:  # a multipart upload: no retries (the body is not replayed)
-            request = c._client.build_request(method, c._url(path), headers=c.headers, timeout=c.timeout, **kwargs)
-            try:
-                response = c._client.send(request)
-            except httpx.TransportError as exc:
-                raise c._connection_error(exc, request) from exc
-            if not response.is_success:
-                raise c._status_error(response)
-            return response
-        return c._request(method, path, body=kwargs.get("json"))
-
-    def upload(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        kind: FileKind = "auto",
-        sentences_per_request: int = 32,
-        source_lang: str = "en",
-        target_lang: str = "de",
-        quality: str | None = None,
-    ) -> BatchFile:
-        """Upload a file for a batch (``purpose=batch``); a text file is turned into requests first."""
-        data, name = _prepare(
-            path,
-            kind,
-            sentences_per_request=sentences_per_request,
-            source_lang=source_lang,
-            target_lang=target_lang,
-            quality=quality,
-        )
-        r = self._send(
-            "POST", "/v1/files", files={"file": (name, data, "application/jsonl")}, data={"purpose": "batch"}
-        )
-        return BatchFile.from_json(r.json())
-
-    def upload_bytes(self, data: bytes, filename: str) -> BatchFile:
-        """Upload a JSONL of batch requests already in memory."""
-        r = self._send(
-            "POST", "/v1/files", files={"file": (filename, data, "application/jsonl")}, data={"purpose": "batch"}
-        )
-        return BatchFile.from_json(r.json())
-
-    def create(
-        self, input_file_id: str, *, completion_window: str = "24h", metadata: Mapping[str, str] | None = None
-    ) -> Batch:
-        body: dict[str, Any] = {
-            "input_file_id": input_file_id,
-            "endpoint": ENDPOINT,
-            "completion_window": completion_window,
-        }
-        if metadata:
-            body["metadata"] = dict(metadata)
-        return Batch.from_json(self._send("POST", "/v1/batches", json=body).json())
-
-    def create_from_file(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        kind: FileKind = "auto",
-        sentences_per_request: int = 32,
-        completion_window: str = "24h",
-        metadata: Mapping[str, str] | None = None,
-        source_lang: str = "en",
-        target_lang: str = "de",
-        quality: str | None = None,
-    ) -> Batch:
-        """Upload ``path`` and start a batch on it. ``kind``: ``text`` (one sentence per line, blank lines kept
-        when downloaded with ``source=path``), ``batch`` (JSONL of batch requests, as for OpenAI) or ``auto``."""
-        f = self.upload(
-            path,
-            kind=kind,
-            sentences_per_request=sentences_per_request,
-            source_lang=source_lang,
-            target_lang=target_lang,
-            quality=quality,
-        )
-        return self.create(f.id, completion_window=completion_window, metadata=metadata)
-
-    def retrieve(self, batch_id: str) -> Batch:
-        return Batch.from_json(self._send("GET", f"/v1/batches/{batch_id}").json())
-
-    def cancel(self, batch_id: str) -> Batch:
-        return Batch.from_json(self._send("POST", f"/v1/batches/{batch_id}/cancel").json())
-
-    def list(self, *, limit: int = 20, after: str | None = None) -> BatchList:
-        path = f"/v1/batches?limit={int(limit)}" + (f"&after={after}" if after else "")
-        d = self._send("GET", path).json()
-        return BatchList([Batch.from_json(x) for x in d.get("data", [])], bool(d.get("has_more")), d.get("last_id"))
-
-    def wait(
-        self, batch_id: str, *, progress: bool | None = False, poll_interval: float = 1.0, timeout: float | None = None
-    ) -> Batch:
-        """Poll until the batch is in a final status; ``progress``: a tqdm bar (None: only on a terminal)."""
-        bar = _Bar(progress, batch_id)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                b = self.retrieve(batch_id)
-                bar.update(b)
-                if b.done:
-                    return b
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"batch {batch_id} is still {b.status} after {timeout:g}s")
-                self._client._sleep(poll_interval)
-        finally:
-            bar.close()
-
-    def content(self, file_id: str) -> bytes:
-        return self._send("GET", f"/v1/files/{file_id}/content").content
-
-    def download(
-        self,
-        batch: str | Batch,
-        dst: str | os.PathLike[str],
-        *,
-        source: str | os.PathLike[str] | None = None,
-        errors: str | os.PathLike[str] | None = None,
-    ) -> builtins.list[int]:
-        """Write a finished batch's output to ``dst``: the server's output JSONL, or, with ``source`` (the text
-        file given to :meth:`create_from_file`), the translated text, line by line. ``errors``: also write the
-        error file there. Returns the 1-based source lines left untranslated (text mode; else [])."""
-        b = batch if isinstance(batch, Batch) else self.retrieve(batch)
-        if not b.done:
-            raise BatchFailed(f"batch {b.id} is still {b.status}: wait for it first")
-        output = self.content(b.output_file_id) if b.output_file_id else b""
-        if errors is not None:
-            Path(errors).write_bytes(self.content(b.error_file_id) if b.error_file_id else b"")
-        return _write(output, dst, source)
-
-
 def _write(output: bytes, dst: str | os.PathLike[str], source: str | os.PathLike[str] | None) -> list[int]:
     target = Path(dst)
     tmp = target.with_name(target.name + ".part")
@@ -470,127 +324,14 @@ def _write(output: bytes, dst: str | os.PathLike[str], source: str | os.PathLike
     return missing
 
 
-# ------------------------------------------------------------------------------------------ async
-class AsyncBatches:
-    """``async_client.batches``: the same methods as :class:`Batches`, awaited."""
+def __getattr__(name: str) -> Any:
+    """``batchmt.batches.Batches`` / ``AsyncBatches``, where they were before they moved to their own modules."""
+    if name == "Batches":
+        from .sync_batches import Batches
 
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
+        return Batches
+    if name == "AsyncBatches":
+        from .async_batches import AsyncBatches
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        c = self._client
-        if "files" in kwargs:
-            request = c._client.build_request(method, c._url(path), headers=c.headers, timeout=c.timeout, **kwargs)
-            try:
-                response = await c._client.send(request)
-            except httpx.TransportError as exc:
-                raise c._connection_error(exc, request) from exc
-            if not response.is_success:
-                raise c._status_error(response)
-            return response
-        return await c._request(method, path, body=kwargs.get("json"))
-
-    async def upload(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        kind: FileKind = "auto",
-        sentences_per_request: int = 32,
-        source_lang: str = "en",
-        target_lang: str = "de",
-        quality: str | None = None,
-    ) -> BatchFile:
-        data, name = await asyncio.to_thread(
-            _prepare,
-            path,
-            kind,
-            sentences_per_request=sentences_per_request,
-            source_lang=source_lang,
-            target_lang=target_lang,
-            quality=quality,
-        )
-        r = await self._send(
-            "POST", "/v1/files", files={"file": (name, data, "application/jsonl")}, data={"purpose": "batch"}
-        )
-        return BatchFile.from_json(r.json())
-
-    async def create(
-        self, input_file_id: str, *, completion_window: str = "24h", metadata: Mapping[str, str] | None = None
-    ) -> Batch:
-        body: dict[str, Any] = {
-            "input_file_id": input_file_id,
-            "endpoint": ENDPOINT,
-            "completion_window": completion_window,
-        }
-        if metadata:
-            body["metadata"] = dict(metadata)
-        return Batch.from_json((await self._send("POST", "/v1/batches", json=body)).json())
-
-    async def create_from_file(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        kind: FileKind = "auto",
-        sentences_per_request: int = 32,
-        completion_window: str = "24h",
-        metadata: Mapping[str, str] | None = None,
-        source_lang: str = "en",
-        target_lang: str = "de",
-        quality: str | None = None,
-    ) -> Batch:
-        f = await self.upload(
-            path,
-            kind=kind,
-            sentences_per_request=sentences_per_request,
-            source_lang=source_lang,
-            target_lang=target_lang,
-            quality=quality,
-        )
-        return await self.create(f.id, completion_window=completion_window, metadata=metadata)
-
-    async def retrieve(self, batch_id: str) -> Batch:
-        return Batch.from_json((await self._send("GET", f"/v1/batches/{batch_id}")).json())
-
-    async def cancel(self, batch_id: str) -> Batch:
-        return Batch.from_json((await self._send("POST", f"/v1/batches/{batch_id}/cancel")).json())
-
-    async def list(self, *, limit: int = 20, after: str | None = None) -> BatchList:
-        path = f"/v1/batches?limit={int(limit)}" + (f"&after={after}" if after else "")
-        d = (await self._send("GET", path)).json()
-        return BatchList([Batch.from_json(x) for x in d.get("data", [])], bool(d.get("has_more")), d.get("last_id"))
-
-    async def wait(
-        self, batch_id: str, *, progress: bool | None = False, poll_interval: float = 1.0, timeout: float | None = None
-    ) -> Batch:
-        bar = _Bar(progress, batch_id)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                b = await self.retrieve(batch_id)
-                bar.update(b)
-                if b.done:
-                    return b
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"batch {batch_id} is still {b.status} after {timeout:g}s")
-                await self._client._sleep(poll_interval)
-        finally:
-            bar.close()
-
-    async def content(self, file_id: str) -> bytes:
-        return (await self._send("GET", f"/v1/files/{file_id}/content")).content
-
-    async def download(
-        self,
-        batch: str | Batch,
-        dst: str | os.PathLike[str],
-        *,
-        source: str | os.PathLike[str] | None = None,
-        errors: str | os.PathLike[str] | None = None,
-    ) -> builtins.list[int]:
-        b = batch if isinstance(batch, Batch) else await self.retrieve(batch)
-        if not b.done:
-            raise BatchFailed(f"batch {b.id} is still {b.status}: wait for it first")
-        output = await self.content(b.output_file_id) if b.output_file_id else b""
-        if errors is not None:
-            Path(errors).write_bytes(await self.content(b.error_file_id) if b.error_file_id else b"")
-        return await asyncio.to_thread(_write, output, dst, source)
+        return AsyncBatches
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

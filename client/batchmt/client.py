@@ -1,7 +1,10 @@
-"""The synchronous client."""
+# Generated from async_client.py by scripts/unasync.py: do not edit. Edit async_client.py, then run
+# `python scripts/unasync.py` (scripts/check fails while this file is stale).
+"""The client of a batchmt server: translate, info, health, files, batch jobs."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -10,9 +13,10 @@ from typing import Any
 import httpx
 
 from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, ChunkLimits
-from .batches import Batches
+from ._concurrency import gather_bounded
 from .errors import APIError, BatchmtError
 from .files import Destination, FileJob, FileReport, OnFailure, Source
+from .sync_batches import Batches
 from .types import Health, ServerInfo, TranslationResult
 
 __all__ = ["Client"]
@@ -21,18 +25,20 @@ log = logging.getLogger("batchmt")
 
 
 class Client(BaseClient):
-    """Synchronous client of a batchmt server.
+    """Client of a batchmt server.
 
-    >>> with Client() as client:                       # BATCHMT_BASE_URL / BATCHMT_API_KEY
+    >>> with Client() as client:  # BATCHMT_BASE_URL / BATCHMT_API_KEY
     ...     result = client.translate(["The museum is closed on Mondays."])
-    ...     result.texts                               # ['Das Museum ist montags geschlossen.']
+    ...     result.texts  # ['Das Museum ist montags geschlossen.']
 
     ``base_url`` and ``api_key`` default to the env vars ``BATCHMT_BASE_URL`` (else
     ``http://127.0.0.1:8000``) and ``BATCHMT_API_KEY``. ``timeout`` is in seconds (or an
     ``httpx.Timeout``); ``max_retries`` retries connection errors, timeouts, 408/409/429/5xx.
     ``chunk_size`` overrides the texts per request (otherwise read from ``/v1/info``).
     Pass ``http_client=`` (an ``httpx.Client`` you own and close) or ``transport=`` to control
-    the HTTP layer, e.g. ``transport=httpx.MockTransport(handler)`` in tests.
+    the HTTP layer, e.g. ``transport=httpx.MockTransport(handler)`` in tests (or ``httpx.ASGITransport(app=app)``).
+    The asyncio client also takes ``max_concurrency``: how many chunks of one long ``translate()`` call are in
+    flight at once (the synchronous client sends them one after the other).
     """
 
     def __init__(
@@ -64,7 +70,7 @@ class Client(BaseClient):
 
     @property
     def batches(self) -> Batches:
-        """Batch jobs on the server (``/v1/batches``): :class:`~batchmt.batches.Batches`."""
+        """Batch jobs on the server (``/v1/batches``): :class:`~batchmt.sync_batches.Batches`."""
         return Batches(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -142,9 +148,10 @@ class Client(BaseClient):
         the server's default.
 
         Lists are split into requests within the server's limits (texts and characters per
-        request, from ``/v1/info``), sent one after the other and joined; ``usage`` is summed. A
-        text longer than the server's ``max_text_chars`` is not sent and gets a failed slot
-        (code ``text_too_long``). Per-text failures do not raise: see ``result.ok``,
+        request, from ``/v1/info``), sent at most ``max_concurrency`` at a time (the synchronous client: one
+        after the other) and joined in input order; ``usage`` is summed. If a request fails, the others are
+        cancelled and its error is raised. A text longer than the server's ``max_text_chars`` is not sent and
+        gets a failed slot (code ``text_too_long``). Per-text failures do not raise: see ``result.ok``,
         ``result.failures`` and ``result.raise_for_failures()``. An empty list returns an empty
         result without a request.
         """
@@ -159,13 +166,25 @@ class Client(BaseClient):
         if not items:
             return self._empty_result()
         chunks, local = self._plan(items, self._chunk_limits(items))
-        parts = [
-            (indices, self._translate_chunk([items[i] for i in indices], indices, source_lang, target_lang, options))
+        calls = [
+            functools.partial(self._translate_indices, items, indices, source_lang, target_lang, options)
             for indices in chunks
         ]
+        parts = gather_bounded(calls, self.max_concurrency)
         if len(parts) == 1 and not local:
             return parts[0][1]
         return TranslationResult.assemble(len(items), parts, local)
+
+    def _translate_indices(
+        self,
+        items: Sequence[str],
+        indices: list[int],
+        source_lang: str,
+        target_lang: str,
+        options: Mapping[str, Any],
+    ) -> tuple[list[int], TranslationResult]:
+        chunk = [items[i] for i in indices]
+        return indices, self._translate_chunk(chunk, indices, source_lang, target_lang, options)
 
     def _translate_chunk(
         self,
@@ -208,7 +227,9 @@ class Client(BaseClient):
     def health(self) -> Health:
         """``GET /healthz`` and ``GET /readyz`` (no retries). Raises only if the server is unreachable."""
         live = self._request("GET", "/healthz", max_retries=0, raise_for_status=False)
-        ready = self._request("GET", "/readyz", max_retries=0, raise_for_status=False) if live.is_success else None
+        ready = None
+        if live.is_success:
+            ready = self._request("GET", "/readyz", max_retries=0, raise_for_status=False)
         return self._health(live, ready)
 
     # -- files ---------------------------------------------------------------------------------
@@ -243,7 +264,9 @@ class Client(BaseClient):
         CSV/TSV column to translate. ``on_failure`` is ``"empty"`` | ``"source"`` | ``"raise"``.
         The translation options are those of :meth:`translate`. A progress bar goes to stderr
         unless ``progress=False`` (``None``: only if stderr is a TTY). ``restart_hint`` is the
-        advice given when a resume is refused (the CLI says ``--no-resume``).
+        advice given when a resume is refused (the CLI says ``--no-resume``). Each batch of units holds
+        ``max_concurrency`` requests' worth, sent as :meth:`translate` sends them. (File reads and writes are
+        small and blocking.)
         """
         with FileJob(
             src,
@@ -267,7 +290,8 @@ class Client(BaseClient):
             restart_hint=restart_hint,
         ) as job:
             limits = self._file_limits()
-            for batch in job.batches(limits.max_texts, limits.max_request_chars):
+            max_chars = limits.max_request_chars * self.max_concurrency if limits.max_request_chars else None
+            for batch in job.batches(limits.max_texts * self.max_concurrency, max_chars):
                 job.record(batch, self.translate(batch.texts, **job.request_options(batch)))
             return job.finish()
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from . import __version__
-from .security_settings import SECRET_FIELDS
+from .auth.security_settings import SECRET_FIELDS
 from .settings import Settings
 
 __all__ = ["default_text", "main", "parse_settings"]
@@ -107,7 +107,7 @@ def parse_settings(ns: argparse.Namespace) -> Settings:
     for name in REPEATABLE_FIELDS & overrides.keys():  # the setting is one comma-separated string
         overrides[name] = ",".join(overrides[name])
     if "engine_args" in overrides:
-        from .presets import parse_engine_arg
+        from .models.presets import parse_engine_arg
 
         try:
             overrides["engine_args"] = dict(parse_engine_arg(item) for item in overrides["engine_args"])
@@ -135,7 +135,7 @@ def _build_parser() -> argparse.ArgumentParser:
             p.add_argument("--limit", type=int, default=None, help="use only the first N calibration pairs")
             p.add_argument("--sizes", default="1,2,4,8,16", help="pack sizes to try (default: 1,2,4,8,16)")
         _add_settings_flags(p)
-    from .keys_cli import add_keys_parser
+    from .auth.keys_cli import add_keys_parser
 
     add_keys_parser(sub, _add_settings_flags)
     _add_settings_flags(parser)
@@ -152,16 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"batchmt-server: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    from .observability import setup_logging
+    from .telemetry.observability import setup_logging
 
     setup_logging(settings.log_level, settings.log_format)
     if ns.command == "prepare-model":
-        from .model import resolve_model
+        from .models.embedded import resolve_model
 
         print(resolve_model(settings.model, settings.cache_dir))
         return 0
     if ns.command == "keys":
-        from .keys_cli import run_keys
+        from .auth.keys_cli import run_keys
 
         return run_keys(ns, settings)
     if ns.command == "selftrain":
@@ -176,14 +176,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
-    """Run the gateway behind the HTTP front (middleware.py, http_protocol.py) under uvicorn."""
-    from .app import create_app
-    from .keys import KeyRing
-    from .middleware import GuardConfig
-    from .observability import setup_tracing
-    from .security_settings import check_limits
-    from .serving import run_server
+    """Run the gateway behind the HTTP front (middleware.py, uvicorn_protocol.py) under uvicorn."""
+    from .auth.keys import KeyRing
+    from .auth.security_settings import check_limits
+    from .http.app import create_app
+    from .http.middleware import GuardConfig
+    from .http.serving import run_server
     from .stores.keys import open_key_store
+    from .telemetry.observability import setup_tracing
 
     try:
         check_limits(settings)
@@ -197,14 +197,14 @@ def serve(settings: Settings) -> int:
 
 
 async def _calibrate(settings: Settings, limit: int | None, sizes: tuple[int, ...]) -> int:
-    from .calibration import calibrate, load_pairs
     from .engines import build_engine
-    from .template import Template
+    from .pipeline.calibration import calibrate, load_pairs
+    from .prompting.template import Template
 
     engine = build_engine(settings)
     await engine.start()
-    from .calibration import choose_template
-    from .chat import apply_form, engine_tokenizer
+    from .pipeline.calibration import choose_template
+    from .prompting.chat import apply_form, engine_tokenizer
 
     tokenizer = engine_tokenizer(engine, settings)
     variants = {

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .security_settings import SecurityFields
+from .auth.security_settings import SecurityFields
 
 __all__ = ["Settings", "EMBEDDED_MODEL"]
 
@@ -18,7 +18,7 @@ EMBEDDED_MODEL = "embedded"
 
 class Settings(BaseSettings, SecurityFields):
     """Every knob of the gateway. Validated once at start-up. The HTTP front's settings (keys, limits before
-    parsing, timeouts, logs, tracing) are in :class:`~batchmt_server.security_settings.SecurityFields`."""
+    parsing, timeouts, logs, tracing) are in :class:`~batchmt_server.auth.security_settings.SecurityFields`."""
 
     model_config = SettingsConfigDict(env_prefix="BATCHMT_", extra="ignore", validate_assignment=True)
 
@@ -150,7 +150,7 @@ class Settings(BaseSettings, SecurityFields):
         "the store, across restarts (LRU); 0 turns the memory off",
     )
 
-    # --- durable store, batch jobs (jobs.py, jobs_worker.py, stores/)
+    # --- durable store, batch jobs (jobs/, stores/)
     data_dir: Path | None = Field(
         None,
         description="folder of the embedded store (SQLite): batch jobs, files, "
@@ -268,7 +268,7 @@ class Settings(BaseSettings, SecurityFields):
     def _apply_preset(cls, data: Any) -> Any:
         """A preset fills the settings it names that were not given explicitly (flags and variables win)."""
         if isinstance(data, dict) and data.get("preset"):
-            from .presets import get_preset, preset_settings
+            from .models.presets import get_preset, preset_settings
 
             for key, value in preset_settings(get_preset(data["preset"])).items():
                 if data.get(key) is None:
@@ -299,7 +299,7 @@ class Settings(BaseSettings, SecurityFields):
         """Short name reported to callers and put in signatures."""
         if self.served_model_name:
             return self.served_model_name
-        from .model import embedded_model
+        from .models.embedded import embedded_model
 
         embedded = embedded_model(self.model)
         if embedded is not None:

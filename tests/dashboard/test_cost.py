@@ -7,7 +7,7 @@ import math
 import time
 
 from batchmt_server.engines.fake import FakeEngine
-from batchmt_server.stats import Stats
+from batchmt_server.telemetry.stats import Stats
 from helpers import parse_metrics, running_gateway
 
 SENTENCES = [

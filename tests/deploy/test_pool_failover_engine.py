@@ -76,7 +76,7 @@ class Replica:
 
 @pytest.fixture(scope="module")
 def replicas():
-    from batchmt_server.model import prepare_embedded_model
+    from batchmt_server.models.embedded import prepare_embedded_model
     from batchmt_server.settings import Settings
 
     model = str(prepare_embedded_model(Settings().cache_dir))
@@ -94,7 +94,7 @@ def replicas():
 
 
 async def test_a_replica_killed_mid_run_loses_nothing_is_ejected_and_readmitted_after_restart(replicas, tmp_path):
-    from batchmt_server.app import create_app
+    from batchmt_server.http.app import create_app
     from batchmt_server.settings import Settings
 
     a, b = replicas

@@ -210,7 +210,7 @@ async def test_translation_memory_and_usage_are_shared_between_gateways(db_url):
 
 
 async def test_keys_and_per_key_usage_add_up_across_gateways(db_url):
-    from batchmt_server.keys import KeyRecord
+    from batchmt_server.auth.keys import KeyRecord
     from batchmt_server.stores.postgres import PostgresKeys
 
     a, b = PostgresKeys(PostgresStore(db_url)), PostgresKeys(PostgresStore(db_url))

@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from batchmt_server.parsing import is_copy
+from batchmt_server.prompting.parsing import is_copy
 from helpers import looks_german, parse_metrics, read_lines
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -50,7 +50,7 @@ def write_tiny_model(kind: str, folder: Path) -> None:
     """Config + tokenizer of a 2-layer model of ``kind`` (llama with a chat template, or falcon without)."""
     from transformers import AutoTokenizer, FalconConfig, LlamaConfig
 
-    from batchmt_server.model import prepare_embedded_model
+    from batchmt_server.models.embedded import prepare_embedded_model
     from batchmt_server.settings import Settings
 
     tok = AutoTokenizer.from_pretrained(str(prepare_embedded_model(Settings().cache_dir)))
@@ -79,7 +79,7 @@ def write_tiny_model(kind: str, folder: Path) -> None:
 @pytest.fixture(scope="module", params=["llama", "falcon"])
 async def tiny(request, tmp_path_factory):
     """(kind, app) for a gateway on the tiny model; the engine lives for this parameter's tests only."""
-    from batchmt_server.app import create_app
+    from batchmt_server.http.app import create_app
     from batchmt_server.settings import Settings
 
     kind = request.param
@@ -201,8 +201,8 @@ async def test_http_engine_gets_the_chat_form_rendered_by_the_gateway(vllm_serve
     path as the in-process engine, and the byte-identical head hits the server's prefix cache."""
     from transformers import AutoTokenizer
 
-    from batchmt_server.app import create_app
-    from batchmt_server.model import prepare_embedded_model
+    from batchmt_server.http.app import create_app
+    from batchmt_server.models.embedded import prepare_embedded_model
     from batchmt_server.settings import Settings
 
     tok = AutoTokenizer.from_pretrained(str(prepare_embedded_model(Settings().cache_dir)))

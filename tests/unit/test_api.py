@@ -238,7 +238,7 @@ async def test_calibration_caps_the_pack_size_and_shows_in_info_signature_and_me
 
 
 async def test_a_caller_that_goes_away_cancels_its_sentences_without_polling():
-    from batchmt_server.schemas import TranslateRequest
+    from batchmt_server.protocol.schemas import TranslateRequest
 
     eng = FakeEngine()
     eng.gate = asyncio.Event()  # the engine holds every prompt until the gate opens

@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from batchmt_server.batcher import Batcher, QueueFull
 from batchmt_server.engines.fake import FakeEngine
-from batchmt_server.runner import PromptRunner
-from batchmt_server.stats import Stats
-from batchmt_server.template import Template
+from batchmt_server.pipeline.batcher import Batcher, QueueFull
+from batchmt_server.pipeline.runner import PromptRunner
+from batchmt_server.prompting.template import Template
+from batchmt_server.telemetry.stats import Stats
 
 TEMPLATE = Template.load("en-de-packed")
 
@@ -312,7 +312,7 @@ def test_the_gateway_keeps_twice_the_engines_sequence_slots_in_flight_by_default
     does not say how many sequences it runs (HTTP, fake) gets 64."""
     from types import SimpleNamespace
 
-    from batchmt_server.gateway import default_prompts_in_flight
+    from batchmt_server.pipeline.gateway import default_prompts_in_flight
 
     assert default_prompts_in_flight(SimpleNamespace(max_num_seqs=64)) == 128  # type: ignore[arg-type]
     assert default_prompts_in_flight(FakeEngine()) == 64

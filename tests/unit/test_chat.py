@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from batchmt_server.chat import ChatFormError, ChatTemplate, apply_form, resolve_form
 from batchmt_server.engines.base import GenerationParams
 from batchmt_server.engines.fake import FakeEngine
-from batchmt_server.template import Template
+from batchmt_server.prompting.chat import ChatFormError, ChatTemplate, apply_form, resolve_form
+from batchmt_server.prompting.template import Template
 
 CHATML = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
@@ -182,7 +182,7 @@ def test_prompt_tokens_count_the_head_once(tokenizer_factory, base: Template) ->
 
 
 def test_http_engines_load_the_tokenizer_named_by_the_settings(tmp_path, base: Template) -> None:
-    from batchmt_server.chat import engine_tokenizer
+    from batchmt_server.prompting.chat import engine_tokenizer
     from batchmt_server.settings import Settings
 
     tok = byte_tokenizer()

@@ -94,7 +94,7 @@ def test_the_setting_reaches_the_engine(monkeypatch: pytest.MonkeyPatch) -> None
     ns = _build_parser().parse_args(["serve", "--no-cpu-preload"])
     settings = parse_settings(ns)
     assert settings.cpu_preload is False
-    monkeypatch.setattr("batchmt_server.model.resolve_model", lambda model, cache_dir: "/models/x")
+    monkeypatch.setattr("batchmt_server.models.embedded.resolve_model", lambda model, cache_dir: "/models/x")
     engine = build_engine(settings)
     assert isinstance(engine, vi.VLLMEngine) and engine._preload is False
 
@@ -123,7 +123,7 @@ async def test_the_gateway_process_keeps_its_ld_preload(libs: tuple[str, str], m
     fake_loop_stop.LoopStop = object  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "batchmt_server.engines.loop_stop_vllm", fake_loop_stop)
     monkeypatch.setattr(vi, "_on_cpu", lambda: True)
-    monkeypatch.setattr("batchmt_server.presets.check_engine_args", lambda opts: None)
+    monkeypatch.setattr("batchmt_server.models.presets.check_engine_args", lambda opts: None)
     monkeypatch.setenv("LD_PRELOAD", "/x/libfoo.so")
     engine = vi.VLLMEngine("/models/x", model_name="x")
     await engine.start()
@@ -134,7 +134,7 @@ async def test_the_gateway_process_keeps_its_ld_preload(libs: tuple[str, str], m
     def refuse(opts):
         raise ValueError("no such engine argument")
 
-    monkeypatch.setattr("batchmt_server.presets.check_engine_args", refuse)
+    monkeypatch.setattr("batchmt_server.models.presets.check_engine_args", refuse)
     monkeypatch.delenv("LD_PRELOAD")
     with pytest.raises(ValueError):
         await vi.VLLMEngine("/models/x", model_name="x").start()

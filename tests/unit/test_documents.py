@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from batchmt_server.documents import prepare
-from batchmt_server.markup import MarkupError, tag_sequence
+from batchmt_server.text.documents import prepare
+from batchmt_server.text.markup import MarkupError, tag_sequence
 
 TEXT = (
     "Dear {name},\r\n\r\nThank you for contacting [COMPANY_1]. Your ticket is %s.\r\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from batchmt_server.model import EMBEDDED_MODELS, embedded_model, prepare_embedded_model, resolve_model
+from batchmt_server.models.embedded import EMBEDDED_MODELS, embedded_model, prepare_embedded_model, resolve_model
 
 
 def test_names_and_aliases() -> None:

@@ -7,13 +7,13 @@ from collections import Counter
 
 import pytest
 
-from batchmt_server.consensus import Candidate, agreement, mbr_select, should_stop, span_confidence
 from batchmt_server.engines.fake import FakeEngine
-from batchmt_server.ensemble import Ensemble, EnsembleConfig, chunk
-from batchmt_server.runner import PromptRunner
+from batchmt_server.pipeline.consensus import Candidate, agreement, mbr_select, should_stop, span_confidence
+from batchmt_server.pipeline.ensemble import Ensemble, EnsembleConfig, chunk
+from batchmt_server.pipeline.runner import PromptRunner
+from batchmt_server.prompting.template import Template
 from batchmt_server.settings import Settings
-from batchmt_server.stats import Stats
-from batchmt_server.template import Template
+from batchmt_server.telemetry.stats import Stats
 from helpers import parse_metrics, running_gateway
 
 TEMPLATE = Template.load("en-de-packed")
@@ -286,10 +286,10 @@ async def test_a_sentence_without_any_candidate_falls_back_to_the_batcher_in_its
 
 
 def test_ensemble_pack_follows_the_calibrated_limit_unless_set():
+    from batchmt_server.pipeline.translator import Translator
+    from batchmt_server.prompting.template import Template
     from batchmt_server.settings import Settings
-    from batchmt_server.stats import Stats
-    from batchmt_server.template import Template
-    from batchmt_server.translator import Translator
+    from batchmt_server.telemetry.stats import Stats
 
     tpl = Template.load("en-de-packed")
     ens = object()  # only its presence matters to ensemble_config

@@ -14,12 +14,12 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from batchmt_server.app import create_app
+from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key, read_key_file
 from batchmt_server.engines.fake import FakeEngine
-from batchmt_server.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key, read_key_file
-from batchmt_server.middleware import json_depth_exceeds
-from batchmt_server.observability import setup_logging
+from batchmt_server.http.app import create_app
+from batchmt_server.http.middleware import json_depth_exceeds
 from batchmt_server.settings import Settings
+from batchmt_server.telemetry.observability import setup_logging
 from helpers import parse_metrics
 
 KEY = "test-key-0123456789abcdef"

@@ -277,7 +277,7 @@ async def test_ensemble_results_are_remembered_under_their_own_signature(tmp_pat
         assert fast["signature"] != best["signature"]
         await app.state.gateway.memory.flush()
         store = app.state.jobs.store
-        from batchmt_server.memory import normalise
+        from batchmt_server.pipeline.memory import normalise
 
         assert await store.tm_get(best["signature"], [normalise("Good morning to you.")], time.time())
         assert await store.tm_get(fast["signature"], [normalise("Good morning to you.")], time.time())
@@ -325,8 +325,8 @@ async def test_an_upload_larger_than_a_translate_body_passes_the_front_and_its_o
 async def test_with_keys_on_files_and_batches_belong_to_their_key():
     import httpx
 
-    from batchmt_server.app import create_app
-    from batchmt_server.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
+    from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
+    from batchmt_server.http.app import create_app
     from batchmt_server.settings import Settings
 
     alice, bob, admin = "alice-key-0123456789abcdef", "bob-key-0123456789abcdef", "admin-key-0123456789abcdef"
@@ -382,8 +382,8 @@ async def test_with_keys_on_files_and_batches_belong_to_their_key():
 async def test_a_batch_is_charged_to_its_keys_quota_when_created():
     import httpx
 
-    from batchmt_server.app import create_app
-    from batchmt_server.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
+    from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
+    from batchmt_server.http.app import create_app
     from batchmt_server.settings import Settings
 
     key = "quota-key-0123456789abcdef"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchmt_server.keys import (
+from batchmt_server.auth.keys import (
     KeyRecord,
     KeyRing,
     LimitExceeded,

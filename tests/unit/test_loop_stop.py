@@ -66,8 +66,8 @@ def test_a_source_that_repeats_itself_is_found_and_an_ordinary_one_is_not():
 
 async def test_the_runner_asks_for_no_loop_stop_where_the_source_repeats_itself():
     from batchmt_server.engines.fake import FakeEngine
-    from batchmt_server.runner import PromptRunner
-    from batchmt_server.stats import Stats
+    from batchmt_server.pipeline.runner import PromptRunner
+    from batchmt_server.telemetry.stats import Stats
 
     engine = FakeEngine()
     runner = PromptRunner(engine, engine.template, Stats())

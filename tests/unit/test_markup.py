@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from batchmt_server.markup import MarkupError, parse_markup, tag_sequence
+from batchmt_server.text.markup import MarkupError, parse_markup, tag_sequence
 
 HTML = (
     '<h1>Opening hours</h1>\n<p>Click <b>here</b> to <a href="/x?a=1&amp;b=2" title="Go">continue</a>. '

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchmt_server.parsing import REASONS, clean, is_copy, is_example_copy, parse_completion
+from batchmt_server.prompting.parsing import REASONS, clean, is_copy, is_example_copy, parse_completion
 
 OK = None
 

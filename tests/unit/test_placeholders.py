@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchmt_server.placeholders import check_masks, find_spans, protect, restore, verify
+from batchmt_server.text.placeholders import check_masks, find_spans, protect, restore, verify
 
 
 def spans(text: str) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchmt_server.presets import PRESETS, check_engine_args, get_preset, parse_engine_arg
+from batchmt_server.models.presets import PRESETS, check_engine_args, get_preset, parse_engine_arg
 
 REPO = Path(__file__).resolve().parents[2]
 

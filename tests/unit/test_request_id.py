@@ -2,7 +2,7 @@
 
 import uuid
 
-from batchmt_server.middleware import _uuid4_hex
+from batchmt_server.http.middleware import _uuid4_hex
 
 
 def test_generated_request_ids_are_uuid4_hex():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchmt_server.segmenter import cut_long, segment_text
+from batchmt_server.text.segmenter import cut_long, segment_text
 
 # (text, expected segments) in mode "on"
 GOLDEN = [

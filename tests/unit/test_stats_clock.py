@@ -2,7 +2,7 @@
 
 import pytest
 
-from batchmt_server.stats import Stats
+from batchmt_server.telemetry.stats import Stats
 
 
 def test_busy_clock_history_keeps_the_last_hour_and_stays_bounded():

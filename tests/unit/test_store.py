@@ -151,7 +151,7 @@ async def test_unknown_database_url_is_refused(tmp_path):
 async def test_translation_memory_reads_a_burst_of_lookups_in_one_query(store):
     import asyncio
 
-    from batchmt_server.memory import TranslationMemory
+    from batchmt_server.pipeline.memory import TranslationMemory
 
     await store.tm_put("sig", [(f"Sentence {i}.", f"Satz {i}.") for i in range(0, 40, 2)], 1.0, 1000)
     calls: list[int] = []
@@ -173,7 +173,7 @@ async def test_translation_memory_reads_a_burst_of_lookups_in_one_query(store):
 async def test_a_caller_that_goes_away_does_not_cancel_the_others_read(store):
     import asyncio
 
-    from batchmt_server.memory import TranslationMemory
+    from batchmt_server.pipeline.memory import TranslationMemory
 
     await store.tm_put("sig", [("Hello.", "Hallo.")], 1.0, 1000)
     memory = TranslationMemory(store, 1000, hot_entries=0)

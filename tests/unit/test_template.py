@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from batchmt_server.parsing import parse_completion
-from batchmt_server.template import Template, clean, default_prompts_dir
+from batchmt_server.prompting.parsing import parse_completion
+from batchmt_server.prompting.template import Template, clean, default_prompts_dir
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from batchmt_server.calibration import choose_template, load_cached_choice, load_pairs
 from batchmt_server.engines.base import Completion, GenerationParams
 from batchmt_server.engines.fake import FakeEngine
-from batchmt_server.template import Template
+from batchmt_server.pipeline.calibration import choose_template, load_cached_choice, load_pairs
+from batchmt_server.prompting.template import Template
 from helpers import running_gateway
 
 NAMES = ["en-de-packed", "en-de-short", "en-de-zero"]

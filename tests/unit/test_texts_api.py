@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from batchmt_server.engines.fake import FakeEngine
-from batchmt_server.markup import tag_sequence
-from batchmt_server.segmenter import segment_text
+from batchmt_server.text.markup import tag_sequence
+from batchmt_server.text.segmenter import segment_text
 from helpers import running_gateway
 
 LAYOUT_TEXTS = [

@@ -44,8 +44,8 @@ def build_engine(settings: Settings) -> Engine:
 
         # a served fake engine (load and fault tests of a real process) keeps a bounded history
         return FakeEngine(delay=getattr(settings, "fake_engine_delay_ms", 0.0) / 1000.0, history=1000)
-    from ..model import resolve_model
-    from ..presets import get_preset, preset_engine_args
+    from ..models.embedded import resolve_model
+    from ..models.presets import get_preset, preset_engine_args
     from .vllm_inprocess import VLLMEngine
 
     # a preset's engine arguments, then --engine-arg (wins)

@@ -15,7 +15,7 @@ import re
 from dataclasses import replace
 from collections.abc import Callable
 
-from ..template import Template
+from ..prompting.template import Template
 from .base import Completion, EngineDead, EngineError, GenerationParams, estimate_tokens
 
 __all__ = ["FakeEngine"]

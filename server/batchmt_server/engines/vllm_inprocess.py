@@ -242,7 +242,7 @@ class VLLMEngine:
 
         opts["logits_processors"] = [LoopStop]  # only for requests that ask (GenerationParams.loop_stop)
         opts.update(self._extra)
-        from ..presets import check_engine_args
+        from ..models.presets import check_engine_args
 
         check_engine_args(opts)  # a clear error before anything loads
         args = AsyncEngineArgs(**{"model": self.model, "served_model_name": [self.model_name], **opts})

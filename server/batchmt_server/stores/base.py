@@ -49,7 +49,7 @@ once, with a compare-and-set on its current status: in one transaction it marks 
 gets ``None``.
 
 **Translation memory.** Entries are keyed by ``(signature, source)`` where ``source`` is already normalised by the
-caller (:func:`batchmt_server.memory.normalise`). :meth:`tm_put` never leaves more than ``max_entries`` entries
+caller (:func:`batchmt_server.pipeline.memory.normalise`). :meth:`tm_put` never leaves more than ``max_entries`` entries
 (least recently used go first); :meth:`tm_get` marks hits as used. Only the caller decides what is stored (it stores
 delivered, unflagged translations only).
 

@@ -1,6 +1,6 @@
 """API keys and per-key usage in the durable store (tables of migration ``0002_keys.sql``).
 
-:class:`StoreKeys` implements :class:`batchmt_server.keys.KeyStore` on a :class:`~.sqlite.SQLiteStore` (its own
+:class:`StoreKeys` implements :class:`batchmt_server.auth.keys.KeyStore` on a :class:`~.sqlite.SQLiteStore` (its own
 connection to the same file: the keys are read by the HTTP front before any job code runs). Every method is one
 transaction on the store's thread.
 """
@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..keys import KeyRecord
+from ..auth.keys import KeyRecord
 from . import build_store
 from .sqlite import SQLiteStore
 

@@ -558,7 +558,7 @@ def _redact(url: str) -> str:
 
 class PostgresKeys:
     """API keys and per-key usage on a :class:`PostgresStore` (tables of migration ``0002_keys.sql``): the
-    :class:`batchmt_server.keys.KeyStore` of gateways that share one database, so that every gateway sees the
+    :class:`batchmt_server.auth.keys.KeyStore` of gateways that share one database, so that every gateway sees the
     same keys and adds its requests to the same per-key, per-period usage rows (quotas hold across gateways)."""
 
     _COLS = (
@@ -598,7 +598,7 @@ class PostgresKeys:
         await self.store._tx(op)
 
     async def list_keys(self) -> list[Any]:
-        from ..keys import KeyRecord
+        from ..auth.keys import KeyRecord
 
         async def op(cur: Cur) -> list[Any]:
             await cur.execute(f"SELECT {', '.join(self._COLS)} FROM api_keys ORDER BY created_at, id")

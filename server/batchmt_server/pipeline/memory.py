@@ -18,7 +18,7 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from .stores import Store
+from ..stores import Store
 
 __all__ = ["TranslationMemory", "normalise"]
 

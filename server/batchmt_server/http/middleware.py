@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .keys import KeyRecord, KeyRing, KeyStoreUnavailable, LimitExceeded
+from ..auth.keys import KeyRecord, KeyRing, KeyStoreUnavailable, LimitExceeded
 
 __all__ = ["GuardMiddleware", "GuardConfig", "request_id_var", "RequestIdFilter", "json_depth_exceeds", "principal_of"]
 
@@ -112,7 +112,7 @@ class GuardConfig:
 
     @classmethod
     def from_settings(cls, settings: Any, keys: KeyRing | None = None) -> GuardConfig:
-        from .security_settings import default_body_bytes
+        from ..auth.security_settings import default_body_bytes
 
         token = settings.metrics_token
         if token is None and settings.metrics_token_file is not None:

@@ -14,7 +14,7 @@ One sentence per prompt (``pack=1``, or a round whose prompt would repeat one al
 greedy decoding would repeat itself, so later rounds sample (``temperature``, a distinct seed each),
 which makes the ensemble MBR over sampled candidates.
 
-The ensemble sends its prompts through the same :class:`~batchmt_server.runner.PromptRunner` as the
+The ensemble sends its prompts through the same :class:`~batchmt_server.pipeline.runner.PromptRunner` as the
 batcher (one cap on prompts in flight, one place that records and accounts engine calls). A sentence left
 without a candidate after all rounds comes back with ``text=None``: the translator sends it through
 the normal batcher path.
@@ -30,11 +30,11 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..engines import EngineError
+from ..telemetry.stats import Stats
+from ..telemetry.usage import EngineUsage
 from .consensus import Candidate, agreement, mbr_select, should_stop, span_confidence
-from .engines import EngineError
 from .runner import PromptRunner
-from .stats import Stats
-from .usage import EngineUsage
 
 __all__ = ["Ensemble", "EnsembleConfig", "EnsembleRun", "EnsembleSentence", "PromptRecord", "chunk"]
 

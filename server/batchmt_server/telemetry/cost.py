@@ -1,4 +1,4 @@
-"""Cost accounting: prices (settings) applied to a :class:`~batchmt_server.stats.StatsSnapshot`.
+"""Cost accounting: prices (settings) applied to a :class:`~batchmt_server.telemetry.stats.StatsSnapshot`.
 
 Stats only count physical quantities (tokens, engine seconds); money is computed from them at read
 time with the prices below, by the one function :func:`usage_totals` that ``/v1/usage``, the
@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .settings import Settings
+    from ..settings import Settings
     from .stats import StatsSnapshot
 
 __all__ = ["Prices", "usage_totals"]

@@ -19,14 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..engines import EngineError
+from ..engines.base import EngineDead
+from ..prompting.parsing import Slot
+from ..telemetry.stats import Stats
+from ..telemetry.usage import EngineUsage
+from ..text.placeholders import check_masks
 from .consensus import span_confidence
-from .engines import EngineError
-from .engines.base import EngineDead
-from .parsing import Slot
-from .placeholders import check_masks
 from .runner import PromptCall, PromptRunner
-from .stats import Stats
-from .usage import EngineUsage
 
 __all__ = ["Batcher", "Item", "Outcome", "QueueFull"]
 

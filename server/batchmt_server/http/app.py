@@ -12,23 +12,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__
-from .cost import Prices, usage_totals
+from .. import __version__
+from ..auth.keys import KeyRing, LimitExceeded
+from ..engines import Engine
+from ..engines.openai_http import ReplicaCollector
+from ..jobs.api import JobsCollector, JobsRuntime, install_jobs, jobs_usage
+from ..pipeline.gateway import Gateway
+from ..pipeline.translator import LANGUAGE_PAIRS, Translator
+from ..prompting.template import Template
+from ..protocol.errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
+from ..protocol.schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
+from ..settings import Settings
+from ..telemetry.cost import Prices, usage_totals
+from ..telemetry.metrics import StatsCollector, make_registry, render
 from .dashboard import install_dashboard
-from .docs_offline import install_docs
-from .engines import Engine
-from .engines.openai_http import ReplicaCollector
-from .errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
-from .gateway import Gateway
-from .jobs import JobsCollector, JobsRuntime, install_jobs, jobs_usage
-from .keys import KeyRing, LimitExceeded
-from .metrics import StatsCollector, make_registry, render
+from .docs import install_docs
 from .middleware import GuardConfig, GuardMiddleware, principal_of
 from .openapi_limits import install_openapi_limits
-from .schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
-from .settings import Settings
-from .template import Template
-from .translator import LANGUAGE_PAIRS, Translator
 
 __all__ = ["create_app"]
 
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     ring (default: the settings' static keys and the store's keys table)."""
     settings = settings or Settings()
     if keys is None:
-        from .stores.keys import open_key_store
+        from ..stores.keys import open_key_store
 
         keys = KeyRing.from_settings(settings, open_key_store(settings))
     # the first candidate until calibration (template "auto") picks one at boot

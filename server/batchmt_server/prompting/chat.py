@@ -115,7 +115,7 @@ def engine_tokenizer(engine: Any, settings: Any) -> Any:
     try:
         from transformers import AutoTokenizer
 
-        from .model import resolve_model
+        from ..models.embedded import resolve_model
 
         return AutoTokenizer.from_pretrained(resolve_model(name, settings.cache_dir))
     except Exception as exc:  # no transformers in a light install, no such folder, no network ...
@@ -156,7 +156,7 @@ def _messages(template: Template, query: str, system: bool) -> Messages:
 
 @dataclass(frozen=True)
 class ChatTemplate:
-    """A :class:`~batchmt_server.template.Template` in chat form: same examples, labels, stop strings, budget
+    """A :class:`~batchmt_server.prompting.template.Template` in chat form: same examples, labels, stop strings, budget
     and parser; a different rendering. Everything it does not define is the base template's."""
 
     base: Template

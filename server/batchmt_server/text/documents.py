@@ -91,7 +91,7 @@ def prepare(
     preserve: bool = True,
     tag_handling: TagHandling | None = None,
 ) -> PreparedEntry:
-    """Raises :class:`~batchmt_server.markup.MarkupError` for markup that does not parse."""
+    """Raises :class:`~batchmt_server.text.markup.MarkupError` for markup that does not parse."""
     if tag_handling is None:
         return PreparedEntry((_prepare_text(text, mode, max_chars, preserve),))
     doc = parse_markup(text, tag_handling)

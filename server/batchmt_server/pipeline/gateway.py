@@ -1,5 +1,5 @@
 """What one running gateway owns, and how it boots: engine, calibration, runner, batcher, ensemble,
-translator. The app factory (:mod:`.app`) only creates one and routes requests to it."""
+translator. The app factory (:mod:`..http.app`) only creates one and routes requests to it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engines import Engine, build_engine
+from ..engines.loop_stop import LoopRule
+from ..prompting.chat import apply_form, engine_tokenizer
+from ..prompting.template import Template
+from ..settings import Settings
+from ..telemetry.cost import Prices
+from ..telemetry.stats import Stats
 from .batcher import Batcher
 from .calibration import (
     Calibration,
@@ -19,16 +26,9 @@ from .calibration import (
     load_cached_choice,
     load_pairs,
 )
-from .chat import apply_form, engine_tokenizer
-from .cost import Prices
-from .engines import Engine, build_engine
-from .engines.loop_stop import LoopRule
 from .ensemble import Ensemble
 from .memory import TranslationMemory
 from .runner import PromptRunner
-from .settings import Settings
-from .stats import Stats
-from .template import Template
 from .translator import Translator, pack_cap, signature
 
 __all__ = ["Gateway"]

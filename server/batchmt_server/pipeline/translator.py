@@ -10,17 +10,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from . import __version__
-from .batcher import Batcher, Outcome, QueueFull
-from .cost import Prices
-from .documents import PreparedEntry
-from .documents import prepare as prepare_entry
-from .ensemble import Ensemble, EnsembleConfig
-from .errors import APIError
-from .markup import MarkupError, parse_markup
-from .memory import TranslationMemory
-from .placeholders import check_masks
-from .schemas import (
+from .. import __version__
+from ..prompting.template import Template
+from ..protocol.errors import APIError
+from ..protocol.schemas import (
     FailedSegment,
     SuspectSegment,
     TranslateRequest,
@@ -29,10 +22,17 @@ from .schemas import (
     TranslationError,
     Usage,
 )
-from .settings import Settings
-from .stats import Stats
-from .template import Template
-from .usage import EngineUsage
+from ..settings import Settings
+from ..telemetry.cost import Prices
+from ..telemetry.stats import Stats
+from ..telemetry.usage import EngineUsage
+from ..text.documents import PreparedEntry
+from ..text.documents import prepare as prepare_entry
+from ..text.markup import MarkupError, parse_markup
+from ..text.placeholders import check_masks
+from .batcher import Batcher, Outcome, QueueFull
+from .ensemble import Ensemble, EnsembleConfig
+from .memory import TranslationMemory
 
 __all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
 

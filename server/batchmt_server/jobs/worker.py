@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from .errors import APIError
-from .schemas import TranslateRequest, TranslateResponse
-from .stores import ClaimedLine, JobRecord, JobUsage, LineResult, Store
+from ..protocol.errors import APIError
+from ..protocol.schemas import TranslateRequest, TranslateResponse
+from ..stores import ClaimedLine, JobRecord, JobUsage, LineResult, Store
 
 __all__ = ["JobWorker", "WorkerConfig", "output_line", "error_line", "TRANSIENT_CODES"]
 

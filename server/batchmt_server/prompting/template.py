@@ -46,8 +46,8 @@ __all__ = ["Template", "default_prompts_dir"]
 
 def default_prompts_dir() -> Path:
     """The repo's ``prompts/`` in a checkout, else the copy packaged inside ``batchmt_server``."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent.parent / "prompts", here / "prompts"):
+    package = Path(__file__).resolve().parent.parent  # batchmt_server/
+    for candidate in (package.parent.parent / "prompts", package / "prompts"):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError("no prompts/ folder found next to the package or in the checkout")

@@ -1,4 +1,4 @@
-"""Running the gateway under uvicorn: header limits (http_protocol.py), no ``server`` header, JSON-able logs
+"""Running the gateway under uvicorn: header limits (uvicorn_protocol.py), no ``server`` header, JSON-able logs
 (the root logger's handlers), and a graceful stop.
 
 On SIGTERM (or SIGINT) the gateway first says so: ``/readyz`` answers 503 at once, and with
@@ -26,7 +26,7 @@ from typing import Any
 
 import uvicorn
 
-from .http_protocol import protocol_class
+from .uvicorn_protocol import protocol_class
 
 __all__ = ["run_server", "DrainingServer", "EXIT_ENGINE_DEAD"]
 

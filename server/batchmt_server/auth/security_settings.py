@@ -77,7 +77,7 @@ class SecurityFields(BaseModel):
         "(env BATCHMT_DASHBOARD_KEY; the browser asks for it as a password)",
     )
 
-    # --- limits enforced before the body is parsed (middleware.py) and by the HTTP protocol (http_protocol.py)
+    # --- limits enforced before the body is parsed (middleware.py) and by the HTTP protocol (uvicorn_protocol.py)
     max_body_bytes: int | None = Field(
         None,
         ge=1024,

@@ -24,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..engines import Engine
+from ..prompting.parsing import is_copy
+from ..prompting.template import Template, default_prompts_dir
+from ..telemetry.stats import Stats
 from .batcher import Batcher
-from .engines import Engine
-from .parsing import is_copy
 from .runner import PromptRunner
-from .stats import Stats
-from .template import Template, default_prompts_dir
 
 __all__ = [
     "Calibration",

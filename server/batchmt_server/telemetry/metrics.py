@@ -1,4 +1,4 @@
-"""Prometheus export of :class:`~batchmt_server.stats.Stats` (prometheus-client, its own registry).
+"""Prometheus export of :class:`~batchmt_server.telemetry.stats.Stats` (prometheus-client, its own registry).
 
 A custom collector takes one :meth:`Stats.snapshot` per scrape, so what ``/metrics`` shows and what
 the API reports come from the same numbers. With the in-process engine, vLLM's ``vllm:*`` metrics (in

@@ -2,7 +2,7 @@
 
 :class:`PromptRunner` owns the cap on prompts in flight (a semaphore) and the in-flight count that the
 batcher's pack policy reads; it renders a prompt, calls the engine, records the prompt in
-:class:`~batchmt_server.stats.Stats`, parses the completion into slots and shares the prompt's cost
+:class:`~batchmt_server.telemetry.stats.Stats`, parses the completion into slots and shares the prompt's cost
 among its sentences. It also records the baseline (a sentence alone, uncached) for cost.py.
 """
 
@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from .engines import Completion, Engine, EngineError, GenerationParams
-from .engines.loop_stop import LoopRule, source_repeats
-from .parsing import Slot
-from .stats import Stats
-from .template import Template
-from .usage import EngineUsage
+from ..engines import Completion, Engine, EngineError, GenerationParams
+from ..engines.loop_stop import LoopRule, source_repeats
+from ..prompting.parsing import Slot
+from ..prompting.template import Template
+from ..telemetry.stats import Stats
+from ..telemetry.usage import EngineUsage
 
 __all__ = ["PromptRunner", "PromptCall"]
 

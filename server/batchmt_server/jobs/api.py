@@ -5,7 +5,7 @@ Upload a JSONL file (``purpose=batch``) whose lines are ``{"custom_id", "method"
 output and error files, exactly as with OpenAI's Batch API (the official ``openai`` package works against it).
 
 Each line is validated when the batch is created: a line that fails goes to the error file with its ``custom_id``
-and never fails the batch. The worker (:mod:`.jobs_worker`) runs the other lines through the same
+and never fails the batch. The worker (:mod:`.worker`) runs the other lines through the same
 ``Translator.translate`` as ``/v1/translate`` (same output, same signature), at low priority, in the capacity
 that interactive requests leave.
 """
@@ -29,10 +29,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import APIError
-from .jobs_worker import JobWorker, WorkerConfig, error_line
-from .schemas import TranslateRequest
-from .stores import FileRecord, JobRecord, NewLine, Store, build_store
+from ..protocol.errors import APIError
+from ..protocol.schemas import TranslateRequest
+from ..stores import FileRecord, JobRecord, NewLine, Store, build_store
+from .worker import JobWorker, WorkerConfig, error_line
 
 __all__ = ["JobsConfig", "JobsRuntime", "install_jobs", "batch_object", "file_object", "validate_lines", "parse_window"]
 
@@ -186,7 +186,7 @@ def _bad(no: int, custom_id: str | None, status: int, code: str, message: str, p
 def validate_lines(content: bytes, settings: Any) -> list[NewLine]:
     """Every line of an input file, validated as a translate request: runnable lines get their body, the others
     their error line (with ``custom_id`` when the line has one). Blank lines are skipped."""
-    from .translator import Translator  # its request checks, without an engine
+    from ..pipeline.translator import Translator  # its request checks, without an engine
 
     checker = SimpleNamespace(settings=settings)
     out: list[NewLine] = []
@@ -304,7 +304,7 @@ class JobsRuntime:
 
     def translation_memory(self, max_entries: int) -> Any:
         """The persistent translation memory on this store (written out when the runtime closes); None if off."""
-        from .memory import TranslationMemory
+        from ..pipeline.memory import TranslationMemory
 
         self.memory = TranslationMemory(self.store, max_entries) if max_entries > 0 else None
         return self.memory
@@ -353,7 +353,7 @@ def new_batch_id() -> str:
 
 
 def _check_key(settings: Any, request: Request) -> None:
-    from .middleware import principal_of
+    from ..http.middleware import principal_of
 
     if principal_of(request) is not None:  # the HTTP front (middleware.py) authenticated this caller's key
         return
@@ -387,7 +387,7 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
     def owner(request: Request) -> tuple[str | None, bool]:
         """The caller's key id (files and batches belong to it) and whether it sees everyone's (an admin key, or
         keys off)."""
-        from .middleware import principal_of
+        from ..http.middleware import principal_of
 
         rec = principal_of(request)
         return (None, True) if rec is None else (rec.id, rec.role == "admin")
@@ -521,11 +521,11 @@ def build_router(settings: Any, keys: Any = None) -> APIRouter:
                 f"the input file has {len(lines)} requests; a batch takes at most {rt.config.max_requests}",
                 param="input_file_id",
             )
-        from .middleware import principal_of
+        from ..http.middleware import principal_of
 
         rec = principal_of(request)
         if rec is not None and keys is not None:  # the key's quota and character rate, charged for the whole batch
-            from .keys import LimitExceeded
+            from ..auth.keys import LimitExceeded
 
             chars, texts = await asyncio.to_thread(_volume, lines)
             try:

@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any
 
-from .middleware import RequestIdFilter
+from ..http.middleware import RequestIdFilter
 
 __all__ = ["setup_logging", "setup_tracing", "TEXT_FORMAT"]
 

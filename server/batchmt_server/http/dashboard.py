@@ -4,7 +4,7 @@ A static page (``static/``: HTML, CSS and a small hand-written SVG chart script;
 library, works offline) polls ``/dashboard/data`` every ~2 s and draws time series client-side:
 throughput, latency percentiles (from histogram deltas, like ``histogram_quantile`` over a rate),
 cost and saving, prefix-cache hit rate, queue depth. ``/dashboard/data`` reads the same
-:class:`~batchmt_server.stats.Stats` as ``/metrics`` and ``/v1/usage`` (its ``usage`` part *is*
+:class:`~batchmt_server.telemetry.stats.Stats` as ``/metrics`` and ``/v1/usage`` (its ``usage`` part *is*
 the ``/v1/usage`` body). Like ``/metrics``, it carries aggregate numbers only and needs no API key.
 """
 
@@ -17,8 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from .cost import Prices, usage_totals
-from .stats import HistogramSnapshot, StatsSnapshot
+from ..telemetry.cost import Prices, usage_totals
+from ..telemetry.stats import HistogramSnapshot, StatsSnapshot
 
 __all__ = ["install_dashboard", "dashboard_data"]
 
@@ -70,7 +70,7 @@ def install_dashboard(app: FastAPI) -> None:
     @app.get("/dashboard/data", tags=["ops"])
     async def dashboard_json(request: Request) -> dict:
         """Everything the built-in dashboard draws: ``usage`` (= ``GET /v1/usage``), histograms, gauges."""
-        from .jobs import jobs_usage  # jobs.py builds on the app; imported here to keep this module below it
+        from ..jobs.api import jobs_usage  # jobs.py builds on the app; imported here to keep this module below it
 
         gw = request.app.state.gateway
         data = dashboard_data(gw.stats.snapshot(), gw.prices)

@@ -58,7 +58,7 @@ def _when(t: float | None) -> str:
 
 
 async def _run(ns: argparse.Namespace, settings: Any) -> int:
-    from .stores.keys import open_key_store
+    from ..stores.keys import open_key_store
 
     store = open_key_store(settings)
     await store.open()

@@ -1,0 +1,1 @@
+"""The models: embedded GGUF models prepared for vLLM, and typed presets of engine arguments."""

@@ -1,0 +1,1 @@
+"""A translate request's way to the engine: gateway, translator, batcher, runner, ensemble, memory."""

@@ -1,0 +1,1 @@
+"""The REST API's shapes: request and response bodies, and the one error type."""

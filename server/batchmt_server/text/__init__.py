@@ -1,0 +1,1 @@
+"""Texts into segments for the engine and back: sentences, placeholders, markup, documents."""
