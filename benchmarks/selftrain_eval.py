@@ -35,7 +35,7 @@ def _read(data: Path, lines: str) -> tuple[list[str], list[str]]:
 def _scores(hyps: list[str], srcs: list[str], refs: list[str]) -> dict[str, Any]:
     import sacrebleu
 
-    from batchmt_server.parsing import is_copy
+    from batchmt_server.prompting.parsing import is_copy
 
     chrf = sacrebleu.metrics.CHRF()
     bleu = sacrebleu.metrics.BLEU()
@@ -72,7 +72,7 @@ async def _plain(engine: Any, template: Any, srcs: list[str]) -> tuple[list[str]
 
 
 async def _gateway(engine: Any, template: Any, srcs: list[str], pack: int) -> tuple[list[str], dict[str, float]]:
-    from batchmt_server.calibration import translate_fixed
+    from batchmt_server.pipeline.calibration import translate_fixed
 
     hyps, stats = await translate_fixed(engine, template, srcs, pack, in_flight=2 * engine.max_num_seqs)
     snap = stats.snapshot()
@@ -90,9 +90,9 @@ async def run_model(
 ) -> list[dict]:
     """``arms``: (name, template, pack; None = plain vLLM) on one engine serving ``model``."""
     from batchmt_server.engines.vllm_inprocess import VLLMEngine
-    from batchmt_server.model import resolve_model
+    from batchmt_server.models.embedded import resolve_model
     from batchmt_server.settings import Settings
-    from batchmt_server.template import Template
+    from batchmt_server.prompting.template import Template
 
     s = Settings()
     engine = VLLMEngine(

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from batchmt_server.consensus import similarity
+from batchmt_server.pipeline.consensus import similarity
 from batchmt_server.selftrain.grow import read_records
 from batchmt_server.selftrain.reward import REWARDS, score_records, spearman
 

@@ -38,7 +38,7 @@ def _tiny_llama(folder: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-    from batchmt_server.model import prepare_embedded_model
+    from batchmt_server.models.embedded import prepare_embedded_model
     from batchmt_server.settings import Settings
 
     tok = AutoTokenizer.from_pretrained(str(prepare_embedded_model(Settings().cache_dir)))

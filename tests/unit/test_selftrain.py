@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import pytest
 
 from batchmt_server.engines.fake import FakeEngine
-from batchmt_server.runner import PromptRunner
+from batchmt_server.pipeline.runner import PromptRunner
 from batchmt_server.selftrain.grow import Candidate, GrowRecord, grow, read_records, reverse_template
 from batchmt_server.selftrain.improve import build_data, completion_for, improve, packs
 from batchmt_server.selftrain.pipeline import load_sources
 from batchmt_server.selftrain.reward import rank, score_records, select, spearman
-from batchmt_server.stats import Stats
-from batchmt_server.template import Template
+from batchmt_server.telemetry.stats import Stats
+from batchmt_server.prompting.template import Template
 
 # written for these tests
 SOURCES = [

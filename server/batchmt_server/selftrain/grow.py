@@ -1,5 +1,5 @@
 """ReST's **Grow** step: the served model translates each source several times through the gateway's own engine
-path (:class:`~batchmt_server.runner.PromptRunner`: the same template and prompt form, stop strings, loop stop
+path (:class:`~batchmt_server.pipeline.runner.PromptRunner`: the same template and prompt form, stop strings, loop stop
 and parser as ``/v1/translate``), greedy first and then ``k`` sampled candidates.
 
 Each source's candidates go to a JSONL file as one line as soon as they are back, so a killed run resumes at the
@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..consensus import span_confidence
+from ..pipeline.consensus import span_confidence
 from ..engines import EngineError
 from ..engines.base import EngineDead
-from ..runner import PromptRunner
+from ..pipeline.runner import PromptRunner
 
 __all__ = ["Candidate", "GrowRecord", "done_indices", "grow", "read_records"]
 
@@ -157,7 +157,7 @@ def reverse_template(forward: Any) -> Any:
     the model's own back-translation for the round-trip reward. A chat template is reversed in its base form."""
     from dataclasses import replace
 
-    from ..template import Template
+    from ..prompting.template import Template
 
     base: Template = getattr(forward, "base", forward)
     return replace(

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..parsing import clean
-from ..template import Template
+from ..prompting.parsing import clean
+from ..prompting.template import Template
 from .grow import GrowRecord
 from .reward import score_records, select
 

@@ -123,12 +123,12 @@ async def grow_with_engine(
 ) -> dict[str, Any]:
     """Grow (and round-trip) ``sources`` on the engine the settings describe, in one engine session (or on
     ``engine``, started already, which is left running)."""
-    from ..chat import apply_form, engine_tokenizer
+    from ..prompting.chat import apply_form, engine_tokenizer
     from ..engines import build_engine
-    from ..gateway import default_prompts_in_flight
-    from ..runner import PromptRunner
-    from ..stats import Stats
-    from ..template import Template
+    from ..pipeline.gateway import default_prompts_in_flight
+    from ..pipeline.runner import PromptRunner
+    from ..telemetry.stats import Stats
+    from ..prompting.template import Template
     from .grow import grow, reverse_template, round_trip
 
     owned = engine is None

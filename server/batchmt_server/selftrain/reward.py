@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..consensus import agreement, similarity
+from ..pipeline.consensus import agreement, similarity
 from .grow import Candidate, GrowRecord
 
 __all__ = [

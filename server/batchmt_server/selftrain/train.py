@@ -67,7 +67,7 @@ def completion_loss(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
 
 
 def _base_folder(settings: Any, cfg: Any) -> str:
-    from ..model import resolve_model
+    from ..models.embedded import resolve_model
 
     return resolve_model(cfg.base_model, settings.cache_dir)
 
