@@ -76,7 +76,7 @@ async def _gateway(engine: Any, template: Any, srcs: list[str], pack: int) -> tu
 
     hyps, stats = await translate_fixed(engine, template, srcs, pack, in_flight=2 * engine.max_num_seqs)
     snap = stats.snapshot()
-    tokens = {
+    tokens: dict[str, float] = {
         "prompt_tokens": snap.prompt_tokens,
         "cached_prompt_tokens": snap.cached_prompt_tokens,
         "completion_tokens": snap.completion_tokens,
@@ -91,8 +91,8 @@ async def run_model(
     """``arms``: (name, template, pack; None = plain vLLM) on one engine serving ``model``."""
     from batchmt_server.engines.vllm_inprocess import VLLMEngine
     from batchmt_server.models.embedded import resolve_model
-    from batchmt_server.settings import Settings
     from batchmt_server.prompting.template import Template
+    from batchmt_server.settings import Settings
 
     s = Settings()
     engine = VLLMEngine(
@@ -157,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.argv = argv if argv is not None else __import__("sys").argv[1:]
     srcs, refs = _read(args.data, args.lines)
-    base_arms: list[tuple[str, str, int | None]] = [("plain-base-long", "en-de-packed", None), ("base-zero", "en-de-zero", 1)]
+    base_arms: list[tuple[str, str, int | None]] = [
+        ("plain-base-long", "en-de-packed", None),
+        ("base-zero", "en-de-zero", 1),
+    ]
     trained_arms: list[tuple[str, str, int | None]] = [
         (f"trained-zero-p{p}", "en-de-zero", int(p)) for p in args.packs.split(",")
     ]

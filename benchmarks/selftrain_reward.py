@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def corpus(pick: dict[int, str]) -> float:
         idx = sorted(pick)
-        return round(chrf.corpus_score([pick[i] for i in idx], [[refs[records[i].index].strip() for i in idx]]).score, 2)
+        return round(
+            chrf.corpus_score([pick[i] for i in idx], [[refs[records[i].index].strip() for i in idx]]).score, 2
+        )
 
     covered = sorted({s.record for s in pool})
     greedy = {

@@ -11,12 +11,12 @@ import pytest
 
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.pipeline.runner import PromptRunner
+from batchmt_server.prompting.template import Template
 from batchmt_server.selftrain.grow import Candidate, GrowRecord, grow, read_records, reverse_template
 from batchmt_server.selftrain.improve import build_data, completion_for, improve, packs
 from batchmt_server.selftrain.pipeline import load_sources
 from batchmt_server.selftrain.reward import rank, score_records, select, spearman
 from batchmt_server.telemetry.stats import Stats
-from batchmt_server.prompting.template import Template
 
 # written for these tests
 SOURCES = [
@@ -173,8 +173,13 @@ def test_completion_loss_equals_the_models_own_loss_on_the_labels():
 
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=64,
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
     )
     model = LlamaForCausalLM(cfg)
     ids = torch.randint(0, 50, (2, 12))

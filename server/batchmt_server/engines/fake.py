@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 
 from ..prompting.template import Template
 from .base import Completion, EngineDead, EngineError, GenerationParams, estimate_tokens

@@ -7,7 +7,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .pipeline import STAGES, RoundConfig, run_round
+from .pipeline import STAGES, RoundConfig, export_adapter, run_round
 
 __all__ = ["add_selftrain_args", "run_selftrain"]
 
@@ -26,6 +26,12 @@ _HELP = {
 
 def add_selftrain_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("self-training")
+    g.add_argument(
+        "--export-adapter",
+        type=Path,
+        default=None,
+        help="also copy the adapter and its model card here (make selftrain: the one the embedded model ships)",
+    )
     g.add_argument("--round", type=int, default=1, help="the round number (names the default work folder)")
     g.add_argument("--stages", default=",".join(STAGES), help=f"stages to run, in order (default: all: {STAGES})")
     for f in fields(RoundConfig):
@@ -38,7 +44,9 @@ def add_selftrain_args(p: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         default = None if f.name in ("work", "sources", "output", "base_model") else f.default
         typ = Path if f.name in ("work", "sources", "output") else type(f.default) if f.default is not None else int
-        g.add_argument(flag, dest="st_" + f.name, type=typ, default=default, help=_HELP.get(f.name, f"(default: {default})"))
+        g.add_argument(
+            flag, dest="st_" + f.name, type=typ, default=default, help=_HELP.get(f.name, f"(default: {default})")
+        )
 
 
 def run_selftrain(ns: argparse.Namespace, settings) -> int:
@@ -57,6 +65,9 @@ def run_selftrain(ns: argparse.Namespace, settings) -> int:
     if unknown:
         print(f"batchmt-server selftrain: unknown stages {sorted(unknown)}; known: {STAGES}", file=sys.stderr)
         return 2
-    out = run_round(settings, RoundConfig(**values), stages=stages)
+    cfg = RoundConfig(**values)
+    out = run_round(settings, cfg, stages=stages)
     print(f"serve it: batchmt-server serve --model {out}")
+    if ns.export_adapter is not None:
+        print(f"adapter and model card: {export_adapter(cfg, ns.export_adapter)}")
     return 0

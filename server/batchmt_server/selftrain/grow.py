@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..pipeline.consensus import span_confidence
 from ..engines import EngineError
 from ..engines.base import EngineDead
+from ..pipeline.consensus import span_confidence
 from ..pipeline.runner import PromptRunner
 
 __all__ = ["Candidate", "GrowRecord", "done_indices", "grow", "read_records"]

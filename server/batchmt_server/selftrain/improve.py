@@ -79,12 +79,16 @@ def build_data(selected: Path, out: Path, settings: Any, cfg: Any) -> dict[str, 
     rows = [json.loads(line) for line in selected.read_text(encoding="utf-8").splitlines() if line.strip()]
     pairs = [(r["source"], r["target"]) for r in rows]
     rng = random.Random(cfg.seed)
-    examples = [{"prompt": template.render([s]), "completion": completion_for(template, [(s, t)]), "n": 1} for s, t in pairs]
+    examples: list[dict[str, Any]] = [
+        {"prompt": template.render([s]), "completion": completion_for(template, [(s, t)]), "n": 1} for s, t in pairs
+    ]
     share = cfg.packed_share
     while share > 0 and len(pairs) >= 2:
         part = pairs if share >= 1 else rng.sample(pairs, max(2, int(share * len(pairs))))
         for p in packs(part, cfg.max_pack, rng):
-            examples.append({"prompt": template.render([s for s, _ in p]), "completion": completion_for(template, p), "n": len(p)})
+            examples.append(
+                {"prompt": template.render([s for s, _ in p]), "completion": completion_for(template, p), "n": len(p)}
+            )
         share -= 1
     rng.shuffle(examples)
     with out.open("w", encoding="utf-8") as f:

@@ -25,7 +25,7 @@ from typing import Any
 
 from .grow import GrowRecord, read_records
 
-__all__ = ["RoundConfig", "STAGES", "load_sources", "run_round"]
+__all__ = ["RoundConfig", "STAGES", "export_adapter", "load_sources", "run_round"]
 
 log = logging.getLogger("batchmt.selftrain")
 
@@ -123,12 +123,12 @@ async def grow_with_engine(
 ) -> dict[str, Any]:
     """Grow (and round-trip) ``sources`` on the engine the settings describe, in one engine session (or on
     ``engine``, started already, which is left running)."""
-    from ..prompting.chat import apply_form, engine_tokenizer
     from ..engines import build_engine
     from ..pipeline.gateway import default_prompts_in_flight
     from ..pipeline.runner import PromptRunner
-    from ..telemetry.stats import Stats
+    from ..prompting.chat import apply_form, engine_tokenizer
     from ..prompting.template import Template
+    from ..telemetry.stats import Stats
     from .grow import grow, reverse_template, round_trip
 
     owned = engine is None
@@ -188,29 +188,39 @@ def grow_counts(records: Sequence[GrowRecord]) -> dict[str, Any]:
     }
 
 
+def needs_roundtrip(reward: str) -> bool:
+    """Whether the reward reads the round trip (Grow then translates every accepted candidate back)."""
+    from .reward import COMBINED
+
+    return reward == "roundtrip" or (reward == "combined" and "roundtrip" in COMBINED)
+
+
 def run_round(settings: Any, cfg: RoundConfig, *, stages: Sequence[str] = STAGES, say: Callable = print) -> Path:
     """Run (or resume) one round; returns the merged model's folder."""
     cfg.work.mkdir(parents=True, exist_ok=True)
     cfg.save()
     grow_path = cfg.work / "grow.jsonl"
     rt_path = grow_path.with_suffix(".rt.jsonl")
-    if "grow" in stages and not _done(cfg.work, "roundtrip"):
+    roundtrip = needs_roundtrip(cfg.reward)
+    if "grow" in stages and not (_done(cfg.work, "grow") and (_done(cfg.work, "roundtrip") or not roundtrip)):
         sources = load_sources(cfg.sources, cfg.limit, cfg.seed, cfg.min_chars, cfg.max_chars)
         say(f"grow: {len(sources)} sources from {cfg.sources}, greedy + {cfg.k} sampled each")
         info = asyncio.run(
             grow_with_engine(
-                settings, sources, grow_path, k=cfg.k, temperature=cfg.temperature, seed=cfg.seed, roundtrip=True
+                settings, sources, grow_path, k=cfg.k, temperature=cfg.temperature, seed=cfg.seed, roundtrip=roundtrip
             )
         )
-        info.update(grow_counts(read_records(rt_path)))
+        info.update(grow_counts(read_records(rt_path if roundtrip else grow_path)))
         _mark(cfg.work, "grow", info)
-        _mark(cfg.work, "roundtrip", info)
+        if roundtrip:
+            _mark(cfg.work, "roundtrip", info)
         say(f"grow: {json.dumps(info)}")
+    records_path = rt_path if rt_path.exists() else grow_path
     from .improve import build_data, improve
 
     selected = cfg.work / "selected.jsonl"
     if "improve" in stages and not _done(cfg.work, "improve"):
-        info = improve(read_records(rt_path), cfg.reward, cfg.keep, selected)
+        info = improve(read_records(records_path), cfg.reward, cfg.keep, selected)
         _mark(cfg.work, "improve", info)
         say(f"improve: {json.dumps(info)}")
     train_file = cfg.work / "train.jsonl"
@@ -231,3 +241,21 @@ def run_round(settings: Any, cfg: RoundConfig, *, stages: Sequence[str] = STAGES
         _mark(cfg.work, "merge", info)
         say(f"merge: {output}")
     return output
+
+
+def export_adapter(cfg: RoundConfig, dest: Path, extra: dict[str, Any] | None = None) -> Path:
+    """Copy the round's adapter (weights + config) to ``dest`` with its model card: what the repository ships for
+    the embedded model (``models/adapters/``); ``extra`` (e.g. measured scores) goes into the card."""
+    import shutil
+
+    from .train import _card_from_work, write_card
+
+    src = cfg.work / "adapter"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(src / name, dest / name)
+    card = _card_from_work(cfg, cfg.base_model, src)
+    card.pop("adapter", None)
+    card.update(extra or {})
+    write_card(dest, card)
+    return dest

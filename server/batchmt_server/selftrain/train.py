@@ -90,7 +90,7 @@ def train(settings: Any, cfg: Any, train_file: Path, adapter_dir: Path, *, say: 
     total_steps = max(1, int(len(plan) * cfg.epochs / epochs))
     plan = plan[:total_steps]
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     ckpt = adapter_dir.with_name(adapter_dir.name + ".ckpt")
     start = 0
     if (ckpt / "state.pt").exists():
