@@ -28,12 +28,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grow", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=Path("../shared/data/newstest2021_ende"))
     ap.add_argument("--out", type=Path, default=Path("results/selftrain/reward"))
+    ap.add_argument("--k", type=int, default=None, help="use only the greedy and the first K sampled candidates")
+    ap.add_argument(
+        "--combos",
+        default="mbr+roundtrip,mbr+length,mbr+roundtrip+length,roundtrip+length,mbr+logprob+length,logprob+length",
+        help="rank-averaged combinations to measure beside the single rewards",
+    )
     args = ap.parse_args(argv)
     import sacrebleu
 
     refs = (args.data / "ref.de").read_text(encoding="utf-8").splitlines()
     records = read_records(args.grow)
-    pool = score_records(records)
+    if args.k is not None:
+        for r in records:
+            r.candidates = [c for c in r.candidates if not c.sampled] + [c for c in r.candidates if c.sampled][: args.k]
+    combos = [c for c in args.combos.split(",") if c]
+    pool = score_records(records, combos)
     truth = [similarity(s.text, refs[records[s.record].index].strip()) for s in pool]
     rows = []
     chrf = sacrebleu.metrics.CHRF()
@@ -55,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     # greedy may be rejected where a sample was accepted: then the first accepted candidate stands in for it
     first_ok = {i: next(c.text for c in records[i].candidates if c.ok and c.text) for i in covered}
     greedy_pick = {i: greedy[i] or first_ok[i] for i in covered}
-    for name in REWARDS:
+    for name in [*REWARDS, *combos]:
         values = [s.scores[name] for s in pool]
         per_source = []
         for i in covered:

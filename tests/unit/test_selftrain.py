@@ -194,3 +194,14 @@ def test_completion_loss_equals_the_models_own_loss_on_the_labels():
     groups = batches([10, 200, 12, 190, 11], 400, random.Random(0))
     assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
     assert all(max([10, 200, 12, 190, 11][i] for i in g) * len(g) <= 400 for g in groups)
+
+
+def test_combined_rewards_average_ranks_and_unknown_names_are_refused():
+    recs = [_rec(0, SOURCES[0], "Die Fähre fährt.", "Die Fähre fährt alle zwei Stunden ab.", "Fähre")]
+    pool = score_records(recs, ["mbr+length"])
+    r_mbr, r_len = rank([s.scores["mbr"] for s in pool]), rank([s.scores["length"] for s in pool])
+    for i, s in enumerate(pool):
+        assert s.scores["mbr+length"] == pytest.approx((r_mbr[i] + r_len[i]) / 2 / len(pool))
+    assert "mbr+length" not in score_records(recs)[0].scores  # combinations only when asked for
+    with pytest.raises(ValueError, match="unknown reward 'bleu'"):
+        score_records(recs, ["mbr+bleu"])

@@ -17,7 +17,8 @@ _HELP = {
     "limit": "use the first N usable lines (shuffled with --seed)",
     "k": "sampled candidates per source, beside the greedy one",
     "temperature": "sampling temperature of Grow's sampled candidates",
-    "reward": "the reward that picks each source's best candidate: mbr, roundtrip, logprob, length or combined",
+    "reward": "the reward that picks each source's best candidate: mbr, roundtrip, logprob, length, or a+b "
+    "rank averages (default mbr+logprob+length)",
     "keep": "the share of sources whose best candidate is kept (ReST's threshold; raise it in later rounds)",
     "output": "the merged model's folder (default: <work>/model)",
     "base_model": "the model to train (default: --model)",

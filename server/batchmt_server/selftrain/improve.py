@@ -29,7 +29,7 @@ __all__ = ["build_data", "completion_for", "improve", "packs"]
 
 def improve(records: Sequence[GrowRecord], reward: str, keep: float, out: Path) -> dict[str, Any]:
     """Score, select, and write ``out`` (one kept ``{index, source, target, score}`` a line)."""
-    pool = score_records(records)
+    pool = score_records(records, [reward])
     kept, threshold = select(pool, reward, keep)
     with out.open("w", encoding="utf-8") as f:
         for s in kept:

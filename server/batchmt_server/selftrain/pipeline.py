@@ -36,11 +36,11 @@ STAGES = ("grow", "roundtrip", "improve", "data", "train", "merge")
 class RoundConfig:
     work: Path  #: the round's folder
     sources: Path  #: a text file, one English source per line
-    limit: int | None = 2000  #: the first N usable lines (after shuffling with ``seed``)
-    k: int = 3  #: sampled candidates per source, beside the greedy one
+    limit: int | None = 1000  #: the first N usable lines (after shuffling with ``seed``)
+    k: int = 1  #: sampled candidates per source, beside the greedy one
     temperature: float = 0.7
     seed: int = 7
-    reward: str = "combined"
+    reward: str = "mbr+logprob+length"  #: reward.BEST_WITHOUT_ROUNDTRIP; reward.BEST costs a second Grow pass
     keep: float = 0.8  #: the share of sources whose best candidate is kept (ReST's threshold, as a quantile)
     #: training: LoRA rank and steps
     lora_rank: int = 16
@@ -190,9 +190,9 @@ def grow_counts(records: Sequence[GrowRecord]) -> dict[str, Any]:
 
 def needs_roundtrip(reward: str) -> bool:
     """Whether the reward reads the round trip (Grow then translates every accepted candidate back)."""
-    from .reward import COMBINED
+    from .reward import parts
 
-    return reward == "roundtrip" or (reward == "combined" and "roundtrip" in COMBINED)
+    return "roundtrip" in parts(reward)
 
 
 def run_round(settings: Any, cfg: RoundConfig, *, stages: Sequence[str] = STAGES, say: Callable = print) -> Path:
