@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         "| reward | Spearman ρ (all candidates) | mean ρ within a source | chrF of its pick |",
         "|---|---:|---:|---:|",
     ]
-    for r in rows:
-        lines.append(f"| {r['reward']} | {r['rho_pooled']} | {r['rho_within_source']} | {r['selected_chrf']} |")
+    for row in rows:
+        lines.append(f"| {row['reward']} | {row['rho_pooled']} | {row['rho_within_source']} | {row['selected_chrf']} |")
     lines += ["", f"chrF `{summary['chrf_signature']}`", ""]
     (args.out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines))
