@@ -36,7 +36,7 @@ from .errors import (
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
 )
-from .files import FileReport, UnitFailure
+from .file_translation import FileReport, UnitFailure
 from .formats import FileFormatError
 from .types import (
     Health,

@@ -16,7 +16,7 @@ from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, Chun
 from ._concurrency import async_gather_bounded
 from .async_batches import AsyncBatches
 from .errors import APIError, BatchmtError
-from .files import Destination, FileJob, FileReport, OnFailure, Source
+from .file_translation import Destination, FileJob, FileReport, OnFailure, Source
 from .types import Health, ServerInfo, TranslationResult
 
 __all__ = ["AsyncClient", "DEFAULT_MAX_CONCURRENCY"]  # sync: __all__ = ["Client"]
@@ -262,7 +262,7 @@ class AsyncClient(BaseClient):
         preserve_placeholders: bool | None = None,
         restart_hint: str = "pass resume=False",
     ) -> FileReport:
-        """Translate a file into ``dst`` in the same format, unit by unit (see :mod:`batchmt.files`
+        """Translate a file into ``dst`` in the same format, unit by unit (see :mod:`batchmt.file_translation`
         and :mod:`batchmt.formats`).
 
         ``src`` is a path, a text stream or a list of lines; ``dst`` a path (resumable) or a text

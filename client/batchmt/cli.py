@@ -24,7 +24,7 @@ from typing import Any
 from ._batch_cli import add_batch_commands, translate_as_job
 from .client import Client
 from .errors import APIConnectionError, APIError, AuthenticationError, BatchmtError, TranslationFailed
-from .files import ON_FAILURE, read_lines, read_output
+from .file_translation import ON_FAILURE, read_lines, read_output
 from .formats import FORMATS, UNITS
 from .version import __version__
 

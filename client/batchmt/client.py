@@ -15,7 +15,7 @@ import httpx
 from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, ChunkLimits
 from ._concurrency import gather_bounded
 from .errors import APIError, BatchmtError
-from .files import Destination, FileJob, FileReport, OnFailure, Source
+from .file_translation import Destination, FileJob, FileReport, OnFailure, Source
 from .sync_batches import Batches
 from .types import Health, ServerInfo, TranslationResult
 
@@ -254,7 +254,7 @@ class Client(BaseClient):
         preserve_placeholders: bool | None = None,
         restart_hint: str = "pass resume=False",
     ) -> FileReport:
-        """Translate a file into ``dst`` in the same format, unit by unit (see :mod:`batchmt.files`
+        """Translate a file into ``dst`` in the same format, unit by unit (see :mod:`batchmt.file_translation`
         and :mod:`batchmt.formats`).
 
         ``src`` is a path, a text stream or a list of lines; ``dst`` a path (resumable) or a text

@@ -12,14 +12,27 @@ csv, tsv   .csv / .tsv .tab     the cell in ``column`` (named in the header row)
 srt        .srt                 a subtitle's text (its lines joined; ``srt`` package)
 po         .po .pot             an untranslated entry's msgid (and msgid_plural) (``polib``)
 xliff      .xlf .xliff          a trans-unit's (1.2) / segment's (2.0) source (``lxml``)
-html       .html .htm .xhtml    the whole document, sent with ``tag_handling="html"``
+html       .html .htm .xhtml    the whole document, sent with ``tag_handling="html"``; and the values of
+                                its translatable attributes (``alt``, ``title``, ``placeholder``,
+                                ``aria-label``, ``<meta name="description">`` ...), one unit each
+docx       .docx                a paragraph (body, tables, headers, footers) with its runs sent as
+                                inline XML tags, so formatting stays on its words (``python-docx``)
+pptx       .pptx                a paragraph of a text frame, table cell or the notes (``python-pptx``)
 =========  ===================  ===================================================================
+
+Machine translation is marked for review the way each format says (``review=True``, the default): PO entries
+get the ``fuzzy`` flag (``msgfmt`` leaves them out), XLIFF 1.2 targets ``state="needs-review-translation"`` with
+``state-qualifier="mt-suggestion"``, XLIFF 2.0 segments ``state="translated"`` (not ``reviewed``/``final``) with
+``subState="batchmt:mt"``. HTML gets ``lang`` set to the target language.
+
+A binary format that is not one of these (PDF, .doc, .odt, .xlsx, images, archives ...) is refused as
+"format not supported" before any request.
 
 A unit's output is ``None`` when it is left untranslated (a failed unit with
 ``on_failure="empty"``): text, JSONL and CSV write an empty string, PO an empty msgstr, XLIFF no
 target; SRT and HTML have no empty slot and keep the source text.
 
-srt, polib and lxml are the optional extra ``formats`` (``pip install 'batchmt[formats]'``),
+srt, polib, lxml, python-docx and python-pptx are the optional extra ``formats`` (``pip install 'batchmt[formats]'``),
 imported only when such a file is read.
 """
 
@@ -32,8 +45,10 @@ import io
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from html import escape as html_escape
+from html.parser import HTMLParser
 from typing import Any, ClassVar
 
 from .errors import BatchmtError
@@ -47,7 +62,7 @@ __all__ = [
     "parse_document",
 ]
 
-FORMATS = ("text", "jsonl", "csv", "tsv", "srt", "po", "xliff", "html")
+FORMATS = ("text", "jsonl", "csv", "tsv", "srt", "po", "xliff", "html", "docx", "pptx")
 UNITS = ("line", "paragraph")
 
 _EXTENSIONS = {
@@ -65,7 +80,40 @@ _EXTENSIONS = {
     ".html": "html",
     ".htm": "html",
     ".xhtml": "html",
+    ".docx": "docx",
+    ".pptx": "pptx",
 }
+#: binary formats nobody should send as text: "format not supported" (not "not valid utf-8")
+_UNSUPPORTED = {
+    ".pdf": "PDF",
+    ".doc": "Word 97-2003 (.doc)",
+    ".docm": "Word with macros (.docm)",
+    ".dotx": "Word template (.dotx)",
+    ".odt": "OpenDocument text (.odt)",
+    ".odp": "OpenDocument presentation (.odp)",
+    ".ods": "OpenDocument spreadsheet (.ods)",
+    ".rtf": "RTF",
+    ".xls": "Excel (.xls)",
+    ".xlsx": "Excel (.xlsx)",
+    ".ppt": "PowerPoint 97-2003 (.ppt)",
+    ".epub": "EPUB",
+    ".zip": "ZIP archive",
+    ".gz": "gzip archive",
+    ".png": "PNG image",
+    ".jpg": "JPEG image",
+    ".jpeg": "JPEG image",
+    ".gif": "GIF image",
+}
+#: leading bytes of binary files (checked when a text format's input does not decode)
+_MAGIC = (
+    (b"%PDF-", "PDF"),
+    (b"PK\x03\x04", "a ZIP container (.docx, .xlsx, .odt, ...)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an OLE2 document (.doc, .xls, .ppt)"),
+    (b"{\\rtf", "RTF"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x1f\x8b", "a gzip archive"),
+)
 
 
 class FileFormatError(BatchmtError):
@@ -73,10 +121,27 @@ class FileFormatError(BatchmtError):
 
 
 def detect_format(name: str | None) -> str:
-    """The format of a file from its extension (``text`` when unknown or when there is no name)."""
+    """The format of a file from its extension (``text`` when unknown or when there is no name).
+
+    Raises :class:`FileFormatError` ("format not supported") for a binary format batchmt does not read."""
     if not name:
         return "text"
-    return _EXTENSIONS.get(os.path.splitext(str(name))[1].lower(), "text")
+    ext = os.path.splitext(str(name))[1].lower()
+    if ext in _UNSUPPORTED:
+        raise FileFormatError(_not_supported(f"{_UNSUPPORTED[ext]} ({ext})"))
+    return _EXTENSIONS.get(ext, "text")
+
+
+def _not_supported(what: str) -> str:
+    return f"format not supported: {what}; batchmt translates these formats: {', '.join(FORMATS)} (see --format)"
+
+
+def _sniff_binary(data: bytes) -> str | None:
+    """What a binary input is, from its first bytes (None: it may be text)."""
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            return what
+    return "binary data (NUL bytes)" if b"\x00" in data[:4096] else None
 
 
 def _require(module: str, package: str, fmt: str) -> Any:
@@ -110,15 +175,17 @@ class Document:
     noun: ClassVar[str] = "segment"
     streamable: ClassVar[bool] = False
     """Line formats: the output can be written unit by unit (``prologue`` + ``piece(i)``)."""
+    binary: ClassVar[bool] = False
+    """``render`` returns bytes (.docx, .pptx), written as they are."""
     keeps_source: ClassVar[bool] = False
     """No empty slot in this format: a failed unit keeps its source text (a partial one its
     partial translation) even with ``on_failure="empty"``."""
 
     units: list[Unit]
 
-    def render(self, outputs: Sequence[str | None], translated: Sequence[bool] | None = None) -> str:
-        """The output file; ``outputs[i]`` is unit ``i``'s text (``None``: left untranslated) and
-        ``translated[i]`` whether it is a full translation (not the source kept in place)."""
+    def render(self, outputs: Sequence[str | None], translated: Sequence[bool] | None = None) -> str | bytes:
+        """The output file (bytes for a binary format); ``outputs[i]`` is unit ``i``'s text (``None``: left
+        untranslated) and ``translated[i]`` whether it is a full translation (not the source kept in place)."""
         return self.prologue() + "".join(self.piece(i, out) for i, out in enumerate(outputs))
 
     def prologue(self) -> str:
@@ -334,8 +401,9 @@ class GettextCatalog(Document):
     name = "po"
     noun = "message"
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, review: bool = True) -> None:
         polib = _require("polib", "polib", "po")
+        self.review = review
         try:
             self.po = polib.pofile(text, wrapwidth=78)
         except (OSError, ValueError) as exc:
@@ -365,6 +433,8 @@ class GettextCatalog(Document):
 
     def render(self, outputs: Sequence[str | None], translated: Sequence[bool] | None = None) -> str:
         for (entry, form), out in zip(self._targets, outputs):
+            if out and self.review and "fuzzy" not in entry.flags:
+                entry.flags.append("fuzzy")  # machine translation: msgfmt leaves it out until a translator clears it
             if form is None:
                 entry.msgstr = out or ""
             elif form == 0:
@@ -390,8 +460,9 @@ class Xliff(Document):
     name = "xliff"
     noun = "unit"
 
-    def __init__(self, data: bytes, target_lang: str) -> None:
+    def __init__(self, data: bytes, target_lang: str, review: bool = True) -> None:
         etree = _require("lxml.etree", "lxml", "xliff")
+        self.review = review
         self.etree = etree
         try:
             self.root = etree.fromstring(data, parser=etree.XMLParser(resolve_entities=False, no_network=True))
@@ -473,9 +544,19 @@ class Xliff(Document):
             except self.etree.XMLSyntaxError:
                 self._fill(target, out, False)  # markup that does not parse is kept as text
             if self.ns == XLIFF_12:
-                target.set("state", "translated" if done else "needs-translation")
+                if done and self.review:  # unreviewed machine translation, as XLIFF 1.2 names it
+                    target.set("state", "needs-review-translation")
+                    target.set("state-qualifier", "mt-suggestion")
+                else:
+                    target.set("state", "translated" if done else "needs-translation")
+                    target.attrib.pop("state-qualifier", None)
             else:
+                # 2.0: "translated" is before review ("reviewed", "final" come after); subState says it is MT
                 holder.set("state", "translated" if done else "initial")
+                if done and self.review:
+                    holder.set("subState", "batchmt:mt")
+                else:
+                    holder.attrib.pop("subState", None)
         if self.ns == XLIFF_12:
             for f in self.root.iterfind(".//x:file", q):
                 if f.get("target-language") is None:
@@ -486,24 +567,444 @@ class Xliff(Document):
         return str(self.etree.tostring(self.root, xml_declaration=True, encoding="UTF-8").decode("utf-8")) + "\n"
 
 
-class Html(Document):
-    """The whole document is one text, sent with ``tag_handling="html"``; the server translates
-    its text nodes and keeps the markup."""
+#: attributes whose values are text for readers (WCAG, HTML's own list of translatable attributes)
+_HTML_ATTRS = frozenset({"alt", "title", "placeholder", "aria-label", "aria-description", "label"})
+#: <meta name=... / property=...> whose content is text
+_HTML_META = frozenset({"description", "og:title", "og:description", "twitter:title", "twitter:description"})
 
-    name = "html"
-    noun = "document"
-    keeps_source = True
+
+class _StartTags(HTMLParser):
+    """Every start tag of an HTML document: (offset, its exact text, tag name, attributes)."""
 
     def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self.tags: list[tuple[int, str, str, list[tuple[str, str | None]]]] = []
+        self._starts = [0]
+        for line in text.split("\n"):
+            self._starts.append(self._starts[-1] + len(line) + 1)
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        line, col = self.getpos()
+        raw = self.get_starttag_text() or ""
+        self.tags.append((self._starts[line - 1] + col, raw, tag, attrs))
+
+    handle_startendtag = handle_starttag
+
+
+def _translatable_attrs(tag: str, attrs: list[tuple[str, str | None]]) -> Iterator[tuple[str, str]]:
+    """The (attribute, value) pairs of one start tag that are text to translate."""
+    if tag == "meta":
+        found = dict(attrs)
+        kind = (found.get("name") or found.get("property") or "").lower()
+        if kind in _HTML_META and (found.get("content") or "").strip():
+            yield "content", found["content"] or ""
+        return
+    for name, value in attrs:
+        if name in _HTML_ATTRS and value and value.strip():
+            yield name, value
+
+
+def _set_attr(raw: str, name: str, value: str) -> str:
+    """A start tag's text with attribute ``name`` set to ``value`` (added when missing), the rest as written."""
+    quoted = '"' + html_escape(value, quote=True) + '"'
+    pattern = re.compile(r"(\s" + re.escape(name) + r"\s*=\s*)(\"[^\"]*\"|'[^']*'|[^\s\"'=<>`]+)", re.I)
+    if pattern.search(raw):
+        return pattern.sub(lambda m: m.group(1) + quoted, raw, count=1)
+    m = re.match(r"<[A-Za-z][^\s/>]*", raw)
+    end = m.end() if m else len(raw)
+    return f"{raw[:end]} {name}={quoted}{raw[end:]}"
+
+
+class Html(Document):
+    """The whole document is one text, sent with ``tag_handling="html"``; the server translates
+    its text nodes and keeps the markup. The values of translatable attributes (``alt``, ``title``,
+    ``placeholder``, ``aria-label``, ``<meta name="description" content>`` ...) are units of their own,
+    written back into the translated document's tags; ``<html lang>`` becomes the target language."""
+
+    name = "html"
+    noun = "text"
+    keeps_source = True
+
+    def __init__(self, text: str, target_lang: str = "de") -> None:
+        self.target_lang = target_lang
         self.units = [Unit(text, "document", line=1, send=bool(text.strip()), tag_handling="html")]
+        #: (index among the start tags, tag, attribute, source value) of each attribute unit
+        self._attrs: list[tuple[int, str, str, str]] = []
+        try:
+            tags = _StartTags(text).tags
+        except (AssertionError, ValueError):  # HTMLParser gives up on some broken markup: the text only
+            tags = []
+        self._tag_count = len(tags)
+        for n, (offset, _raw, tag, attrs) in enumerate(tags):
+            for attr, value in _translatable_attrs(tag, attrs):
+                line = text.count("\n", 0, offset) + 1
+                self.units.append(Unit(value, f"<{tag}> {attr} (line {line})", line=line))
+                self._attrs.append((n, tag, attr, value))
 
     def render(self, outputs: Sequence[str | None], translated: Sequence[bool] | None = None) -> str:
         source = self.units[0].text
         out = outputs[0] if outputs else None
+        flags = list(translated) if translated is not None else [o is not None for o in outputs]
         if out is None:
-            return source
-        trailing = source[len(source.rstrip()) :]
-        return out.rstrip() + trailing if trailing and not out.endswith(trailing) else out
+            doc = source
+        else:
+            trailing = source[len(source.rstrip()) :]
+            doc = out.rstrip() + trailing if trailing and not out.endswith(trailing) else out
+        try:
+            tags = _StartTags(doc).tags
+        except (AssertionError, ValueError):
+            return doc
+        edits: dict[int, str] = {}  # tag index -> its new text
+
+        def tag_text(n: int) -> str:
+            return edits.get(n, tags[n][1])
+
+        same_shape = len(tags) == self._tag_count
+        used: set[int] = set()
+        for (n, tag, attr, value), text in zip(self._attrs, outputs[1:]):
+            if text is None or text == value:
+                continue
+            if not same_shape:  # the markup changed: the first unused tag with this attribute value
+                n = next((k for k, t in enumerate(tags) if k not in used and t[2] == tag and (attr, value) in t[3]), -1)
+                if n < 0:
+                    continue
+            used.add(n)
+            edits[n] = _set_attr(tag_text(n), attr, text)
+        if flags and flags[0]:  # the document is in the target language now
+            for n, t in enumerate(tags):
+                if t[2] == "html":
+                    edits[n] = _set_attr(tag_text(n), "lang", self.target_lang)
+                    break
+        for n in sorted(edits, reverse=True):
+            offset, raw = tags[n][0], tags[n][1]
+            doc = doc[:offset] + edits[n] + doc[offset + len(raw) :]
+        return doc
+
+
+class _OfficeDocument(Document):
+    """A paragraph per unit. A paragraph of one run is sent as plain text; with several runs (formatting changes),
+    each run is an inline XML tag (``<r0>Hello </r0><r1>world</r1>``, an image or field ``<x2/>``) sent with
+    ``tag_handling="xml"``: the server keeps the tags around their words, and the output puts each run's
+    translation back into that run, in the translation's word order, so bold, italics, links and styles stay on the
+    words they marked. Adjacent runs with the same formatting are merged first (Word splits runs for
+    spell-checking and revision marks)."""
+
+    noun = "paragraph"
+    binary = True
+    keeps_source = True
+    etree: Any
+    _paras: list[tuple[Any, list[tuple[str, Any]], set[int]]]
+
+    def _paragraph(self, p: Any, where: str) -> None:
+        items = self._items(p)
+        texts = {k: self._get(el) for k, (kind, el) in enumerate(items) if kind == "text"}
+        if not any(t.strip() for t in texts.values()):
+            return
+        # the base formatting (the run with the most text): its runs go as bare text, the others as tags, so that
+        # the tags are inline for the server (XML with text beside them)
+        runs = [k for k in texts if self._is_run(items[k][1])]
+        base_props = self._props(items[max(runs, key=lambda k: len(texts[k]))][1]) if runs else None
+        base = {k for k in runs if self._props(items[k][1]) == base_props}
+        if len(items) == 1 or all(k in base for k in range(len(items))):
+            unit = Unit("".join(texts[k] for k in sorted(texts)), where)
+        else:
+            parts = []
+            for k, (kind, _el) in enumerate(items):
+                if k in base:
+                    parts.append(html_escape(texts[k], quote=False))
+                elif kind == "text":
+                    parts.append(f"<r{k}>{html_escape(texts[k], quote=False)}</r{k}>")
+                else:
+                    parts.append(f"<x{k}/>")
+            unit = Unit("".join(parts), where, tag_handling="xml")
+        self.units.append(unit)
+        self._paras.append((p, items, base))
+
+    def _merge_runs(self, items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        merged: list[tuple[str, Any]] = []
+        for kind, el in items:
+            if (
+                merged
+                and kind == "text"
+                and merged[-1][0] == "text"
+                and self._is_run(el)
+                and self._is_run(merged[-1][1])
+                and el.getprevious() is merged[-1][1]
+                and self._props(el) == self._props(merged[-1][1])
+            ):
+                prev = merged[-1][1]
+                self._set(prev, self._get(prev) + self._get(el))
+                el.getparent().remove(el)
+                continue
+            merged.append((kind, el))
+        return merged
+
+    def _pieces(self, out: str, items: list[tuple[str, Any]]) -> list[tuple[int | None, str]]:
+        """The translation as (item index or None for bare text, its text), in the translation's order."""
+        try:
+            wrapper = self.etree.fromstring(f"<p>{out}</p>")
+        except self.etree.XMLSyntaxError:  # not XML: its words as bare text
+            return [(None, re.sub(r"<[^>]*>", "", out))]
+        pieces: list[tuple[int | None, str]] = [(None, wrapper.text or "")]
+        seen: set[int] = set()
+        for child in wrapper:
+            m = re.fullmatch(r"[rx](\d+)", child.tag if isinstance(child.tag, str) else "")
+            k = int(m.group(1)) if m else -1
+            if 0 <= k < len(items) and k not in seen:
+                seen.add(k)
+                pieces.append((k, "".join(child.itertext())))
+            else:  # a tag we did not send: its words stay, as bare text
+                pieces.append((None, "".join(child.itertext())))
+            pieces.append((None, child.tail or ""))
+        merged: list[tuple[int | None, str]] = []
+        for index, piece in pieces:
+            if index is None and merged and merged[-1][0] is None:
+                merged[-1] = (None, merged[-1][1] + piece)
+            elif index is not None or piece:
+                merged.append((index, piece))
+        return merged
+
+    def _fill(self, p: Any, items: list[tuple[str, Any]], base: set[int], out: str, markup: bool) -> None:
+        text_items = [k for k, (kind, _) in enumerate(items) if kind == "text"]
+        if not markup:
+            self._set(items[text_items[0]][1], out)
+            for k in text_items[1:]:
+                self._set(items[k][1], "")
+            return
+        parent = items[0][1].getparent()
+        siblings = list(parent)
+        positions = sorted(siblings.index(el) for _, el in items if el.getparent() is parent)
+        movable = len(positions) == len(items) and positions == list(range(positions[0], positions[0] + len(items)))
+        pool = [items[k][1] for k in sorted(base)]
+        template = pool[0] if pool else None
+        order: list[Any] = []
+        last_bare: Any = None
+        for index, text in self._pieces(out, items):
+            if index is not None:
+                if items[index][0] == "text":
+                    self._set(items[index][1], text)
+                order.append(items[index][1])
+                continue
+            if pool:
+                el = pool.pop(0)
+            elif template is not None and movable:
+                el = copy.deepcopy(template)  # more bare pieces than base runs: one more run of that formatting
+            elif last_bare is not None or text_items:
+                el = last_bare if last_bare is not None else items[text_items[0]][1]
+                self._set(el, self._get(el) + text)
+                continue
+            else:
+                continue
+            self._set(el, text)
+            order.append(el)
+            last_bare = el
+        for el in pool:  # base runs the translation did not need
+            self._set(el, "")
+        for k, (kind, el) in enumerate(items):
+            if el not in order:
+                if kind == "text" and k not in base:
+                    self._set(el, "")
+                order.append(el)
+        if movable:
+            for el in order:
+                if el.getparent() is parent:
+                    parent.remove(el)
+            for i, el in enumerate(order):
+                parent.insert(positions[0] + i, el)
+
+    def render(self, outputs: Sequence[str | None], translated: Sequence[bool] | None = None) -> bytes:
+        for (p, items, base), unit, out in zip(self._paras, self.units, outputs):
+            if out is not None:
+                self._fill(p, items, base, out, unit.tag_handling == "xml")
+        buf = io.BytesIO()
+        self._save(buf)
+        return buf.getvalue()
+
+    # format specifics
+    def _items(self, p: Any) -> list[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def _is_run(self, el: Any) -> bool:
+        raise NotImplementedError
+
+    def _props(self, el: Any) -> bytes:
+        raise NotImplementedError
+
+    def _get(self, el: Any) -> str:
+        raise NotImplementedError
+
+    def _set(self, el: Any, text: str) -> None:
+        raise NotImplementedError
+
+    def _save(self, buf: io.BytesIO) -> None:
+        raise NotImplementedError
+
+
+def _open_package(module: str, package: str, fmt: str, data: bytes) -> Any:
+    lib = _require(module, package, fmt)
+    if not data.startswith(b"PK\x03\x04"):
+        raise FileFormatError(f"not a valid .{fmt} file (not a ZIP package)")
+    try:
+        return lib.Document(io.BytesIO(data)) if fmt == "docx" else lib.Presentation(io.BytesIO(data))
+    except Exception as exc:  # python-docx/pptx raise several types for a broken package
+        raise FileFormatError(f"not a valid .{fmt} file: {type(exc).__name__}: {exc}") from None
+
+
+_W_TEXT_CHILDREN = frozenset({"rPr", "t", "tab", "br", "cr", "noBreakHyphen", "softHyphen", "lastRenderedPageBreak"})
+
+
+class WordDocument(_OfficeDocument):
+    """A Word .docx (python-docx): every paragraph of the body, tables (nested too), text boxes, headers and
+    footers."""
+
+    name = "docx"
+
+    def __init__(self, data: bytes) -> None:
+        self.docx = _open_package("docx", "python-docx", "docx", data)
+        self.etree = _require("lxml.etree", "lxml", "docx")
+        from docx.oxml.ns import qn
+        from docx.text.run import Run
+
+        self._qn = qn
+        self._Run = Run
+        self.units = []
+        self._paras = []
+        roots = [("body", self.docx.element.body)]
+        seen = set()
+        for number, section in enumerate(self.docx.sections, 1):
+            for kind in (
+                "header",
+                "footer",
+                "first_page_header",
+                "first_page_footer",
+                "even_page_header",
+                "even_page_footer",
+            ):
+                part = getattr(section, kind)
+                if part.is_linked_to_previous or id(part._element) in seen:
+                    continue
+                seen.add(id(part._element))
+                roots.append((f"section {number} {kind.replace('_', ' ')}", part._element))
+        for label, root in roots:
+            for n, p in enumerate(root.iter(qn("w:p")), 1):
+                self._paragraph(p, f"{label} paragraph {n}")
+
+    def _local(self, el: Any) -> str:
+        return self.etree.QName(el).localname if isinstance(el.tag, str) else ""
+
+    def _is_run(self, el: Any) -> bool:
+        return self._local(el) == "r"
+
+    def _text_run(self, el: Any) -> bool:
+        return self._is_run(el) and all(self._local(c) in _W_TEXT_CHILDREN for c in el)
+
+    def _items(self, p: Any) -> list[tuple[str, Any]]:
+        for proof in p.findall(self._qn("w:proofErr")):  # spell-check marks: meaningless once translated
+            p.remove(proof)
+        items: list[tuple[str, Any]] = []
+        for el in p:
+            name = self._local(el)
+            if name == "r":
+                if self._text_run(el):
+                    items.append(("text", el))
+                elif el.find(self._qn("w:t")) is not None or len(el) > 1:
+                    items.append(("fixed", el))
+            elif name == "hyperlink":
+                runs = [r for r in el if self._local(r) == "r"]
+                items.append(("text" if runs and all(self._text_run(r) for r in runs) else "fixed", el))
+            elif name in ("fldSimple", "sdt", "smartTag", "ins", "del", "oMath", "oMathPara"):
+                items.append(("fixed", el))
+        return self._merge_runs(items)
+
+    def _props(self, el: Any) -> bytes:
+        rpr = el.find(self._qn("w:rPr"))
+        return b"" if rpr is None else self.etree.tostring(rpr)
+
+    def _runs_of(self, el: Any) -> list[Any]:
+        return [r for r in el if self._local(r) == "r"] if self._local(el) == "hyperlink" else [el]
+
+    def _get(self, el: Any) -> str:
+        return "".join(self._Run(r, None).text for r in self._runs_of(el))  # type: ignore[arg-type]
+
+    def _set(self, el: Any, text: str) -> None:
+        runs = self._runs_of(el)
+        self._Run(runs[0], None).text = text  # type: ignore[arg-type]
+        for r in runs[1:]:
+            self._Run(r, None).text = ""  # type: ignore[arg-type]
+
+    def _save(self, buf: io.BytesIO) -> None:
+        self.docx.save(buf)
+
+
+class PowerPointDocument(_OfficeDocument):
+    """A PowerPoint .pptx (python-pptx): the paragraphs of every text frame (group shapes too), table cell and
+    the slides' notes."""
+
+    name = "pptx"
+
+    def __init__(self, data: bytes) -> None:
+        self.prs = _open_package("pptx", "python-pptx", "pptx", data)
+        self.etree = _require("lxml.etree", "lxml", "pptx")
+        from pptx.oxml.ns import qn
+
+        self._qn = qn
+        self.units = []
+        self._paras = []
+        for number, slide in enumerate(self.prs.slides, 1):
+            frames = list(self._frames(slide.shapes))
+            if slide.has_notes_slide:
+                frames.append(("notes", slide.notes_slide.notes_text_frame))
+            for label, frame in frames:
+                if frame is None:
+                    continue
+                for n, para in enumerate(frame.paragraphs, 1):
+                    self._paragraph(para._p, f"slide {number} {label} paragraph {n}")
+
+    def _frames(self, shapes: Any) -> Iterator[tuple[str, Any]]:
+        for shape in shapes:
+            if getattr(shape, "shape_type", None) is not None and hasattr(shape, "shapes"):  # a group
+                yield from self._frames(shape.shapes)
+            if getattr(shape, "has_text_frame", False):
+                yield f"shape {shape.name!r}", shape.text_frame
+            if getattr(shape, "has_table", False):
+                for r, row in enumerate(shape.table.rows, 1):
+                    for c, cell in enumerate(row.cells, 1):
+                        yield f"table {shape.name!r} cell {r},{c}", cell.text_frame
+
+    def _local(self, el: Any) -> str:
+        return self.etree.QName(el).localname if isinstance(el.tag, str) else ""
+
+    def _is_run(self, el: Any) -> bool:
+        return self._local(el) == "r"
+
+    def _items(self, p: Any) -> list[tuple[str, Any]]:
+        items: list[tuple[str, Any]] = []
+        for el in p:
+            name = self._local(el)
+            if name == "r":
+                items.append(("text", el))
+            elif name in ("br", "fld"):
+                items.append(("fixed", el))
+        return self._merge_runs(items)
+
+    def _props(self, el: Any) -> bytes:
+        rpr = el.find(self._qn("a:rPr"))
+        return b"" if rpr is None else self.etree.tostring(rpr)
+
+    def _get(self, el: Any) -> str:
+        t = el.find(self._qn("a:t"))
+        return (t.text or "") if t is not None else ""
+
+    def _set(self, el: Any, text: str) -> None:
+        t = el.find(self._qn("a:t"))
+        if t is None:
+            t = self.etree.SubElement(el, self._qn("a:t"))
+        t.text = text
+
+    def _save(self, buf: io.BytesIO) -> None:
+        self.prs.save(buf)
 
 
 def parse_document(
@@ -515,21 +1016,32 @@ def parse_document(
     column: str = "text",
     target_lang: str = "de",
     encoding: str = "utf-8",
+    review: bool = True,
 ) -> Document:
-    """Parse the input of ``translate_file`` (``data``: the file's bytes, or its text)."""
+    """Parse the input of ``translate_file`` (``data``: the file's bytes, or its text). ``review``: mark
+    machine translation for review where the format can (PO ``fuzzy``, XLIFF states)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     if unit not in UNITS:
         raise ValueError(f"unit must be 'line' or 'paragraph', not {unit!r}")
+    if fmt in ("docx", "pptx"):
+        if not isinstance(data, bytes):
+            raise FileFormatError(f"a .{fmt} file is binary: pass its path or a binary stream, not text")
+        return WordDocument(data) if fmt == "docx" else PowerPointDocument(data)
     if fmt == "xliff":
         raw = data if isinstance(data, bytes) else data.encode("utf-8")
-        return Xliff(raw.lstrip(b"\xef\xbb\xbf"), target_lang)
+        return Xliff(raw.lstrip(b"\xef\xbb\xbf"), target_lang, review)
     if isinstance(data, bytes):
         enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
         try:
             text = data.decode(enc)
         except UnicodeDecodeError as exc:
+            binary = _sniff_binary(data)
+            if binary is not None:
+                raise FileFormatError(_not_supported(f"the input is {binary}")) from None
             raise FileFormatError(f"the input is not valid {encoding}: {exc}") from None
+        if "\x00" in text[:4096]:
+            raise FileFormatError(_not_supported("the input is binary data (NUL bytes)"))
     else:
         text = data.lstrip("\ufeff")
     if fmt == "text":
@@ -541,5 +1053,5 @@ def parse_document(
     if fmt == "srt":
         return Subtitles(text)
     if fmt == "po":
-        return GettextCatalog(text)
-    return Html(text)
+        return GettextCatalog(text, review)
+    return Html(text, target_lang)

@@ -61,10 +61,7 @@ class Batches:
             target_lang=target_lang,
             quality=quality,
         )
-        r = self._send(
-            "POST", "/v1/files", files={"file": (name, data, "application/jsonl")}, data={"purpose": "batch"}
-        )
-        return BatchFile.from_json(r.json())
+        return self.upload_bytes(data, name)
 
     def upload_bytes(self, data: bytes, filename: str) -> BatchFile:
         """Upload a JSONL of batch requests already in memory."""

@@ -48,7 +48,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError("blocked heavy import: " + name)
         return None
 sys.meta_path.insert(0, Block())
-import batchmt, batchmt.cli, batchmt.files, batchmt.evaluation
+import batchmt, batchmt.cli, batchmt.file_translation, batchmt.evaluation
 from batchmt.evaluation import score_corpus
 scores = score_corpus(["Das ist gut."], ["Das ist gut."])
 assert scores.bleu.score > 99, scores
@@ -180,7 +180,11 @@ def test_public_modules_declare_all():
         "async_client",
         "errors",
         "types",
-        "files",
+        "file_translation",
+        "batches",
+        "async_batches",
+        "sync_batches",
+        "_concurrency",
         "formats",
         "cli",
         "evaluation",

@@ -160,6 +160,9 @@ def test_server_extra_alone_serves_the_fake_engine_and_an_http_engine_and_the_do
     try:
         out = _translate_through(url)
         assert [t["text"] for t in out] == ["[de] Good morning.", "[de] The cat sleeps."], out
+        # /docs and /redoc: their offline bundles come with the server extra
+        for path in ("/docs", "/redoc", "/docs/assets/swagger-ui-bundle.js", "/docs/assets/redoc.standalone.js"):
+            assert httpx.get(url + path, timeout=10).status_code == 200, path
     finally:
         proc.terminate()
         proc.wait(30)

@@ -420,3 +420,61 @@ async def test_a_jobs_ensemble_lines_go_to_the_engine_at_job_priority():
     for sources, params in zip(eng.prompts, eng.params):
         by_source.setdefault(sources[0], set()).add(params.priority)
     assert by_source["Good morning to you."] == {1} and by_source["Good evening to you."] == {0}
+
+
+BAD_BODIES = [
+    {"texts": ["Hello there."], "target_lang": "fr"},  # unsupported_language_pair
+    {"texts": []},  # empty_texts
+    {"texts": ["   "]},  # empty_text
+    {"texts": ["x" * 20_001]},  # text_too_long (max_text_chars 20000 below)
+    {"texts": ["<p>Open <b>tag</p>"], "tag_handling": "xml"},  # invalid_markup
+    {"sentences": ["ok", ""]},  # empty_sentence (the legacy field's code)
+    {"texts": ["Hello."], "quality": "perfect"},  # a schema error
+]
+
+
+async def test_a_line_is_refused_exactly_as_translate_refuses_its_body():
+    """Each line's body goes through the same validator as /v1/translate: same status, code and param."""
+    async with running_gateway(max_text_chars=20_000) as (c, _):
+        want = []
+        for body in BAD_BODIES:
+            r = await c.post("/v1/translate", json=body)
+            assert r.status_code in (413, 422), (body, r.text)
+            err = r.json()["error"]
+            want.append((r.status_code, err["code"], err["param"]))
+        f = (
+            await upload(
+                c,
+                jsonl(
+                    [
+                        {"custom_id": f"b{i}", "method": "POST", "url": "/v1/translate", "body": b}
+                        for i, b in enumerate(BAD_BODIES)
+                    ]
+                ),
+            )
+        ).json()
+        b = (
+            await c.post(
+                "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+            )
+        ).json()
+        assert b["request_counts"] == {"total": len(BAD_BODIES), "completed": 0, "failed": len(BAD_BODIES)}
+        b = await wait_status(c, b["id"], {"completed"})
+        errors = {e["custom_id"]: e for e in await content(c, b["error_file_id"])}
+    for i, (status, code, param) in enumerate(want):
+        e = errors[f"b{i}"]
+        got = (e["response"]["status_code"], e["error"]["code"], e["error"]["param"])
+        if code == "invalid_request":  # a schema error: the same code; the line's param says where in the body
+            assert got[:2] == (status, code) and got[2].startswith("body"), (BAD_BODIES[i], got)
+        else:
+            assert got == (status, code, f"body.{param}"), (BAD_BODIES[i], got, want[i])
+
+
+def test_validated_lines_carry_their_characters_and_texts():
+    from batchmt_server.jobs.serving import validate_lines
+    from batchmt_server.settings import Settings
+
+    lines = validate_lines(jsonl([line("a", "Hello there.", "Bye."), "not json", line("b", "Four")]), Settings())
+    assert [(ln.custom_id, ln.characters, ln.texts) for ln in lines] == [("a", 16, 2), (None, 0, 0), ("b", 4, 1)]
+    assert lines[0].body is not None and json.loads(lines[0].body)["sentences"] == ["Hello there.", "Bye."]
+    assert lines[1].body is None and json.loads(lines[1].error_output or "")["error"]["code"] == "invalid_json"

@@ -13,7 +13,10 @@ def test_help_lists_every_setting_readably(capsys: pytest.CaptureFixture[str]) -
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "option_strings" not in text  # an unescaped % once printed argparse's internals
-    assert "decodes ~30% slower (default: False)" in text
+    assert "decodes ~30% slower (default: off)" in text
+    # a factory default (--engine-arg: dict) once showed as "(default: PydanticUndefined)"
+    assert "PydanticUndefined" not in text
+    assert "win over a preset's (default: –)" in text
     # a description that names its default in words gets no second "(default: None)"
     assert "prompts/calibration/en-de.tsv) (default" not in text
     assert "--max-wait-ms" in text and "--pack-policy" in text

@@ -178,9 +178,9 @@ class TokenBucket:
 
 def periods(now: float | None = None) -> tuple[str, str, float, float]:
     """Today's and this month's period names (UTC) and the seconds until each ends."""
-    t = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone.utc)
-    day_end = dt.datetime(t.year, t.month, t.day, tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
-    month_end = dt.datetime(t.year + (t.month == 12), t.month % 12 + 1, 1, tzinfo=dt.timezone.utc)
+    t = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
+    day_end = dt.datetime(t.year, t.month, t.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
+    month_end = dt.datetime(t.year + (t.month == 12), t.month % 12 + 1, 1, tzinfo=dt.UTC)
     return (t.strftime("%Y-%m-%d"), t.strftime("%Y-%m"), (day_end - t).total_seconds(), (month_end - t).total_seconds())
 
 

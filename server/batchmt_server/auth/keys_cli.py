@@ -54,7 +54,7 @@ def _num(v: float | None) -> str:
 
 
 def _when(t: float | None) -> str:
-    return "-" if t is None else dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return "-" if t is None else dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 async def _run(ns: argparse.Namespace, settings: Any) -> int:

@@ -338,7 +338,7 @@ class EnginePool:
                 await asyncio.wait_for(
                     self._changed.wait_for(lambda: any(r.healthy for r in self._replicas)), self.no_replica_wait_s
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise EngineError(
                     f"no healthy engine replica for {self.no_replica_wait_s:.0f} s ({', '.join(self.urls)})"
                 ) from None

@@ -13,10 +13,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..auth.keys import KeyRing, LimitExceeded
+from ..auth.admission import charge_key
+from ..auth.keys import KeyRing
 from ..engines import Engine
 from ..engines.openai_http import ReplicaCollector
-from ..jobs.api import JobsCollector, JobsRuntime, install_jobs, jobs_usage
+from ..jobs.api_router import install_jobs
+from ..jobs.serving import JobsCollector, JobsRuntime, JobsServing, jobs_usage
 from ..pipeline.gateway import Gateway
 from ..pipeline.translator import LANGUAGE_PAIRS, Translator
 from ..prompting.template import Template
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         jobs = JobsRuntime.from_settings(settings)  # the durable store: batch jobs, files, translation memory
         await jobs.open()
         app.state.jobs = jobs
+        app.state.jobs_serving = JobsServing(jobs, settings, keys)
         memory = jobs.translation_memory(settings.translation_memory_size)
         gw = Gateway(
             settings, template, prices=Prices.from_settings(settings), owns_engine=engine is None, memory=memory
@@ -106,12 +109,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
             return None
 
         async def admit(characters: int, sentences: int) -> None:
-            try:
-                await keys.charge(rec, characters, sentences)
-            except LimitExceeded as exc:
-                raise APIError(
-                    exc.status, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)}
-                ) from None
+            await charge_key(keys, rec, characters, sentences)
 
         return admit
 
@@ -202,5 +200,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     install_dashboard(app)
     install_docs(app)
     install_openapi_limits(app, settings, lambda: keys.enabled)
-    install_jobs(app, settings, keys)
+    install_jobs(app)
     return app

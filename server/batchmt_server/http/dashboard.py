@@ -70,7 +70,7 @@ def install_dashboard(app: FastAPI) -> None:
     @app.get("/dashboard/data", tags=["ops"])
     async def dashboard_json(request: Request) -> dict:
         """Everything the built-in dashboard draws: ``usage`` (= ``GET /v1/usage``), histograms, gauges."""
-        from ..jobs.api import jobs_usage  # jobs.py builds on the app; imported here to keep this module below it
+        from ..jobs.serving import jobs_usage  # jobs/ builds on the app; imported here to keep this module below it
 
         gw = request.app.state.gateway
         data = dashboard_data(gw.stats.snapshot(), gw.prices)

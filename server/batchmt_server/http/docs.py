@@ -1,7 +1,8 @@
-"""``/docs``: Swagger UI served from this server (the ``swagger-ui-bundle`` package), so it works offline and under
-the CSP (``script-src 'self'``: the page's one script is a file, not inline). ``/redoc`` is not served: ReDoc has
-no offline package on PyPI. Like ``/openapi.json``, ``/docs`` needs a key when keys are on (a browser asks for it
-as a password: Basic auth with the key as the password)."""
+"""``/docs`` (Swagger UI 5) and ``/redoc`` (ReDoc), served from this server so that they work offline and under
+the CSP (``script-src 'self'``: the pages' scripts are files, not inline). The assets come from the
+``fastapi-offline`` package (MIT; it ships Swagger UI 5 (Apache-2.0) and ReDoc's standalone bundle (MIT) as static
+files); both read FastAPI's OpenAPI 3.1. Like ``/openapi.json``, the pages need a key when keys are on (a browser
+asks for it as a password: Basic auth with the key as the password)."""
 
 from __future__ import annotations
 
@@ -11,25 +12,37 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-__all__ = ["install_docs"]
+__all__ = ["assets_dir", "install_docs"]
 
 HERE = Path(__file__).resolve().parent / "docs_static"
+#: the files the pages load from the package's static folder
+ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js")
+
+
+def assets_dir() -> Path | None:
+    """The folder holding Swagger UI's and ReDoc's bundles, or None when ``fastapi-offline`` is not installed."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    folder = Path(fastapi_offline.__file__).resolve().parent / "static"
+    return folder if all((folder / name).is_file() for name in ASSETS) else None
 
 
 def install_docs(app: FastAPI) -> bool:
-    """Add ``/docs``; False (and no route) when ``swagger-ui-bundle`` is not installed."""
-    try:
-        from swagger_ui_bundle import swagger_ui_path
-    except ImportError:
+    """Add ``/docs`` and ``/redoc``; False (and no route) when the assets are not installed."""
+    folder = assets_dir()
+    if folder is None:
         return False
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> FileResponse:
-        return FileResponse(HERE / "index.html", media_type="text/html; charset=utf-8")
+    def page(name: str, media_type: str):
+        async def serve() -> FileResponse:
+            return FileResponse(HERE / name, media_type=media_type)
 
-    @app.get("/docs/init.js", include_in_schema=False)
-    async def docs_init() -> FileResponse:
-        return FileResponse(HERE / "init.js", media_type="text/javascript; charset=utf-8")
+        return serve
 
-    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    app.get("/docs", include_in_schema=False)(page("index.html", "text/html; charset=utf-8"))
+    app.get("/docs/init.js", include_in_schema=False)(page("init.js", "text/javascript; charset=utf-8"))
+    app.get("/redoc", include_in_schema=False)(page("redoc.html", "text/html; charset=utf-8"))
+    app.mount("/docs/assets", StaticFiles(directory=folder), name="docs-assets")
     return True

@@ -65,7 +65,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 UPLOAD_PATHS = frozenset({"/v1/files"})
 DASHBOARD_PREFIX = "/dashboard"
 #: pages a browser opens: a 401 there asks for Basic auth (the key as the password), so the browser prompts
-BROWSER_PREFIXES = ("/dashboard", "/docs", "/openapi.json")
+BROWSER_PREFIXES = ("/dashboard", "/docs", "/redoc", "/openapi.json")
 #: the dashboard and the API docs load their scripts and styles from this server only
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
@@ -387,7 +387,7 @@ class _CountedBody:
             return await self.receive()
         try:
             message = await asyncio.wait_for(self.receive(), self.idle_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.refused = _error(408, "request_timeout", f"the upload stalled for {self.idle_s:g}s", close=True)
             return {"type": "http.disconnect"}
         if message["type"] == "http.request":

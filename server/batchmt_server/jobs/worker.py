@@ -206,7 +206,7 @@ class JobWorker:
         self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _claim_loop(self) -> None:
@@ -434,7 +434,7 @@ class JobWorker:
             self._check.clear()
             try:  # results written may have finished a job: look at once
                 await asyncio.wait_for(self._check.wait(), self.config.poll_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 

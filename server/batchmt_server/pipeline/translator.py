@@ -22,21 +22,20 @@ from ..protocol.schemas import (
     TranslationError,
     Usage,
 )
+from ..protocol.validation import LANGUAGE_PAIRS, validate_request
 from ..settings import Settings
 from ..telemetry.cost import Prices
 from ..telemetry.stats import Stats
 from ..telemetry.usage import EngineUsage
 from ..text.documents import PreparedEntry
 from ..text.documents import prepare as prepare_entry
-from ..text.markup import MarkupError, parse_markup
+from ..text.markup import MarkupError
 from ..text.placeholders import check_masks
 from .batcher import Batcher, Outcome, QueueFull
 from .ensemble import Ensemble, EnsembleConfig
 from .memory import TranslationMemory
 
 __all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
-
-LANGUAGE_PAIRS = (("en", "de"),)
 
 log = logging.getLogger("batchmt.translator")
 
@@ -110,58 +109,7 @@ class Translator:
         return self.signature if cfg is None else f"{self.signature}|quality:{quality}|ens:{cfg.describe()}"
 
     def validate(self, req: TranslateRequest) -> None:
-        s = self.settings
-        if (req.source_lang.lower(), req.target_lang.lower()) not in LANGUAGE_PAIRS:
-            pairs = ", ".join(f"{a}->{b}" for a, b in LANGUAGE_PAIRS)
-            raise APIError(
-                422,
-                "unsupported_language_pair",
-                f"{req.source_lang}->{req.target_lang} is not served; supported: {pairs}",
-                param="target_lang",
-            )
-        entries, name = req.entries, req.entries_field
-        legacy = name == "sentences"  # the old field keeps its old error codes
-        if not entries:
-            raise APIError(422, f"empty_{name}", f"{name} is empty: send at least one text", param=name)
-        if len(entries) > s.max_sentences_per_request:
-            raise APIError(
-                413,
-                "too_many_sentences" if legacy else "too_many_texts",
-                f"{len(entries)} {name} in one request; the limit is {s.max_sentences_per_request}: "
-                "split the list (the Python SDK does this for you)",
-                param=name,
-            )
-        total = 0
-        for i, text in enumerate(entries):
-            if not text.strip():
-                raise APIError(
-                    422,
-                    "empty_sentence" if legacy else "empty_text",
-                    f"{name}[{i}] is empty or whitespace only",
-                    param=f"{name}[{i}]",
-                )
-            if len(text) > s.max_text_chars:
-                raise APIError(
-                    413,
-                    "text_too_long",
-                    f"{name}[{i}] has {len(text)} characters; the limit is {s.max_text_chars} per text",
-                    param=f"{name}[{i}]",
-                )
-            total += len(text)
-        if total > s.max_request_chars:
-            raise APIError(
-                413,
-                "request_too_large",
-                f"the {name} have {total} characters in all; the limit is "
-                f"{s.max_request_chars} per request: send them in several requests",
-                param=name,
-            )
-        if req.tag_handling is not None:
-            for i, text in enumerate(entries):
-                try:
-                    parse_markup(text, req.tag_handling)
-                except MarkupError as exc:
-                    raise APIError(422, "invalid_markup", f"{name}[{i}]: {exc}", param=f"{name}[{i}]") from None
+        validate_request(req, self.settings)
 
     def prepare(self, req: TranslateRequest) -> list[PreparedEntry]:
         """Every entry cut into protected segments (after ``validate``)."""

@@ -32,12 +32,11 @@ check every echo against the input it belongs to (alignment is verified, not ass
 from __future__ import annotations
 
 import hashlib
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
-import tomllib
 
 from .parsing import Slot, clean, parse_completion
 

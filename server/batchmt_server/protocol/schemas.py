@@ -241,7 +241,7 @@ class Prices(BaseModel):
     engine_hour: float
 
 
-class JobsUsage(BaseModel):
+class AllJobsUsage(BaseModel):
     """The batch jobs' part of ``GET /v1/usage``: every job in the store, summed (each job's own numbers are in
     ``GET /v1/batches/{id}``, ``usage``)."""
 
@@ -283,4 +283,4 @@ class UsageTotals(BaseModel):
     )
     saving: float = Field(description="baseline_cost - cost")
     prices: Prices
-    jobs: JobsUsage | None = Field(None, description="batch jobs (all of them, across restarts)")
+    jobs: AllJobsUsage | None = Field(None, description="batch jobs (all of them, across restarts)")

@@ -169,6 +169,10 @@ class NewLine:
     custom_id: str | None
     body: str | None = None
     error_output: str | None = None
+    #: what the request carries (source characters, texts): charged to the caller's key when the batch is created,
+    #: counted while the line is parsed (not stored)
+    characters: int = 0
+    texts: int = 0
 
 
 @dataclass(frozen=True)

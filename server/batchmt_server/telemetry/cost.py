@@ -24,7 +24,7 @@ at the rate measured on the prompt the sentence actually travelled in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,9 +94,9 @@ def usage_totals(snap: StatsSnapshot, prices: Prices) -> dict:
     b_pt, b_gt, b_busy = snap.baseline_prompt_tokens, snap.baseline_completion_tokens, snap.baseline_engine_seconds
     cost = p.cost(pt, ct, gt, busy)
     baseline = p.baseline_cost(b_pt, b_gt, b_busy)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return {
-        "since": datetime.fromtimestamp(snap.started_at, timezone.utc).isoformat(timespec="seconds"),
+        "since": datetime.fromtimestamp(snap.started_at, UTC).isoformat(timespec="seconds"),
         "uptime_seconds": round(now.timestamp() - snap.started_at, 3),
         "requests": sum(snap.requests.values()),
         "sentences": snap.sentences.get("translated", 0),

@@ -1,4 +1,4 @@
-// Swagger UI from this server (the swagger-ui-bundle package): no CDN, no inline script (the CSP forbids it).
+// Swagger UI 5 from this server (the fastapi-offline package): no CDN, no inline script (the CSP forbids it).
 window.ui = SwaggerUIBundle({
   url: "/openapi.json",
   dom_id: "#swagger-ui",

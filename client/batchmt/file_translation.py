@@ -194,6 +194,7 @@ class FileJob:
         target_lang: str = "de",
         options: Mapping[str, Any] | None = None,
         restart_hint: str = "pass resume=False",
+        review: bool = True,
     ) -> None:
         if on_failure not in ON_FAILURE:
             raise ValueError(f"on_failure must be one of {', '.join(map(repr, ON_FAILURE))}, not {on_failure!r}")
@@ -212,6 +213,8 @@ class FileJob:
         self.target_lang = target_lang
         self.options = {k: v for k, v in (options or {}).items() if v is not None}
         self.restart_hint = restart_hint
+        #: mark machine translation for review where the format can (PO fuzzy, XLIFF states): formats.py
+        self.review = review
         self.report = FileReport(src=self._name(src, "<lines>"), dst=self._name(dst, "<stream>"))
         self.doc: Document | None = None
         self.results: dict[int, Translation] = {}
@@ -276,6 +279,7 @@ class FileJob:
             column=self.column,
             target_lang=self.target_lang,
             encoding=self.encoding,
+            review=self.review,
         )
         raw = data if isinstance(data, bytes) else data.encode("utf-8")
         header = {
@@ -514,8 +518,12 @@ class FileJob:
             text = self.doc.render([o for o, _ in outputs], [done for _, done in outputs])
             dst = os.fspath(self.dst)  # type: ignore[arg-type]
             tmp = f"{dst}.batchmt-tmp"
-            with open(tmp, "w", encoding=self.encoding, newline="\n") as f:
-                f.write(text)
+            if isinstance(text, bytes):  # .docx, .pptx
+                with open(tmp, "wb") as fb:
+                    fb.write(text)
+            else:
+                with open(tmp, "w", encoding=self.encoding, newline="\n") as f:
+                    f.write(text)
             os.replace(tmp, dst)
             if self._journal is not None:
                 self._journal.close()
@@ -526,8 +534,11 @@ class FileJob:
             self._stream(upto=len(self.doc.units))
         else:
             outputs = [self._output(i) for i in range(len(self.doc.units))]
-            out: IO[str] = self.dst  # type: ignore[assignment]
-            out.write(self.doc.render([o for o, _ in outputs], [done for _, done in outputs]))
+            rendered = self.doc.render([o for o, _ in outputs], [done for _, done in outputs])
+            out: Any = self.dst
+            if isinstance(rendered, bytes):  # a binary format to a stream: its bytes (sys.stdout: its buffer)
+                out = getattr(out, "buffer", out)
+            out.write(rendered)
             out.flush()
         return self.report
 

@@ -1,0 +1,80 @@
+"""The checks of a translate request, the same at every door: ``/v1/translate`` and each line of a batch job."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..text.markup import MarkupError, parse_markup
+from .errors import APIError
+from .schemas import TranslateRequest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..settings import Settings
+
+__all__ = ["LANGUAGE_PAIRS", "validate_request"]
+
+LANGUAGE_PAIRS = (("en", "de"),)
+
+
+def validate_request(req: TranslateRequest, settings: Settings) -> None:
+    """The checks of a translate request before any work, for ``/v1/translate`` and for every line of a batch
+    job: the language pair, the entries' count and sizes, and their markup (``tag_handling``). Raises
+    :class:`~.errors.APIError`."""
+    s = settings
+    if (req.source_lang.lower(), req.target_lang.lower()) not in LANGUAGE_PAIRS:
+        pairs = ", ".join(f"{a}->{b}" for a, b in LANGUAGE_PAIRS)
+        raise APIError(
+            422,
+            "unsupported_language_pair",
+            f"{req.source_lang}->{req.target_lang} is not served; supported: {pairs}",
+            param="target_lang",
+        )
+    entries, name = req.entries, req.entries_field
+    legacy = name == "sentences"  # the old field keeps its old error codes
+    if not entries:
+        raise APIError(422, f"empty_{name}", f"{name} is empty: send at least one text", param=name)
+    if len(entries) > s.max_sentences_per_request:
+        raise APIError(
+            413,
+            "too_many_sentences" if legacy else "too_many_texts",
+            f"{len(entries)} {name} in one request; the limit is {s.max_sentences_per_request}: "
+            "split the list (the Python SDK does this for you)",
+            param=name,
+        )
+    total = 0
+    for i, text in enumerate(entries):
+        if not text.strip():
+            raise APIError(
+                422,
+                "empty_sentence" if legacy else "empty_text",
+                f"{name}[{i}] is empty or whitespace only",
+                param=f"{name}[{i}]",
+            )
+        if len(text) > s.max_text_chars:
+            raise APIError(
+                413,
+                "text_too_long",
+                f"{name}[{i}] has {len(text)} characters; the limit is {s.max_text_chars} per text",
+                param=f"{name}[{i}]",
+            )
+        total += len(text)
+    if total > s.max_request_chars:
+        raise APIError(
+            413,
+            "request_too_large",
+            f"the {name} have {total} characters in all; the limit is "
+            f"{s.max_request_chars} per request: send them in several requests",
+            param=name,
+        )
+    _check_markup(req)
+
+
+def _check_markup(req: TranslateRequest) -> None:
+    """Markup that does not parse (``tag_handling``) is refused before any work."""
+    name = req.entries_field
+    if req.tag_handling is not None:
+        for i, text in enumerate(req.entries):
+            try:
+                parse_markup(text, req.tag_handling)
+            except MarkupError as exc:
+                raise APIError(422, "invalid_markup", f"{name}[{i}]: {exc}", param=f"{name}[{i}]") from None
