@@ -23,6 +23,27 @@ from batchmt_server.selftrain.grow import read_records
 from batchmt_server.selftrain.reward import REWARDS, score_records, spearman
 
 
+def _row(name: str, pool: list, truth: list[float], covered: list[int], corpus) -> dict:
+    """One reward's line: pooled rho, mean rho within sources, and the corpus chrF of its pick per source."""
+    values = [s.scores[name] for s in pool]
+    per_source = []
+    for i in covered:
+        idx = [n for n, s in enumerate(pool) if s.record == i]
+        if len(idx) >= 3 and len({values[n] for n in idx}) > 1 and len({truth[n] for n in idx}) > 1:
+            per_source.append(spearman([values[n] for n in idx], [truth[n] for n in idx]))
+    best: dict[int, tuple[float, str]] = {}
+    for s, v in zip(pool, values):
+        if s.record not in best or v > best[s.record][0]:
+            best[s.record] = (v, s.text)
+    return {
+        "reward": name,
+        "rho_pooled": round(spearman(values, truth), 3),
+        "rho_within_source": round(sum(per_source) / len(per_source), 3) if per_source else None,
+        "sources_within": len(per_source),
+        "selected_chrf": corpus({i: t for i, (_, t) in best.items()}),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grow", type=Path, required=True)
@@ -45,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     combos = [c for c in args.combos.split(",") if c]
     pool = score_records(records, combos)
     truth = [similarity(s.text, refs[records[s.record].index].strip()) for s in pool]
-    rows = []
     chrf = sacrebleu.metrics.CHRF()
 
     def corpus(pick: dict[int, str]) -> float:
@@ -65,26 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     # greedy may be rejected where a sample was accepted: then the first accepted candidate stands in for it
     first_ok = {i: next(c.text for c in records[i].candidates if c.ok and c.text) for i in covered}
     greedy_pick = {i: greedy[i] or first_ok[i] for i in covered}
-    for name in [*REWARDS, *combos]:
-        values = [s.scores[name] for s in pool]
-        per_source = []
-        for i in covered:
-            idx = [n for n, s in enumerate(pool) if s.record == i]
-            if len(idx) >= 3 and len({values[n] for n in idx}) > 1 and len({truth[n] for n in idx}) > 1:
-                per_source.append(spearman([values[n] for n in idx], [truth[n] for n in idx]))
-        best: dict[int, tuple[float, str]] = {}
-        for s, v in zip(pool, values):
-            if s.record not in best or v > best[s.record][0]:
-                best[s.record] = (v, s.text)
-        rows.append(
-            {
-                "reward": name,
-                "rho_pooled": round(spearman(values, truth), 3),
-                "rho_within_source": round(sum(per_source) / len(per_source), 3) if per_source else None,
-                "sources_within": len(per_source),
-                "selected_chrf": corpus({i: t for i, (_, t) in best.items()}),
-            }
-        )
+    rows = [_row(name, pool, truth, covered, corpus) for name in [*REWARDS, *combos]]
     summary = {
         "sources": len(records),
         "sources_with_accepted": len(covered),

@@ -126,6 +126,10 @@ async def test_selftrain_round_on_a_tiny_model(tmp_path: Path) -> None:
     assert (out / "model.safetensors").stat().st_mtime == mtime
 
     # serve the merged model on the real engine: Grow's real path, then the gateway
+    await _serve_and_grow(tmp_path, out)
+
+
+async def _serve_and_grow(tmp_path: Path, out: Path) -> None:
     from batchmt_server.engines import build_engine
     from batchmt_server.http.app import create_app
 

@@ -72,46 +72,84 @@ def _base_folder(settings: Any, cfg: Any) -> str:
     return resolve_model(cfg.base_model, settings.cache_dir)
 
 
-def train(settings: Any, cfg: Any, train_file: Path, adapter_dir: Path, *, say: Callable = print) -> dict[str, Any]:
+def _plan(lengths: Sequence[int], cfg: Any) -> list[list[int]]:
+    """Every step's example indices: whole epochs of length-grouped batches, cut to ``cfg.epochs``."""
+    epochs = max(1, math.ceil(cfg.epochs))
+    plan: list[list[int]] = []
+    for e in range(epochs):
+        plan += batches(lengths, cfg.batch_tokens, random.Random(cfg.seed + e))
+    return plan[: max(1, int(len(plan) * cfg.epochs / epochs))]
+
+
+def _adapted(base: str, cfg: Any, ckpt: Path) -> tuple[Any, dict | None]:
+    """The base model with LoRA adapters: new ones, or the checkpoint's (then also its optimizer state and step)."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    if (ckpt / "state.pt").exists():
+        return PeftModel.from_pretrained(model, ckpt, is_trainable=True), torch.load(
+            ckpt / "state.pt", weights_only=False
+        )
+    lora = LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=list(TARGET_MODULES),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora), None
+
+
+def _collate(idx: Sequence[int], data: Sequence[tuple[list[int], list[int]]], pad: int) -> tuple[Any, Any, Any]:
+    """Input ids, attention mask and labels of one batch, right-padded to its longest example."""
+    import torch
+
+    width = max(len(data[i][0]) for i in idx)
+    ids = torch.full((len(idx), width), pad, dtype=torch.long)
+    labels = torch.full((len(idx), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)
+    for row, i in enumerate(idx):
+        x, y = data[i]
+        ids[row, : len(x)] = torch.tensor(x)
+        labels[row, : len(y)] = torch.tensor(y)
+        mask[row, : len(x)] = 1
+    return ids, mask, labels
+
+
+def _checkpoint(model: Any, opt: Any, step: int, ckpt: Path) -> None:
+    """Adapter, optimizer and step, written beside and then renamed over the last checkpoint."""
+    import torch
+
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    torch.save({"step": step, "optimizer": opt.state_dict()}, tmp / "state.pt")
+    shutil.rmtree(ckpt, ignore_errors=True)
+    tmp.rename(ckpt)
+
+
+def train(settings: Any, cfg: Any, train_file: Path, adapter_dir: Path, *, say: Callable = print) -> dict[str, Any]:
+    import torch
+    from transformers import AutoTokenizer
 
     torch.manual_seed(cfg.seed)
     base = _base_folder(settings, cfg)
     tokenizer = AutoTokenizer.from_pretrained(base)
     rows = [json.loads(line) for line in train_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     data = [encode(tokenizer, r["prompt"], r["completion"]) for r in rows]
-    lengths = [len(ids) for ids, _ in data]
-    epochs = max(1, math.ceil(cfg.epochs))
-    plan: list[list[int]] = []
-    for e in range(epochs):
-        plan += batches(lengths, cfg.batch_tokens, random.Random(cfg.seed + e))
-    total_steps = max(1, int(len(plan) * cfg.epochs / epochs))
-    plan = plan[:total_steps]
-
-    model: Any = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    plan = _plan([len(ids) for ids, _ in data], cfg)
+    total_steps = len(plan)
     ckpt = adapter_dir.with_name(adapter_dir.name + ".ckpt")
-    start = 0
-    if (ckpt / "state.pt").exists():
-        model = PeftModel.from_pretrained(model, ckpt, is_trainable=True)
-        state = torch.load(ckpt / "state.pt", weights_only=False)
-        start = int(state["step"])
-        say(f"train: resuming at step {start} of {total_steps}")
-    else:
-        lora = LoraConfig(
-            r=cfg.lora_rank,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=0.0,
-            target_modules=list(TARGET_MODULES),
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, lora)
-        state = None
+    model, state = _adapted(base, cfg, ckpt)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
+    start = 0
     if state is not None:
         opt.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        say(f"train: resuming at step {start} of {total_steps}")
     warmup = max(1, total_steps // 20)
 
     def lr_at(step: int) -> float:
@@ -123,16 +161,7 @@ def train(settings: Any, cfg: Any, train_file: Path, adapter_dir: Path, *, say: 
     model.train()
     t0, seen, target_tokens, losses = time.monotonic(), 0, 0, []
     for step in range(start, total_steps):
-        idx = plan[step]
-        width = max(lengths[i] for i in idx)
-        ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        labels = torch.full((len(idx), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            x, y = data[i]
-            ids[row, : len(x)] = torch.tensor(x)
-            labels[row, : len(y)] = torch.tensor(y)
-            mask[row, : len(x)] = 1
+        ids, mask, labels = _collate(plan[step], data, pad)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         loss = completion_loss(model, ids, mask, labels)
@@ -144,18 +173,11 @@ def train(settings: Any, cfg: Any, train_file: Path, adapter_dir: Path, *, say: 
         seen += int(mask.sum())
         target_tokens += int((labels != -100).sum())
         if (step + 1) % 10 == 0 or step + 1 == total_steps:
-            dt = time.monotonic() - t0
-            say(
-                f"train: step {step + 1}/{total_steps} loss {sum(losses[-10:]) / len(losses[-10:]):.3f} "
-                f"{seen / dt:.0f} tokens/s"
-            )
+            last = losses[-10:]
+            speed = seen / (time.monotonic() - t0)
+            say(f"train: step {step + 1}/{total_steps} loss {sum(last) / len(last):.3f} {speed:.0f} tokens/s")
         if (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < total_steps:
-            tmp = ckpt.with_name(ckpt.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(tmp)
-            torch.save({"step": step + 1, "optimizer": opt.state_dict()}, tmp / "state.pt")
-            shutil.rmtree(ckpt, ignore_errors=True)
-            tmp.rename(ckpt)
+            _checkpoint(model, opt, step + 1, ckpt)
     seconds = time.monotonic() - t0
     shutil.rmtree(adapter_dir, ignore_errors=True)
     model.save_pretrained(adapter_dir)
