@@ -183,7 +183,7 @@ async def run(args: argparse.Namespace) -> dict:
             # 4. interactive while a large job runs, per cap on job prompts in flight
             curve = []
             for cap in caps:
-                gw.batcher.low_cap_max = gw.batcher.low_cap = cap
+                gw.batcher.job_capacity.set_maximum(cap)
                 bid = await _submit(c, take(args.big_job_sentences), args.per_line, f"cap{cap}")
                 await asyncio.sleep(args.ramp_s)  # the job fills the engine first
                 before = (await _batch(c, bid))["usage"]["sentences"]

@@ -288,7 +288,7 @@ async def test_job_prompt_cap_leaves_places_free_halves_under_interactive_load_a
     eng.gate = asyncio.Event()
     async with running_gateway(eng, max_prompts_in_flight=8, max_sentences_per_prompt=1) as (c, app):
         b = app.state.gateway.batcher
-        assert b.low_cap_max == 6  # a quarter of the places stay free for interactive prompts
+        assert b.job_capacity.maximum == 6  # a quarter of the places stay free for interactive prompts
         job = b.submit([f"Job sentence {i}." for i in range(20)], 1, priority=1)
         while len(eng.prompts) < 6:
             await asyncio.sleep(0.01)
@@ -298,14 +298,14 @@ async def test_job_prompt_cap_leaves_places_free_halves_under_interactive_load_a
         while ["Mine goes first."] not in eng.prompts:  # a free place: sent at once, not after a job prompt
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.5)
-        assert b.low_cap == 1  # halved every 0.1 s while the interactive sentence was in flight
+        assert b.job_capacity.value == 1  # halved every 0.1 s while the interactive sentence was in flight
         eng.gate.set()
         assert (await mine).status_code == 200
         await asyncio.gather(*job)
         eng.delay = 0.05  # job work keeps waiting, so the cap has a reason to grow
         extra = b.submit([f"More job {i}." for i in range(60)], 2, priority=1)
         await asyncio.sleep(0.8)
-        assert b.low_cap >= 3  # grows back by one every 0.25 s without interactive work
+        assert b.job_capacity.value >= 3  # grows back by one every 0.25 s without interactive work
         await asyncio.gather(*extra)
 
 

@@ -516,7 +516,9 @@ class JobsCollector:
         gw = getattr(self._app.state, "gateway", None)
         if gw is not None and gw.batcher is not None:
             yield GaugeMetricFamily(
-                "batchmt_job_prompts_cap", "The batcher's cap on batch-job prompts in flight", value=gw.batcher.low_cap
+                "batchmt_job_prompts_cap",
+                "The batcher's cap on batch-job prompts in flight",
+                value=gw.batcher.job_capacity.value,
             )
 
 

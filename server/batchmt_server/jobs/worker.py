@@ -1,10 +1,11 @@
 """The batch-job worker: claims lines from the store, runs each through the same translate path as
 ``/v1/translate``, writes the results exactly once, and finishes jobs (completed, cancelled, expired).
 
-Spare capacity only: the worker keeps at most ``cap`` lines in flight. The cap halves whenever interactive
-sentences are waiting (``pressure() > 0``) and grows back by one line per ``grow_every_s`` while they are not
-(additive increase, multiplicative decrease, as TCP does), so interactive callers keep the engine to themselves
-when they need it and the job fills the rest.
+Spare capacity only: the worker keeps at most ``cap`` lines in flight, a
+:class:`~..pipeline.spare_capacity.SpareCapacity` (the same controller as the batcher's cap on job prompts). The
+cap halves whenever interactive sentences are waiting (``pressure() > 0``) and grows back by one line per
+``grow_every_s`` while they are not (additive increase, multiplicative decrease, as TCP does), so interactive
+callers keep the engine to themselves when they need it and the job fills the rest.
 
 Crash safety (the store's guarantees do the rest): results are written in small batches (every ``flush_s``); a
 line whose worker died is claimed again after its lease expires; a result that arrives after its lease was
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from ..pipeline.spare_capacity import SpareCapacity
 from ..protocol.errors import APIError
 from ..protocol.schemas import TranslateRequest, TranslateResponse
 from ..stores import ClaimedLine, JobRecord, JobUsage, LineResult, Store
@@ -135,7 +137,12 @@ class JobWorker:
         self.pressure = pressure or (lambda: 0)
         self.new_file_id = new_file_id or (lambda: f"file-{secrets.token_hex(12)}")
         self.owner = owner or f"gw-{uuid.uuid4().hex[:12]}"
-        self.cap = config.max_lines_in_flight
+        self.capacity = SpareCapacity(
+            config.max_lines_in_flight,
+            minimum=config.min_lines_in_flight,
+            pressure=self.pressure,
+            grow_every_s=config.grow_every_s,
+        )
         self._inflight: dict[tuple[str, int], asyncio.Task] = {}
         self._results: list[LineResult] = []
         self._release: list[tuple[str, int]] = []  # given back, not an attempt (saturated, shutting down)
@@ -144,7 +151,6 @@ class JobWorker:
         self._wake = asyncio.Event()
         self._check = asyncio.Event()  # the supervisor: results were written
         self._tasks: list[asyncio.Task] = []
-        self._last_grow = time.monotonic()
         self._texts_in_flight = 0
         self.lines_done = 0  # results this worker wrote (tests, metrics)
         self.lines_written = {"completed": 0, "failed": 0}  # by outcome (metrics)
@@ -190,16 +196,10 @@ class JobWorker:
             log.exception("job worker %s: could not write its last results", self.owner)
 
     # ------------------------------------------------------------------ capacity
-    def _adjust_cap(self) -> int:
-        cfg = self.config
-        now = time.monotonic()
-        if self.pressure() > 0:
-            self.cap = max(cfg.min_lines_in_flight, self.cap // 2)
-            self._last_grow = now
-        elif now - self._last_grow >= cfg.grow_every_s:
-            self.cap = min(cfg.max_lines_in_flight, self.cap + 1)
-            self._last_grow = now
-        return self.cap
+    @property
+    def cap(self) -> int:
+        """The cap on lines in flight now (read by /metrics)."""
+        return self.capacity.value
 
     # ------------------------------------------------------------------ loops
     async def _sleep(self, seconds: float) -> None:
@@ -213,7 +213,7 @@ class JobWorker:
         cfg = self.config
         while not self._stopping.is_set():
             try:
-                free = self._adjust_cap() - len(self._inflight)
+                free = self.capacity.current() - len(self._inflight)
                 if free <= 0 or self._texts_in_flight >= cfg.max_texts_in_flight:
                     await self._sleep(0.05)
                     continue
@@ -265,7 +265,7 @@ class JobWorker:
             resp = await self.translate(req)
         except APIError as exc:
             if exc.status in (429, 503):  # saturated or not ready: give the line back, without an attempt
-                self.cap = max(cfg.min_lines_in_flight, self.cap // 2)
+                self.capacity.back_off()
                 self._release.append((line.job_id, line.line_no))
                 await asyncio.sleep(cfg.busy_backoff_s)
                 return

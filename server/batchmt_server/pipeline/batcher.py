@@ -27,6 +27,7 @@ from ..telemetry.usage import EngineUsage
 from ..text.placeholders import check_masks
 from .consensus import span_confidence
 from .runner import PromptCall, PromptRunner
+from .spare_capacity import SpareCapacity
 
 __all__ = ["Batcher", "Item", "Outcome", "QueueFull"]
 
@@ -112,7 +113,7 @@ class Batcher:
         temperature: float = 0.0,
         policy: Literal["adaptive", "fixed"] = "adaptive",
         memory_size: int = 0,
-        max_low_prompts: int | None = None,
+        max_job_prompts: int | None = None,
         suspect_second_try: bool = False,
     ) -> None:
         self.runner, self.stats = runner, stats
@@ -135,15 +136,19 @@ class Batcher:
         self._queue: deque[Item] = deque()
         # Batch-job sentences (priority > 0) wait apart: they never count against the interactive queue limit
         # (a job never causes an interactive 429) and are sent only when no interactive sentence waits, in at
-        # most ``low_cap`` prompts at once. The cap halves while interactive sentences are queued or in flight
-        # (on a CPU every extra sequence slows the others) and grows back by one every 0.25 s when they are not.
-        self._low: deque[Item] = deque()
+        # most ``job_capacity.value`` prompts at once (a SpareCapacity, the job worker's controller): the cap halves
+        # (at most every 0.1 s) while interactive sentences are queued or in flight (on a CPU every extra sequence
+        # slows the others) and grows back by one every 0.25 s when they are not.
+        self._job_queue: deque[Item] = deque()
         # a quarter of the places stay free for interactive prompts: they never wait for a job's prompt to end
-        self.low_cap_max = max_low_prompts or max(1, runner.max_in_flight * 3 // 4)
-        self.low_cap = self.low_cap_max
-        self._low_in_flight = 0  # prompts of batch-job sentences only
+        self.job_capacity = SpareCapacity(
+            max_job_prompts or max(1, runner.max_in_flight * 3 // 4),
+            pressure=lambda: self.interactive_active,
+            halve_every_s=0.1,
+            grow_every_s=0.25,
+        )
+        self._job_prompts_in_flight = 0  # prompts of batch-job sentences only
         self._interactive_in_flight = 0  # prompts carrying at least one interactive sentence
-        self._low_grown_at = time.monotonic()
         self._pending: dict[str, Item] = {}  # text -> its queued or in-flight item (coalescing)
         self.memory_size = memory_size
         self._memory: OrderedDict[str, str] = OrderedDict()  # bounded translation memory (LRU)
@@ -156,7 +161,7 @@ class Batcher:
     @property
     def _queued(self) -> int:
         """Sentences waiting in both queues (interactive and batch-job)."""
-        return len(self._queue) + len(self._low)
+        return len(self._queue) + len(self._job_queue)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -171,7 +176,7 @@ class Batcher:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for queue in (self._queue, self._low):
+        for queue in (self._queue, self._job_queue):
             while queue:
                 item = queue.popleft()
                 self._resolve(item, None, "shutdown", "the gateway shut down before this sentence was sent")
@@ -180,7 +185,7 @@ class Batcher:
     def fail_queued(self, code: str, message: str) -> int:
         """Resolve every queued sentence as failed (the engine died: nothing queued can be sent)."""
         n = 0
-        for queue in (self._queue, self._low):
+        for queue in (self._queue, self._job_queue):
             while queue:
                 self._resolve(queue.popleft(), None, code, message)
                 n += 1
@@ -194,7 +199,7 @@ class Batcher:
         """Queue ``texts`` (all or none). Raises :class:`QueueFull`. ``priority`` > 0: batch-job work (its own
         queue and limit, sent after interactive sentences). ``logprobs``: the caller wants each translation's
         confidence, so their prompts ask the engine for the tokens' log-probabilities (which costs it work)."""
-        queue = self._queue if priority <= 0 else self._low
+        queue = self._queue if priority <= 0 else self._job_queue
         if len(queue) + len(texts) > self.max_queue:
             raise QueueFull(self.retry_after())
         loop = asyncio.get_running_loop()
@@ -215,8 +220,8 @@ class Batcher:
                 self.stats.record_reuse("coalesced")
                 if priority < item.priority:  # an interactive caller joined a job's sentence: it goes first now
                     item.priority = priority
-                    if item in self._low:
-                        self._low.remove(item)
+                    if item in self._job_queue:
+                        self._job_queue.remove(item)
                         self._queue.append(item)
                 continue
             item = Item(
@@ -265,22 +270,15 @@ class Batcher:
         """Interactive sentences queued plus interactive prompts in flight (the jobs' back-pressure signal)."""
         return len(self._queue) + self._interactive_in_flight
 
-    def _low_allowed(self) -> bool:
-        """May a batch-job prompt be sent now? Adjusts the cap (AIMD) on the way."""
-        now = time.monotonic()
-        if self.interactive_active:
-            if now - self._low_grown_at >= 0.1:  # halve at most every 0.1 s, down to one prompt
-                self.low_cap = max(1, self.low_cap // 2)
-                self._low_grown_at = now
-        elif now - self._low_grown_at >= 0.25:
-            self.low_cap = min(self.low_cap_max, self.low_cap + 1)
-            self._low_grown_at = now
-        return bool(self._low) and not self._queue and self._low_in_flight < self.low_cap
+    def _job_prompt_allowed(self) -> bool:
+        """May a batch-job prompt be sent now? Steps the cap (AIMD) on the way."""
+        cap = self.job_capacity.current()
+        return bool(self._job_queue) and not self._queue and self._job_prompts_in_flight < cap
 
     def _take(self, target: int) -> list[Item]:
         batch = self._take_from(self._queue, target, [])
-        if len(batch) < target and self._low and (batch or self._low_allowed()):
-            batch = self._take_from(self._low, target, batch)
+        if len(batch) < target and self._job_queue and (batch or self._job_prompt_allowed()):
+            batch = self._take_from(self._job_queue, target, batch)
         self.stats.set_queue_depth(self._queued)
         return batch
 
@@ -308,9 +306,9 @@ class Batcher:
     # ------------------------------------------------------------------ loop
     async def _run(self) -> None:
         while True:
-            while not self._queue and not self._low_allowed():
+            while not self._queue and not self._job_prompt_allowed():
                 self._wakeup.clear()
-                if self._low:  # batch-job work held back by its cap: look again soon (the cap grows back)
+                if self._job_queue:  # batch-job work held back by its cap: look again soon (the cap grows back)
                     try:
                         async with asyncio.timeout(0.05):  # (not wait_for: no task per wait)
                             await self._wakeup.wait()
@@ -319,7 +317,7 @@ class Batcher:
                 else:
                     await self._wakeup.wait()
             # the window opens at the first queued sentence
-            deadline = (self._queue[0] if self._queue else self._low[0]).enqueued_at + self.max_wait
+            deadline = (self._queue[0] if self._queue else self._job_queue[0]).enqueued_at + self.max_wait
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._queued >= self.max_pack or self._slots_to_spare():
@@ -337,7 +335,7 @@ class Batcher:
                 continue
             priority = min(it.priority for it in batch)
             if priority > 0:  # counted now: the loop may dispatch again before _send runs
-                self._low_in_flight += 1
+                self._job_prompts_in_flight += 1
             else:
                 self._interactive_in_flight += 1
             task = asyncio.create_task(self._send(batch, priority))
@@ -346,7 +344,7 @@ class Batcher:
 
     async def _send(self, batch: list[Item], priority: int = 0) -> None:
         """One prompt for ``batch`` (the loop acquired its place in the runner and counted the prompt in
-        ``_low_in_flight`` or ``_interactive_in_flight`` by ``priority``; both are released here)."""
+        ``_job_prompts_in_flight`` or ``_interactive_in_flight`` by ``priority``; both are released here)."""
         try:
             now = time.monotonic()
             for it in batch:
@@ -410,13 +408,13 @@ class Batcher:
                     self._repair(it, slot.reason or "missing", len(batch), f"output slot flagged: {slot.reason}")
         except Exception as exc:  # a bug must not leave callers waiting: fail what is unresolved, in its slot
             log.exception("prompt of %d sentences failed", len(batch))
-            queued = set(map(id, self._queue)) | set(map(id, self._low))
+            queued = set(map(id, self._queue)) | set(map(id, self._job_queue))
             for it in batch:
                 if id(it) not in queued:
                     self._resolve(it, None, "internal_error", f"internal error: {type(exc).__name__}")
         finally:
             if priority > 0:
-                self._low_in_flight -= 1
+                self._job_prompts_in_flight -= 1
             else:
                 self._interactive_in_flight -= 1
             self.runner.release()
@@ -490,6 +488,7 @@ class Batcher:
         self.stats.record_flagged_slot(reason, resent=True)
         it.usage = it.usage + EngineUsage(resent=1)
         it.max_pack = max(1, min(it.max_pack, pack) // 2)
-        (self._queue if it.priority <= 0 else self._low).appendleft(it)  # repairs go first; they keep their window
+        queue = self._queue if it.priority <= 0 else self._job_queue
+        queue.appendleft(it)  # repairs go first; they keep their window
         self.stats.set_queue_depth(self._queued)
         self._wakeup.set()

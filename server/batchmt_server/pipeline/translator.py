@@ -22,7 +22,7 @@ from ..protocol.schemas import (
     TranslationError,
     Usage,
 )
-from ..protocol.validation import LANGUAGE_PAIRS, validate_request
+from ..protocol.validation import LANGUAGE_PAIRS, markup_error, validate_request
 from ..settings import Settings
 from ..telemetry.cost import Prices
 from ..telemetry.stats import Stats
@@ -123,7 +123,7 @@ class Translator:
                     )
                 )
             except MarkupError as exc:
-                raise APIError(422, "invalid_markup", f"{name}[{i}]: {exc}", param=f"{name}[{i}]") from None
+                raise markup_error(name, i, exc) from None
         return out
 
     async def translate(

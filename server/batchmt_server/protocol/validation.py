@@ -11,7 +11,7 @@ from .schemas import TranslateRequest
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings
 
-__all__ = ["LANGUAGE_PAIRS", "validate_request"]
+__all__ = ["LANGUAGE_PAIRS", "validate_request", "markup_error"]
 
 LANGUAGE_PAIRS = (("en", "de"),)
 
@@ -77,4 +77,9 @@ def _check_markup(req: TranslateRequest) -> None:
             try:
                 parse_markup(text, req.tag_handling)
             except MarkupError as exc:
-                raise APIError(422, "invalid_markup", f"{name}[{i}]: {exc}", param=f"{name}[{i}]") from None
+                raise markup_error(name, i, exc) from None
+
+
+def markup_error(name: str, i: int, exc: MarkupError) -> APIError:
+    """The API's answer to markup that does not parse, wherever it is found (checked, or cut into segments)."""
+    return APIError(422, "invalid_markup", f"{name}[{i}]: {exc}", param=f"{name}[{i}]")
