@@ -192,26 +192,33 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_settings(ns: argparse.Namespace) -> Settings | None:
+    """The settings of flags and environment, or None after saying on stderr what is wrong with them: a
+    ``BATCHMT_*`` variable that is no setting, a value that is not what the setting expects."""
+    unknown = unknown_variables(os.environ)
+    for message in unknown:
+        print(f"batchmt-server: {message}", file=sys.stderr)
+    if unknown:
+        return None
+    try:
+        return parse_settings(ns)
+    except ValidationError as exc:
+        for message in settings_errors(exc, ns):
+            print(f"batchmt-server: {message}", file=sys.stderr)
+    except SettingsError as exc:  # a variable pydantic-settings cannot even decode (a JSON setting's)
+        cause = exc.__cause__ or exc
+        name = str(exc).split("field ", 1)[-1].split(" ", 1)[0].strip('"')
+        print(f"batchmt-server: BATCHMT_{name.upper()}: expects {_expects(name)} ({cause})", file=sys.stderr)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "serve")
     ns = _build_parser().parse_args(argv)
-    unknown = unknown_variables(os.environ)
-    if unknown:
-        for message in unknown:
-            print(f"batchmt-server: {message}", file=sys.stderr)
-        return 2
-    try:
-        settings = parse_settings(ns)
-    except ValidationError as exc:
-        for message in settings_errors(exc, ns):
-            print(f"batchmt-server: {message}", file=sys.stderr)
-        return 2
-    except SettingsError as exc:  # a variable pydantic-settings cannot even decode (a JSON setting's)
-        cause = exc.__cause__ or exc
-        name = str(exc).split("field ", 1)[-1].split(" ", 1)[0].strip('"')
-        print(f"batchmt-server: BATCHMT_{name.upper()}: expects {_expects(name)} ({cause})", file=sys.stderr)
+    settings = _load_settings(ns)
+    if settings is None:
         return 2
     from .telemetry.observability import setup_logging
 
