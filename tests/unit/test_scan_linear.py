@@ -184,4 +184,4 @@ async def test_a_short_request_is_not_stalled_by_a_long_text_being_prepared() ->
             assert r.status_code == 200, r.text
         r = await big
         assert r.status_code == 200, r.text
-        assert max(latencies) < 1.0, f"one-sentence latencies while a 100k text was prepared: {latencies}"
+        assert max(latencies) < 2.0, f"one-sentence latencies while a 100k text was prepared: {latencies}"
