@@ -23,7 +23,7 @@ DATA   ?= ../shared/data/newstest2021_ende
 # the full benchmark's set: its raw form has natural repeats (the de-duplicated run is reported too)
 BENCH_DATA ?= ../shared/data/generaltest2022_ende
 
-.PHONY: serve test test-deps install model smollm2 unit bench bench-quick clean
+.PHONY: serve test test-deps install model smollm2 unit bench bench-quick clean selftrain
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,15 @@ bench-quick: model
 	$(PY) -m benchmarks.bench --data $(DATA) --out test-artifacts/bench-quick --sentences 64 --naive-sentences 16 \
 		--low-sentences 3 --pack-sizes 1,2 --eager --fake-sentences 2000 --calibration-limit 16 \
 		--repeats 1 $(ARGS)
+
+# one round of self-training (ReST) of the embedded base model on unlabelled English, from scratch: Grow, Improve,
+# LoRA training, merge; the adapter and its model card land in the package (what `make serve` merges and serves)
+SELFTRAIN_SOURCES ?= ../shared/data/monolingual_en_wmt22/en.txt
+SELFTRAIN_ADAPTER ?= server/batchmt_server/models/adapters/gemma-3-270m-rest
+selftrain: model
+	rm -rf $(HOME)/.cache/batchmt/selftrain/make-round1
+	$(VENV)/bin/batchmt-server selftrain --model embedded-base --sources $(SELFTRAIN_SOURCES) \
+		--work $(HOME)/.cache/batchmt/selftrain/make-round1 --export-adapter $(SELFTRAIN_ADAPTER) $(ARGS)
 
 # the check gate (CI runs it before the tests): lint, formatting, types
 check: install

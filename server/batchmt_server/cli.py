@@ -124,8 +124,13 @@ def _build_parser() -> argparse.ArgumentParser:
         ("serve", "run the gateway (the default)"),
         ("prepare-model", "convert the embedded model once and print its folder"),
         ("calibrate", "measure the largest pack size that keeps quality on this model, cache it"),
+        ("selftrain", "one round of self-training (ReST) of the served model on English sources: resumable"),
     ):
         p = sub.add_parser(name, help=help_)
+        if name == "selftrain":
+            from .selftrain.cli import add_selftrain_args
+
+            add_selftrain_args(p)
         if name == "calibrate":
             p.add_argument("--limit", type=int, default=None, help="use only the first N calibration pairs")
             p.add_argument("--sizes", default="1,2,4,8,16", help="pack sizes to try (default: 1,2,4,8,16)")
@@ -159,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         from .auth.keys_cli import run_keys
 
         return run_keys(ns, settings)
+    if ns.command == "selftrain":
+        from .selftrain.cli import run_selftrain
+
+        return run_selftrain(ns, settings)
     if ns.command == "calibrate":
         import asyncio
 

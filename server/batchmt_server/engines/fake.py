@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 from ..prompting.template import Template
 from .base import Completion, EngineDead, EngineError, GenerationParams, estimate_tokens
@@ -20,6 +21,7 @@ from .base import Completion, EngineDead, EngineError, GenerationParams, estimat
 __all__ = ["FakeEngine"]
 
 _LINE = re.compile(r"^(\d+)\. (.*)$")
+_LABELS = re.compile(r"\n(\w+) 1: [^\n]*\n(\w+) 1:$")
 _MASK = re.compile(r"\[(?:PH|TAG)_\d+\]")
 
 #: a source holding this makes the fake engine die for good (fault tests of a real process)
@@ -85,7 +87,11 @@ class FakeEngine:
     def completion_for(self, prompt: str, sources: list[str], targets: list[str]) -> str:
         """What follows ``prompt`` when the model answers ``targets`` perfectly."""
         query = self._query(prompt)
-        solved = self.template._block(tuple(zip(sources, targets)))
+        template = self.template
+        m = _LABELS.search(query)  # the labels the prompt uses (a reversed template's too: German 1: ... English 1:)
+        if m and (m.group(1), m.group(2)) != (template.source_label, template.target_label):
+            template = replace(template, source_label=m.group(1), target_label=m.group(2))
+        solved = template._block(tuple(zip(sources, targets)))
         if not solved.startswith(query):
             raise AssertionError("the template's rendering of a solved block does not extend its prompt")
         return solved[len(query) :]

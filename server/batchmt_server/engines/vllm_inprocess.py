@@ -198,12 +198,13 @@ class VLLMEngine:
         self._tokenizer: Any = None
         self._ids = itertools.count()
         self.prompts: PromptTokens | None = None  # the prompts' token ids, once the tokenizer is there
+        self._cpu = False  # set at start: on the CPU, requests are not seeded (see generate)
         self._eos_ids: list[int] = []  # the tokens LoopStop leaves a looping completion (the tokenizer's EOS)
 
     async def start(self) -> None:
         if self._llm is not None:  # started already (an engine shared by several gateways, as in the benchmark)
             return
-        cpu = _on_cpu()
+        cpu = self._cpu = _on_cpu()
         ld_preload = os.environ.get("LD_PRELOAD")
         self.preloaded = cpu_environment(self._kv, preload=self._preload) if cpu else []
         before = descendant_pids()
@@ -288,7 +289,9 @@ class VLLMEngine:
             max_tokens=params.max_tokens,
             temperature=params.temperature,
             stop=list(params.stop),
-            seed=params.seed,
+            # vLLM 0.32 on the CPU: a seeded request whose prefill is chunked kills the engine core ("CPU Generator
+            # does not use offset", when the step's sampled token is discarded); unseeded sampling there
+            seed=None if self._cpu else params.seed,
             logprobs=0 if params.logprobs else None,
             output_kind=RequestOutputKind.FINAL_ONLY,
             extra_args=params.loop_stop.extra_args(self._eos_ids) if params.loop_stop and self._eos_ids else None,

