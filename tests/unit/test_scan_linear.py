@@ -61,7 +61,7 @@ def _ratio(fn: Callable[[str], object], make: Callable[[int], str]) -> tuple[flo
     for i in range(5):
         smalls.append(_per_call(fn, small))
         larges.append(_per_call(fn, large))
-        if larges[-1] > 5.0:  # quadratic for sure: do not spend a minute proving it
+        if larges[-1] > 1.0 and larges[-1] / smalls[-1] > 3 * MAX_RATIO:  # quadratic for sure: no minute proving it
             break
         if i >= 2 and statistics.median(larges) / statistics.median(smalls) < MAX_RATIO:
             break
