@@ -558,3 +558,15 @@ async def test_cross_tenant_packing_is_a_setting(cross):
             assert r.status_code == 200 and all(t["status"] == "ok" for t in r.json()["translations"])
         mixed = [p for p in eng.prompts if any(s in mine[ALICE] for s in p) and any(s in mine[BOB] for s in p)]
         assert bool(mixed) == cross, eng.prompts
+
+
+async def test_the_sqlite_store_keeps_the_retention_contract(tmp_path):
+    from batchmt_server.stores.sqlite import SQLiteStore
+    from helpers import check_retention
+
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    await store.open()
+    try:
+        await check_retention(store)
+    finally:
+        await store.close()
