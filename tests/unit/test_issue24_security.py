@@ -513,3 +513,60 @@ async def test_revoking_a_key_cancels_its_running_batches():
             await asyncio.sleep(0.05)
         assert status[ALICE] in ("cancelling", "cancelled") and status[BOB] == "in_progress", status
         eng.gate.set()
+
+
+# ---------------------------------------------------------------------------- packing and sharing across tenants
+def two_tenants() -> KeyRing:
+    store = MemoryKeyStore()
+    store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
+    store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(BOB), role="user")
+    return KeyRing(store, [], refresh_s=0.0)
+
+
+async def test_an_identical_sentence_in_flight_is_not_shared_across_tenants():
+    """Coalescing two tenants' identical sentence gave the second zero usage: it learnt the other had sent it."""
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    async with gateway(two_tenants(), eng) as (c, _):
+        body = {"texts": ["The board approved the secret merger today."], "translation_memory": False}
+        first = asyncio.ensure_future(c.post("/v1/translate", json=body, headers=as_(ALICE)))
+        while not eng.prompts:
+            await asyncio.sleep(0.005)
+        second = asyncio.ensure_future(c.post("/v1/translate", json=body, headers=as_(BOB)))
+        await asyncio.sleep(0.1)
+        eng.gate.set()
+        a, b = (await first).json(), (await second).json()
+        assert a["usage"]["prompt_tokens"] > 0 and b["usage"]["prompt_tokens"] > 0  # bob's was 0 (coalesced)
+        assert sum(body["texts"][0] in p for p in eng.prompts) == 2
+
+
+@pytest.mark.parametrize("cross", [True, False])
+async def test_cross_tenant_packing_is_a_setting(cross):
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    async with gateway(two_tenants(), eng, cross_tenant_packing=cross, max_prompts_in_flight=1) as (c, _):
+        hold = asyncio.ensure_future(c.post("/v1/translate", json={"texts": ["Wait here."]}, headers=as_(ALICE)))
+        while not eng.prompts:
+            await asyncio.sleep(0.005)
+        mine = {ALICE: [f"Alice says thing {i}." for i in range(3)], BOB: [f"Bob says thing {i}." for i in range(3)]}
+        calls = [
+            asyncio.ensure_future(c.post("/v1/translate", json={"texts": t}, headers=as_(k))) for k, t in mine.items()
+        ]
+        await asyncio.sleep(0.1)  # both queued behind the held prompt
+        eng.gate.set()
+        for r in [await hold, *[await x for x in calls]]:
+            assert r.status_code == 200 and all(t["status"] == "ok" for t in r.json()["translations"])
+        mixed = [p for p in eng.prompts if any(s in mine[ALICE] for s in p) and any(s in mine[BOB] for s in p)]
+        assert bool(mixed) == cross, eng.prompts
+
+
+async def test_the_sqlite_store_keeps_the_retention_contract(tmp_path):
+    from batchmt_server.stores.sqlite import SQLiteStore
+    from helpers import check_retention
+
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    await store.open()
+    try:
+        await check_retention(store)
+    finally:
+        await store.close()

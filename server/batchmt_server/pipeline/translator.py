@@ -205,14 +205,22 @@ class Translator:
         fresh: list[Outcome] = []
         if todo and config is not None:
             try:
-                fresh = await self._ensemble([texts[k] for k in todo], rid, config, disconnected, priority)
+                fresh = await self._ensemble(
+                    [texts[k] for k in todo], rid, config, disconnected, priority, tenant=tenant
+                )
             except asyncio.CancelledError:
                 self.stats.record_request("cancelled")
                 self.stats.record_sentences("cancelled", n_entries)
                 raise
         elif todo:
             fresh = await self._one_pass(
-                [texts[k] for k in todo], rid, disconnected, n_entries, priority, confidence=req.confidence
+                [texts[k] for k in todo],
+                rid,
+                disconnected,
+                n_entries,
+                priority,
+                confidence=req.confidence,
+                tenant=tenant,
             )
         outcomes = [Outcome(remembered[t], memory=True) if t in remembered else None for t in texts]
         for k, o in zip(todo, fresh):
@@ -363,6 +371,7 @@ class Translator:
         priority: int = 0,
         *,
         confidence: bool = False,
+        tenant: str | None = None,
     ) -> list[Outcome]:
         """quality 'fast': every segment through the batcher once (packed with other callers' sentences);
         ``confidence``: ask the engine for the tokens' log-probabilities (each outcome's confidence)."""
@@ -371,7 +380,7 @@ class Translator:
         for n, window in enumerate(self._windows(texts)):
             while True:
                 try:
-                    futures = self.batcher.submit(window, rid, priority=priority, logprobs=confidence)
+                    futures = self.batcher.submit(window, rid, priority=priority, logprobs=confidence, tenant=tenant)
                     break
                 except QueueFull as exc:
                     if n == 0:  # nothing accepted yet: the caller retries
@@ -415,6 +424,8 @@ class Translator:
         config: EnsembleConfig,
         disconnected: Callable[[], Awaitable[None]] | None,
         priority: int = 0,
+        *,
+        tenant: str | None = None,
     ) -> list[Outcome]:
         """quality 'balanced'/'best': permutation rounds with early stopping (ensemble.py); a line left
         without any valid candidate goes through the batcher once more, so nothing is lost."""
@@ -443,7 +454,7 @@ class Translator:
         if not missing:
             return outcomes
         try:
-            futures = self.batcher.submit([texts[k] for k in missing], rid, priority=priority)
+            futures = self.batcher.submit([texts[k] for k in missing], rid, priority=priority, tenant=tenant)
         except QueueFull:
             for k in missing:
                 outcomes[k] = replace(
