@@ -154,7 +154,7 @@ class Settings(BaseSettings, SecurityFields):
     )
     max_queue_sentences: int = Field(4096, ge=1, description="bounded queue; beyond it requests get 429")
     cross_tenant_packing: bool = Field(
-        True,
+        False,
         description="sentences of different API keys may share a prompt (more sentences per prompt when many keys "
         "send a few each); off: a prompt holds one key's sentences only. Keys never share coalescing or memory",
     )
