@@ -53,7 +53,7 @@ class RoundConfig:
     zero_template: str = "en-de-zero"
     min_chars: int = 20
     max_chars: int = 300
-    base_model: str = "embedded"
+    base_model: str = "embedded-base"
     output: Path | None = None  #: the merged model's folder (default: <work>/model)
     extra: dict[str, Any] = field(default_factory=dict)
 
