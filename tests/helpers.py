@@ -313,3 +313,33 @@ async def check_claims_complete_exactly_once(store):
     assert (job.completed, job.failed, job.usage.sentences) == (2, 1, 2)
     assert await store.open_lines("batch_1") == {"done": 2, "failed": 1, "claimed": 2}
     return created
+
+
+async def check_retention(store):
+    """Files expire, are deleted, count against their owner's storage; a finished job's lines go with its last file
+    (issue 24). On any store."""
+    from batchmt_server.stores import FileRecord, JobUsage, LineResult
+
+    await store.put_file(FileRecord("file-a", "batch", "a.jsonl", 100, 10, owner="k1", expires_at=500), b"x" * 100)
+    await store.put_file(FileRecord("file-b", "batch", "b.jsonl", 40, 11, owner="k1"), b"y" * 40)
+    await store.put_file(FileRecord("file-c", "batch", "c.jsonl", 7, 12, owner=None, expires_at=900), b"z" * 7)
+    assert await store.stored_bytes("k1") == 140 and await store.stored_bytes(None) == 7
+    assert (await store.get_file("file-a")).expires_at == 500
+    assert await store.delete_expired_files(499) == 0
+    assert await store.delete_expired_files(500) == 1
+    assert await store.get_file("file-a") is None and await store.stored_bytes("k1") == 40
+    assert await store.delete_file("file-b") is True and await store.delete_file("file-b") is False
+    await store.create_job(job_record("batch_r", owner="k1", output_expires_after=3600), new_lines(2, bad=(2,)))
+    (line,) = await store.claim_lines("W", 5, lease_seconds=10, now=100.0)
+    await store.complete_lines("W", [LineResult("batch_r", line.line_no, True, '{"ok":1}', JobUsage(sentences=1))])
+    job = await store.finish_job(
+        "batch_r", ["in_progress"], "completed", 2000, output_file_id="file-o", error_file_id="file-e"
+    )
+    out, err = await store.get_file("file-o"), await store.get_file("file-e")
+    assert out.expires_at == 2000 + 3600 and err.expires_at == 2000 + 3600 and job.output_expires_after == 3600
+    assert sum((await store.open_lines("batch_r")).values()) == 2
+    assert await store.delete_file("file-o")
+    assert sum((await store.open_lines("batch_r")).values()) == 2  # the error file still needs its line
+    assert await store.delete_expired_files(2000 + 3600) == 2  # file-c and the error file (and the job's lines)
+    assert await store.open_lines("batch_r") == {}
+    await store.probe()

@@ -185,7 +185,7 @@ def text_from_output(output: bytes, source: str | os.PathLike[str]) -> tuple[lis
     lines = Path(source).read_text(encoding="utf-8").splitlines()
     out = ["" for _ in lines]
     filled = [not x.strip() for x in lines]
-    for raw in output.decode("utf-8").splitlines():
+    for raw in output.decode("utf-8").split("\n"):  # JSONL: lines end at \n only
         if not raw.strip():
             continue
         row = json.loads(raw)
@@ -264,7 +264,7 @@ def document_outputs(doc: Any, output: bytes) -> tuple[list[str | None], list[bo
     n = len(doc.units)
     outputs: list[str | None] = [None] * n
     complete = [False] * n
-    for raw in output.decode("utf-8").splitlines():
+    for raw in output.decode("utf-8").split("\n"):  # JSONL: lines end at \n only
         if not raw.strip():
             continue
         row = json.loads(raw)

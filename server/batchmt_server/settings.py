@@ -143,6 +143,11 @@ class Settings(BaseSettings, SecurityFields):
         "(64 for an HTTP engine)",
     )
     max_queue_sentences: int = Field(4096, ge=1, description="bounded queue; beyond it requests get 429")
+    cross_tenant_packing: bool = Field(
+        True,
+        description="sentences of different API keys may share a prompt (more sentences per prompt when many keys "
+        "send a few each); off: a prompt holds one key's sentences only. Keys never share coalescing or memory",
+    )
     translation_memory_size: int = Field(
         10000,
         ge=0,
@@ -161,6 +166,22 @@ class Settings(BaseSettings, SecurityFields):
     )
     job_max_file_bytes: int = Field(100 * 1024 * 1024, ge=1, description="largest batch input file (413 beyond)")
     job_max_requests: int = Field(50_000, ge=1, description="request lines per batch (413 beyond)")
+    file_retention_s: int = Field(
+        30 * 86400,
+        ge=0,
+        description="uploaded files expire this long after upload unless the upload's expires_after says "
+        "otherwise (OpenAI's default for batch files); 0: kept until deleted",
+    )
+    max_storage_bytes_per_key: int = Field(
+        1024**3, ge=1, description="bytes of uploaded files one key may keep (413 storage_limit_exceeded beyond)"
+    )
+    min_free_disk_bytes: int = Field(
+        64 * 1024**2,
+        ge=0,
+        description="an upload that would leave less free space on the data directory's disk is refused "
+        "(507 storage_full), and /readyz says not ready below it",
+    )
+    retention_sweep_s: float = Field(300.0, gt=0, description="how often expired files are deleted")
     job_lease_s: float = Field(
         60.0,
         gt=0,

@@ -13,6 +13,7 @@ import pytest
 from sdk_fakes import FakeServer
 
 import batchmt
+from helpers import GatewayProcess, gateway_env
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +69,13 @@ def make_async_mt_client(fake_server: FakeServer, recorded_sleeps: list[float]) 
         return client
 
     return make
+
+
+@pytest.fixture(scope="module")
+def fake_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``batchmt-server`` process on the server's fake engine (``[de] <sentence>``), on loopback, with a
+    store of its own (no translation memory from other runs); one per test module."""
+    log = tmp_path_factory.mktemp("fake-gateway") / "server.log"
+    store = tmp_path_factory.mktemp("store")
+    with GatewayProcess("--data-dir", str(store), log=log, env=gateway_env()) as gw:
+        yield gw.url

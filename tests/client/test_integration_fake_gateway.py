@@ -10,16 +10,6 @@ import pytest
 
 import batchmt
 from batchmt import cli
-from helpers import GatewayProcess, gateway_env
-
-
-@pytest.fixture(scope="module")
-def fake_gateway(tmp_path_factory: pytest.TempPathFactory):
-    log = tmp_path_factory.mktemp("fake-gateway") / "server.log"
-    store = tmp_path_factory.mktemp("store")  # its own store: no translation memory from other runs
-    with GatewayProcess("--data-dir", str(store), log=log, env=gateway_env()) as gw:
-        yield gw.url
-
 
 PARAGRAPH = (
     "The museum is closed on Mondays. Tickets cost 12 euros.\n"

@@ -17,7 +17,6 @@ from sdk_fakes import FakeServer
 import batchmt
 from batchmt.async_batches import AsyncBatches
 from batchmt.sync_batches import Batches
-from helpers import GatewayProcess, gateway_env
 
 REPO = Path(__file__).resolve().parents[2]
 PAIRS = [(batchmt.Client, batchmt.AsyncClient), (Batches, AsyncBatches)]
@@ -110,14 +109,6 @@ def httpx_error(status: int) -> Any:
     from sdk_fakes import error_response
 
     return error_response(status, "invalid_request", "texts: must not be empty")
-
-
-@pytest.fixture(scope="module")
-def fake_gateway(tmp_path_factory: pytest.TempPathFactory):
-    log = tmp_path_factory.mktemp("fake-gateway") / "server.log"
-    store = tmp_path_factory.mktemp("store")
-    with GatewayProcess("--data-dir", str(store), log=log, env=gateway_env()) as gw:
-        yield gw.url
 
 
 async def test_batch_jobs_the_same_through_both_clients(fake_gateway, tmp_path):

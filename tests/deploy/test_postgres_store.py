@@ -235,3 +235,10 @@ async def test_keys_and_per_key_usage_add_up_across_gateways(db_url):
         assert [k.revoked_at for k in await a.list_keys()] == [5.0, None]
     finally:
         await asyncio.gather(a.close(), b.close())
+
+
+async def test_retention_and_storage_accounting(store):
+    """Expiry, deletion, per-owner bytes and a finished job's lines going with its last file (issue 24)."""
+    from helpers import check_retention
+
+    await check_retention(store)

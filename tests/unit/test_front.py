@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key, read_key_file
+from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, file_key_id, hash_key, read_key_file
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.http.app import create_app
 from batchmt_server.http.middleware import json_depth_exceeds
@@ -252,7 +252,7 @@ def test_key_file_parsing(tmp_path):
     p = tmp_path / "keys"
     p.write_text("# ops\nalice:alice-key-0123456789:user\n\nroot-key-0123456789abc\n", encoding="utf-8")
     recs = read_key_file(p)
-    assert [(r.name, r.role) for r in recs] == [("alice", "user"), ("file-4", "admin")]
+    assert [(r.name, r.role) for r in recs] == [("alice", "user"), (file_key_id("root-key-0123456789abc"), "admin")]
     assert recs[0].key_hash == hash_key("alice-key-0123456789") and "alice-key" not in repr(recs[0].public())
     p.write_text("bob:short\n", encoding="utf-8")
     with pytest.raises(ValueError):

@@ -184,24 +184,35 @@ def periods(now: float | None = None) -> tuple[str, str, float, float]:
     return (t.strftime("%Y-%m-%d"), t.strftime("%Y-%m"), (day_end - t).total_seconds(), (month_end - t).total_seconds())
 
 
+def file_key_id(key: str) -> str:
+    """A file key's id: from the key itself (its hash), so it stays the same key's when lines are added, removed or
+    moved (an id from the line number handed one tenant's files to the next key down)."""
+    return "file-" + hashlib.sha256(b"batchmt-file-key:" + key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def read_key_file(path: Path) -> list[KeyRecord]:
     """``name:key[:role]`` or ``key`` per line; blank lines and ``#`` comments skipped. Role defaults to admin
-    (the operator's own keys)."""
+    (the operator's own keys). Ids are :func:`file_key_id` of the key, never the line's position."""
     out = []
+    seen: set[str] = set()
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.split(":")
         if len(parts) == 1:
-            name, key, role = f"file-{n}", parts[0], "admin"
+            name, key, role = file_key_id(parts[0].strip()), parts[0].strip(), "admin"
         elif len(parts) in (2, 3):
             name, key, role = parts[0].strip(), parts[1].strip(), (parts[2].strip() if len(parts) == 3 else "admin")
         else:
             raise ValueError(f"{path}:{n}: expected 'name:key[:role]'")
         if role not in ("admin", "user", "dashboard") or len(key) < 16:
             raise ValueError(f"{path}:{n}: role must be admin/user/dashboard and the key at least 16 characters")
-        out.append(KeyRecord(id=f"file-{n}", name=name, key_hash=hash_key(key), role=role, source="file"))  # type: ignore[arg-type]
+        kid = file_key_id(key)
+        if kid in seen:
+            raise ValueError(f"{path}:{n}: this key is already on an earlier line")
+        seen.add(kid)
+        out.append(KeyRecord(id=kid, name=name, key_hash=hash_key(key), role=role, source="file"))  # type: ignore[arg-type]
     return out
 
 
@@ -215,12 +226,21 @@ class KeyRing:
     """
 
     def __init__(
-        self, store: KeyStore | None = None, static: list[KeyRecord] | None = None, refresh_s: float = 2.0
+        self,
+        store: KeyStore | None = None,
+        static: list[KeyRecord] | None = None,
+        refresh_s: float = 2.0,
+        *,
+        required: bool = False,
     ) -> None:
         self.store = store
         self.static = list(static or [])
         self.refresh_s = refresh_s
+        #: keys are required: set by ``require_api_key``, or latched once any API key has existed (never unset)
+        self._required = required or any(r.role != "dashboard" for r in self.static)
         self._store_keys: dict[str, KeyRecord] = {}
+        #: ids of the store's revoked keys at the last refresh (their running batches are cancelled: http/app.py)
+        self.revoked_ids: set[str] = set()
         self._loaded_at = -1e9
         self._missed_at = -1e9
         self._opened = False
@@ -248,7 +268,7 @@ class KeyRing:
             )
         if getattr(settings, "api_key_file", None):
             static.extend(read_key_file(Path(settings.api_key_file)))
-        return cls(store, static)
+        return cls(store, static, required=bool(getattr(settings, "require_api_key", False)))
 
     # ------------------------------------------------------------------ keys
     async def refresh(self, force: bool = False) -> None:
@@ -271,14 +291,17 @@ class KeyRing:
                 log.error("cannot read the key store: %s", exc)
                 raise KeyStoreUnavailable(str(exc)) from exc
             self._store_keys = {r.key_hash: r for r in keys if r.revoked_at is None}
+            self.revoked_ids = {r.id for r in keys if r.revoked_at is not None}
+            # a revoked key still counts: revoking the last key must not turn authentication off
+            if any(r.role != "dashboard" for r in keys):
+                self._required = True
             self._loaded_at = time.monotonic()
 
     @property
     def enabled(self) -> bool:
-        """Keys are on once any API key exists (static, or active in the store at the last refresh)."""
-        return any(r.role != "dashboard" for r in self.static) or any(
-            r.role != "dashboard" for r in self._store_keys.values()
-        )
+        """Keys are on when ``require_api_key`` says so, or once any API key has existed (static, or in the store,
+        revoked ones included); then they stay on for the life of this process (a latch)."""
+        return self._required
 
     async def authenticate(self, key: str) -> KeyRecord | None:
         h = hash_key(key)
@@ -356,7 +379,30 @@ class KeyRing:
             c["characters"] += characters
             c["sentences"] += sentences
             c["requests"] += 1
-        await self._usage_store(rec).add_usage(rec.id, [day, month], characters, sentences, 1)
+        try:
+            await self._usage_store(rec).add_usage(rec.id, [day, month], characters, sentences, 1)
+        except BaseException:  # not recorded (a full disk): not charged, and the request is refused (http/app.py)
+            for c in (cday, cmonth):
+                c["characters"] -= characters
+                c["sentences"] -= sentences
+                c["requests"] -= 1
+            raise
+
+    async def refund(self, rec: KeyRecord, characters: int, sentences: int) -> None:
+        """Give back what :meth:`charge` took for work that was refused or failed before the engine ran it (a 429
+        ``queue_full`` after the charge, an engine that died): the counters, the store's usage, the character
+        bucket."""
+        day, month, _, _ = periods()
+        for period in (day, month):
+            c = self._counts.get((rec.id, period))
+            if c is not None:
+                c["characters"] = max(0, c["characters"] - characters)
+                c["sentences"] = max(0, c["sentences"] - sentences)
+                c["requests"] = max(0, c["requests"] - 1)
+        if rec.rate_chars:
+            b = self._bucket(rec, "chars", rec.rate_chars)
+            b.tokens = min(b.burst, b.tokens + characters)
+        await self._usage_store(rec).add_usage(rec.id, [day, month], -characters, -sentences, -1)
 
     # ------------------------------------------------------------------ usage
     async def usage_of(self, rec: KeyRecord) -> dict:

@@ -63,9 +63,16 @@ class SecurityFields(BaseModel):
     # --- keys (see keys.py and docs/api.md "Keys")
     api_key_file: Path | None = Field(
         None,
-        description="file of API keys, one per line ('name:key' or 'key'; '#' "
-        "starts a comment); with BATCHMT_API_KEY or a key store, every endpoint but "
+        description="file of API keys, one per line ('name:key[:role]' or 'key'; '#' "
+        "starts a comment; a key's id is 'file-' + the start of its SHA-256, stable when lines move); "
+        "with BATCHMT_API_KEY or a key store, every endpoint but "
         "/healthz and /readyz needs 'Authorization: Bearer <key>'",
+    )
+    require_api_key: bool = Field(
+        False,
+        description="every endpoint but /healthz and /readyz needs a key even before any key exists. Without it, "
+        "keys turn on with the first key (environment, file or store) and stay on for good: revoking the last "
+        "store key never opens the server (a revoked key still counts)",
     )
     metrics_token: str | None = Field(
         None, description="bearer token for /metrics (env BATCHMT_METRICS_TOKEN; with keys on, an admin key also works)"
@@ -91,6 +98,15 @@ class SecurityFields(BaseModel):
         gt=0,
         description="the whole body must arrive within this many seconds "
         "after the headers (a stalled body gets 408 and the connection is closed)",
+    )
+    upload_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="a file upload (/v1/files) must arrive whole within this many seconds after the headers "
+        "(408 and close beyond), besides no chunk for body_timeout_s",
+    )
+    max_concurrent_uploads: int = Field(
+        4, ge=1, description="file uploads in progress at once per key (per client address with keys off); 429 beyond"
     )
     max_header_bytes: int = Field(16384, ge=1024, description="request line + headers; beyond it 431 and close")
     header_timeout_s: float = Field(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -18,13 +21,21 @@ from ..auth.keys import KeyRing
 from ..engines import Engine
 from ..engines.openai_http import ReplicaCollector
 from ..jobs.api_router import install_jobs
-from ..jobs.serving import JobsCollector, JobsRuntime, JobsServing, jobs_usage
+from ..jobs.serving import (
+    JobsCollector,
+    JobsRuntime,
+    JobsServing,
+    cancel_batches_of,
+    free_disk_bytes,
+    jobs_usage,
+)
 from ..pipeline.gateway import Gateway
 from ..pipeline.translator import LANGUAGE_PAIRS, Translator
 from ..prompting.template import Template
 from ..protocol.errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
 from ..protocol.schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
 from ..settings import Settings
+from ..stores import StoreError
 from ..telemetry.cost import Prices, usage_totals
 from ..telemetry.metrics import StatsCollector, make_registry, render
 from .dashboard import install_dashboard
@@ -44,6 +55,83 @@ async def client_gone(request: Request) -> None:
         pass
 
 
+def _store_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = [sqlite3.Error, StoreError, OSError]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:  # the PostgreSQL backend is optional
+        pass
+    return tuple(errors)
+
+
+STORE_ERRORS = _store_errors()
+#: errno values of a disk that cannot take writes
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return (
+        getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+        or getattr(exc, "sqlstate", None) == "53100"  # PostgreSQL disk_full
+        or "disk is full" in text
+        or "no space left" in text
+    )
+
+
+async def store_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The store could not take a read or write: ``507 storage_full`` (a full disk) or ``503 store_unavailable``,
+    in the API's error shape (not a plain-text 500), and ``/readyz`` says not ready until a write works again.
+    Nothing was acknowledged: the request that hit the error did not happen."""
+    if isinstance(exc, OSError) and not isinstance(exc, sqlite3.Error) and exc.errno not in _DISK_ERRNOS:
+        raise exc  # not the store's: a plain 500 as before
+    request.app.state.store_failed = True
+    log.error("the store failed on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    if _disk_full(exc):
+        body = error_body("storage_full", "the gateway's storage is full; retry later")
+        return JSONResponse(body, status_code=507, headers={"Retry-After": "60"})
+    body = error_body("store_unavailable", "the gateway's store cannot be used now; retry later")
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+
+async def store_health(app: FastAPI, settings: Settings) -> str | None:
+    """None when the store takes writes and its disk has room; else why not (``/readyz``). After a store error, a
+    probe write decides when it is healthy again."""
+    jobs: JobsRuntime | None = getattr(app.state, "jobs", None)
+    if jobs is None:
+        return None
+    free = free_disk_bytes(jobs)
+    if free is not None and free < settings.min_free_disk_bytes:
+        return f"the store's disk has {free} bytes free, under --min-free-disk-bytes ({settings.min_free_disk_bytes})"
+    if getattr(app.state, "store_failed", False):
+        try:
+            await jobs.store.probe()
+        except Exception as exc:
+            return f"the store cannot take writes: {type(exc).__name__}: {str(exc)[:120]}"
+        app.state.store_failed = False
+    return None
+
+
+async def _watch_revocations(keys: KeyRing, jobs: JobsRuntime) -> None:
+    """Every ``keys.refresh_s`` (at least 0.2 s): a key revoked in the store has its running batches cancelled,
+    whether or not anyone calls the gateway meanwhile (a revoked tenant's work must not go on using capacity)."""
+    done: set[str] = set()
+    while True:
+        try:
+            await keys.refresh()
+            new = keys.revoked_ids - done
+            if new:
+                cancelled = await cancel_batches_of(jobs, new)
+                if cancelled:
+                    log.info("revoked keys %s: %d running batches cancelled", sorted(new), len(cancelled))
+                done |= new
+        except Exception as exc:  # the store away for a moment: the next round tries again
+            log.warning("could not check for revoked keys: %s", exc)
+        await asyncio.sleep(max(0.2, keys.refresh_s))
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None, keys: KeyRing | None = None) -> FastAPI:
     """Build the gateway app. ``engine`` overrides the one the settings would build (tests); ``keys`` the key
     ring (default: the settings' static keys and the store's keys table)."""
@@ -60,7 +148,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         jobs = JobsRuntime.from_settings(settings)  # the durable store: batch jobs, files, translation memory
         await jobs.open()
         app.state.jobs = jobs
-        app.state.jobs_serving = JobsServing(jobs, settings, keys)
+        app.state.jobs_serving = JobsServing(jobs, settings, keys, model=lambda: app.state.gateway.model_name)
         memory = jobs.translation_memory(settings.translation_memory_size)
         gw = Gateway(
             settings, template, prices=Prices.from_settings(settings), owns_engine=engine is None, memory=memory
@@ -74,9 +162,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         app.state.registry.register(JobsCollector(app))  # the job worker's lines and caps
         boot = asyncio.create_task(gw.boot(engine))
         jobs.start_when_ready(gw)
+        watch = asyncio.create_task(_watch_revocations(keys, jobs))
         try:
             yield
         finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
             await jobs.stop_worker()  # job lines finish or go back to the store before the batcher closes
             boot.cancel()
             await asyncio.gather(boot, return_exceptions=True)
@@ -94,6 +185,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     )
     # (the decorator form: add_exception_handler's type wants handlers of plain Exception)
     app.exception_handler(APIError)(api_error_handler)
+    for store_exc in STORE_ERRORS:  # a full disk or a failing store: 507/503 in the API's shape, and not ready
+        app.exception_handler(store_exc)(store_error_handler)
     app.exception_handler(RequestValidationError)(validation_error_handler)
     app.exception_handler(StarletteHTTPException)(http_error_handler)  # 404, 405, ... in the same shape
     # auth, body limits, request ids, security headers: before FastAPI reads anything (middleware.py)
@@ -108,8 +201,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         if rec is None:
             return None
 
-        async def admit(characters: int, sentences: int) -> None:
+        async def admit(characters: int, sentences: int) -> Callable[[], Awaitable[None]]:
             await charge_key(keys, rec, characters, sentences)
+            return partial(keys.refund, rec, characters, sentences)
 
         return admit
 
@@ -134,7 +228,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         except APIError:
             gw.stats.record_request("rejected")
             raise
-        return await translator.translate(body, partial(client_gone, request), admit=admission(request))
+        rec = principal_of(request)
+        return await translator.translate(
+            body, partial(client_gone, request), admit=admission(request), tenant=rec.id if rec is not None else None
+        )
 
     @app.get("/v1/info", response_model=Info, tags=["translate"])
     async def info(request: Request) -> Info:
@@ -177,6 +274,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         gw = gateway(request)
         if getattr(request.app.state, "draining", False):  # SIGTERM: out of the load balancer first (cli.serve)
             return JSONResponse(error_body("not_ready", "shutting down"), status_code=503, headers={"Retry-After": "5"})
+        store_trouble = await store_health(request.app, settings)
+        if store_trouble is not None:
+            return JSONResponse(error_body("not_ready", store_trouble), status_code=503, headers={"Retry-After": "5"})
         if gw.ready.is_set() and gw.engine is not None and await gw.engine.ready():
             return JSONResponse({"status": "ready", "model": gw.model_name, "ready_after_s": gw.ready_after_s})
         why = gw.boot_error or ("the engine does not answer" if gw.ready.is_set() else "the engine is still starting")

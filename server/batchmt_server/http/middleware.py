@@ -109,6 +109,8 @@ class GuardConfig:
     body_timeout_s: float = 30.0
     metrics_token: str | None = None
     max_upload_bytes: int = 100 * 1024 * 1024 + 64 * 1024
+    upload_timeout_s: float = 120.0
+    max_concurrent_uploads: int = 4
 
     @classmethod
     def from_settings(cls, settings: Any, keys: KeyRing | None = None) -> GuardConfig:
@@ -125,6 +127,8 @@ class GuardConfig:
             body_timeout_s=settings.body_timeout_s,
             metrics_token=token,
             max_upload_bytes=settings.job_max_file_bytes + 64 * 1024,
+            upload_timeout_s=settings.upload_timeout_s,
+            max_concurrent_uploads=settings.max_concurrent_uploads,
         )
 
 
@@ -151,6 +155,7 @@ class GuardMiddleware:
     def __init__(self, app: ASGIApp, config: GuardConfig | None = None) -> None:
         self.app = app
         self.config = config or GuardConfig()
+        self._uploads: dict[str, int] = {}  # uploads in progress per key (or client address with keys off)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -314,6 +319,23 @@ class GuardMiddleware:
                 close=False,
             )
 
+    def _upload(
+        self, scope: Scope, headers: dict[bytes, bytes], rec: KeyRecord | None, receive: Receive
+    ) -> tuple[str, _CountedBody]:
+        """Who uploads (the key, or the client address with keys off) and the counted body; refuses an upload
+        over the size limit or beyond the caller's concurrent uploads."""
+        cfg = self.config
+        self._check_length(headers, cfg.max_upload_bytes)
+        uploader = rec.id if rec is not None else "addr:" + str((scope.get("client") or ("-",))[0])
+        if self._uploads.get(uploader, 0) >= cfg.max_concurrent_uploads:
+            raise _Refused(
+                429,
+                "too_many_uploads",
+                f"{cfg.max_concurrent_uploads} uploads of this key are in progress; retry after one ends",
+                {"Retry-After": "1"},
+            )
+        return uploader, _CountedBody(receive, cfg.max_upload_bytes, cfg.body_timeout_s, cfg.upload_timeout_s)
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.lower(): v for k, v in scope.get("headers", ())}
         try:
@@ -325,10 +347,10 @@ class GuardMiddleware:
                     raise _Refused(exc.status, exc.code, exc.message, {"Retry-After": str(exc.retry_after)}) from None
                 scope.setdefault("state", {})["principal"] = rec
             stream = None
+            uploader = None
             if scope.get("method") in ("POST", "PUT", "PATCH") and scope.get("path") in UPLOAD_PATHS:
                 # uploads stream through (the form parser spools them to disk), counted, never buffered here
-                self._check_length(headers, self.config.max_upload_bytes)
-                stream = _CountedBody(receive, self.config.max_upload_bytes, self.config.body_timeout_s)
+                uploader, stream = self._upload(scope, headers, rec, receive)
                 receive = stream
             elif scope.get("method") in ("POST", "PUT", "PATCH"):
                 body = await self._read_body(scope, headers, receive)
@@ -353,8 +375,14 @@ class GuardMiddleware:
         except _Disconnected:
             log.debug("client went away while sending its body")
             return
-        if stream is not None:
-            await self._run_streaming(scope, stream, send)
+        if stream is not None and uploader is not None:
+            self._uploads[uploader] = self._uploads.get(uploader, 0) + 1
+            try:
+                await self._run_streaming(scope, stream, send)
+            finally:
+                left = self._uploads.pop(uploader) - 1
+                if left:
+                    self._uploads[uploader] = left
             return
         try:
             await self.app(scope, receive, send)
@@ -371,11 +399,13 @@ class _Disconnected(Exception):
 
 
 class _CountedBody:
-    """A receive channel that counts the body: over ``limit`` bytes, or no chunk for ``idle_s`` seconds, and the
+    """A receive channel that counts the body: over ``limit`` bytes, no chunk for ``idle_s`` seconds, or the whole
+    body not in within ``total_s`` (a trickle of one byte per second would pass the idle check forever), and the
     app sees ``http.disconnect`` while ``refused`` holds the answer for the caller."""
 
-    def __init__(self, receive: Receive, limit: int, idle_s: float) -> None:
-        self.receive, self.limit, self.idle_s = receive, limit, idle_s
+    def __init__(self, receive: Receive, limit: int, idle_s: float, total_s: float | None = None) -> None:
+        self.receive, self.limit, self.idle_s, self.total_s = receive, limit, idle_s, total_s
+        self.deadline = None if total_s is None else asyncio.get_running_loop().time() + total_s
         self.size = 0
         self.done = False
         self.refused: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
@@ -385,10 +415,17 @@ class _CountedBody:
             return {"type": "http.disconnect"}
         if self.done:
             return await self.receive()
+        wait, whole = self.idle_s, False
+        if self.deadline is not None:
+            left = self.deadline - asyncio.get_running_loop().time()
+            if left < wait:
+                wait, whole = max(0.0, left), True
         try:
-            message = await asyncio.wait_for(self.receive(), self.idle_s)
+            message = await asyncio.wait_for(self.receive(), wait)
         except TimeoutError:
-            self.refused = _error(408, "request_timeout", f"the upload stalled for {self.idle_s:g}s", close=True)
+            why = f"the upload did not arrive within {self.total_s:g}s" if whole else f"no data for {wait:g}s"
+            why = why if whole else f"the upload stalled: {why}"
+            self.refused = _error(408, "request_timeout", why, close=True)
             return {"type": "http.disconnect"}
         if message["type"] == "http.request":
             self.size += len(message.get("body", b""))

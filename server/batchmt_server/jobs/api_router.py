@@ -12,7 +12,16 @@ from fastapi.responses import Response
 
 from ..http.middleware import principal_of
 from ..protocol.errors import APIError
-from .protocol import BatchList, BatchObject, CreateBatch, FileList, FileObject
+from .protocol import (
+    MAX_EXPIRY_S,
+    MIN_EXPIRY_S,
+    BatchList,
+    BatchObject,
+    CreateBatch,
+    FileDeleted,
+    FileList,
+    FileObject,
+)
 from .serving import Caller, JobsServing, check_key
 
 __all__ = ["router", "install_jobs"]
@@ -47,13 +56,44 @@ async def create_file(request: Request) -> FileObject:
     form = await request.form(max_files=1, max_fields=8)
     try:
         jobs.check_purpose(form.get("purpose"))
+        expires_after = _expires_after(form.get("expires_after[anchor]"), form.get("expires_after[seconds]"))
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise APIError(422, "invalid_request", "the form has no file in the field 'file'", param="file")
         content, filename = await upload.read(limit + 1), upload.filename
     finally:
         await form.close()
-    return await jobs.create_file(caller, filename, content)
+    return await jobs.create_file(caller, filename, content, expires_after)
+
+
+def _expires_after(anchor: object, seconds: object) -> int | None:
+    """OpenAI's upload fields ``expires_after[anchor]`` and ``expires_after[seconds]``: the seconds (None: not
+    given, the server's retention applies)."""
+    if anchor is None and seconds is None:
+        return None
+    if anchor not in (None, "created_at"):
+        raise APIError(
+            422, "invalid_expires_after", "expires_after[anchor] must be 'created_at'", param="expires_after"
+        )
+    try:
+        value = int(str(seconds))
+    except ValueError:
+        value = -1
+    if not MIN_EXPIRY_S <= value <= MAX_EXPIRY_S:
+        raise APIError(
+            422,
+            "invalid_expires_after",
+            f"expires_after[seconds] must be a whole number from {MIN_EXPIRY_S} to {MAX_EXPIRY_S}",
+            param="expires_after",
+        )
+    return value
+
+
+@router.delete("/v1/files/{file_id}", responses={404: {}})
+async def delete_file(file_id: str, request: Request) -> FileDeleted:
+    """Delete a file (the ``openai`` package's ``files.delete``): an upload, or a batch's output or error file."""
+    jobs, caller = _serving(request)
+    return await jobs.delete_file(caller, file_id)
 
 
 @router.get("/v1/files")

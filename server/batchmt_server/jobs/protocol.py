@@ -12,6 +12,8 @@ from ..stores import FileRecord, JobRecord
 __all__ = [
     "ENDPOINT",
     "CreateBatch",
+    "ExpiresAfter",
+    "FileDeleted",
     "FileObject",
     "BatchObject",
     "BatchErrors",
@@ -27,6 +29,25 @@ ENDPOINT = "/v1/translate"
 T = TypeVar("T")
 
 
+#: OpenAI's bounds of ``expires_after.seconds`` (one hour to 30 days)
+MIN_EXPIRY_S, MAX_EXPIRY_S = 3600, 30 * 86400
+
+
+class ExpiresAfter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    anchor: Literal["created_at"] = "created_at"
+    seconds: int = Field(ge=MIN_EXPIRY_S, le=MAX_EXPIRY_S)
+
+
+class FileDeleted(BaseModel):
+    """What ``DELETE /v1/files/{id}`` answers (OpenAI's ``FileDeleted``)."""
+
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
 class CreateBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,7 +59,9 @@ class CreateBatch(BaseModel):
         "'2h', '7d'; lines not done by then are written to the error file as expired",
     )
     metadata: dict[str, str] | None = Field(None, description="up to 16 pairs; keys <= 64, values <= 512 characters")
-    output_expires_after: dict | None = None  # accepted for compatibility, not applied
+    output_expires_after: ExpiresAfter | None = Field(
+        None, description="when the output and error files expire: {'anchor': 'created_at', 'seconds': 3600..2592000}"
+    )
 
 
 class FileObject(BaseModel):
@@ -54,7 +77,14 @@ class FileObject(BaseModel):
 
     @classmethod
     def of(cls, f: FileRecord) -> FileObject:
-        return cls(id=f.id, bytes=f.bytes, created_at=f.created_at, filename=f.filename, purpose=f.purpose)
+        return cls(
+            id=f.id,
+            bytes=f.bytes,
+            created_at=f.created_at,
+            filename=f.filename,
+            purpose=f.purpose,
+            expires_at=f.expires_at,
+        )
 
 
 class RequestCounts(BaseModel):

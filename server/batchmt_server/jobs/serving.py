@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,14 +30,14 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
 
-from ..auth.admission import charge_key
+from ..auth.admission import charge_key, charge_units, quality_rounds
 from ..auth.keys import KeyRecord, KeyRing
 from ..protocol.errors import APIError
 from ..protocol.schemas import TranslateRequest, TranslateResponse
 from ..protocol.validation import validate_request
 from ..settings import Settings
 from ..stores import FileRecord, JobRecord, NewLine, Store, build_store
-from .protocol import ENDPOINT, BatchList, BatchObject, CreateBatch, FileList, FileObject
+from .protocol import ENDPOINT, BatchList, BatchObject, CreateBatch, FileDeleted, FileList, FileObject
 from .worker import JobWorker, WorkerConfig, error_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -130,7 +131,7 @@ def validate_lines(content: bytes, settings: Settings) -> list[NewLine]:
     (and what it carries: characters, texts), the others their error line (with ``custom_id`` when the line has
     one). Blank lines are skipped."""
     try:
-        text = content.decode("utf-8")
+        text = content.decode("utf-8-sig")  # a UTF-8 byte-order mark (Windows editors write one) is not line 1's
     except UnicodeDecodeError as exc:
         raise APIError(
             422,
@@ -140,7 +141,9 @@ def validate_lines(content: bytes, settings: Settings) -> list[NewLine]:
         ) from None
     out: list[NewLine] = []
     seen: set[str] = set()
-    for no, raw in enumerate(text.splitlines(), start=1):
+    # JSONL lines end at "\n" only (a "\r" before it is JSON whitespace): str.splitlines() also split at U+2028,
+    # U+0085, \x1c-\x1e..., which json.dumps(ensure_ascii=False) writes raw inside strings
+    for no, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         custom_id: str | None = None
@@ -160,10 +163,9 @@ def validate_lines(content: bytes, settings: Settings) -> list[NewLine]:
             error = error_line(custom_id, bad.status, bad.code, bad.message, param=bad.param, line=no)
             out.append(NewLine(no, custom_id, error_output=error))
             continue
-        texts = req.entries
-        out.append(
-            NewLine(no, custom_id, body=req.model_dump_json(), characters=sum(map(len, texts)), texts=len(texts))
-        )
+        # charged by the rule of /v1/translate: an ensemble quality's characters once per round
+        characters, texts = charge_units(req.entries, quality_rounds(settings, req.quality))
+        out.append(NewLine(no, custom_id, body=req.model_dump_json(), characters=characters, texts=texts))
     return out
 
 
@@ -220,9 +222,23 @@ class JobsRuntime:
         self.worker: JobWorker | None = None
         self.memory: TranslationMemory | None = None
         self._starter: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
 
     async def open(self) -> None:
         await self.store.open()
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """The retention sweep: expired files (and a finished batch's lines once its files are gone) deleted."""
+        every = float(getattr(self.settings, "retention_sweep_s", 300.0))
+        while True:
+            try:
+                n = await self.store.delete_expired_files(int(time.time()))
+                if n:
+                    log.info("retention: %d expired files deleted", n)
+            except Exception as exc:  # the store may be full or away for a while: try again next time
+                log.warning("retention sweep failed: %s", exc)
+            await asyncio.sleep(every)
 
     def translation_memory(self, max_entries: int) -> TranslationMemory | None:
         """The persistent translation memory on this store (written out when the runtime closes); None if off."""
@@ -257,6 +273,10 @@ class JobsRuntime:
         return self.worker
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         await self.stop_worker()
         if self.memory is not None:
             try:
@@ -302,16 +322,71 @@ def check_key(settings: Settings, request: Request, rec: KeyRecord | None) -> No
         raise APIError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'")
 
 
+async def cancel_batches_of(rt: JobsRuntime, owners: set[str]) -> list[str]:
+    """Cancel every running batch of these keys (revoked keys: their work stops consuming capacity); the ids."""
+    if not owners:
+        return []
+    running = ("validating", "in_progress", "finalizing")
+    cancelled = []
+    for job in await rt.store.jobs_in(running):
+        if job.owner in owners and await rt.store.set_job_status(job.id, running, "cancelling", int(time.time())):
+            cancelled.append(job.id)
+            if rt.worker is not None:
+                rt.worker.abandon(job.id)
+    if cancelled and rt.worker is not None:
+        rt.worker.wake()
+    return cancelled
+
+
+def free_disk_bytes(rt: JobsRuntime) -> int | None:
+    """Free bytes on the disk of the store's data directory (None: the store is elsewhere, e.g. PostgreSQL)."""
+    if rt.config.database_url and not rt.config.database_url.startswith("sqlite"):
+        return None
+    path = rt.config.data_dir
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+async def check_storage(rt: JobsRuntime, settings: Settings, who: str | None, size: int) -> None:
+    """Refuse an upload the key's storage limit or the disk cannot take, before a byte of it is written."""
+    limit = settings.max_storage_bytes_per_key
+    used = await rt.store.stored_bytes(who)
+    if used + size > limit:
+        raise APIError(
+            413,
+            "storage_limit_exceeded",
+            f"this key keeps {used} bytes of files; {size} more would pass its limit of {limit}: "
+            "delete files (DELETE /v1/files/{id}) or let them expire",
+            param="file",
+        )
+    free = free_disk_bytes(rt)
+    if free is not None and free - size < settings.min_free_disk_bytes:
+        raise APIError(
+            507,
+            "storage_full",
+            "the gateway's disk is too full to take this file; retry later",
+            headers={"Retry-After": "60"},
+        )
+
+
 class JobsServing:
     """What the routes of :mod:`.api_router` do, on one app's :class:`JobsRuntime` (``app.state.jobs_serving``)."""
 
-    def __init__(self, runtime: JobsRuntime, settings: Settings, keys: KeyRing | None = None) -> None:
+    def __init__(
+        self,
+        runtime: JobsRuntime,
+        settings: Settings,
+        keys: KeyRing | None = None,
+        model: Callable[[], str] | None = None,
+    ) -> None:
         self.rt, self.settings, self.keys = runtime, settings, keys
         self.config = runtime.config
-        self.model = settings.model_name  # worked out once (a property that looks the model up)
+        #: the engine's own model name (the settings' may not be what runs: a fake engine, a served one)
+        self.model = model or (lambda: settings.model_name)
 
     def _batch(self, job: JobRecord) -> BatchObject:
-        return BatchObject.of(job, self.settings.currency, self.model)
+        return BatchObject.of(job, self.settings.currency, self.model())
 
     async def _own_file(self, caller: Caller, file_id: str, param: str) -> FileRecord:
         f = await self.rt.store.get_file(file_id)
@@ -331,21 +406,36 @@ class JobsServing:
         if purpose != "batch":
             raise APIError(422, "invalid_purpose", "purpose must be 'batch' (the only purpose served)", param="purpose")
 
-    async def create_file(self, caller: Caller, filename: str | None, content: bytes) -> FileObject:
-        """Store an uploaded file (the router reads at most the limit + 1 bytes of it)."""
+    async def create_file(
+        self, caller: Caller, filename: str | None, content: bytes, expires_after: int | None = None
+    ) -> FileObject:
+        """Store an uploaded file (the router reads at most the limit + 1 bytes of it); it expires after
+        ``expires_after`` seconds (None: ``--file-retention-s``; 0: never)."""
         limit = self.config.max_file_bytes
         if len(content) > limit:
             raise APIError(413, "file_too_large", f"the file is over the limit of {limit} bytes", param="file")
+        expiry = self.settings.file_retention_s if expires_after is None else expires_after
+        now = int(time.time())
         rec = FileRecord(
             id=new_file_id(),
             purpose="batch",
             filename=(filename or "upload.jsonl")[:255],
             bytes=len(content),
-            created_at=int(time.time()),
+            created_at=now,
             owner=caller.owner,
+            expires_at=now + expiry if expiry else None,
         )
+        await check_storage(self.rt, self.settings, rec.owner, len(content))
         await self.rt.store.put_file(rec, content)
         return FileObject.of(rec)
+
+    async def delete_file(self, caller: Caller, file_id: str) -> FileDeleted:
+        """Delete a file (OpenAI's ``files.delete``): an upload's bytes, or a batch's output or error file (its lines
+        go too once neither is left). A batch already created on an upload keeps running."""
+        await self._own_file(caller, file_id, "file_id")
+        if not await self.rt.store.delete_file(file_id):
+            raise APIError(404, "file_not_found", f"no file {file_id[:64]!r}", param="file_id")
+        return FileDeleted(id=file_id)
 
     async def list_files(self, caller: Caller, purpose: str | None, after: str | None, limit: int) -> FileList:
         limit = max(1, min(limit, 10_000))
@@ -401,6 +491,11 @@ class JobsServing:
                 expires_at=now + window,
                 metadata=meta,
                 owner=caller.owner,
+                output_expires_after=(
+                    body.output_expires_after.seconds
+                    if body.output_expires_after
+                    else self.settings.file_retention_s or None
+                ),
             ),
             lines,
         )
@@ -527,7 +622,7 @@ async def _start_when_ready(gw: Gateway, rt: JobsRuntime) -> None:
     translator, batcher = gw.translator, gw.batcher
     assert translator is not None and batcher is not None  # both exist once the gateway is ready
 
-    async def translate(req: TranslateRequest) -> TranslateResponse:
-        return await translator.translate(req, priority=JOB_PRIORITY)
+    async def translate(req: TranslateRequest, *, tenant: str | None = None) -> TranslateResponse:
+        return await translator.translate(req, priority=JOB_PRIORITY, tenant=tenant)
 
     rt.start_worker(translate, pressure=lambda: batcher.interactive_active)

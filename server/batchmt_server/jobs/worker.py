@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -39,7 +40,11 @@ log = logging.getLogger("batchmt.jobs")
 #: per-sentence failures worth running the line again for (the line is retried up to ``max_line_attempts``)
 TRANSIENT_CODES = frozenset({"shutdown", "timeout", "engine_error", "queue_full", "internal_error"})
 
-Translate = Callable[[TranslateRequest], Awaitable[TranslateResponse]]
+
+class Translate(Protocol):
+    """Runs one line's request; ``tenant``: the key that owns the batch (its translation memory)."""
+
+    def __call__(self, req: TranslateRequest, *, tenant: str | None = None) -> Awaitable[TranslateResponse]: ...
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,7 @@ class JobWorker:
         self.pressure = pressure or (lambda: 0)
         self.new_file_id = new_file_id or (lambda: f"file-{secrets.token_hex(12)}")
         self.owner = owner or f"gw-{uuid.uuid4().hex[:12]}"
+        self._owners: dict[str, str | None] = {}  # job id -> the key that owns it
         self.capacity = SpareCapacity(
             config.max_lines_in_flight,
             minimum=config.min_lines_in_flight,
@@ -247,6 +253,15 @@ class JobWorker:
         finally:
             self._texts_in_flight -= n
 
+    async def _tenant(self, job_id: str) -> str | None:
+        """The key that owns a job (its lines use that key's translation memory only); cached per job."""
+        if job_id not in self._owners:
+            job = await self.store.get_job(job_id)
+            if len(self._owners) > 1024:
+                self._owners.clear()
+            self._owners[job_id] = job.owner if job is not None else None
+        return self._owners[job_id]
+
     async def _run_line_body(self, line: ClaimedLine) -> None:
         cfg = self.config
         try:
@@ -262,7 +277,7 @@ class JobWorker:
             )
             return
         try:
-            resp = await self.translate(req)
+            resp = await self.translate(req, tenant=await self._tenant(line.job_id))
         except APIError as exc:
             if exc.status in (429, 503):  # saturated or not ready: give the line back, without an attempt
                 self.capacity.back_off()

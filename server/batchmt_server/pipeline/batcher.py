@@ -92,6 +92,7 @@ class Item:
     priority: int = 0  # 0: interactive; > 0: batch-job work, sent in the capacity interactive callers leave
     sampled: bool = False  # re-sent sampled: greedy would repeat its damaged masks or flagged one-sentence output
     logprobs: bool = False  # a caller asked for its confidence: its prompt asks the engine for log-probabilities
+    tenant: str | None = None  # the caller's key: its sentences share work (coalescing, memory) with its own only
 
     @property
     def abandoned(self) -> bool:
@@ -113,6 +114,7 @@ class Batcher:
         temperature: float = 0.0,
         policy: Literal["adaptive", "fixed"] = "adaptive",
         memory_size: int = 0,
+        cross_tenant_packing: bool = True,
         max_job_prompts: int | None = None,
         suspect_second_try: bool = False,
     ) -> None:
@@ -149,9 +151,13 @@ class Batcher:
         )
         self._job_prompts_in_flight = 0  # prompts of batch-job sentences only
         self._interactive_in_flight = 0  # prompts carrying at least one interactive sentence
-        self._pending: dict[str, Item] = {}  # text -> its queued or in-flight item (coalescing)
+        #: (tenant, text) -> its queued or in-flight item (coalescing; one tenant's with its own only: a shared one
+        #: would tell a caller, by its zero usage, that another tenant sent the same sentence)
+        self._pending: dict[tuple[str | None, str], Item] = {}
         self.memory_size = memory_size
-        self._memory: OrderedDict[str, str] = OrderedDict()  # bounded translation memory (LRU)
+        self._memory: OrderedDict[tuple[str | None, str], str] = OrderedDict()  # per tenant, bounded (LRU)
+        #: sentences of different tenants (keys) may share a prompt (see settings.cross_tenant_packing)
+        self.cross_tenant_packing = cross_tenant_packing
         self._wakeup = asyncio.Event()
         #: called once with the reason when the engine dies for good (the gateway stops being ready)
         self.on_engine_dead: Callable[[str], None] | None = None
@@ -194,7 +200,13 @@ class Batcher:
 
     # ------------------------------------------------------------------ intake
     def submit(
-        self, texts: list[str], request_id: int, priority: int = 0, *, logprobs: bool = False
+        self,
+        texts: list[str],
+        request_id: int,
+        priority: int = 0,
+        *,
+        logprobs: bool = False,
+        tenant: str | None = None,
     ) -> list[asyncio.Future]:
         """Queue ``texts`` (all or none). Raises :class:`QueueFull`. ``priority`` > 0: batch-job work (its own
         queue and limit, sent after interactive sentences). ``logprobs``: the caller wants each translation's
@@ -208,12 +220,13 @@ class Batcher:
         for text in texts:
             fut = loop.create_future()
             futures.append(fut)
-            if text in self._memory:  # translated before: no engine work
-                self._memory.move_to_end(text)
-                fut.set_result(Outcome(self._memory[text], memory=True))
+            key = (tenant, text)
+            if key in self._memory:  # translated before (for this tenant): no engine work
+                self._memory.move_to_end(key)
+                fut.set_result(Outcome(self._memory[key], memory=True))
                 self.stats.record_reuse("memory")
                 continue
-            item = self._pending.get(text)
+            item = self._pending.get(key)
             if item is not None and not item.abandoned:  # the same sentence is on its way already
                 item.waiters.append(fut)
                 item.logprobs |= logprobs  # (a sentence already in flight without them has no confidence)
@@ -232,8 +245,9 @@ class Batcher:
                 now,
                 priority=priority,
                 logprobs=logprobs,
+                tenant=tenant,
             )
-            self._pending[text] = item
+            self._pending[key] = item
             queue.append(item)
         self.stats.set_queue_depth(self._queued)
         self._wakeup.set()
@@ -294,7 +308,11 @@ class Batcher:
                 self.stats.record_sentences("cancelled")
                 self._forget(item)
                 continue
-            if batch and (tokens + item.tokens > self.max_prompt_tokens or item.max_pack < len(batch) + 1):
+            if batch and (
+                tokens + item.tokens > self.max_prompt_tokens
+                or item.max_pack < len(batch) + 1
+                or (not self.cross_tenant_packing and item.tenant != batch[0].tenant)
+            ):
                 skipped.append(item)
                 continue
             batch.append(item)
@@ -431,8 +449,8 @@ class Batcher:
         )
 
     def _forget(self, it: Item) -> None:
-        if self._pending.get(it.text) is it:
-            del self._pending[it.text]
+        if self._pending.get((it.tenant, it.text)) is it:
+            del self._pending[(it.tenant, it.text)]
 
     def _resolve(
         self,
@@ -462,8 +480,8 @@ class Batcher:
                 )
                 first = False
         if text is not None and not flagged and self.memory_size > 0:
-            self._memory[it.text] = text
-            self._memory.move_to_end(it.text)
+            self._memory[(it.tenant, it.text)] = text
+            self._memory.move_to_end((it.tenant, it.text))
             while len(self._memory) > self.memory_size:
                 self._memory.popitem(last=False)
 

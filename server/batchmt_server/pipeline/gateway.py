@@ -172,6 +172,7 @@ class Gateway:
                 temperature=s.temperature,
                 policy=s.pack_policy,
                 memory_size=0 if self.memory is not None else s.translation_memory_size,
+                cross_tenant_packing=s.cross_tenant_packing,
                 suspect_second_try=s.suspect_second_try,
             )
             self.batcher.start()

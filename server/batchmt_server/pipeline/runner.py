@@ -129,6 +129,11 @@ class PromptRunner:
                     completion = await self.engine.generate(prompt, params)
             except TimeoutError:
                 raise EngineError(f"the engine did not answer within {self.timeout_s:g}s") from None
+            except EngineError:
+                raise
+            except Exception as exc:  # an engine bug is this prompt's failure, re-sent or failed in its slots
+                log.exception("the engine raised %s on a prompt of %d sentences", type(exc).__name__, len(sources))
+                raise EngineError(f"the engine failed: {type(exc).__name__}") from exc
         except EngineError:
             self.stats.record_prompt(sentences=len(sources), requests=requests, ok=False, seconds=time.monotonic() - t0)
             raise

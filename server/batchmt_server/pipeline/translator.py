@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from .. import __version__
+from ..auth.admission import charge_units
 from ..prompting.template import Template
 from ..protocol.errors import APIError
 from ..protocol.schemas import (
@@ -38,6 +39,12 @@ from .memory import TranslationMemory
 __all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
 
 log = logging.getLogger("batchmt.translator")
+
+
+#: gives back what an admission charged (work refused or failed before the engine ran it)
+Refund = Callable[[], Awaitable[None]]
+#: ``admit(characters, sentences)``: charges the caller's key, raises :class:`APIError` to refuse
+Admit = Callable[[int, int], Awaitable[Refund | None]]
 
 
 def pack_cap(settings: Settings, calibrated_pack_limit: int | None) -> int:
@@ -132,11 +139,15 @@ class Translator:
         disconnected: Callable[[], Awaitable[None]] | None = None,
         *,
         priority: int = 0,
-        admit: Callable[[int, int], Awaitable[None]] | None = None,
+        admit: Admit | None = None,
+        tenant: str | None = None,
     ) -> TranslateResponse:
         """``priority`` > 0: batch-job work, sent in the capacity interactive requests leave. ``admit(characters,
         sentences)`` charges the caller's key (quota, character rate) once the request is valid and fits; it
-        raises :class:`APIError` to refuse. An ensemble quality is charged its rounds times its characters."""
+        raises :class:`APIError` to refuse, and returns a refund, awaited when the request is then refused
+        (``queue_full``) or fails for the engine (``engine_unavailable``). An ensemble quality is charged its rounds
+        times its characters (:func:`charge_units`). ``tenant``: the caller's key id; the translation memory is
+        that key's alone (a hit on another tenant's entry would tell that it translated the sentence)."""
         t0 = time.monotonic()
         try:
             self.validate(req)
@@ -148,22 +159,45 @@ class Translator:
         except APIError:
             self.stats.record_request("rejected")
             raise
-        n_entries = len(req.entries)
         texts: list[str] = [t for entry in prepared for t in entry.engine_texts]
         rid = next(self._ids)
         chars = sum(len(t) for t in req.entries)
         config = self.ensemble_config(req.quality)
         rounds = config.rounds if config is not None else 1
+        refund: Refund | None = None
         try:
             # one-pass requests feed the batcher in windows (a long document never needs the whole queue)
             self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds)
             if admit is not None:
-                await admit(chars * rounds, n_entries)
+                refund = await admit(*charge_units(req.entries, rounds))
         except APIError:
             self.stats.record_request("rejected")
             raise
+        try:
+            return await self._run(req, prepared, texts, rid, chars, config, disconnected, priority, t0, tenant)
+        except APIError as exc:
+            if refund is not None and exc.code in ("queue_full", "engine_unavailable"):
+                await refund()  # refused, or lost with the engine: nothing was delivered, nothing is charged
+            raise
+
+    async def _run(
+        self,
+        req: TranslateRequest,
+        prepared: list[PreparedEntry],
+        texts: list[str],
+        rid: int,
+        chars: int,
+        config: EnsembleConfig | None,
+        disconnected: Callable[[], Awaitable[None]] | None,
+        priority: int,
+        t0: float,
+        tenant: str | None = None,
+    ) -> TranslateResponse:
+        n_entries = len(req.entries)
         # the persistent translation memory, under the signature of what this quality runs
         sig = self.signature_for(req.quality)
+        if tenant is not None:  # each key its own memory: memory_hits never reveals another tenant's sentences
+            sig = f"{sig}|tenant:{tenant}"
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
         remembered = await self.memory.lookup(sig, texts) if use_memory and self.memory is not None else {}
         remembered = {t: v for t, v in remembered.items() if check_masks(t, v) is None}
@@ -171,14 +205,22 @@ class Translator:
         fresh: list[Outcome] = []
         if todo and config is not None:
             try:
-                fresh = await self._ensemble([texts[k] for k in todo], rid, config, disconnected, priority)
+                fresh = await self._ensemble(
+                    [texts[k] for k in todo], rid, config, disconnected, priority, tenant=tenant
+                )
             except asyncio.CancelledError:
                 self.stats.record_request("cancelled")
                 self.stats.record_sentences("cancelled", n_entries)
                 raise
         elif todo:
             fresh = await self._one_pass(
-                [texts[k] for k in todo], rid, disconnected, n_entries, priority, confidence=req.confidence
+                [texts[k] for k in todo],
+                rid,
+                disconnected,
+                n_entries,
+                priority,
+                confidence=req.confidence,
+                tenant=tenant,
             )
         outcomes = [Outcome(remembered[t], memory=True) if t in remembered else None for t in texts]
         for k, o in zip(todo, fresh):
@@ -328,6 +370,7 @@ class Translator:
         priority: int = 0,
         *,
         confidence: bool = False,
+        tenant: str | None = None,
     ) -> list[Outcome]:
         """quality 'fast': every segment through the batcher once (packed with other callers' sentences);
         ``confidence``: ask the engine for the tokens' log-probabilities (each outcome's confidence)."""
@@ -336,7 +379,7 @@ class Translator:
         for n, window in enumerate(self._windows(texts)):
             while True:
                 try:
-                    futures = self.batcher.submit(window, rid, priority=priority, logprobs=confidence)
+                    futures = self.batcher.submit(window, rid, priority=priority, logprobs=confidence, tenant=tenant)
                     break
                 except QueueFull as exc:
                     if n == 0:  # nothing accepted yet: the caller retries
@@ -380,6 +423,8 @@ class Translator:
         config: EnsembleConfig,
         disconnected: Callable[[], Awaitable[None]] | None,
         priority: int = 0,
+        *,
+        tenant: str | None = None,
     ) -> list[Outcome]:
         """quality 'balanced'/'best': permutation rounds with early stopping (ensemble.py); a line left
         without any valid candidate goes through the batcher once more, so nothing is lost."""
@@ -408,7 +453,7 @@ class Translator:
         if not missing:
             return outcomes
         try:
-            futures = self.batcher.submit([texts[k] for k in missing], rid, priority=priority)
+            futures = self.batcher.submit([texts[k] for k in missing], rid, priority=priority, tenant=tenant)
         except QueueFull:
             for k in missing:
                 outcomes[k] = replace(

@@ -128,6 +128,8 @@ class FileRecord:
     job_id: str | None = None
     kind: Literal["upload", "output", "error"] = "upload"
     owner: str | None = None
+    #: when the retention sweep deletes it (None: kept until deleted)
+    expires_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ class JobRecord:
     failed: int = 0
     usage: JobUsage = field(default_factory=JobUsage)
     owner: str | None = None
+    #: the output and error files expire this many seconds after they are created (None: kept)
+    output_expires_after: int | None = None
     #: creation order, for listing (assigned by the store)
     seq: int = 0
 
@@ -220,6 +224,18 @@ class Store(Protocol):
 
     async def file_content(self, file_id: str) -> bytes | None:
         """An upload's bytes, or a generated file's JSONL (its job's lines in line order); ``None`` if unknown."""
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete a file (False: no such file). A finished job's lines go once neither of its files is left."""
+
+    async def delete_expired_files(self, now: int) -> int:
+        """The retention sweep: delete every file whose ``expires_at`` has passed; how many."""
+
+    async def stored_bytes(self, owner: str | None) -> int:
+        """Bytes of the uploads a key (``None``: keys off) keeps in the store (its storage limit)."""
+
+    async def probe(self) -> None:
+        """A small write or round trip: raises while the store cannot take writes (``/readyz``)."""
 
     # ---------------------------------------------------------------- jobs
     async def create_job(self, job: JobRecord, lines: Sequence[NewLine]) -> JobRecord:
@@ -348,6 +364,7 @@ _JOB_COLS = (
     "completed",
     "failed",
     "owner",
+    "output_expires_after",
     *_USAGE_COLS,
 )
-_FILE_COLS = ("id", "purpose", "filename", "bytes", "created_at", "job_id", "kind", "owner")
+_FILE_COLS = ("id", "purpose", "filename", "bytes", "created_at", "job_id", "kind", "owner", "expires_at")

@@ -71,6 +71,13 @@ def _job(row: dict[str, Any]) -> JobRecord:
     return JobRecord(usage=usage, **d)
 
 
+_DROP_UNREFERENCED_LINES = (
+    "DELETE FROM job_lines WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
+    "('completed', 'failed', 'expired', 'cancelled') AND id NOT IN "
+    "(SELECT job_id FROM files WHERE job_id IS NOT NULL))"
+)
+
+
 def _file(row: dict[str, Any]) -> FileRecord:
     return FileRecord(**row)
 
@@ -210,6 +217,42 @@ class PostgresStore:
             return "".join(f"{r['output']}\n" for r in await cur.fetchall()).encode("utf-8")
 
         return await self._tx(op)
+
+    async def delete_file(self, file_id: str) -> bool:
+        async def op(cur: Cur) -> bool:
+            await cur.execute("DELETE FROM files WHERE id = %s", (file_id,))
+            gone = cur.rowcount > 0
+            await cur.execute(_DROP_UNREFERENCED_LINES)
+            return gone
+
+        return await self._tx(op)
+
+    async def delete_expired_files(self, now: int) -> int:
+        async def op(cur: Cur) -> int:
+            await cur.execute("DELETE FROM files WHERE expires_at IS NOT NULL AND expires_at <= %s", (now,))
+            n = cur.rowcount
+            if n:
+                await cur.execute(_DROP_UNREFERENCED_LINES)
+            return n
+
+        return await self._tx(op)
+
+    async def stored_bytes(self, owner: str | None) -> int:
+        async def op(cur: Cur) -> int:
+            where = "owner = %s" if owner is not None else "owner IS NULL"
+            await cur.execute(
+                f"SELECT COALESCE(SUM(bytes), 0) AS n FROM files WHERE kind = 'upload' AND {where}",
+                (owner,) if owner is not None else (),
+            )
+            return int((await _one(cur))["n"])
+
+        return await self._tx(op)
+
+    async def probe(self) -> None:
+        async def op(cur: Cur) -> None:
+            await cur.execute("SELECT 1 AS n")
+
+        await self._tx(op)
 
     # ---------------------------------------------------------------- jobs
     async def create_job(self, job: JobRecord, lines: Sequence[NewLine]) -> JobRecord:
@@ -433,10 +476,11 @@ class PostgresStore:
                 )
                 agg = await _one(cur)
                 if agg["n"]:
+                    expires = now + job.output_expires_after if job.output_expires_after else None
                     await cur.execute(
                         "INSERT INTO files (id, purpose, filename, bytes, created_at, job_id, kind, "
-                        "owner) VALUES (%s, 'batch_output', %s, %s, %s, %s, %s, %s)",
-                        (fid, f"batch_{job_id}_{kind}.jsonl", int(agg["size"]), now, job_id, kind, job.owner),
+                        "owner, expires_at) VALUES (%s, 'batch_output', %s, %s, %s, %s, %s, %s, %s)",
+                        (fid, f"batch_{job_id}_{kind}.jsonl", int(agg["size"]), now, job_id, kind, job.owner, expires),
                     )
                     files[kind] = fid
             final_at = {

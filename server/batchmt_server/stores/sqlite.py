@@ -75,10 +75,13 @@ class SQLiteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             out = fn(db)
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite rolls a transaction back by itself on some errors (a full disk): a second ROLLBACK would
+            # raise "cannot rollback - no transaction is active" and hide the real error
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
         return out
 
     def _connect(self) -> None:
@@ -206,6 +209,45 @@ class SQLiteStore:
             return "".join(f"{line}\n" for line in lines).encode("utf-8")
 
         return await self._run(op)
+
+    async def delete_file(self, file_id: str) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            gone = db.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount > 0
+            db.execute(_DROP_UNREFERENCED_LINES)
+            return gone
+
+        return await self._run(self._write, op)
+
+    async def delete_expired_files(self, now: int) -> int:
+        def op(db: sqlite3.Connection) -> int:
+            n = db.execute("DELETE FROM files WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)).rowcount
+            if n:
+                db.execute(_DROP_UNREFERENCED_LINES)
+            return n
+
+        return await self._run(self._write, op)
+
+    async def stored_bytes(self, owner: str | None) -> int:
+        def op() -> int:
+            db = self._db
+            assert db is not None
+            where = "owner = ?" if owner is not None else "owner IS NULL"
+            row = db.execute(
+                f"SELECT COALESCE(SUM(bytes), 0) FROM files WHERE kind = 'upload' AND {where}",
+                (owner,) if owner is not None else (),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(op)
+
+    async def probe(self) -> None:
+        """A small write (the header's user_version): fails while the disk is full or the file unwritable."""
+
+        def op(db: sqlite3.Connection) -> None:
+            v = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA user_version = {(int(v) + 1) % 1_000_000}")
+
+        await self._run(self._write, op)
 
     # ---------------------------------------------------------------- jobs
     async def create_job(self, job: JobRecord, lines: Sequence[NewLine]) -> JobRecord:
@@ -429,10 +471,11 @@ class SQLiteStore:
                 ).fetchone()
                 if n:
                     seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM files").fetchone()[0]
+                    expires = now + job.output_expires_after if job.output_expires_after else None
                     db.execute(
-                        "INSERT INTO files (id, purpose, filename, bytes, created_at, job_id, kind, owner, seq) "
-                        "VALUES (?, 'batch_output', ?, ?, ?, ?, ?, ?, ?)",
-                        (fid, f"batch_{job_id}_{kind}.jsonl", size, now, job_id, kind, job.owner, seq),
+                        "INSERT INTO files (id, purpose, filename, bytes, created_at, job_id, kind, owner, seq, "
+                        "expires_at) VALUES (?, 'batch_output', ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (fid, f"batch_{job_id}_{kind}.jsonl", size, now, job_id, kind, job.owner, seq, expires),
                     )
                     files[kind] = fid
             final_at = {
@@ -533,6 +576,14 @@ def _replace(rec: JobRecord, **changes: Any) -> JobRecord:
     from dataclasses import replace
 
     return replace(rec, **changes)
+
+
+#: a finished job's lines are the content of its output and error files: once neither file exists, they go too
+_DROP_UNREFERENCED_LINES = (
+    "DELETE FROM job_lines WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
+    "('completed', 'failed', 'expired', 'cancelled') AND id NOT IN "
+    "(SELECT job_id FROM files WHERE job_id IS NOT NULL))"
+)
 
 
 def _job_values(rec: JobRecord) -> tuple:

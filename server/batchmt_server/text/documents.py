@@ -10,11 +10,12 @@ the batcher already flags and repairs such slots (``check_masks``).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .markup import MarkupDocument, TagHandling, parse_markup
-from .placeholders import Protected, find_spans, protect, restore
+from .placeholders import Protected, find_spans, mask_spans, protect, restore
 from .segmenter import Segmentation, SplitMode, segment_text
 
 __all__ = ["PreparedEntry", "PreparedText", "prepare"]
@@ -44,11 +45,15 @@ class PreparedText:
 def _prepare_text(
     text: str, mode: SplitMode, max_chars: int, preserve: bool, markers: Sequence[tuple[int, int]] = ()
 ) -> PreparedText:
-    keep = sorted(set(markers) | (set(find_spans(text)) if preserve else set()))
+    keep = sorted(set(markers) | set(find_spans(text) if preserve else mask_spans(text)))
     seg = segment_text(text, mode, max_chars, keep)
     prots = []
+    ordered = sorted(markers)
+    starts = [a for a, _ in ordered]
     for segment, (start, end) in zip(seg.segments, seg.spans):
-        fixed = [(a - start, b - start) for a, b in markers if start <= a and b <= end]
+        # the markers inside this segment, found by bisection (a scan of all of them per segment is quadratic)
+        lo, hi = bisect.bisect_left(starts, start), bisect.bisect_left(starts, end)
+        fixed = [(a - start, b - start) for a, b in ordered[lo:hi] if b <= end]
         prots.append(protect(segment, detect=preserve, fixed=fixed))
     return PreparedText(seg, tuple(prots))
 

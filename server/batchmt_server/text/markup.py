@@ -180,13 +180,20 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_PREFIX_USED = re.compile(r"\[TAG(\d{0,9})_")
+
+
 def _marker_prefix(root: etree._Element) -> str:
+    """``TAG``, or ``TAG<n>`` with the smallest n whose ``[TAG<n>_`` the text does not hold (one pass over the
+    text: a probe of the whole text per candidate was quadratic)."""
     text = "".join(root.itertext())
-    prefix, n = "TAG", 0
-    while f"[{prefix}_" in text:
+    used = {m.group(1) for m in _PREFIX_USED.finditer(text)}
+    if "" not in used:
+        return "TAG"
+    n = 1
+    while str(n) in used:
         n += 1
-        prefix = f"TAG{n}"
-    return prefix
+    return f"TAG{n}"
 
 
 def parse_markup(text: str, kind: TagHandling) -> MarkupDocument:
