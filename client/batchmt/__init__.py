@@ -5,7 +5,7 @@
 ...     result = client.translate(["The museum is closed on Mondays."])
 ...     print(result.raise_for_failures().texts)
 
-Only needs httpx, tqdm and sacrebleu (never the server's packages); the file formats SRT, PO and
+Only needs httpx and tqdm (never the server's packages); the file formats SRT, PO and
 XLIFF need the extra ``formats`` (srt, polib, lxml), imported when such a file is read.
 """
 
@@ -29,6 +29,7 @@ from .errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    QuotaExceededError,
     RateLimitError,
     RequestTimeoutError,
     ServiceUnavailableError,
@@ -85,6 +86,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "UnprocessableEntityError",
     "RateLimitError",
+    "QuotaExceededError",
     "InternalServerError",
     "ServiceUnavailableError",
     "GatewayTimeoutError",

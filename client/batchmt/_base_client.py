@@ -69,7 +69,7 @@ class ChunkLimits:
 
 
 def _is_retryable_status(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
+    return status in (408, 429) or status >= 500  # 409 and 456 would answer the same again
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -186,7 +186,7 @@ class BaseClient:
     ) -> float | None:
         """Seconds to sleep before retry number ``attempt + 1``, or ``None`` not to retry.
 
-        Retried: connection errors and timeouts, and statuses 408, 409, 429 and 5xx. A
+        Retried: connection errors and timeouts, and statuses 408, 429 and 5xx (not 409 or 456). A
         ``Retry-After`` header is honoured (capped at ``MAX_RETRY_AFTER``).
         """
         if attempt >= max_retries:
@@ -260,9 +260,11 @@ class BaseClient:
 
     # -- translate -----------------------------------------------------------------------------
     @staticmethod
-    def _texts(texts: Iterable[str]) -> list[str]:
-        if isinstance(texts, (str, bytes)):
-            raise TypeError("translate() takes a list of texts, not a single string; use translate([text])")
+    def _texts(texts: str | Iterable[str]) -> list[str]:
+        if isinstance(texts, str):  # one text (DeepL's translate_text takes one too): a result with one slot
+            return [texts]
+        if isinstance(texts, bytes):
+            raise TypeError("translate() takes str texts, not bytes: decode them first")
         items = list(texts)
         for i, s in enumerate(items):
             if not isinstance(s, str):

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .batches import Batch, BatchFailed
+from .batches import Batch, BatchFailed, lines_progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
@@ -28,6 +28,7 @@ def _summary(b: Batch) -> dict[str, Any]:
         "id": b.id,
         "status": b.status,
         "request_counts": {"total": rc.total, "completed": rc.completed, "failed": rc.failed},
+        **({"lines": {"total": lines[1], "translated": lines[0]}} if (lines := lines_progress(b)) else {}),
         "output_file_id": b.output_file_id,
         "error_file_id": b.error_file_id,
         "created_at": b.created_at,
@@ -104,6 +105,11 @@ def add_batch_commands(
         help="the text file submitted: write translated text, line by line (default: the server's output JSONL)",
     )
     p.add_argument("--errors", metavar="FILE", help="also write the error file (failed requests) here")
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="a cancelled or expired batch: write what was done (without it, such a batch is an error)",
+    )
     add_global_options(p, suppress=True)
     p.set_defaults(handler=_cmd_download)
 
@@ -153,7 +159,9 @@ def _cmd_cancel(client: Client, args: argparse.Namespace) -> int:
 
 
 def _cmd_download(client: Client, args: argparse.Namespace) -> int:
-    missing = client.batches.download(args.batch_id, args.output, source=args.source, errors=args.errors)
+    missing = client.batches.download(
+        args.batch_id, args.output, source=args.source, errors=args.errors, partial=args.partial
+    )
     if missing:
         _err(
             f"warning: {len(missing)} lines could not be translated and are left empty: "
@@ -187,6 +195,7 @@ def translate_as_job(client: Client, args: argparse.Namespace) -> int:
         raise ValueError("--as-job needs -i FILE and -o FILE (the job reads a file and writes one)")
     fmt = args.format or detect_format(args.input)
     parse = dict(unit=args.unit, field=args.field, column=args.column, target_lang=args.target_lang)
+    parse["review"] = getattr(args, "review", True)
     doc = parse_document(Path(args.input).read_bytes(), fmt, **parse)
     options = {
         k: v

@@ -179,6 +179,23 @@ def _prepare(path: str | os.PathLike[str], kind: FileKind, **options: Any) -> tu
     return build_requests(lines, **options), Path(path).name + ".batch.jsonl"
 
 
+#: the batch's metadata key holding the number of texts (lines) in its requests: progress is counted in lines
+LINES_KEY = "batchmt_lines"
+
+
+def count_texts(data: bytes) -> int:
+    """Texts in a JSONL of batch requests (``body.texts``, or the legacy ``body.sentences``)."""
+    n = 0
+    for raw in data.splitlines():
+        try:
+            body = json.loads(raw).get("body") or {}
+        except (ValueError, AttributeError):
+            continue
+        texts = body.get("texts", body.get("sentences")) if isinstance(body, dict) else None
+        n += len(texts) if isinstance(texts, list) else 0
+    return n
+
+
 def text_from_output(output: bytes, source: str | os.PathLike[str]) -> tuple[list[str], list[int]]:
     """The source file's lines, translated, from a batch's output (made by :func:`build_requests`): blank lines
     stay blank; a line whose request or sentence failed is ``""`` and its 1-based number is in the second list."""
@@ -282,8 +299,19 @@ def document_outputs(doc: Any, output: bytes) -> tuple[list[str | None], list[bo
     return outputs, complete
 
 
+def lines_progress(b: Batch) -> tuple[int, int] | None:
+    """(lines translated, lines in all) of a batch made by ``create_from_file`` (its metadata says how many), or
+    None: then progress is counted in requests."""
+    try:
+        total = int((b.metadata or {}).get(LINES_KEY, ""))
+    except ValueError:
+        return None
+    done = b.usage.get("sentences") if isinstance(b.usage, Mapping) else None
+    return (int(done) if isinstance(done, (int, float)) else 0, total)
+
+
 class _Bar:
-    """A tqdm bar over request_counts (done = completed + failed)."""
+    """A tqdm bar over the batch's lines (``create_from_file``), else its request_counts (completed + failed)."""
 
     def __init__(self, enabled: bool | None, desc: str) -> None:
         self.bar: Any = None  # a tqdm bar once the first status arrives
@@ -298,11 +326,11 @@ class _Bar:
             self.bar = tqdm(
                 total=b.request_counts.total,
                 desc=self.desc,
-                unit="req",
+                unit="line" if lines_progress(b) else "req",
                 disable=None if self.enabled is None else not self.enabled,
             )
-        self.bar.total = b.request_counts.total
-        self.bar.n = b.request_counts.done
+        lines = lines_progress(b)
+        self.bar.total, self.bar.n = (lines[1], lines[0]) if lines else (b.request_counts.total, b.request_counts.done)
         self.bar.set_postfix_str(f"{b.status}, {b.request_counts.failed} failed", refresh=False)
         self.bar.refresh()
 

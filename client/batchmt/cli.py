@@ -136,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         "cell or msgstr, no XLIFF target; SRT and HTML keep the source) or keep the source text (source), "
         "go on, and exit with status 3 at the end; or stop there with status 1 (raise)",
     )
+    p.add_argument(
+        "--no-review-marks",
+        dest="review",
+        action="store_false",
+        help="do not mark machine translation for review (PO entries are marked fuzzy, XLIFF targets "
+        "needs-review-translation/mt-suggestion, by default)",
+    )
     _add_progress_options(p)
     _add_global_options(p, suppress=True)
     p.set_defaults(handler=_cmd_translate)
@@ -253,6 +260,7 @@ def _cmd_translate(client: Client, args: argparse.Namespace) -> int:
         tag_handling=args.tag_handling,
         preserve_placeholders=args.preserve_placeholders,
         restart_hint="use --no-resume",
+        review=args.review,
     )
     where = "" if dst is sys.stdout else f" to {args.output}"
     noun = report.noun

@@ -33,7 +33,7 @@ class Client(BaseClient):
 
     ``base_url`` and ``api_key`` default to the env vars ``BATCHMT_BASE_URL`` (else
     ``http://127.0.0.1:8000``) and ``BATCHMT_API_KEY``. ``timeout`` is in seconds (or an
-    ``httpx.Timeout``); ``max_retries`` retries connection errors, timeouts, 408/409/429/5xx.
+    ``httpx.Timeout``); ``max_retries`` retries connection errors, timeouts, 408/429/5xx.
     ``chunk_size`` overrides the texts per request (otherwise read from ``/v1/info``).
     Pass ``http_client=`` (an ``httpx.Client`` you own and close) or ``transport=`` to control
     the HTTP layer, e.g. ``transport=httpx.MockTransport(handler)`` in tests (or ``httpx.ASGITransport(app=app)``).
@@ -128,7 +128,7 @@ class Client(BaseClient):
     # -- endpoints -----------------------------------------------------------------------------
     def translate(
         self,
-        texts: Iterable[str],
+        texts: str | Iterable[str],
         source_lang: str = "en",
         target_lang: str = "de",
         *,
@@ -139,6 +139,7 @@ class Client(BaseClient):
         confidence: bool | None = None,
     ) -> TranslationResult:
         """Translate a list of texts (sentences, paragraphs, documents); one result slot per text, in order.
+        A single string is one text: ``client.translate("Hello.").texts[0]``.
 
         ``quality`` is ``"fast"`` | ``"balanced"`` | ``"best"``; ``split_sentences`` ``"on"`` (split
         on sentence punctuation and newlines) | ``"newlines"`` | ``"off"`` (the text is one
@@ -241,7 +242,7 @@ class Client(BaseClient):
         source_lang: str = "en",
         target_lang: str = "de",
         resume: bool = True,
-        progress: bool | None = True,
+        progress: bool | None = None,
         on_failure: OnFailure = "empty",
         encoding: str = "utf-8",
         format: str | None = None,
@@ -253,6 +254,7 @@ class Client(BaseClient):
         tag_handling: str | None = None,
         preserve_placeholders: bool | None = None,
         restart_hint: str = "pass resume=False",
+        review: bool = True,
     ) -> FileReport:
         """Translate a file into ``dst`` in the same format, unit by unit (see :mod:`batchmt.file_translation`
         and :mod:`batchmt.formats`).
@@ -263,7 +265,9 @@ class Client(BaseClient):
         ``line`` or ``paragraph`` for text; ``field`` names the JSONL field and ``column`` the
         CSV/TSV column to translate. ``on_failure`` is ``"empty"`` | ``"source"`` | ``"raise"``.
         The translation options are those of :meth:`translate`. A progress bar goes to stderr
-        unless ``progress=False`` (``None``: only if stderr is a TTY). ``restart_hint`` is the
+        when it is a terminal (``progress=None``, the default; logs and pipes get none); ``True`` always,
+        ``False`` never. ``review`` marks machine translation for review where the format can (PO ``fuzzy``,
+        XLIFF states; see :mod:`batchmt.formats`). ``restart_hint`` is the
         advice given when a resume is refused (the CLI says ``--no-resume``). Each batch of units holds
         ``max_concurrency`` requests' worth, sent as :meth:`translate` sends them. (File reads and writes are
         small and blocking.)
@@ -288,6 +292,7 @@ class Client(BaseClient):
                 "preserve_placeholders": preserve_placeholders,
             },
             restart_hint=restart_hint,
+            review=review,
         ) as job:
             limits = self._file_limits()
             max_chars = limits.max_request_chars * self.max_concurrency if limits.max_request_chars else None

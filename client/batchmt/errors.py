@@ -9,11 +9,12 @@ Hierarchy::
     │   ├── PermissionDeniedError     403
     │   ├── NotFoundError             404
     │   ├── RequestTimeoutError       408
-    │   ├── ConflictError             409
+    │   ├── ConflictError             409 (not retried: the resource's state refuses it)
     │   ├── PayloadTooLargeError      413
     │   ├── UnsupportedMediaTypeError 415
     │   ├── UnprocessableEntityError  422
     │   ├── RateLimitError            429
+    │   ├── QuotaExceededError        456 (a key's character quota: retrying does not help until it resets)
     │   ├── InternalServerError       5xx
     │   │   ├── ServiceUnavailableError 503
     │   │   └── GatewayTimeoutError     504
@@ -46,6 +47,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "UnprocessableEntityError",
     "RateLimitError",
+    "QuotaExceededError",
     "InternalServerError",
     "ServiceUnavailableError",
     "GatewayTimeoutError",
@@ -137,7 +139,13 @@ class RequestTimeoutError(APIError):
 
 
 class ConflictError(APIError):
-    """409 (retried)."""
+    """409: the resource's state refuses the action (``batch_not_cancellable``: the batch is finished). Not
+    retried: the answer would not change."""
+
+
+class QuotaExceededError(APIError):
+    """456: this key's character quota (per day or month, UTC) is used up (``quota_exceeded``). Not retried; the
+    message says which quota and when it resets."""
 
 
 class PayloadTooLargeError(APIError):
@@ -222,6 +230,7 @@ _STATUS_ERRORS: dict[int, type[APIError]] = {
     415: UnsupportedMediaTypeError,
     422: UnprocessableEntityError,
     429: RateLimitError,
+    456: QuotaExceededError,
     503: ServiceUnavailableError,
     504: GatewayTimeoutError,
 }

@@ -182,7 +182,7 @@ class FileJob:
         dst: Destination,
         *,
         resume: bool = True,
-        progress: bool | None = True,
+        progress: bool | None = None,
         on_failure: OnFailure = "empty",
         encoding: str = "utf-8",
         desc: str | None = "translating",

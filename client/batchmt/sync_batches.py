@@ -14,7 +14,20 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._concurrency import run_blocking
-from .batches import ENDPOINT, Batch, BatchFailed, BatchFile, BatchList, FileKind, _Bar, _prepare, _write
+from .batches import (
+    ENDPOINT,
+    LINES_KEY,
+    Batch,
+    BatchFailed,
+    BatchFile,
+    BatchList,
+    FileKind,
+    _Bar,
+    _prepare,
+    _write,
+    count_texts,
+    lines_progress,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
@@ -97,15 +110,19 @@ class Batches:
     ) -> Batch:
         """Upload ``path`` and start a batch on it. ``kind``: ``text`` (one sentence per line, blank lines kept
         when downloaded with ``source=path``), ``batch`` (JSONL of batch requests, as for OpenAI) or ``auto``."""
-        f = self.upload(
+        data, name = run_blocking(
+            _prepare,
             path,
-            kind=kind,
+            kind,
             sentences_per_request=sentences_per_request,
             source_lang=source_lang,
             target_lang=target_lang,
             quality=quality,
         )
-        return self.create(f.id, completion_window=completion_window, metadata=metadata)
+        f = self.upload_bytes(data, name)
+        # the number of lines travels with the batch: progress (wait, status) is counted in lines, not requests
+        meta = {**(metadata or {}), LINES_KEY: str(count_texts(data))}
+        return self.create(f.id, completion_window=completion_window, metadata=meta)
 
     def retrieve(self, batch_id: str) -> Batch:
         r = self._send("GET", f"/v1/batches/{batch_id}")
@@ -150,13 +167,25 @@ class Batches:
         *,
         source: str | os.PathLike[str] | None = None,
         errors: str | os.PathLike[str] | None = None,
+        partial: bool = False,
     ) -> builtins.list[int]:
         """Write a finished batch's output to ``dst``: the server's output JSONL, or, with ``source`` (the text
         file given to :meth:`create_from_file`), the translated text, line by line. ``errors``: also write the
-        error file there. Returns the 1-based source lines left untranslated (text mode; else [])."""
+        error file there. Returns the 1-based source lines left untranslated (text mode; else []).
+
+        A batch that did not complete (cancelled, expired, failed) raises :class:`BatchFailed` saying so and how
+        much was done, instead of writing a file of empty lines; ``partial=True`` writes what was done."""
         b = batch if isinstance(batch, Batch) else self.retrieve(batch)
         if not b.done:
             raise BatchFailed(f"batch {b.id} is still {b.status}: wait for it first")
+        if b.status != "completed" and not partial:
+            rc = b.request_counts
+            lines = lines_progress(b)
+            done = f"{lines[0]} of {lines[1]} lines" if lines else f"{rc.completed} of {rc.total} requests"
+            raise BatchFailed(
+                f"batch {b.id} was {b.status}: {done} were translated; nothing written "
+                "(download it with partial=True / --partial for what was done)"
+            )
         output = self.content(b.output_file_id) if b.output_file_id else b""
         if errors is not None:
             error_output = self.content(b.error_file_id) if b.error_file_id else b""

@@ -196,6 +196,8 @@ class Usage:
     currency: str | None = None
     segments: int = 0
     """Segments (sentences) the request's texts were split into (0 from older servers)."""
+    texts: int = 0
+    """Texts (entries) of the request, as ``sentences`` counts them (0 from older servers)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Usage fields this SDK version does not know about."""
 

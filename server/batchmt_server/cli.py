@@ -7,6 +7,8 @@ flags win. ``batchmt-server --help`` lists them all.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import types
 import typing
@@ -14,10 +16,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from . import __version__
 from .auth.security_settings import SECRET_FIELDS
-from .settings import Settings
+from .settings import Settings, unknown_variables
 
 __all__ = ["default_text", "main", "parse_settings"]
 
@@ -76,9 +79,12 @@ def _url_without_password(value: str) -> str:
 REPEATABLE_FIELDS = {"engine_url"}
 
 
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+def _add_settings_flags(parser: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
+    """A flag per setting (``only``: these settings' flags, e.g. the store's for ``keys``)."""
     group = parser.add_argument_group("settings (each also BATCHMT_<NAME> in the environment)")
     for name, field in Settings.model_fields.items():
+        if only is not None and name not in only:
+            continue
         if name in SECRET_FIELDS:  # from the environment or a file only: `ps` shows a process's arguments
             group.add_argument("--" + name.replace("_", "-"), action=_SecretFlag, nargs="?", help=argparse.SUPPRESS)
             continue
@@ -116,6 +122,50 @@ def parse_settings(ns: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+def _expects(name: str) -> str:
+    """What a setting takes, in words: for an error message."""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return "a valid value"
+    annotation = field.annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and args:
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    bounds = []
+    for meta in field.metadata:
+        for attr, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(meta, attr, None) is not None:
+                bounds.append(f"{word} {getattr(meta, attr)}")
+    kinds: dict[typing.Any, str] = {int: "an integer", float: "a number", bool: "true or false", Path: "a path"}
+    kinds[str] = "text"
+    kind = kinds.get(annotation, "a JSON object" if typing.get_origin(annotation) is dict else "a valid value")
+    return kind + (" " + " and ".join(bounds) if bounds else "")
+
+
+def settings_errors(exc: ValidationError, ns: argparse.Namespace | None = None) -> list[str]:
+    """One line per invalid setting: where it came from (the flag or the variable), the value, what it expects."""
+    given = vars(ns) if ns is not None else {}
+    lines = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        name = loc[0] if loc else ""
+        why = err.get("msg", "invalid")
+        why = why[0].lower() + why[1:] if why else why
+        if name not in Settings.model_fields:  # a rule across settings (model validators)
+            lines.append(f"invalid settings: {why.removeprefix('value error, ')}")
+            continue
+        if given.get(name) is not None:
+            source = "--" + name.replace("_", "-")
+        else:
+            source = "BATCHMT_" + name.upper()
+        value = err.get("input")
+        shown = "" if name in SECRET_FIELDS or isinstance(value, dict) else f"={value}"
+        lines.append(f"{source}{shown}: expects {_expects(name)} ({why})")
+    return lines
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchmt-server", description="batchmt translation gateway")
     parser.add_argument("--version", action="version", version=f"batchmt-server {__version__}")
@@ -142,15 +192,33 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_settings(ns: argparse.Namespace) -> Settings | None:
+    """The settings of flags and environment, or None after saying on stderr what is wrong with them: a
+    ``BATCHMT_*`` variable that is no setting, a value that is not what the setting expects."""
+    unknown = unknown_variables(os.environ)
+    for message in unknown:
+        print(f"batchmt-server: {message}", file=sys.stderr)
+    if unknown:
+        return None
+    try:
+        return parse_settings(ns)
+    except ValidationError as exc:
+        for message in settings_errors(exc, ns):
+            print(f"batchmt-server: {message}", file=sys.stderr)
+    except SettingsError as exc:  # a variable pydantic-settings cannot even decode (a JSON setting's)
+        cause = exc.__cause__ or exc
+        name = str(exc).split("field ", 1)[-1].split(" ", 1)[0].strip('"')
+        print(f"batchmt-server: BATCHMT_{name.upper()}: expects {_expects(name)} ({cause})", file=sys.stderr)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "serve")
     ns = _build_parser().parse_args(argv)
-    try:
-        settings = parse_settings(ns)
-    except ValidationError as exc:
-        print(f"batchmt-server: invalid settings:\n{exc}", file=sys.stderr)
+    settings = _load_settings(ns)
+    if settings is None:
         return 2
     from .telemetry.observability import setup_logging
 
@@ -178,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve(settings: Settings) -> int:
     """Run the gateway behind the HTTP front (middleware.py, uvicorn_protocol.py) under uvicorn."""
     from .auth.keys import KeyRing
+    from .auth.keys_cli import auth_summary
     from .auth.security_settings import check_limits
     from .http.app import create_app
     from .http.middleware import GuardConfig
@@ -185,6 +254,8 @@ def serve(settings: Settings) -> int:
     from .stores.keys import open_key_store
     from .telemetry.observability import setup_tracing
 
+    for level, message in auth_summary(settings):  # auth on or off, and who is admin: said once, at start
+        getattr(logging.getLogger("batchmt.auth"), level)(message)
     try:
         check_limits(settings)
         guard = GuardConfig.from_settings(settings, KeyRing.from_settings(settings, open_key_store(settings)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .auth.security_settings import SecurityFields
 
-__all__ = ["Settings", "EMBEDDED_MODEL"]
+__all__ = ["EMBEDDED_MODEL", "NON_SETTING_VARIABLES", "Settings", "unknown_variables"]
 
 #: ``--model`` value that selects the embedded default model (Gemma-3-270M from a PyPI package).
 EMBEDDED_MODEL = "embedded"
@@ -25,7 +26,16 @@ class Settings(BaseSettings, SecurityFields):
     # --- HTTP server
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    api_key: str | None = Field(None, description="if set, requests need 'Authorization: Bearer <key>'")
+    admin_key: str | None = Field(
+        None,
+        description="the server's admin key (env BATCHMT_ADMIN_KEY): if set, requests need "
+        "'Authorization: Bearer <key>' of a known key",
+    )
+    api_key: str | None = Field(
+        None,
+        description="the SDK's key; as the server's admin key it is the older name of BATCHMT_ADMIN_KEY "
+        "(honoured with a warning)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # --- engine
@@ -326,3 +336,27 @@ class Settings(BaseSettings, SecurityFields):
         if embedded is not None:
             return embedded.served_name
         return Path(self.model.rstrip("/")).name or self.model
+
+
+#: ``BATCHMT_*`` variables that are not server settings: the SDK's (``batchmt``), the dashboard tests'; every
+#: ``BATCHMT_TEST_*`` belongs to the test suite
+NON_SETTING_VARIABLES = frozenset({"BATCHMT_BASE_URL", "BATCHMT_DASHBOARD_GATEWAY"})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One message per ``BATCHMT_*`` variable that is no setting (a typo would otherwise pass silently), naming
+    the closest setting."""
+    import difflib
+
+    known = {"BATCHMT_" + name.upper() for name in Settings.model_fields}
+    messages = []
+    for var in sorted(environ):
+        if not var.upper().startswith("BATCHMT_") or var.upper() in known | NON_SETTING_VARIABLES:
+            continue
+        if var.upper().startswith("BATCHMT_TEST_"):
+            continue
+        # compared without the common prefix, which would make every name look alike
+        close = difflib.get_close_matches(var.upper()[8:], sorted(k[8:] for k in known), n=1, cutoff=0.7)
+        hint = f"did you mean BATCHMT_{close[0]}?" if close else "no setting has a similar name"
+        messages.append(f"{var} is not a setting ({hint}); every setting: batchmt-server --help")
+    return messages

@@ -36,6 +36,7 @@ def usage_for(texts: list[str], segments: int) -> dict[str, Any]:
     """What the real server sends: token counts are ints, engine prompts and costs floats."""
     n = len(texts)
     return {
+        "texts": n,
         "sentences": n,  # entries, as the real server counts them
         "characters": sum(map(len, texts)),
         "prompt_tokens": 10 * n,

@@ -253,3 +253,15 @@ def test_docx_runs_follow_the_words_when_the_translation_reorders_them():
         ("wirklich", False, True),
         (".", False, False),
     ]
+
+
+def test_the_cli_marks_for_review_and_no_review_marks_turns_it_off(gateway, tmp_path):
+    from batchmt.cli import main
+
+    (tmp_path / "shop.po").write_text(PO, encoding="utf-8")
+    base = ["--base-url", gateway, "translate", "-i", str(tmp_path / "shop.po"), "--no-progress"]
+    assert main([*base, "-o", str(tmp_path / "marked.po")]) == 0
+    assert main([*base, "-o", str(tmp_path / "plain.po"), "--no-review-marks"]) == 0
+    assert "fuzzy" in polib.pofile(str(tmp_path / "marked.po")).find("Your basket is empty.").flags
+    plain = polib.pofile(str(tmp_path / "plain.po")).find("Your basket is empty.")
+    assert plain.msgstr == "[de] Your basket is empty." and "fuzzy" not in plain.flags

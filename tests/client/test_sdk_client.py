@@ -79,12 +79,22 @@ def test_empty_list_returns_empty_result_without_a_request(fake_server, mt_clien
     assert fake_server.requests == []
 
 
-def test_a_single_string_is_rejected(fake_server, mt_client):
-    with pytest.raises(TypeError, match="single string"):
-        mt_client.translate("Hello world.")
+def test_a_single_string_is_one_text_as_in_deepl(fake_server, mt_client):
+    result = mt_client.translate("Hello world.")
+    assert result.texts == ["DE<Hello world.>"] and len(result) == 1 and result.usage.texts == 1
+    assert fake_server.translate_bodies()[-1]["texts"] == ["Hello world."]  # one text, not 12 characters
+    n = len(fake_server.requests)
+    with pytest.raises(TypeError, match="not bytes"):
+        mt_client.translate(b"Hello")
     with pytest.raises(TypeError, match=r"texts\[1\] is int"):
         mt_client.translate(["ok", 3])
-    assert fake_server.requests == []
+    assert len(fake_server.requests) == n
+
+
+async def test_the_async_client_takes_a_single_string_too(make_async_mt_client):
+    async with make_async_mt_client() as client:
+        result = await client.translate("Hello world.")
+    assert result.texts == ["DE<Hello world.>"]
 
 
 def test_generators_are_accepted(mt_client):

@@ -13,7 +13,7 @@ import batchmt
 from batchmt._base_client import MAX_RETRY_AFTER, parse_retry_after
 
 
-@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
 def test_retryable_statuses_are_retried_then_succeed(fake_server, make_mt_client, recorded_sleeps, status):
     fake_server.script("/v1/translate", error_response(status, "x"), error_response(status, "x"))
     result = make_mt_client(max_retries=3).translate(["Hi."])
@@ -22,7 +22,7 @@ def test_retryable_statuses_are_retried_then_succeed(fake_server, make_mt_client
     assert len(recorded_sleeps) == 2
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 415, 422])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 413, 415, 422, 456])
 def test_other_4xx_are_never_retried(fake_server, make_mt_client, recorded_sleeps, status):
     fake_server.script("/v1/translate", error_response(status, "x"))
     with pytest.raises(batchmt.APIError) as info:
@@ -159,3 +159,18 @@ async def test_async_gives_up_with_connection_error(fake_server, make_async_mt_c
         with pytest.raises(batchmt.APIConnectionError):
             await client.translate(["Hi."])
     assert fake_server.paths().count("/v1/translate") == 3 and len(recorded_sleeps) == 2
+
+
+def test_a_409_batch_not_cancellable_is_not_retried_and_a_456_is_a_quota_error(
+    fake_server, make_mt_client, recorded_sleeps
+):
+    fake_server.script("/v1/batches/batch_1/cancel", error_response(409, "batch_not_cancellable", "completed"))
+    with pytest.raises(batchmt.ConflictError) as conflict:
+        make_mt_client(max_retries=5).batches.cancel("batch_1")
+    assert conflict.value.code == "batch_not_cancellable"
+    assert fake_server.paths().count("/v1/batches/batch_1/cancel") == 1 and recorded_sleeps == []
+    fake_server.script("/v1/translate", error_response(456, "quota_exceeded", "the daily quota is used up"))
+    with pytest.raises(batchmt.QuotaExceededError) as quota:
+        make_mt_client(max_retries=5).translate(["Hi."])
+    assert quota.value.status == 456 and isinstance(quota.value, batchmt.APIError)
+    assert fake_server.paths().count("/v1/translate") == 1 and recorded_sleeps == []

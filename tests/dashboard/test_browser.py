@@ -153,6 +153,41 @@ def test_dashboard_draws_live_charts_in_headless_chromium(browser: WebDriver, li
     assert now["sentences"] >= u["sentences"] and now["cost"] >= u["cost"]
     png = (ARTIFACTS / "dashboard.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert layout_problems(browser) == []
+
+
+LAYOUT = r"""
+const problems = [];
+for (const box of document.querySelectorAll('.chart')) {
+  const b = box.getBoundingClientRect();
+  const items = [...box.querySelectorAll('.legend')];
+  if (!items.length) problems.push(box.id + ': no legend');
+  for (const e of items) {
+    const r = e.getBoundingClientRect();
+    if (r.left < b.left - 1 || r.right > b.right + 1 || r.top < b.top - 1 || r.bottom > b.bottom + 1)
+      problems.push(box.id + ': legend "' + e.textContent + '" outside its chart');
+  }
+  for (let i = 1; i < items.length; i++) {
+    const p = items[i - 1].getBoundingClientRect(), r = items[i].getBoundingClientRect();
+    if (r.top < p.bottom - 1 && r.left < p.right - 1) problems.push(box.id + ': legends overlap');
+  }
+}
+for (const t of document.querySelectorAll('#c-hit svg text')) {
+  const m = t.textContent.match(/^([0-9.]+)%$/);
+  if (m && parseFloat(m[1]) > 100) problems.push('hit-rate axis at ' + t.textContent);
+}
+for (const e of document.querySelectorAll('.tile .value, .chart text, .chart .legend')) {
+  if (/[0-9]e[-+]?[0-9]/.test(e.textContent)) problems.push('exponent in "' + e.textContent + '"');
+  if (/[0-9]\.[0-9]*0k/.test(e.textContent)) problems.push('trailing zeros in "' + e.textContent + '"');
+}
+return problems;
+"""
+
+
+def layout_problems(browser: WebDriver) -> list[str]:
+    """What a reader of the screenshot would trip over: legends outside their chart or on top of each other, a
+    hit-rate axis above 100%, numbers in exponent form ("1.90e-4") or with trailing zeros ("12.3160k")."""
+    return browser.js(LAYOUT)
 
 
 def test_dashboard_is_self_contained(live_gateway: Live):

@@ -199,7 +199,7 @@ def test_sdk_and_cli_submit_wait_download_and_translate_as_job(gateways, tmp_pat
 
     with batchmt.Client(base_url=gw.url) as client:
         job = client.batches.create_from_file(src, sentences_per_request=8, metadata={"k": "v"})
-        assert job.request_counts.total == 13 and job.metadata == {"k": "v"}
+        assert job.request_counts.total == 13 and job.metadata == {"k": "v", "batchmt_lines": "86"}  # non-blank
         job = client.batches.wait(job.id, progress=False, poll_interval=0.1)
         assert job.status == "completed" and job.request_counts.completed == 13
         assert client.batches.download(job, tmp_path / "out.de", source=src) == []

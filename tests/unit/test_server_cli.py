@@ -35,3 +35,48 @@ def test_a_database_url_without_a_password_passes_the_flag() -> None:
 
     assert _url_without_password("postgresql://batchmt@db/batchmt") == "postgresql://batchmt@db/batchmt"
     assert _url_without_password("sqlite:////tmp/x.sqlite3") == "sqlite:////tmp/x.sqlite3"
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str], *argv: str):
+    for var in [v for v in __import__("os").environ if v.startswith("BATCHMT_")]:
+        monkeypatch.delenv(var)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code = main(["serve", *argv])
+    return code, capsys.readouterr().err
+
+
+def test_a_misspelt_variable_is_an_error_naming_the_closest_setting(monkeypatch, capsys):
+    code, err = _run(monkeypatch, capsys, {"BATCHMT_CALIBRATON": "off"})
+    assert code == 2
+    assert "BATCHMT_CALIBRATON is not a setting (did you mean BATCHMT_CALIBRATION?)" in err
+    code, err = _run(monkeypatch, capsys, {"BATCHMT_NOTHING_LIKE_IT": "1"})
+    assert code == 2 and "no setting has a similar name" in err
+
+
+def test_the_sdk_and_test_variables_are_not_settings_errors():
+    from batchmt_server.settings import unknown_variables
+
+    assert unknown_variables({"BATCHMT_BASE_URL": "http://x", "BATCHMT_TEST_DATA": "/d", "BATCHMT_PORT": "1"}) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"BATCHMT_PORT": "abc"}, "BATCHMT_PORT=abc: expects an integer >= 0 and <= 65535"),
+        ({"BATCHMT_ENGINE": "vllmx"}, "BATCHMT_ENGINE=vllmx: expects one of 'vllm', 'http', 'fake'"),
+        ({"BATCHMT_MAX_WAIT_MS": "-3"}, "BATCHMT_MAX_WAIT_MS=-3: expects a number >= 0.0"),
+        ({"BATCHMT_ENGINE_ARGS": "{bad"}, "BATCHMT_ENGINE_ARGS: expects a JSON object"),
+        ({"BATCHMT_ENGINE": "http"}, "engine 'http' needs engine_url"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_what_it_expects_without_a_pydantic_dump(monkeypatch, capsys, env, expected):
+    code, err = _run(monkeypatch, capsys, env)
+    assert code == 2
+    assert expected in err, err
+    assert "pydantic.dev" not in err and "validation error for Settings" not in err and "type=" not in err
+
+
+def test_a_bad_flag_value_names_the_flag(monkeypatch, capsys):
+    code, err = _run(monkeypatch, capsys, {}, "--max-wait-ms", "-1")
+    assert code == 2 and "--max-wait-ms=-1.0: expects a number >= 0.0" in err, err

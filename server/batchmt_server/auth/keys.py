@@ -252,10 +252,9 @@ class KeyRing:
     @classmethod
     def from_settings(cls, settings: Any, store: KeyStore | None = None) -> KeyRing:
         static: list[KeyRecord] = []
-        if getattr(settings, "api_key", None):
-            static.append(
-                KeyRecord(id="env", name="env", key_hash=hash_key(settings.api_key), role="admin", source="env")
-            )
+        admin_key = getattr(settings, "admin_key", None) or getattr(settings, "api_key", None)
+        if admin_key:
+            static.append(KeyRecord(id="env", name="env", key_hash=hash_key(admin_key), role="admin", source="env"))
         if getattr(settings, "dashboard_key", None):
             static.append(
                 KeyRecord(

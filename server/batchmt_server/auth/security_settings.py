@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 __all__ = ["SecurityFields", "SECRET_FIELDS", "body_bytes_needed", "check_limits", "default_body_bytes"]
 
 #: settings never offered as command-line flags (``ps`` shows a process's arguments)
-SECRET_FIELDS = frozenset({"api_key", "engine_api_key", "metrics_token", "dashboard_key"})
+SECRET_FIELDS = frozenset({"admin_key", "api_key", "engine_api_key", "metrics_token", "dashboard_key"})
 
 
 def body_bytes_needed(max_sentences: int, max_chars: int) -> int:

@@ -239,7 +239,13 @@ class GuardMiddleware:
             or (rec.role == "dashboard" and dashboard)
         )
         if not allowed:
-            raise _Refused(403, "forbidden", "this key may not use this endpoint")
+            if path == "/metrics":
+                needed = "an admin key (or the metrics token)"
+            elif dashboard:
+                needed = "an admin or dashboard key"
+            else:
+                needed = "a user or admin key"
+            raise _Refused(403, "forbidden", f"{path} needs {needed}; this key ({rec.name}) has the role {rec.role}")
         return rec
 
     @staticmethod

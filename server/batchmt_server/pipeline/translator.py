@@ -264,6 +264,7 @@ class Translator:
             translations=translations,
             signature=self.signature_for(req.quality) if config is not None else self.signature,
             usage=Usage(
+                texts=n_entries,
                 sentences=n_entries,
                 segments=len(texts),
                 characters=chars,

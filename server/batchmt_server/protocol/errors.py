@@ -60,6 +60,28 @@ def _param(loc: tuple) -> str | None:
     return out or None
 
 
+#: field names other translation APIs use, and ours (DeepL: 'text' is a list of texts)
+_OTHER_APIS = {"text": "texts", "q": "texts", "source_language": "source_lang", "target_language": "target_lang"}
+
+
+def _did_you_mean(path: str, field: str) -> str:
+    import difflib
+
+    from .schemas import TranslateRequest
+
+    if not path.endswith("/v1/translate"):
+        return ""
+    if field in _OTHER_APIS:
+        known = _OTHER_APIS[field]
+    else:
+        close = difflib.get_close_matches(field, list(TranslateRequest.model_fields), n=1, cutoff=0.7)
+        if not close:
+            return ""
+        known = close[0]
+    hint = " (a list of strings)" if known == "texts" else ""
+    return f"; did you mean '{known}'{hint}?"
+
+
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is not None:
@@ -82,7 +104,12 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
         )
     param = _param(tuple(first.get("loc", ())))
     msg = first.get("msg", "invalid request")
-    if first.get("type") == "missing":
+    unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
+    if unknown:  # a field we do not know: the closest we do (DeepL's 'text' is our 'texts')
+        first = unknown[0]
+        param = _param(tuple(first.get("loc", ())))
+        msg = f"{param}: unknown field" + _did_you_mean(request.url.path, str(tuple(first.get("loc", ()))[-1]))
+    elif first.get("type") == "missing":
         msg = f"{param} is required" if param else "the body is required: send a JSON object"
     elif param:
         msg = f"{param}: {msg}"

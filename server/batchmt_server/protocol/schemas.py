@@ -178,8 +178,9 @@ class Translation(BaseModel):
 
 
 class Usage(BaseModel):
-    sentences: int = Field(description="entries (texts) in the request")
-    segments: int = Field(0, description="segments (sentences) the entries were split into")
+    texts: int = Field(0, description="entries (texts) in the request")
+    sentences: int = Field(description="entries (texts) in the request: the older name of 'texts'")
+    segments: int = Field(0, description="segments (sentences) the texts were split into")
     characters: int
     prompt_tokens: int = Field(description="this request's share of the engine prompts its sentences travelled in")
     cached_prompt_tokens: int

@@ -9,23 +9,33 @@
   const samples = [];
   const state = { samples, errors: 0, charts: {} };
   window.batchmtDashboard = state;
+  state.format = { fmt: (x, d) => fmt(x, d), money: (x, c) => money(x, c), axisMax: (v, cap) => axisMax(v, cap) };
 
   const $ = (id) => document.getElementById(id);
   $("interval").textContent = INTERVAL;
   $("window").textContent = (INTERVAL * WINDOW).toFixed(0);
 
   // ---------------------------------------------------------------- numbers
+  // `digits` significant digits, trailing zeros dropped: 12316 -> "12.3k", 0.00019 -> "0.00019" (never "1.9e-4")
+  function sig(x, digits) {
+    if (x === 0) return "0";
+    const a = Math.abs(x);
+    if (a < 1e-6) return (x < 0 ? "-" : "") + "<0.000001";
+    const decimals = Math.max(0, Math.min(8, digits - 1 - Math.floor(Math.log10(a))));
+    return parseFloat(x.toFixed(decimals)).toString();
+  }
   function fmt(x, digits = 3) {
     if (x === null || x === undefined || !isFinite(x)) return "–";
     const a = Math.abs(x);
-    if (a >= 1e9) return (x / 1e9).toPrecision(digits) + "G";
-    if (a >= 1e6) return (x / 1e6).toPrecision(digits) + "M";
-    if (a >= 1e4) return (x / 1e3).toPrecision(digits) + "k";
-    if (a === 0) return "0";
-    if (a < 1e-3) return x.toExponential(2);
-    return parseFloat(x.toPrecision(digits)).toString();
+    if (a >= 1e9) return sig(x / 1e9, digits) + "G";
+    if (a >= 1e6) return sig(x / 1e6, digits) + "M";
+    if (a >= 1e4) return sig(x / 1e3, digits) + "k";
+    return sig(x, digits);
   }
-  const money = (x, cur) => (x === null || !isFinite(x)) ? "–" : fmt(x, 4) + " " + cur;
+  // amounts of money: two decimals from 1 up, two significant digits below (0.00019, not 1.90e-4)
+  const amount = (x) => (x === null || !isFinite(x)) ? "–"
+    : Math.abs(x) >= 1e4 ? fmt(x, 4) : Math.abs(x) >= 1 ? x.toFixed(2) : sig(x, 2);
+  const money = (x, cur) => (x === null || !isFinite(x)) ? "–" : amount(x) + " " + cur;
   const secs = (x) => (x === null || !isFinite(x)) ? "–" : (x < 1 ? fmt(x * 1000) + " ms" : fmt(x) + " s");
 
   // Prometheus-style histogram_quantile over the delta of two cumulative bucket vectors.
@@ -81,10 +91,23 @@
     if (parent) parent.appendChild(e);
     return e;
   }
-  function lineChart(id, rows, series, yfmt) {
+  // the axis' top: the data's maximum rounded up to 1, 2, 2.5 or 5 x 10^k, never above `cap` (a rate: 1 = 100%)
+  function axisMax(v, cap) {
+    if (!(v > 0)) return cap !== undefined ? Math.min(1, cap) : 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    const nice = [1, 2, 2.5, 5, 10].map((k) => k * p).find((n) => n >= v * 1.0001) || 10 * p;
+    return cap !== undefined ? Math.min(nice, cap) : nice;
+  }
+
+  // opts.cap: the largest value the quantity can take (hit rate: 1); the legend is HTML above the plot, wrapping
+  // instead of being cut off
+  function lineChart(id, rows, series, yfmt, opts = {}) {
     const box = $(id);
-    const W = Math.max(200, box.clientWidth), Hh = Math.max(100, box.clientHeight);
-    const m = { l: 44, r: 8, t: 16, b: 18 };
+    const legend = document.createElement("div");
+    legend.className = "legend-row";
+    box.replaceChildren(legend);
+    const W = Math.max(200, box.clientWidth), Hh = Math.max(80, box.clientHeight - legend.offsetHeight - 2);
+    const m = { l: 50, r: 8, t: 6, b: 18 };
     const svg = el("svg", { viewBox: `0 0 ${W} ${Hh}`, class: "chart-svg", preserveAspectRatio: "none" });
     const t0 = rows.length ? rows[0].t : 0, t1 = rows.length ? rows[rows.length - 1].t : 1;
     let ymax = 0, ymin = 0, points = 0;
@@ -92,8 +115,8 @@
       const v = r[s.key];
       if (v !== null && isFinite(v)) { ymax = Math.max(ymax, v); ymin = Math.min(ymin, v); points++; }
     }
-    ymax = ymax > 0 ? ymax * 1.1 : (ymin < 0 ? 0 : 1);
-    ymin = ymin * 1.1;
+    ymax = ymax > 0 ? axisMax(ymax, opts.cap) : (ymin < 0 ? 0 : axisMax(0, opts.cap));
+    ymin = ymin < 0 ? -axisMax(-ymin) : 0;
     const x = (t) => m.l + (t1 > t0 ? (t - t0) / (t1 - t0) : 1) * (W - m.l - m.r);
     const y = (v) => Hh - m.b - ((v - ymin) / (ymax - ymin)) * (Hh - m.t - m.b);
     for (let k = 0; k <= 4; k++) {
@@ -118,11 +141,15 @@
       if (n === 1) d += "h-2";  // one point: a short stub so it shows
       el("path", { d, class: "series", stroke: color, "data-series": s.key, "data-points": n }, svg);
       const last = [...rows].reverse().find((r) => r[s.key] !== null && isFinite(r[s.key]));
-      el("text", { x: m.l + 6 + si * 110, y: 11, class: "legend", fill: color, style: `fill:${color}` }, svg)
-        .textContent = s.label + (last ? " " + yfmt(last[s.key]) : "");
+      const item = document.createElement("span");
+      item.className = "legend";
+      item.dataset.series = s.key;
+      item.style.color = color;
+      item.textContent = s.label + (last ? " " + yfmt(last[s.key]) : "");
+      legend.appendChild(item);
     });
     svg.setAttribute("data-points", points);
-    box.replaceChildren(svg);
+    box.appendChild(svg);
     state.charts[id] = { points, series: series.map((s) => s.key) };
   }
 
@@ -139,7 +166,7 @@
     const p = u.prices;
     $("prices").textContent = `pricing: ${p.model}` + (p.model === "none" ? " (set --price-* to see costs)" :
       ` · prompt ${p.prompt_per_mtok}, cached ${p.cached_prompt_per_mtok}, completion ${p.completion_per_mtok} ${cur}/1M tok · ${p.engine_hour} ${cur}/engine-hour`);
-    $("t-sentences").textContent = fmt(u.sentences, 6);
+    $("t-sentences").textContent = fmt(u.sentences);
     $("t-rate").textContent = last.throughput === null ? "–" : fmt(last.throughput) + " /s";
     $("t-p95").textContent = secs(last.p95);
     $("t-cost").textContent = money(u.cost, cur);
@@ -150,12 +177,13 @@
     $("t-queue").textContent = fmt(s.queue_depth);
     const pct = (v) => fmt(100 * v, 3) + "%";
     const m = (v) => fmt(v, 3);
+    const cost = (v) => amount(v);
     lineChart("c-throughput", rows, [{ key: "throughput", label: "sentences/s" }], m);
     lineChart("c-latency", rows, [{ key: "p50", label: "p50" }, { key: "p95", label: "p95" }, { key: "p99", label: "p99" }], m);
-    lineChart("c-cost1k", rows, [{ key: "cost1k", label: "actual" }, { key: "base1k", label: "one-per-prompt" }], m);
+    lineChart("c-cost1k", rows, [{ key: "cost1k", label: "actual" }, { key: "base1k", label: "one-per-prompt" }], cost);
     lineChart("c-cost", rows, [{ key: "cost", label: "actual" }, { key: "baseline", label: "baseline" },
-                               { key: "saving", label: "saving", color: "#3fb950" }], m);
-    lineChart("c-hit", rows, [{ key: "hit", label: "hit rate" }], pct);
+                               { key: "saving", label: "saving", color: "#3fb950" }], cost);
+    lineChart("c-hit", rows, [{ key: "hit", label: "hit rate" }], pct, { cap: 1 });
     lineChart("c-queue", rows, [{ key: "queue", label: "queued" }, { key: "inflight", label: "in flight" }], m);
     lineChart("c-wait", rows, [{ key: "wait50", label: "p50" }, { key: "wait95", label: "p95" }], m);
     lineChart("c-pack", rows, [{ key: "pack", label: "mean" }], m);
