@@ -31,3 +31,32 @@ def test_a_converted_folder_is_reused(tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     (folder / ".batchmt-complete").write_text("done\n")
     assert prepare_embedded_model(tmp_path, "smollm2") == folder
+
+
+def test_the_default_is_the_self_trained_adapter_on_the_base() -> None:
+    """`embedded` is `embedded-base` + the shipped ReST adapter (<= 20 MB, with its model card naming base and data)."""
+    import json
+
+    from batchmt_server.models.embedded import ADAPTERS_DIR, adapter_digest
+
+    spec = embedded_model("embedded")
+    assert spec.base == "embedded-base" and embedded_model("embedded-base").adapter is None
+    assert embedded_model("gemma-3-270m") is EMBEDDED_MODELS["embedded-base"]
+    folder = ADAPTERS_DIR / spec.adapter
+    assert (folder / "adapter_model.safetensors").stat().st_size <= 20 * 2**20
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "embedded-base" and config["peft_type"] == "LORA"
+    card = json.loads((folder / "batchmt-selftrain.json").read_text())
+    assert "Gemma Terms of Use" in card["base_model"] and "no reference translation" in card["training_data"]
+    assert card["improve"]["kept"] > 0 and (folder / "README.md").exists()
+    assert len(adapter_digest(folder)) == 8
+
+
+def test_a_merged_adapter_folder_is_reused(tmp_path: Path) -> None:
+    from batchmt_server.models.embedded import ADAPTERS_DIR, adapter_digest
+
+    spec = embedded_model("embedded")
+    folder = tmp_path / "models" / f"{spec.folder}-{adapter_digest(ADAPTERS_DIR / spec.adapter)}"
+    folder.mkdir(parents=True)
+    (folder / ".batchmt-complete").write_text("done\n")
+    assert prepare_embedded_model(tmp_path, "embedded") == folder

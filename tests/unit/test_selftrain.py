@@ -205,3 +205,22 @@ def test_combined_rewards_average_ranks_and_unknown_names_are_refused():
     assert "mbr+length" not in score_records(recs)[0].scores  # combinations only when asked for
     with pytest.raises(ValueError, match="unknown reward 'bleu'"):
         score_records(recs, ["mbr+bleu"])
+
+
+def test_export_adapter_names_the_base_not_a_local_path(tmp_path: Path):
+    from batchmt_server.selftrain.pipeline import RoundConfig, export_adapter
+
+    work = tmp_path / "round"
+    (work / "adapter").mkdir(parents=True)
+    (work / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+    (work / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/root/x", "r": 16}))
+    (work / "improve.done").write_text(json.dumps({"reward": "mbr+logprob+length", "kept": 3}))
+    cfg = RoundConfig(work=work, sources=tmp_path / "en.txt", base_model="embedded-base")
+    dest = export_adapter(cfg, tmp_path / "shipped", {"scores": {"chrf": 1.0}})
+    assert json.loads((dest / "adapter_config.json").read_text()) == {
+        "base_model_name_or_path": "embedded-base",
+        "r": 16,
+    }
+    card = json.loads((dest / "batchmt-selftrain.json").read_text())
+    assert card["improve"]["kept"] == 3 and card["scores"] == {"chrf": 1.0} and "adapter" not in card
+    assert (dest / "adapter_model.safetensors").read_bytes() == b"weights" and (dest / "README.md").exists()

