@@ -143,8 +143,11 @@ async def test_a_replica_killed_mid_run_loses_nothing_is_ejected_and_readmitted_
             assert r.status_code == 200, r.text
             out = r.json()["translations"]
             assert len(out) == len(sentences)
-            assert all(t["status"] in ("ok", "failed") for t in out)
-            assert Counter(t["status"] for t in out)["ok"] >= len(sentences) - 2, out  # a 270M model may fail one
+            # every slot answered in its own place: delivered (ok, or suspect: a small model's copy or loop, flagged and
+            # still delivered) or failed; never lost
+            assert all(t["status"] in ("ok", "suspect", "failed") for t in out), out
+            delivered = Counter(t["status"] for t in out)
+            assert delivered["ok"] + delivered["suspect"] >= len(sentences) - 2, out  # a 270M model may fail one
             assert all(t["error"]["code"] != "engine_error" for t in out if t["status"] == "failed"), out
             sa, sb = pool.replica_stats()
             assert not sa.healthy and sa.ejections == 1 and sa.resent >= in_flight_on_a, sa
@@ -165,7 +168,8 @@ async def test_a_replica_killed_mid_run_loses_nothing_is_ejected_and_readmitted_
             r = await c.post(
                 "/v1/translate", json={"sentences": [f"Room {i} is on the second floor." for i in range(6)]}
             )
-            assert r.status_code == 200 and all(t["status"] == "ok" for t in r.json()["translations"]), r.text
+            assert r.status_code == 200, r.text
+            assert all(t["status"] in ("ok", "suspect") and t["text"] for t in r.json()["translations"]), r.text
             sa = pool.replica_stats()[0]
             assert sa.prompts > before and sa.ejections == 1, sa
     await pool.close()
