@@ -343,3 +343,48 @@ async def check_retention(store):
     assert await store.delete_expired_files(2000 + 3600) == 2  # file-c and the error file (and the job's lines)
     assert await store.open_lines("batch_r") == {}
     await store.probe()
+
+
+# a chat template for the tiny Llama (its prompts take the chat form)
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def write_tiny_model(kind: str, folder: Path, *, weights: bool = False) -> None:
+    """Config + tokenizer of a 2-layer model of ``kind`` (llama with a chat template, or falcon without), the
+    embedded Gemma's tokenizer; vLLM fills it with random weights (``load_format=dummy``). ``weights``: random
+    weights saved too (``save_pretrained``), for a model that is trained."""
+    from transformers import AutoTokenizer, FalconConfig, LlamaConfig
+
+    from batchmt_server.models.embedded import prepare_embedded_model
+    from batchmt_server.settings import Settings
+
+    tok = AutoTokenizer.from_pretrained(str(prepare_embedded_model(Settings().cache_dir)))
+    ids = dict(
+        vocab_size=len(tok),
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+    )
+    if kind == "llama":
+        config = LlamaConfig(
+            intermediate_size=256, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True, **ids
+        )
+        config.architectures = ["LlamaForCausalLM"]
+        tok.chat_template = CHATML
+    else:
+        config = FalconConfig(max_position_embeddings=2048, **ids)
+        config.architectures = ["FalconForCausalLM"]
+    config.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    if weights:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(0)
+        AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(folder)

@@ -20,6 +20,7 @@ import pytest
 
 from batchmt_server.selftrain.grow import read_records
 from batchmt_server.selftrain.pipeline import RoundConfig, grow_with_engine, run_round
+from helpers import write_tiny_model
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.isolated]
 
@@ -32,33 +33,6 @@ SOURCES = [
     "The concert was postponed until next spring.",
     "Please switch off the lights when you leave the room.",
 ]
-
-
-def _tiny_llama(folder: Path) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
-    from batchmt_server.models.embedded import prepare_embedded_model
-    from batchmt_server.settings import Settings
-
-    tok = AutoTokenizer.from_pretrained(str(prepare_embedded_model(Settings().cache_dir)))
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-    )
-    config.architectures = ["LlamaForCausalLM"]
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(folder)
-    tok.save_pretrained(folder)
 
 
 def _settings(root: Path, **kw):
@@ -87,7 +61,7 @@ async def test_selftrain_round_on_a_tiny_model(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     base = tmp_path / "tiny"
-    _tiny_llama(base)
+    write_tiny_model("llama", base, weights=True)  # the prompt form is set to completion below
     src = tmp_path / "en.txt"
     src.write_text("\n".join(SOURCES) + "\n", encoding="utf-8")
     cfg = RoundConfig(

@@ -22,13 +22,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers import CHATML, write_tiny_model
+
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 START_TIMEOUT = float(os.environ.get("BATCHMT_TEST_ENGINE_TIMEOUT", "900"))
-CHATML = (
-    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 # written for this test
 SENTENCES = [
     "The garden gate squeaks every time the wind blows.",
@@ -44,36 +42,6 @@ CALIBRATION = [
     ("The bridge will be repaired in the summer.", "Die Brücke wird im Sommer repariert."),
     ("Two cats were sleeping on the sofa.", "Zwei Katzen schliefen auf dem Sofa."),
 ]
-
-
-def write_tiny_model(kind: str, folder: Path) -> None:
-    """Config + tokenizer of a 2-layer model of ``kind`` (llama with a chat template, or falcon without)."""
-    from transformers import AutoTokenizer, FalconConfig, LlamaConfig
-
-    from batchmt_server.models.embedded import prepare_embedded_model
-    from batchmt_server.settings import Settings
-
-    tok = AutoTokenizer.from_pretrained(str(prepare_embedded_model(Settings().cache_dir)))
-    ids = dict(
-        vocab_size=len(tok),
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        hidden_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-    )
-    if kind == "llama":
-        config = LlamaConfig(
-            intermediate_size=256, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True, **ids
-        )
-        config.architectures = ["LlamaForCausalLM"]
-        tok.chat_template = CHATML
-    else:
-        config = FalconConfig(max_position_embeddings=2048, **ids)
-        config.architectures = ["FalconForCausalLM"]
-    config.save_pretrained(folder)
-    tok.save_pretrained(folder)
 
 
 @pytest.fixture(scope="module", params=["llama", "falcon"])
