@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -84,7 +85,7 @@ class AsyncGlossaries:
         response = await self._client._request("GET", f"/v1/glossaries/{glossary_id(glossary)}")
         return Glossary.from_json(self._client._json(response))
 
-    async def entries(self, glossary: Glossary | str) -> list[tuple[str, str]]:
+    async def entries(self, glossary: Glossary | str) -> builtins.list[tuple[str, str]]:
         """The glossary's (source, target) pairs, sorted by source term."""
         response = await self._client._request("GET", f"/v1/glossaries/{glossary_id(glossary)}/entries")
         return parse_tsv(response.text)
