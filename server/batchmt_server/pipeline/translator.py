@@ -99,6 +99,8 @@ class Translator:
     ) -> None:
         self.batcher, self.stats, self.settings = batcher, stats, settings
         self.glossaries = glossaries  # resolves a request's glossary_id (None: no store, glossaries unavailable)
+        #: a segment missing a glossary term is re-sent once, then suspect (off: benchmarks measure hints alone)
+        self.glossary_check = True
         self.model = model
         self.signature = signature(template, model, settings, calibrated_pack_limit)
         self.calibrated_pack_limit = calibrated_pack_limit
@@ -412,7 +414,7 @@ class Translator:
                 Steer(
                     formality=req.formality,
                     hints=pairs if method == "hints" else (),
-                    required=tuple(dict.fromkeys(t for _, t in pairs)),
+                    required=tuple(dict.fromkeys(t for _, t in pairs)) if self.glossary_check else (),
                 )
             )
         return out, steers, unmask
