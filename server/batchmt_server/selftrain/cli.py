@@ -22,6 +22,8 @@ _HELP = {
     "keep": "the share of sources whose best candidate is kept (ReST's threshold; raise it in later rounds)",
     "output": "the merged model's folder (default: <work>/model)",
     "base_model": "the model to train (default: --model)",
+    "skip": "skip the first N of the shuffled usable lines (a later round: the earlier rounds' --limit)",
+    "init_adapter": "continue training these LoRA adapters (round 2: round 1's adapter, with --base-model its base)",
 }
 
 
@@ -44,7 +46,8 @@ def add_selftrain_args(p: argparse.ArgumentParser) -> None:
         name = f"selftrain_{f.name}" if f.name in Settings.model_fields else f.name
         flag = "--" + name.replace("_", "-")
         default = None if f.name in ("work", "sources", "output", "base_model") else f.default
-        typ = Path if f.name in ("work", "sources", "output") else type(f.default) if f.default is not None else int
+        paths = ("work", "sources", "output", "init_adapter")
+        typ = Path if f.name in paths else type(f.default) if f.default is not None else int
         g.add_argument(
             flag, dest="st_" + f.name, type=typ, default=default, help=_HELP.get(f.name, f"(default: {default})")
         )
