@@ -118,7 +118,8 @@ async def evaluate(args: argparse.Namespace) -> dict:
                     results[mode] = (outs, seconds)
                     print(mode, f"{seconds:.0f}s", flush=True)
                 html = [f"<p>{s}{EXTRA}</p>" for s in sources]
-                prot, prot_seconds = [], 0.0
+                prot: list = []
+                prot_seconds = 0.0
                 if "protected" in args.modes:
                     prot, prot_seconds = await run_mode(client, html, {"tag_handling": "html"}, args.concurrency)
                     print("protected", f"{prot_seconds:.0f}s", flush=True)

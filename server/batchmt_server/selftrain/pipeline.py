@@ -82,6 +82,55 @@ def load_sources(
     return rows[skip : skip + limit] if limit else rows[skip:]
 
 
+#: ``--sources store``: the server's own traffic (translation memory and finished job lines) instead of a file
+STORE = "store"
+
+
+def _body_texts(body: str) -> list[str]:
+    """The English texts of one job line's request body (``texts``, the legacy ``sentences``, or ``text``)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    data = data.get("body", data) if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return []
+    texts = data.get("texts", data.get("sentences", data.get("text", [])))
+    texts = [texts] if isinstance(texts, str) else texts
+    return [t for t in texts if isinstance(t, str)] if isinstance(texts, list) else []
+
+
+async def store_sentences(store: Any, limit: int) -> list[str]:
+    """Sentences of the server's traffic, for Grow: translation-memory sources, then the sentences of finished job
+    lines (cut by the gateway's own segmenter), each once."""
+    from ..text.segmenter import split_sentences
+
+    tm, bodies = await store.traffic_texts(limit)
+    out = dict.fromkeys(" ".join(t.split()) for t in tm)
+    for body in bodies:
+        for text in _body_texts(body):
+            for a, b in split_sentences(text):
+                out.setdefault(" ".join(text[a:b].split()))
+    out.pop("", None)
+    return list(out)
+
+
+def write_store_sources(settings: Any, dest: Path, limit: int = 100_000) -> Path:
+    """``dest``: the store's traffic (:func:`store_sentences`), one sentence a line: Grow's source file."""
+    from ..stores import build_store
+
+    async def read() -> list[str]:
+        store = build_store(settings.database_url, Path(settings.data_dir or settings.cache_dir / "data"))
+        await store.open()
+        try:
+            return await store_sentences(store, limit)
+        finally:
+            await store.close()
+
+    dest.write_text("".join(f"{s}\n" for s in asyncio.run(read())), encoding="utf-8")
+    return dest
+
+
 class Progress:
     """A tqdm bar when tqdm is there (stderr), else log lines every 10%."""
 
