@@ -95,13 +95,19 @@ async def run(args: argparse.Namespace) -> dict:
 
     settings = Settings(max_sentences_per_prompt=args.pack, max_sentences_per_request=64)
     t_start = time.monotonic()
-    engine = VLLMEngine(
-        resolve_model(args.model, settings.cache_dir),
-        model_name=args.model,
-        enforce_eager=True,
-        max_num_seqs=args.max_num_seqs,
-        cpu_kvcache_gib=args.kv_gib,
-    )
+    engine: Any
+    if args.model == "fake":  # a dry run of this script's own logic (no engine, no lock needed)
+        from batchmt_server.engines.fake import FakeEngine
+
+        engine = FakeEngine(template=Template.load(args.template))
+    else:
+        engine = VLLMEngine(
+            resolve_model(args.model, settings.cache_dir),
+            model_name=args.model,
+            enforce_eager=True,
+            max_num_seqs=args.max_num_seqs,
+            cpu_kvcache_gib=args.kv_gib,
+        )
     await engine.start()
     engine_start = time.monotonic() - t_start
     template = Template.load(args.template)
@@ -292,9 +298,11 @@ def report(res: dict, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="embedded", help="an embedded model name (default: embedded, the default)")
+    ap.add_argument(
+        "--model", default="embedded", help="an embedded model name (default: embedded, the default); fake: dry run"
+    )
     ap.add_argument("--template", default="en-de-short", help="what calibration chose for the default model")
-    ap.add_argument("--pack", type=int, default=4, help="sentences per prompt at most")
+    ap.add_argument("--pack", type=int, default=1, help="sentences per prompt at most (calibration chose 1)")
     ap.add_argument("--chunk", type=int, default=16, help="texts per translate request (all in flight)")
     ap.add_argument("--max-num-seqs", type=int, default=32)
     ap.add_argument("--kv-gib", type=int, default=2)
