@@ -623,6 +623,8 @@ class PostgresStore:
             await cur.execute("DELETE FROM glossaries WHERE id = %s", (glossary_id,))
             return cur.rowcount > 0
 
+        return await self._tx(op)
+
     async def traffic_texts(self, limit: int) -> tuple[list[str], list[str]]:
         async def op(cur: Cur) -> tuple[list[str], list[str]]:
             await cur.execute(
