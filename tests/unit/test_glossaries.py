@@ -397,6 +397,7 @@ async def test_job_lines_honour_glossary_and_formality_and_an_unknown_glossary_f
                 "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
             )
         ).json()
+        assert b["request_counts"]["failed"] == 1  # the unknown glossary's line failed at creation, before any work
         deadline = time.monotonic() + 20
         while b["status"] not in ("completed", "failed") and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
