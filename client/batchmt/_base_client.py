@@ -279,11 +279,18 @@ class BaseClient:
         tag_handling: str | None,
         preserve_placeholders: bool | None,
         confidence: bool | None = None,
+        source_lang_check: str | None = None,
     ) -> dict[str, Any]:
         """The request fields the caller set; ``None`` leaves the server's default (and keeps the
         body valid for servers that predate the option)."""
         options: dict[str, Any] = {}
-        for name, value in (("quality", quality), ("split_sentences", split_sentences), ("tag_handling", tag_handling)):
+        strings = (
+            ("quality", quality),
+            ("split_sentences", split_sentences),
+            ("tag_handling", tag_handling),
+            ("source_lang_check", source_lang_check),
+        )
+        for name, value in strings:
             if value is not None:
                 if not isinstance(value, str):
                     raise TypeError(f"{name} must be a string, not {type(value).__name__}")

@@ -145,6 +145,7 @@ class AsyncClient(BaseClient):
         tag_handling: str | None = None,
         preserve_placeholders: bool | None = None,
         confidence: bool | None = None,
+        source_lang_check: str | None = None,
     ) -> TranslationResult:
         """Translate a list of texts (sentences, paragraphs, documents); one result slot per text, in order.
         A single string is one text: ``client.translate("Hello.").texts[0]``.
@@ -153,8 +154,10 @@ class AsyncClient(BaseClient):
         on sentence punctuation and newlines) | ``"newlines"`` | ``"off"`` (the text is one
         segment); ``tag_handling`` ``"html"`` | ``"xml"``; ``preserve_placeholders`` protects
         ``{name}``, ``%s``, URLs, ... (see docs/api.md); ``confidence=True`` gives each translation
-        a ``confidence`` (0..1; it costs the engine some throughput: see docs/api.md). ``None`` leaves
-        the server's default.
+        a ``confidence`` (0..1; it costs the engine some throughput: see docs/api.md);
+        ``source_lang_check`` ``"flag"`` (a text not in ``source_lang`` comes back ``suspect`` with a warning) |
+        ``"strict"`` (such a text refuses the request: ``APIError`` ``source_lang_mismatch``) | ``"off"``. ``None``
+        leaves the server's default.
 
         Lists are split into requests within the server's limits (texts and characters per
         request, from ``/v1/info``), sent at most ``max_concurrency`` at a time (the synchronous client: one
@@ -171,6 +174,7 @@ class AsyncClient(BaseClient):
             tag_handling=tag_handling,
             preserve_placeholders=preserve_placeholders,
             confidence=confidence,
+            source_lang_check=source_lang_check,
         )
         if not items:
             return self._empty_result()

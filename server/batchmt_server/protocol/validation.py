@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..text.langid import DetectedLanguage
 from ..text.markup import MarkupError, parse_markup
 from .errors import APIError
 from .schemas import TranslateRequest
@@ -11,7 +12,7 @@ from .schemas import TranslateRequest
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings
 
-__all__ = ["LANGUAGE_PAIRS", "validate_request", "markup_error"]
+__all__ = ["LANGUAGE_PAIRS", "validate_request", "markup_error", "check_source_languages", "mismatch_message"]
 
 LANGUAGE_PAIRS = (("en", "de"),)
 
@@ -83,3 +84,25 @@ def _check_markup(req: TranslateRequest) -> None:
 def markup_error(name: str, i: int, exc: MarkupError) -> APIError:
     """The API's answer to markup that does not parse, wherever it is found (checked, or cut into segments)."""
     return APIError(422, "invalid_markup", f"{name}[{i}]: {exc}", param=f"{name}[{i}]")
+
+
+def mismatch_message(found: DetectedLanguage, source_lang: str) -> str:
+    return f"this text looks like '{found.lang}' ({found.score:.0%} sure), not source_lang '{source_lang}'"
+
+
+def check_source_languages(req: TranslateRequest, found: list[DetectedLanguage | None]) -> None:
+    """``source_lang_check: "strict"``: a text found in another language than ``source_lang`` refuses the request
+    (``422 source_lang_mismatch``) before any work or charge. ``found``: one detection per entry (None: not
+    judged)."""
+    if req.source_lang_check != "strict":
+        return
+    name = req.entries_field
+    for i, lang in enumerate(found):
+        if lang is not None and lang.differs_from(req.source_lang):
+            raise APIError(
+                422,
+                "source_lang_mismatch",
+                f"{name}[{i}]: {mismatch_message(lang, req.source_lang)}; send {req.source_lang} text, or "
+                "source_lang_check 'flag' to translate it anyway (marked suspect)",
+                param=f"{name}[{i}]",
+            )
