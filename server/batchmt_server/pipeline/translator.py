@@ -139,11 +139,14 @@ class Translator:
         return self.signature if cfg is None else f"{self.signature}|quality:{quality}|ens:{cfg.describe()}"
 
     def validate(self, req: TranslateRequest) -> None:
-        validate_request(req, self.settings)
+        """The request's checks before any work, but its markup: :meth:`prepare` parses that, once (its
+        ``PreparedEntry`` carries the parsed document), and refuses markup that does not parse."""
+        validate_request(req, self.settings, markup=False)
 
     def prepare(self, req: TranslateRequest) -> list[PreparedEntry]:
         """Every entry cut into protected segments (after ``validate``), with its source language when
-        ``source_lang_check`` asks (one look per entry, not per segment)."""
+        ``source_lang_check`` asks (one look per entry, not per segment). Raises ``invalid_markup`` (422) for
+        markup that does not parse, and ``source_lang_mismatch`` (422) under ``source_lang_check: "strict"``."""
         s, name = self.settings, req.entries_field
         out = []
         for i, text in enumerate(req.entries):

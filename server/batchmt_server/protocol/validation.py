@@ -17,10 +17,11 @@ __all__ = ["LANGUAGE_PAIRS", "validate_request", "markup_error", "check_source_l
 LANGUAGE_PAIRS = (("en", "de"),)
 
 
-def validate_request(req: TranslateRequest, settings: Settings) -> None:
+def validate_request(req: TranslateRequest, settings: Settings, *, markup: bool = True) -> None:
     """The checks of a translate request before any work, for ``/v1/translate`` and for every line of a batch
     job: the language pair, the entries' count and sizes, and their markup (``tag_handling``). Raises
-    :class:`~.errors.APIError`."""
+    :class:`~.errors.APIError`. ``markup=False``: the caller parses the markup next, once, for the work itself
+    (the translator: ``documents.prepare`` raises the same ``invalid_markup``)."""
     s = settings
     if (req.source_lang.lower(), req.target_lang.lower()) not in LANGUAGE_PAIRS:
         pairs = ", ".join(f"{a}->{b}" for a, b in LANGUAGE_PAIRS)
@@ -67,7 +68,8 @@ def validate_request(req: TranslateRequest, settings: Settings) -> None:
             f"{s.max_request_chars} per request: send them in several requests",
             param=name,
         )
-    _check_markup(req)
+    if markup:
+        _check_markup(req)
 
 
 def _check_markup(req: TranslateRequest) -> None:
