@@ -3,11 +3,11 @@
     PYTHONPATH=client:server python scripts/trace_modules.py [--list] [--json]
 
 Runs the gateway app in-process on the fake engine (keys off, the store in a temporary folder), warms it up with
-one request and one batch job, then traces (``sys.setprofile``, in every thread) two ``POST /v1/translate`` (a plain text, an
-HTML text) and one batch job of two lines (upload, create, wait until it is completed, download),
-and prints how many distinct ``batchmt_server`` modules ran code for each. Frames of the background tasks that
-are no part of either path (the revoked-key watcher, the store's sweeper) are left out; the translate trace runs
-on a gateway without a job worker, so that its idle polling is not counted.
+one round of each, then traces (``sys.setprofile``, in every thread) two ``POST /v1/translate`` (a plain text, an
+HTML text) and one batch job of two lines (upload, create, wait until it is completed, download), and prints how
+many distinct ``batchmt_server`` modules ran code for each. Frames of the background tasks that are no part of
+either path (the revoked-key watcher, the store's sweeper) are left out; the translate trace runs on a gateway
+without a job worker, so that its idle polling is not counted.
 """
 
 from __future__ import annotations
