@@ -4,6 +4,8 @@ request from its outcome."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from helpers import running_gateway
@@ -55,3 +57,59 @@ def test_validate_request_still_checks_markup_for_batch_lines():
         validate_request(req, Settings(engine="fake", _env_file=None))
     assert exc.value.code == "invalid_markup"
     validate_request(req, Settings(engine="fake", _env_file=None), markup=False)  # the translator parses it next
+
+
+def test_one_mapping_of_a_key_limit_to_the_api_error():
+    from batchmt_server.auth.admission import limit_error
+    from batchmt_server.auth.keys import LimitExceeded
+
+    err = limit_error(LimitExceeded(456, "quota_exceeded", "the key's daily characters are used up", 0.2))
+    assert (err.status, err.code, err.message) == (456, "quota_exceeded", "the key's daily characters are used up")
+    assert err.headers == {"Retry-After": "1"}  # whole seconds, at least 1
+
+
+async def test_every_door_refuses_a_key_over_its_limit_in_the_same_shape():
+    """/v1/translate and batch creation charge through one helper; the request rate (the HTTP front) maps its
+    refusal with the same one: code, message and a Retry-After header, and nothing charged."""
+    import asyncio
+
+    import httpx
+
+    from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
+    from batchmt_server.engines.fake import FakeEngine
+    from batchmt_server.http.app import create_app
+    from batchmt_server.settings import Settings
+
+    quota, rated = "quota-key-0123456789abcdef", "rated-key-0123456789abcdef"
+    store = MemoryKeyStore()
+    store._keys["q"] = KeyRecord(id="q", name="q", key_hash=hash_key(quota), chars_per_day=40)
+    store._keys["r"] = KeyRecord(id="r", name="r", key_hash=hash_key(rated), rate_requests=0.001)
+    s = Settings(engine="fake", max_wait_ms=1, warmup=False, calibration="off")
+    app = create_app(s, engine=FakeEngine(), keys=KeyRing(store, [], refresh_s=0.0))
+    text = "The museum is closed on Mondays, sadly."  # 39 characters
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/translate", "body": {"texts": [text]}}
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            auth = {"authorization": f"Bearer {quota}"}
+            assert (await c.post("/v1/translate", json={"texts": [text]}, headers=auth)).status_code == 200
+            refused = [await c.post("/v1/translate", json={"texts": [text]}, headers=auth)]
+            f = await c.post(
+                "/v1/files",
+                data={"purpose": "batch"},
+                files={"file": ("in.jsonl", (json.dumps(line) + "\n").encode(), "application/jsonl")},
+                headers=auth,
+            )
+            batch = {"input_file_id": f.json()["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+            refused.append(await c.post("/v1/batches", json=batch, headers=auth))
+            usage = (await c.get("/v1/usage", headers=auth)).json()
+            rauth = {"authorization": f"Bearer {rated}"}
+            await c.get("/v1/info", headers=rauth)  # the bucket's one request
+            rate = await c.post("/v1/translate", json={"texts": [text]}, headers=rauth)
+    for r in refused:
+        assert r.status_code == 456 and r.json()["error"]["code"] == "quota_exceeded", r.text
+        assert int(r.headers["retry-after"]) >= 1
+    assert refused[0].json()["error"]["message"] == refused[1].json()["error"]["message"]
+    assert usage["today"]["characters"] == 39  # the refusals charged nothing
+    assert rate.status_code == 429 and rate.json()["error"]["code"] == "rate_limited" and rate.headers["retry-after"]

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from .. import __version__
-from ..auth.admission import charge_units
+from ..auth.admission import Admit, Refund, charge_units
 from ..prompting.template import Template
 from ..protocol.errors import APIError
 from ..protocol.schemas import (
@@ -47,12 +47,6 @@ from .memory import TranslationMemory
 __all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
 
 log = logging.getLogger("batchmt.translator")
-
-
-#: gives back what an admission charged (work refused or failed before the engine ran it)
-Refund = Callable[[], Awaitable[None]]
-#: ``admit(characters, sentences)``: charges the caller's key, raises :class:`APIError` to refuse
-Admit = Callable[[int, int], Awaitable[Refund | None]]
 
 
 def pack_cap(settings: Settings, calibrated_pack_limit: int | None) -> int:
