@@ -282,6 +282,7 @@ class BaseClient:
         confidence: bool | None = None,
         glossary: Any = None,
         formality: str | None = None,
+        source_lang_check: str | None = None,
     ) -> dict[str, Any]:
         """The request fields the caller set; ``None`` leaves the server's default (and keeps the
         body valid for servers that predate the option)."""
@@ -291,6 +292,7 @@ class BaseClient:
             ("split_sentences", split_sentences),
             ("tag_handling", tag_handling),
             ("formality", formality),
+            ("source_lang_check", source_lang_check),
         )
         for name, value in named:
             if value is not None:

@@ -154,6 +154,7 @@ class AsyncClient(BaseClient):
         confidence: bool | None = None,
         glossary: Glossary | str | None = None,
         formality: str | None = None,
+        source_lang_check: str | None = None,
     ) -> TranslationResult:
         """Translate a list of texts (sentences, paragraphs, documents); one result slot per text, in order.
         A single string is one text: ``client.translate("Hello.").texts[0]``.
@@ -165,7 +166,9 @@ class AsyncClient(BaseClient):
         a ``confidence`` (0..1; it costs the engine some throughput: see docs/api.md); ``glossary`` is a
         :class:`~batchmt.glossaries.Glossary` of this key (or its id: ``client.glossaries.create``);
         ``formality`` is ``"default"`` | ``"more"`` (Sie) | ``"less"`` (du) | ``"prefer_more"`` |
-        ``"prefer_less"``. ``None`` leaves the server's default.
+        ``"prefer_less"``; ``source_lang_check`` ``"flag"`` (a text not in ``source_lang`` comes back ``suspect``
+        with a warning) | ``"strict"`` (such a text refuses the request: ``APIError`` ``source_lang_mismatch``) |
+        ``"off"``. ``None`` leaves the server's default.
 
         Lists are split into requests within the server's limits (texts and characters per
         request, from ``/v1/info``), sent at most ``max_concurrency`` at a time (the synchronous client: one
@@ -184,6 +187,7 @@ class AsyncClient(BaseClient):
             confidence=confidence,
             glossary=glossary,
             formality=formality,
+            source_lang_check=source_lang_check,
         )
         if not items:
             return self._empty_result()

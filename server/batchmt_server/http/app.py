@@ -6,7 +6,6 @@ import asyncio
 import errno
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -16,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..auth.admission import charge_key
+from ..auth.admission import admission
 from ..auth.keys import KeyRing
 from ..engines import Engine
 from ..engines.openai_http import ReplicaCollector
@@ -203,18 +202,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     def gateway(request: Request) -> Gateway:
         return request.app.state.gateway
 
-    def admission(request: Request):
-        """The caller's key's quota and character rate, charged once the request is valid (None: keys off)."""
-        rec = principal_of(request)
-        if rec is None:
-            return None
-
-        async def admit(characters: int, sentences: int) -> Callable[[], Awaitable[None]]:
-            await charge_key(keys, rec, characters, sentences)
-            return partial(keys.refund, rec, characters, sentences)
-
-        return admit
-
     def require_ready(gw: Gateway) -> Translator:
         if gw.translator is None or not gw.ready.is_set():
             why = gw.boot_error or "the engine is still starting"
@@ -238,7 +225,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
             raise
         rec = principal_of(request)
         return await translator.translate(
-            body, partial(client_gone, request), admit=admission(request), tenant=rec.id if rec is not None else None
+            body, partial(client_gone, request), admit=admission(keys, rec), tenant=rec.id if rec is not None else None
         )
 
     @app.get("/v1/info", response_model=Info, tags=["translate"])

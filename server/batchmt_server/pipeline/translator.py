@@ -9,10 +9,10 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..auth.admission import charge_units
+from ..auth.admission import Admit, Refund, charge_units
 from ..glossaries.terms import mask_terms
 from ..prompting.steer import Steer
 from ..prompting.template import Template
@@ -26,13 +26,20 @@ from ..protocol.schemas import (
     TranslationError,
     Usage,
 )
-from ..protocol.validation import LANGUAGE_PAIRS, markup_error, validate_request
+from ..protocol.validation import (
+    LANGUAGE_PAIRS,
+    check_source_languages,
+    markup_error,
+    mismatch_message,
+    validate_request,
+)
 from ..settings import Settings
 from ..telemetry.cost import Prices
 from ..telemetry.stats import Stats
 from ..telemetry.usage import EngineUsage
 from ..text.documents import PreparedEntry
 from ..text.documents import prepare as prepare_entry
+from ..text.langid import MIN_SCORE, SAMPLE_CHARS, detect_language
 from ..text.markup import MarkupError
 from ..text.placeholders import check_masks
 from .batcher import Batcher, Outcome, QueueFull
@@ -45,12 +52,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
 
 log = logging.getLogger("batchmt.translator")
-
-
-#: gives back what an admission charged (work refused or failed before the engine ran it)
-Refund = Callable[[], Awaitable[None]]
-#: ``admit(characters, sentences)``: charges the caller's key, raises :class:`APIError` to refuse
-Admit = Callable[[int, int], Awaitable[Refund | None]]
 
 
 def pack_cap(settings: Settings, calibrated_pack_limit: int | None) -> int:
@@ -81,6 +82,21 @@ def _retrieve(fut: asyncio.Future) -> None:
     """Consume a cancelled gather's outcome (a caller that went away has nobody left to read it)."""
     if not fut.cancelled():
         fut.exception()
+
+
+def _language_fields(entry: PreparedEntry, source_lang: str) -> dict[str, Any]:
+    """A Translation's ``detected_source_lang`` (when the check was sure) and, for a text in another language than
+    ``source_lang``, its ``source_lang_mismatch`` warning."""
+    found = entry.language if entry.language is not None and entry.language.score >= MIN_SCORE else None
+    if found is None:
+        return {}
+    if not found.differs_from(source_lang):
+        return {"detected_source_lang": found.lang}
+    message = f"{mismatch_message(found, source_lang)}: it was translated as {source_lang}"
+    return {
+        "detected_source_lang": found.lang,
+        "warnings": [TranslationError(code="source_lang_mismatch", message=message)],
+    }
 
 
 class Translator:
@@ -134,21 +150,27 @@ class Translator:
         return self.signature if cfg is None else f"{self.signature}|quality:{quality}|ens:{cfg.describe()}"
 
     def validate(self, req: TranslateRequest) -> None:
-        validate_request(req, self.settings)
+        """The request's checks before any work, but its markup: :meth:`prepare` parses that, once (its
+        ``PreparedEntry`` carries the parsed document), and refuses markup that does not parse."""
+        validate_request(req, self.settings, markup=False)
 
     def prepare(self, req: TranslateRequest) -> list[PreparedEntry]:
-        """Every entry cut into protected segments (after ``validate``)."""
+        """Every entry cut into protected segments (after ``validate``), with its source language when
+        ``source_lang_check`` asks (one look per entry, not per segment). Raises ``invalid_markup`` (422) for
+        markup that does not parse, and ``source_lang_mismatch`` (422) under ``source_lang_check: "strict"``."""
         s, name = self.settings, req.entries_field
         out = []
         for i, text in enumerate(req.entries):
             try:
-                out.append(
-                    prepare_entry(
-                        text, req.split_sentences, s.max_sentence_chars, req.preserve_placeholders, req.tag_handling
-                    )
+                entry = prepare_entry(
+                    text, req.split_sentences, s.max_sentence_chars, req.preserve_placeholders, req.tag_handling
                 )
             except MarkupError as exc:
                 raise markup_error(name, i, exc) from None
+            if req.source_lang_check != "off":
+                entry = replace(entry, language=detect_language(entry.words(text, SAMPLE_CHARS)))
+            out.append(entry)
+        check_source_languages(req, [entry.language for entry in out])
         return out
 
     async def translate(
@@ -306,7 +328,7 @@ class Translator:
         for entry in prepared:
             mine = outcomes[k : k + entry.segments]
             k += entry.segments
-            translations.append(self._assemble(entry, mine))
+            translations.append(self._assemble(entry, mine, req.source_lang))
         total = EngineUsage.total(spent)
         failed = sum(t.status == "failed" for t in translations)
         self.stats.record_sentences("translated", len(translations) - failed, characters=chars)
@@ -341,9 +363,11 @@ class Translator:
         )
 
     @staticmethod
-    def _assemble(entry: PreparedEntry, outcomes: list[Outcome | None]) -> Translation:
+    def _assemble(entry: PreparedEntry, outcomes: list[Outcome | None], source_lang: str = "en") -> Translation:
         """One entry's Translation from its segments' outcomes: failed (or damaged) segments stay in the source
-        language in their place ('partial'); none translated is 'failed'."""
+        language in their place ('partial'); none translated is 'failed'. A text found in another language than
+        ``source_lang`` is 'suspect' (when otherwise 'ok') with a ``source_lang_mismatch`` warning."""
+        checked = _language_fields(entry, source_lang)
         text, kept = entry.assemble([o.text if o is not None else None for o in outcomes])
         failures = []
         for i in kept:
@@ -371,16 +395,23 @@ class Translator:
         if not failures:
             return Translation(
                 text=text,
-                status="suspect" if suspects else "ok",
+                status="suspect" if suspects or checked.get("warnings") else "ok",
                 segments=n,
                 suspect_segments=suspects,
                 confidence=confidence,
+                **checked,
             )
         error = TranslationError(code=failures[0].code, message=failures[0].message)
         if len(failures) == n:
-            return Translation(text=None, status="failed", error=error, segments=n, failed_segments=failures)
+            return Translation(text=None, status="failed", error=error, segments=n, failed_segments=failures, **checked)
         return Translation(
-            text=text, status="partial", error=error, segments=n, failed_segments=failures, suspect_segments=suspects
+            text=text,
+            status="partial",
+            error=error,
+            segments=n,
+            failed_segments=failures,
+            suspect_segments=suspects,
+            **checked,
         )
 
     async def _glossary(self, req: TranslateRequest, tenant: str | None) -> LoadedGlossary | None:
