@@ -113,3 +113,24 @@ async def test_every_door_refuses_a_key_over_its_limit_in_the_same_shape():
     assert refused[0].json()["error"]["message"] == refused[1].json()["error"]["message"]
     assert usage["today"]["characters"] == 39  # the refusals charged nothing
     assert rate.status_code == 429 and rate.json()["error"]["code"] == "rate_limited" and rate.headers["retry-after"]
+
+
+async def test_each_request_is_recorded_once_from_its_outcome():
+    async with running_gateway(max_queue_sentences=4) as (c, app):
+        stats = app.state.gateway.stats
+        seen: list[str] = []
+        real = stats.record_request
+
+        def once(outcome, seconds=None):
+            seen.append(outcome)
+            real(outcome, seconds)
+
+        stats.record_request = once
+        assert (await c.post("/v1/translate", json={"texts": ["One. Two.", "Three."]})).status_code == 200
+        assert (await c.post("/v1/translate", json={"texts": []})).status_code == 422  # invalid
+        too_big = {"texts": ["One. Two. Three."], "quality": "best"}  # 3 segments x rounds > 4 queued
+        assert (await c.post("/v1/translate", json=too_big)).status_code == 413
+        assert (await c.post("/v1/translate", json={"texts": ["<p>x</q>"], "tag_handling": "xml"})).status_code == 422
+        snap = stats.snapshot()
+    assert seen == ["ok", "rejected", "rejected", "rejected"]
+    assert snap.sentences["translated"] == 2 and snap.characters == len("One. Two.") + len("Three.")

@@ -8,7 +8,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
@@ -76,6 +76,24 @@ def _unmask(text: str, back: dict[str, str]) -> str:
     for mask, target in back.items():
         text = text.replace(mask, target)
     return text
+
+
+@dataclass
+class _Progress:
+    """How far one request got, for its stats (:meth:`Translator._record`)."""
+
+    waiting: bool = False  # its sentences are with the batcher or the ensemble (a cancel now counts as cancelled)
+    dead: int = 0  # its segments lost with the engine
+
+
+@dataclass(frozen=True)
+class _SteerPlan:
+    """A request's glossary and formality, per engine text (steer.py): the steers, the mask -> target term maps of
+    glossary method "mask", and what the signature (and the memory key) add."""
+
+    steers: list[Steer] | None = None
+    unmask: list[dict[str, str]] | None = None
+    signature: str = ""
 
 
 def _retrieve(fut: asyncio.Future) -> None:
@@ -187,54 +205,74 @@ class Translator:
         raises :class:`APIError` to refuse, and returns a refund, awaited when the request is then refused
         (``queue_full``) or fails for the engine (``engine_unavailable``). An ensemble quality is charged its rounds
         times its characters (:func:`charge_units`). ``tenant``: the caller's key id; the translation memory is
-        that key's alone (a hit on another tenant's entry would tell that it translated the sentence)."""
+        that key's alone (a hit on another tenant's entry would tell that it translated the sentence).
+
+        The request's stats are recorded here, once, from how it ended (:meth:`_record`)."""
         t0 = time.monotonic()
+        progress = _Progress()
         try:
-            self.validate(req)
-            # Each entry is cut into segments (sentences; segmenter.py) whose placeholders and inline tags are
-            # masked (placeholders.py, markup.py); every segment travels through the batcher like any sentence
-            # and the entry is put back together with its layout (documents.py).
-            big = sum(map(len, req.entries)) > 50_000  # ~15 ms per 50k characters: off the event loop
-            prepared = await asyncio.to_thread(self.prepare, req) if big else self.prepare(req)
-        except APIError:
-            self.stats.record_request("rejected")
+            response = await self._translate(req, disconnected, priority, admit, tenant, progress)
+        except (APIError, asyncio.CancelledError) as exc:
+            self._record(exc, req, progress, t0)
             raise
+        self._record(response, req, progress, t0)
+        return response
+
+    def _record(
+        self, result: TranslateResponse | BaseException, req: TranslateRequest, progress: _Progress, t0: float
+    ) -> None:
+        """One request's stats from its outcome: answered (``ok`` / ``partial`` / ``failed`` by its texts, with its
+        texts, characters and memory hits), refused before any engine work (``rejected``), lost with the engine
+        (``failed``, with its lost segments) or given up by its caller while with the engine (``cancelled``)."""
+        st = self.stats
+        if isinstance(result, TranslateResponse):
+            failed = sum(t.status == "failed" for t in result.translations)
+            st.record_sentences("translated", len(result.translations) - failed, characters=result.usage.characters)
+            if failed:
+                st.record_sentences("failed", failed)
+            for _ in range(result.usage.memory_hits):
+                st.record_reuse("memory")
+            outcome = "ok" if not failed else ("failed" if failed == len(result.translations) else "partial")
+            st.record_request(outcome, time.monotonic() - t0)
+        elif isinstance(result, APIError) and result.code == "engine_unavailable":
+            st.record_request("failed", time.monotonic() - t0)
+            st.record_sentences("failed", progress.dead)
+        elif isinstance(result, APIError):
+            st.record_request("rejected")
+        elif progress.waiting:  # cancelled while its sentences were with the engine
+            st.record_request("cancelled")
+            st.record_sentences("cancelled", len(req.entries))
+
+    async def _translate(
+        self,
+        req: TranslateRequest,
+        disconnected: Callable[[], Awaitable[None]] | None,
+        priority: int,
+        admit: Admit | None,
+        tenant: str | None,
+        progress: _Progress,
+    ) -> TranslateResponse:
+        """Checked, prepared, admitted (charged), run; a charge is refunded when the work is then refused or lost."""
+        self.validate(req)
+        # Each entry is cut into segments (sentences; segmenter.py) whose placeholders and inline tags are
+        # masked (placeholders.py, markup.py); every segment travels through the batcher like any sentence
+        # and the entry is put back together with its layout (documents.py).
+        big = sum(map(len, req.entries)) > 50_000  # ~15 ms per 50k characters: off the event loop
+        prepared = await asyncio.to_thread(self.prepare, req) if big else self.prepare(req)
         texts: list[str] = [t for entry in prepared for t in entry.engine_texts]
-        try:
-            glossary = await self._glossary(req, tenant)
-        except APIError:
-            self.stats.record_request("rejected")
-            raise
+        glossary = await self._glossary(req, tenant)  # 404 for an unknown or another key's, before any work
         texts, steers, unmask = self._steer(req, texts, glossary)
-        steer_sig = self._steer_signature(req, glossary)
+        steer = _SteerPlan(steers, unmask, self._steer_signature(req, glossary))
         rid = next(self._ids)
         chars = sum(len(t) for t in req.entries)
         config = self.ensemble_config(req.quality)
         rounds = config.rounds if config is not None else 1
-        refund: Refund | None = None
-        try:
-            # one-pass requests feed the batcher in windows (a long document never needs the whole queue)
-            self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds)
-            if admit is not None:
-                refund = await admit(*charge_units(req.entries, rounds))
-        except APIError:
-            self.stats.record_request("rejected")
-            raise
+        # one-pass requests feed the batcher in windows (a long document never needs the whole queue)
+        self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds)
+        refund: Refund | None = await admit(*charge_units(req.entries, rounds)) if admit is not None else None
         try:
             return await self._run(
-                req,
-                prepared,
-                texts,
-                rid,
-                chars,
-                config,
-                disconnected,
-                priority,
-                t0,
-                tenant,
-                steers=steers,
-                unmask=unmask,
-                steer_sig=steer_sig,
+                req, prepared, texts, rid, chars, config, disconnected, priority, progress, tenant, steer
             )
         except APIError as exc:
             if refund is not None and exc.code in ("queue_full", "engine_unavailable"):
@@ -251,17 +289,16 @@ class Translator:
         config: EnsembleConfig | None,
         disconnected: Callable[[], Awaitable[None]] | None,
         priority: int,
-        t0: float,
+        progress: _Progress,
         tenant: str | None = None,
-        *,
-        steers: list[Steer] | None = None,
-        unmask: list[dict[str, str]] | None = None,
-        steer_sig: str = "",
+        steer: _SteerPlan | None = None,
     ) -> TranslateResponse:
         n_entries = len(req.entries)
+        steer = steer or _SteerPlan()
+        steers = steer.steers
         # the persistent translation memory, under the signature of what this quality runs (with the glossary's
         # id@version and the formality: a "du" answer is never served for "Sie")
-        sig = self.signature_for(req.quality) + steer_sig
+        sig = self.signature_for(req.quality) + steer.signature
         if tenant is not None:  # each key its own memory: memory_hits never reveals another tenant's sentences
             sig = f"{sig}|tenant:{tenant}"
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
@@ -269,57 +306,49 @@ class Translator:
         remembered = {t: v for t, v in remembered.items() if check_masks(t, v) is None}
         todo = [k for k, t in enumerate(texts) if t not in remembered]
         fresh: list[Outcome] = []
+        progress.waiting = True
         if todo and config is not None:
-            try:
-                fresh = await self._ensemble(
-                    [texts[k] for k in todo],
-                    rid,
-                    config,
-                    disconnected,
-                    priority,
-                    tenant=tenant,
-                    steers=[steers[k] for k in todo] if steers is not None else None,
-                )
-            except asyncio.CancelledError:
-                self.stats.record_request("cancelled")
-                self.stats.record_sentences("cancelled", n_entries)
-                raise
+            fresh = await self._ensemble(
+                [texts[k] for k in todo],
+                rid,
+                config,
+                disconnected,
+                priority,
+                tenant=tenant,
+                steers=[steers[k] for k in todo] if steers is not None else None,
+            )
         elif todo:
             fresh = await self._one_pass(
                 [texts[k] for k in todo],
                 rid,
                 disconnected,
-                n_entries,
                 priority,
                 confidence=req.confidence,
                 tenant=tenant,
                 steers=[steers[k] for k in todo] if steers is not None else None,
             )
+        progress.waiting = False
         outcomes = [Outcome(remembered[t], memory=True) if t in remembered else None for t in texts]
         for k, o in zip(todo, fresh):
             outcomes[k] = o
-        dead = sum(o.error_code == "engine_dead" for o in fresh)
-        if dead:  # the engine died under this request: a retryable 503 (a restarted gateway or a replica can do it)
-            self.stats.record_request("failed", time.monotonic() - t0)
-            self.stats.record_sentences("failed", dead)
+        progress.dead = sum(o.error_code == "engine_dead" for o in fresh)
+        if progress.dead:  # the engine died under this request: a retryable 503 (a restarted gateway or a replica can)
             raise APIError(
                 503,
                 "engine_unavailable",
                 "the engine died while this request was in flight; retry it (this gateway restarts)",
                 headers={"Retry-After": "5"},
             )
-        if remembered:
-            for _ in range(len(texts) - len(todo)):
-                self.stats.record_reuse("memory")
         if use_memory and self.memory is not None:  # delivered, unflagged translations only
             keep = [(texts[k], o.text) for k, o in zip(todo, fresh) if o.text is not None and not o.flagged]
             try:
                 await self.memory.remember(sig, keep)
             except Exception:  # the answer is delivered anyway; the memory is an optimisation
                 log.exception("could not store %d translations in the translation memory", len(keep))
-        if unmask is not None:  # glossary method "mask": the target terms in place of their masks
+        if steer.unmask is not None:  # glossary method "mask": the target terms in place of their masks
+            back = steer.unmask
             outcomes = [
-                o if o is None or o.text is None or not unmask[k] else replace(o, text=_unmask(o.text, unmask[k]))
+                o if o is None or o.text is None or not back[k] else replace(o, text=_unmask(o.text, back[k]))
                 for k, o in enumerate(outcomes)
             ]
         translations: list[Translation] = []
@@ -330,17 +359,11 @@ class Translator:
             k += entry.segments
             translations.append(self._assemble(entry, mine, req.source_lang))
         total = EngineUsage.total(spent)
-        failed = sum(t.status == "failed" for t in translations)
-        self.stats.record_sentences("translated", len(translations) - failed, characters=chars)
-        if failed:
-            self.stats.record_sentences("failed", failed)
-        outcome = "ok" if not failed else ("failed" if failed == len(translations) else "partial")
-        self.stats.record_request(outcome, time.monotonic() - t0)
         return TranslateResponse(
             id=f"tr-{secrets.token_hex(6)}",
             model=self.model,
             translations=translations,
-            signature=(self.signature_for(req.quality) if config is not None else self.signature) + steer_sig,
+            signature=(self.signature_for(req.quality) if config is not None else self.signature) + steer.signature,
             usage=Usage(
                 texts=n_entries,
                 sentences=n_entries,
@@ -499,7 +522,6 @@ class Translator:
         texts: list[str],
         rid: int,
         disconnected: Callable[[], Awaitable[None]] | None,
-        n_sentences: int,
         priority: int = 0,
         *,
         confidence: bool = False,
@@ -524,7 +546,6 @@ class Translator:
                     break
                 except QueueFull as exc:
                     if n == 0:  # nothing accepted yet: the caller retries
-                        self.stats.record_request("rejected")
                         raise APIError(
                             429,
                             "queue_full",
@@ -552,8 +573,6 @@ class Translator:
             except asyncio.CancelledError:
                 for f in futures:
                     f.cancel()
-                self.stats.record_request("cancelled")
-                self.stats.record_sentences("cancelled", n_sentences)
                 raise
         return out
 
