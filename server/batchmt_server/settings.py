@@ -164,7 +164,7 @@ class Settings(BaseSettings, SecurityFields):
         100, ge=1, description="glossaries one key keeps (409 too_many_glossaries beyond)"
     )
     glossary_method: Literal["hints", "mask", "check"] = Field(
-        "hints",
+        "mask",
         description="how a request's glossary terms are enforced: 'hints' (term pairs in the per-sentence part of "
         "the prompt), 'mask' (source terms masked, target terms put back), 'check' (none; only the check after "
         "generation). Every method re-sends a segment missing a term once, then marks it suspect "
