@@ -134,6 +134,14 @@ def test_register_and_terms_by_rule():
     assert register("Danke, ich schicke es Ihnen und dir.") == "mixed"
     assert wrong_register("more", "Hast du Zeit?") and not wrong_register("prefer_more", "Hast du Zeit?")
     assert wrong_register("less", "Haben Sie Zeit?") and not wrong_register("less", "Danke!")
+    # "less": a sentence-initial Sie/Ihr (you, or she/they/her) is never delivered as ok
+    assert (
+        register("Sie sollten mehr trinken.") == "none"
+        and register("Sie sollten mehr trinken.", strict=True) == "formal"
+    )
+    assert wrong_register("less", "Sie sollten mehr trinken.") and not wrong_register(
+        "more", "Sie sollten mehr trinken."
+    )
     assert term_found("Rechnung", "Die Rechnungen sind da.") and term_found("Cloud-Speicher", "im cloud speicher")
     assert not term_found("Rechnung", "Die Quittung ist da.")
     assert Steer(required=("Rechnung",)).check("Die Quittung.") == "glossary"
