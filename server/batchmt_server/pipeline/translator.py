@@ -34,7 +34,7 @@ from ..text.markup import MarkupError
 from ..text.placeholders import check_masks
 from .batcher import Batcher, Outcome, QueueFull
 from .ensemble import Ensemble, EnsembleConfig
-from .memory import TranslationMemory
+from .memory import ANONYMOUS_SCOPE, TranslationMemory
 
 __all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
 
@@ -196,11 +196,11 @@ class Translator:
         n_entries = len(req.entries)
         # the persistent translation memory, under the signature of what this quality runs
         sig = self.signature_for(req.quality)
-        if tenant is not None:  # each key its own memory: memory_hits never reveals another tenant's sentences
-            sig = f"{sig}|tenant:{tenant}"
+        # each key its own memory (its scope): memory_hits never reveals another tenant's sentences
+        scope = tenant if tenant is not None else ANONYMOUS_SCOPE
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
-        remembered = await self.memory.lookup(sig, texts) if use_memory and self.memory is not None else {}
-        remembered = {t: v for t, v in remembered.items() if check_masks(t, v) is None}
+        remembered = await self.memory.lookup(scope, sig, texts) if use_memory and self.memory is not None else {}
+        remembered = {t: v for t, v in remembered.items() if check_masks(t, v.target) is None}
         todo = [k for k, t in enumerate(texts) if t not in remembered]
         fresh: list[Outcome] = []
         if todo and config is not None:
@@ -222,7 +222,9 @@ class Translator:
                 confidence=req.confidence,
                 tenant=tenant,
             )
-        outcomes = [Outcome(remembered[t], memory=True) if t in remembered else None for t in texts]
+        outcomes = [
+            Outcome(remembered[t].target, from_memory=remembered[t].origin) if t in remembered else None for t in texts
+        ]
         for k, o in zip(todo, fresh):
             outcomes[k] = o
         dead = sum(o.error_code == "engine_dead" for o in fresh)
@@ -241,7 +243,7 @@ class Translator:
         if use_memory and self.memory is not None:  # delivered, unflagged translations only
             keep = [(texts[k], o.text) for k, o in zip(todo, fresh) if o.text is not None and not o.flagged]
             try:
-                await self.memory.remember(sig, keep)
+                await self.memory.remember(scope, sig, keep)
             except Exception:  # the answer is delivered anyway; the memory is an optimisation
                 log.exception("could not store %d translations in the translation memory", len(keep))
         translations: list[Translation] = []
@@ -258,11 +260,14 @@ class Translator:
             self.stats.record_sentences("failed", failed)
         outcome = "ok" if not failed else ("failed" if failed == len(translations) else "partial")
         self.stats.record_request(outcome, time.monotonic() - t0)
+        human = sum(o.from_memory == "human" for o in outcomes if o is not None)
         return TranslateResponse(
             id=f"tr-{secrets.token_hex(6)}",
             model=self.model,
             translations=translations,
-            signature=self.signature_for(req.quality) if config is not None else self.signature,
+            # a human entry of the translation memory decided some of the output: the signature says so
+            signature=(self.signature_for(req.quality) if config is not None else self.signature)
+            + ("|tm:human" if human else ""),
             usage=Usage(
                 texts=n_entries,
                 sentences=n_entries,
@@ -281,6 +286,7 @@ class Translator:
                 ),
                 currency=self.prices.currency,
                 memory_hits=len(texts) - len(todo),
+                human_memory_hits=human,
             ),
         )
 
@@ -310,6 +316,8 @@ class Translator:
             for i, o in enumerate(outcomes)
             if o is not None and o.suspect is not None and i not in kept
         ]
+        origins = {o.from_memory for o in outcomes if o is not None}
+        memory = "human" if "human" in origins else ("model" if "model" in origins else None)
         known = [o.confidence for i, o in enumerate(outcomes) if o is not None and i not in kept]
         confidence = min(known) if known and all(c is not None for c in known) else None  # type: ignore[type-var]
         if not failures:
@@ -319,12 +327,19 @@ class Translator:
                 segments=n,
                 suspect_segments=suspects,
                 confidence=confidence,
+                memory=memory,
             )
         error = TranslationError(code=failures[0].code, message=failures[0].message)
         if len(failures) == n:
             return Translation(text=None, status="failed", error=error, segments=n, failed_segments=failures)
         return Translation(
-            text=text, status="partial", error=error, segments=n, failed_segments=failures, suspect_segments=suspects
+            text=text,
+            status="partial",
+            error=error,
+            segments=n,
+            failed_segments=failures,
+            suspect_segments=suspects,
+            memory=memory,
         )
 
     def _check_capacity(self, lines: int, rounds: int) -> None:
