@@ -99,6 +99,8 @@ async def evaluate(args: argparse.Namespace) -> dict:
             cpu_kvcache_gib=args.kv_gib,
             max_prompts_in_flight=32,
             max_num_seqs=32,
+            model=args.model,
+            template=args.template,
         )
         app = create_app(settings)
         async with app.router.lifespan_context(app):
@@ -110,12 +112,17 @@ async def evaluate(args: argparse.Namespace) -> dict:
                 signature = (await client.get("/v1/info")).json()["signature"]
                 results = {}
                 for mode, body in (("whole", {"split_sentences": "off"}), ("segmented", {"split_sentences": "on"})):
+                    if mode not in args.modes:
+                        continue
                     outs, seconds = await run_mode(client, sources, body, args.concurrency)
                     results[mode] = (outs, seconds)
                     print(mode, f"{seconds:.0f}s", flush=True)
                 html = [f"<p>{s}{EXTRA}</p>" for s in sources]
-                prot, prot_seconds = await run_mode(client, html, {"tag_handling": "html"}, args.concurrency)
-                print("protected", f"{prot_seconds:.0f}s", flush=True)
+                prot: list = []
+                prot_seconds = 0.0
+                if "protected" in args.modes:
+                    prot, prot_seconds = await run_mode(client, html, {"tag_handling": "html"}, args.concurrency)
+                    print("protected", f"{prot_seconds:.0f}s", flush=True)
     rows = {}
     for mode, (outs, seconds) in results.items():
         hyps = [(o or {}).get("text") or "" for o in outs]
@@ -135,20 +142,26 @@ async def evaluate(args: argparse.Namespace) -> dict:
             "copied_english": sum(h.strip() == s.strip() for h, s in zip(hyps, sources)),
             "segments": sum((o or {}).get("segments", 0) for o in outs),
         }
-    rows["protected"] = {
-        "texts": len(html),
-        "seconds": round(prot_seconds, 1),
-        "ok": sum(o.get("status") == "ok" for o in prot),
-        "partial": sum(o.get("status") == "partial" for o in prot),
-        "suspect": sum(o.get("status") == "suspect" for o in prot),
-        "failed": sum(o.get("status") == "failed" for o in prot),
-        "failed_placeholder_segments": sum(
-            f["code"] == "placeholder_damaged" for o in prot for f in o.get("failed_segments", [])
-        ),
-        "damaged_delivered": sum(damaged(h, o) for h, o in zip(html, prot)),
-    }
+    rows["protected"] = (
+        {}
+        if not prot
+        else {
+            "texts": len(html),
+            "seconds": round(prot_seconds, 1),
+            "ok": sum(o.get("status") == "ok" for o in prot),
+            "partial": sum(o.get("status") == "partial" for o in prot),
+            "suspect": sum(o.get("status") == "suspect" for o in prot),
+            "failed": sum(o.get("status") == "failed" for o in prot),
+            "failed_placeholder_segments": sum(
+                f["code"] == "placeholder_damaged" for o in prot for f in o.get("failed_segments", [])
+            ),
+            "damaged_delivered": sum(damaged(h, o) for h, o in zip(html, prot)),
+        }
+    )
     return {
         "data": str(args.data),
+        "model": args.model,
+        "template": args.template,
         "paragraphs": len(paras),
         "gold_sentences": gold,
         "characters": sum(len(s) for s in sources),
@@ -166,8 +179,9 @@ def report(res: dict) -> str:
     lines = [
         "# Paragraphs: sent whole vs segmented on the server",
         "",
-        f"`python -m benchmarks.paragraph_eval --data {res['data']} --paragraphs {res['paragraphs']}` "
-        f"({res['date']}, {res['machine']}, embedded Gemma-3-270M, eager engine, one sentence per prompt, "
+        f"`python -m benchmarks.paragraph_eval --data {res['data']} --paragraphs {res['paragraphs']} "
+        f"--model {res['model']} --template {res['template']}` "
+        f"({res['date']}, {res['machine']}, eager engine, one sentence per prompt, "
         f"translation memory off). {res['paragraphs']} paragraphs of 3-8 consecutive lines "
         f"({res['gold_sentences']} lines, {res['characters']:,} characters), one per request, "
         f"{res['concurrency']} requests in flight; the modes ran one after the other on the same engine.",
@@ -177,17 +191,24 @@ def report(res: dict) -> str:
     ]
     labels = {"whole": "whole (`split_sentences: off`)", "segmented": "segmented on the server (default)"}
     for mode, label in labels.items():
+        if mode not in m:
+            continue
         r = m[mode]
         lines.append(
             f"| {label} | {r['segments']} | {r['empty']} | {r['refused']} | {r['partial']} / "
             f"{r['failed']} | {r['chrf']} | {r['bleu']} | {r['seconds']:.0f} s | {r['sentences_per_s']:.2f} |"
         )
     p = m["protected"]
+    scored = m.get("segmented") or m.get("whole") or {}
     lines += [
         "",
-        f"chrF: `{m['segmented']['chrf_signature']}`; BLEU: `{m['segmented']['bleu_signature']}`.",
+        f"chrF: `{scored.get('chrf_signature')}`; BLEU: `{scored.get('bleu_signature')}`.",
         f"Gateway: `{res['gateway_signature']}`.",
         "",
+    ]
+    if not p:
+        return "\n".join(lines)
+    lines += [
         f"Protected spans: the same {p['texts']} paragraphs as HTML, each with an added sentence holding an "
         "anonymisation placeholder, a URL and a `<b>` tag (`tag_handling: html`): "
         f"{p['ok']} ok, {p.get('suspect', 0)} suspect (a segment still a copy of the English after a sampled retry), "
@@ -207,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--kv-gib", type=int, default=2)
     ap.add_argument("--out", default="results/paragraphs")
+    ap.add_argument("--model", default="embedded", help="the served model (embedded: the self-trained default)")
+    ap.add_argument("--template", default="en-de-packed", help="the prompt template (calibration is off)")
+    ap.add_argument("--modes", default="whole,segmented,protected", help="comma-separated: whole, segmented, protected")
     args = ap.parse_args(argv)
+    args.modes = set(args.modes.split(","))
     res = asyncio.run(evaluate(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

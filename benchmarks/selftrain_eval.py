@@ -5,13 +5,17 @@ Arms (each a full pass over the same sentences; one engine per model, started in
 - ``plain-base-long``: plain vLLM (every prompt sent to the engine at once, no gateway), the base model, the long
   few-shot prompt (``en-de-packed``), one sentence per prompt: the baseline of the speed ratio;
 - ``base-zero``: the base model zero-shot (what the long prefix buys it);
-- ``trained-zero-pN``: the self-trained model zero-shot through the gateway's batcher at fixed pack size N.
+- ``previous-p1`` (with ``--previous``): an earlier round's model with its template, one sentence per prompt;
+- ``trained-pN``: the self-trained model with ``--template`` (zero-shot) through the gateway's batcher at fixed
+  pack size N.
 
 Per arm: chrF and BLEU (sacrebleu, signatures printed), the share of outputs that copy the English source, tokens
 per sentence (prompt, cached, completion) and sentences/s. Writes ``report.md`` and ``report.json``.
 
     flock /tmp/batchmt-engine.lock python -m benchmarks.selftrain_eval --model <trained folder> \\
         --data ../shared/data/newstest2021_ende --lines 200:1002 --out results/selftrain/eval
+    # round 2 (no echoes) against round 1 (the shipped adapter) and the base:
+    ... --model <round-2 folder> --template en-de-list --previous embedded --previous-template en-de-zero
 """
 
 from __future__ import annotations
@@ -148,7 +152,11 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="the self-trained model's folder")
-    ap.add_argument("--base", default="embedded", help="the base model")
+    ap.add_argument("--base", default="embedded-base", help="the base model")
+    ap.add_argument("--template", default="en-de-zero", help="the self-trained model's template")
+    ap.add_argument("--previous", default=None, help="an earlier round's model, measured at one per prompt")
+    ap.add_argument("--previous-template", default="en-de-zero", help="the earlier round's template")
+    ap.add_argument("--no-base-zero", action="store_true", help="skip the base model's zero-shot arm")
     ap.add_argument("--data", type=Path, default=Path("../shared/data/newstest2021_ende"))
     ap.add_argument("--lines", default="200:1002", help="a:b, the dev lines (0-based, b exclusive)")
     ap.add_argument("--packs", default="1,4,8", help="the trained model's pack sizes")
@@ -157,14 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.argv = argv if argv is not None else __import__("sys").argv[1:]
     srcs, refs = _read(args.data, args.lines)
-    base_arms: list[tuple[str, str, int | None]] = [
-        ("plain-base-long", "en-de-packed", None),
-        ("base-zero", "en-de-zero", 1),
-    ]
+    base_arms: list[tuple[str, str, int | None]] = [("plain-base-long", "en-de-packed", None)]
+    if not args.no_base_zero:
+        base_arms.append(("base-zero", "en-de-zero", 1))
     trained_arms: list[tuple[str, str, int | None]] = [
-        (f"trained-zero-p{p}", "en-de-zero", int(p)) for p in args.packs.split(",")
+        (f"trained-p{p}", args.template, int(p)) for p in args.packs.split(",")
     ]
     rows = asyncio.run(run_model(args.base, base_arms, srcs, refs, args.kv_gib))
+    if args.previous:
+        rows += asyncio.run(
+            run_model(args.previous, [("previous-p1", args.previous_template, 1)], srcs, refs, args.kv_gib)
+        )
     rows += asyncio.run(run_model(args.model, trained_arms, srcs, refs, args.kv_gib))
     for r in rows:
         r["n"] = len(srcs)

@@ -224,3 +224,45 @@ def test_export_adapter_names_the_base_not_a_local_path(tmp_path: Path):
     card = json.loads((dest / "batchmt-selftrain.json").read_text())
     assert card["improve"]["kept"] == 3 and card["scores"] == {"chrf": 1.0} and "adapter" not in card
     assert (dest / "adapter_model.safetensors").read_bytes() == b"weights" and (dest / "README.md").exists()
+
+
+async def test_the_store_s_traffic_becomes_grow_sources(tmp_path):
+    """--sources store: translation-memory sources and the sentences of finished job lines, each once; lines
+    still pending or failed are not read."""
+    from batchmt_server.selftrain.pipeline import store_sentences
+    from batchmt_server.stores import LineResult, NewLine, build_store
+    from helpers import job_record
+
+    store = build_store(None, tmp_path)
+    await store.open()
+    try:
+        await store.tm_put(
+            "sig", [("the harbour was quiet that night", "der Hafen war still")], now=1.0, max_entries=10
+        )
+        body = {"texts": ["Our lab moved to the third floor. The old rooms are empty now."]}
+        await store.create_job(
+            job_record(),
+            [
+                NewLine(1, "c1", body=json.dumps(body)),
+                NewLine(2, "c2", body=json.dumps({"texts": ["A line nobody finished yet."]})),
+            ],
+        )
+        (c1, _) = await store.claim_lines("A", 2, 10, now=0.0)
+        await store.complete_lines("A", [LineResult("batch_1", c1.line_no, True, "{}")])
+        got = await store_sentences(store, 100)
+    finally:
+        await store.close()
+    assert got == [
+        "the harbour was quiet that night",
+        "Our lab moved to the third floor.",
+        "The old rooms are empty now.",
+    ]
+
+
+def test_a_later_round_skips_the_earlier_rounds_sources(tmp_path):
+    f = tmp_path / "en.txt"
+    f.write_text("".join(f"This is source sentence number {i} here.\n" for i in range(50)))
+    first = load_sources(f, 20, seed=7)
+    second = load_sources(f, 20, seed=7, skip=20)
+    assert len(first) == len(second) == 20
+    assert not {i for i, _ in first} & {i for i, _ in second}

@@ -22,6 +22,7 @@ __all__ = ["FakeEngine"]
 
 _LINE = re.compile(r"^(\d+)\. (.*)$")
 _LABELS = re.compile(r"\n(\w+) 1: [^\n]*\n(\w+) 1:$")
+_NO_ECHO = re.compile(r"\n(\w+) 1:$")
 _MASK = re.compile(r"\[(?:PH|TAG)_\d+\]")
 
 #: a source holding this makes the fake engine die for good (fault tests of a real process)
@@ -91,6 +92,8 @@ class FakeEngine:
         m = _LABELS.search(query)  # the labels the prompt uses (a reversed template's too: German 1: ... English 1:)
         if m and (m.group(1), m.group(2)) != (template.source_label, template.target_label):
             template = replace(template, source_label=m.group(1), target_label=m.group(2))
+        elif not m and (bare := _NO_ECHO.search(query)) and query.endswith(f"{template.answer_header}{bare.group(0)}"):
+            template = replace(template, target_label=bare.group(1), echo=False)  # a layout without echoes
         solved = template._block(tuple(zip(sources, targets)))
         if not solved.startswith(query):
             raise AssertionError("the template's rendering of a solved block does not extend its prompt")

@@ -131,14 +131,11 @@ def _query_text(template: Template, sources: Sequence[str]) -> str:
 
 
 def _answer_text(template: Template, pairs: Sequence[tuple[str, str]]) -> str:
-    return "\n".join(
-        f"{template.source_label} {i}: {clean(s)}\n{template.target_label} {i}: {clean(t)}"
-        for i, (s, t) in enumerate(pairs, 1)
-    )
+    return "\n".join(template._pair(i, s, t) for i, (s, t) in enumerate(pairs, 1))
 
 
 def _prefill(template: Template, first_source: str) -> str:
-    return f"{template.source_label} 1: {clean(first_source)}\n{template.target_label} 1:"
+    return template._pair(1, first_source, None)
 
 
 def _messages(template: Template, query: str, system: bool) -> Messages:

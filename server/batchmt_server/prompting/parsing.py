@@ -139,10 +139,12 @@ def parse_completion(
     *,
     source_label: str = "English",
     target_label: str = "German",
+    echo: bool = True,
 ) -> list[Slot]:
     """One ``Slot`` per source, in order. ``examples``: the template's few-shot translations
     (``Template.example_targets``) or (source, translation) pairs; outputs equal to one are flagged
-    "example". Labels must be the template's (``Template.source_label`` / ``.target_label``)."""
+    "example". Labels must be the template's (``Template.source_label`` / ``.target_label``).
+    ``echo=False``: the layout has no source echoes (``Template.echo``); none is required."""
     n = len(sources)
     src_re, tgt_re = _label_pattern(source_label), _label_pattern(target_label)
     norm_src = [_norm(s) for s in sources]
@@ -168,17 +170,17 @@ def parse_completion(
         offset += len(line) + 1
     ended_inside = finish_reason == "length" and bool(entries)
 
-    # 2. Walk the entries in order. ``echo`` = (number, text) of the last source echo seen;
-    #    the prompt itself holds the echo of input 1.
+    # 2. Walk the entries in order. ``last_echo`` = (number, text) of the last source echo seen;
+    #    the prompt itself holds the echo of input 1. Without echoes (``echo=False``) none is checked.
     slots: list[Slot] = [Slot(None, "missing") for _ in range(n)]
     flags: dict[int, str] = {}
     seen: set[int] = set()
-    echo: tuple[int, str] | None = (1, sources[0]) if n else None
+    last_echo: tuple[int, str] | None = (1, sources[0]) if n else None
     expected = 1
     lost_from: tuple[int, str] | None = None  # (first slot index whose alignment is lost, reason)
     for pos, (kind, num, text, wrapped, start, end) in enumerate(entries):
         if kind == "src":
-            echo = (num, text)
+            last_echo = (num, text)
             if num > n and expected <= n and lost_from is None:
                 lost_from = (expected - 1, "extra")  # a number above N before all N arrived
             continue
@@ -200,13 +202,15 @@ def parse_completion(
         slots[i] = Slot(clean(text), None, (start, end))
         seen.add(num)
         expected = num + 1
-        if echo is None or echo[0] != num:
+        if not echo:
+            pass  # a layout without echoes: alignment rests on the numbering and the content checks below
+        elif last_echo is None or last_echo[0] != num:
             flags[i] = "echo"  # no echo of this number right before it
         else:
-            why = _echo_reason(echo[1], i, norm_src)
+            why = _echo_reason(last_echo[1], i, norm_src)
             if why:
                 flags[i] = why
-        echo = None
+        last_echo = None
         if wrapped and n > 1 and _too_long(sources[i], slots[i].text or ""):
             flags.setdefault(i, "merged")
         if is_last and ended_inside:

@@ -27,6 +27,12 @@ Rendered layout (labels and headers come from the toml; shown for en-de)::
 Each translation is written right after its own source (the echo), so a small base model
 translates the sentence in front of it instead of copying an example batch, and the parser can
 check every echo against the input it belongs to (alignment is verified, not assumed).
+
+A template with ``echo = false`` (``prompts/en-de-list.toml``) drops the echo: after the answer header
+come only ``German 1: <translation 1>``, ``German 2: ...``. Each slot then decodes its translation alone
+(the echo about doubles a packed completion), and alignment rests on the numbering and the parser's
+content checks (copies, a neighbour's numbers or words). It is for a model trained on that layout
+(``batchmt-server selftrain``); a base model needs the echo to stay aligned.
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ class Template:
     digest: str
     list_header: str = "Sentences:"
     answer_header: str = "Translations:"
+    #: each translation follows an echo of its source (see the module docstring); False: translations only
+    echo: bool = True
 
     #: a plain-text completion prompt (base models); chat.ChatTemplate renders the chat form of a template
     form = "completion"
@@ -83,6 +91,7 @@ class Template:
             digest=hashlib.sha256(raw).hexdigest()[:8],
             list_header=data.get("list_header", cls.list_header),
             answer_header=data.get("answer_header", cls.answer_header),
+            echo=bool(data.get("echo", True)),
         )
 
     @property
@@ -99,7 +108,9 @@ class Template:
         return [self.list_header] + [f"{i}. {clean(s)}" for i, s in enumerate(sources, 1)] + [self.answer_header]
 
     def _pair(self, i: int, source: str, target: str | None) -> str:
-        head = f"{self.source_label} {i}: {clean(source)}\n{self.target_label} {i}:"
+        head = f"{self.target_label} {i}:"
+        if self.echo:
+            head = f"{self.source_label} {i}: {clean(source)}\n{head}"
         return head if target is None else f"{head} {clean(target)}"
 
     def _block(self, pairs: tuple[tuple[str, str], ...]) -> str:
@@ -125,7 +136,12 @@ class Template:
         """Where a completion is over: the blank line that ends every batch, a new batch, or the
         numbering starting again at 1 (never valid: the completion starts inside pair 1).
         Three strings, so that ``stop_for`` stays within the OpenAI API's limit of four."""
-        return ("\n\n", f"\n{self.list_header}", f"\n{self.source_label} 1:")
+        return ("\n\n", f"\n{self.list_header}", f"\n{self._numbered_label} 1:")
+
+    @property
+    def _numbered_label(self) -> str:
+        """The label that opens each slot of an answer: the echo's, or the translation's without an echo."""
+        return self.source_label if self.echo else self.target_label
 
     def stop_for(self, n: int) -> tuple[str, ...]:
         """``stop`` plus the echo of a source N+1 that does not exist (saves the run-on tokens): the four an
@@ -133,11 +149,15 @@ class Template:
         the translations' numbering starting again at 1 (never valid either; a small model falls into repeating
         its whole first line, ``"...\nGerman 1: ...\nGerman 1: ..."``, a loop too long for
         :mod:`~batchmt_server.engines.loop_stop`, and decodes it to the token budget)."""
+        if not self.echo:  # "\nGerman 1:" is in ``stop`` already
+            return self.stop + (f"\n{self.target_label} {n + 1}:",)
         return self.stop + (f"\n{self.source_label} {n + 1}:", f"\n{self.target_label} 1:")
 
     def max_tokens(self, source_tokens: list[int]) -> int:
         """Completion budget of a prompt: per slot the echo of its source, its translation (~1.5x the
-        source) and two labels."""
+        source) and two labels; without the echo, the translation and one label."""
+        if not self.echo:
+            return int(sum(2 * t + 8 for t in source_tokens) + 16)
         return int(sum(3 * t + 12 for t in source_tokens) + 16)
 
     def parse(self, completion: str, sources: list[str], finish_reason: str | None = None) -> list[Slot]:
@@ -149,6 +169,7 @@ class Template:
             self.example_targets,
             source_label=self.source_label,
             target_label=self.target_label,
+            echo=self.echo,
         )
 
     def prompt_tokens(self, prompt: str, count_tokens: Callable[[str], int]) -> int:

@@ -7,13 +7,14 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .pipeline import STAGES, RoundConfig, export_adapter, run_round
+from .pipeline import STAGES, STORE, RoundConfig, export_adapter, run_round, write_store_sources
 
 __all__ = ["add_selftrain_args", "run_selftrain"]
 
 _HELP = {
     "work": "the round's folder (resumes there); default: <cache-dir>/selftrain/<model>-round<N>",
-    "sources": "English sources, one per line (never a test set's source or reference)",
+    "sources": "English sources, one per line (never a test set's source or reference), or 'store': the server's "
+    "own traffic (translation-memory sources and finished job lines in --data-dir / --database-url)",
     "limit": "use the first N usable lines (shuffled with --seed)",
     "k": "sampled candidates per source, beside the greedy one",
     "temperature": "sampling temperature of Grow's sampled candidates",
@@ -22,6 +23,8 @@ _HELP = {
     "keep": "the share of sources whose best candidate is kept (ReST's threshold; raise it in later rounds)",
     "output": "the merged model's folder (default: <work>/model)",
     "base_model": "the model to train (default: --model)",
+    "skip": "skip the first N of the shuffled usable lines (a later round: the earlier rounds' --limit)",
+    "init_adapter": "continue training these LoRA adapters (round 2: round 1's adapter, with --base-model its base)",
 }
 
 
@@ -44,7 +47,8 @@ def add_selftrain_args(p: argparse.ArgumentParser) -> None:
         name = f"selftrain_{f.name}" if f.name in Settings.model_fields else f.name
         flag = "--" + name.replace("_", "-")
         default = None if f.name in ("work", "sources", "output", "base_model") else f.default
-        typ = Path if f.name in ("work", "sources", "output") else type(f.default) if f.default is not None else int
+        paths = ("work", "sources", "output", "init_adapter")
+        typ = Path if f.name in paths else type(f.default) if f.default is not None else int
         g.add_argument(
             flag, dest="st_" + f.name, type=typ, default=default, help=_HELP.get(f.name, f"(default: {default})")
         )
@@ -53,9 +57,12 @@ def add_selftrain_args(p: argparse.ArgumentParser) -> None:
 def run_selftrain(ns: argparse.Namespace, settings) -> int:
     values = {f.name: getattr(ns, "st_" + f.name) for f in fields(RoundConfig) if hasattr(ns, "st_" + f.name)}
     if values.get("sources") is None:
-        print("batchmt-server selftrain: --sources FILE is required (English, one sentence a line)", file=sys.stderr)
+        print(
+            "batchmt-server selftrain: --sources FILE|store is required (English, one sentence a line)", file=sys.stderr
+        )
         return 2
-    if not values["sources"].is_file():
+    from_store = str(values["sources"]) == STORE and not values["sources"].is_file()
+    if not from_store and not values["sources"].is_file():
         print(f"batchmt-server selftrain: no such file: {values['sources']}", file=sys.stderr)
         return 2
     values["base_model"] = values.get("base_model") or settings.model
@@ -66,6 +73,10 @@ def run_selftrain(ns: argparse.Namespace, settings) -> int:
     if unknown:
         print(f"batchmt-server selftrain: unknown stages {sorted(unknown)}; known: {STAGES}", file=sys.stderr)
         return 2
+    if from_store:
+        values["work"].mkdir(parents=True, exist_ok=True)
+        values["sources"] = write_store_sources(settings, values["work"] / "store-sources.txt")
+        print(f"sources: {sum(1 for _ in values['sources'].open())} sentences of this server's traffic")
     cfg = RoundConfig(**values)
     out = run_round(settings, cfg, stages=stages)
     print(f"serve it: batchmt-server serve --model {out}")

@@ -37,6 +37,7 @@ class RoundConfig:
     work: Path  #: the round's folder
     sources: Path  #: a text file, one English source per line
     limit: int | None = 1000  #: the first N usable lines (after shuffling with ``seed``)
+    skip: int = 0  #: ... after skipping this many (round 2 takes the lines after round 1's: ``--skip 1000``)
     k: int = 1  #: sampled candidates per source, beside the greedy one
     temperature: float = 0.7
     seed: int = 7
@@ -54,6 +55,8 @@ class RoundConfig:
     min_chars: int = 20
     max_chars: int = 300
     base_model: str = "embedded-base"
+    #: continue training these LoRA adapters instead of new ones (round 2: round 1's, on the same base model)
+    init_adapter: Path | None = None
     output: Path | None = None  #: the merged model's folder (default: <work>/model)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -62,9 +65,12 @@ class RoundConfig:
         (self.work / "config.json").write_text(json.dumps(d, indent=2) + "\n")
 
 
-def load_sources(path: Path, limit: int | None, seed: int, min_chars: int = 20, max_chars: int = 300):
+def load_sources(
+    path: Path, limit: int | None, seed: int, min_chars: int = 20, max_chars: int = 300, skip: int = 0
+) -> list[tuple[int, str]]:
     """``(line index, text)`` of a source file's usable lines (length within bounds, no duplicates), shuffled with
-    ``seed``, the first ``limit``. Line indices are the file's, so a dev/train split by line stays checkable."""
+    ``seed``, ``limit`` of them after the first ``skip``. Line indices are the file's, so a dev/train split by
+    line stays checkable, and rounds with one seed and ``skip`` = the earlier rounds' limits never overlap."""
     seen: set[str] = set()
     rows = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
@@ -73,7 +79,56 @@ def load_sources(path: Path, limit: int | None, seed: int, min_chars: int = 20, 
             seen.add(text)
             rows.append((i, text))
     random.Random(seed).shuffle(rows)
-    return rows[:limit] if limit else rows
+    return rows[skip : skip + limit] if limit else rows[skip:]
+
+
+#: ``--sources store``: the server's own traffic (translation memory and finished job lines) instead of a file
+STORE = "store"
+
+
+def _body_texts(body: str) -> list[str]:
+    """The English texts of one job line's request body (``texts``, the legacy ``sentences``, or ``text``)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    data = data.get("body", data) if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return []
+    texts = data.get("texts", data.get("sentences", data.get("text", [])))
+    texts = [texts] if isinstance(texts, str) else texts
+    return [t for t in texts if isinstance(t, str)] if isinstance(texts, list) else []
+
+
+async def store_sentences(store: Any, limit: int) -> list[str]:
+    """Sentences of the server's traffic, for Grow: translation-memory sources, then the sentences of finished job
+    lines (cut by the gateway's own segmenter), each once."""
+    from ..text.segmenter import split_sentences
+
+    tm, bodies = await store.traffic_texts(limit)
+    out = dict.fromkeys(" ".join(t.split()) for t in tm)
+    for body in bodies:
+        for text in _body_texts(body):
+            for a, b in split_sentences(text):
+                out.setdefault(" ".join(text[a:b].split()))
+    out.pop("", None)
+    return list(out)
+
+
+def write_store_sources(settings: Any, dest: Path, limit: int = 100_000) -> Path:
+    """``dest``: the store's traffic (:func:`store_sentences`), one sentence a line: Grow's source file."""
+    from ..stores import build_store
+
+    async def read() -> list[str]:
+        store = build_store(settings.database_url, Path(settings.data_dir or settings.cache_dir / "data"))
+        await store.open()
+        try:
+            return await store_sentences(store, limit)
+        finally:
+            await store.close()
+
+    dest.write_text("".join(f"{s}\n" for s in asyncio.run(read())), encoding="utf-8")
+    return dest
 
 
 class Progress:
@@ -203,7 +258,7 @@ def run_round(settings: Any, cfg: RoundConfig, *, stages: Sequence[str] = STAGES
     rt_path = grow_path.with_suffix(".rt.jsonl")
     roundtrip = needs_roundtrip(cfg.reward)
     if "grow" in stages and not (_done(cfg.work, "grow") and (_done(cfg.work, "roundtrip") or not roundtrip)):
-        sources = load_sources(cfg.sources, cfg.limit, cfg.seed, cfg.min_chars, cfg.max_chars)
+        sources = load_sources(cfg.sources, cfg.limit, cfg.seed, cfg.min_chars, cfg.max_chars, cfg.skip)
         say(f"grow: {len(sources)} sources from {cfg.sources}, greedy + {cfg.k} sampled each")
         info = asyncio.run(
             grow_with_engine(

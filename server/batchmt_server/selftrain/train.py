@@ -82,7 +82,8 @@ def _plan(lengths: Sequence[int], cfg: Any) -> list[list[int]]:
 
 
 def _adapted(base: str, cfg: Any, ckpt: Path) -> tuple[Any, dict | None]:
-    """The base model with LoRA adapters: new ones, or the checkpoint's (then also its optimizer state and step)."""
+    """The base model with LoRA adapters: the checkpoint's (then also its optimizer state and step), else
+    ``cfg.init_adapter``'s (a later round continues an earlier one's adapters), else new ones."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -92,6 +93,9 @@ def _adapted(base: str, cfg: Any, ckpt: Path) -> tuple[Any, dict | None]:
         return PeftModel.from_pretrained(model, ckpt, is_trainable=True), torch.load(
             ckpt / "state.pt", weights_only=False
         )
+    init = getattr(cfg, "init_adapter", None)
+    if init is not None:
+        return PeftModel.from_pretrained(model, Path(init), is_trainable=True), None
     lora = LoraConfig(
         r=cfg.lora_rank,
         lora_alpha=cfg.lora_alpha,
@@ -194,6 +198,7 @@ def train(settings: Any, cfg: Any, train_file: Path, adapter_dir: Path, *, say: 
         "first_loss": round(losses[0], 4) if losses else None,
         "last_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None,
         "lora_rank": cfg.lora_rank,
+        "init_adapter": str(cfg.init_adapter) if getattr(cfg, "init_adapter", None) else None,
         "learning_rate": cfg.learning_rate,
         "batch_tokens": cfg.batch_tokens,
     }

@@ -336,6 +336,10 @@ class Store(Protocol):
 
     async def tm_clear(self) -> None: ...
 
+    async def traffic_texts(self, limit: int) -> tuple[list[str], list[str]]:
+        """What the server has translated, for self-training's Grow: up to ``limit`` translation-memory sources
+        (most used first) and up to ``limit`` request bodies (JSON) of finished job lines."""
+
 
 @dataclass(frozen=True)
 class MemoryHit:

@@ -648,6 +648,17 @@ class PostgresStore:
 
         await self._tx(op)
 
+    async def traffic_texts(self, limit: int) -> tuple[list[str], list[str]]:
+        async def op(cur: Cur) -> tuple[list[str], list[str]]:
+            await cur.execute(
+                "SELECT source FROM translation_memory ORDER BY hits DESC, last_used DESC LIMIT %s", (limit,)
+            )
+            tm = [r["source"] for r in await cur.fetchall()]
+            await cur.execute("SELECT body FROM job_lines WHERE state = 'done' AND body IS NOT NULL LIMIT %s", (limit,))
+            return tm, [r["body"] for r in await cur.fetchall()]
+
+        return await self._tx(op)
+
 
 def _filters(**equal: str | None) -> tuple[list[str], list[Any]]:
     where, args = ["TRUE"], []

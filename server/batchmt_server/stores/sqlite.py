@@ -640,6 +640,20 @@ class SQLiteStore:
     async def tm_clear(self) -> None:
         await self._run(self._write, lambda db: db.execute("DELETE FROM translation_memory"))
 
+    async def traffic_texts(self, limit: int) -> tuple[list[str], list[str]]:
+        def op() -> tuple[list[str], list[str]]:
+            db = self._db
+            assert db is not None
+            tm = db.execute(
+                "SELECT source FROM translation_memory ORDER BY hits DESC, last_used DESC LIMIT ?", (limit,)
+            ).fetchall()
+            bodies = db.execute(
+                "SELECT body FROM job_lines WHERE state = 'done' AND body IS NOT NULL LIMIT ?", (limit,)
+            ).fetchall()
+            return [r[0] for r in tm], [r[0] for r in bodies]
+
+        return await self._run(op)
+
 
 def _memory_filter(scope: str | None, source: str | None, origin: str | None) -> tuple[str, tuple]:
     """A WHERE clause (and its arguments) for translation memory entries; None: any."""
