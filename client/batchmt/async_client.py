@@ -1,4 +1,4 @@
-"""The client of a batchmt server: translate, info, health, files, batch jobs."""
+"""The client of a batchmt server: translate, info, health, files, batch jobs, translation memory."""
 
 # The one hand-written copy: client.py (the synchronous client) is generated from this file.  # async-only
 
@@ -15,6 +15,7 @@ import httpx
 from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, ChunkLimits
 from ._concurrency import async_gather_bounded
 from .async_batches import AsyncBatches
+from .async_memory import AsyncMemory
 from .errors import APIError, BatchmtError
 from .file_translation import Destination, FileJob, FileReport, OnFailure, Source
 from .types import Health, ServerInfo, TranslationResult
@@ -80,6 +81,11 @@ class AsyncClient(BaseClient):
     def batches(self) -> AsyncBatches:
         """Batch jobs on the server (``/v1/batches``): :class:`~batchmt.async_batches.AsyncBatches`."""
         return AsyncBatches(self)
+
+    @property
+    def memory(self) -> AsyncMemory:
+        """The key's translation memory on the server (``/v1/memory``): :class:`~batchmt.async_memory.AsyncMemory`."""
+        return AsyncMemory(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def close(self) -> None:

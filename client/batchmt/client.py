@@ -1,6 +1,6 @@
 # Generated from async_client.py by scripts/unasync.py: do not edit. Edit async_client.py, then run
 # `python scripts/unasync.py` (scripts/check fails while this file is stale).
-"""The client of a batchmt server: translate, info, health, files, batch jobs."""
+"""The client of a batchmt server: translate, info, health, files, batch jobs, translation memory."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ._concurrency import gather_bounded
 from .errors import APIError, BatchmtError
 from .file_translation import Destination, FileJob, FileReport, OnFailure, Source
 from .sync_batches import Batches
+from .sync_memory import Memory
 from .types import Health, ServerInfo, TranslationResult
 
 __all__ = ["Client"]
@@ -72,6 +73,11 @@ class Client(BaseClient):
     def batches(self) -> Batches:
         """Batch jobs on the server (``/v1/batches``): :class:`~batchmt.sync_batches.Batches`."""
         return Batches(self)
+
+    @property
+    def memory(self) -> Memory:
+        """The key's translation memory on the server (``/v1/memory``): :class:`~batchmt.sync_memory.Memory`."""
+        return Memory(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:

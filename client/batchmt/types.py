@@ -81,7 +81,16 @@ class SuspectSegment:
         )
 
 
-_TRANSLATION_FIELDS = ("text", "status", "error", "segments", "failed_segments", "suspect_segments", "confidence")
+_TRANSLATION_FIELDS = (
+    "text",
+    "status",
+    "error",
+    "segments",
+    "failed_segments",
+    "suspect_segments",
+    "confidence",
+    "memory",
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,9 @@ class Translation:
     failed_segments: tuple[SegmentFailure, ...] = ()
     suspect_segments: tuple[SuspectSegment, ...] = ()
     confidence: float | None = None
+    #: ``"human"`` when the server's translation memory answered a segment from an imported human translation,
+    #: ``"model"`` when from the model's earlier answers only, ``None`` when everything was translated now
+    memory: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -157,6 +169,7 @@ class Translation:
             confidence=float(confidence)
             if isinstance(confidence, (int, float)) and not isinstance(confidence, bool)
             else None,
+            memory=str(data["memory"]) if isinstance(data.get("memory"), str) else None,
             extra={str(k): v for k, v in data.items() if k not in _TRANSLATION_FIELDS},
         )
 
