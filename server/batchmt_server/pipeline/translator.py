@@ -7,7 +7,8 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,6 +44,7 @@ from ..text.placeholders import check_masks
 from .batcher import Batcher, Outcome, QueueFull
 from .ensemble import Ensemble, EnsembleConfig
 from .memory import TranslationMemory
+from .spare_capacity import SpareCapacity
 
 __all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
 
@@ -115,7 +117,17 @@ class Translator:
         self.prices = prices or Prices.from_settings(settings)
         self.memory = memory  # the persistent translation memory (the store); None: off
         self._ids = itertools.count(1)
-        self._ensemble_load = 0  # sentence-rounds of quality balanced/best requests in flight (admission)
+        self._ensemble_load = 0  # sentence-rounds of interactive balanced/best requests in flight (admission)
+        self._job_ensemble_load = 0  # the same for batch-job lines: they never count against interactive callers
+        #: batch-job ensemble rounds (they go to the engine beside the batcher) run in the capacity interactive work
+        #: leaves: the one spare-capacity controller, in sentence-rounds, on the interactive load
+        self.job_capacity = SpareCapacity(
+            settings.max_queue_sentences, pressure=self._interactive_load, halve_every_s=0.1, grow_every_s=0.25
+        )
+
+    def _interactive_load(self) -> int:
+        """Interactive sentences queued or in flight, and interactive ensemble sentence-rounds (job back-pressure)."""
+        return self.batcher.interactive_active + self._ensemble_load
 
     def ensemble_config(self, quality: str) -> EnsembleConfig | None:
         """The ensemble a quality level runs (None: the one-pass batcher path)."""
@@ -238,7 +250,7 @@ class Translator:
         config = self.ensemble_config(req.quality)
         rounds = config.rounds if config is not None else 1
         # one-pass requests feed the batcher in windows (a long document never needs the whole queue)
-        self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds)
+        self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds, priority)
         refund: Refund | None = await admit(*charge_units(req.entries, rounds)) if admit is not None else None
         try:
             return await self._run(req, prepared, texts, rid, chars, config, disconnected, priority, progress, tenant)
@@ -381,10 +393,12 @@ class Translator:
             **checked,
         )
 
-    def _check_capacity(self, lines: int, rounds: int) -> None:
+    def _check_capacity(self, lines: int, rounds: int, priority: int = 0) -> None:
         """A request that can never fit the queue is a 413 (not a 429 forever); ensemble work (``rounds`` > 1)
         counts ``lines * rounds`` against the same queue cap as the one-pass path, and one-pass requests count the
-        ensemble work in flight."""
+        interactive ensemble work in flight. Batch-job work (``priority`` > 0) never counts against interactive
+        callers: its ensemble rounds are admitted within :attr:`job_capacity` (its one-pass sentences within the
+        batcher's)."""
         cap = self.settings.max_queue_sentences
         need = lines * rounds
         if need > cap:
@@ -396,6 +410,9 @@ class Translator:
                 "send fewer or shorter sentences per request" + (", or a lower quality" if rounds > 1 else ""),
                 param="sentences",
             )
+        if priority > 0:
+            self._check_spare(need, rounds)
+            return
         if rounds == 1 and not self._ensemble_load:
             return  # the batcher's own cap decides
         if self.batcher.interactive_active + self._ensemble_load + need > cap:
@@ -404,6 +421,22 @@ class Translator:
                 429,
                 "queue_full",
                 f"the gateway is at capacity ({cap} sentences queued or in ensemble rounds); retry after {retry:.0f}s",
+                headers={"Retry-After": str(int(retry))},
+            )
+
+    def _check_spare(self, need: int, rounds: int) -> None:
+        """A batch-job line's ensemble rounds fit the spare capacity (the first always runs: jobs never starve);
+        else ``429 queue_full``, and the job worker gives the line back and backs off."""
+        if rounds == 1 or not self._job_ensemble_load:
+            return
+        cap = self.job_capacity.current()
+        if self._job_ensemble_load + need > cap:
+            retry = self.batcher.retry_after()
+            raise APIError(
+                429,
+                "queue_full",
+                f"the spare capacity for batch-job ensemble rounds ({cap} sentence-rounds) is in use; "
+                f"retry after {retry:.0f}s",
                 headers={"Retry-After": str(int(retry))},
             )
 
@@ -480,13 +513,9 @@ class Translator:
         """quality 'balanced'/'best': permutation rounds with early stopping (ensemble.py); a line left
         without any valid candidate goes through the batcher once more, so nothing is lost."""
         assert self.ensemble is not None
-        load = len(texts) * config.rounds
-        self._ensemble_load += load
-        try:
+        with self._ensemble_work(len(texts) * config.rounds, job=priority > 0):
             task = asyncio.ensure_future(self.ensemble.run(texts, config, rid, priority))
             (run,) = await self._wait([task], disconnected)  # cancels the rounds on disconnect or timeout
-        finally:
-            self._ensemble_load -= load
         if isinstance(run, Outcome):  # timed out
             return [Outcome(None, run.error_code, run.error_message) for _ in texts]
         outcomes = [
@@ -522,6 +551,21 @@ class Translator:
         for k, o in zip(missing, fallback):  # the rounds' cost stays on the sentence
             outcomes[k] = replace(o, usage=o.usage + outcomes[k].usage + EngineUsage(resent=1))
         return outcomes
+
+    @contextmanager
+    def _ensemble_work(self, load: int, *, job: bool) -> Iterator[None]:
+        """``load`` sentence-rounds in flight, counted where admission looks: interactive, or batch-job work."""
+        if job:
+            self._job_ensemble_load += load
+        else:
+            self._ensemble_load += load
+        try:
+            yield
+        finally:
+            if job:
+                self._job_ensemble_load -= load
+            else:
+                self._ensemble_load -= load
 
     async def _wait(
         self, futures: list[asyncio.Future], disconnected: Callable[[], Awaitable[None]] | None
