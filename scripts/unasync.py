@@ -25,11 +25,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "client" / "batchmt"
-FILES = {"async_client.py": "client.py", "async_batches.py": "sync_batches.py"}  # source -> generated
+FILES = {
+    "async_client.py": "client.py",
+    "async_batches.py": "sync_batches.py",
+    "async_glossaries.py": "sync_glossaries.py",
+}  # source -> generated
 
 SUBS = [
     (r"\bAsyncClient\b", "Client"),
     (r"\bAsyncBatches\b", "Batches"),
+    (r"\bAsyncGlossaries\b", "Glossaries"),
+    (r"\basync_glossaries\b", "sync_glossaries"),
     (r"\bAsyncBaseTransport\b", "BaseTransport"),
     (r"\basync_batches\b", "sync_batches"),
     (r"\.async_client\b", ".client"),

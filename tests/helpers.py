@@ -388,3 +388,28 @@ def write_tiny_model(kind: str, folder: Path, *, weights: bool = False) -> None:
 
         torch.manual_seed(0)
         AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(folder)
+
+
+async def check_glossary_store(store) -> None:
+    """A store's glossaries (issue 27): created with their entries in one transaction, per owner (the per-owner
+    limit holds), listed per owner or all, read, deleted with their entries."""
+    from batchmt_server.stores.base import GlossaryRecord
+
+    def rec(gid: str, owner: str | None) -> GlossaryRecord:
+        return GlossaryRecord(gid, owner, f"name {gid}", "en", "de", 2, "d1g35t0000", 1_700_000_000)
+
+    entries = [("invoice", "Rechnung"), ("cloud storage", "Cloud-Speicher")]
+    assert await store.glossary_create(rec("gl-a1", "a"), entries, 2)
+    assert await store.glossary_create(rec("gl-a2", "a"), entries[:1], 2)
+    assert not await store.glossary_create(rec("gl-a3", "a"), entries, 2)  # a's limit: nothing stored
+    assert await store.glossary_create(rec("gl-b1", "b"), entries, 2)
+    assert await store.glossary_create(rec("gl-n1", None), entries, 2)
+    assert await store.glossary_get("gl-a3") is None
+    assert await store.glossary_get("gl-a1") == rec("gl-a1", "a")
+    assert [g.id for g in await store.glossary_list("a")] == ["gl-a1", "gl-a2"]
+    assert [g.id for g in await store.glossary_list(None)] == ["gl-n1"]
+    assert {g.id for g in await store.glossary_list("a", every=True)} == {"gl-a1", "gl-a2", "gl-b1", "gl-n1"}
+    assert await store.glossary_entries("gl-a1") == sorted(entries)
+    assert await store.glossary_delete("gl-a1") and not await store.glossary_delete("gl-a1")
+    assert await store.glossary_entries("gl-a1") == [] and await store.glossary_get("gl-a1") is None
+    assert await store.glossary_create(rec("gl-a4", "a"), entries, 2)  # room again after the delete

@@ -242,3 +242,9 @@ async def test_retention_and_storage_accounting(store):
     from helpers import check_retention
 
     await check_retention(store)
+
+
+async def test_glossaries_are_stored_per_owner_with_their_limit(store):
+    from helpers import check_glossary_store
+
+    await check_glossary_store(store)

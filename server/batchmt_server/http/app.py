@@ -19,6 +19,8 @@ from ..auth.admission import admission
 from ..auth.keys import KeyRing
 from ..engines import Engine
 from ..engines.openai_http import ReplicaCollector
+from ..glossaries.api_router import install_glossaries
+from ..glossaries.serving import GlossaryServing
 from ..jobs.api_router import install_jobs
 from ..jobs.serving import (
     JobsCollector,
@@ -149,8 +151,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         app.state.jobs = jobs
         app.state.jobs_serving = JobsServing(jobs, settings, keys, model=lambda: app.state.gateway.model_name)
         memory = jobs.translation_memory(settings.translation_memory_size)
+        app.state.glossaries = GlossaryServing.from_settings(jobs.store, settings)
         gw = Gateway(
-            settings, template, prices=Prices.from_settings(settings), owns_engine=engine is None, memory=memory
+            settings,
+            template,
+            prices=Prices.from_settings(settings),
+            owns_engine=engine is None,
+            memory=memory,
+            glossaries=app.state.glossaries,
         )
         app.state.gateway = gw
         collector = StatsCollector(
@@ -288,4 +296,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     install_docs(app)
     install_openapi_limits(app, settings, lambda: keys.enabled)
     install_jobs(app)
+    install_glossaries(app)
     return app

@@ -63,6 +63,7 @@ class Gateway:
     ready_after_s: float | None = None
     owns_engine: bool = True  # an engine handed in by the caller is the caller's to close
     memory: TranslationMemory | None = None  # the persistent translation memory (in the store); None: in-process LRU
+    glossaries: Any = None  # the store's glossaries (glossaries.serving.GlossaryServing); None: none kept
 
     calibration: Calibration | None = None
     template_choice: TemplateChoice | None = None  # template "auto": the variants measured and the one chosen
@@ -188,6 +189,7 @@ class Gateway:
                 ensemble=self.ensemble,
                 prices=self.prices,
                 memory=self.memory,
+                glossaries=self.glossaries,
             )
             if s.warmup:
                 await self.runner.warmup()

@@ -10,10 +10,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..auth.admission import Admit, Refund, charge_units
+from ..glossaries.terms import mask_terms
+from ..prompting.steer import Steer
 from ..prompting.template import Template
 from ..protocol.errors import APIError
 from ..protocol.schemas import (
@@ -46,6 +48,9 @@ from .ensemble import Ensemble, EnsembleConfig
 from .memory import TranslationMemory
 from .spare_capacity import SpareCapacity
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..glossaries.serving import GlossaryServing, LoadedGlossary
+
 __all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
 
 log = logging.getLogger("batchmt.translator")
@@ -67,12 +72,30 @@ def signature(template: Template, model: str, settings: Settings, calibrated_pac
     )
 
 
+def _unmask(text: str, back: dict[str, str]) -> str:
+    """A translation with the glossary's masks replaced by their target terms (a lost mask was repaired or failed
+    by the batcher's mask check before this)."""
+    for mask, target in back.items():
+        text = text.replace(mask, target)
+    return text
+
+
 @dataclass
 class _Progress:
     """How far one request got, for its stats (:meth:`Translator._record`)."""
 
     waiting: bool = False  # its sentences are with the batcher or the ensemble (a cancel now counts as cancelled)
     dead: int = 0  # its segments lost with the engine
+
+
+@dataclass(frozen=True)
+class _SteerPlan:
+    """A request's glossary and formality, per engine text (steer.py): the steers, the mask -> target term maps of
+    glossary method "mask", and what the signature (and the memory key) add."""
+
+    steers: list[Steer] | None = None
+    unmask: list[dict[str, str]] | None = None
+    signature: str = ""
 
 
 def _retrieve(fut: asyncio.Future) -> None:
@@ -108,8 +131,12 @@ class Translator:
         ensemble: Ensemble | None = None,
         prices: Prices | None = None,
         memory: TranslationMemory | None = None,
+        glossaries: GlossaryServing | None = None,
     ) -> None:
         self.batcher, self.stats, self.settings = batcher, stats, settings
+        self.glossaries = glossaries  # resolves a request's glossary_id (None: no store, glossaries unavailable)
+        #: a segment missing a glossary term is re-sent once, then suspect (off: benchmarks measure hints alone)
+        self.glossary_check = True
         self.model = model
         self.signature = signature(template, model, settings, calibrated_pack_limit)
         self.calibrated_pack_limit = calibrated_pack_limit
@@ -245,6 +272,9 @@ class Translator:
         big = sum(map(len, req.entries)) > 50_000  # ~15 ms per 50k characters: off the event loop
         prepared = await asyncio.to_thread(self.prepare, req) if big else self.prepare(req)
         texts: list[str] = [t for entry in prepared for t in entry.engine_texts]
+        glossary = await self._glossary(req, tenant)  # 404 for an unknown or another key's, before any work
+        texts, steers, unmask = self._steer(req, texts, glossary)
+        steer = _SteerPlan(steers, unmask, self._steer_signature(req, glossary))
         rid = next(self._ids)
         chars = sum(len(t) for t in req.entries)
         config = self.ensemble_config(req.quality)
@@ -253,7 +283,9 @@ class Translator:
         self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds, priority)
         refund: Refund | None = await admit(*charge_units(req.entries, rounds)) if admit is not None else None
         try:
-            return await self._run(req, prepared, texts, rid, chars, config, disconnected, priority, progress, tenant)
+            return await self._run(
+                req, prepared, texts, rid, chars, config, disconnected, priority, progress, tenant, steer
+            )
         except APIError as exc:
             if refund is not None and exc.code in ("queue_full", "engine_unavailable"):
                 await refund()  # refused, or lost with the engine: nothing was delivered, nothing is charged
@@ -271,10 +303,14 @@ class Translator:
         priority: int,
         progress: _Progress,
         tenant: str | None = None,
+        steer: _SteerPlan | None = None,
     ) -> TranslateResponse:
         n_entries = len(req.entries)
-        # the persistent translation memory, under the signature of what this quality runs
-        sig = self.signature_for(req.quality)
+        steer = steer or _SteerPlan()
+        steers = steer.steers
+        # the persistent translation memory, under the signature of what this quality runs (with the glossary's
+        # id@version and the formality: a "du" answer is never served for "Sie")
+        sig = self.signature_for(req.quality) + steer.signature
         if tenant is not None:  # each key its own memory: memory_hits never reveals another tenant's sentences
             sig = f"{sig}|tenant:{tenant}"
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
@@ -284,10 +320,24 @@ class Translator:
         fresh: list[Outcome] = []
         progress.waiting = True
         if todo and config is not None:
-            fresh = await self._ensemble([texts[k] for k in todo], rid, config, disconnected, priority, tenant=tenant)
+            fresh = await self._ensemble(
+                [texts[k] for k in todo],
+                rid,
+                config,
+                disconnected,
+                priority,
+                tenant=tenant,
+                steers=[steers[k] for k in todo] if steers is not None else None,
+            )
         elif todo:
             fresh = await self._one_pass(
-                [texts[k] for k in todo], rid, disconnected, priority, confidence=req.confidence, tenant=tenant
+                [texts[k] for k in todo],
+                rid,
+                disconnected,
+                priority,
+                confidence=req.confidence,
+                tenant=tenant,
+                steers=[steers[k] for k in todo] if steers is not None else None,
             )
         progress.waiting = False
         outcomes = [Outcome(remembered[t], memory=True) if t in remembered else None for t in texts]
@@ -307,6 +357,12 @@ class Translator:
                 await self.memory.remember(sig, keep)
             except Exception:  # the answer is delivered anyway; the memory is an optimisation
                 log.exception("could not store %d translations in the translation memory", len(keep))
+        if steer.unmask is not None:  # glossary method "mask": the target terms in place of their masks
+            back = steer.unmask
+            outcomes = [
+                o if o is None or o.text is None or not back[k] else replace(o, text=_unmask(o.text, back[k]))
+                for k, o in enumerate(outcomes)
+            ]
         translations: list[Translation] = []
         spent: list[EngineUsage] = [o.usage for o in outcomes if o is not None]
         k = 0
@@ -319,7 +375,7 @@ class Translator:
             id=f"tr-{secrets.token_hex(6)}",
             model=self.model,
             translations=translations,
-            signature=self.signature_for(req.quality) if config is not None else self.signature,
+            signature=(self.signature_for(req.quality) if config is not None else self.signature) + steer.signature,
             usage=Usage(
                 texts=n_entries,
                 sentences=n_entries,
@@ -393,6 +449,51 @@ class Translator:
             **checked,
         )
 
+    async def _glossary(self, req: TranslateRequest, tenant: str | None) -> LoadedGlossary | None:
+        """The request's glossary for its caller (404 unknown or another key's) before any work."""
+        if req.glossary_id is None:
+            return None
+        if self.glossaries is None:
+            raise APIError(404, "glossary_not_found", "this gateway keeps no glossaries", param="glossary_id")
+        return await self.glossaries.resolve(req.glossary_id, tenant, req.source_lang, req.target_lang)
+
+    def _steer(
+        self, req: TranslateRequest, texts: list[str], glossary: LoadedGlossary | None
+    ) -> tuple[list[str], list[Steer] | None, list[dict[str, str]] | None]:
+        """Each engine text's steer (formality, glossary hints and required terms); with the glossary method
+        'mask', the texts with their terms masked and, per text, mask -> target term."""
+        if glossary is None and req.formality == "default":
+            return texts, None, None
+        method = self.settings.glossary_method
+        steers: list[Steer] = []
+        unmask: list[dict[str, str]] | None = [] if glossary is not None and method == "mask" else None
+        out = []
+        for text in texts:
+            matches = glossary.index.find(text) if glossary is not None else []
+            pairs = tuple(dict.fromkeys((m.source, m.target) for m in matches))
+            if unmask is not None:
+                text, back = mask_terms(text, matches)
+                unmask.append(back)
+                pairs = ()
+            out.append(text)
+            steers.append(
+                Steer(
+                    formality=req.formality,
+                    hints=pairs if method == "hints" else (),
+                    required=tuple(dict.fromkeys(t for _, t in pairs)) if self.glossary_check else (),
+                )
+            )
+        return out, steers, unmask
+
+    def _steer_signature(self, req: TranslateRequest, glossary: LoadedGlossary | None) -> str:
+        """What the glossary and the formality add to the signature (and so to the memory key)."""
+        out = ""
+        if glossary is not None:
+            out += f"|glossary:{glossary.ref}|gmethod:{self.settings.glossary_method}"
+        if req.formality != "default":
+            out += f"|formality:{req.formality}"
+        return out
+
     def _check_capacity(self, lines: int, rounds: int, priority: int = 0) -> None:
         """A request that can never fit the queue is a 413 (not a 429 forever); ensemble work (``rounds`` > 1)
         counts ``lines * rounds`` against the same queue cap as the one-pass path, and one-pass requests count the
@@ -458,15 +559,23 @@ class Translator:
         *,
         confidence: bool = False,
         tenant: str | None = None,
+        steers: list[Steer] | None = None,
     ) -> list[Outcome]:
         """quality 'fast': every segment through the batcher once (packed with other callers' sentences);
         ``confidence``: ask the engine for the tokens' log-probabilities (each outcome's confidence)."""
         out: list[Outcome] = []
         deadline = time.monotonic() + self.settings.request_timeout_s
+        start = 0
         for n, window in enumerate(self._windows(texts)):
+            window_steers: list[Steer | None] | None = (
+                list(steers[start : start + len(window)]) if steers is not None else None
+            )
+            start += len(window)
             while True:
                 try:
-                    futures = self.batcher.submit(window, rid, priority=priority, logprobs=confidence, tenant=tenant)
+                    futures = self.batcher.submit(
+                        window, rid, priority=priority, logprobs=confidence, tenant=tenant, steers=window_steers
+                    )
                     break
                 except QueueFull as exc:
                     if n == 0:  # nothing accepted yet: the caller retries
@@ -509,12 +618,14 @@ class Translator:
         priority: int = 0,
         *,
         tenant: str | None = None,
+        steers: list[Steer] | None = None,
     ) -> list[Outcome]:
         """quality 'balanced'/'best': permutation rounds with early stopping (ensemble.py); a line left
-        without any valid candidate goes through the batcher once more, so nothing is lost."""
+        without any valid candidate, or whose choice fails its steer's check (a glossary term, the register),
+        goes through the batcher once more (which re-sends or flags it), so nothing is lost."""
         assert self.ensemble is not None
         with self._ensemble_work(len(texts) * config.rounds, job=priority > 0):
-            task = asyncio.ensure_future(self.ensemble.run(texts, config, rid, priority))
+            task = asyncio.ensure_future(self.ensemble.run(texts, config, rid, priority, steers))
             (run,) = await self._wait([task], disconnected)  # cancels the rounds on disconnect or timeout
         if isinstance(run, Outcome):  # timed out
             return [Outcome(None, run.error_code, run.error_message) for _ in texts]
@@ -529,11 +640,23 @@ class Translator:
             for res in run.results
         ]
         # no candidate, or its placeholders damaged: the batcher (which checks and repairs them) once more
-        missing = [k for k, o in enumerate(outcomes) if o.text is None or check_masks(texts[k], o.text) is not None]
+        missing = [
+            k
+            for k, o in enumerate(outcomes)
+            if o.text is None
+            or check_masks(texts[k], o.text) is not None
+            or (steers is not None and steers[k].check(o.text) is not None)
+        ]
         if not missing:
             return outcomes
         try:
-            futures = self.batcher.submit([texts[k] for k in missing], rid, priority=priority, tenant=tenant)
+            futures = self.batcher.submit(
+                [texts[k] for k in missing],
+                rid,
+                priority=priority,
+                tenant=tenant,
+                steers=[steers[k] for k in missing] if steers is not None else None,
+            )
         except QueueFull:
             for k in missing:
                 outcomes[k] = replace(

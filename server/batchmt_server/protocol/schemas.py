@@ -131,6 +131,19 @@ class TranslateRequest(BaseModel):
     translation_memory: StrictBool = Field(
         True, description="false: neither read nor write the translation memory (every sentence goes to the engine)"
     )
+    glossary_id: StrictStr | None = Field(
+        None,
+        max_length=64,
+        description="a glossary of this key (POST /v1/glossaries): its terms are translated as it says (the "
+        "method in the signature: prompt hints, or masks); a segment whose translation still misses a term after one "
+        "re-send is 'suspect' with reason 'glossary'",
+    )
+    formality: Literal["default", "more", "less", "prefer_more", "prefer_less"] = Field(
+        "default",
+        description="German register: 'more' (Sie) / 'less' (du) are enforced (a segment in the wrong register is "
+        "re-sent once, then 'suspect' with reason 'formality'); 'prefer_more' / 'prefer_less' steer the same way "
+        "without the check; 'default' leaves it to the model",
+    )
     confidence: StrictBool = Field(
         False,
         description="true: give each translation of quality 'fast' a confidence (the engine returns the chosen "
@@ -152,9 +165,11 @@ class FailedSegment(BaseModel):
 
 class SuspectSegment(BaseModel):
     index: int = Field(description="index into this text's segments")
-    reason: Literal["copy", "loop", "run_on"] = Field(
+    reason: Literal["copy", "loop", "run_on", "glossary", "formality"] = Field(
         description="'copy': the output repeats the English source; 'loop': the model ran into its token limit; "
-        "'run_on': the output ran on past its sentence (each after a sampled second try)"
+        "'run_on': the output ran on past its sentence (each after a sampled second try); 'glossary': a term of the "
+        "request's glossary is missing; 'formality': the wrong register for formality more/less (each after one "
+        "re-send)"
     )
 
 
