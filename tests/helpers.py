@@ -423,3 +423,28 @@ async def check_memory_store(store):
     assert models == 3  # a's three newest x
     assert await store.tm_purge(None, origin="model") == models
     assert await store.tm_count(origin="model") == 0 and await store.tm_count("a", "human") == 1
+
+
+async def check_glossary_store(store) -> None:
+    """A store's glossaries (issue 27): created with their entries in one transaction, per owner (the per-owner
+    limit holds), listed per owner or all, read, deleted with their entries."""
+    from batchmt_server.stores.base import GlossaryRecord
+
+    def rec(gid: str, owner: str | None) -> GlossaryRecord:
+        return GlossaryRecord(gid, owner, f"name {gid}", "en", "de", 2, "d1g35t0000", 1_700_000_000)
+
+    entries = [("invoice", "Rechnung"), ("cloud storage", "Cloud-Speicher")]
+    assert await store.glossary_create(rec("gl-a1", "a"), entries, 2)
+    assert await store.glossary_create(rec("gl-a2", "a"), entries[:1], 2)
+    assert not await store.glossary_create(rec("gl-a3", "a"), entries, 2)  # a's limit: nothing stored
+    assert await store.glossary_create(rec("gl-b1", "b"), entries, 2)
+    assert await store.glossary_create(rec("gl-n1", None), entries, 2)
+    assert await store.glossary_get("gl-a3") is None
+    assert await store.glossary_get("gl-a1") == rec("gl-a1", "a")
+    assert [g.id for g in await store.glossary_list("a")] == ["gl-a1", "gl-a2"]
+    assert [g.id for g in await store.glossary_list(None)] == ["gl-n1"]
+    assert {g.id for g in await store.glossary_list("a", every=True)} == {"gl-a1", "gl-a2", "gl-b1", "gl-n1"}
+    assert await store.glossary_entries("gl-a1") == sorted(entries)
+    assert await store.glossary_delete("gl-a1") and not await store.glossary_delete("gl-a1")
+    assert await store.glossary_entries("gl-a1") == [] and await store.glossary_get("gl-a1") is None
+    assert await store.glossary_create(rec("gl-a4", "a"), entries, 2)  # room again after the delete

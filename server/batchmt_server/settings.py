@@ -158,6 +158,18 @@ class Settings(BaseSettings, SecurityFields):
         description="sentences of different API keys may share a prompt (more sentences per prompt when many keys "
         "send a few each); off: a prompt holds one key's sentences only. Keys never share coalescing or memory",
     )
+    glossary_max_entries: int = Field(10_000, ge=1, description="entries per glossary (413 glossary_too_large beyond)")
+    glossary_max_term_chars: int = Field(200, ge=1, description="characters per glossary term (413 beyond)")
+    glossary_max_per_key: int = Field(
+        100, ge=1, description="glossaries one key keeps (409 too_many_glossaries beyond)"
+    )
+    glossary_method: Literal["hints", "mask", "check"] = Field(
+        "hints",
+        description="how a request's glossary terms are enforced: 'hints' (term pairs in the per-sentence part of "
+        "the prompt), 'mask' (source terms masked, target terms put back), 'check' (none; only the check after "
+        "generation). Every method re-sends a segment missing a term once, then marks it suspect "
+        "(results/glossary/)",
+    )
     translation_memory_size: int = Field(
         10000,
         ge=0,

@@ -264,3 +264,9 @@ async def test_racing_imports_never_pass_a_keys_limit(db_url):
         assert any(isinstance(r, MemoryFull) for r in results) and await a.tm_count("k", "human") == 3
     finally:
         await asyncio.gather(a.close(), b.close())
+
+
+async def test_glossaries_are_stored_per_owner_with_their_limit(store):
+    from helpers import check_glossary_store
+
+    await check_glossary_store(store)

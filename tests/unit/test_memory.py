@@ -46,7 +46,7 @@ async def gateway(keys: KeyRing | None = None, engine: FakeEngine | None = None,
     s = Settings(engine="fake", **{"max_wait_ms": 1, "warmup": False, "calibration": "off", **settings})
     app = create_app(s, engine=engine or FakeEngine(), keys=keys or KeyRing.from_settings(s))
     async with app.router.lifespan_context(app):
-        await asyncio.wait_for(app.state.gateway.ready.wait(), 5)
+        await asyncio.wait_for(app.state.gateway.ready.wait(), 60)  # a loaded machine: generous
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             yield client, app
 
@@ -235,7 +235,7 @@ async def test_a_batch_job_reads_its_owners_memory(tmp_path):
             f = f.json()
             body = {"input_file_id": f["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
             job = (await c.post("/v1/batches", json=body, headers=as_(who))).json()
-            for _ in range(200):
+            for _ in range(1200):  # up to a minute on a loaded machine
                 job = (await c.get(f"/v1/batches/{job['id']}", headers=as_(who))).json()
                 if job["status"] == "completed":
                     break

@@ -187,3 +187,9 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_others_read(store):
     await asyncio.sleep(0)  # both joined the read
     gone.cancel()
     assert {k: v.target for k, v in (await stays).items()} == {"Hello.": "Hallo."}
+
+
+async def test_glossaries_are_stored_per_owner_with_their_limit(store):
+    from helpers import check_glossary_store
+
+    await check_glossary_store(store)

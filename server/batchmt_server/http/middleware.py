@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..auth.admission import limit_error
 from ..auth.keys import KeyRecord, KeyRing, KeyStoreUnavailable, LimitExceeded
 
 __all__ = ["GuardMiddleware", "GuardConfig", "request_id_var", "RequestIdFilter", "json_depth_exceeds", "principal_of"]
@@ -351,7 +352,8 @@ class GuardMiddleware:
                 try:
                     self.config.keys.admit_request(rec)
                 except LimitExceeded as exc:
-                    raise _Refused(exc.status, exc.code, exc.message, {"Retry-After": str(exc.retry_after)}) from None
+                    err = limit_error(exc)
+                    raise _Refused(err.status, err.code, err.message, err.headers) from None
                 scope.setdefault("state", {})["principal"] = rec
             stream = None
             uploader = None

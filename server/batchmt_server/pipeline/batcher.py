@@ -22,6 +22,7 @@ from typing import Literal
 from ..engines import EngineError
 from ..engines.base import EngineDead
 from ..prompting.parsing import Slot
+from ..prompting.steer import Steer
 from ..telemetry.stats import Stats
 from ..telemetry.usage import EngineUsage
 from ..text.placeholders import check_masks
@@ -95,6 +96,17 @@ class Item:
     sampled: bool = False  # re-sent sampled: greedy would repeat its damaged masks or flagged one-sentence output
     logprobs: bool = False  # a caller asked for its confidence: its prompt asks the engine for log-probabilities
     tenant: str | None = None  # the caller's key: its sentences share work (coalescing) with its own only
+    #: formality and glossary terms (steer.py): packed only with the same prefix variant, checked after generation
+    steer: Steer | None = None
+    rechecked: bool = False  # re-sent once after failing the steer's check (glossary term, register)
+
+    @property
+    def key(self) -> tuple[str | None, str, Steer | None]:
+        return (self.tenant, self.text, self.steer)
+
+    @property
+    def variant(self) -> tuple[str, bool]:
+        return self.steer.variant if self.steer is not None else ("default", False)
 
     @property
     def abandoned(self) -> bool:
@@ -152,9 +164,9 @@ class Batcher:
         )
         self._job_prompts_in_flight = 0  # prompts of batch-job sentences only
         self._interactive_in_flight = 0  # prompts carrying at least one interactive sentence
-        #: (tenant, text) -> its queued or in-flight item (coalescing; one tenant's with its own only: a shared one
-        #: would tell a caller, by its zero usage, that another tenant sent the same sentence)
-        self._pending: dict[tuple[str | None, str], Item] = {}
+        #: (tenant, text, steer) -> its queued or in-flight item (coalescing; one tenant's with its own only: a shared
+        #: one would tell a caller, by its zero usage, that another tenant sent the same sentence)
+        self._pending: dict[tuple[str | None, str, Steer | None], Item] = {}
         #: sentences of different tenants (keys) may share a prompt (see settings.cross_tenant_packing)
         self.cross_tenant_packing = cross_tenant_packing
         self._wakeup = asyncio.Event()
@@ -206,6 +218,7 @@ class Batcher:
         *,
         logprobs: bool = False,
         tenant: str | None = None,
+        steers: list[Steer | None] | None = None,
     ) -> list[asyncio.Future]:
         """Queue ``texts`` (all or none). Raises :class:`QueueFull`. ``priority`` > 0: batch-job work (its own
         queue and limit, sent after interactive sentences). ``logprobs``: the caller wants each translation's
@@ -216,10 +229,13 @@ class Batcher:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         futures = []
-        for text in texts:
+        for k, text in enumerate(texts):
             fut = loop.create_future()
             futures.append(fut)
-            key = (tenant, text)
+            steer = steers[k] if steers is not None else None
+            if steer is not None and steer.empty:
+                steer = None
+            key = (tenant, text, steer)
             item = self._pending.get(key)
             if item is not None and not item.abandoned:  # the same sentence is on its way already
                 item.waiters.append(fut)
@@ -240,6 +256,7 @@ class Batcher:
                 priority=priority,
                 logprobs=logprobs,
                 tenant=tenant,
+                steer=steer,
             )
             self._pending[key] = item
             queue.append(item)
@@ -306,6 +323,7 @@ class Batcher:
                 tokens + item.tokens > self.max_prompt_tokens
                 or item.max_pack < len(batch) + 1
                 or (not self.cross_tenant_packing and item.tenant != batch[0].tenant)
+                or item.variant != batch[0].variant
             ):
                 skipped.append(item)
                 continue
@@ -375,6 +393,7 @@ class Batcher:
                     # an interactive repair goes before the engine's waiting prompts: its caller has waited once
                     priority=priority - 1 if priority <= 0 and any(it.usage.resent for it in batch) else priority,
                     logprobs=any(it.logprobs for it in batch),
+                    steers=[it.steer or Steer() for it in batch] if any(it.steer for it in batch) else None,
                 )
             except EngineDead as exc:  # no retry can succeed: fail at once, and tell the gateway
                 log.error("the engine died: %s", exc)
@@ -395,6 +414,17 @@ class Batcher:
                 if damage is not None:  # placeholders or inline tags lost, doubled, invented or reordered
                     it.sampled = True
                     self._repair(it, "placeholder", len(batch), f"protected spans damaged: {damage}")
+                elif slot.ok and it.steer is not None and (why := it.steer.check(slot.text or "")) is not None:
+                    # a required glossary term missing, or the wrong register under formality more/less: re-sent
+                    # once alone (sampled), then delivered suspect (never "ok", never remembered)
+                    if it.steer.resend and not it.rechecked and it.attempts + 1 < self.max_attempts:
+                        it.rechecked = it.sampled = True
+                        self._repair(it, why, 1, f"translation failed the {why} check")
+                        continue
+                    self.stats.record_flagged_slot(why, resent=False)
+                    self.stats.record_suspect(why)
+                    self._record_baseline(it, call, batch)
+                    self._resolve(it, slot.text, flagged=True, suspect=why, confidence=_confidence(it, call, slot))
                 elif slot.ok:
                     self._record_baseline(it, call, batch)
                     self._resolve(it, slot.text, confidence=_confidence(it, call, slot))
@@ -443,8 +473,8 @@ class Batcher:
         )
 
     def _forget(self, it: Item) -> None:
-        if self._pending.get((it.tenant, it.text)) is it:
-            del self._pending[(it.tenant, it.text)]
+        if self._pending.get(it.key) is it:
+            del self._pending[it.key]
 
     def _resolve(
         self,

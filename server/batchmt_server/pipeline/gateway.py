@@ -63,6 +63,7 @@ class Gateway:
     ready_after_s: float | None = None
     owns_engine: bool = True  # an engine handed in by the caller is the caller's to close
     memory: TranslationMemory | None = None  # the translation memory (in the store, a hot tier in process); None: off
+    glossaries: Any = None  # the store's glossaries (glossaries.serving.GlossaryServing); None: none kept
 
     calibration: Calibration | None = None
     template_choice: TemplateChoice | None = None  # template "auto": the variants measured and the one chosen
@@ -187,6 +188,7 @@ class Gateway:
                 ensemble=self.ensemble,
                 prices=self.prices,
                 memory=self.memory,
+                glossaries=self.glossaries,
             )
             if s.warmup:
                 await self.runner.warmup()

@@ -87,6 +87,7 @@ __all__ = [
     "TERMINAL",
     "Migration",
     "migrations",
+    "GlossaryRecord",
 ]
 
 JobStatus = Literal[
@@ -204,6 +205,24 @@ class LineResult:
     ok: bool
     output: str
     usage: JobUsage = field(default_factory=JobUsage)
+
+
+@dataclass(frozen=True)
+class GlossaryRecord:
+    """A glossary's metadata (its entries are read apart: :meth:`Store.glossary_entries`). Immutable once stored;
+    ``digest`` names its entries' content (the signature and the memory key carry ``id@digest``)."""
+
+    id: str
+    owner: str | None
+    name: str
+    source_lang: str
+    target_lang: str
+    entry_count: int
+    digest: str
+    created_at: int
+
+
+_GLOSSARY_COLS = ("id", "owner", "name", "source_lang", "target_lang", "entry_count", "digest", "created_at")
 
 
 class Store(Protocol):
@@ -335,6 +354,23 @@ class Store(Protocol):
         """Model entries (what ``max_entries`` bounds)."""
 
     async def tm_clear(self) -> None: ...
+
+    # ---------------------------------------------------------------- glossaries (0005_glossaries.sql)
+    async def glossary_create(
+        self, rec: GlossaryRecord, entries: Sequence[tuple[str, str]], max_per_owner: int
+    ) -> bool:
+        """Store a glossary and its entries in one transaction, unless its owner already has ``max_per_owner``
+        glossaries (then nothing is stored and the answer is False)."""
+
+    async def glossary_get(self, glossary_id: str) -> GlossaryRecord | None: ...
+
+    async def glossary_list(self, owner: str | None, *, every: bool = False) -> list[GlossaryRecord]:
+        """A key's glossaries, oldest first (``every``: all of them, an admin's view)."""
+
+    async def glossary_entries(self, glossary_id: str) -> list[tuple[str, str]]:
+        """(source term, target term) pairs, sorted by source term."""
+
+    async def glossary_delete(self, glossary_id: str) -> bool: ...
 
     async def traffic_texts(self, limit: int) -> tuple[list[str], list[str]]:
         """What the server has translated, for self-training's Grow: up to ``limit`` translation-memory sources

@@ -28,10 +28,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from .base import (
     _FILE_COLS,
+    _GLOSSARY_COLS,
     _JOB_COLS,
     _USAGE_COLS,
     ClaimedLine,
     FileRecord,
+    GlossaryRecord,
     JobRecord,
     JobUsage,
     LineResult,
@@ -647,6 +649,60 @@ class PostgresStore:
             await cur.execute("UPDATE translation_memory_count SET n = 0")
 
         await self._tx(op)
+
+    # ---------------------------------------------------------------- glossaries
+    async def glossary_create(
+        self, rec: GlossaryRecord, entries: Sequence[tuple[str, str]], max_per_owner: int
+    ) -> bool:
+        async def op(cur: Cur) -> bool:
+            # one creator per owner at a time: the count and the insert cannot interleave with another gateway's
+            await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"glossaries:{rec.owner}",))
+            await cur.execute("SELECT COUNT(*) AS n FROM glossaries WHERE owner IS NOT DISTINCT FROM %s", (rec.owner,))
+            if (await _one(cur))["n"] >= max_per_owner:
+                return False
+            await cur.execute(
+                f"INSERT INTO glossaries ({', '.join(_GLOSSARY_COLS)}) VALUES ({', '.join(['%s'] * 8)})",
+                tuple(getattr(rec, c) for c in _GLOSSARY_COLS),
+            )
+            async with cur.copy("COPY glossary_entries (glossary_id, source, target) FROM STDIN") as cp:
+                for s, t in entries:
+                    await cp.write_row((rec.id, s, t))
+            return True
+
+        return await self._tx(op)
+
+    async def glossary_get(self, glossary_id: str) -> GlossaryRecord | None:
+        async def op(cur: Cur) -> GlossaryRecord | None:
+            await cur.execute(f"SELECT {', '.join(_GLOSSARY_COLS)} FROM glossaries WHERE id = %s", (glossary_id,))
+            row = await cur.fetchone()
+            return GlossaryRecord(**row) if row else None
+
+        return await self._tx(op)
+
+    async def glossary_list(self, owner: str | None, *, every: bool = False) -> list[GlossaryRecord]:
+        async def op(cur: Cur) -> list[GlossaryRecord]:
+            where, args = ("", ()) if every else ("WHERE owner IS NOT DISTINCT FROM %s", (owner,))
+            await cur.execute(f"SELECT {', '.join(_GLOSSARY_COLS)} FROM glossaries {where} ORDER BY seq", args)
+            return [GlossaryRecord(**r) for r in await cur.fetchall()]
+
+        return await self._tx(op)
+
+    async def glossary_entries(self, glossary_id: str) -> list[tuple[str, str]]:
+        async def op(cur: Cur) -> list[tuple[str, str]]:
+            await cur.execute(
+                'SELECT source, target FROM glossary_entries WHERE glossary_id = %s ORDER BY source COLLATE "C"',
+                (glossary_id,),
+            )
+            return [(r["source"], r["target"]) for r in await cur.fetchall()]
+
+        return await self._tx(op)
+
+    async def glossary_delete(self, glossary_id: str) -> bool:
+        async def op(cur: Cur) -> bool:
+            await cur.execute("DELETE FROM glossaries WHERE id = %s", (glossary_id,))
+            return cur.rowcount > 0
+
+        return await self._tx(op)
 
     async def traffic_texts(self, limit: int) -> tuple[list[str], list[str]]:
         async def op(cur: Cur) -> tuple[list[str], list[str]]:

@@ -21,10 +21,12 @@ from typing import Any, TypeVar
 
 from .base import (
     _FILE_COLS,
+    _GLOSSARY_COLS,
     _JOB_COLS,
     _USAGE_COLS,
     ClaimedLine,
     FileRecord,
+    GlossaryRecord,
     JobRecord,
     JobUsage,
     LineResult,
@@ -639,6 +641,65 @@ class SQLiteStore:
 
     async def tm_clear(self) -> None:
         await self._run(self._write, lambda db: db.execute("DELETE FROM translation_memory"))
+
+    # ---------------------------------------------------------------- glossaries
+    async def glossary_create(
+        self, rec: GlossaryRecord, entries: Sequence[tuple[str, str]], max_per_owner: int
+    ) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            where = "owner = ?" if rec.owner is not None else "owner IS NULL"
+            args = (rec.owner,) if rec.owner is not None else ()
+            if db.execute(f"SELECT COUNT(*) FROM glossaries WHERE {where}", args).fetchone()[0] >= max_per_owner:
+                return False
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM glossaries").fetchone()[0]
+            db.execute(
+                f"INSERT INTO glossaries ({', '.join(_GLOSSARY_COLS)}, seq) VALUES ({', '.join('?' * 9)})",
+                (*[getattr(rec, c) for c in _GLOSSARY_COLS], seq),
+            )
+            db.executemany(
+                "INSERT INTO glossary_entries (glossary_id, source, target) VALUES (?, ?, ?)",
+                ((rec.id, s, t) for s, t in entries),
+            )
+            return True
+
+        return await self._run(self._write, op)
+
+    async def glossary_get(self, glossary_id: str) -> GlossaryRecord | None:
+        def op() -> GlossaryRecord | None:
+            row = self._db.execute(  # type: ignore[union-attr]
+                f"SELECT {', '.join(_GLOSSARY_COLS)} FROM glossaries WHERE id = ?", (glossary_id,)
+            ).fetchone()
+            return GlossaryRecord(**dict(row)) if row else None
+
+        return await self._run(op)
+
+    async def glossary_list(self, owner: str | None, *, every: bool = False) -> list[GlossaryRecord]:
+        def op() -> list[GlossaryRecord]:
+            where, args = (
+                ("", ()) if every else (("WHERE owner = ?", (owner,)) if owner else ("WHERE owner IS NULL", ()))
+            )
+            rows = self._db.execute(  # type: ignore[union-attr]
+                f"SELECT {', '.join(_GLOSSARY_COLS)} FROM glossaries {where} ORDER BY seq", args
+            ).fetchall()
+            return [GlossaryRecord(**dict(r)) for r in rows]
+
+        return await self._run(op)
+
+    async def glossary_entries(self, glossary_id: str) -> list[tuple[str, str]]:
+        def op() -> list[tuple[str, str]]:
+            rows = self._db.execute(  # type: ignore[union-attr]
+                "SELECT source, target FROM glossary_entries WHERE glossary_id = ? ORDER BY source", (glossary_id,)
+            ).fetchall()
+            return [(r[0], r[1]) for r in rows]
+
+        return await self._run(op)
+
+    async def glossary_delete(self, glossary_id: str) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM glossary_entries WHERE glossary_id = ?", (glossary_id,))
+            return db.execute("DELETE FROM glossaries WHERE id = ?", (glossary_id,)).rowcount > 0
+
+        return await self._run(self._write, op)
 
     async def traffic_texts(self, limit: int) -> tuple[list[str], list[str]]:
         def op() -> tuple[list[str], list[str]]:
