@@ -113,9 +113,7 @@ async def run(args: argparse.Namespace) -> dict:
     template = Template.load(args.template)
     stats = Stats()
     runner = PromptRunner(engine, template, stats, max_in_flight=2 * args.max_num_seqs)
-    batcher = Batcher(
-        runner, stats, max_wait_ms=5, max_sentences_per_prompt=args.pack, max_prompt_tokens=1024, memory_size=0
-    )
+    batcher = Batcher(runner, stats, max_wait_ms=5, max_sentences_per_prompt=args.pack, max_prompt_tokens=1024)
     batcher.start()
     rows: list[dict] = []
     try:

@@ -176,6 +176,15 @@ class Settings(BaseSettings, SecurityFields):
         description="sentences whose translations are remembered in "
         "the store, across restarts (LRU); 0 turns the memory off",
     )
+    memory_max_human_entries: int = Field(
+        100_000,
+        ge=1,
+        description="imported human translations a key's memory holds (POST /v1/memory/import; never evicted; "
+        "413 beyond)",
+    )
+    memory_import_max_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="largest translation memory import (TMX or TSV; 413 beyond)"
+    )
 
     # --- durable store, batch jobs (jobs/, stores/)
     data_dir: Path | None = Field(

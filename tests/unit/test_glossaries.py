@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
+from batchmt_server.auth.keys import InProcessKeyStore, KeyRecord, KeyRing, hash_key
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.glossaries.terms import Limits, TermIndex, check_entries, mask_terms, parse_entries, parse_tmx
 from batchmt_server.prompting.steer import Steer, register, steered_template, term_found, wrong_register
@@ -29,7 +29,7 @@ def as_(key: str) -> dict:
 
 
 def two_tenants() -> KeyRing:
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
     store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(BOB), role="user")
     return KeyRing(store, [], refresh_s=0.0)

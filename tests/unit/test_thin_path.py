@@ -134,3 +134,69 @@ async def test_each_request_is_recorded_once_from_its_outcome():
         snap = stats.snapshot()
     assert seen == ["ok", "rejected", "rejected", "rejected"]
     assert snap.sentences["translated"] == 2 and snap.characters == len("One. Two.") + len("Three.")
+
+
+# --- admission: batch-job ensemble work runs in the spare capacity, never against interactive callers ----------
+
+
+async def test_a_jobs_ensemble_rounds_never_refuse_an_interactive_caller():
+    import asyncio
+
+    from batchmt_server.engines.fake import FakeEngine
+    from batchmt_server.protocol.schemas import TranslateRequest
+
+    eng = FakeEngine()
+    eng.gate = asyncio.Event()
+    async with running_gateway(eng, max_queue_sentences=12) as (c, app):
+        translator = app.state.gateway.translator
+        job_line = TranslateRequest(texts=["Good morning to you all.", "See you later today."], quality="best")
+        job = asyncio.create_task(translator.translate(job_line, priority=1))  # 2 x 5 rounds = 10 of 12
+        while not eng.prompts:
+            await asyncio.sleep(0.005)
+        assert translator._job_ensemble_load == 10 and translator._ensemble_load == 0
+        interactive = asyncio.create_task(
+            c.post("/v1/translate", json={"texts": ["Good evening to you."], "quality": "balanced"})  # 3 more
+        )
+        for _ in range(100):
+            if translator._ensemble_load or interactive.done():
+                break
+            await asyncio.sleep(0.005)
+        eng.gate.set()
+        r = await interactive
+        done = await job
+    assert r.status_code == 200, r.text  # before: 429 queue_full (10 + 3 > 12)
+    assert [t.status for t in done.translations] == ["ok", "ok"]
+    assert translator._job_ensemble_load == 0 and translator._ensemble_load == 0
+
+
+def test_a_jobs_ensemble_line_is_admitted_within_the_spare_capacity():
+    from batchmt_server.pipeline.spare_capacity import SpareCapacity
+    from batchmt_server.pipeline.translator import Translator
+    from batchmt_server.prompting.template import Template
+    from batchmt_server.protocol.errors import APIError
+    from batchmt_server.settings import Settings
+    from batchmt_server.telemetry.stats import Stats
+
+    class Idle:  # the batcher's side of the signal
+        interactive_active = 0
+
+        def retry_after(self) -> float:
+            return 2.0
+
+    s = Settings(engine="fake", max_queue_sentences=64, _env_file=None)
+    t = Translator(Idle(), Stats(), s, "m", Template.load("en-de-packed"))
+    assert t.job_capacity.pressure() == 0
+    t._ensemble_load = 3  # interactive ensemble rounds in flight: pressure on the jobs
+    assert t.job_capacity.pressure() == 3
+    t.job_capacity = SpareCapacity(16, pressure=t._interactive_load, halve_every_s=0.0, grow_every_s=1e9)
+    t._check_capacity(4, 5, priority=1)  # no job rounds in flight: the first always runs, whatever the cap
+    t._job_ensemble_load = 6
+    with pytest.raises(APIError) as exc:
+        t._check_capacity(1, 3, priority=1)  # under pressure the cap halves to 8: 6 + 3 > 8
+    assert exc.value.status == 429 and exc.value.code == "queue_full" and exc.value.headers == {"Retry-After": "2"}
+    assert t.job_capacity.value == 8
+    t._ensemble_load = 0  # no pressure: the cap holds (it grows back only after grow_every_s)
+    t._job_ensemble_load = 5
+    t._check_capacity(1, 3, priority=1)  # 5 + 3 fit 8
+    t._job_ensemble_load = 60
+    t._check_capacity(60, 1, priority=0)  # interactive work never counts the jobs' rounds

@@ -30,6 +30,7 @@ from ..jobs.serving import (
     free_disk_bytes,
     jobs_usage,
 )
+from ..memory.api_router import install_memory
 from ..pipeline.gateway import Gateway
 from ..pipeline.translator import LANGUAGE_PAIRS, Translator
 from ..prompting.template import Template
@@ -297,4 +298,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     install_openapi_limits(app, settings, lambda: keys.enabled)
     install_jobs(app)
     install_glossaries(app)
+    install_memory(app)
     return app

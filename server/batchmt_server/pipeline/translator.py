@@ -7,7 +7,8 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,8 @@ from ..text.markup import MarkupError
 from ..text.placeholders import check_masks
 from .batcher import Batcher, Outcome, QueueFull
 from .ensemble import Ensemble, EnsembleConfig
-from .memory import TranslationMemory
+from .memory import ANONYMOUS_SCOPE, TranslationMemory
+from .spare_capacity import SpareCapacity
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..glossaries.serving import GlossaryServing, LoadedGlossary
@@ -142,7 +144,17 @@ class Translator:
         self.prices = prices or Prices.from_settings(settings)
         self.memory = memory  # the persistent translation memory (the store); None: off
         self._ids = itertools.count(1)
-        self._ensemble_load = 0  # sentence-rounds of quality balanced/best requests in flight (admission)
+        self._ensemble_load = 0  # sentence-rounds of interactive balanced/best requests in flight (admission)
+        self._job_ensemble_load = 0  # the same for batch-job lines: they never count against interactive callers
+        #: batch-job ensemble rounds (they go to the engine beside the batcher) run in the capacity interactive work
+        #: leaves: the one spare-capacity controller, in sentence-rounds, on the interactive load
+        self.job_capacity = SpareCapacity(
+            settings.max_queue_sentences, pressure=self._interactive_load, halve_every_s=0.1, grow_every_s=0.25
+        )
+
+    def _interactive_load(self) -> int:
+        """Interactive sentences queued or in flight, and interactive ensemble sentence-rounds (job back-pressure)."""
+        return self.batcher.interactive_active + self._ensemble_load
 
     def ensemble_config(self, quality: str) -> EnsembleConfig | None:
         """The ensemble a quality level runs (None: the one-pass batcher path)."""
@@ -268,7 +280,7 @@ class Translator:
         config = self.ensemble_config(req.quality)
         rounds = config.rounds if config is not None else 1
         # one-pass requests feed the batcher in windows (a long document never needs the whole queue)
-        self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds)
+        self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds, priority)
         refund: Refund | None = await admit(*charge_units(req.entries, rounds)) if admit is not None else None
         try:
             return await self._run(
@@ -299,11 +311,11 @@ class Translator:
         # the persistent translation memory, under the signature of what this quality runs (with the glossary's
         # id@version and the formality: a "du" answer is never served for "Sie")
         sig = self.signature_for(req.quality) + steer.signature
-        if tenant is not None:  # each key its own memory: memory_hits never reveals another tenant's sentences
-            sig = f"{sig}|tenant:{tenant}"
+        # each key its own memory (its scope): memory_hits never reveals another tenant's sentences
+        scope = tenant if tenant is not None else ANONYMOUS_SCOPE
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
-        remembered = await self.memory.lookup(sig, texts) if use_memory and self.memory is not None else {}
-        remembered = {t: v for t, v in remembered.items() if check_masks(t, v) is None}
+        remembered = await self.memory.lookup(scope, sig, texts) if use_memory and self.memory is not None else {}
+        remembered = {t: v for t, v in remembered.items() if check_masks(t, v.target) is None}
         todo = [k for k, t in enumerate(texts) if t not in remembered]
         fresh: list[Outcome] = []
         progress.waiting = True
@@ -328,7 +340,9 @@ class Translator:
                 steers=[steers[k] for k in todo] if steers is not None else None,
             )
         progress.waiting = False
-        outcomes = [Outcome(remembered[t], memory=True) if t in remembered else None for t in texts]
+        outcomes = [
+            Outcome(remembered[t].target, from_memory=remembered[t].origin) if t in remembered else None for t in texts
+        ]
         for k, o in zip(todo, fresh):
             outcomes[k] = o
         progress.dead = sum(o.error_code == "engine_dead" for o in fresh)
@@ -342,7 +356,7 @@ class Translator:
         if use_memory and self.memory is not None:  # delivered, unflagged translations only
             keep = [(texts[k], o.text) for k, o in zip(todo, fresh) if o.text is not None and not o.flagged]
             try:
-                await self.memory.remember(sig, keep)
+                await self.memory.remember(scope, sig, keep)
             except Exception:  # the answer is delivered anyway; the memory is an optimisation
                 log.exception("could not store %d translations in the translation memory", len(keep))
         if steer.unmask is not None:  # glossary method "mask": the target terms in place of their masks
@@ -359,11 +373,15 @@ class Translator:
             k += entry.segments
             translations.append(self._assemble(entry, mine, req.source_lang))
         total = EngineUsage.total(spent)
+        human = sum(o.from_memory == "human" for o in outcomes if o is not None)
         return TranslateResponse(
             id=f"tr-{secrets.token_hex(6)}",
             model=self.model,
             translations=translations,
-            signature=(self.signature_for(req.quality) if config is not None else self.signature) + steer.signature,
+            # a human entry of the translation memory decided some of the output: the signature says so
+            signature=(self.signature_for(req.quality) if config is not None else self.signature)
+            + steer.signature
+            + ("|tm:human" if human else ""),
             usage=Usage(
                 texts=n_entries,
                 sentences=n_entries,
@@ -382,6 +400,7 @@ class Translator:
                 ),
                 currency=self.prices.currency,
                 memory_hits=len(texts) - len(todo),
+                human_memory_hits=human,
             ),
         )
 
@@ -413,6 +432,8 @@ class Translator:
             for i, o in enumerate(outcomes)
             if o is not None and o.suspect is not None and i not in kept
         ]
+        origins = {o.from_memory for o in outcomes if o is not None}
+        memory = "human" if "human" in origins else ("model" if "model" in origins else None)
         known = [o.confidence for i, o in enumerate(outcomes) if o is not None and i not in kept]
         confidence = min(known) if known and all(c is not None for c in known) else None  # type: ignore[type-var]
         if not failures:
@@ -422,6 +443,7 @@ class Translator:
                 segments=n,
                 suspect_segments=suspects,
                 confidence=confidence,
+                memory=memory,
                 **checked,
             )
         error = TranslationError(code=failures[0].code, message=failures[0].message)
@@ -434,6 +456,7 @@ class Translator:
             segments=n,
             failed_segments=failures,
             suspect_segments=suspects,
+            memory=memory,
             **checked,
         )
 
@@ -482,10 +505,12 @@ class Translator:
             out += f"|formality:{req.formality}"
         return out
 
-    def _check_capacity(self, lines: int, rounds: int) -> None:
+    def _check_capacity(self, lines: int, rounds: int, priority: int = 0) -> None:
         """A request that can never fit the queue is a 413 (not a 429 forever); ensemble work (``rounds`` > 1)
         counts ``lines * rounds`` against the same queue cap as the one-pass path, and one-pass requests count the
-        ensemble work in flight."""
+        interactive ensemble work in flight. Batch-job work (``priority`` > 0) never counts against interactive
+        callers: its ensemble rounds are admitted within :attr:`job_capacity` (its one-pass sentences within the
+        batcher's)."""
         cap = self.settings.max_queue_sentences
         need = lines * rounds
         if need > cap:
@@ -497,6 +522,9 @@ class Translator:
                 "send fewer or shorter sentences per request" + (", or a lower quality" if rounds > 1 else ""),
                 param="sentences",
             )
+        if priority > 0:
+            self._check_spare(need, rounds)
+            return
         if rounds == 1 and not self._ensemble_load:
             return  # the batcher's own cap decides
         if self.batcher.interactive_active + self._ensemble_load + need > cap:
@@ -505,6 +533,22 @@ class Translator:
                 429,
                 "queue_full",
                 f"the gateway is at capacity ({cap} sentences queued or in ensemble rounds); retry after {retry:.0f}s",
+                headers={"Retry-After": str(int(retry))},
+            )
+
+    def _check_spare(self, need: int, rounds: int) -> None:
+        """A batch-job line's ensemble rounds fit the spare capacity (the first always runs: jobs never starve);
+        else ``429 queue_full``, and the job worker gives the line back and backs off."""
+        if rounds == 1 or not self._job_ensemble_load:
+            return
+        cap = self.job_capacity.current()
+        if self._job_ensemble_load + need > cap:
+            retry = self.batcher.retry_after()
+            raise APIError(
+                429,
+                "queue_full",
+                f"the spare capacity for batch-job ensemble rounds ({cap} sentence-rounds) is in use; "
+                f"retry after {retry:.0f}s",
                 headers={"Retry-After": str(int(retry))},
             )
 
@@ -591,13 +635,9 @@ class Translator:
         without any valid candidate, or whose choice fails its steer's check (a glossary term, the register),
         goes through the batcher once more (which re-sends or flags it), so nothing is lost."""
         assert self.ensemble is not None
-        load = len(texts) * config.rounds
-        self._ensemble_load += load
-        try:
+        with self._ensemble_work(len(texts) * config.rounds, job=priority > 0):
             task = asyncio.ensure_future(self.ensemble.run(texts, config, rid, priority, steers))
             (run,) = await self._wait([task], disconnected)  # cancels the rounds on disconnect or timeout
-        finally:
-            self._ensemble_load -= load
         if isinstance(run, Outcome):  # timed out
             return [Outcome(None, run.error_code, run.error_message) for _ in texts]
         outcomes = [
@@ -645,6 +685,21 @@ class Translator:
         for k, o in zip(missing, fallback):  # the rounds' cost stays on the sentence
             outcomes[k] = replace(o, usage=o.usage + outcomes[k].usage + EngineUsage(resent=1))
         return outcomes
+
+    @contextmanager
+    def _ensemble_work(self, load: int, *, job: bool) -> Iterator[None]:
+        """``load`` sentence-rounds in flight, counted where admission looks: interactive, or batch-job work."""
+        if job:
+            self._job_ensemble_load += load
+        else:
+            self._ensemble_load += load
+        try:
+            yield
+        finally:
+            if job:
+                self._job_ensemble_load -= load
+            else:
+                self._ensemble_load -= load
 
     async def _wait(
         self, futures: list[asyncio.Future], disconnected: Callable[[], Awaitable[None]] | None

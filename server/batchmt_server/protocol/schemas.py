@@ -210,6 +210,12 @@ class Translation(BaseModel):
         "when not asked or unknown (e.g. from the translation memory). Rank by it to send the least "
         "confident texts to human review",
     )
+    memory: Literal["human", "model"] | None = Field(
+        None,
+        description="where the translation memory answered some of its segments: 'human' when at least one came "
+        "from an imported human entry (POST /v1/memory/import), 'model' when from the model's earlier answers only; "
+        "null when every segment was translated now",
+    )
 
 
 class Usage(BaseModel):
@@ -229,6 +235,9 @@ class Usage(BaseModel):
     )
     currency: str = "USD"
     memory_hits: int = Field(0, description="segments answered from the translation memory (no engine work)")
+    human_memory_hits: int = Field(
+        0, description="of memory_hits, segments answered from imported human entries (POST /v1/memory/import)"
+    )
 
 
 class TranslateResponse(BaseModel):
