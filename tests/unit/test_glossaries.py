@@ -437,3 +437,20 @@ async def test_ensembles_honour_glossary_and_formality():
     assert body["translations"][0]["text"] == "[de] Pay the Rechnung."
     assert "|quality:balanced" in body["signature"] and "|formality:prefer_less" in body["signature"]
     assert eng.full and all("Glossary:" in p and "informally" in p for p in eng.full)
+
+
+async def test_an_imported_du_entry_is_not_served_for_formality_more():
+    """Imported human memory entries answer under every signature: under formality more/less (and a glossary's
+    required terms) they must pass the same check as the model's answers, or the engine translates instead."""
+    eng = PromptEngine(lambda srcs: ["Haben Sie Zeit?" for _ in srcs])
+    async with running_gateway(eng) as (c, _):
+        r = await c.post(
+            "/v1/memory/import", files={"file": ("tm.tsv", "Do you have time?\tHast du Zeit?\n".encode())}, data={}
+        )
+        assert r.status_code == 200, r.text
+        plain = (await c.post("/v1/translate", json={"texts": ["Do you have time?"]})).json()
+        more = (await c.post("/v1/translate", json={"texts": ["Do you have time?"], "formality": "more"})).json()
+        less = (await c.post("/v1/translate", json={"texts": ["Do you have time?"], "formality": "less"})).json()
+    assert plain["translations"][0]["text"] == "Hast du Zeit?" and plain["usage"]["memory_hits"] == 1
+    assert more["translations"][0]["text"] == "Haben Sie Zeit?" and more["usage"]["memory_hits"] == 0
+    assert less["translations"][0]["text"] == "Hast du Zeit?" and less["usage"]["memory_hits"] == 1
