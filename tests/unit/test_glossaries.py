@@ -445,7 +445,7 @@ async def test_an_imported_du_entry_is_not_served_for_formality_more():
     eng = PromptEngine(lambda srcs: ["Haben Sie Zeit?" for _ in srcs])
     async with running_gateway(eng) as (c, _):
         r = await c.post(
-            "/v1/memory/import", files={"file": ("tm.tsv", "Do you have time?\tHast du Zeit?\n".encode())}, data={}
+            "/v1/memory/import", files={"file": ("tm.tsv", b"Do you have time?\tHast du Zeit?\n")}, data={}
         )
         assert r.status_code == 200, r.text
         plain = (await c.post("/v1/translate", json={"texts": ["Do you have time?"]})).json()
