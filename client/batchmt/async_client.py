@@ -1,4 +1,4 @@
-"""The client of a batchmt server: translate, info, health, files, batch jobs."""
+"""The client of a batchmt server: translate, info, health, files, batch jobs, translation memory."""
 
 # The one hand-written copy: client.py (the synchronous client) is generated from this file.  # async-only
 
@@ -16,6 +16,7 @@ from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, Chun
 from ._concurrency import async_gather_bounded
 from .async_batches import AsyncBatches
 from .async_glossaries import AsyncGlossaries
+from .async_memory import AsyncMemory
 from .errors import APIError, BatchmtError
 from .file_translation import Destination, FileJob, FileReport, OnFailure, Source
 from .glossaries import Glossary, glossary_id
@@ -87,6 +88,11 @@ class AsyncClient(BaseClient):
     def glossaries(self) -> AsyncGlossaries:
         """Glossaries on the server (``/v1/glossaries``): :class:`~batchmt.async_glossaries.AsyncGlossaries`."""
         return AsyncGlossaries(self)
+
+    @property
+    def memory(self) -> AsyncMemory:
+        """The key's translation memory on the server (``/v1/memory``): :class:`~batchmt.async_memory.AsyncMemory`."""
+        return AsyncMemory(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def close(self) -> None:

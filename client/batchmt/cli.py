@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._batch_cli import add_batch_commands, translate_as_job
+from ._memory_cli import add_memory_commands
 from .client import Client
 from .errors import APIConnectionError, APIError, AuthenticationError, BatchmtError, TranslationFailed
 from .file_translation import ON_FAILURE, read_lines, read_output
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_info)
 
     add_batch_commands(commands, _add_global_options, _add_progress_options)
+    add_memory_commands(commands, _add_global_options)
     return parser
 
 

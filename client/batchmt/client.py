@@ -1,6 +1,6 @@
 # Generated from async_client.py by scripts/unasync.py: do not edit. Edit async_client.py, then run
 # `python scripts/unasync.py` (scripts/check fails while this file is stale).
-"""The client of a batchmt server: translate, info, health, files, batch jobs."""
+"""The client of a batchmt server: translate, info, health, files, batch jobs, translation memory."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from .file_translation import Destination, FileJob, FileReport, OnFailure, Sourc
 from .glossaries import Glossary, glossary_id
 from .sync_batches import Batches
 from .sync_glossaries import Glossaries
+from .sync_memory import Memory
 from .types import Health, ServerInfo, TranslationResult
 
 __all__ = ["Client"]
@@ -79,6 +80,11 @@ class Client(BaseClient):
     def glossaries(self) -> Glossaries:
         """Glossaries on the server (``/v1/glossaries``): :class:`~batchmt.sync_glossaries.Glossaries`."""
         return Glossaries(self)
+
+    @property
+    def memory(self) -> Memory:
+        """The key's translation memory on the server (``/v1/memory``): :class:`~batchmt.sync_memory.Memory`."""
+        return Memory(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:

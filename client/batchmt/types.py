@@ -91,6 +91,7 @@ _TRANSLATION_FIELDS = (
     "confidence",
     "detected_source_lang",
     "warnings",
+    "memory",
 )
 
 
@@ -117,6 +118,9 @@ class Translation:
     failed_segments: tuple[SegmentFailure, ...] = ()
     suspect_segments: tuple[SuspectSegment, ...] = ()
     confidence: float | None = None
+    #: ``"human"`` when the server's translation memory answered a segment from an imported human translation,
+    #: ``"model"`` when from the model's earlier answers only, ``None`` when everything was translated now
+    memory: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     detected_source_lang: str | None = None
     warnings: tuple[TranslationError, ...] = ()
@@ -175,6 +179,7 @@ class Translation:
             confidence=float(confidence)
             if isinstance(confidence, (int, float)) and not isinstance(confidence, bool)
             else None,
+            memory=str(data["memory"]) if isinstance(data.get("memory"), str) else None,
             extra={str(k): v for k, v in data.items() if k not in _TRANSLATION_FIELDS},
             detected_source_lang=detected if isinstance(detected, str) else None,
             warnings=tuple(TranslationError.from_json(w) for w in warnings),

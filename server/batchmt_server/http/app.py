@@ -30,6 +30,7 @@ from ..jobs.serving import (
     free_disk_bytes,
     jobs_usage,
 )
+from ..memory.api_router import install_memory
 from ..pipeline.gateway import Gateway
 from ..pipeline.translator import LANGUAGE_PAIRS, Translator
 from ..prompting.template import Template
@@ -212,7 +213,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         "/v1/translate",
         response_model=TranslateResponse,
         tags=["translate"],
-        responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
+        responses={400: {}, 401: {}, 404: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
     )
     async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
         """Translate sentences English→German. One entry per input, in order; a sentence that
@@ -297,4 +298,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     install_openapi_limits(app, settings, lambda: keys.enabled)
     install_jobs(app)
     install_glossaries(app)
+    install_memory(app)
     return app

@@ -62,8 +62,9 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _INNERMOST = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
-#: file uploads (batch jobs): their own size limit (``--job-max-file-bytes``, plus the multipart framing)
-UPLOAD_PATHS = frozenset({"/v1/files"})
+#: file uploads (batch jobs, memory imports): their own size limit (``--job-max-file-bytes``, plus the multipart
+#: framing)
+UPLOAD_PATHS = frozenset({"/v1/files", "/v1/memory/import"})
 DASHBOARD_PREFIX = "/dashboard"
 #: pages a browser opens: a 401 there asks for Basic auth (the key as the password), so the browser prompts
 BROWSER_PREFIXES = ("/dashboard", "/docs", "/redoc", "/openapi.json")

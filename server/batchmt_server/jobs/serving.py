@@ -244,7 +244,8 @@ class JobsRuntime:
         """The persistent translation memory on this store (written out when the runtime closes); None if off."""
         from ..pipeline.memory import TranslationMemory
 
-        self.memory = TranslationMemory(self.store, max_entries) if max_entries > 0 else None
+        human = getattr(self.settings, "memory_max_human_entries", 100_000)
+        self.memory = TranslationMemory(self.store, max_entries, max_human_entries=human) if max_entries > 0 else None
         return self.memory
 
     @classmethod

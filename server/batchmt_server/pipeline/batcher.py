@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -66,7 +66,9 @@ class Outcome:
     error_code: str | None = None
     error_message: str | None = None
     usage: EngineUsage = EngineUsage()  # the engine work this caller carries
-    memory: bool = False  # served from the translation memory
+    #: served from the translation memory (pipeline/memory.py; set by the Translator, never by the batcher): the
+    #: origin of the entry, ``model`` or ``human``
+    from_memory: Literal["model", "human"] | None = None
     coalesced: bool = False  # shared the engine work of an identical sentence in flight
     flagged: bool = False  # a flagged slot kept as the model's own answer (never remembered)
     #: still a copy of the English (or a loop) after a different, sampled second try: delivered, but not as "ok"
@@ -93,7 +95,7 @@ class Item:
     priority: int = 0  # 0: interactive; > 0: batch-job work, sent in the capacity interactive callers leave
     sampled: bool = False  # re-sent sampled: greedy would repeat its damaged masks or flagged one-sentence output
     logprobs: bool = False  # a caller asked for its confidence: its prompt asks the engine for log-probabilities
-    tenant: str | None = None  # the caller's key: its sentences share work (coalescing, memory) with its own only
+    tenant: str | None = None  # the caller's key: its sentences share work (coalescing) with its own only
     #: formality and glossary terms (steer.py): packed only with the same prefix variant, checked after generation
     steer: Steer | None = None
     rechecked: bool = False  # re-sent once after failing the steer's check (glossary term, register)
@@ -125,7 +127,6 @@ class Batcher:
         max_attempts: int = 2,
         temperature: float = 0.0,
         policy: Literal["adaptive", "fixed"] = "adaptive",
-        memory_size: int = 0,
         cross_tenant_packing: bool = True,
         max_job_prompts: int | None = None,
         suspect_second_try: bool = False,
@@ -166,9 +167,6 @@ class Batcher:
         #: (tenant, text, steer) -> its queued or in-flight item (coalescing; one tenant's with its own only: a shared
         #: one would tell a caller, by its zero usage, that another tenant sent the same sentence)
         self._pending: dict[tuple[str | None, str, Steer | None], Item] = {}
-        self.memory_size = memory_size
-        #: per tenant and steer (a "du" answer is never served for "Sie"), bounded (LRU)
-        self._memory: OrderedDict[tuple[str | None, str, Steer | None], str] = OrderedDict()
         #: sentences of different tenants (keys) may share a prompt (see settings.cross_tenant_packing)
         self.cross_tenant_packing = cross_tenant_packing
         self._wakeup = asyncio.Event()
@@ -238,11 +236,6 @@ class Batcher:
             if steer is not None and steer.empty:
                 steer = None
             key = (tenant, text, steer)
-            if key in self._memory:  # translated before (for this tenant): no engine work
-                self._memory.move_to_end(key)
-                fut.set_result(Outcome(self._memory[key], memory=True))
-                self.stats.record_reuse("memory")
-                continue
             item = self._pending.get(key)
             if item is not None and not item.abandoned:  # the same sentence is on its way already
                 item.waiters.append(fut)
@@ -512,11 +505,6 @@ class Batcher:
                     )
                 )
                 first = False
-        if text is not None and not flagged and self.memory_size > 0:
-            self._memory[it.key] = text
-            self._memory.move_to_end(it.key)
-            while len(self._memory) > self.memory_size:
-                self._memory.popitem(last=False)
 
     def _repair(self, it: Item, reason: str, pack: int, message: str) -> None:
         """Re-send ``it`` in a smaller prompt; at one per prompt, retry up to ``max_attempts``."""

@@ -45,7 +45,7 @@ from ..text.markup import MarkupError
 from ..text.placeholders import check_masks
 from .batcher import Batcher, Outcome, QueueFull
 from .ensemble import Ensemble, EnsembleConfig
-from .memory import TranslationMemory
+from .memory import ANONYMOUS_SCOPE, TranslationMemory
 from .spare_capacity import SpareCapacity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -311,11 +311,14 @@ class Translator:
         # the persistent translation memory, under the signature of what this quality runs (with the glossary's
         # id@version and the formality: a "du" answer is never served for "Sie")
         sig = self.signature_for(req.quality) + steer.signature
-        if tenant is not None:  # each key its own memory: memory_hits never reveals another tenant's sentences
-            sig = f"{sig}|tenant:{tenant}"
+        # each key its own memory (its scope): memory_hits never reveals another tenant's sentences
+        scope = tenant if tenant is not None else ANONYMOUS_SCOPE
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
-        remembered = await self.memory.lookup(sig, texts) if use_memory and self.memory is not None else {}
-        remembered = {t: v for t, v in remembered.items() if check_masks(t, v) is None}
+        remembered = await self.memory.lookup(scope, sig, texts) if use_memory and self.memory is not None else {}
+        remembered = {t: v for t, v in remembered.items() if check_masks(t, v.target) is None}
+        if steers is not None:  # a human entry answers under every signature: it must pass this request's check too
+            steer_of = {t: steers[k] for k, t in enumerate(texts)}
+            remembered = {t: v for t, v in remembered.items() if steer_of[t].check(v.target) is None}
         todo = [k for k, t in enumerate(texts) if t not in remembered]
         fresh: list[Outcome] = []
         progress.waiting = True
@@ -340,7 +343,9 @@ class Translator:
                 steers=[steers[k] for k in todo] if steers is not None else None,
             )
         progress.waiting = False
-        outcomes = [Outcome(remembered[t], memory=True) if t in remembered else None for t in texts]
+        outcomes = [
+            Outcome(remembered[t].target, from_memory=remembered[t].origin) if t in remembered else None for t in texts
+        ]
         for k, o in zip(todo, fresh):
             outcomes[k] = o
         progress.dead = sum(o.error_code == "engine_dead" for o in fresh)
@@ -354,7 +359,7 @@ class Translator:
         if use_memory and self.memory is not None:  # delivered, unflagged translations only
             keep = [(texts[k], o.text) for k, o in zip(todo, fresh) if o.text is not None and not o.flagged]
             try:
-                await self.memory.remember(sig, keep)
+                await self.memory.remember(scope, sig, keep)
             except Exception:  # the answer is delivered anyway; the memory is an optimisation
                 log.exception("could not store %d translations in the translation memory", len(keep))
         if steer.unmask is not None:  # glossary method "mask": the target terms in place of their masks
@@ -371,11 +376,15 @@ class Translator:
             k += entry.segments
             translations.append(self._assemble(entry, mine, req.source_lang))
         total = EngineUsage.total(spent)
+        human = sum(o.from_memory == "human" for o in outcomes if o is not None)
         return TranslateResponse(
             id=f"tr-{secrets.token_hex(6)}",
             model=self.model,
             translations=translations,
-            signature=(self.signature_for(req.quality) if config is not None else self.signature) + steer.signature,
+            # a human entry of the translation memory decided some of the output: the signature says so
+            signature=(self.signature_for(req.quality) if config is not None else self.signature)
+            + steer.signature
+            + ("|tm:human" if human else ""),
             usage=Usage(
                 texts=n_entries,
                 sentences=n_entries,
@@ -394,6 +403,7 @@ class Translator:
                 ),
                 currency=self.prices.currency,
                 memory_hits=len(texts) - len(todo),
+                human_memory_hits=human,
             ),
         )
 
@@ -425,6 +435,8 @@ class Translator:
             for i, o in enumerate(outcomes)
             if o is not None and o.suspect is not None and i not in kept
         ]
+        origins = {o.from_memory for o in outcomes if o is not None}
+        memory = "human" if "human" in origins else ("model" if "model" in origins else None)
         known = [o.confidence for i, o in enumerate(outcomes) if o is not None and i not in kept]
         confidence = min(known) if known and all(c is not None for c in known) else None  # type: ignore[type-var]
         if not failures:
@@ -434,6 +446,7 @@ class Translator:
                 segments=n,
                 suspect_segments=suspects,
                 confidence=confidence,
+                memory=memory,
                 **checked,
             )
         error = TranslationError(code=failures[0].code, message=failures[0].message)
@@ -446,6 +459,7 @@ class Translator:
             segments=n,
             failed_segments=failures,
             suspect_segments=suspects,
+            memory=memory,
             **checked,
         )
 

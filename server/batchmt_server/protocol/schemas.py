@@ -133,6 +133,7 @@ class TranslateRequest(BaseModel):
     )
     glossary_id: StrictStr | None = Field(
         None,
+        min_length=1,
         max_length=64,
         description="a glossary of this key (POST /v1/glossaries): its terms are translated as it says (the "
         "method in the signature: prompt hints, or masks); a segment whose translation still misses a term after one "
@@ -209,6 +210,12 @@ class Translation(BaseModel):
         "when not asked or unknown (e.g. from the translation memory). Rank by it to send the least "
         "confident texts to human review",
     )
+    memory: Literal["human", "model"] | None = Field(
+        None,
+        description="where the translation memory answered some of its segments: 'human' when at least one came "
+        "from an imported human entry (POST /v1/memory/import), 'model' when from the model's earlier answers only; "
+        "null when every segment was translated now",
+    )
 
 
 class Usage(BaseModel):
@@ -228,6 +235,9 @@ class Usage(BaseModel):
     )
     currency: str = "USD"
     memory_hits: int = Field(0, description="segments answered from the translation memory (no engine work)")
+    human_memory_hits: int = Field(
+        0, description="of memory_hits, segments answered from imported human entries (POST /v1/memory/import)"
+    )
 
 
 class TranslateResponse(BaseModel):
