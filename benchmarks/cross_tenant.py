@@ -36,9 +36,9 @@ ATTACKS = [
 
 
 def keys_and_ring(n: int):
-    from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
+    from batchmt_server.auth.keys import InProcessKeyStore, KeyRecord, KeyRing, hash_key
 
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     keys = [f"tenant-{i:02d}-key-0123456789abcdef" for i in range(n)]
     for i, k in enumerate(keys):
         store._keys[f"t{i}"] = KeyRecord(id=f"t{i}", name=f"t{i}", key_hash=hash_key(k), role="user")

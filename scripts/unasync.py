@@ -25,13 +25,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "client" / "batchmt"
-FILES = {"async_client.py": "client.py", "async_batches.py": "sync_batches.py"}  # source -> generated
+FILES = {
+    "async_client.py": "client.py",
+    "async_batches.py": "sync_batches.py",
+    "async_memory.py": "sync_memory.py",
+    "async_glossaries.py": "sync_glossaries.py",
+}  # source -> generated
 
 SUBS = [
     (r"\bAsyncClient\b", "Client"),
     (r"\bAsyncBatches\b", "Batches"),
+    (r"\bAsyncMemory\b", "Memory"),
+    (r"\bAsyncGlossaries\b", "Glossaries"),
+    (r"\basync_glossaries\b", "sync_glossaries"),
     (r"\bAsyncBaseTransport\b", "BaseTransport"),
     (r"\basync_batches\b", "sync_batches"),
+    (r"\basync_memory\b", "sync_memory"),
     (r"\.async_client\b", ".client"),
     (r"\basync_(gather_bounded|run_blocking)\b", r"\1"),
     (r"\b__aenter__\b", "__enter__"),

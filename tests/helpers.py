@@ -388,3 +388,63 @@ def write_tiny_model(kind: str, folder: Path, *, weights: bool = False) -> None:
 
         torch.manual_seed(0)
         AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(folder)
+
+
+async def check_memory_store(store):
+    """The translation memory's guarantees on any store backend (stores/base.py): scopes, a human entry preferred
+    and never evicted, an import over the limit refused whole, paging, purge."""
+    from batchmt_server.stores.base import MemoryFull
+
+    await store.tm_put("a", "sig", [("s1", "model-a")], 1.0, 10)
+    await store.tm_put("b", "sig", [("s1", "model-b")], 1.0, 10)
+    assert await store.tm_import("a", [("s1", "human-a"), ("s2", "human-a2")], 2.0, 10) == 2
+    got = await store.tm_get("a", "sig", ["s1", "s2"], 3.0)
+    assert {k: (v.target, v.origin) for k, v in got.items()} == {
+        "s1": ("human-a", "human"),
+        "s2": ("human-a2", "human"),
+    }
+    assert (await store.tm_get("b", "other-sig", ["s1", "s2"], 3.0)) == {}  # b: its own, under its signature
+    assert (await store.tm_get("b", "sig", ["s1"], 3.0))["s1"].target == "model-b"
+    await store.tm_put("a", "sig", [(f"x{i}", "t") for i in range(5)], 4.0, 3)  # the bound: model entries only
+    assert await store.tm_size() == 3 and await store.tm_count("a", "human") == 2
+    with pytest.raises(MemoryFull):
+        await store.tm_import("a", [("s3", "h"), ("s4", "h")], 5.0, 3)
+    assert await store.tm_count("a", "human") == 2  # rolled back whole
+    entries = await store.tm_entries("a", "human")
+    assert [(e.source, e.signature, e.origin) for e in entries] == [("s1", "", "human"), ("s2", "", "human")]
+    page = await store.tm_entries("a", limit=2)
+    rest = await store.tm_entries("a", after=(page[-1].signature, page[-1].source), limit=100)
+    assert len(page) + len(rest) == await store.tm_count("a")
+    # the bound evicted the least recently used model entries: a's and b's s1 (the human s1 stays)
+    assert await store.tm_get("b", "sig", ["s1"], 6.0) == {}
+    await store.tm_put("a", "sig", [("s2", "model-a2")], 7.0, 10)
+    assert await store.tm_purge("a", source="s2") == 2  # the human and the model entry of s2
+    models = await store.tm_count(origin="model")
+    assert models == 3  # a's three newest x
+    assert await store.tm_purge(None, origin="model") == models
+    assert await store.tm_count(origin="model") == 0 and await store.tm_count("a", "human") == 1
+
+
+async def check_glossary_store(store) -> None:
+    """A store's glossaries (issue 27): created with their entries in one transaction, per owner (the per-owner
+    limit holds), listed per owner or all, read, deleted with their entries."""
+    from batchmt_server.stores.base import GlossaryRecord
+
+    def rec(gid: str, owner: str | None) -> GlossaryRecord:
+        return GlossaryRecord(gid, owner, f"name {gid}", "en", "de", 2, "d1g35t0000", 1_700_000_000)
+
+    entries = [("invoice", "Rechnung"), ("cloud storage", "Cloud-Speicher")]
+    assert await store.glossary_create(rec("gl-a1", "a"), entries, 2)
+    assert await store.glossary_create(rec("gl-a2", "a"), entries[:1], 2)
+    assert not await store.glossary_create(rec("gl-a3", "a"), entries, 2)  # a's limit: nothing stored
+    assert await store.glossary_create(rec("gl-b1", "b"), entries, 2)
+    assert await store.glossary_create(rec("gl-n1", None), entries, 2)
+    assert await store.glossary_get("gl-a3") is None
+    assert await store.glossary_get("gl-a1") == rec("gl-a1", "a")
+    assert [g.id for g in await store.glossary_list("a")] == ["gl-a1", "gl-a2"]
+    assert [g.id for g in await store.glossary_list(None)] == ["gl-n1"]
+    assert {g.id for g in await store.glossary_list("a", every=True)} == {"gl-a1", "gl-a2", "gl-b1", "gl-n1"}
+    assert await store.glossary_entries("gl-a1") == sorted(entries)
+    assert await store.glossary_delete("gl-a1") and not await store.glossary_delete("gl-a1")
+    assert await store.glossary_entries("gl-a1") == [] and await store.glossary_get("gl-a1") is None
+    assert await store.glossary_create(rec("gl-a4", "a"), entries, 2)  # room again after the delete

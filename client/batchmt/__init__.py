@@ -39,6 +39,7 @@ from .errors import (
 )
 from .file_translation import FileReport, UnitFailure
 from .formats import FileFormatError
+from .glossaries import Glossary
 from .types import (
     Health,
     Limits,
@@ -55,6 +56,7 @@ __all__ = [
     "__version__",
     "Client",
     "AsyncClient",
+    "Glossary",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",

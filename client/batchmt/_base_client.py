@@ -25,6 +25,7 @@ from .errors import (
     BatchmtError,
     error_class_for_status,
 )
+from .glossaries import glossary_id
 from .types import Health, ServerInfo, Translation, TranslationResult
 from .version import __version__
 
@@ -279,11 +280,21 @@ class BaseClient:
         tag_handling: str | None,
         preserve_placeholders: bool | None,
         confidence: bool | None = None,
+        glossary: Any = None,
+        formality: str | None = None,
+        source_lang_check: str | None = None,
     ) -> dict[str, Any]:
         """The request fields the caller set; ``None`` leaves the server's default (and keeps the
         body valid for servers that predate the option)."""
         options: dict[str, Any] = {}
-        for name, value in (("quality", quality), ("split_sentences", split_sentences), ("tag_handling", tag_handling)):
+        named = (
+            ("quality", quality),
+            ("split_sentences", split_sentences),
+            ("tag_handling", tag_handling),
+            ("formality", formality),
+            ("source_lang_check", source_lang_check),
+        )
+        for name, value in named:
             if value is not None:
                 if not isinstance(value, str):
                     raise TypeError(f"{name} must be a string, not {type(value).__name__}")
@@ -296,6 +307,9 @@ class BaseClient:
             if not isinstance(confidence, bool):
                 raise TypeError("confidence must be True or False")
             options["confidence"] = confidence
+        gid = glossary_id(glossary)
+        if gid is not None:
+            options["glossary_id"] = gid
         return options
 
     def _translate_body(

@@ -204,6 +204,8 @@ def translate_as_job(client: Client, args: argparse.Namespace) -> int:
             ("split_sentences", args.split_sentences),
             ("tag_handling", args.tag_handling),
             ("preserve_placeholders", args.preserve_placeholders),
+            ("glossary_id", getattr(args, "glossary_id", None)),
+            ("formality", getattr(args, "formality", None)),
         )
         if v is not None
     }

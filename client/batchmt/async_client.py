@@ -1,4 +1,4 @@
-"""The client of a batchmt server: translate, info, health, files, batch jobs."""
+"""The client of a batchmt server: translate, info, health, files, batch jobs, translation memory."""
 
 # The one hand-written copy: client.py (the synchronous client) is generated from this file.  # async-only
 
@@ -15,8 +15,11 @@ import httpx
 from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, ChunkLimits
 from ._concurrency import async_gather_bounded
 from .async_batches import AsyncBatches
+from .async_glossaries import AsyncGlossaries
+from .async_memory import AsyncMemory
 from .errors import APIError, BatchmtError
 from .file_translation import Destination, FileJob, FileReport, OnFailure, Source
+from .glossaries import Glossary, glossary_id
 from .types import Health, ServerInfo, TranslationResult
 
 __all__ = ["AsyncClient", "DEFAULT_MAX_CONCURRENCY"]  # sync: __all__ = ["Client"]
@@ -80,6 +83,16 @@ class AsyncClient(BaseClient):
     def batches(self) -> AsyncBatches:
         """Batch jobs on the server (``/v1/batches``): :class:`~batchmt.async_batches.AsyncBatches`."""
         return AsyncBatches(self)
+
+    @property
+    def glossaries(self) -> AsyncGlossaries:
+        """Glossaries on the server (``/v1/glossaries``): :class:`~batchmt.async_glossaries.AsyncGlossaries`."""
+        return AsyncGlossaries(self)
+
+    @property
+    def memory(self) -> AsyncMemory:
+        """The key's translation memory on the server (``/v1/memory``): :class:`~batchmt.async_memory.AsyncMemory`."""
+        return AsyncMemory(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def close(self) -> None:
@@ -145,6 +158,9 @@ class AsyncClient(BaseClient):
         tag_handling: str | None = None,
         preserve_placeholders: bool | None = None,
         confidence: bool | None = None,
+        glossary: Glossary | str | None = None,
+        formality: str | None = None,
+        source_lang_check: str | None = None,
     ) -> TranslationResult:
         """Translate a list of texts (sentences, paragraphs, documents); one result slot per text, in order.
         A single string is one text: ``client.translate("Hello.").texts[0]``.
@@ -153,8 +169,12 @@ class AsyncClient(BaseClient):
         on sentence punctuation and newlines) | ``"newlines"`` | ``"off"`` (the text is one
         segment); ``tag_handling`` ``"html"`` | ``"xml"``; ``preserve_placeholders`` protects
         ``{name}``, ``%s``, URLs, ... (see docs/api.md); ``confidence=True`` gives each translation
-        a ``confidence`` (0..1; it costs the engine some throughput: see docs/api.md). ``None`` leaves
-        the server's default.
+        a ``confidence`` (0..1; it costs the engine some throughput: see docs/api.md); ``glossary`` is a
+        :class:`~batchmt.glossaries.Glossary` of this key (or its id: ``client.glossaries.create``);
+        ``formality`` is ``"default"`` | ``"more"`` (Sie) | ``"less"`` (du) | ``"prefer_more"`` |
+        ``"prefer_less"``; ``source_lang_check`` ``"flag"`` (a text not in ``source_lang`` comes back ``suspect``
+        with a warning) | ``"strict"`` (such a text refuses the request: ``APIError`` ``source_lang_mismatch``) |
+        ``"off"``. ``None`` leaves the server's default.
 
         Lists are split into requests within the server's limits (texts and characters per
         request, from ``/v1/info``), sent at most ``max_concurrency`` at a time (the synchronous client: one
@@ -171,6 +191,9 @@ class AsyncClient(BaseClient):
             tag_handling=tag_handling,
             preserve_placeholders=preserve_placeholders,
             confidence=confidence,
+            glossary=glossary,
+            formality=formality,
+            source_lang_check=source_lang_check,
         )
         if not items:
             return self._empty_result()
@@ -261,6 +284,8 @@ class AsyncClient(BaseClient):
         split_sentences: str | None = None,
         tag_handling: str | None = None,
         preserve_placeholders: bool | None = None,
+        glossary: Glossary | str | None = None,
+        formality: str | None = None,
         restart_hint: str = "pass resume=False",
         review: bool = True,
     ) -> FileReport:
@@ -298,6 +323,8 @@ class AsyncClient(BaseClient):
                 "split_sentences": split_sentences,
                 "tag_handling": tag_handling,
                 "preserve_placeholders": preserve_placeholders,
+                "glossary": glossary_id(glossary),
+                "formality": formality,
             },
             restart_hint=restart_hint,
             review=review,

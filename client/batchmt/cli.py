@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._batch_cli import add_batch_commands, translate_as_job
+from ._memory_cli import add_memory_commands
 from .client import Client
 from .errors import APIConnectionError, APIError, AuthenticationError, BatchmtError, TranslationFailed
 from .file_translation import ON_FAILURE, read_lines, read_output
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_info)
 
     add_batch_commands(commands, _add_global_options, _add_progress_options)
+    add_memory_commands(commands, _add_global_options)
     return parser
 
 
@@ -193,6 +195,16 @@ def _add_translation_options(p: argparse.ArgumentParser) -> None:
         const=False,
         default=None,
         help="do not protect placeholders ({name}, %%s, URLs, ...) from translation",
+    )
+    g.add_argument(
+        "--glossary",
+        metavar="FILE|ID",
+        help="a glossary: its id on the server, or a .tsv/.csv/.tmx file (uploaded as a glossary for this run)",
+    )
+    g.add_argument(
+        "--formality",
+        choices=("default", "more", "less", "prefer_more", "prefer_less"),
+        help="German register: more (Sie) / less (du), enforced; prefer_more / prefer_less, a preference",
     )
 
 
@@ -236,9 +248,34 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def _glossary(client: Client, args: argparse.Namespace) -> tuple[str | None, bool]:
+    """``--glossary FILE|ID``: the glossary id to send, and whether this run created it (from a file)."""
+    value = getattr(args, "glossary", None)
+    if not value:
+        return None, False
+    if os.path.isfile(value):
+        g = client.glossaries.create_from_file(value, source_lang=args.source_lang, target_lang=args.target_lang)
+        _err(f"glossary {g.glossary_id} created from {value} ({g.entry_count} entries)")
+        return g.glossary_id, True
+    if os.sep in value or value.lower().endswith((".tsv", ".csv", ".tmx")):
+        raise ValueError(f"--glossary {value}: no such file (give a file, or a glossary id such as gl-...)")
+    return value, False
+
+
 def _cmd_translate(client: Client, args: argparse.Namespace) -> int:
+    args.glossary_id, temporary = _glossary(client, args)
     if args.as_job:
+        if temporary:
+            _err(f"the batch uses glossary {args.glossary_id}; delete it when the batch is done")
         return translate_as_job(client, args)
+    try:
+        return _translate_file(client, args)
+    finally:
+        if temporary:
+            client.glossaries.delete(args.glossary_id)
+
+
+def _translate_file(client: Client, args: argparse.Namespace) -> int:
     src: Any = sys.stdin if args.input == "-" else args.input
     if src is sys.stdin and _isatty(sys.stdin):
         _err("reading sentences from the terminal, one per line; end with Ctrl-D (see -i FILE)")
@@ -259,6 +296,8 @@ def _cmd_translate(client: Client, args: argparse.Namespace) -> int:
         split_sentences=args.split_sentences,
         tag_handling=args.tag_handling,
         preserve_placeholders=args.preserve_placeholders,
+        glossary=args.glossary_id,
+        formality=args.formality,
         restart_hint="use --no-resume",
         review=args.review,
     )

@@ -1,6 +1,6 @@
 # Generated from async_client.py by scripts/unasync.py: do not edit. Edit async_client.py, then run
 # `python scripts/unasync.py` (scripts/check fails while this file is stale).
-"""The client of a batchmt server: translate, info, health, files, batch jobs."""
+"""The client of a batchmt server: translate, info, health, files, batch jobs, translation memory."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from ._base_client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, Chun
 from ._concurrency import gather_bounded
 from .errors import APIError, BatchmtError
 from .file_translation import Destination, FileJob, FileReport, OnFailure, Source
+from .glossaries import Glossary, glossary_id
 from .sync_batches import Batches
+from .sync_glossaries import Glossaries
+from .sync_memory import Memory
 from .types import Health, ServerInfo, TranslationResult
 
 __all__ = ["Client"]
@@ -72,6 +75,16 @@ class Client(BaseClient):
     def batches(self) -> Batches:
         """Batch jobs on the server (``/v1/batches``): :class:`~batchmt.sync_batches.Batches`."""
         return Batches(self)
+
+    @property
+    def glossaries(self) -> Glossaries:
+        """Glossaries on the server (``/v1/glossaries``): :class:`~batchmt.sync_glossaries.Glossaries`."""
+        return Glossaries(self)
+
+    @property
+    def memory(self) -> Memory:
+        """The key's translation memory on the server (``/v1/memory``): :class:`~batchmt.sync_memory.Memory`."""
+        return Memory(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -137,6 +150,9 @@ class Client(BaseClient):
         tag_handling: str | None = None,
         preserve_placeholders: bool | None = None,
         confidence: bool | None = None,
+        glossary: Glossary | str | None = None,
+        formality: str | None = None,
+        source_lang_check: str | None = None,
     ) -> TranslationResult:
         """Translate a list of texts (sentences, paragraphs, documents); one result slot per text, in order.
         A single string is one text: ``client.translate("Hello.").texts[0]``.
@@ -145,8 +161,12 @@ class Client(BaseClient):
         on sentence punctuation and newlines) | ``"newlines"`` | ``"off"`` (the text is one
         segment); ``tag_handling`` ``"html"`` | ``"xml"``; ``preserve_placeholders`` protects
         ``{name}``, ``%s``, URLs, ... (see docs/api.md); ``confidence=True`` gives each translation
-        a ``confidence`` (0..1; it costs the engine some throughput: see docs/api.md). ``None`` leaves
-        the server's default.
+        a ``confidence`` (0..1; it costs the engine some throughput: see docs/api.md); ``glossary`` is a
+        :class:`~batchmt.glossaries.Glossary` of this key (or its id: ``client.glossaries.create``);
+        ``formality`` is ``"default"`` | ``"more"`` (Sie) | ``"less"`` (du) | ``"prefer_more"`` |
+        ``"prefer_less"``; ``source_lang_check`` ``"flag"`` (a text not in ``source_lang`` comes back ``suspect``
+        with a warning) | ``"strict"`` (such a text refuses the request: ``APIError`` ``source_lang_mismatch``) |
+        ``"off"``. ``None`` leaves the server's default.
 
         Lists are split into requests within the server's limits (texts and characters per
         request, from ``/v1/info``), sent at most ``max_concurrency`` at a time (the synchronous client: one
@@ -163,6 +183,9 @@ class Client(BaseClient):
             tag_handling=tag_handling,
             preserve_placeholders=preserve_placeholders,
             confidence=confidence,
+            glossary=glossary,
+            formality=formality,
+            source_lang_check=source_lang_check,
         )
         if not items:
             return self._empty_result()
@@ -253,6 +276,8 @@ class Client(BaseClient):
         split_sentences: str | None = None,
         tag_handling: str | None = None,
         preserve_placeholders: bool | None = None,
+        glossary: Glossary | str | None = None,
+        formality: str | None = None,
         restart_hint: str = "pass resume=False",
         review: bool = True,
     ) -> FileReport:
@@ -290,6 +315,8 @@ class Client(BaseClient):
                 "split_sentences": split_sentences,
                 "tag_handling": tag_handling,
                 "preserve_placeholders": preserve_placeholders,
+                "glossary": glossary_id(glossary),
+                "formality": formality,
             },
             restart_hint=restart_hint,
             review=review,

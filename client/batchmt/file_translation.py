@@ -455,6 +455,8 @@ class FileJob:
         elif t.suspect_segments:
             sus = t.suspect_segments[0]
             code, message = f"suspect_{sus.reason}", f"segment {sus.index}: still a {sus.reason} after a second try"
+        elif t.warnings:
+            code, message = t.warnings[0].code, t.warnings[0].message
         else:
             code, message = t.status, ""
         return UnitFailure(index=i, where=unit.where, line=unit.line, status=t.status, code=code, message=message)

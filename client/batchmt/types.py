@@ -81,7 +81,18 @@ class SuspectSegment:
         )
 
 
-_TRANSLATION_FIELDS = ("text", "status", "error", "segments", "failed_segments", "suspect_segments", "confidence")
+_TRANSLATION_FIELDS = (
+    "text",
+    "status",
+    "error",
+    "segments",
+    "failed_segments",
+    "suspect_segments",
+    "confidence",
+    "detected_source_lang",
+    "warnings",
+    "memory",
+)
 
 
 @dataclass(frozen=True)
@@ -94,8 +105,10 @@ class Translation:
     ``failed_segments`` says which) or ``"failed"`` (``text`` is ``None``, ``error`` says why). ``segments``
     is how many segments (sentences) the server split the text into (``None`` from servers older than
     texts). ``confidence`` (0..1; ``None`` unless ``translate(..., confidence=True)`` asked for it, or when
-    unknown) is how sure the model was of the text's weakest segment. Fields this SDK version does not know
-    are kept in ``extra``.
+    unknown) is how sure the model was of the text's weakest segment. ``detected_source_lang`` is the language
+    the server found the text in (``None``: too short to judge, or not checked); a text in another language than
+    ``source_lang`` is ``"suspect"`` with a ``source_lang_mismatch`` entry in ``warnings``. Fields this SDK version
+    does not know are kept in ``extra``.
     """
 
     text: str | None
@@ -105,11 +118,16 @@ class Translation:
     failed_segments: tuple[SegmentFailure, ...] = ()
     suspect_segments: tuple[SuspectSegment, ...] = ()
     confidence: float | None = None
+    #: ``"human"`` when the server's translation memory answered a segment from an imported human translation,
+    #: ``"model"`` when from the model's earlier answers only, ``None`` when everything was translated now
+    memory: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    detected_source_lang: str | None = None
+    warnings: tuple[TranslationError, ...] = ()
 
     @property
     def suspect(self) -> bool:
-        """Delivered, but with segments that are still a copy of the source or a loop."""
+        """Delivered, but with segments that are still a copy of the source or a loop, or not in ``source_lang``."""
         return self.status == "suspect" and self.text is not None
 
     @property
@@ -147,6 +165,10 @@ class Translation:
         if not isinstance(suspects, Sequence) or isinstance(suspects, (str, bytes)):
             raise _invalid("a translation's suspect_segments is not a list", data)
         confidence = data.get("confidence")
+        warnings = data.get("warnings") or ()
+        if not isinstance(warnings, Sequence) or isinstance(warnings, (str, bytes)):
+            raise _invalid("a translation's warnings is not a list", data)
+        detected = data.get("detected_source_lang")
         return cls(
             text=text,
             status=str(data["status"]),
@@ -157,7 +179,10 @@ class Translation:
             confidence=float(confidence)
             if isinstance(confidence, (int, float)) and not isinstance(confidence, bool)
             else None,
+            memory=str(data["memory"]) if isinstance(data.get("memory"), str) else None,
             extra={str(k): v for k, v in data.items() if k not in _TRANSLATION_FIELDS},
+            detected_source_lang=detected if isinstance(detected, str) else None,
+            warnings=tuple(TranslationError.from_json(w) for w in warnings),
         )
 
 

@@ -158,11 +158,32 @@ class Settings(BaseSettings, SecurityFields):
         description="sentences of different API keys may share a prompt (more sentences per prompt when many keys "
         "send a few each); off: a prompt holds one key's sentences only. Keys never share coalescing or memory",
     )
+    glossary_max_entries: int = Field(10_000, ge=1, description="entries per glossary (413 glossary_too_large beyond)")
+    glossary_max_term_chars: int = Field(200, ge=1, description="characters per glossary term (413 beyond)")
+    glossary_max_per_key: int = Field(
+        100, ge=1, description="glossaries one key keeps (409 too_many_glossaries beyond)"
+    )
+    glossary_method: Literal["hints", "mask", "check"] = Field(
+        "mask",
+        description="how a request's glossary terms are enforced: 'hints' (term pairs in the per-sentence part of "
+        "the prompt), 'mask' (source terms masked, target terms put back), 'check' (none; only the check after "
+        "generation). Every method re-sends a segment missing a term once, then marks it suspect "
+        "(results/glossary/)",
+    )
     translation_memory_size: int = Field(
         10000,
         ge=0,
         description="sentences whose translations are remembered in "
         "the store, across restarts (LRU); 0 turns the memory off",
+    )
+    memory_max_human_entries: int = Field(
+        100_000,
+        ge=1,
+        description="imported human translations a key's memory holds (POST /v1/memory/import; never evicted; "
+        "413 beyond)",
+    )
+    memory_import_max_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="largest translation memory import (TMX or TSV; 413 beyond)"
     )
 
     # --- durable store, batch jobs (jobs/, stores/)

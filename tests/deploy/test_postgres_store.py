@@ -14,7 +14,7 @@ import pytest
 from batchmt_server.stores import JobUsage, LineResult, StoreError, build_store
 from batchmt_server.stores.base import migrations
 from batchmt_server.stores.postgres import PostgresStore
-from helpers import check_claims_complete_exactly_once, job_record, new_lines
+from helpers import check_claims_complete_exactly_once, check_memory_store, job_record, new_lines
 
 from .pg import PostgresServer
 
@@ -175,17 +175,18 @@ async def test_translation_memory_and_usage_are_shared_between_gateways(db_url):
     a, b = PostgresStore(db_url), PostgresStore(db_url)
     await asyncio.gather(a.open(), b.open())
     try:
-        await a.tm_put("sig", [("hello world", "Hallo Welt"), ("good night", "Gute Nacht")], now=1.0, max_entries=3)
-        got = await b.tm_get("sig", ["hello world", "unknown", "hello world"], now=2.0)
-        assert got == {"hello world": "Hallo Welt"}
-        assert await b.tm_get("other-signature", ["hello world"], now=2.0) == {}
-        await b.tm_put("sig", [("thank you", "Danke"), ("yes", "Ja")], now=3.0, max_entries=3)
+        await a.tm_put("", "sig", [("hello world", "Hallo Welt"), ("good night", "Gute Nacht")], now=1.0, max_entries=3)
+        got = await b.tm_get("", "sig", ["hello world", "unknown", "hello world"], now=2.0)
+        assert {k: v.target for k, v in got.items()} == {"hello world": "Hallo Welt"}
+        assert await b.tm_get("", "other-signature", ["hello world"], now=2.0) == {}
+        await b.tm_put("", "sig", [("thank you", "Danke"), ("yes", "Ja")], now=3.0, max_entries=3)
         assert await a.tm_size() == 3  # bound kept across gateways: the least recently used ("good night") left
-        assert await a.tm_get("sig", ["good night", "hello world"], now=4.0) == {"hello world": "Hallo Welt"}
+        got = await a.tm_get("", "sig", ["good night", "hello world"], now=4.0)
+        assert {k: v.target for k, v in got.items()} == {"hello world": "Hallo Welt"}
         # two gateways writing the same entries at once: no deadlock, one row each
         await asyncio.gather(
             *(
-                s.tm_put("sig", [(f"s{i}", f"t{i}") for i in range(50)][::step], now=5.0, max_entries=1000)
+                s.tm_put("", "sig", [(f"s{i}", f"t{i}") for i in range(50)][::step], now=5.0, max_entries=1000)
                 for s, step in ((a, 1), (b, -1))
                 for _ in range(3)
             )
@@ -242,3 +243,30 @@ async def test_retention_and_storage_accounting(store):
     from helpers import check_retention
 
     await check_retention(store)
+
+
+async def test_translation_memory_scopes_origins_pinning_and_purge(store):
+    await check_memory_store(store)
+
+
+async def test_racing_imports_never_pass_a_keys_limit(db_url):
+    from batchmt_server.stores.base import MemoryFull
+
+    a, b = PostgresStore(db_url), PostgresStore(db_url)
+    await asyncio.gather(a.open(), b.open())
+    try:
+        results = await asyncio.gather(
+            a.tm_import("k", [(f"a{i}", "x") for i in range(3)], 1.0, 4),
+            b.tm_import("k", [(f"b{i}", "x") for i in range(3)], 1.0, 4),
+            return_exceptions=True,
+        )
+        assert sorted(type(r).__name__ for r in results) == ["MemoryFull", "int"]
+        assert any(isinstance(r, MemoryFull) for r in results) and await a.tm_count("k", "human") == 3
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_glossaries_are_stored_per_owner_with_their_limit(store):
+    from helpers import check_glossary_store
+
+    await check_glossary_store(store)

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, file_key_id, hash_key, read_key_file
+from batchmt_server.auth.keys import InProcessKeyStore, KeyRecord, KeyRing, file_key_id, hash_key, read_key_file
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.http.app import create_app
 from batchmt_server.http.middleware import json_depth_exceeds
@@ -41,7 +41,7 @@ async def front(keys: KeyRing | None = None, **settings):
 
 
 def ring() -> KeyRing:
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["k1"] = KeyRecord(id="k1", name="alice", key_hash=hash_key(USER_KEY), role="user")
     return KeyRing(
         store,
@@ -298,7 +298,7 @@ async def test_uploads_stream_through_counted_and_are_refused_at_the_limit():
 
 
 async def test_a_keys_request_rate_is_429_with_retry_after_before_the_body_is_read():
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["k2"] = KeyRecord(id="k2", name="slow", key_hash=hash_key(USER_KEY), role="user", rate_requests=2)
     async with front(KeyRing(store, refresh_s=0.0)) as (c, _):
         codes = [

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key, read_key_file
+from batchmt_server.auth.keys import InProcessKeyStore, KeyRecord, KeyRing, hash_key, read_key_file
 from batchmt_server.engines.fake import FakeEngine
 from batchmt_server.http.app import create_app
 from batchmt_server.settings import Settings
@@ -55,7 +55,7 @@ async def gateway(
 
 # ---------------------------------------------------------------------------- D2: auth never falls open
 async def test_revoking_the_last_store_key_keeps_authentication_on():
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
     async with gateway(KeyRing(store, [], refresh_s=0.0)) as (c, _):
         f = (await upload(c, jsonl([line("x", "Hello there.")]), as_(ALICE))).json()
@@ -70,7 +70,7 @@ async def test_revoking_the_last_store_key_keeps_authentication_on():
 
 async def test_a_store_holding_only_revoked_keys_starts_with_authentication_on():
     """A restart after the last key was revoked: the revoked key still counts."""
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user", revoked_at=1.0)
     async with gateway(KeyRing(store, [], refresh_s=0.0)) as (c, _):
         assert (await c.get("/v1/info")).status_code == 401
@@ -112,8 +112,8 @@ async def test_removing_a_key_file_line_does_not_hand_its_files_to_the_next_key(
 
 
 # ---------------------------------------------------------------------------- D4, D5: charge what runs, once
-def quota_ring(**limits) -> tuple[KeyRing, MemoryKeyStore]:
-    store = MemoryKeyStore()
+def quota_ring(**limits) -> tuple[KeyRing, InProcessKeyStore]:
+    store = InProcessKeyStore()
     store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user", **limits)
     return KeyRing(store, [], refresh_s=0.0), store
 
@@ -232,7 +232,7 @@ async def test_an_upload_trickled_byte_by_byte_is_cut_at_the_whole_body_deadline
 
 
 async def test_concurrent_uploads_per_key_are_capped():
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
     store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(BOB), role="user")
     async with gateway(KeyRing(store, [], refresh_s=0.0), max_concurrent_uploads=2) as (c, _):
@@ -249,7 +249,7 @@ async def test_concurrent_uploads_per_key_are_capped():
 
 # ---------------------------------------------------------------------------- D9: the memory is per tenant
 async def test_memory_hits_never_reveal_another_tenants_sentences(tmp_path):
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
     store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(BOB), role="user")
     eng = FakeEngine()
@@ -318,7 +318,7 @@ async def test_the_openai_package_deletes_a_file():
 
 
 async def test_deleting_a_batchs_files_deletes_its_lines_and_another_tenant_cannot_delete():
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
     store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(BOB), role="user")
     async with gateway(KeyRing(store, [], refresh_s=0.0)) as (c, app):
@@ -488,7 +488,7 @@ async def test_a_full_disk_gives_507_turns_readyz_not_ready_and_loses_nothing(sm
 # ---------------------------------------------------------------------------- revocation stops a tenant's work
 async def test_revoking_a_key_cancels_its_running_batches():
     admin = "admin-key-0123456789abcdef"
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
     store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(BOB), role="user")
     ring = KeyRing(
@@ -517,7 +517,7 @@ async def test_revoking_a_key_cancels_its_running_batches():
 
 # ---------------------------------------------------------------------------- packing and sharing across tenants
 def two_tenants() -> KeyRing:
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(ALICE), role="user")
     store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(BOB), role="user")
     return KeyRing(store, [], refresh_s=0.0)

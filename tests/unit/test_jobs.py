@@ -279,8 +279,8 @@ async def test_ensemble_results_are_remembered_under_their_own_signature(tmp_pat
         store = app.state.jobs.store
         from batchmt_server.pipeline.memory import normalise
 
-        assert await store.tm_get(best["signature"], [normalise("Good morning to you.")], time.time())
-        assert await store.tm_get(fast["signature"], [normalise("Good morning to you.")], time.time())
+        assert await store.tm_get("", best["signature"], [normalise("Good morning to you.")], time.time())
+        assert await store.tm_get("", fast["signature"], [normalise("Good morning to you.")], time.time())
 
 
 async def test_job_prompt_cap_leaves_places_free_halves_under_interactive_load_and_grows_back():
@@ -325,12 +325,12 @@ async def test_an_upload_larger_than_a_translate_body_passes_the_front_and_its_o
 async def test_with_keys_on_files_and_batches_belong_to_their_key():
     import httpx
 
-    from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
+    from batchmt_server.auth.keys import InProcessKeyStore, KeyRecord, KeyRing, hash_key
     from batchmt_server.http.app import create_app
     from batchmt_server.settings import Settings
 
     alice, bob, admin = "alice-key-0123456789abcdef", "bob-key-0123456789abcdef", "admin-key-0123456789abcdef"
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["a"] = KeyRecord(id="a", name="alice", key_hash=hash_key(alice), role="user")
     store._keys["b"] = KeyRecord(id="b", name="bob", key_hash=hash_key(bob), role="user")
     keys = KeyRing(
@@ -382,12 +382,12 @@ async def test_with_keys_on_files_and_batches_belong_to_their_key():
 async def test_a_batch_is_charged_to_its_keys_quota_when_created():
     import httpx
 
-    from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
+    from batchmt_server.auth.keys import InProcessKeyStore, KeyRecord, KeyRing, hash_key
     from batchmt_server.http.app import create_app
     from batchmt_server.settings import Settings
 
     key = "quota-key-0123456789abcdef"
-    store = MemoryKeyStore()
+    store = InProcessKeyStore()
     store._keys["q"] = KeyRecord(id="q", name="q", key_hash=hash_key(key), role="user", chars_per_day=100)
     s = Settings(engine="fake", max_wait_ms=1, warmup=False, calibration="off")
     app = create_app(s, engine=FakeEngine(), keys=KeyRing(store, [], refresh_s=0.0))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from batchmt_server.auth.keys import (
+    InProcessKeyStore,
     KeyRecord,
     KeyRing,
     LimitExceeded,
-    MemoryKeyStore,
     TokenBucket,
     hash_key,
     new_key,
@@ -48,7 +48,7 @@ def test_periods_end_at_utc_midnight_and_month_end():
 
 async def test_quota_is_456_with_retry_after_and_counts_nothing_when_refused():
     rec = KeyRecord(id="k", name="k", key_hash=hash_key("x" * 20), chars_per_day=100, chars_per_month=150)
-    ring = KeyRing(MemoryKeyStore())
+    ring = KeyRing(InProcessKeyStore())
     await ring.charge(rec, 60, 2)
     with pytest.raises(LimitExceeded) as exc:
         await ring.charge(rec, 50, 1)

@@ -237,7 +237,7 @@ async def test_the_store_s_traffic_becomes_grow_sources(tmp_path):
     await store.open()
     try:
         await store.tm_put(
-            "sig", [("the harbour was quiet that night", "der Hafen war still")], now=1.0, max_entries=10
+            "", "sig", [("the harbour was quiet that night", "der Hafen war still")], now=1.0, max_entries=10
         )
         body = {"texts": ["Our lab moved to the third floor. The old rooms are empty now."]}
         await store.create_job(

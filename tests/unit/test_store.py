@@ -128,13 +128,15 @@ async def test_concurrent_claimers_on_one_file_never_share_a_line(tmp_path):
 
 
 async def test_translation_memory_bound_and_lru(store):
-    await store.tm_put("sig", [(f"s{i}", f"t{i}") for i in range(10)], now=1.0, max_entries=10)
-    assert await store.tm_get("sig", ["s0", "s5", "nope"], now=2.0) == {"s0": "t0", "s5": "t5"}
-    await store.tm_put("sig", [("s10", "t10"), ("s11", "t11")], now=3.0, max_entries=10)
+    await store.tm_put("", "sig", [(f"s{i}", f"t{i}") for i in range(10)], now=1.0, max_entries=10)
+    got = await store.tm_get("", "sig", ["s0", "s5", "nope"], now=2.0)
+    assert {k: v.target for k, v in got.items()} == {"s0": "t0", "s5": "t5"}
+    await store.tm_put("", "sig", [("s10", "t10"), ("s11", "t11")], now=3.0, max_entries=10)
     assert await store.tm_size() == 10
-    got = await store.tm_get("sig", [f"s{i}" for i in range(12)], now=4.0)
+    got = await store.tm_get("", "sig", [f"s{i}" for i in range(12)], now=4.0)
     assert set(got) == {"s0", "s5", "s10", "s11", "s3", "s4", "s6", "s7", "s8", "s9"}  # s1, s2 were least recent
-    assert await store.tm_get("other-signature", ["s0"], now=5.0) == {}
+    assert await store.tm_get("", "other-signature", ["s0"], now=5.0) == {}
+    assert await store.tm_get("another-key", "sig", ["s0"], now=5.0) == {}  # another scope: nothing
 
 
 async def test_unknown_database_url_is_refused(tmp_path):
@@ -153,21 +155,24 @@ async def test_translation_memory_reads_a_burst_of_lookups_in_one_query(store):
 
     from batchmt_server.pipeline.memory import TranslationMemory
 
-    await store.tm_put("sig", [(f"Sentence {i}.", f"Satz {i}.") for i in range(0, 40, 2)], 1.0, 1000)
+    await store.tm_put("", "sig", [(f"Sentence {i}.", f"Satz {i}.") for i in range(0, 40, 2)], 1.0, 1000)
     calls: list[int] = []
     real_get = store.tm_get
 
-    async def counted(signature, sources, now):
+    async def counted(scope, signature, sources, now):
         calls.append(len(sources))
-        return await real_get(signature, sources, now)
+        return await real_get(scope, signature, sources, now)
 
     store.tm_get = counted
     memory = TranslationMemory(store, 1000, hot_entries=0)  # no hot cache: every lookup asks the store
-    results = await asyncio.gather(*(memory.lookup("sig", [f"Sentence {i}.", f"Sentence {i + 1}."]) for i in range(20)))
+    results = await asyncio.gather(
+        *(memory.lookup("", "sig", [f"Sentence {i}.", f"Sentence {i + 1}."]) for i in range(20))
+    )
     assert calls == [21]  # twenty requests' lookups: one query with all 21 distinct sources
     for i, found in enumerate(results):  # each caller gets its own hits only
-        assert found == ({f"Sentence {i}.": f"Satz {i}."} if i % 2 == 0 else {f"Sentence {i + 1}.": f"Satz {i + 1}."})
-    assert await memory.lookup("other", ["Sentence 0."]) == {} and calls == [21, 1]  # another signature: its own
+        got = {k: v.target for k, v in found.items()}
+        assert got == ({f"Sentence {i}.": f"Satz {i}."} if i % 2 == 0 else {f"Sentence {i + 1}.": f"Satz {i + 1}."})
+    assert await memory.lookup("", "other", ["Sentence 0."]) == {} and calls == [21, 1]  # another signature: its own
 
 
 async def test_a_caller_that_goes_away_does_not_cancel_the_others_read(store):
@@ -175,10 +180,16 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_others_read(store):
 
     from batchmt_server.pipeline.memory import TranslationMemory
 
-    await store.tm_put("sig", [("Hello.", "Hallo.")], 1.0, 1000)
+    await store.tm_put("", "sig", [("Hello.", "Hallo.")], 1.0, 1000)
     memory = TranslationMemory(store, 1000, hot_entries=0)
-    gone = asyncio.create_task(memory.lookup("sig", ["Hello."]))
-    stays = asyncio.create_task(memory.lookup("sig", ["Hello."]))
+    gone = asyncio.create_task(memory.lookup("", "sig", ["Hello."]))
+    stays = asyncio.create_task(memory.lookup("", "sig", ["Hello."]))
     await asyncio.sleep(0)  # both joined the read
     gone.cancel()
-    assert await stays == {"Hello.": "Hallo."}
+    assert {k: v.target for k, v in (await stays).items()} == {"Hello.": "Hallo."}
+
+
+async def test_glossaries_are_stored_per_owner_with_their_limit(store):
+    from helpers import check_glossary_store
+
+    await check_glossary_store(store)

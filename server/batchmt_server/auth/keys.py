@@ -37,7 +37,7 @@ __all__ = [
     "KeyRecord",
     "KeyRing",
     "KeyStore",
-    "MemoryKeyStore",
+    "InProcessKeyStore",
     "LimitExceeded",
     "TokenBucket",
     "hash_key",
@@ -112,8 +112,9 @@ def _zero() -> dict:
     return {"characters": 0, "sentences": 0, "requests": 0}
 
 
-class MemoryKeyStore:
-    """Keys and usage in memory (tests; static keys' usage when there is no store)."""
+class InProcessKeyStore:
+    """Keys and usage in this process only, in dicts (tests; static keys' usage when there is no store). (Named
+    ``MemoryKeyStore`` before: "memory" now means the translation memory only.)"""
 
     def __init__(self) -> None:
         self._keys: dict[str, KeyRecord] = {}
@@ -148,6 +149,10 @@ class MemoryKeyStore:
 
     async def usage(self, key_id: str | None, period: str) -> dict[str, dict]:
         return {k: dict(u) for (k, p), u in self._usage.items() if p == period and key_id in (None, k)}
+
+
+#: the old name of :class:`InProcessKeyStore` (kept for one release; not in ``__all__``)
+MemoryKeyStore = InProcessKeyStore
 
 
 class TokenBucket:
@@ -246,7 +251,7 @@ class KeyRing:
         self._opened = False
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._counts: dict[tuple[str, str], dict] = {}
-        self._static_usage = MemoryKeyStore()
+        self._static_usage = InProcessKeyStore()
         self._refresh_lock: asyncio.Lock | None = None
 
     @classmethod

@@ -6,7 +6,6 @@ import asyncio
 import errno
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -16,10 +15,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..auth.admission import charge_key
+from ..auth.admission import admission
 from ..auth.keys import KeyRing
 from ..engines import Engine
 from ..engines.openai_http import ReplicaCollector
+from ..glossaries.api_router import install_glossaries
+from ..glossaries.serving import GlossaryServing
 from ..jobs.api_router import install_jobs
 from ..jobs.serving import (
     JobsCollector,
@@ -29,6 +30,7 @@ from ..jobs.serving import (
     free_disk_bytes,
     jobs_usage,
 )
+from ..memory.api_router import install_memory
 from ..pipeline.gateway import Gateway
 from ..pipeline.translator import LANGUAGE_PAIRS, Translator
 from ..prompting.template import Template
@@ -150,8 +152,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         app.state.jobs = jobs
         app.state.jobs_serving = JobsServing(jobs, settings, keys, model=lambda: app.state.gateway.model_name)
         memory = jobs.translation_memory(settings.translation_memory_size)
+        app.state.glossaries = GlossaryServing.from_settings(jobs.store, settings)
         gw = Gateway(
-            settings, template, prices=Prices.from_settings(settings), owns_engine=engine is None, memory=memory
+            settings,
+            template,
+            prices=Prices.from_settings(settings),
+            owns_engine=engine is None,
+            memory=memory,
+            glossaries=app.state.glossaries,
         )
         app.state.gateway = gw
         collector = StatsCollector(
@@ -195,18 +203,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     def gateway(request: Request) -> Gateway:
         return request.app.state.gateway
 
-    def admission(request: Request):
-        """The caller's key's quota and character rate, charged once the request is valid (None: keys off)."""
-        rec = principal_of(request)
-        if rec is None:
-            return None
-
-        async def admit(characters: int, sentences: int) -> Callable[[], Awaitable[None]]:
-            await charge_key(keys, rec, characters, sentences)
-            return partial(keys.refund, rec, characters, sentences)
-
-        return admit
-
     def require_ready(gw: Gateway) -> Translator:
         if gw.translator is None or not gw.ready.is_set():
             why = gw.boot_error or "the engine is still starting"
@@ -217,7 +213,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         "/v1/translate",
         response_model=TranslateResponse,
         tags=["translate"],
-        responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
+        responses={400: {}, 401: {}, 404: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
     )
     async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
         """Translate sentences English→German. One entry per input, in order; a sentence that
@@ -230,7 +226,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
             raise
         rec = principal_of(request)
         return await translator.translate(
-            body, partial(client_gone, request), admit=admission(request), tenant=rec.id if rec is not None else None
+            body, partial(client_gone, request), admit=admission(keys, rec), tenant=rec.id if rec is not None else None
         )
 
     @app.get("/v1/info", response_model=Info, tags=["translate"])
@@ -301,4 +297,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     install_docs(app)
     install_openapi_limits(app, settings, lambda: keys.enabled)
     install_jobs(app)
+    install_glossaries(app)
+    install_memory(app)
     return app

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..auth.admission import limit_error
 from ..auth.keys import KeyRecord, KeyRing, KeyStoreUnavailable, LimitExceeded
 
 __all__ = ["GuardMiddleware", "GuardConfig", "request_id_var", "RequestIdFilter", "json_depth_exceeds", "principal_of"]
@@ -61,8 +62,9 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _INNERMOST = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
-#: file uploads (batch jobs): their own size limit (``--job-max-file-bytes``, plus the multipart framing)
-UPLOAD_PATHS = frozenset({"/v1/files"})
+#: file uploads (batch jobs, memory imports): their own size limit (``--job-max-file-bytes``, plus the multipart
+#: framing)
+UPLOAD_PATHS = frozenset({"/v1/files", "/v1/memory/import"})
 DASHBOARD_PREFIX = "/dashboard"
 #: pages a browser opens: a 401 there asks for Basic auth (the key as the password), so the browser prompts
 BROWSER_PREFIXES = ("/dashboard", "/docs", "/redoc", "/openapi.json")
@@ -350,7 +352,8 @@ class GuardMiddleware:
                 try:
                     self.config.keys.admit_request(rec)
                 except LimitExceeded as exc:
-                    raise _Refused(exc.status, exc.code, exc.message, {"Retry-After": str(exc.retry_after)}) from None
+                    err = limit_error(exc)
+                    raise _Refused(err.status, err.code, err.message, err.headers) from None
                 scope.setdefault("state", {})["principal"] = rec
             stream = None
             uploader = None

@@ -244,7 +244,8 @@ class JobsRuntime:
         """The persistent translation memory on this store (written out when the runtime closes); None if off."""
         from ..pipeline.memory import TranslationMemory
 
-        self.memory = TranslationMemory(self.store, max_entries) if max_entries > 0 else None
+        human = getattr(self.settings, "memory_max_human_entries", 100_000)
+        self.memory = TranslationMemory(self.store, max_entries, max_human_entries=human) if max_entries > 0 else None
         return self.memory
 
     @classmethod
@@ -467,6 +468,7 @@ class JobsServing:
             raise APIError(422, "invalid_file", "the input file's purpose is not 'batch'", param="input_file_id")
         content = await self.rt.store.file_content(f.id) or b""
         lines = await asyncio.to_thread(validate_lines, content, self.settings)
+        lines = await self._check_glossaries(caller, lines)
         if not lines:
             raise APIError(422, "empty_file", "the input file has no request lines", param="input_file_id")
         if len(lines) > self.config.max_requests:
@@ -503,6 +505,28 @@ class JobsServing:
         if self.rt.worker is not None:
             self.rt.worker.wake()
         return self._batch(job)
+
+    async def _check_glossaries(self, caller: Caller, lines: list[NewLine]) -> list[NewLine]:
+        """A line naming a glossary its key does not have fails now, in the error file (404 glossary_not_found, as
+        ``/v1/translate`` answers it), not after the batch started."""
+        known: dict[str, bool] = {}
+        out = []
+        for ln in lines:
+            gid = None
+            if ln.body is not None and '"glossary_id":null' not in ln.body:
+                gid = json.loads(ln.body).get("glossary_id")
+            if gid is not None:
+                if gid not in known:
+                    g = await self.rt.store.glossary_get(gid)
+                    known[gid] = g is not None and g.owner == caller.owner
+                if not known[gid]:
+                    message = f"line {ln.line_no}: no glossary {gid[:64]!r} for this key"
+                    error = error_line(
+                        ln.custom_id, 404, "glossary_not_found", message, param="body.glossary_id", line=ln.line_no
+                    )
+                    ln = NewLine(ln.line_no, ln.custom_id, error_output=error)
+            out.append(ln)
+        return out
 
     def _check_create(self, body: CreateBatch) -> tuple[int, dict[str, str] | None]:
         """The request's own fields: endpoint, completion window (in seconds), metadata."""

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,6 +22,7 @@ from typing import Literal
 from ..engines import EngineError
 from ..engines.base import EngineDead
 from ..prompting.parsing import Slot
+from ..prompting.steer import Steer
 from ..telemetry.stats import Stats
 from ..telemetry.usage import EngineUsage
 from ..text.placeholders import check_masks
@@ -65,7 +66,9 @@ class Outcome:
     error_code: str | None = None
     error_message: str | None = None
     usage: EngineUsage = EngineUsage()  # the engine work this caller carries
-    memory: bool = False  # served from the translation memory
+    #: served from the translation memory (pipeline/memory.py; set by the Translator, never by the batcher): the
+    #: origin of the entry, ``model`` or ``human``
+    from_memory: Literal["model", "human"] | None = None
     coalesced: bool = False  # shared the engine work of an identical sentence in flight
     flagged: bool = False  # a flagged slot kept as the model's own answer (never remembered)
     #: still a copy of the English (or a loop) after a different, sampled second try: delivered, but not as "ok"
@@ -92,7 +95,18 @@ class Item:
     priority: int = 0  # 0: interactive; > 0: batch-job work, sent in the capacity interactive callers leave
     sampled: bool = False  # re-sent sampled: greedy would repeat its damaged masks or flagged one-sentence output
     logprobs: bool = False  # a caller asked for its confidence: its prompt asks the engine for log-probabilities
-    tenant: str | None = None  # the caller's key: its sentences share work (coalescing, memory) with its own only
+    tenant: str | None = None  # the caller's key: its sentences share work (coalescing) with its own only
+    #: formality and glossary terms (steer.py): packed only with the same prefix variant, checked after generation
+    steer: Steer | None = None
+    rechecked: bool = False  # re-sent once after failing the steer's check (glossary term, register)
+
+    @property
+    def key(self) -> tuple[str | None, str, Steer | None]:
+        return (self.tenant, self.text, self.steer)
+
+    @property
+    def variant(self) -> tuple[str, bool]:
+        return self.steer.variant if self.steer is not None else ("default", False)
 
     @property
     def abandoned(self) -> bool:
@@ -113,7 +127,6 @@ class Batcher:
         max_attempts: int = 2,
         temperature: float = 0.0,
         policy: Literal["adaptive", "fixed"] = "adaptive",
-        memory_size: int = 0,
         cross_tenant_packing: bool = True,
         max_job_prompts: int | None = None,
         suspect_second_try: bool = False,
@@ -151,11 +164,9 @@ class Batcher:
         )
         self._job_prompts_in_flight = 0  # prompts of batch-job sentences only
         self._interactive_in_flight = 0  # prompts carrying at least one interactive sentence
-        #: (tenant, text) -> its queued or in-flight item (coalescing; one tenant's with its own only: a shared one
-        #: would tell a caller, by its zero usage, that another tenant sent the same sentence)
-        self._pending: dict[tuple[str | None, str], Item] = {}
-        self.memory_size = memory_size
-        self._memory: OrderedDict[tuple[str | None, str], str] = OrderedDict()  # per tenant, bounded (LRU)
+        #: (tenant, text, steer) -> its queued or in-flight item (coalescing; one tenant's with its own only: a shared
+        #: one would tell a caller, by its zero usage, that another tenant sent the same sentence)
+        self._pending: dict[tuple[str | None, str, Steer | None], Item] = {}
         #: sentences of different tenants (keys) may share a prompt (see settings.cross_tenant_packing)
         self.cross_tenant_packing = cross_tenant_packing
         self._wakeup = asyncio.Event()
@@ -207,6 +218,7 @@ class Batcher:
         *,
         logprobs: bool = False,
         tenant: str | None = None,
+        steers: list[Steer | None] | None = None,
     ) -> list[asyncio.Future]:
         """Queue ``texts`` (all or none). Raises :class:`QueueFull`. ``priority`` > 0: batch-job work (its own
         queue and limit, sent after interactive sentences). ``logprobs``: the caller wants each translation's
@@ -217,15 +229,13 @@ class Batcher:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         futures = []
-        for text in texts:
+        for k, text in enumerate(texts):
             fut = loop.create_future()
             futures.append(fut)
-            key = (tenant, text)
-            if key in self._memory:  # translated before (for this tenant): no engine work
-                self._memory.move_to_end(key)
-                fut.set_result(Outcome(self._memory[key], memory=True))
-                self.stats.record_reuse("memory")
-                continue
+            steer = steers[k] if steers is not None else None
+            if steer is not None and steer.empty:
+                steer = None
+            key = (tenant, text, steer)
             item = self._pending.get(key)
             if item is not None and not item.abandoned:  # the same sentence is on its way already
                 item.waiters.append(fut)
@@ -246,6 +256,7 @@ class Batcher:
                 priority=priority,
                 logprobs=logprobs,
                 tenant=tenant,
+                steer=steer,
             )
             self._pending[key] = item
             queue.append(item)
@@ -312,6 +323,7 @@ class Batcher:
                 tokens + item.tokens > self.max_prompt_tokens
                 or item.max_pack < len(batch) + 1
                 or (not self.cross_tenant_packing and item.tenant != batch[0].tenant)
+                or item.variant != batch[0].variant
             ):
                 skipped.append(item)
                 continue
@@ -381,6 +393,7 @@ class Batcher:
                     # an interactive repair goes before the engine's waiting prompts: its caller has waited once
                     priority=priority - 1 if priority <= 0 and any(it.usage.resent for it in batch) else priority,
                     logprobs=any(it.logprobs for it in batch),
+                    steers=[it.steer or Steer() for it in batch] if any(it.steer for it in batch) else None,
                 )
             except EngineDead as exc:  # no retry can succeed: fail at once, and tell the gateway
                 log.error("the engine died: %s", exc)
@@ -401,6 +414,17 @@ class Batcher:
                 if damage is not None:  # placeholders or inline tags lost, doubled, invented or reordered
                     it.sampled = True
                     self._repair(it, "placeholder", len(batch), f"protected spans damaged: {damage}")
+                elif slot.ok and it.steer is not None and (why := it.steer.check(slot.text or "")) is not None:
+                    # a required glossary term missing, or the wrong register under formality more/less: re-sent
+                    # once alone (sampled), then delivered suspect (never "ok", never remembered)
+                    if it.steer.resend and not it.rechecked and it.attempts + 1 < self.max_attempts:
+                        it.rechecked = it.sampled = True
+                        self._repair(it, why, 1, f"translation failed the {why} check")
+                        continue
+                    self.stats.record_flagged_slot(why, resent=False)
+                    self.stats.record_suspect(why)
+                    self._record_baseline(it, call, batch)
+                    self._resolve(it, slot.text, flagged=True, suspect=why, confidence=_confidence(it, call, slot))
                 elif slot.ok:
                     self._record_baseline(it, call, batch)
                     self._resolve(it, slot.text, confidence=_confidence(it, call, slot))
@@ -449,8 +473,8 @@ class Batcher:
         )
 
     def _forget(self, it: Item) -> None:
-        if self._pending.get((it.tenant, it.text)) is it:
-            del self._pending[(it.tenant, it.text)]
+        if self._pending.get(it.key) is it:
+            del self._pending[it.key]
 
     def _resolve(
         self,
@@ -479,11 +503,6 @@ class Batcher:
                     )
                 )
                 first = False
-        if text is not None and not flagged and self.memory_size > 0:
-            self._memory[(it.tenant, it.text)] = text
-            self._memory.move_to_end((it.tenant, it.text))
-            while len(self._memory) > self.memory_size:
-                self._memory.popitem(last=False)
 
     def _repair(self, it: Item, reason: str, pack: int, message: str) -> None:
         """Re-send ``it`` in a smaller prompt; at one per prompt, retry up to ``max_attempts``."""

@@ -121,7 +121,6 @@ async def translate_fixed(
         max_sentences_per_prompt=pack,
         policy="fixed",
         max_prompt_tokens=max_prompt_tokens,
-        memory_size=0,
     )
     b.start()
     try:

@@ -31,6 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..engines import EngineError
+from ..prompting.steer import Steer
 from ..telemetry.stats import Stats
 from ..telemetry.usage import EngineUsage
 from .consensus import Candidate, agreement, mbr_select, should_stop, span_confidence
@@ -150,7 +151,12 @@ class Ensemble:
         self.history: deque[EnsembleRun] = deque(maxlen=history)
 
     async def run(
-        self, texts: list[str], config: EnsembleConfig, request_id: int = 0, priority: int = 0
+        self,
+        texts: list[str],
+        config: EnsembleConfig,
+        request_id: int = 0,
+        priority: int = 0,
+        steers: list[Steer] | None = None,
     ) -> EnsembleRun:
         """Translate ``texts`` with ``config.rounds`` rounds; results in input order. ``priority`` > 0: batch-job
         work (the engine's priority scheduling runs it after interactive prompts)."""
@@ -178,7 +184,7 @@ class Ensemble:
                 temp, seed = (config.temperature, rng.randrange(1 << 30)) if repeat else (0.0, None)
                 rec = PromptRecord(r, list(b), temp)
                 prompts.append(rec)
-                jobs.append(self._send(texts, tokens, rec, seed, results, priority))
+                jobs.append(self._send(texts, tokens, rec, seed, results, priority, steers))
             await asyncio.gather(*jobs)
             for i in active:
                 results[i].rounds += 1
@@ -232,6 +238,7 @@ class Ensemble:
         seed: int | None,
         results: list[EnsembleSentence],
         priority: int = 0,
+        steers: list[Steer] | None = None,
     ) -> None:
         batch = rec.sentences
         try:
@@ -243,6 +250,7 @@ class Ensemble:
                     seed=seed,
                     logprobs=True,
                     priority=priority,
+                    steers=[steers[i] for i in batch] if steers is not None else None,
                 )
         except EngineError as exc:
             rec.ok = False

@@ -62,7 +62,8 @@ class Gateway:
     started_at: float = field(default_factory=time.monotonic)
     ready_after_s: float | None = None
     owns_engine: bool = True  # an engine handed in by the caller is the caller's to close
-    memory: TranslationMemory | None = None  # the persistent translation memory (in the store); None: in-process LRU
+    memory: TranslationMemory | None = None  # the translation memory (in the store, a hot tier in process); None: off
+    glossaries: Any = None  # the store's glossaries (glossaries.serving.GlossaryServing); None: none kept
 
     calibration: Calibration | None = None
     template_choice: TemplateChoice | None = None  # template "auto": the variants measured and the one chosen
@@ -171,7 +172,6 @@ class Gateway:
                 max_attempts=s.max_attempts,
                 temperature=s.temperature,
                 policy=s.pack_policy,
-                memory_size=0 if self.memory is not None else s.translation_memory_size,
                 cross_tenant_packing=s.cross_tenant_packing,
                 suspect_second_try=s.suspect_second_try,
             )
@@ -188,6 +188,7 @@ class Gateway:
                 ensemble=self.ensemble,
                 prices=self.prices,
                 memory=self.memory,
+                glossaries=self.glossaries,
             )
             if s.warmup:
                 await self.runner.warmup()

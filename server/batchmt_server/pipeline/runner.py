@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..engines import Completion, Engine, EngineError, GenerationParams
 from ..engines.loop_stop import LoopRule, source_repeats
 from ..prompting.parsing import Slot
+from ..prompting.steer import Steer, merge_hints, steered_template
 from ..prompting.template import Template
 from ..telemetry.stats import Stats
 from ..telemetry.usage import EngineUsage
@@ -64,6 +65,16 @@ class PromptRunner:
         self.timeout_s = timeout_s
         self._capacity = asyncio.Semaphore(max_in_flight)
         self._in_flight = 0
+        self._variants: dict[tuple[str, bool], Template] = {}
+
+    def template_for(self, variant: tuple[str, bool]) -> Template:
+        """The prefix variant of the template for a steer's (formality, hints?) (steer.py); a chat template has
+        none (it keeps its own rendering: hints and formality then rely on the post-generation check alone)."""
+        if variant == ("default", False) or not isinstance(self.template, Template):
+            return self.template
+        if variant not in self._variants:
+            self._variants[variant] = steered_template(self.template, *variant)
+        return self._variants[variant]
 
     # ------------------------------------------------------------------ capacity
     @property
@@ -105,23 +116,31 @@ class PromptRunner:
         logprobs: bool = False,
         requests: int = 1,
         priority: int = 0,
+        steers: list[Steer] | None = None,
     ) -> PromptCall:
         """Send ``sources`` in one prompt (the caller holds a place). Raises :class:`EngineError` after
-        recording the failed prompt."""
+        recording the failed prompt. ``steers``: each source's (one variant for all; their hints merged)."""
         loop_rule = self.loop_rule
         if loop_rule is not None and any(source_repeats(s, loop_rule) for s in sources):
             loop_rule = None  # a source that repeats itself: its faithful translation repeats too
+        template = self.template
+        hints: tuple[tuple[str, str], ...] = ()
+        if steers:  # one formality per prompt (the batcher packs by variant); every sentence's hints
+            merged = merge_hints([st.hints for st in steers])
+            template = self.template_for((steers[0].formality, bool(merged)))
+            if isinstance(template, Template):
+                hints = merged
         params = GenerationParams(
-            max_tokens=self.template.max_tokens(tokens),
+            max_tokens=template.max_tokens(tokens),
             temperature=temperature,
             seed=seed,
-            stop=self.template.stop_for(len(sources)),
+            stop=template.stop_for(len(sources)),
             logprobs=logprobs,
             priority=priority,
-            prefix_chars=len(self.template.prefix),
+            prefix_chars=len(template.prefix),
             loop_stop=loop_rule,
         )
-        prompt = self.template.render(sources)
+        prompt = template.render(sources, hints) if hints else template.render(sources)
         t0 = time.monotonic()
         try:
             try:
@@ -157,8 +176,8 @@ class PromptRunner:
             )
             for t in tokens
         ]
-        slots = self.template.parse(completion.text, sources, completion.finish_reason)
-        calib = completion.prompt_tokens / max(1, self.template.prompt_tokens(prompt, self.engine.count_tokens))
+        slots = template.parse(completion.text, sources, completion.finish_reason)
+        calib = completion.prompt_tokens / max(1, template.prompt_tokens(prompt, self.engine.count_tokens))
         return PromptCall(prompt, completion, slots, shares, busy, calib)
 
     # ------------------------------------------------------------------ baseline (cost.py)

@@ -6,7 +6,10 @@ is waiting (``pressure() > 0``: interactive sentences queued or in flight) the c
 work back each have one, on the same signal:
 
 - the job worker (jobs/worker.py): job *lines* in flight (halves at every look, grows by one per 0.5 s);
-- the batcher (pipeline/batcher.py): job *prompts* in flight (halves at most every 0.1 s, grows by one per 0.25 s).
+- the batcher (pipeline/batcher.py): job *prompts* in flight (halves at most every 0.1 s, grows by one per 0.25 s);
+- admission (pipeline/translator.py, ``Translator.job_capacity``): job *ensemble sentence-rounds* in flight (they go
+  to the engine beside the batcher; halves at most every 0.1 s, grows by one per 0.25 s, on the interactive
+  sentences and ensemble rounds). A job line over it gets ``429 queue_full``, and the worker gives it back.
 
 Below both, the engine runs job prompts at a lower vLLM priority than interactive ones.
 """

@@ -7,11 +7,15 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..auth.admission import charge_units
+from ..auth.admission import Admit, Refund, charge_units
+from ..glossaries.terms import mask_terms
+from ..prompting.steer import Steer
 from ..prompting.template import Template
 from ..protocol.errors import APIError
 from ..protocol.schemas import (
@@ -23,28 +27,33 @@ from ..protocol.schemas import (
     TranslationError,
     Usage,
 )
-from ..protocol.validation import LANGUAGE_PAIRS, markup_error, validate_request
+from ..protocol.validation import (
+    LANGUAGE_PAIRS,
+    check_source_languages,
+    markup_error,
+    mismatch_message,
+    validate_request,
+)
 from ..settings import Settings
 from ..telemetry.cost import Prices
 from ..telemetry.stats import Stats
 from ..telemetry.usage import EngineUsage
 from ..text.documents import PreparedEntry
 from ..text.documents import prepare as prepare_entry
+from ..text.langid import MIN_SCORE, SAMPLE_CHARS, detect_language
 from ..text.markup import MarkupError
 from ..text.placeholders import check_masks
 from .batcher import Batcher, Outcome, QueueFull
 from .ensemble import Ensemble, EnsembleConfig
-from .memory import TranslationMemory
+from .memory import ANONYMOUS_SCOPE, TranslationMemory
+from .spare_capacity import SpareCapacity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..glossaries.serving import GlossaryServing, LoadedGlossary
 
 __all__ = ["Translator", "LANGUAGE_PAIRS", "signature", "pack_cap"]
 
 log = logging.getLogger("batchmt.translator")
-
-
-#: gives back what an admission charged (work refused or failed before the engine ran it)
-Refund = Callable[[], Awaitable[None]]
-#: ``admit(characters, sentences)``: charges the caller's key, raises :class:`APIError` to refuse
-Admit = Callable[[int, int], Awaitable[Refund | None]]
 
 
 def pack_cap(settings: Settings, calibrated_pack_limit: int | None) -> int:
@@ -63,10 +72,51 @@ def signature(template: Template, model: str, settings: Settings, calibrated_pac
     )
 
 
+def _unmask(text: str, back: dict[str, str]) -> str:
+    """A translation with the glossary's masks replaced by their target terms (a lost mask was repaired or failed
+    by the batcher's mask check before this)."""
+    for mask, target in back.items():
+        text = text.replace(mask, target)
+    return text
+
+
+@dataclass
+class _Progress:
+    """How far one request got, for its stats (:meth:`Translator._record`)."""
+
+    waiting: bool = False  # its sentences are with the batcher or the ensemble (a cancel now counts as cancelled)
+    dead: int = 0  # its segments lost with the engine
+
+
+@dataclass(frozen=True)
+class _SteerPlan:
+    """A request's glossary and formality, per engine text (steer.py): the steers, the mask -> target term maps of
+    glossary method "mask", and what the signature (and the memory key) add."""
+
+    steers: list[Steer] | None = None
+    unmask: list[dict[str, str]] | None = None
+    signature: str = ""
+
+
 def _retrieve(fut: asyncio.Future) -> None:
     """Consume a cancelled gather's outcome (a caller that went away has nobody left to read it)."""
     if not fut.cancelled():
         fut.exception()
+
+
+def _language_fields(entry: PreparedEntry, source_lang: str) -> dict[str, Any]:
+    """A Translation's ``detected_source_lang`` (when the check was sure) and, for a text in another language than
+    ``source_lang``, its ``source_lang_mismatch`` warning."""
+    found = entry.language if entry.language is not None and entry.language.score >= MIN_SCORE else None
+    if found is None:
+        return {}
+    if not found.differs_from(source_lang):
+        return {"detected_source_lang": found.lang}
+    message = f"{mismatch_message(found, source_lang)}: it was translated as {source_lang}"
+    return {
+        "detected_source_lang": found.lang,
+        "warnings": [TranslationError(code="source_lang_mismatch", message=message)],
+    }
 
 
 class Translator:
@@ -81,8 +131,12 @@ class Translator:
         ensemble: Ensemble | None = None,
         prices: Prices | None = None,
         memory: TranslationMemory | None = None,
+        glossaries: GlossaryServing | None = None,
     ) -> None:
         self.batcher, self.stats, self.settings = batcher, stats, settings
+        self.glossaries = glossaries  # resolves a request's glossary_id (None: no store, glossaries unavailable)
+        #: a segment missing a glossary term is re-sent once, then suspect (off: benchmarks measure hints alone)
+        self.glossary_check = True
         self.model = model
         self.signature = signature(template, model, settings, calibrated_pack_limit)
         self.calibrated_pack_limit = calibrated_pack_limit
@@ -90,7 +144,17 @@ class Translator:
         self.prices = prices or Prices.from_settings(settings)
         self.memory = memory  # the persistent translation memory (the store); None: off
         self._ids = itertools.count(1)
-        self._ensemble_load = 0  # sentence-rounds of quality balanced/best requests in flight (admission)
+        self._ensemble_load = 0  # sentence-rounds of interactive balanced/best requests in flight (admission)
+        self._job_ensemble_load = 0  # the same for batch-job lines: they never count against interactive callers
+        #: batch-job ensemble rounds (they go to the engine beside the batcher) run in the capacity interactive work
+        #: leaves: the one spare-capacity controller, in sentence-rounds, on the interactive load
+        self.job_capacity = SpareCapacity(
+            settings.max_queue_sentences, pressure=self._interactive_load, halve_every_s=0.1, grow_every_s=0.25
+        )
+
+    def _interactive_load(self) -> int:
+        """Interactive sentences queued or in flight, and interactive ensemble sentence-rounds (job back-pressure)."""
+        return self.batcher.interactive_active + self._ensemble_load
 
     def ensemble_config(self, quality: str) -> EnsembleConfig | None:
         """The ensemble a quality level runs (None: the one-pass batcher path)."""
@@ -116,21 +180,27 @@ class Translator:
         return self.signature if cfg is None else f"{self.signature}|quality:{quality}|ens:{cfg.describe()}"
 
     def validate(self, req: TranslateRequest) -> None:
-        validate_request(req, self.settings)
+        """The request's checks before any work, but its markup: :meth:`prepare` parses that, once (its
+        ``PreparedEntry`` carries the parsed document), and refuses markup that does not parse."""
+        validate_request(req, self.settings, markup=False)
 
     def prepare(self, req: TranslateRequest) -> list[PreparedEntry]:
-        """Every entry cut into protected segments (after ``validate``)."""
+        """Every entry cut into protected segments (after ``validate``), with its source language when
+        ``source_lang_check`` asks (one look per entry, not per segment). Raises ``invalid_markup`` (422) for
+        markup that does not parse, and ``source_lang_mismatch`` (422) under ``source_lang_check: "strict"``."""
         s, name = self.settings, req.entries_field
         out = []
         for i, text in enumerate(req.entries):
             try:
-                out.append(
-                    prepare_entry(
-                        text, req.split_sentences, s.max_sentence_chars, req.preserve_placeholders, req.tag_handling
-                    )
+                entry = prepare_entry(
+                    text, req.split_sentences, s.max_sentence_chars, req.preserve_placeholders, req.tag_handling
                 )
             except MarkupError as exc:
                 raise markup_error(name, i, exc) from None
+            if req.source_lang_check != "off":
+                entry = replace(entry, language=detect_language(entry.words(text, SAMPLE_CHARS)))
+            out.append(entry)
+        check_source_languages(req, [entry.language for entry in out])
         return out
 
     async def translate(
@@ -147,34 +217,75 @@ class Translator:
         raises :class:`APIError` to refuse, and returns a refund, awaited when the request is then refused
         (``queue_full``) or fails for the engine (``engine_unavailable``). An ensemble quality is charged its rounds
         times its characters (:func:`charge_units`). ``tenant``: the caller's key id; the translation memory is
-        that key's alone (a hit on another tenant's entry would tell that it translated the sentence)."""
+        that key's alone (a hit on another tenant's entry would tell that it translated the sentence).
+
+        The request's stats are recorded here, once, from how it ended (:meth:`_record`)."""
         t0 = time.monotonic()
+        progress = _Progress()
         try:
-            self.validate(req)
-            # Each entry is cut into segments (sentences; segmenter.py) whose placeholders and inline tags are
-            # masked (placeholders.py, markup.py); every segment travels through the batcher like any sentence
-            # and the entry is put back together with its layout (documents.py).
-            big = sum(map(len, req.entries)) > 50_000  # ~15 ms per 50k characters: off the event loop
-            prepared = await asyncio.to_thread(self.prepare, req) if big else self.prepare(req)
-        except APIError:
-            self.stats.record_request("rejected")
+            response = await self._translate(req, disconnected, priority, admit, tenant, progress)
+        except (APIError, asyncio.CancelledError) as exc:
+            self._record(exc, req, progress, t0)
             raise
+        self._record(response, req, progress, t0)
+        return response
+
+    def _record(
+        self, result: TranslateResponse | BaseException, req: TranslateRequest, progress: _Progress, t0: float
+    ) -> None:
+        """One request's stats from its outcome: answered (``ok`` / ``partial`` / ``failed`` by its texts, with its
+        texts, characters and memory hits), refused before any engine work (``rejected``), lost with the engine
+        (``failed``, with its lost segments) or given up by its caller while with the engine (``cancelled``)."""
+        st = self.stats
+        if isinstance(result, TranslateResponse):
+            failed = sum(t.status == "failed" for t in result.translations)
+            st.record_sentences("translated", len(result.translations) - failed, characters=result.usage.characters)
+            if failed:
+                st.record_sentences("failed", failed)
+            for _ in range(result.usage.memory_hits):
+                st.record_reuse("memory")
+            outcome = "ok" if not failed else ("failed" if failed == len(result.translations) else "partial")
+            st.record_request(outcome, time.monotonic() - t0)
+        elif isinstance(result, APIError) and result.code == "engine_unavailable":
+            st.record_request("failed", time.monotonic() - t0)
+            st.record_sentences("failed", progress.dead)
+        elif isinstance(result, APIError):
+            st.record_request("rejected")
+        elif progress.waiting:  # cancelled while its sentences were with the engine
+            st.record_request("cancelled")
+            st.record_sentences("cancelled", len(req.entries))
+
+    async def _translate(
+        self,
+        req: TranslateRequest,
+        disconnected: Callable[[], Awaitable[None]] | None,
+        priority: int,
+        admit: Admit | None,
+        tenant: str | None,
+        progress: _Progress,
+    ) -> TranslateResponse:
+        """Checked, prepared, admitted (charged), run; a charge is refunded when the work is then refused or lost."""
+        self.validate(req)
+        # Each entry is cut into segments (sentences; segmenter.py) whose placeholders and inline tags are
+        # masked (placeholders.py, markup.py); every segment travels through the batcher like any sentence
+        # and the entry is put back together with its layout (documents.py).
+        big = sum(map(len, req.entries)) > 50_000  # ~15 ms per 50k characters: off the event loop
+        prepared = await asyncio.to_thread(self.prepare, req) if big else self.prepare(req)
         texts: list[str] = [t for entry in prepared for t in entry.engine_texts]
+        glossary = await self._glossary(req, tenant)  # 404 for an unknown or another key's, before any work
+        texts, steers, unmask = self._steer(req, texts, glossary)
+        steer = _SteerPlan(steers, unmask, self._steer_signature(req, glossary))
         rid = next(self._ids)
         chars = sum(len(t) for t in req.entries)
         config = self.ensemble_config(req.quality)
         rounds = config.rounds if config is not None else 1
-        refund: Refund | None = None
+        # one-pass requests feed the batcher in windows (a long document never needs the whole queue)
+        self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds, priority)
+        refund: Refund | None = await admit(*charge_units(req.entries, rounds)) if admit is not None else None
         try:
-            # one-pass requests feed the batcher in windows (a long document never needs the whole queue)
-            self._check_capacity(len(texts) if config is not None else len(self._windows(texts)[0]), rounds)
-            if admit is not None:
-                refund = await admit(*charge_units(req.entries, rounds))
-        except APIError:
-            self.stats.record_request("rejected")
-            raise
-        try:
-            return await self._run(req, prepared, texts, rid, chars, config, disconnected, priority, t0, tenant)
+            return await self._run(
+                req, prepared, texts, rid, chars, config, disconnected, priority, progress, tenant, steer
+            )
         except APIError as exc:
             if refund is not None and exc.code in ("queue_full", "engine_unavailable"):
                 await refund()  # refused, or lost with the engine: nothing was delivered, nothing is charged
@@ -190,79 +301,90 @@ class Translator:
         config: EnsembleConfig | None,
         disconnected: Callable[[], Awaitable[None]] | None,
         priority: int,
-        t0: float,
+        progress: _Progress,
         tenant: str | None = None,
+        steer: _SteerPlan | None = None,
     ) -> TranslateResponse:
         n_entries = len(req.entries)
-        # the persistent translation memory, under the signature of what this quality runs
-        sig = self.signature_for(req.quality)
-        if tenant is not None:  # each key its own memory: memory_hits never reveals another tenant's sentences
-            sig = f"{sig}|tenant:{tenant}"
+        steer = steer or _SteerPlan()
+        steers = steer.steers
+        # the persistent translation memory, under the signature of what this quality runs (with the glossary's
+        # id@version and the formality: a "du" answer is never served for "Sie")
+        sig = self.signature_for(req.quality) + steer.signature
+        # each key its own memory (its scope): memory_hits never reveals another tenant's sentences
+        scope = tenant if tenant is not None else ANONYMOUS_SCOPE
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
-        remembered = await self.memory.lookup(sig, texts) if use_memory and self.memory is not None else {}
-        remembered = {t: v for t, v in remembered.items() if check_masks(t, v) is None}
+        remembered = await self.memory.lookup(scope, sig, texts) if use_memory and self.memory is not None else {}
+        remembered = {t: v for t, v in remembered.items() if check_masks(t, v.target) is None}
+        if steers is not None:  # a human entry answers under every signature: it must pass this request's check too
+            steer_of = {t: steers[k] for k, t in enumerate(texts)}
+            remembered = {t: v for t, v in remembered.items() if steer_of[t].check(v.target) is None}
         todo = [k for k, t in enumerate(texts) if t not in remembered]
         fresh: list[Outcome] = []
+        progress.waiting = True
         if todo and config is not None:
-            try:
-                fresh = await self._ensemble(
-                    [texts[k] for k in todo], rid, config, disconnected, priority, tenant=tenant
-                )
-            except asyncio.CancelledError:
-                self.stats.record_request("cancelled")
-                self.stats.record_sentences("cancelled", n_entries)
-                raise
+            fresh = await self._ensemble(
+                [texts[k] for k in todo],
+                rid,
+                config,
+                disconnected,
+                priority,
+                tenant=tenant,
+                steers=[steers[k] for k in todo] if steers is not None else None,
+            )
         elif todo:
             fresh = await self._one_pass(
                 [texts[k] for k in todo],
                 rid,
                 disconnected,
-                n_entries,
                 priority,
                 confidence=req.confidence,
                 tenant=tenant,
+                steers=[steers[k] for k in todo] if steers is not None else None,
             )
-        outcomes = [Outcome(remembered[t], memory=True) if t in remembered else None for t in texts]
+        progress.waiting = False
+        outcomes = [
+            Outcome(remembered[t].target, from_memory=remembered[t].origin) if t in remembered else None for t in texts
+        ]
         for k, o in zip(todo, fresh):
             outcomes[k] = o
-        dead = sum(o.error_code == "engine_dead" for o in fresh)
-        if dead:  # the engine died under this request: a retryable 503 (a restarted gateway or a replica can do it)
-            self.stats.record_request("failed", time.monotonic() - t0)
-            self.stats.record_sentences("failed", dead)
+        progress.dead = sum(o.error_code == "engine_dead" for o in fresh)
+        if progress.dead:  # the engine died under this request: a retryable 503 (a restarted gateway or a replica can)
             raise APIError(
                 503,
                 "engine_unavailable",
                 "the engine died while this request was in flight; retry it (this gateway restarts)",
                 headers={"Retry-After": "5"},
             )
-        if remembered:
-            for _ in range(len(texts) - len(todo)):
-                self.stats.record_reuse("memory")
         if use_memory and self.memory is not None:  # delivered, unflagged translations only
             keep = [(texts[k], o.text) for k, o in zip(todo, fresh) if o.text is not None and not o.flagged]
             try:
-                await self.memory.remember(sig, keep)
+                await self.memory.remember(scope, sig, keep)
             except Exception:  # the answer is delivered anyway; the memory is an optimisation
                 log.exception("could not store %d translations in the translation memory", len(keep))
+        if steer.unmask is not None:  # glossary method "mask": the target terms in place of their masks
+            back = steer.unmask
+            outcomes = [
+                o if o is None or o.text is None or not back[k] else replace(o, text=_unmask(o.text, back[k]))
+                for k, o in enumerate(outcomes)
+            ]
         translations: list[Translation] = []
         spent: list[EngineUsage] = [o.usage for o in outcomes if o is not None]
         k = 0
         for entry in prepared:
             mine = outcomes[k : k + entry.segments]
             k += entry.segments
-            translations.append(self._assemble(entry, mine))
+            translations.append(self._assemble(entry, mine, req.source_lang))
         total = EngineUsage.total(spent)
-        failed = sum(t.status == "failed" for t in translations)
-        self.stats.record_sentences("translated", len(translations) - failed, characters=chars)
-        if failed:
-            self.stats.record_sentences("failed", failed)
-        outcome = "ok" if not failed else ("failed" if failed == len(translations) else "partial")
-        self.stats.record_request(outcome, time.monotonic() - t0)
+        human = sum(o.from_memory == "human" for o in outcomes if o is not None)
         return TranslateResponse(
             id=f"tr-{secrets.token_hex(6)}",
             model=self.model,
             translations=translations,
-            signature=self.signature_for(req.quality) if config is not None else self.signature,
+            # a human entry of the translation memory decided some of the output: the signature says so
+            signature=(self.signature_for(req.quality) if config is not None else self.signature)
+            + steer.signature
+            + ("|tm:human" if human else ""),
             usage=Usage(
                 texts=n_entries,
                 sentences=n_entries,
@@ -281,13 +403,16 @@ class Translator:
                 ),
                 currency=self.prices.currency,
                 memory_hits=len(texts) - len(todo),
+                human_memory_hits=human,
             ),
         )
 
     @staticmethod
-    def _assemble(entry: PreparedEntry, outcomes: list[Outcome | None]) -> Translation:
+    def _assemble(entry: PreparedEntry, outcomes: list[Outcome | None], source_lang: str = "en") -> Translation:
         """One entry's Translation from its segments' outcomes: failed (or damaged) segments stay in the source
-        language in their place ('partial'); none translated is 'failed'."""
+        language in their place ('partial'); none translated is 'failed'. A text found in another language than
+        ``source_lang`` is 'suspect' (when otherwise 'ok') with a ``source_lang_mismatch`` warning."""
+        checked = _language_fields(entry, source_lang)
         text, kept = entry.assemble([o.text if o is not None else None for o in outcomes])
         failures = []
         for i in kept:
@@ -310,27 +435,85 @@ class Translator:
             for i, o in enumerate(outcomes)
             if o is not None and o.suspect is not None and i not in kept
         ]
+        origins = {o.from_memory for o in outcomes if o is not None}
+        memory = "human" if "human" in origins else ("model" if "model" in origins else None)
         known = [o.confidence for i, o in enumerate(outcomes) if o is not None and i not in kept]
         confidence = min(known) if known and all(c is not None for c in known) else None  # type: ignore[type-var]
         if not failures:
             return Translation(
                 text=text,
-                status="suspect" if suspects else "ok",
+                status="suspect" if suspects or checked.get("warnings") else "ok",
                 segments=n,
                 suspect_segments=suspects,
                 confidence=confidence,
+                memory=memory,
+                **checked,
             )
         error = TranslationError(code=failures[0].code, message=failures[0].message)
         if len(failures) == n:
-            return Translation(text=None, status="failed", error=error, segments=n, failed_segments=failures)
+            return Translation(text=None, status="failed", error=error, segments=n, failed_segments=failures, **checked)
         return Translation(
-            text=text, status="partial", error=error, segments=n, failed_segments=failures, suspect_segments=suspects
+            text=text,
+            status="partial",
+            error=error,
+            segments=n,
+            failed_segments=failures,
+            suspect_segments=suspects,
+            memory=memory,
+            **checked,
         )
 
-    def _check_capacity(self, lines: int, rounds: int) -> None:
+    async def _glossary(self, req: TranslateRequest, tenant: str | None) -> LoadedGlossary | None:
+        """The request's glossary for its caller (404 unknown or another key's) before any work."""
+        if req.glossary_id is None:
+            return None
+        if self.glossaries is None:
+            raise APIError(404, "glossary_not_found", "this gateway keeps no glossaries", param="glossary_id")
+        return await self.glossaries.resolve(req.glossary_id, tenant, req.source_lang, req.target_lang)
+
+    def _steer(
+        self, req: TranslateRequest, texts: list[str], glossary: LoadedGlossary | None
+    ) -> tuple[list[str], list[Steer] | None, list[dict[str, str]] | None]:
+        """Each engine text's steer (formality, glossary hints and required terms); with the glossary method
+        'mask', the texts with their terms masked and, per text, mask -> target term."""
+        if glossary is None and req.formality == "default":
+            return texts, None, None
+        method = self.settings.glossary_method
+        steers: list[Steer] = []
+        unmask: list[dict[str, str]] | None = [] if glossary is not None and method == "mask" else None
+        out = []
+        for text in texts:
+            matches = glossary.index.find(text) if glossary is not None else []
+            pairs = tuple(dict.fromkeys((m.source, m.target) for m in matches))
+            if unmask is not None:
+                text, back = mask_terms(text, matches)
+                unmask.append(back)
+                pairs = ()
+            out.append(text)
+            steers.append(
+                Steer(
+                    formality=req.formality,
+                    hints=pairs if method == "hints" else (),
+                    required=tuple(dict.fromkeys(t for _, t in pairs)) if self.glossary_check else (),
+                )
+            )
+        return out, steers, unmask
+
+    def _steer_signature(self, req: TranslateRequest, glossary: LoadedGlossary | None) -> str:
+        """What the glossary and the formality add to the signature (and so to the memory key)."""
+        out = ""
+        if glossary is not None:
+            out += f"|glossary:{glossary.ref}|gmethod:{self.settings.glossary_method}"
+        if req.formality != "default":
+            out += f"|formality:{req.formality}"
+        return out
+
+    def _check_capacity(self, lines: int, rounds: int, priority: int = 0) -> None:
         """A request that can never fit the queue is a 413 (not a 429 forever); ensemble work (``rounds`` > 1)
         counts ``lines * rounds`` against the same queue cap as the one-pass path, and one-pass requests count the
-        ensemble work in flight."""
+        interactive ensemble work in flight. Batch-job work (``priority`` > 0) never counts against interactive
+        callers: its ensemble rounds are admitted within :attr:`job_capacity` (its one-pass sentences within the
+        batcher's)."""
         cap = self.settings.max_queue_sentences
         need = lines * rounds
         if need > cap:
@@ -342,6 +525,9 @@ class Translator:
                 "send fewer or shorter sentences per request" + (", or a lower quality" if rounds > 1 else ""),
                 param="sentences",
             )
+        if priority > 0:
+            self._check_spare(need, rounds)
+            return
         if rounds == 1 and not self._ensemble_load:
             return  # the batcher's own cap decides
         if self.batcher.interactive_active + self._ensemble_load + need > cap:
@@ -350,6 +536,22 @@ class Translator:
                 429,
                 "queue_full",
                 f"the gateway is at capacity ({cap} sentences queued or in ensemble rounds); retry after {retry:.0f}s",
+                headers={"Retry-After": str(int(retry))},
+            )
+
+    def _check_spare(self, need: int, rounds: int) -> None:
+        """A batch-job line's ensemble rounds fit the spare capacity (the first always runs: jobs never starve);
+        else ``429 queue_full``, and the job worker gives the line back and backs off."""
+        if rounds == 1 or not self._job_ensemble_load:
+            return
+        cap = self.job_capacity.current()
+        if self._job_ensemble_load + need > cap:
+            retry = self.batcher.retry_after()
+            raise APIError(
+                429,
+                "queue_full",
+                f"the spare capacity for batch-job ensemble rounds ({cap} sentence-rounds) is in use; "
+                f"retry after {retry:.0f}s",
                 headers={"Retry-After": str(int(retry))},
             )
 
@@ -367,24 +569,30 @@ class Translator:
         texts: list[str],
         rid: int,
         disconnected: Callable[[], Awaitable[None]] | None,
-        n_sentences: int,
         priority: int = 0,
         *,
         confidence: bool = False,
         tenant: str | None = None,
+        steers: list[Steer] | None = None,
     ) -> list[Outcome]:
         """quality 'fast': every segment through the batcher once (packed with other callers' sentences);
         ``confidence``: ask the engine for the tokens' log-probabilities (each outcome's confidence)."""
         out: list[Outcome] = []
         deadline = time.monotonic() + self.settings.request_timeout_s
+        start = 0
         for n, window in enumerate(self._windows(texts)):
+            window_steers: list[Steer | None] | None = (
+                list(steers[start : start + len(window)]) if steers is not None else None
+            )
+            start += len(window)
             while True:
                 try:
-                    futures = self.batcher.submit(window, rid, priority=priority, logprobs=confidence, tenant=tenant)
+                    futures = self.batcher.submit(
+                        window, rid, priority=priority, logprobs=confidence, tenant=tenant, steers=window_steers
+                    )
                     break
                 except QueueFull as exc:
                     if n == 0:  # nothing accepted yet: the caller retries
-                        self.stats.record_request("rejected")
                         raise APIError(
                             429,
                             "queue_full",
@@ -412,8 +620,6 @@ class Translator:
             except asyncio.CancelledError:
                 for f in futures:
                     f.cancel()
-                self.stats.record_request("cancelled")
-                self.stats.record_sentences("cancelled", n_sentences)
                 raise
         return out
 
@@ -426,17 +632,15 @@ class Translator:
         priority: int = 0,
         *,
         tenant: str | None = None,
+        steers: list[Steer] | None = None,
     ) -> list[Outcome]:
         """quality 'balanced'/'best': permutation rounds with early stopping (ensemble.py); a line left
-        without any valid candidate goes through the batcher once more, so nothing is lost."""
+        without any valid candidate, or whose choice fails its steer's check (a glossary term, the register),
+        goes through the batcher once more (which re-sends or flags it), so nothing is lost."""
         assert self.ensemble is not None
-        load = len(texts) * config.rounds
-        self._ensemble_load += load
-        try:
-            task = asyncio.ensure_future(self.ensemble.run(texts, config, rid, priority))
+        with self._ensemble_work(len(texts) * config.rounds, job=priority > 0):
+            task = asyncio.ensure_future(self.ensemble.run(texts, config, rid, priority, steers))
             (run,) = await self._wait([task], disconnected)  # cancels the rounds on disconnect or timeout
-        finally:
-            self._ensemble_load -= load
         if isinstance(run, Outcome):  # timed out
             return [Outcome(None, run.error_code, run.error_message) for _ in texts]
         outcomes = [
@@ -450,11 +654,23 @@ class Translator:
             for res in run.results
         ]
         # no candidate, or its placeholders damaged: the batcher (which checks and repairs them) once more
-        missing = [k for k, o in enumerate(outcomes) if o.text is None or check_masks(texts[k], o.text) is not None]
+        missing = [
+            k
+            for k, o in enumerate(outcomes)
+            if o.text is None
+            or check_masks(texts[k], o.text) is not None
+            or (steers is not None and steers[k].check(o.text) is not None)
+        ]
         if not missing:
             return outcomes
         try:
-            futures = self.batcher.submit([texts[k] for k in missing], rid, priority=priority, tenant=tenant)
+            futures = self.batcher.submit(
+                [texts[k] for k in missing],
+                rid,
+                priority=priority,
+                tenant=tenant,
+                steers=[steers[k] for k in missing] if steers is not None else None,
+            )
         except QueueFull:
             for k in missing:
                 outcomes[k] = replace(
@@ -472,6 +688,21 @@ class Translator:
         for k, o in zip(missing, fallback):  # the rounds' cost stays on the sentence
             outcomes[k] = replace(o, usage=o.usage + outcomes[k].usage + EngineUsage(resent=1))
         return outcomes
+
+    @contextmanager
+    def _ensemble_work(self, load: int, *, job: bool) -> Iterator[None]:
+        """``load`` sentence-rounds in flight, counted where admission looks: interactive, or batch-job work."""
+        if job:
+            self._job_ensemble_load += load
+        else:
+            self._ensemble_load += load
+        try:
+            yield
+        finally:
+            if job:
+                self._job_ensemble_load -= load
+            else:
+                self._ensemble_load -= load
 
     async def _wait(
         self, futures: list[asyncio.Future], disconnected: Callable[[], Awaitable[None]] | None

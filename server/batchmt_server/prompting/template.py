@@ -69,6 +69,10 @@ class Template:
     digest: str
     list_header: str = "Sentences:"
     answer_header: str = "Translations:"
+    #: example batches with a glossary hint line before them, after ``examples`` (steer.py's glossary variant)
+    demos: tuple[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], ...] = ()
+    hint_header: str = "Glossary:"
+
     #: each translation follows an echo of its source (see the module docstring); False: translations only
     echo: bool = True
 
@@ -118,18 +122,25 @@ class Template:
         lines += [self._pair(i, s, t) for i, (s, t) in enumerate(pairs, 1)]
         return "\n".join(lines)
 
+    def hint_line(self, hints: tuple[tuple[str, str], ...]) -> str:
+        """Glossary pairs as one line (``Glossary: invoice = Rechnung; ...``), written before a numbered list."""
+        return f"{self.hint_header} " + "; ".join(f"{clean(s)} = {clean(t)}" for s, t in hints)
+
     @cached_property
     def prefix(self) -> str:
         """Instruction and examples: byte-identical for every prompt."""
         parts = [self.instruction] + [self._block(ex) for ex in self.examples]
+        parts += [self.hint_line(h) + "\n" + self._block(ex) for h, ex in self.demos]
         return "\n\n".join(parts) + "\n\n"
 
-    def render(self, sources: list[str]) -> str:
+    def render(self, sources: list[str], hints: tuple[tuple[str, str], ...] = ()) -> str:
         """The full prompt for ``sources``; it ends in ``"\\n<target_label> 1:"`` and the completion
-        continues with the first translation (see the module docstring and ``parse_completion``)."""
+        continues with the first translation (see the module docstring and ``parse_completion``). ``hints``:
+        glossary pairs, one line after the cached prefix (steer.py)."""
         if not sources:
             raise ValueError("render() needs at least one source")
-        return self.prefix + "\n".join(self._list(sources) + [self._pair(1, sources[0], None)])
+        head = [self.hint_line(hints)] if hints else []
+        return self.prefix + "\n".join(head + self._list(sources) + [self._pair(1, sources[0], None)])
 
     @property
     def stop(self) -> tuple[str, ...]:

@@ -87,6 +87,13 @@ class TranslateRequest(BaseModel):
         "and `code spans`: never translated, and a translation that loses or doubles one is repaired or failed",
     )
     source_lang: StrictStr = Field("en", min_length=2, max_length=16)
+    source_lang_check: Literal["flag", "strict", "off"] = Field(
+        "flag",
+        description="is each text in source_lang? (one language-ID look per text of at least 20 letters) 'flag': "
+        "translate it anyway, and mark a text in another language 'suspect' with a warning "
+        "'source_lang_mismatch' and its detected_source_lang; 'strict': refuse the request (422 "
+        "source_lang_mismatch) before any work or charge; 'off': no check",
+    )
     target_lang: StrictStr = Field("de", min_length=2, max_length=16)
 
     @model_validator(mode="before")
@@ -124,6 +131,20 @@ class TranslateRequest(BaseModel):
     translation_memory: StrictBool = Field(
         True, description="false: neither read nor write the translation memory (every sentence goes to the engine)"
     )
+    glossary_id: StrictStr | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="a glossary of this key (POST /v1/glossaries): its terms are translated as it says (the "
+        "method in the signature: prompt hints, or masks); a segment whose translation still misses a term after one "
+        "re-send is 'suspect' with reason 'glossary'",
+    )
+    formality: Literal["default", "more", "less", "prefer_more", "prefer_less"] = Field(
+        "default",
+        description="German register: 'more' (Sie) / 'less' (du) are enforced (a segment in the wrong register is "
+        "re-sent once, then 'suspect' with reason 'formality'); 'prefer_more' / 'prefer_less' steer the same way "
+        "without the check; 'default' leaves it to the model",
+    )
     confidence: StrictBool = Field(
         False,
         description="true: give each translation of quality 'fast' a confidence (the engine returns the chosen "
@@ -145,9 +166,11 @@ class FailedSegment(BaseModel):
 
 class SuspectSegment(BaseModel):
     index: int = Field(description="index into this text's segments")
-    reason: Literal["copy", "loop", "run_on"] = Field(
+    reason: Literal["copy", "loop", "run_on", "glossary", "formality"] = Field(
         description="'copy': the output repeats the English source; 'loop': the model ran into its token limit; "
-        "'run_on': the output ran on past its sentence (each after a sampled second try)"
+        "'run_on': the output ran on past its sentence (each after a sampled second try); 'glossary': a term of the "
+        "request's glossary is missing; 'formality': the wrong register for formality more/less (each after one "
+        "re-send)"
     )
 
 
@@ -158,13 +181,25 @@ class Translation(BaseModel):
     )
     status: Literal["ok", "suspect", "partial", "failed"] = Field(
         description="'ok': every segment translated; 'suspect': every segment delivered, but some are still a copy "
-        "of the source or a loop after a second try (see suspect_segments: worth a human look); 'partial': some "
+        "of the source or a loop after a second try (see suspect_segments), or the text is not in source_lang (see "
+        "warnings): worth a human look; 'partial': some "
         "segments failed and are kept in the source language inside 'text'; 'failed': no segment translated"
     )
     error: TranslationError | None = Field(None, description="the first failure (status 'partial' or 'failed')")
     segments: int = Field(1, description="segments (sentences) the text was split into")
     failed_segments: list[FailedSegment] = Field(default_factory=list)
     suspect_segments: list[SuspectSegment] = Field(default_factory=list)
+    detected_source_lang: str | None = Field(
+        None,
+        description="the language this text is written in (ISO 639-1, e.g. 'en', 'de'), as a language-ID model "
+        "found it; null when the text has fewer than 20 letters, the model was unsure, or source_lang_check was "
+        "'off'",
+    )
+    warnings: list[TranslationError] = Field(
+        default_factory=list,
+        description="what is worth a look although the text was translated; 'source_lang_mismatch': the text is "
+        "not in source_lang (detected_source_lang says which language it is) and was translated as if it were",
+    )
     confidence: float | None = Field(
         None,
         ge=0,
@@ -174,6 +209,12 @@ class Translation(BaseModel):
         "'confidence'), the agreement among the candidates of an ensemble (quality balanced/best); null "
         "when not asked or unknown (e.g. from the translation memory). Rank by it to send the least "
         "confident texts to human review",
+    )
+    memory: Literal["human", "model"] | None = Field(
+        None,
+        description="where the translation memory answered some of its segments: 'human' when at least one came "
+        "from an imported human entry (POST /v1/memory/import), 'model' when from the model's earlier answers only; "
+        "null when every segment was translated now",
     )
 
 
@@ -194,6 +235,9 @@ class Usage(BaseModel):
     )
     currency: str = "USD"
     memory_hits: int = Field(0, description="segments answered from the translation memory (no engine work)")
+    human_memory_hits: int = Field(
+        0, description="of memory_hits, segments answered from imported human entries (POST /v1/memory/import)"
+    )
 
 
 class TranslateResponse(BaseModel):

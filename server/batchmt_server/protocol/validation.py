@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..text.langid import DetectedLanguage
 from ..text.markup import MarkupError, parse_markup
 from .errors import APIError
 from .schemas import TranslateRequest
@@ -11,15 +12,16 @@ from .schemas import TranslateRequest
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings
 
-__all__ = ["LANGUAGE_PAIRS", "validate_request", "markup_error"]
+__all__ = ["LANGUAGE_PAIRS", "validate_request", "markup_error", "check_source_languages", "mismatch_message"]
 
 LANGUAGE_PAIRS = (("en", "de"),)
 
 
-def validate_request(req: TranslateRequest, settings: Settings) -> None:
+def validate_request(req: TranslateRequest, settings: Settings, *, markup: bool = True) -> None:
     """The checks of a translate request before any work, for ``/v1/translate`` and for every line of a batch
     job: the language pair, the entries' count and sizes, and their markup (``tag_handling``). Raises
-    :class:`~.errors.APIError`."""
+    :class:`~.errors.APIError`. ``markup=False``: the caller parses the markup next, once, for the work itself
+    (the translator: ``documents.prepare`` raises the same ``invalid_markup``)."""
     s = settings
     if (req.source_lang.lower(), req.target_lang.lower()) not in LANGUAGE_PAIRS:
         pairs = ", ".join(f"{a}->{b}" for a, b in LANGUAGE_PAIRS)
@@ -66,7 +68,8 @@ def validate_request(req: TranslateRequest, settings: Settings) -> None:
             f"{s.max_request_chars} per request: send them in several requests",
             param=name,
         )
-    _check_markup(req)
+    if markup:
+        _check_markup(req)
 
 
 def _check_markup(req: TranslateRequest) -> None:
@@ -83,3 +86,25 @@ def _check_markup(req: TranslateRequest) -> None:
 def markup_error(name: str, i: int, exc: MarkupError) -> APIError:
     """The API's answer to markup that does not parse, wherever it is found (checked, or cut into segments)."""
     return APIError(422, "invalid_markup", f"{name}[{i}]: {exc}", param=f"{name}[{i}]")
+
+
+def mismatch_message(found: DetectedLanguage, source_lang: str) -> str:
+    return f"this text looks like '{found.lang}' ({found.score:.0%} sure), not source_lang '{source_lang}'"
+
+
+def check_source_languages(req: TranslateRequest, found: list[DetectedLanguage | None]) -> None:
+    """``source_lang_check: "strict"``: a text found in another language than ``source_lang`` refuses the request
+    (``422 source_lang_mismatch``) before any work or charge. ``found``: one detection per entry (None: not
+    judged)."""
+    if req.source_lang_check != "strict":
+        return
+    name = req.entries_field
+    for i, lang in enumerate(found):
+        if lang is not None and lang.differs_from(req.source_lang):
+            raise APIError(
+                422,
+                "source_lang_mismatch",
+                f"{name}[{i}]: {mismatch_message(lang, req.source_lang)}; send {req.source_lang} text, or "
+                "source_lang_check 'flag' to translate it anyway (marked suspect)",
+                param=f"{name}[{i}]",
+            )

@@ -48,10 +48,14 @@ once, with a compare-and-set on its current status: in one transaction it marks 
 (only for a kind that has lines) and sets the job's fields. Two gateways racing to finish a job: one wins, the other
 gets ``None``.
 
-**Translation memory.** Entries are keyed by ``(signature, source)`` where ``source`` is already normalised by the
-caller (:func:`batchmt_server.pipeline.memory.normalise`). :meth:`tm_put` never leaves more than ``max_entries`` entries
-(least recently used go first); :meth:`tm_get` marks hits as used. Only the caller decides what is stored (it stores
-delivered, unflagged translations only).
+**Translation memory.** Entries are keyed by ``(scope, signature, source)``: ``scope`` is the API key id whose
+memory it is (``''`` with keys off: one shared memory), ``source`` is already normalised by the caller
+(:func:`batchmt_server.pipeline.memory.normalise`). An entry's ``origin`` is ``model`` (written by :meth:`tm_put`:
+delivered, unflagged translations only, the caller decides) or ``human`` (imported by :meth:`tm_import`, kept under
+the signature ``''``: it answers whatever model runs). :meth:`tm_get` prefers a human entry to a model one and marks
+hits as used. :meth:`tm_put` never leaves more than ``max_entries`` model entries (least recently used go first);
+human entries are never evicted (:meth:`tm_import` refuses, whole, an import that would take a scope beyond its
+limit of human entries) and leave only when purged (:meth:`tm_purge`).
 
 **Keys and per-key usage (hook).** Jobs and files carry an ``owner`` (an API key id, or ``None`` when keys are off).
 The keys feature adds its own tables with its own migration (``0002_keys.sql`` in each dialect) and its own methods
@@ -70,6 +74,9 @@ from typing import Literal, Protocol
 __all__ = [
     "Store",
     "StoreError",
+    "MemoryEntry",
+    "MemoryFull",
+    "MemoryHit",
     "FileRecord",
     "JobRecord",
     "JobUsage",
@@ -80,6 +87,7 @@ __all__ = [
     "TERMINAL",
     "Migration",
     "migrations",
+    "GlossaryRecord",
 ]
 
 JobStatus = Literal[
@@ -199,6 +207,24 @@ class LineResult:
     usage: JobUsage = field(default_factory=JobUsage)
 
 
+@dataclass(frozen=True)
+class GlossaryRecord:
+    """A glossary's metadata (its entries are read apart: :meth:`Store.glossary_entries`). Immutable once stored;
+    ``digest`` names its entries' content (the signature and the memory key carry ``id@digest``)."""
+
+    id: str
+    owner: str | None
+    name: str
+    source_lang: str
+    target_lang: str
+    entry_count: int
+    digest: str
+    created_at: int
+
+
+_GLOSSARY_COLS = ("id", "owner", "name", "source_lang", "target_lang", "entry_count", "digest", "created_at")
+
+
 class Store(Protocol):
     """What the gateway needs from a durable store (see the module docstring for the guarantees)."""
 
@@ -296,20 +322,89 @@ class Store(Protocol):
         """How many jobs there are and the sum of their usage."""
 
     # ---------------------------------------------------------------- translation memory
-    async def tm_get(self, signature: str, sources: Sequence[str], now: float) -> dict[str, str]:
-        """Translations stored for these (normalised) sources under ``signature``; marks them used."""
+    async def tm_get(self, scope: str, signature: str, sources: Sequence[str], now: float) -> dict[str, MemoryHit]:
+        """What is stored for these (normalised) sources in ``scope``: a human entry, else a model entry under
+        ``signature``; marks them used."""
 
-    async def tm_put(self, signature: str, pairs: Sequence[tuple[str, str]], now: float, max_entries: int) -> None:
-        """Store (normalised source, translation) pairs, then evict the least recently used entries beyond
-        ``max_entries`` (across all signatures)."""
+    async def tm_put(
+        self, scope: str, signature: str, pairs: Sequence[tuple[str, str]], now: float, max_entries: int
+    ) -> None:
+        """Store (normalised source, translation) pairs of the model, then evict the least recently used model
+        entries beyond ``max_entries`` (across all scopes and signatures)."""
 
-    async def tm_size(self) -> int: ...
+    async def tm_import(self, scope: str, pairs: Sequence[tuple[str, str]], now: float, max_human: int) -> int:
+        """Store (normalised source, translation) pairs as human entries of ``scope`` (replacing human entries of
+        the same source); raises :class:`MemoryFull` (and stores nothing) if the scope would then hold more than
+        ``max_human`` human entries. Returns how many sources were new."""
+
+    async def tm_entries(
+        self, scope: str, origin: str | None = None, *, after: tuple[str, str] | None = None, limit: int = 1000
+    ) -> list[MemoryEntry]:
+        """A page of ``scope``'s entries (``origin``: ``human``/``model``, None: both), ordered by
+        ``(signature, source)``; ``after``: the last entry's ``(signature, source)`` of the previous page."""
+
+    async def tm_purge(self, scope: str | None, *, source: str | None = None, origin: str | None = None) -> int:
+        """Delete entries: of ``scope`` (None: every scope), only those of the normalised ``source`` and/or of
+        ``origin`` when given. Returns how many."""
+
+    async def tm_count(self, scope: str | None = None, origin: str | None = None) -> int:
+        """Entries of ``scope`` (None: all) and ``origin`` (None: both)."""
+
+    async def tm_size(self) -> int:
+        """Model entries (what ``max_entries`` bounds)."""
 
     async def tm_clear(self) -> None: ...
+
+    # ---------------------------------------------------------------- glossaries (0005_glossaries.sql)
+    async def glossary_create(
+        self, rec: GlossaryRecord, entries: Sequence[tuple[str, str]], max_per_owner: int
+    ) -> bool:
+        """Store a glossary and its entries in one transaction, unless its owner already has ``max_per_owner``
+        glossaries (then nothing is stored and the answer is False)."""
+
+    async def glossary_get(self, glossary_id: str) -> GlossaryRecord | None: ...
+
+    async def glossary_list(self, owner: str | None, *, every: bool = False) -> list[GlossaryRecord]:
+        """A key's glossaries, oldest first (``every``: all of them, an admin's view)."""
+
+    async def glossary_entries(self, glossary_id: str) -> list[tuple[str, str]]:
+        """(source term, target term) pairs, sorted by source term."""
+
+    async def glossary_delete(self, glossary_id: str) -> bool: ...
 
     async def traffic_texts(self, limit: int) -> tuple[list[str], list[str]]:
         """What the server has translated, for self-training's Grow: up to ``limit`` translation-memory sources
         (most used first) and up to ``limit`` request bodies (JSON) of finished job lines."""
+
+
+@dataclass(frozen=True)
+class MemoryHit:
+    """A translation memory entry found for a source: its translation and who made it."""
+
+    target: str
+    origin: Literal["model", "human"] = "model"
+
+
+@dataclass(frozen=True)
+class MemoryEntry:
+    """One translation memory entry (export, listing)."""
+
+    scope: str
+    signature: str  # '' for human entries
+    source: str  # normalised
+    target: str
+    origin: Literal["model", "human"]
+    created_at: float
+    last_used: float
+    hits: int = 0
+
+
+class MemoryFull(Exception):
+    """An import would take a scope beyond its limit of human entries (nothing was stored)."""
+
+    def __init__(self, have: int, adding: int, limit: int) -> None:
+        super().__init__(f"the memory holds {have} human entries; {adding} new ones would pass its limit of {limit}")
+        self.have, self.adding, self.limit = have, adding, limit
 
 
 # -------------------------------------------------------------------- migrations (shared by the backends)

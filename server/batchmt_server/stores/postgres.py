@@ -28,13 +28,18 @@ from psycopg_pool import AsyncConnectionPool
 
 from .base import (
     _FILE_COLS,
+    _GLOSSARY_COLS,
     _JOB_COLS,
     _USAGE_COLS,
     ClaimedLine,
     FileRecord,
+    GlossaryRecord,
     JobRecord,
     JobUsage,
     LineResult,
+    MemoryEntry,
+    MemoryFull,
+    MemoryHit,
     Migration,
     NewLine,
     StoreError,
@@ -511,41 +516,49 @@ class PostgresStore:
         return await self._tx(op)
 
     # ---------------------------------------------------------------- translation memory
-    async def tm_get(self, signature: str, sources: Sequence[str], now: float) -> dict[str, str]:
-        async def op(cur: Cur) -> dict[str, str]:
+    async def tm_get(self, scope: str, signature: str, sources: Sequence[str], now: float) -> dict[str, MemoryHit]:
+        async def op(cur: Cur) -> dict[str, MemoryHit]:
             await cur.execute(
-                "WITH hit AS (SELECT signature, source FROM translation_memory WHERE signature = %s "
-                "AND source = ANY(%s) ORDER BY source FOR UPDATE) "
+                "WITH hit AS (SELECT scope, signature, source FROM translation_memory WHERE scope = %s "
+                "AND signature IN (%s, '') AND source = ANY(%s) ORDER BY signature, source FOR UPDATE) "
                 "UPDATE translation_memory t SET hits = t.hits + 1, last_used = GREATEST(t.last_used, %s) FROM hit "
-                "WHERE t.signature = hit.signature AND t.source = hit.source RETURNING t.source, t.target",
-                (signature, sorted(set(sources)), now),
+                "WHERE t.scope = hit.scope AND t.signature = hit.signature AND t.source = hit.source "
+                "RETURNING t.source, t.target, t.origin",
+                (scope, signature, sorted(set(sources)), now),
             )
-            return {r["source"]: r["target"] for r in await cur.fetchall()}
+            out: dict[str, MemoryHit] = {}
+            for r in await cur.fetchall():
+                if r["source"] not in out or r["origin"] == "human":  # a human entry wins over the model's
+                    out[r["source"]] = MemoryHit(r["target"], r["origin"])
+            return out
 
         if not sources:
             return {}
         return await self._tx(op)
 
-    async def tm_put(self, signature: str, pairs: Sequence[tuple[str, str]], now: float, max_entries: int) -> None:
+    async def tm_put(
+        self, scope: str, signature: str, pairs: Sequence[tuple[str, str]], now: float, max_entries: int
+    ) -> None:
         latest = dict(pairs)  # one row per source (the last pair wins), in one lock order
 
         async def op(cur: Cur) -> None:
             keys = sorted(latest)
             await cur.execute(
-                "INSERT INTO translation_memory (signature, source, target, created_at, last_used) "
-                "SELECT %s, s, t, %s, %s FROM unnest(%s::text[], %s::text[]) AS v(s, t) "
-                "ON CONFLICT (signature, source) DO UPDATE SET target = excluded.target, "
+                "INSERT INTO translation_memory (scope, signature, source, target, origin, created_at, last_used) "
+                "SELECT %s, %s, s, t, 'model', %s, %s FROM unnest(%s::text[], %s::text[]) AS v(s, t) "
+                "ON CONFLICT (scope, signature, source) DO UPDATE SET target = excluded.target, "
                 "last_used = excluded.last_used RETURNING (xmax = 0) AS inserted",
-                (signature, now, now, keys, [latest[k] for k in keys]),
+                (scope, signature, now, now, keys, [latest[k] for k in keys]),
             )
             added = sum(1 for r in await cur.fetchall() if r["inserted"])
-            # the size row is locked last and briefly: the one point where concurrent memory writes queue
+            # the size row (model entries) is locked last and briefly: the one point where memory writes queue
             await cur.execute("UPDATE translation_memory_count SET n = n + %s RETURNING n", (added,))
             excess = (await _one(cur))["n"] - max_entries
-            if excess > 0:  # least recently used first; rows another writer holds are left for the next write
+            if excess > 0:  # model entries, least recently used first (human ones are never evicted); rows another
+                # writer holds are left for the next write
                 await cur.execute(
                     "DELETE FROM translation_memory WHERE ctid IN (SELECT ctid FROM translation_memory "
-                    "ORDER BY last_used LIMIT %s FOR UPDATE SKIP LOCKED)",
+                    "WHERE origin = 'model' ORDER BY last_used LIMIT %s FOR UPDATE SKIP LOCKED)",
                     (excess,),
                 )
                 await cur.execute("UPDATE translation_memory_count SET n = n - %s", (cur.rowcount,))
@@ -553,6 +566,74 @@ class PostgresStore:
         if not pairs:
             return
         await self._tx(op)
+
+    async def tm_import(self, scope: str, pairs: Sequence[tuple[str, str]], now: float, max_human: int) -> int:
+        latest = dict(pairs)
+
+        async def op(cur: Cur) -> int:
+            keys = sorted(latest)
+            # one import per scope at a time (two racing imports must not both pass the limit)
+            await cur.execute("SELECT pg_advisory_xact_lock(hashtext('batchmt-memory-import:' || %s))", (scope,))
+            await cur.execute(
+                "SELECT COUNT(*) AS n FROM translation_memory WHERE scope = %s AND origin = 'human'", (scope,)
+            )
+            have = (await _one(cur))["n"]
+            await cur.execute(
+                "INSERT INTO translation_memory (scope, signature, source, target, origin, created_at, last_used) "
+                "SELECT %s, '', s, t, 'human', %s, %s FROM unnest(%s::text[], %s::text[]) AS v(s, t) "
+                "ON CONFLICT (scope, signature, source) DO UPDATE SET target = excluded.target, "
+                "created_at = excluded.created_at RETURNING (xmax = 0) AS inserted",
+                (scope, now, now, keys, [latest[k] for k in keys]),
+            )
+            new = sum(1 for r in await cur.fetchall() if r["inserted"])
+            if have + new > max_human:
+                raise MemoryFull(have, new, max_human)  # the transaction rolls back: nothing stored
+            return new
+
+        if not latest:
+            return 0
+        return await self._tx(op)
+
+    async def tm_entries(
+        self, scope: str, origin: str | None = None, *, after: tuple[str, str] | None = None, limit: int = 1000
+    ) -> list[MemoryEntry]:
+        async def op(cur: Cur) -> list[MemoryEntry]:
+            where, args = ["scope = %s"], [scope]
+            if origin is not None:
+                where.append("origin = %s")
+                args.append(origin)
+            if after is not None:
+                where.append("(signature, source) > (%s, %s)")
+                args += list(after)
+            await cur.execute(
+                "SELECT scope, signature, source, target, origin, created_at, last_used, hits FROM translation_memory "
+                f"WHERE {' AND '.join(where)} ORDER BY signature, source LIMIT %s",
+                (*args, limit),
+            )
+            return [MemoryEntry(**r) for r in await cur.fetchall()]
+
+        return await self._tx(op)
+
+    async def tm_purge(self, scope: str | None, *, source: str | None = None, origin: str | None = None) -> int:
+        where, args = _memory_filter(scope, source, origin)
+
+        async def op(cur: Cur) -> int:
+            await cur.execute("SELECT n FROM translation_memory_count FOR UPDATE")
+            await cur.execute(f"DELETE FROM translation_memory WHERE {where} RETURNING origin = 'model' AS model", args)
+            rows = await cur.fetchall()
+            await cur.execute("UPDATE translation_memory_count SET n = n - %s", (sum(1 for r in rows if r["model"]),))
+            return len(rows)
+
+        return await self._tx(op)
+
+    async def tm_count(self, scope: str | None = None, origin: str | None = None) -> int:
+        where, args = _memory_filter(scope, None, origin)
+
+        async def op(cur: Cur) -> int:
+            await cur.execute(f"SELECT COUNT(*) AS n FROM translation_memory WHERE {where}", args)
+            return int((await _one(cur))["n"])
+
+        return await self._tx(op)
 
     async def tm_size(self) -> int:
         async def op(cur: Cur) -> int:
@@ -568,6 +649,60 @@ class PostgresStore:
             await cur.execute("UPDATE translation_memory_count SET n = 0")
 
         await self._tx(op)
+
+    # ---------------------------------------------------------------- glossaries
+    async def glossary_create(
+        self, rec: GlossaryRecord, entries: Sequence[tuple[str, str]], max_per_owner: int
+    ) -> bool:
+        async def op(cur: Cur) -> bool:
+            # one creator per owner at a time: the count and the insert cannot interleave with another gateway's
+            await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"glossaries:{rec.owner}",))
+            await cur.execute("SELECT COUNT(*) AS n FROM glossaries WHERE owner IS NOT DISTINCT FROM %s", (rec.owner,))
+            if (await _one(cur))["n"] >= max_per_owner:
+                return False
+            await cur.execute(
+                f"INSERT INTO glossaries ({', '.join(_GLOSSARY_COLS)}) VALUES ({', '.join(['%s'] * 8)})",
+                tuple(getattr(rec, c) for c in _GLOSSARY_COLS),
+            )
+            async with cur.copy("COPY glossary_entries (glossary_id, source, target) FROM STDIN") as cp:
+                for s, t in entries:
+                    await cp.write_row((rec.id, s, t))
+            return True
+
+        return await self._tx(op)
+
+    async def glossary_get(self, glossary_id: str) -> GlossaryRecord | None:
+        async def op(cur: Cur) -> GlossaryRecord | None:
+            await cur.execute(f"SELECT {', '.join(_GLOSSARY_COLS)} FROM glossaries WHERE id = %s", (glossary_id,))
+            row = await cur.fetchone()
+            return GlossaryRecord(**row) if row else None
+
+        return await self._tx(op)
+
+    async def glossary_list(self, owner: str | None, *, every: bool = False) -> list[GlossaryRecord]:
+        async def op(cur: Cur) -> list[GlossaryRecord]:
+            where, args = ("", ()) if every else ("WHERE owner IS NOT DISTINCT FROM %s", (owner,))
+            await cur.execute(f"SELECT {', '.join(_GLOSSARY_COLS)} FROM glossaries {where} ORDER BY seq", args)
+            return [GlossaryRecord(**r) for r in await cur.fetchall()]
+
+        return await self._tx(op)
+
+    async def glossary_entries(self, glossary_id: str) -> list[tuple[str, str]]:
+        async def op(cur: Cur) -> list[tuple[str, str]]:
+            await cur.execute(
+                'SELECT source, target FROM glossary_entries WHERE glossary_id = %s ORDER BY source COLLATE "C"',
+                (glossary_id,),
+            )
+            return [(r["source"], r["target"]) for r in await cur.fetchall()]
+
+        return await self._tx(op)
+
+    async def glossary_delete(self, glossary_id: str) -> bool:
+        async def op(cur: Cur) -> bool:
+            await cur.execute("DELETE FROM glossaries WHERE id = %s", (glossary_id,))
+            return cur.rowcount > 0
+
+        return await self._tx(op)
 
     async def traffic_texts(self, limit: int) -> tuple[list[str], list[str]]:
         async def op(cur: Cur) -> tuple[list[str], list[str]]:
@@ -609,6 +744,16 @@ def _redact(url: str) -> str:
     except psycopg.Error:
         return "postgresql://..."
     return f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+
+
+def _memory_filter(scope: str | None, source: str | None, origin: str | None) -> tuple[str, tuple]:
+    """A WHERE clause (and its arguments) for translation memory entries; None: any."""
+    where, args = ["TRUE"], []
+    for column, value in (("scope", scope), ("source", source), ("origin", origin)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            args.append(value)
+    return " AND ".join(where), tuple(args)
 
 
 class PostgresKeys:

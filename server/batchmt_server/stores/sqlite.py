@@ -21,13 +21,18 @@ from typing import Any, TypeVar
 
 from .base import (
     _FILE_COLS,
+    _GLOSSARY_COLS,
     _JOB_COLS,
     _USAGE_COLS,
     ClaimedLine,
     FileRecord,
+    GlossaryRecord,
     JobRecord,
     JobUsage,
     LineResult,
+    MemoryEntry,
+    MemoryFull,
+    MemoryHit,
     NewLine,
     StoreError,
     dump_json,
@@ -508,31 +513,32 @@ class SQLiteStore:
         return await self._run(op)
 
     # ---------------------------------------------------------------- translation memory
-    async def tm_get(self, signature: str, sources: Sequence[str], now: float) -> dict[str, str]:
-        def op() -> dict[str, str]:
+    async def tm_get(self, scope: str, signature: str, sources: Sequence[str], now: float) -> dict[str, MemoryHit]:
+        def op() -> dict[str, MemoryHit]:
             db = self._db
             assert db is not None
-            out: dict[str, str] = {}
+            out: dict[str, MemoryHit] = {}
             uniq = list(dict.fromkeys(sources))
             for i in range(0, len(uniq), _CHUNK):
                 chunk = uniq[i : i + _CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT source, target FROM translation_memory WHERE signature = ? AND source IN ({marks})",
-                    (signature, *chunk),
+                    "SELECT source, target, origin FROM translation_memory WHERE scope = ? "
+                    f"AND signature IN (?, '') AND source IN ({marks})",
+                    (scope, signature, *chunk),
                 )
-                out.update({r[0]: r[1] for r in rows})
-            if out:  # mark the hits used (a miss, the common case for fresh text, takes no write lock)
-                hits = list(out)
+                for src, target, origin in rows:
+                    if src not in out or origin == "human":  # a human entry wins over the model's
+                        out[src] = MemoryHit(target, origin)
+            used = [("" if hit.origin == "human" else signature, src) for src, hit in out.items()]
+            if used:  # mark the hits used (a miss, the common case for fresh text, takes no write lock)
 
                 def touch(db: sqlite3.Connection) -> None:
-                    for i in range(0, len(hits), _CHUNK):
-                        chunk = hits[i : i + _CHUNK]
-                        db.execute(
-                            f"UPDATE translation_memory SET hits = hits + 1, last_used = ? WHERE signature = ? "
-                            f"AND source IN ({', '.join('?' * len(chunk))})",
-                            (now, signature, *chunk),
-                        )
+                    db.executemany(
+                        "UPDATE translation_memory SET hits = hits + 1, last_used = ? "
+                        "WHERE scope = ? AND signature = ? AND source = ?",
+                        ((now, scope, sig, src) for sig, src in used),
+                    )
 
                 self._write(touch)
             return out
@@ -541,19 +547,23 @@ class SQLiteStore:
             return {}
         return await self._run(op)
 
-    async def tm_put(self, signature: str, pairs: Sequence[tuple[str, str]], now: float, max_entries: int) -> None:
+    async def tm_put(
+        self, scope: str, signature: str, pairs: Sequence[tuple[str, str]], now: float, max_entries: int
+    ) -> None:
         def op(db: sqlite3.Connection) -> None:
             db.executemany(
-                "INSERT INTO translation_memory (signature, source, target, created_at, last_used) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (signature, source) DO UPDATE SET "
+                "INSERT INTO translation_memory (scope, signature, source, target, origin, created_at, last_used) "
+                "VALUES (?, ?, ?, ?, 'model', ?, ?) ON CONFLICT (scope, signature, source) DO UPDATE SET "
                 "target = excluded.target, last_used = excluded.last_used",
-                ((signature, s, t, now, now) for s, t in pairs),
+                ((scope, signature, s, t, now, now) for s, t in pairs),
             )
-            excess = db.execute("SELECT COUNT(*) FROM translation_memory").fetchone()[0] - max_entries
-            if excess > 0:
+            excess = (
+                db.execute("SELECT COUNT(*) FROM translation_memory WHERE origin = 'model'").fetchone()[0] - max_entries
+            )
+            if excess > 0:  # human entries are never evicted
                 db.execute(
                     "DELETE FROM translation_memory WHERE rowid IN (SELECT rowid FROM translation_memory "
-                    "ORDER BY last_used LIMIT ?)",
+                    "WHERE origin = 'model' ORDER BY last_used LIMIT ?)",
                     (excess,),
                 )
 
@@ -561,15 +571,135 @@ class SQLiteStore:
             return
         await self._run(self._write, op)
 
-    async def tm_size(self) -> int:
+    async def tm_import(self, scope: str, pairs: Sequence[tuple[str, str]], now: float, max_human: int) -> int:
+        latest = dict(pairs)
+
+        def op(db: sqlite3.Connection) -> int:
+            have = db.execute(
+                "SELECT COUNT(*) FROM translation_memory WHERE scope = ? AND origin = 'human'", (scope,)
+            ).fetchone()[0]
+            keys = list(latest)
+            known = 0
+            for i in range(0, len(keys), _CHUNK):
+                chunk = keys[i : i + _CHUNK]
+                known += db.execute(
+                    "SELECT COUNT(*) FROM translation_memory WHERE scope = ? AND signature = '' "
+                    f"AND source IN ({', '.join('?' * len(chunk))})",
+                    (scope, *chunk),
+                ).fetchone()[0]
+            new = len(keys) - known
+            if have + new > max_human:
+                raise MemoryFull(have, new, max_human)
+            db.executemany(
+                "INSERT INTO translation_memory (scope, signature, source, target, origin, created_at, last_used) "
+                "VALUES (?, '', ?, ?, 'human', ?, ?) ON CONFLICT (scope, signature, source) DO UPDATE SET "
+                "target = excluded.target, created_at = excluded.created_at",
+                ((scope, s, t, now, now) for s, t in latest.items()),
+            )
+            return new
+
+        if not latest:
+            return 0
+        return await self._run(self._write, op)
+
+    async def tm_entries(
+        self, scope: str, origin: str | None = None, *, after: tuple[str, str] | None = None, limit: int = 1000
+    ) -> list[MemoryEntry]:
+        def op() -> list[MemoryEntry]:
+            where, args = ["scope = ?"], [scope]
+            if origin is not None:
+                where.append("origin = ?")
+                args.append(origin)
+            if after is not None:
+                where.append("(signature, source) > (?, ?)")
+                args += list(after)
+            rows = self._db.execute(  # type: ignore[union-attr]
+                "SELECT scope, signature, source, target, origin, created_at, last_used, hits FROM translation_memory "
+                f"WHERE {' AND '.join(where)} ORDER BY signature, source LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+            return [MemoryEntry(*r) for r in rows]
+
+        return await self._run(op)
+
+    async def tm_purge(self, scope: str | None, *, source: str | None = None, origin: str | None = None) -> int:
+        where, args = _memory_filter(scope, source, origin)
+        return await self._run(
+            self._write, lambda db: db.execute(f"DELETE FROM translation_memory WHERE {where}", args).rowcount
+        )
+
+    async def tm_count(self, scope: str | None = None, origin: str | None = None) -> int:
+        where, args = _memory_filter(scope, None, origin)
         return await self._run(
             lambda: self._db.execute(  # type: ignore[union-attr]
-                "SELECT COUNT(*) FROM translation_memory"
+                f"SELECT COUNT(*) FROM translation_memory WHERE {where}", args
             ).fetchone()[0]
         )
 
+    async def tm_size(self) -> int:
+        return await self.tm_count(origin="model")
+
     async def tm_clear(self) -> None:
         await self._run(self._write, lambda db: db.execute("DELETE FROM translation_memory"))
+
+    # ---------------------------------------------------------------- glossaries
+    async def glossary_create(
+        self, rec: GlossaryRecord, entries: Sequence[tuple[str, str]], max_per_owner: int
+    ) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            where = "owner = ?" if rec.owner is not None else "owner IS NULL"
+            args = (rec.owner,) if rec.owner is not None else ()
+            if db.execute(f"SELECT COUNT(*) FROM glossaries WHERE {where}", args).fetchone()[0] >= max_per_owner:
+                return False
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM glossaries").fetchone()[0]
+            db.execute(
+                f"INSERT INTO glossaries ({', '.join(_GLOSSARY_COLS)}, seq) VALUES ({', '.join('?' * 9)})",
+                (*[getattr(rec, c) for c in _GLOSSARY_COLS], seq),
+            )
+            db.executemany(
+                "INSERT INTO glossary_entries (glossary_id, source, target) VALUES (?, ?, ?)",
+                ((rec.id, s, t) for s, t in entries),
+            )
+            return True
+
+        return await self._run(self._write, op)
+
+    async def glossary_get(self, glossary_id: str) -> GlossaryRecord | None:
+        def op() -> GlossaryRecord | None:
+            row = self._db.execute(  # type: ignore[union-attr]
+                f"SELECT {', '.join(_GLOSSARY_COLS)} FROM glossaries WHERE id = ?", (glossary_id,)
+            ).fetchone()
+            return GlossaryRecord(**dict(row)) if row else None
+
+        return await self._run(op)
+
+    async def glossary_list(self, owner: str | None, *, every: bool = False) -> list[GlossaryRecord]:
+        def op() -> list[GlossaryRecord]:
+            where, args = (
+                ("", ()) if every else (("WHERE owner = ?", (owner,)) if owner else ("WHERE owner IS NULL", ()))
+            )
+            rows = self._db.execute(  # type: ignore[union-attr]
+                f"SELECT {', '.join(_GLOSSARY_COLS)} FROM glossaries {where} ORDER BY seq", args
+            ).fetchall()
+            return [GlossaryRecord(**dict(r)) for r in rows]
+
+        return await self._run(op)
+
+    async def glossary_entries(self, glossary_id: str) -> list[tuple[str, str]]:
+        def op() -> list[tuple[str, str]]:
+            rows = self._db.execute(  # type: ignore[union-attr]
+                "SELECT source, target FROM glossary_entries WHERE glossary_id = ? ORDER BY source", (glossary_id,)
+            ).fetchall()
+            return [(r[0], r[1]) for r in rows]
+
+        return await self._run(op)
+
+    async def glossary_delete(self, glossary_id: str) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM glossary_entries WHERE glossary_id = ?", (glossary_id,))
+            return db.execute("DELETE FROM glossaries WHERE id = ?", (glossary_id,)).rowcount > 0
+
+        return await self._run(self._write, op)
 
     async def traffic_texts(self, limit: int) -> tuple[list[str], list[str]]:
         def op() -> tuple[list[str], list[str]]:
@@ -584,6 +714,16 @@ class SQLiteStore:
             return [r[0] for r in tm], [r[0] for r in bodies]
 
         return await self._run(op)
+
+
+def _memory_filter(scope: str | None, source: str | None, origin: str | None) -> tuple[str, tuple]:
+    """A WHERE clause (and its arguments) for translation memory entries; None: any."""
+    where, args = ["1 = 1"], []
+    for column, value in (("scope", scope), ("source", source), ("origin", origin)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    return " AND ".join(where), tuple(args)
 
 
 def _replace(rec: JobRecord, **changes: Any) -> JobRecord:

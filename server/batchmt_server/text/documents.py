@@ -14,6 +14,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .langid import DetectedLanguage
 from .markup import MarkupDocument, TagHandling, parse_markup
 from .placeholders import Protected, find_spans, mask_spans, protect, restore
 from .segmenter import Segmentation, SplitMode, segment_text
@@ -62,6 +63,7 @@ def _prepare_text(
 class PreparedEntry:
     parts: tuple[PreparedText, ...]  # one for plain text; one per run for markup
     document: MarkupDocument | None = None
+    language: DetectedLanguage | None = None  # the source language found (langid.py); None: too short, or not checked
 
     @property
     def engine_texts(self) -> list[str]:
@@ -71,6 +73,21 @@ class PreparedEntry:
     @property
     def segments(self) -> int:
         return sum(len(part.protected) for part in self.parts)
+
+    def words(self, source: str, limit: int) -> str:
+        """About the first ``limit`` characters of the entry's own words: ``source`` itself for plain text; the text
+        nodes of markup, without its tags (what a language check reads)."""
+        if self.document is None:
+            return source[:limit]
+        pieces, size = [], 0
+        for run in self.document.runs:
+            for slot in run.slots:
+                piece = getattr(*slot) or ""
+                pieces.append(piece)
+                size += len(piece)
+                if size >= limit:
+                    return " ".join(pieces)[:limit]
+        return " ".join(pieces)
 
     def assemble(self, translations: Sequence[str | None]) -> tuple[str, list[int]]:
         """The entry's text from one translation per segment (``None``: failed), and the indices of the segments

@@ -1,0 +1,74 @@
+"""``client.memory``: the server's translation memory (``/v1/memory``; see :mod:`batchmt.memory`)."""
+
+# The one hand-written copy: sync_memory.py is generated from this file by scripts/unasync.py.  # async-only
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import httpx
+
+from ._concurrency import async_run_blocking
+from .memory import MemoryImport, MemoryInfo, Origin, _query, _read, _write
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .async_client import AsyncClient
+
+__all__ = ["AsyncMemory"]
+
+
+class AsyncMemory:
+    """``client.memory``: import, export and purge the API key's translation memory (see :mod:`batchmt.memory`)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def import_file(
+        self, path: str | os.PathLike[str], *, format: Literal["tmx", "tsv"] | None = None
+    ) -> MemoryImport:
+        """Import human translations from a TMX (1.4b) or TSV (``English<TAB>German``) file; ``format``: by the
+        file name (``.tmx``, ``.tsv``) when not given. Raises :class:`~batchmt.errors.APIError` for a file the
+        server refuses (nothing is stored then)."""
+        data, name = await async_run_blocking(_read, path)
+        return await self.import_bytes(data, name, format=format)
+
+    async def import_bytes(
+        self, data: bytes, filename: str, *, format: Literal["tmx", "tsv"] | None = None
+    ) -> MemoryImport:
+        c = self._client
+        request = c._client.build_request(
+            "POST",
+            c._url("/v1/memory/import"),
+            headers=c.headers,
+            timeout=c.timeout,
+            files={"file": (filename, data, "application/octet-stream")},
+            data={"format": format} if format else None,
+        )
+        try:  # a multipart upload: no retries (the body is not replayed)
+            response = await c._client.send(request)
+        except httpx.TransportError as exc:
+            raise c._connection_error(exc, request) from exc
+        if not response.is_success:
+            raise c._status_error(response)
+        return MemoryImport.from_json(response.json())
+
+    async def export(
+        self, path: str | os.PathLike[str], *, origin: Origin | None = None, key: str | None = None
+    ) -> Path:
+        """Write the memory to ``path`` as TMX 1.4b (``origin``: only ``human`` or ``model`` entries; ``key``: an
+        admin key exports another key's memory). Returns the path."""
+        r = await self._client._request("GET", _query("/v1/memory/export", origin=origin, key=key))
+        return await async_run_blocking(_write, path, r.content)
+
+    async def purge(self, *, source: str | None = None, origin: Origin | None = None, key: str | None = None) -> int:
+        """Delete entries: all of the memory, or those of one English ``source`` sentence and/or one ``origin``
+        (``key``: an admin key purges another key's memory). Returns how many were deleted."""
+        r = await self._client._request("DELETE", _query("/v1/memory", source=source, origin=origin, key=key))
+        return int(r.json()["deleted"])
+
+    async def info(self, *, key: str | None = None) -> MemoryInfo:
+        """How many human and model entries the memory holds, and its limits."""
+        r = await self._client._request("GET", _query("/v1/memory", key=key))
+        return MemoryInfo.from_json(r.json())
