@@ -186,6 +186,7 @@ async def glossary_part(args: argparse.Namespace, batcher: Any, stats: Any, sett
             "sentences_per_s": round(len(sources) / secs, 2),
         }
         print(json.dumps(row), flush=True)
+        row["_outputs"] = [{"source": s, "output": t["text"], "status": t["status"]} for s, t in zip(sources, out)]
         rows.append(row)
         if args.samples:
             for s, h in list(zip(sources, hyps))[:3]:
@@ -205,13 +206,15 @@ async def formality_part(
     tr = Translator(batcher, stats, settings, args.model, template)
     for formality in FORMALITIES:
         out, usage, secs = await translate_all(tr, texts, args.chunk, formality=formality)
-        regs: Counter[str] = Counter(register(t["text"] or "") for t in out)
+        # the sentences address the reader: a sentence-initial Sie/Ihr is "you" here (strict)
+        regs: Counter[str] = Counter(register(t["text"] or "", strict=True) for t in out)
         want = WANTED.get(formality)
         # what was delivered "ok" in the forbidden register (more/less must never do this)
         wrong_ok = (
             sum(
                 t["status"] == "ok"
-                and register(t["text"] or "") in ({"informal", "mixed"} if formality == "more" else {"formal", "mixed"})
+                and register(t["text"] or "", strict=True)
+                in ({"informal", "mixed"} if formality == "more" else {"formal", "mixed"})
                 for t in out
             )
             if formality in ("more", "less")
@@ -235,6 +238,7 @@ async def formality_part(
             "sentences_per_s": round(len(texts) / secs, 2),
         }
         print(json.dumps(row), flush=True)
+        row["_outputs"] = [{"source": s, "output": t["text"], "status": t["status"]} for s, t in zip(texts, out)]
         rows.append(row)
         if args.samples:
             for s, t in list(zip(texts, out))[:3]:
@@ -312,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "report" if args.model == "embedded" else f"report-{args.model}"
+    if args.parts != ["glossary", "formality"]:
+        stem += "-" + "-".join(args.parts)
+    with open(out / f"{stem}-outputs.jsonl", "w", encoding="utf-8") as f:
+        for row in res["rows"]:
+            for o in row.pop("_outputs", []):
+                key = row.get("method") or row.get("formality")
+                f.write(json.dumps({"part": row["part"], "setting": key, **o}, ensure_ascii=False) + "\n")
     (out / f"{stem}.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     text = report(res, args)
     (out / f"{stem}.md").write_text(text, encoding="utf-8")

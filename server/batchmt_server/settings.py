@@ -111,7 +111,7 @@ class Settings(BaseSettings, SecurityFields):
         "fastest of --template-variants that keeps quality (without calibration: the first one)",
     )
     template_variants: str = Field(
-        "en-de-packed,en-de-short,en-de-zero",
+        "en-de-packed,en-de-short,en-de-zero,en-de-list",
         description="template 'auto' chooses among these (comma-separated, the first is the fallback)",
     )
     max_copy_increase: float = Field(
@@ -164,7 +164,7 @@ class Settings(BaseSettings, SecurityFields):
         100, ge=1, description="glossaries one key keeps (409 too_many_glossaries beyond)"
     )
     glossary_method: Literal["hints", "mask", "check"] = Field(
-        "hints",
+        "mask",
         description="how a request's glossary terms are enforced: 'hints' (term pairs in the per-sentence part of "
         "the prompt), 'mask' (source terms masked, target terms put back), 'check' (none; only the check after "
         "generation). Every method re-sends a segment missing a term once, then marks it suspect "
@@ -355,7 +355,7 @@ class Settings(BaseSettings, SecurityFields):
 
         embedded = embedded_model(self.model)
         if embedded is not None:
-            return embedded.served_name
+            return embedded.versioned_name()
         return Path(self.model.rstrip("/")).name or self.model
 
 

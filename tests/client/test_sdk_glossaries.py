@@ -1,6 +1,7 @@
 """Glossaries and formality in the SDK (sync and async, the sync client generated from the async one) and the CLI
 (``--glossary FILE|ID``, ``--formality``), against a real ``batchmt-server`` process on the fake engine (which
-answers ``[de] <sentence>``: it never uses a German glossary term, so those segments come back suspect)."""
+answers ``[de] <sentence>``, placeholder masks kept: with the default glossary method ``mask`` the German terms
+are put in place of the masked English ones)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def test_sync_client_glossaries_round_trip_and_translate_with_one(fake_gateway):
         assert client.glossaries.entries(g) == [("due date", "Fälligkeitsdatum"), ("invoice", "Rechnung")]
         result = client.translate(["Pay the invoice.", "Good night."], glossary=g, formality="more")
         first, second = result.translations
-        assert first.status == "suspect" and [s.reason for s in first.suspect_segments] == ["glossary"]
-        assert second.ok
+        assert first.ok and first.text == "[de] Pay the Rechnung."
+        assert second.ok and second.text == "[de] Good night."
         assert f"|glossary:{g.glossary_id}@{g.version}" in result.signature and "|formality:more" in result.signature
         client.glossaries.delete(g)
         with pytest.raises(batchmt.NotFoundError):
@@ -46,7 +47,7 @@ async def test_async_client_creates_from_a_tmx_file(fake_gateway, tmp_path):
         assert g.name == "terms.tmx" and g.entry_count == 1
         assert await client.glossaries.entries(g.glossary_id) == [("invoice", "Rechnung")]
         result = await client.translate("Pay the invoice.", glossary=g)
-        assert result.translations[0].suspect_segments[0].reason == "glossary"
+        assert result.texts == ["[de] Pay the Rechnung."]
         await client.glossaries.delete(g)
 
 
@@ -73,8 +74,8 @@ def test_cli_glossary_file_is_created_for_the_run_and_deleted_after(fake_gateway
     )
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "glossary gl-" in err and "suspect" in err
-    assert out.read_text(encoding="utf-8").splitlines() == ["[de] Pay the invoice.", "[de] See you soon."]
+    assert "glossary gl-" in err
+    assert out.read_text(encoding="utf-8").splitlines() == ["[de] Pay the Rechnung.", "[de] See you soon."]
     with batchmt.Client(base_url=fake_gateway, timeout=60) as client:
         assert all(g.name != "terms.tsv" for g in client.glossaries.list())  # the run's glossary is gone
         g = client.glossaries.create("kept", {"invoice": "Rechnung"})

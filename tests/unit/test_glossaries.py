@@ -134,6 +134,14 @@ def test_register_and_terms_by_rule():
     assert register("Danke, ich schicke es Ihnen und dir.") == "mixed"
     assert wrong_register("more", "Hast du Zeit?") and not wrong_register("prefer_more", "Hast du Zeit?")
     assert wrong_register("less", "Haben Sie Zeit?") and not wrong_register("less", "Danke!")
+    # "less": a sentence-initial Sie/Ihr (you, or she/they/her) is never delivered as ok
+    assert (
+        register("Sie sollten mehr trinken.") == "none"
+        and register("Sie sollten mehr trinken.", strict=True) == "formal"
+    )
+    assert wrong_register("less", "Sie sollten mehr trinken.") and not wrong_register(
+        "more", "Sie sollten mehr trinken."
+    )
     assert term_found("Rechnung", "Die Rechnungen sind da.") and term_found("Cloud-Speicher", "im cloud speicher")
     assert not term_found("Rechnung", "Die Quittung ist da.")
     assert Steer(required=("Rechnung",)).check("Die Quittung.") == "glossary"
@@ -267,7 +275,7 @@ def _keyed():
 # ---------------------------------------------------------------------------- enforcement
 async def test_hints_go_after_the_cached_prefix_and_a_followed_glossary_is_ok():
     eng = PromptEngine(glossary_following)
-    async with running_gateway(eng) as (c, app):
+    async with running_gateway(eng, glossary_method="hints") as (c, app):
         g = await create(c)
         r = await c.post(
             "/v1/translate",
@@ -290,7 +298,7 @@ async def test_hints_go_after_the_cached_prefix_and_a_followed_glossary_is_ok():
 
 async def test_a_missing_term_is_re_sent_once_then_suspect_glossary():
     eng = PromptEngine()  # echoes the English: never the German term
-    async with running_gateway(eng) as (c, _):
+    async with running_gateway(eng, glossary_method="hints") as (c, _):
         g = await create(c)
         r = await c.post("/v1/translate", json={"texts": ["Pay the invoice today."], "glossary_id": g["glossary_id"]})
         t = r.json()["translations"][0]
@@ -304,7 +312,7 @@ async def test_a_missing_term_is_re_sent_once_then_suspect_glossary():
 
 async def test_mask_method_puts_the_target_term_in_place():
     eng = PromptEngine()
-    async with running_gateway(eng, glossary_method="mask") as (c, _):
+    async with running_gateway(eng) as (c, _):  # the default method (measured best: docs/glossaries.md)
         g = await create(c)
         r = await c.post(
             "/v1/translate",
@@ -374,7 +382,7 @@ async def test_sentences_of_different_formality_never_share_a_prompt():
 
 async def test_job_lines_honour_glossary_and_formality_and_an_unknown_glossary_fails_its_line():
     eng = PromptEngine(glossary_following)
-    async with running_gateway(eng) as (c, _):
+    async with running_gateway(eng, glossary_method="hints") as (c, _):
         g = await create(c)
         rows = [
             {
@@ -413,7 +421,7 @@ async def test_job_lines_honour_glossary_and_formality_and_an_unknown_glossary_f
 
 async def test_ensembles_honour_glossary_and_formality():
     eng = PromptEngine(glossary_following)
-    async with running_gateway(eng) as (c, _):
+    async with running_gateway(eng, glossary_method="hints") as (c, _):
         g = await create(c)
         r = await c.post(
             "/v1/translate",
@@ -429,3 +437,20 @@ async def test_ensembles_honour_glossary_and_formality():
     assert body["translations"][0]["text"] == "[de] Pay the Rechnung."
     assert "|quality:balanced" in body["signature"] and "|formality:prefer_less" in body["signature"]
     assert eng.full and all("Glossary:" in p and "informally" in p for p in eng.full)
+
+
+async def test_an_imported_du_entry_is_not_served_for_formality_more():
+    """Imported human memory entries answer under every signature: under formality more/less (and a glossary's
+    required terms) they must pass the same check as the model's answers, or the engine translates instead."""
+    eng = PromptEngine(lambda srcs: ["Haben Sie Zeit?" for _ in srcs])
+    async with running_gateway(eng) as (c, _):
+        r = await c.post(
+            "/v1/memory/import", files={"file": ("tm.tsv", b"Do you have time?\tHast du Zeit?\n")}, data={}
+        )
+        assert r.status_code == 200, r.text
+        plain = (await c.post("/v1/translate", json={"texts": ["Do you have time?"]})).json()
+        more = (await c.post("/v1/translate", json={"texts": ["Do you have time?"], "formality": "more"})).json()
+        less = (await c.post("/v1/translate", json={"texts": ["Do you have time?"], "formality": "less"})).json()
+    assert plain["translations"][0]["text"] == "Hast du Zeit?" and plain["usage"]["memory_hits"] == 1
+    assert more["translations"][0]["text"] == "Haben Sie Zeit?" and more["usage"]["memory_hits"] == 0
+    assert less["translations"][0]["text"] == "Hast du Zeit?" and less["usage"]["memory_hits"] == 1

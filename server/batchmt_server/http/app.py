@@ -213,7 +213,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         "/v1/translate",
         response_model=TranslateResponse,
         tags=["translate"],
-        responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
+        responses={400: {}, 401: {}, 404: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
     )
     async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
         """Translate sentences English→German. One entry per input, in order; a sentence that

@@ -316,6 +316,9 @@ class Translator:
         use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
         remembered = await self.memory.lookup(scope, sig, texts) if use_memory and self.memory is not None else {}
         remembered = {t: v for t, v in remembered.items() if check_masks(t, v.target) is None}
+        if steers is not None:  # a human entry answers under every signature: it must pass this request's check too
+            steer_of = {t: steers[k] for k, t in enumerate(texts)}
+            remembered = {t: v for t, v in remembered.items() if steer_of[t].check(v.target) is None}
         todo = [k for k, t in enumerate(texts) if t not in remembered]
         fresh: list[Outcome] = []
         progress.waiting = True

@@ -50,9 +50,15 @@ _INFORMAL = re.compile(
 )
 
 
-def register(text: str) -> Literal["formal", "informal", "mixed", "none"]:
-    """The German register of ``text`` by rule: Sie/Ihnen/Ihr (capitalised inside a sentence) vs du/dich/dein."""
-    formal = bool(_FORMAL_ANY.search(text) or _FORMAL_MID.search(text))
+_FORMAL_STRICT = re.compile(r"\b(?:Sie|Ihnen|Ihr|Ihre|Ihren|Ihrem|Ihrer|Ihres)\b")
+
+
+def register(text: str, *, strict: bool = False) -> Literal["formal", "informal", "mixed", "none"]:
+    """The German register of ``text`` by rule: Sie/Ihnen/Ihr (capitalised inside a sentence) vs du/dich/dein.
+    ``strict``: a capitalised Sie/Ihr at a sentence's start counts as formal too (it may be "she"/"they"/"her":
+    right for text that addresses the reader, and for the ``less`` check, where a doubtful slot is re-sent or
+    flagged rather than delivered as ``ok`` in the wrong register)."""
+    formal = bool(_FORMAL_ANY.search(text) or (_FORMAL_STRICT if strict else _FORMAL_MID).search(text))
     informal = bool(_INFORMAL.search(text))
     if formal and informal:
         return "mixed"
@@ -61,7 +67,7 @@ def register(text: str) -> Literal["formal", "informal", "mixed", "none"]:
 
 def wrong_register(formality: str, text: str) -> bool:
     """Does ``text`` use the register ``more``/``less`` forbids? (``prefer_*`` and ``default`` forbid nothing.)"""
-    reg = register(text)
+    reg = register(text, strict=formality == "less")
     if formality == "more":
         return reg in ("informal", "mixed")
     if formality == "less":

@@ -133,6 +133,7 @@ class TranslateRequest(BaseModel):
     )
     glossary_id: StrictStr | None = Field(
         None,
+        min_length=1,
         max_length=64,
         description="a glossary of this key (POST /v1/glossaries): its terms are translated as it says (the "
         "method in the signature: prompt hints, or masks); a segment whose translation still misses a term after one "
