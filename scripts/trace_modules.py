@@ -1,8 +1,9 @@
 """Which server modules the translate path and the job path touch (issue 23: a thin translate path).
 
-    PYTHONPATH=client:server python scripts/trace_modules.py [--list] [--json]
+    PYTHONPATH=client:server python scripts/trace_modules.py [--keys] [--list] [--json]
 
-Runs the gateway app in-process on the fake engine (keys off, the store in a temporary folder), warms it up with
+Runs the gateway app in-process on the fake engine (keys off, or with ``--keys`` one user key with a daily quota,
+as a multi-tenant gateway runs; the store in a temporary folder), warms it up with
 one round of each, then traces (``sys.setprofile``, in every thread) two ``POST /v1/translate`` (a plain text, an
 HTML text) and one batch job of two lines (upload, create, wait until it is completed, download), and prints how
 many distinct ``batchmt_server`` modules ran code for each. Frames of the background tasks that are no part of
@@ -98,18 +99,30 @@ TEXTS = [
 ]
 
 
-async def _with_app(settings: dict, body: Callable[[httpx.AsyncClient], Any]) -> Any:
+KEY = "trace-key-0123456789abcdef"
+
+
+async def _with_app(settings: dict, body: Callable[[httpx.AsyncClient], Any], keys: bool = False) -> Any:
+    from batchmt_server.auth.keys import KeyRecord, KeyRing, MemoryKeyStore, hash_key
     from batchmt_server.engines.fake import FakeEngine
     from batchmt_server.http.app import create_app
     from batchmt_server.settings import Settings
 
+    ring = None
+    if keys:
+        store = MemoryKeyStore()
+        store._keys["t"] = KeyRecord(id="t", name="t", key_hash=hash_key(KEY), chars_per_day=1_000_000)
+        ring = KeyRing(store, [], refresh_s=3600.0)
     app = create_app(
-        Settings(engine="fake", max_wait_ms=1, warmup=False, calibration="off", **settings), engine=FakeEngine()
+        Settings(engine="fake", max_wait_ms=1, warmup=False, calibration="off", **settings),
+        engine=FakeEngine(),
+        keys=ring,
     )
+    headers = {"authorization": f"Bearer {KEY}"} if keys else {}
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(app.state.gateway.ready.wait(), 30)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as client:
             return await body(client)
 
 
@@ -144,7 +157,7 @@ async def job_once(c: httpx.AsyncClient, n: int) -> None:
     out.raise_for_status()
 
 
-async def measure(tracer: Tracer) -> dict[str, list[str]]:
+async def measure(tracer: Tracer, keys: bool = False) -> dict[str, list[str]]:
     result: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
 
@@ -154,7 +167,7 @@ async def measure(tracer: Tracer) -> dict[str, list[str]]:
                 await translate_once(c, 2)
             result["translate"] = sorted(seen)
 
-        await _with_app({"data_dir": Path(tmp) / "a", "job_worker": False}, translate_path)
+        await _with_app({"data_dir": Path(tmp) / "a", "job_worker": False}, translate_path, keys)
 
         async def job_path(c: httpx.AsyncClient) -> None:
             await job_once(c, 1)
@@ -162,19 +175,20 @@ async def measure(tracer: Tracer) -> dict[str, list[str]]:
                 await job_once(c, 3)
             result["job"] = sorted(seen)
 
-        await _with_app({"data_dir": Path(tmp) / "b"}, job_path)
+        await _with_app({"data_dir": Path(tmp) / "b"}, job_path, keys)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--keys", action="store_true", help="auth on: one user key with a daily quota")
     ap.add_argument("--list", action="store_true", help="list the modules, not only count them")
     ap.add_argument("--json", action="store_true", help="print the modules per path as JSON")
     a = ap.parse_args(argv)
     tracer = Tracer()
     tracer.install()
     try:
-        result = asyncio.run(measure(tracer))
+        result = asyncio.run(measure(tracer, a.keys))
     finally:
         sys.setprofile(None)
         threading.setprofile(None)  # type: ignore[arg-type]

@@ -111,7 +111,7 @@ class Settings(BaseSettings, SecurityFields):
         "fastest of --template-variants that keeps quality (without calibration: the first one)",
     )
     template_variants: str = Field(
-        "en-de-packed,en-de-short,en-de-zero",
+        "en-de-packed,en-de-short,en-de-zero,en-de-list",
         description="template 'auto' chooses among these (comma-separated, the first is the fallback)",
     )
     max_copy_increase: float = Field(
@@ -355,7 +355,7 @@ class Settings(BaseSettings, SecurityFields):
 
         embedded = embedded_model(self.model)
         if embedded is not None:
-            return embedded.served_name
+            return embedded.versioned_name()
         return Path(self.model.rstrip("/")).name or self.model
 
 

@@ -60,3 +60,22 @@ def test_a_merged_adapter_folder_is_reused(tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     (folder / ".batchmt-complete").write_text("done\n")
     assert prepare_embedded_model(tmp_path, "embedded") == folder
+
+
+def test_a_model_made_with_a_shipped_adapter_is_named_by_the_adapter(monkeypatch, tmp_path):
+    """A new adapter is a new model: the served name (calibration's cache key, signatures, memory) changes with it."""
+    import shutil
+
+    from batchmt_server.models import embedded as emb
+    from batchmt_server.settings import Settings
+
+    spec = embedded_model("embedded")
+    assert spec is not None and spec.adapter is not None
+    name = Settings(model="embedded").model_name
+    assert name == f"{spec.served_name}-{emb.adapter_digest(emb.ADAPTERS_DIR / spec.adapter)}"
+    assert Settings(model="embedded-base").model_name == "gemma-3-270m"
+    copy = tmp_path / spec.adapter
+    shutil.copytree(emb.ADAPTERS_DIR / spec.adapter, copy)
+    (copy / "adapter_config.json").write_text((copy / "adapter_config.json").read_text() + "\n")
+    monkeypatch.setattr(emb, "ADAPTERS_DIR", tmp_path)
+    assert Settings(model="embedded").model_name not in (name, spec.served_name)

@@ -266,3 +266,19 @@ def test_a_later_round_skips_the_earlier_rounds_sources(tmp_path):
     second = load_sources(f, 20, seed=7, skip=20)
     assert len(first) == len(second) == 20
     assert not {i for i, _ in first} & {i for i, _ in second}
+
+
+def test_a_later_round_s_model_card_carries_the_earlier_round(tmp_path):
+    from batchmt_server.selftrain.pipeline import RoundConfig
+    from batchmt_server.selftrain.train import _card_from_work
+
+    earlier = tmp_path / "round1-adapter"
+    earlier.mkdir()
+    (earlier / "batchmt-selftrain.json").write_text(json.dumps({"improve": {"keep": 0.8}}))
+    work = tmp_path / "round2"
+    work.mkdir()
+    (work / "improve.done").write_text(json.dumps({"keep": 0.7}))
+    cfg = RoundConfig(work=work, sources=tmp_path / "en.txt", init_adapter=earlier)
+    card = _card_from_work(cfg, "embedded-base", work / "adapter")
+    assert card["improve"] == {"keep": 0.7}
+    assert card["previous_round"] == {"improve": {"keep": 0.8}}

@@ -10,6 +10,7 @@ from helpers import running_gateway
 
 NAMES = ["en-de-packed", "en-de-short", "en-de-zero"]
 TEMPLATES = {n: Template.load(n) for n in NAMES}
+VARIANTS = ",".join(NAMES)  # the engine below knows these three
 
 
 class PrefixSensitiveEngine(FakeEngine):
@@ -70,7 +71,9 @@ async def test_the_gateway_serves_with_the_chosen_template_and_says_so(tmp_path)
     # the choice on the packaged calibration set, timed on the engine's own clock, cached where the gateway looks
     await choose_template(eng, TEMPLATES, load_pairs(None), cache_dir=tmp_path, clock=eng.clock)
     measured = dict(eng.by_template)
-    async with running_gateway(eng, calibration="auto", template="auto", cache_dir=tmp_path) as (c, app):
+    async with running_gateway(
+        eng, calibration="auto", template="auto", template_variants=VARIANTS, cache_dir=tmp_path
+    ) as (c, app):
         info = (await c.get("/v1/info")).json()
         short = TEMPLATES["en-de-short"].ref
         assert info["template"] == short and f"tmpl:{short}|" in info["signature"]
@@ -86,7 +89,9 @@ async def test_the_gateway_serves_with_the_chosen_template_and_says_so(tmp_path)
         n: measured[n] for n in ("en-de-packed", "en-de-zero")
     }
     eng2 = PrefixSensitiveEngine()
-    async with running_gateway(eng2, calibration="auto", template="auto", cache_dir=tmp_path) as (c, app):
+    async with running_gateway(
+        eng2, calibration="auto", template="auto", template_variants=VARIANTS, cache_dir=tmp_path
+    ) as (c, app):
         assert (await c.get("/v1/info")).json()["template"] == TEMPLATES["en-de-short"].ref
         assert set(eng2.by_template) <= {"en-de-short"}
 

@@ -200,3 +200,15 @@ def test_a_jobs_ensemble_line_is_admitted_within_the_spare_capacity():
     t._check_capacity(1, 3, priority=1)  # 5 + 3 fit 8
     t._job_ensemble_load = 60
     t._check_capacity(60, 1, priority=0)  # interactive work never counts the jobs' rounds
+
+
+async def test_interactive_traffic_never_runs_the_job_controller():
+    async with running_gateway() as (c, app):
+        batcher = app.state.gateway.batcher
+        looks: list[int] = []
+        real = batcher.job_capacity.current
+        batcher.job_capacity.current = lambda: looks.append(1) or real()
+        for i in range(3):
+            r = await c.post("/v1/translate", json={"texts": [f"Sentence number {i}. And one more."]})
+            assert r.status_code == 200
+    assert looks == []  # no job sentence waited: the job cap was never stepped

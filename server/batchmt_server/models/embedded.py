@@ -12,6 +12,7 @@ Hugging Face folder that vLLM loads, and cached outside the repo.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -67,8 +68,24 @@ class EmbeddedModel:
     base: str | None = None
     adapter: str | None = None
 
+    def versioned_name(self) -> str:
+        """The name served: a model made with a shipped adapter carries the adapter's digest, so a new adapter is a
+        new model to everything keyed by the name (calibration's cache, signatures, the translation memory)."""
+        if self.adapter is None:
+            return self.served_name
+        folder = ADAPTERS_DIR / self.adapter
+        weights = folder / "adapter_model.safetensors"
+        if not weights.exists():
+            return self.served_name
+        return f"{self.served_name}-{_cached_digest(str(folder), weights.stat().st_mtime_ns)}"
+
 
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_digest(folder: str, mtime_ns: int) -> str:
+    return adapter_digest(Path(folder))
 
 
 def adapter_digest(folder: Path) -> str:
@@ -95,8 +112,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             "gemma-3-270m-rest",
             "gemma-3-270m-rest-hf",
             None,
-            "Gemma-3-270M self-trained by batchmt (ReST round 1: LoRA adapters shipped in this package, merged into "
-            "embedded-base once); it translates zero-shot, without the few-shot prefix",
+            "Gemma-3-270M self-trained by batchmt (ReST rounds 1-2: LoRA adapters shipped in this package, merged "
+            "into embedded-base once); it translates zero-shot, without the few-shot prefix or echoes (en-de-list)",
             base="embedded-base",
             adapter="gemma-3-270m-rest",
         ),

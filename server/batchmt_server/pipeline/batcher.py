@@ -296,9 +296,11 @@ class Batcher:
         return len(self._queue) + self._interactive_in_flight
 
     def _job_prompt_allowed(self) -> bool:
-        """May a batch-job prompt be sent now? Steps the cap (AIMD) on the way."""
-        cap = self.job_capacity.current()
-        return bool(self._job_queue) and not self._queue and self._job_prompts_in_flight < cap
+        """May a batch-job prompt be sent now? Steps the cap (AIMD) on the way, when a job's sentence waits (the
+        interactive path never runs the job controller)."""
+        if not self._job_queue or self._queue:
+            return False
+        return self._job_prompts_in_flight < self.job_capacity.current()
 
     def _take(self, target: int) -> list[Item]:
         batch = self._take_from(self._queue, target, [])

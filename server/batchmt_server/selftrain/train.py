@@ -231,6 +231,9 @@ def _card_from_work(cfg: Any, base: str, adapter_dir: Path) -> dict[str, Any]:
         if p.exists():
             info[stage] = json.loads(p.read_text())
     info["sources"] = str(cfg.sources)
+    init = getattr(cfg, "init_adapter", None)
+    if init is not None and (Path(init) / "batchmt-selftrain.json").exists():  # a later round: the earlier ones too
+        info["previous_round"] = json.loads((Path(init) / "batchmt-selftrain.json").read_text())
     return info
 
 
