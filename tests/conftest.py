@@ -101,6 +101,25 @@ def _own_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.delenv("BATCHMT_DATABASE_URL", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """``batchmt-server``'s main (run in-process by the CLI tests) installs a root handler on the sys.stderr of the
+    moment, which pytest's capture closes after the test: every later log line then printed "--- Logging error ---"
+    into the next tests' stderr (and failed the SDK's "prints nothing" tests when the whole suite ran)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    for h in handlers:
+        if h not in root.handlers:
+            root.addHandler(h)
+    root.setLevel(level)
+
+
 def engine_test_settings(**overrides):
     import tempfile
 

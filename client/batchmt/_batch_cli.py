@@ -206,6 +206,7 @@ def translate_as_job(client: Client, args: argparse.Namespace) -> int:
             ("preserve_placeholders", args.preserve_placeholders),
             ("glossary_id", getattr(args, "glossary_id", None)),
             ("formality", getattr(args, "formality", None)),
+            ("source_lang_check", getattr(args, "source_lang_check", None)),
         )
         if v is not None
     }

@@ -288,6 +288,7 @@ class AsyncClient(BaseClient):
         formality: str | None = None,
         restart_hint: str = "pass resume=False",
         review: bool = True,
+        source_lang_check: str | None = None,
     ) -> FileReport:
         """Translate a file into ``dst`` in the same format, unit by unit (see :mod:`batchmt.file_translation`
         and :mod:`batchmt.formats`).
@@ -325,6 +326,7 @@ class AsyncClient(BaseClient):
                 "preserve_placeholders": preserve_placeholders,
                 "glossary": glossary_id(glossary),
                 "formality": formality,
+                "source_lang_check": source_lang_check,
             },
             restart_hint=restart_hint,
             review=review,

@@ -206,6 +206,12 @@ def _add_translation_options(p: argparse.ArgumentParser) -> None:
         choices=("default", "more", "less", "prefer_more", "prefer_less"),
         help="German register: more (Sie) / less (du), enforced; prefer_more / prefer_less, a preference",
     )
+    g.add_argument(
+        "--source-lang-check",
+        choices=("flag", "strict", "off"),
+        help="a text not in --source-lang: flag it (written, noted as suspect: the server's default), strict "
+        "(the run stops with source_lang_mismatch) or off (no check)",
+    )
 
 
 def _add_progress_options(p: argparse.ArgumentParser) -> None:
@@ -298,6 +304,7 @@ def _translate_file(client: Client, args: argparse.Namespace) -> int:
         preserve_placeholders=args.preserve_placeholders,
         glossary=args.glossary_id,
         formality=args.formality,
+        source_lang_check=args.source_lang_check,
         restart_hint="use --no-resume",
         review=args.review,
     )

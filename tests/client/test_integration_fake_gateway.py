@@ -118,6 +118,21 @@ def test_cli_jsonl_with_quality(fake_gateway, tmp_path, capsys):
     assert record["id"] == 7 and record["body"].count("[de] ") == 2
 
 
+def test_cli_notes_german_input_and_strict_stops(fake_gateway, tmp_path, capsys):
+    src, dst = tmp_path / "mixed.txt", tmp_path / "mixed.de.txt"
+    german = "Das Museum ist montags geschlossen und öffnet am Dienstag um zehn Uhr wieder."
+    src.write_text(f"The museum is closed on Mondays.\n{german}\n", encoding="utf-8")
+    common = ["--base-url", fake_gateway, "translate", "-i", str(src), "--no-progress", "--no-resume"]
+    code = cli.main([*common, "-o", str(dst)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "1 line written but suspect" in err and "line 2" in err  # written all the same, and noted
+    assert dst.read_text(encoding="utf-8").count("[de] ") == 2
+    code = cli.main([*common, "-o", str(tmp_path / "strict.de.txt"), "--source-lang-check", "strict"])
+    err = capsys.readouterr().err
+    assert code != 0 and "source_lang_mismatch" in err, err
+
+
 XLIFF = """<?xml version="1.0" encoding="UTF-8"?>
 <xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2">
  <file original="shop" source-language="en" datatype="plaintext">

@@ -381,3 +381,19 @@ async def test_the_migration_moves_each_keys_old_entries_to_its_scope(tmp_path):
         assert await store.tm_get("", "tmpl:x|batchmt:1", ["a"], 5.0) == {}
     finally:
         await store.close()
+
+
+async def test_another_gateways_purge_is_seen_once_the_hot_entry_expires(tmp_path):
+    """Two gateways on one store: a purge on one is seen by the other's hot tier within ``hot_ttl_s``."""
+    store = SQLiteStore(tmp_path / "m.db")
+    await store.open()
+    try:
+        here, there = TranslationMemory(store, 100, hot_ttl_s=0.2), TranslationMemory(store, 100)
+        await store.tm_put("", "sig", [("A wrong answer.", "Falsch.")], 1.0, 100)
+        assert "A wrong answer." in await here.lookup("", "sig", ["A wrong answer."])  # now hot here
+        assert await there.purge("", source="A wrong answer.") == 1
+        assert "A wrong answer." in await here.lookup("", "sig", ["A wrong answer."])  # still hot: within the TTL
+        await asyncio.sleep(0.25)
+        assert await here.lookup("", "sig", ["A wrong answer."]) == {}  # expired: the store says it is gone
+    finally:
+        await store.close()

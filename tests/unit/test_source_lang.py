@@ -169,3 +169,21 @@ def test_the_sdk_reads_the_check():
     )
     assert t.suspect and t.detected_source_lang == "de" and t.warnings[0].code == "source_lang_mismatch"
     assert "warnings" not in t.extra
+
+
+async def test_the_sdk_flags_and_refuses_through_the_gateway():
+    import httpx
+
+    import batchmt
+
+    async with running_gateway() as (_c, app):
+        transport = httpx.ASGITransport(app=app)
+        async with batchmt.AsyncClient(base_url="http://t", transport=transport, max_retries=0) as client:
+            result = await client.translate([ENGLISH, GERMAN])
+            with pytest.raises(batchmt.APIError) as exc:
+                await client.translate([GERMAN], source_lang_check="strict")
+    english, german = result.translations
+    assert english.ok and english.detected_source_lang == "en"
+    assert german.suspect and german.detected_source_lang == "de"
+    assert [w.code for w in german.warnings] == ["source_lang_mismatch"]
+    assert exc.value.status == 422 and exc.value.code == "source_lang_mismatch"
