@@ -55,6 +55,7 @@ async def run(url: str | None, data_dir: Path, lines: int, workers: int, batch: 
         async def tm_writer(s, k: int) -> None:
             for j in range(lines // (workers * batch)):
                 await s.tm_put(
+                    "",
                     "sig",
                     [(f"src {k} {j} {i}", f"tgt {k} {j} {i}") for i in range(batch)],
                     now=time.time(),

@@ -102,3 +102,34 @@ async def test_a_set_template_is_used_as_is(tmp_path):
     ) as (c, app):
         info = (await c.get("/v1/info")).json()
         assert info["template"] == TEMPLATES["en-de-packed"].ref and info["template_variants"] == []
+
+
+def noisy_engine(pairs) -> PrefixSensitiveEngine:
+    """The short prompt's first pass over ``pairs`` is slowed down (another process on the machine); later passes
+    are not."""
+    eng = PrefixSensitiveEngine()
+    generate = eng.generate
+    short, packed = TEMPLATES["en-de-short"], TEMPLATES["en-de-packed"]
+
+    async def noisy(prompt, params):
+        out = await generate(prompt, params)
+        is_short = prompt.startswith(short.prefix) and not prompt.startswith(packed.prefix)
+        if is_short and eng.by_template["en-de-short"] <= len(pairs) + 1:  # the warm-up prompt and the first pass
+            eng.now += 10.0
+        return out
+
+    eng.generate = noisy  # type: ignore[method-assign]
+    return eng
+
+
+async def test_qualifying_variants_are_compared_by_their_median_time():
+    """One noisy pass does not decide: the short prompt is chosen on its median of three passes."""
+    pairs = [(s, f"[de] {s}") for s, _ in load_pairs(None, limit=8)]
+    two = {n: TEMPLATES[n] for n in ("en-de-packed", "en-de-short")}
+    eng = noisy_engine(pairs)
+    choice = await choose_template(eng, two, pairs, clock=eng.clock)
+    short = choice.result("en-de-short")
+    assert len(short.timings) == 3 and short.timings[0] > max(short.timings[1:])
+    assert choice.chosen == "en-de-short"
+    eng = noisy_engine(pairs)  # one pass only: the noise decides
+    assert (await choose_template(eng, two, pairs, clock=eng.clock, retime=0)).chosen == "en-de-packed"
