@@ -133,3 +133,28 @@ async def test_qualifying_variants_are_compared_by_their_median_time():
     assert choice.chosen == "en-de-short"
     eng = noisy_engine(pairs)  # one pass only: the noise decides
     assert (await choose_template(eng, two, pairs, clock=eng.clock, retime=0)).chosen == "en-de-packed"
+
+
+async def test_of_equally_fast_variants_the_shorter_prompt_wins(monkeypatch):
+    """Median times within TIE of the fastest are a tie: the shortest prompt wins (at full load it is the
+    difference); a clearly faster variant still wins over a shorter one."""
+    from batchmt_server.pipeline import calibration
+
+    pairs = [(s, f"[de] {s}") for s, _ in load_pairs(None, limit=8)]
+    two = {n: TEMPLATES[n] for n in ("en-de-packed", "en-de-short")}
+    eng = PrefixSensitiveEngine()
+    generate = eng.generate
+
+    async def slower_short(prompt, params):  # the short prompt takes 5% longer than the long one
+        before = eng.now
+        out = await generate(prompt, params)
+        long = prompt.startswith(TEMPLATES["en-de-packed"].prefix)
+        eng.now = before + (1.0 if long else 1.05)
+        return out
+
+    eng.generate = slower_short  # type: ignore[method-assign]
+    choice = await choose_template(eng, two, pairs, clock=eng.clock)
+    assert choice.result("en-de-short").prompt_chars < choice.result("en-de-packed").prompt_chars
+    assert choice.chosen == "en-de-short"
+    monkeypatch.setattr(calibration, "TIE", 0.0)  # no tie: the 5% faster long prompt wins
+    assert (await choose_template(eng, two, pairs, clock=eng.clock)).chosen == "en-de-packed"
