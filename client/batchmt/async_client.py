@@ -146,6 +146,19 @@ class AsyncClient(BaseClient):
             await self._sleep(delay)
             attempt += 1
 
+    async def _upload(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One multipart upload (``files=``, ``data=``): sent once, never retried (the body is not replayed)."""
+        request = self._client.build_request(
+            method, self._url(path), headers=self.headers, timeout=self.timeout, **kwargs
+        )
+        try:
+            response = await self._client.send(request)
+        except httpx.TransportError as exc:
+            raise self._connection_error(exc, request) from exc
+        if not response.is_success:
+            raise self._status_error(response)
+        return response
+
     # -- endpoints -----------------------------------------------------------------------------
     async def translate(
         self,

@@ -8,8 +8,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import httpx
-
 from ._concurrency import async_run_blocking
 from .memory import MemoryImport, MemoryInfo, Origin, _query, _read, _write
 
@@ -37,21 +35,12 @@ class AsyncMemory:
     async def import_bytes(
         self, data: bytes, filename: str, *, format: Literal["tmx", "tsv"] | None = None
     ) -> MemoryImport:
-        c = self._client
-        request = c._client.build_request(
+        response = await self._client._upload(  # a multipart upload: no retries (the body is not replayed)
             "POST",
-            c._url("/v1/memory/import"),
-            headers=c.headers,
-            timeout=c.timeout,
+            "/v1/memory/import",
             files={"file": (filename, data, "application/octet-stream")},
             data={"format": format} if format else None,
         )
-        try:  # a multipart upload: no retries (the body is not replayed)
-            response = await c._client.send(request)
-        except httpx.TransportError as exc:
-            raise c._connection_error(exc, request) from exc
-        if not response.is_success:
-            raise c._status_error(response)
         return MemoryImport.from_json(response.json())
 
     async def export(

@@ -44,14 +44,7 @@ class Batches:
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         c = self._client
         if "files" in kwargs:  # a multipart upload: no retries (the body is not replayed)
-            request = c._client.build_request(method, c._url(path), headers=c.headers, timeout=c.timeout, **kwargs)
-            try:
-                response = c._client.send(request)
-            except httpx.TransportError as exc:
-                raise c._connection_error(exc, request) from exc
-            if not response.is_success:
-                raise c._status_error(response)
-            return response
+            return c._upload(method, path, **kwargs)
         return c._request(method, path, body=kwargs.get("json"))
 
     def upload(

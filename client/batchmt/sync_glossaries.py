@@ -9,8 +9,6 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-import httpx
-
 from ._concurrency import run_blocking
 from .glossaries import Glossary, entries_tsv, file_upload, glossary_id, parse_tsv
 
@@ -56,11 +54,9 @@ class Glossaries:
         """Create a glossary from a ``.tmx``, ``.tsv`` or ``.csv`` file (uploaded as it is; no retries)."""
         filename, content, fmt = run_blocking(file_upload, path)
         c = self._client
-        request = c._client.build_request(
+        response = c._upload(
             "POST",
-            c._url("/v1/glossaries"),
-            headers=c.headers,
-            timeout=c.timeout,
+            "/v1/glossaries",
             data={
                 "name": name or filename,
                 "source_lang": source_lang,
@@ -69,12 +65,6 @@ class Glossaries:
             },
             files={"file": (filename, content)},
         )
-        try:
-            response = c._client.send(request)
-        except httpx.TransportError as exc:
-            raise c._connection_error(exc, request) from exc
-        if not response.is_success:
-            raise c._status_error(response)
         return Glossary.from_json(c._json(response))
 
     def list(self) -> list[Glossary]:

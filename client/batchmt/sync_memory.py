@@ -8,8 +8,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import httpx
-
 from ._concurrency import run_blocking
 from .memory import MemoryImport, MemoryInfo, Origin, _query, _read, _write
 
@@ -33,21 +31,12 @@ class Memory:
         return self.import_bytes(data, name, format=format)
 
     def import_bytes(self, data: bytes, filename: str, *, format: Literal["tmx", "tsv"] | None = None) -> MemoryImport:
-        c = self._client
-        request = c._client.build_request(
+        response = self._client._upload(  # a multipart upload: no retries (the body is not replayed)
             "POST",
-            c._url("/v1/memory/import"),
-            headers=c.headers,
-            timeout=c.timeout,
+            "/v1/memory/import",
             files={"file": (filename, data, "application/octet-stream")},
             data={"format": format} if format else None,
         )
-        try:  # a multipart upload: no retries (the body is not replayed)
-            response = c._client.send(request)
-        except httpx.TransportError as exc:
-            raise c._connection_error(exc, request) from exc
-        if not response.is_success:
-            raise c._status_error(response)
         return MemoryImport.from_json(response.json())
 
     def export(self, path: str | os.PathLike[str], *, origin: Origin | None = None, key: str | None = None) -> Path:
