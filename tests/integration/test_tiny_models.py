@@ -102,7 +102,9 @@ async def test_prompt_form_and_calibration(tiny) -> None:
     if kind == "llama":  # the BatchPrompt went through the chat template: few-shot turns, assistant turn prefilled
         prompt = gw.template.render(["A test."])
         assert prompt.count("<|im_start|>assistant\n") == len(gw.template.examples) + 1
-        assert prompt.endswith("<|im_start|>assistant\nEnglish 1: A test.\nGerman 1:")
+        # the prefill of the calibrated template: its echo and label, or the label alone (en-de-list)
+        assert prompt.endswith("<|im_start|>assistant\n" + gw.template.base._pair(1, "A test.", None))
+        assert prompt.endswith("German 1:")
     # calibration ran on the real engine; noise never keeps quality packed
     assert gw.calibration is not None and gw.calibration.pack_limit == 1
     assert "|cal:1|" in info["signature"]
