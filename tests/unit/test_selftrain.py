@@ -229,6 +229,7 @@ def test_export_adapter_names_the_base_not_a_local_path(tmp_path: Path):
 async def test_the_store_s_traffic_becomes_grow_sources(tmp_path):
     """--sources store: translation-memory sources and the sentences of finished job lines, each once; lines
     still pending or failed are not read."""
+    from batchmt_server.protocol.schemas import TranslateRequest
     from batchmt_server.selftrain.pipeline import store_sentences
     from batchmt_server.stores import LineResult, NewLine, build_store
     from helpers import job_record
@@ -245,10 +246,12 @@ async def test_the_store_s_traffic_becomes_grow_sources(tmp_path):
             [
                 NewLine(1, "c1", body=json.dumps(body)),
                 NewLine(2, "c2", body=json.dumps({"texts": ["A line nobody finished yet."]})),
+                # stored as the job path stores it: the validated request, both fields, the unused one null
+                NewLine(3, "c3", body=TranslateRequest(sentences=["The ferry leaves at noon."]).model_dump_json()),
             ],
         )
-        (c1, _) = await store.claim_lines("A", 2, 10, now=0.0)
-        await store.complete_lines("A", [LineResult("batch_1", c1.line_no, True, "{}")])
+        (c1, _, c3) = await store.claim_lines("A", 3, 10, now=0.0)
+        await store.complete_lines("A", [LineResult("batch_1", c.line_no, True, "{}") for c in (c1, c3)])
         got = await store_sentences(store, 100)
     finally:
         await store.close()
@@ -256,6 +259,7 @@ async def test_the_store_s_traffic_becomes_grow_sources(tmp_path):
         "the harbour was quiet that night",
         "Our lab moved to the third floor.",
         "The old rooms are empty now.",
+        "The ferry leaves at noon.",
     ]
 
 

@@ -87,17 +87,16 @@ STORE = "store"
 
 
 def _body_texts(body: str) -> list[str]:
-    """The English texts of one job line's request body (``texts``, the legacy ``sentences``, or ``text``)."""
+    """The English texts of one job line's stored request body (the validated ``/v1/translate`` request: ``texts``
+    or the legacy ``sentences``, whichever the caller used)."""
+    from pydantic import ValidationError
+
+    from ..protocol.schemas import TranslateRequest
+
     try:
-        data = json.loads(body)
-    except ValueError:
+        return TranslateRequest.model_validate_json(body).entries
+    except ValidationError:
         return []
-    data = data.get("body", data) if isinstance(data, dict) else {}
-    if not isinstance(data, dict):
-        return []
-    texts = data.get("texts", data.get("sentences", data.get("text", [])))
-    texts = [texts] if isinstance(texts, str) else texts
-    return [t for t in texts if isinstance(t, str)] if isinstance(texts, list) else []
 
 
 async def store_sentences(store: Any, limit: int) -> list[str]:
