@@ -202,12 +202,9 @@ def parse_completion(
         slots[i] = Slot(clean(text), None, (start, end))
         seen.add(num)
         expected = num + 1
-        if not echo:
-            pass  # a layout without echoes: alignment rests on the numbering and the content checks below
-        elif last_echo is None or last_echo[0] != num:
-            flags[i] = "echo"  # no echo of this number right before it
-        else:
-            why = _echo_reason(last_echo[1], i, norm_src)
+        if echo:  # without echoes, alignment rests on the numbering and the content checks below
+            # "echo": no echo of this number right before it
+            why = "echo" if last_echo is None or last_echo[0] != num else _echo_reason(last_echo[1], i, norm_src)
             if why:
                 flags[i] = why
         last_echo = None
