@@ -77,23 +77,24 @@ class EmbeddedModel:
         weights = folder / "adapter_model.safetensors"
         if not weights.exists():
             return self.served_name
-        return f"{self.served_name}-{_cached_digest(str(folder), weights.stat().st_mtime_ns)}"
+        return f"{self.served_name}-{adapter_digest(folder)}"
 
 
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_digest(folder: str, mtime_ns: int) -> str:
-    return adapter_digest(Path(folder))
+_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def adapter_digest(folder: Path) -> str:
-    """A short digest of an adapter folder's weights and config: the merged model's cache folder carries it, so a
-    new adapter is merged again instead of serving the old one."""
+    """A short digest of an adapter folder's weights and config: the merged model's cache folder and the served name
+    carry it, so a new adapter is merged again and named anew. Hashed once per version of the files."""
+    return _digest(str(folder), tuple((folder / name).stat().st_mtime_ns for name in _ADAPTER_FILES))
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(folder: str, mtimes: tuple[int, ...]) -> str:
     h = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        h.update((folder / name).read_bytes())
+    for name in _ADAPTER_FILES:
+        h.update((Path(folder) / name).read_bytes())
     return h.hexdigest()[:8]
 
 
@@ -190,7 +191,8 @@ def _merge_adapter(cache_dir: Path, spec: EmbeddedModel) -> Path:
     adapter = ADAPTERS_DIR / spec.adapter
     if not (adapter / "adapter_model.safetensors").exists():
         raise RuntimeError(f"the adapter of {spec.name!r} is missing from the package ({adapter})")
-    target = cache_dir / "models" / f"{spec.folder}-{adapter_digest(adapter)}"
+    digest = adapter_digest(adapter)
+    target = cache_dir / "models" / f"{spec.folder}-{digest}"
     if (target / _MARKER).exists():
         return target
     base = prepare_embedded_model(cache_dir, spec.base)
@@ -209,7 +211,7 @@ def _merge_adapter(cache_dir: Path, spec: EmbeddedModel) -> Path:
         for name in ("README.md", "batchmt-selftrain.json"):
             if (adapter / name).exists():
                 shutil.copy(adapter / name, tmp / name)
-        (tmp / _MARKER).write_text(f"{spec.base} + adapter {adapter.name} {adapter_digest(adapter)}\n")
+        (tmp / _MARKER).write_text(f"{spec.base} + adapter {adapter.name} {digest}\n")
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
