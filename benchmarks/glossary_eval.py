@@ -178,12 +178,7 @@ async def glossary_part(args: argparse.Namespace, batcher: Any, stats: Any, sett
             "chrf": round(chrf.corpus_score(hyps, [refs]).score, 1),
             "failed": sum(t["status"] == "failed" for t in out),
             "suspect_glossary": suspect,
-            "prompt_tokens_per_sentence": round(usage.get("prompt", 0) / len(sources), 1),
-            "cached_tokens_per_sentence": round(usage.get("cached", 0) / len(sources), 1),
-            "completion_tokens_per_sentence": round(usage.get("completion", 0) / len(sources), 1),
-            "resent_per_100": round(100 * usage.get("retries", 0) / len(sources), 1),
-            "seconds": round(secs, 1),
-            "sentences_per_s": round(len(sources) / secs, 2),
+            **cost(usage, len(sources), secs),
         }
         print(json.dumps(row), flush=True)
         row["_outputs"] = [{"source": s, "output": t["text"], "status": t["status"]} for s, t in zip(sources, out)]
@@ -192,6 +187,18 @@ async def glossary_part(args: argparse.Namespace, batcher: Any, stats: Any, sett
             for s, h in list(zip(sources, hyps))[:3]:
                 print(f"   {s} -> {h}", flush=True)
     return rows
+
+
+def cost(usage: dict, n: int, secs: float) -> dict:
+    """A part's engine cost per sentence (tokens, re-sends) and its speed."""
+    return {
+        "prompt_tokens_per_sentence": round(usage.get("prompt", 0) / n, 1),
+        "cached_tokens_per_sentence": round(usage.get("cached", 0) / n, 1),
+        "completion_tokens_per_sentence": round(usage.get("completion", 0) / n, 1),
+        "resent_per_100": round(100 * usage.get("retries", 0) / n, 1),
+        "seconds": round(secs, 1),
+        "sentences_per_s": round(n / secs, 2),
+    }
 
 
 async def formality_part(
@@ -232,10 +239,7 @@ async def formality_part(
             "in_requested_register_pct": round(100 * regs[want] / len(texts), 1) if want else None,
             "suspect_formality": sum(any(x["reason"] == "formality" for x in t["suspect_segments"]) for t in out),
             "wrong_register_as_ok": wrong_ok,
-            "resent_per_100": round(100 * usage.get("retries", 0) / len(texts), 1),
-            "prompt_tokens_per_sentence": round(usage.get("prompt", 0) / len(texts), 1),
-            "cached_tokens_per_sentence": round(usage.get("cached", 0) / len(texts), 1),
-            "sentences_per_s": round(len(texts) / secs, 2),
+            **cost(usage, len(texts), secs),
         }
         print(json.dumps(row), flush=True)
         row["_outputs"] = [{"source": s, "output": t["text"], "status": t["status"]} for s, t in zip(texts, out)]
