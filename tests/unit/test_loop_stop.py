@@ -132,6 +132,7 @@ def test_token_ids_are_read_off_the_tokenizer():
             return [self.vocab[text]] if text in self.vocab else [5] * len(text)
 
     assert TokenIds.of(Tok()) == TokenIds((1,), (5,), (6, 7))
+    assert TokenIds.of(None) == TokenIds()  # an engine without its tokenizer: no loop stop, no slot guard
 
 
 def test_a_slot_that_ends_in_a_loop_is_flagged_and_its_neighbours_are_kept():

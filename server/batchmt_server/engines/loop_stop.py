@@ -59,6 +59,8 @@ class TokenIds:
 
     @classmethod
     def of(cls, tokenizer: Any) -> TokenIds:
+        if tokenizer is None:  # an engine started without its tokenizer: nothing to steer with
+            return cls()
         eos = getattr(tokenizer, "eos_token_id", None)
 
         def single(text: str) -> int | None:
