@@ -35,9 +35,8 @@ from ..protocol.validation import (
     validate_request,
 )
 from ..settings import Settings
-from ..telemetry.cost import Prices
+from ..telemetry.cost import EngineUsage, Prices
 from ..telemetry.stats import Stats
-from ..telemetry.usage import EngineUsage
 from ..text.documents import PreparedEntry
 from ..text.documents import prepare as prepare_entry
 from ..text.langid import MIN_SCORE, SAMPLE_CHARS, detect_language
