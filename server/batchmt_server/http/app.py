@@ -150,7 +150,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         jobs = JobsRuntime.from_settings(settings)  # the durable store: batch jobs, files, translation memory
         await jobs.open()
         app.state.jobs = jobs
-        app.state.jobs_serving = JobsServing(jobs, settings, keys, model=lambda: app.state.gateway.model_name)
         memory = jobs.translation_memory(settings.translation_memory_size)
         app.state.glossaries = GlossaryServing.from_settings(jobs.store, settings)
         gw = Gateway(
@@ -162,6 +161,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
             glossaries=app.state.glossaries,
         )
         app.state.gateway = gw
+        app.state.jobs_serving = JobsServing(jobs, settings, keys, gateway=gw)
         collector = StatsCollector(
             gw.stats, gw.prices, lambda: {"version": __version__, "model": gw.model_name, "template": gw.template.ref}
         )

@@ -379,15 +379,16 @@ class JobsServing:
         runtime: JobsRuntime,
         settings: Settings,
         keys: KeyRing | None = None,
-        model: Callable[[], str] | None = None,
+        gateway: Gateway | None = None,
     ) -> None:
         self.rt, self.settings, self.keys = runtime, settings, keys
         self.config = runtime.config
-        #: the engine's own model name (the settings' may not be what runs: a fake engine, a served one)
-        self.model = model or (lambda: settings.model_name)
+        self.gateway = gateway  # names the model a batch object reports (None: the settings' model name)
 
     def _batch(self, job: JobRecord) -> BatchObject:
-        return BatchObject.of(job, self.settings.currency, self.model())
+        # the engine's own model name (the settings' may not be what runs: a fake engine, a served one)
+        model = self.gateway.model_name if self.gateway is not None else self.settings.model_name
+        return BatchObject.of(job, self.settings.currency, model)
 
     async def _own_file(self, caller: Caller, file_id: str, param: str) -> FileRecord:
         f = await self.rt.store.get_file(file_id)
