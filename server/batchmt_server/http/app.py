@@ -36,6 +36,7 @@ from ..pipeline.translator import LANGUAGE_PAIRS, Translator
 from ..prompting.template import Template
 from ..protocol.errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
 from ..protocol.schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
+from ..protocol.validation import prepare_request
 from ..settings import Settings
 from ..stores import StoreError
 from ..telemetry.cost import Prices, usage_totals
@@ -221,12 +222,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         gw = gateway(request)
         try:
             translator = require_ready(gw)
+            prepared = await prepare_request(body, settings)  # checked, markup parsed once: 4xx before any work
         except APIError:
             gw.stats.record_request("rejected")
             raise
         rec = principal_of(request)
         return await translator.translate(
-            body, partial(client_gone, request), admit=admission(keys, rec), tenant=rec.id if rec is not None else None
+            body,
+            partial(client_gone, request),
+            admit=admission(keys, rec),
+            tenant=rec.id if rec is not None else None,
+            prepared=prepared,
         )
 
     @app.get("/v1/info", response_model=Info, tags=["translate"])

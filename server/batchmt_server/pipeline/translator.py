@@ -1,4 +1,5 @@
-"""A translate request end to end: validate, cut each text into segments, queue, wait, reassemble in order."""
+"""A translate request end to end, from its prepared entries (checked and cut into segments at the edge:
+protocol/validation.py): look at each text's language, admit, queue, wait, reassemble in order."""
 
 from __future__ import annotations
 
@@ -27,20 +28,12 @@ from ..protocol.schemas import (
     TranslationError,
     Usage,
 )
-from ..protocol.validation import (
-    LANGUAGE_PAIRS,
-    check_source_languages,
-    markup_error,
-    mismatch_message,
-    validate_request,
-)
+from ..protocol.validation import LANGUAGE_PAIRS, check_source_languages, mismatch_message, prepare_request
 from ..settings import Settings
 from ..telemetry.cost import EngineUsage, Prices
 from ..telemetry.stats import Stats
 from ..text.documents import PreparedEntry
-from ..text.documents import prepare as prepare_entry
 from ..text.langid import MIN_SCORE, SAMPLE_CHARS, detect_language
-from ..text.markup import MarkupError
 from ..text.placeholders import check_masks
 from .batcher import Batcher, Outcome, QueueFull
 from .ensemble import Ensemble, EnsembleConfig
@@ -178,29 +171,17 @@ class Translator:
         cfg = self.ensemble_config(quality)
         return self.signature if cfg is None else f"{self.signature}|quality:{quality}|ens:{cfg.describe()}"
 
-    def validate(self, req: TranslateRequest) -> None:
-        """The request's checks before any work, but its markup: :meth:`prepare` parses that, once (its
-        ``PreparedEntry`` carries the parsed document), and refuses markup that does not parse."""
-        validate_request(req, self.settings, markup=False)
-
-    def prepare(self, req: TranslateRequest) -> list[PreparedEntry]:
-        """Every entry cut into protected segments (after ``validate``), with its source language when
-        ``source_lang_check`` asks (one look per entry, not per segment). Raises ``invalid_markup`` (422) for
-        markup that does not parse, and ``source_lang_mismatch`` (422) under ``source_lang_check: "strict"``."""
-        s, name = self.settings, req.entries_field
-        out = []
-        for i, text in enumerate(req.entries):
-            try:
-                entry = prepare_entry(
-                    text, req.split_sentences, s.max_sentence_chars, req.preserve_placeholders, req.tag_handling
-                )
-            except MarkupError as exc:
-                raise markup_error(name, i, exc) from None
-            if req.source_lang_check != "off":
-                entry = replace(entry, language=detect_language(entry.words(text, SAMPLE_CHARS)))
-            out.append(entry)
-        check_source_languages(req, [entry.language for entry in out])
-        return out
+    @staticmethod
+    def languages(req: TranslateRequest, prepared: list[PreparedEntry]) -> list[PreparedEntry]:
+        """Each entry with its source language when ``source_lang_check`` asks (one look per entry, not per
+        segment); ``source_lang_mismatch`` (422) under ``source_lang_check: "strict"``."""
+        if req.source_lang_check != "off":
+            prepared = [
+                replace(entry, language=detect_language(entry.words(text, SAMPLE_CHARS)))
+                for entry, text in zip(prepared, req.entries)
+            ]
+        check_source_languages(req, [entry.language for entry in prepared])
+        return prepared
 
     async def translate(
         self,
@@ -210,8 +191,12 @@ class Translator:
         priority: int = 0,
         admit: Admit | None = None,
         tenant: str | None = None,
+        prepared: list[PreparedEntry] | None = None,
     ) -> TranslateResponse:
-        """``priority`` > 0: batch-job work, sent in the capacity interactive requests leave. ``admit(characters,
+        """``prepared``: the request's entries as its door checked and prepared them
+        (:func:`~..protocol.validation.prepare_request`); None: this call is the door (a batch line not prepared in
+        this process, an in-process caller), and the same function checks and prepares it here.
+        ``priority`` > 0: batch-job work, sent in the capacity interactive requests leave. ``admit(characters,
         sentences)`` charges the caller's key (quota, character rate) once the request is valid and fits; it
         raises :class:`APIError` to refuse, and returns a refund, awaited when the request is then refused
         (``queue_full``) or fails for the engine (``engine_unavailable``). An ensemble quality is charged its rounds
@@ -222,7 +207,7 @@ class Translator:
         t0 = time.monotonic()
         progress = _Progress()
         try:
-            response = await self._translate(req, disconnected, priority, admit, tenant, progress)
+            response = await self._translate(req, disconnected, priority, admit, tenant, progress, prepared)
         except (APIError, asyncio.CancelledError) as exc:
             self._record(exc, req, progress, t0)
             raise
@@ -262,14 +247,15 @@ class Translator:
         admit: Admit | None,
         tenant: str | None,
         progress: _Progress,
+        prepared: list[PreparedEntry] | None,
     ) -> TranslateResponse:
-        """Checked, prepared, admitted (charged), run; a charge is refunded when the work is then refused or lost."""
-        self.validate(req)
-        # Each entry is cut into segments (sentences; segmenter.py) whose placeholders and inline tags are
+        """Prepared, admitted (charged), run; a charge is refunded when the work is then refused or lost."""
+        # Each entry was cut into segments (sentences; segmenter.py) whose placeholders and inline tags are
         # masked (placeholders.py, markup.py); every segment travels through the batcher like any sentence
         # and the entry is put back together with its layout (documents.py).
-        big = sum(map(len, req.entries)) > 50_000  # ~15 ms per 50k characters: off the event loop
-        prepared = await asyncio.to_thread(self.prepare, req) if big else self.prepare(req)
+        if prepared is None:
+            prepared = await prepare_request(req, self.settings)
+        prepared = self.languages(req, prepared)
         texts: list[str] = [t for entry in prepared for t in entry.engine_texts]
         glossary = await self._glossary(req, tenant)  # 404 for an unknown or another key's, before any work
         texts, steers, unmask = self._steer(req, texts, glossary)
