@@ -324,14 +324,7 @@ class JobWorker:
         try:
             req = prepared.request if prepared is not None else TranslateRequest.model_validate_json(line.body)
         except ValidationError as exc:  # validated at creation; a later change of the schema lands here
-            self._results.append(
-                LineResult(
-                    line.job_id,
-                    line.line_no,
-                    False,
-                    error_line(line.custom_id, 422, "invalid_request", str(exc)[:500], line=line.line_no),
-                )
-            )
+            self._fail(line, 422, "invalid_request", str(exc)[:500])
             return
         try:
             entries = prepared.entries if prepared is not None else None
@@ -342,14 +335,7 @@ class JobWorker:
                 self._release.append((line.job_id, line.line_no))
                 await asyncio.sleep(cfg.busy_backoff_s)
                 return
-            self._results.append(
-                LineResult(
-                    line.job_id,
-                    line.line_no,
-                    False,
-                    error_line(line.custom_id, exc.status, exc.code, exc.message, param=exc.param, line=line.line_no),
-                )
-            )
+            self._fail(line, exc.status, exc.code, exc.message, exc.param)
             return
         except asyncio.CancelledError:
             raise
@@ -358,20 +344,7 @@ class JobWorker:
             if line.attempts < cfg.max_line_attempts:
                 self._release.append((line.job_id, line.line_no))
                 return
-            self._results.append(
-                LineResult(
-                    line.job_id,
-                    line.line_no,
-                    False,
-                    error_line(
-                        line.custom_id,
-                        500,
-                        "internal_error",
-                        f"internal error: {type(exc).__name__}",
-                        line=line.line_no,
-                    ),
-                )
-            )
+            self._fail(line, 500, "internal_error", f"internal error: {type(exc).__name__}")
             return
         transient = [t for t in resp.translations if t.error is not None and t.error.code in TRANSIENT_CODES]
         if transient and (self._stopping.is_set() or line.attempts < cfg.max_line_attempts):
@@ -383,6 +356,11 @@ class JobWorker:
         self._results.append(
             LineResult(line.job_id, line.line_no, True, output_line(line.custom_id, resp), _usage(resp))
         )
+
+    def _fail(self, line: ClaimedLine, status: int, code: str, message: str, param: str | None = None) -> None:
+        """The line's result is an error line (the error file)."""
+        error = error_line(line.custom_id, status, code, message, param=param, line=line.line_no)
+        self._results.append(LineResult(line.job_id, line.line_no, False, error))
 
     async def _flush(self) -> None:
         results, self._results = self._results, []
