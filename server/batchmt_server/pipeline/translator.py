@@ -37,7 +37,7 @@ from ..text.langid import MIN_SCORE, SAMPLE_CHARS, detect_language
 from ..text.placeholders import check_masks
 from .batcher import Batcher, Outcome, QueueFull
 from .ensemble import Ensemble, EnsembleConfig
-from .memory import ANONYMOUS_SCOPE, TranslationMemory
+from .memory import ANONYMOUS_SCOPE, MemoryHit, TranslationMemory
 from .spare_capacity import SpareCapacity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -290,7 +290,8 @@ class Translator:
         tenant: str | None = None,
         steer: _SteerPlan | None = None,
     ) -> TranslateResponse:
-        n_entries = len(req.entries)
+        """The segments the translation memory does not answer go to the engine (one pass or the ensemble); the
+        delivered ones are remembered; the answer is put together from both."""
         steer = steer or _SteerPlan()
         steers = steer.steers
         # the persistent translation memory, under the signature of what this quality runs (with the glossary's
@@ -298,35 +299,20 @@ class Translator:
         sig = self.signature_for(req.quality) + steer.signature
         # each key its own memory (its scope): memory_hits never reveals another tenant's sentences
         scope = tenant if tenant is not None else ANONYMOUS_SCOPE
-        use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
-        remembered = await self.memory.lookup(scope, sig, texts) if use_memory and self.memory is not None else {}
-        remembered = {t: v for t, v in remembered.items() if check_masks(t, v.target) is None}
-        if steers is not None:  # a human entry answers under every signature: it must pass this request's check too
-            steer_of = {t: steers[k] for k, t in enumerate(texts)}
-            remembered = {t: v for t, v in remembered.items() if steer_of[t].check(v.target) is None}
+        memory = self.memory if self.memory is not None and self.memory.enabled and req.translation_memory else None
+        remembered = await self._recall(memory, scope, sig, texts, steers) if memory is not None else {}
         todo = [k for k, t in enumerate(texts) if t not in remembered]
         fresh: list[Outcome] = []
         progress.waiting = True
-        if todo and config is not None:
-            fresh = await self._ensemble(
-                [texts[k] for k in todo],
-                rid,
-                config,
-                disconnected,
-                priority,
-                tenant=tenant,
-                steers=[steers[k] for k in todo] if steers is not None else None,
-            )
-        elif todo:
-            fresh = await self._one_pass(
-                [texts[k] for k in todo],
-                rid,
-                disconnected,
-                priority,
-                confidence=req.confidence,
-                tenant=tenant,
-                steers=[steers[k] for k in todo] if steers is not None else None,
-            )
+        if todo:
+            some = [texts[k] for k in todo]
+            their = [steers[k] for k in todo] if steers is not None else None
+            if config is not None:
+                fresh = await self._ensemble(some, rid, config, disconnected, priority, tenant=tenant, steers=their)
+            else:
+                fresh = await self._one_pass(
+                    some, rid, disconnected, priority, confidence=req.confidence, tenant=tenant, steers=their
+                )
         progress.waiting = False
         outcomes = [
             Outcome(remembered[t].target, from_memory=remembered[t].origin) if t in remembered else None for t in texts
@@ -341,10 +327,10 @@ class Translator:
                 "the engine died while this request was in flight; retry it (this gateway restarts)",
                 headers={"Retry-After": "5"},
             )
-        if use_memory and self.memory is not None:  # delivered, unflagged translations only
+        if memory is not None:  # delivered, unflagged translations only
             keep = [(texts[k], o.text) for k, o in zip(todo, fresh) if o.text is not None and not o.flagged]
             try:
-                await self.memory.remember(scope, sig, keep)
+                await memory.remember(scope, sig, keep)
             except Exception:  # the answer is delivered anyway; the memory is an optimisation
                 log.exception("could not store %d translations in the translation memory", len(keep))
         if steer.unmask is not None:  # glossary method "mask": the target terms in place of their masks
@@ -353,15 +339,40 @@ class Translator:
                 o if o is None or o.text is None or not back[k] else replace(o, text=_unmask(o.text, back[k]))
                 for k, o in enumerate(outcomes)
             ]
+        return self._response(req, prepared, outcomes, chars, config, steer, memory_hits=len(texts) - len(todo))
+
+    @staticmethod
+    async def _recall(
+        memory: TranslationMemory, scope: str, sig: str, texts: list[str], steers: list[Steer] | None
+    ) -> dict[str, MemoryHit]:
+        """The memory's answers for these texts whose protected spans are intact and, when the request steers, that
+        pass its check (a human entry answers under every signature)."""
+        remembered = await memory.lookup(scope, sig, texts)
+        remembered = {t: v for t, v in remembered.items() if check_masks(t, v.target) is None}
+        if steers is not None:
+            steer_of = {t: steers[k] for k, t in enumerate(texts)}
+            remembered = {t: v for t, v in remembered.items() if steer_of[t].check(v.target) is None}
+        return remembered
+
+    def _response(
+        self,
+        req: TranslateRequest,
+        prepared: list[PreparedEntry],
+        outcomes: list[Outcome | None],
+        chars: int,
+        config: EnsembleConfig | None,
+        steer: _SteerPlan,
+        memory_hits: int,
+    ) -> TranslateResponse:
+        """The answer: each entry put together from its segments' outcomes, and the usage and cost they add up to."""
         translations: list[Translation] = []
-        spent: list[EngineUsage] = [o.usage for o in outcomes if o is not None]
         k = 0
         for entry in prepared:
-            mine = outcomes[k : k + entry.segments]
+            translations.append(self._assemble(entry, outcomes[k : k + entry.segments], req.source_lang))
             k += entry.segments
-            translations.append(self._assemble(entry, mine, req.source_lang))
-        total = EngineUsage.total(spent)
+        total = EngineUsage.total([o.usage for o in outcomes if o is not None])
         human = sum(o.from_memory == "human" for o in outcomes if o is not None)
+        n_entries = len(req.entries)
         return TranslateResponse(
             id=f"tr-{secrets.token_hex(6)}",
             model=self.model,
@@ -373,7 +384,7 @@ class Translator:
             usage=Usage(
                 texts=n_entries,
                 sentences=n_entries,
-                segments=len(texts),
+                segments=len(outcomes),
                 characters=chars,
                 prompt_tokens=round(total.prompt_tokens),
                 cached_prompt_tokens=round(total.cached_prompt_tokens),
@@ -387,7 +398,7 @@ class Translator:
                     total.baseline_prompt_tokens, total.baseline_completion_tokens, total.baseline_engine_seconds
                 ),
                 currency=self.prices.currency,
-                memory_hits=len(texts) - len(todo),
+                memory_hits=memory_hits,
                 human_memory_hits=human,
             ),
         )
