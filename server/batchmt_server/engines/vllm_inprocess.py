@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 
 from .base import Completion, EngineDead, EngineError, GenerationParams
-from .loop_stop import repeating_tail
+from .loop_stop import TokenIds, repeating_tail
 from .reaper import Reaper, descendant_pids, spawned_since
 
 __all__ = ["PromptTokens", "VLLMEngine", "cpu_environment", "cpu_preloads"]
@@ -200,6 +200,7 @@ class VLLMEngine:
         self.prompts: PromptTokens | None = None  # the prompts' token ids, once the tokenizer is there
         self._cpu = False  # set at start: on the CPU, requests are not seeded (see generate)
         self._eos_ids: list[int] = []  # the tokens LoopStop leaves a looping completion (the tokenizer's EOS)
+        self._steer_ids = TokenIds()  # ... and the newline tokens its slot guard steers a packed completion with
 
     async def start(self) -> None:
         if self._llm is not None:  # started already (an engine shared by several gateways, as in the benchmark)
@@ -251,8 +252,8 @@ class VLLMEngine:
             self._llm = AsyncLLM.from_engine_args(args)
             self._tokenizer = self._llm.get_tokenizer()
             self.prompts = PromptTokens(self._tokenizer)
-            eos = getattr(self._tokenizer, "eos_token_id", None)
-            self._eos_ids = [int(eos)] if eos is not None else []  # none: no loop stop (nothing to end it with)
+            self._steer_ids = TokenIds.of(self._tokenizer)
+            self._eos_ids = list(self._steer_ids.eos)  # none: no loop stop (nothing to end it with)
         except Exception as exc:
             raise EngineError(f"vLLM failed to start on {self.model}: {exc}") from exc
 
@@ -294,7 +295,7 @@ class VLLMEngine:
             seed=None if self._cpu else params.seed,
             logprobs=0 if params.logprobs else None,
             output_kind=RequestOutputKind.FINAL_ONLY,
-            extra_args=params.loop_stop.extra_args(self._eos_ids) if params.loop_stop and self._eos_ids else None,
+            extra_args=params.loop_stop.extra_args(self._steer_ids) if params.loop_stop and self._eos_ids else None,
         )
         final = None
         try:

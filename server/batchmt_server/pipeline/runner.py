@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..engines import Completion, Engine, EngineError, GenerationParams
 from ..engines.loop_stop import LoopRule, source_repeats
@@ -123,6 +123,8 @@ class PromptRunner:
         loop_rule = self.loop_rule
         if loop_rule is not None and any(source_repeats(s, loop_rule) for s in sources):
             loop_rule = None  # a source that repeats itself: its faithful translation repeats too
+        if loop_rule is not None and len(sources) > 1:  # a looping slot ends its line, not its neighbours'
+            loop_rule = replace(loop_rule, lines=self.template.lines_for(len(sources)))
         template = self.template
         hints: tuple[tuple[str, str], ...] = ()
         if steers:  # one formality per prompt (the batcher packs by variant); every sentence's hints

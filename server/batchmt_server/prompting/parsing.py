@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
 
+from ..engines.loop_stop import LoopRule, source_repeats, text_loops
+
 __all__ = ["Slot", "parse_completion", "REASONS", "is_copy", "is_example_copy", "clean"]
 
 #: Every reason a slot can be flagged for repair (metric label values).
@@ -40,12 +42,14 @@ REASONS = (
     "neighbour",  # the output (or its echo) equals another slot's source, or another slot's output
     "example",  # the output is a few-shot example translation: the model copied the prompt
     "empty",  # nothing after the label
-    "truncated",  # the engine stopped at max_tokens inside this slot
+    "truncated",  # the engine stopped at max_tokens inside this slot, or the slot ends in a loop (cut there)
     "engine_error",  # the engine call failed
     "placeholder",  # protected spans (placeholders, inline tags) lost, doubled, invented or reordered (batcher)
 )
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+#: the loop rule a slot's text is checked with (the engine's default: engines/loop_stop.py)
+_LOOP = LoopRule()
 #: Echo similarity needed when the echo is not identical (normalised) to its input.
 _ECHO_RATIO = 0.85
 
@@ -244,7 +248,9 @@ def _check_contents(
         outputs.setdefault(out, []).append(i)
         if slot.reason is not None:
             continue
-        if len(norm_src[i].split()) >= 3 and out == norm_src[i]:  # is_copy(sources[i], slot.text), normalised once
+        if text_loops(slot.text, _LOOP) and not source_repeats(sources[i], _LOOP):
+            slot.reason = "truncated"  # a packed slot's loop, ended by the engine's slot guard (loop_stop.py)
+        elif len(norm_src[i].split()) >= 3 and out == norm_src[i]:  # is_copy(sources[i], slot.text), normalised once
             slot.reason = "copy"
         elif n > 1 and any(out == norm_src[j] and len(norm_src[j].split()) >= 3 for j in range(n) if j != i):
             slot.reason = "neighbour"

@@ -164,6 +164,11 @@ class Template:
             return self.stop + (f"\n{self.target_label} {n + 1}:",)
         return self.stop + (f"\n{self.source_label} {n + 1}:", f"\n{self.target_label} 1:")
 
+    def lines_for(self, n: int) -> int:
+        """Line breaks in a whole completion for ``n`` inputs, before it ends: per input after the first, its
+        translation's line, and its echo's without ``echo = false`` (the slot guard of engines/loop_stop.py)."""
+        return (n - 1) * (2 if self.echo else 1)
+
     def max_tokens(self, source_tokens: list[int]) -> int:
         """Completion budget of a prompt: per slot the echo of its source, its translation (~1.5x the
         source) and two labels; without the echo, the translation and one label."""
