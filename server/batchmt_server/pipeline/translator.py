@@ -657,8 +657,23 @@ class Translator:
             or check_masks(texts[k], o.text) is not None
             or (steers is not None and steers[k].check(o.text) is not None)
         ]
-        if not missing:
-            return outcomes
+        if missing:
+            await self._fall_back(texts, outcomes, missing, rid, disconnected, priority, tenant, steers)
+        return outcomes
+
+    async def _fall_back(
+        self,
+        texts: list[str],
+        outcomes: list[Outcome],
+        missing: list[int],
+        rid: int,
+        disconnected: Callable[[], Awaitable[None]] | None,
+        priority: int,
+        tenant: str | None,
+        steers: list[Steer] | None,
+    ) -> None:
+        """The ensemble's ``missing`` lines through the batcher once more, their outcomes replaced in place (the
+        rounds' cost stays on the sentence); ``queue_full`` in their slots when the queue cannot take them."""
         try:
             futures = self.batcher.submit(
                 [texts[k] for k in missing],
@@ -674,16 +689,15 @@ class Translator:
                     error_code="queue_full",
                     error_message="no valid candidate in the ensemble rounds, and the queue was full for the fallback",
                 )
-            return outcomes
+            return
         try:
             fallback = await self._wait(futures, disconnected)
         except asyncio.CancelledError:
             for f in futures:
                 f.cancel()
             raise
-        for k, o in zip(missing, fallback):  # the rounds' cost stays on the sentence
+        for k, o in zip(missing, fallback):
             outcomes[k] = replace(o, usage=o.usage + outcomes[k].usage + EngineUsage(resent=1))
-        return outcomes
 
     @contextmanager
     def _ensemble_work(self, load: int, *, job: bool) -> Iterator[None]:
