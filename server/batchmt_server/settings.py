@@ -142,7 +142,11 @@ class Settings(BaseSettings, SecurityFields):
     )
     max_chrf_drop: float = Field(1.0, ge=0, description="calibration: chrF points a pack size may lose against single")
     max_parse_failure: float = Field(
-        0.01, ge=0, le=1, description="calibration: share of sentences re-sent after a bad slot"
+        0.25,
+        ge=0,
+        le=1,
+        description="calibration: share of sentences a pack size may re-send alone after a bad slot (a re-send "
+        "repairs its slot; its tokens count against the pack size in the billed-tokens comparison)",
     )
     max_prompt_tokens: int = Field(1024, ge=64, description="token budget for the numbered inputs of one prompt")
     max_prompts_in_flight: int | None = Field(

@@ -158,3 +158,18 @@ async def test_of_equally_fast_variants_the_shorter_prompt_wins(monkeypatch):
     assert choice.chosen == "en-de-short"
     monkeypatch.setattr(calibration, "TIE", 0.0)  # no tie: the 5% faster long prompt wins
     assert (await choose_template(eng, two, pairs, clock=eng.clock)).chosen == "en-de-packed"
+
+
+def test_a_pack_size_qualifies_on_quality_re_sends_and_billed_tokens():
+    from batchmt_server.pipeline.calibration import SizeResult, packs_well
+
+    single = SizeResult(1, chrf=34.0, bleu=8, parse_failure_rate=0.0, copy_rate=0.03, seconds=9, billed_tokens=98.0)
+
+    def pack(chrf=33.5, failures=0.1, billed=60.0):
+        return SizeResult(4, chrf, 8, failures, 0.03, 12, billed)
+
+    assert packs_well(pack(), single, 1.0, 0.25)  # re-sends repaired and paid for: still cheaper, same quality
+    assert not packs_well(pack(chrf=32.9), single, 1.0, 0.25)  # quality
+    assert not packs_well(pack(failures=0.3), single, 1.0, 0.25)  # too many sentences wait for a re-send
+    assert not packs_well(pack(billed=99.0), single, 1.0, 0.25)  # the re-sends cost more than packing saves
+    assert packs_well(pack(billed=0.0), single, 1.0, 0.25)  # a cached result from before billed tokens
