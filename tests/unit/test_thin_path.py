@@ -212,3 +212,83 @@ async def test_interactive_traffic_never_runs_the_job_controller():
             r = await c.post("/v1/translate", json={"texts": [f"Sentence number {i}. And one more."]})
             assert r.status_code == 200
     assert looks == []  # no job sentence waited: the job cap was never stepped
+
+
+# --- a batch line is parsed once: its prepared entries go from the batch's creation to its run -------------------
+
+
+async def _run_batch(c, rows: list[dict]) -> tuple[dict, list[dict]]:
+    import asyncio
+    import time
+
+    content = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    f = await c.post("/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", content, "application/jsonl")})
+    body = {"input_file_id": f.json()["id"], "endpoint": "/v1/translate", "completion_window": "24h"}
+    b = (await c.post("/v1/batches", json=body)).json()
+    deadline = time.monotonic() + 20
+    while b["status"] != "completed":
+        assert time.monotonic() < deadline and b["status"] in ("validating", "in_progress", "finalizing"), b
+        await asyncio.sleep(0.02)
+        b = (await c.get(f"/v1/batches/{b['id']}")).json()
+    out = await c.get(f"/v1/files/{b['output_file_id']}/content")
+    return b, [json.loads(x) for x in out.text.splitlines()]
+
+
+def _count_markup_parses(monkeypatch) -> list[str]:
+    from batchmt_server.protocol import validation
+    from batchmt_server.text import documents, markup
+
+    calls: list[str] = []
+    real = markup.parse_markup
+
+    def counting(text, kind):
+        calls.append(text)
+        return real(text, kind)
+
+    monkeypatch.setattr(documents, "parse_markup", counting)
+    monkeypatch.setattr(validation, "parse_markup", counting)
+    return calls
+
+
+async def test_a_batch_lines_markup_is_parsed_once_over_create_and_run(monkeypatch):
+    calls = _count_markup_parses(monkeypatch)
+    rows = [
+        {"custom_id": f"l{i}", "url": "/v1/translate", "body": {"texts": [text], "tag_handling": "html"}}
+        for i, text in enumerate(HTML)
+    ]
+    async with running_gateway() as (c, app):
+        batch, out = await _run_batch(c, rows)
+        kept = len(app.state.jobs.prepared)
+    assert batch["request_counts"] == {"total": 2, "completed": 2, "failed": 0}
+    assert sorted(o["response"]["body"]["translations"][0]["status"] for o in out) == ["ok", "ok"]
+    assert sorted(calls) == sorted(HTML)  # once each: validated and prepared at creation, run from that
+    assert kept == 0  # taken by the run, nothing left behind
+
+
+async def test_a_batch_line_not_prepared_here_is_parsed_again_to_run(monkeypatch):
+    """Past the bound on what is kept (or created by another gateway, or before a restart), a line is parsed from
+    its stored body when it runs, and checked again: the same result."""
+    calls = _count_markup_parses(monkeypatch)
+    rows = [{"custom_id": "a", "url": "/v1/translate", "body": {"texts": [HTML[0]], "tag_handling": "html"}}]
+    async with running_gateway() as (c, app):
+        app.state.jobs.prepared.max_chars = 0
+        batch, out = await _run_batch(c, rows)
+    assert batch["request_counts"]["completed"] == 1 and out[0]["response"]["status_code"] == 200
+    assert calls == [HTML[0], HTML[0]]  # checked at creation, parsed again for the run
+
+
+def test_prepared_lines_are_bounded_and_dropped_with_their_job():
+    from batchmt_server.jobs.worker import PreparedLine, PreparedLines
+    from batchmt_server.protocol.schemas import TranslateRequest
+
+    def prepared(text: str) -> PreparedLine:
+        return PreparedLine(TranslateRequest(texts=[text]), [])
+
+    kept = PreparedLines(max_chars=10)
+    kept.put("j1", {1: prepared("abcd"), 2: prepared("efgh")})
+    kept.put("j2", {1: prepared("ijkl")})  # 12 > 10: the oldest goes
+    assert kept.take("j1", 1) is None and kept.take("j1", 2) is not None
+    assert kept.take("j1", 2) is None  # taken once
+    kept.put("j3", {1: prepared("mn"), 2: prepared("op")})
+    kept.drop("j3")
+    assert len(kept) == 1 and kept.take("j2", 1) is not None and len(kept) == 0

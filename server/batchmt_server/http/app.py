@@ -9,7 +9,7 @@ import sqlite3
 from contextlib import asynccontextmanager
 from functools import partial
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,6 +36,7 @@ from ..pipeline.translator import LANGUAGE_PAIRS, Translator
 from ..prompting.template import Template
 from ..protocol.errors import APIError, api_error_handler, error_body, http_error_handler, validation_error_handler
 from ..protocol.schemas import Info, Limits, TranslateRequest, TranslateResponse, UsageTotals
+from ..protocol.validation import prepare_request
 from ..settings import Settings
 from ..stores import StoreError
 from ..telemetry.cost import Prices, usage_totals
@@ -134,6 +135,126 @@ async def _watch_revocations(keys: KeyRing, jobs: JobsRuntime) -> None:
         await asyncio.sleep(max(0.2, keys.refresh_s))
 
 
+# ---------------------------------------------------------------------------- the gateway's own routes
+#: ``/v1/translate``, ``/v1/info``, ``/v1/usage``, health and metrics (module level, as vLLM's entrypoints have them;
+#: the app's settings and key ring are on ``app.state``); the Batch API's, glossaries' and memory's are in their folders
+router = APIRouter()
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+def _require_ready(gw: Gateway) -> Translator:
+    if gw.translator is None or not gw.ready.is_set():
+        why = gw.boot_error or "the engine is still starting"
+        raise APIError(503, "not_ready", f"not ready: {why}", headers={"Retry-After": "5"})
+    return gw.translator
+
+
+@router.post(
+    "/v1/translate",
+    response_model=TranslateResponse,
+    tags=["translate"],
+    responses={400: {}, 401: {}, 404: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
+)
+async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
+    """Translate sentences English→German. One entry per input, in order; a sentence that
+    failed after retries says so in its own slot."""
+    settings: Settings = request.app.state.settings
+    keys: KeyRing = request.app.state.keys
+    gw = _gateway(request)
+    try:
+        translator = _require_ready(gw)
+        prepared = await prepare_request(body, settings)  # checked, markup parsed once: 4xx before any work
+    except APIError:
+        gw.stats.record_request("rejected")
+        raise
+    rec = principal_of(request)
+    return await translator.translate(
+        body,
+        partial(client_gone, request),
+        admit=admission(keys, rec),
+        tenant=rec.id if rec is not None else None,
+        prepared=prepared,
+    )
+
+
+@router.get("/v1/info", response_model=Info, tags=["translate"])
+async def info(request: Request) -> Info:
+    settings: Settings = request.app.state.settings
+    gw = _gateway(request)
+    return Info(
+        version=__version__,
+        model=gw.model_name,
+        signature=gw.signature,
+        language_pairs=list(LANGUAGE_PAIRS),
+        limits=Limits(
+            max_sentences_per_request=settings.max_sentences_per_request,
+            max_sentence_chars=settings.max_sentence_chars,
+            max_text_chars=settings.max_text_chars,
+            max_request_chars=settings.max_request_chars,
+        ),
+        max_sentences_per_prompt=gw.max_pack,
+        calibrated_pack_limit=gw.calibrated_pack_limit,
+        pack_policy=settings.pack_policy,
+        template=gw.template.ref,
+        template_variants=settings.template_names if settings.template == "auto" else [],
+    )
+
+
+@router.get("/v1/usage", response_model=UsageTotals, tags=["translate"])
+async def usage(request: Request) -> dict:
+    """Totals since start: sentences, characters, tokens by kind, estimated cost and the saving
+    against one sentence per prompt without a prefix cache (the numbers ``/metrics`` exports). With keys on,
+    a user key gets its own usage instead (``{"key", "today", "this_month"}``); an admin key the totals."""
+    keys: KeyRing = request.app.state.keys
+    rec = principal_of(request)
+    if rec is not None and rec.role != "admin":  # a tenant sees its own usage only
+        return JSONResponse(await keys.usage_of(rec))  # type: ignore[return-value]
+    gw = _gateway(request)
+    return {**usage_totals(gw.stats.snapshot(), gw.prices), "jobs": await jobs_usage(request) or None}
+
+
+@router.get("/healthz", tags=["ops"])
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["ops"])
+async def readyz(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    gw = _gateway(request)
+    if getattr(request.app.state, "draining", False):  # SIGTERM: out of the load balancer first (cli.serve)
+        return JSONResponse(error_body("not_ready", "shutting down"), status_code=503, headers={"Retry-After": "5"})
+    store_trouble = await store_health(request.app, settings)
+    if store_trouble is not None:
+        return JSONResponse(error_body("not_ready", store_trouble), status_code=503, headers={"Retry-After": "5"})
+    if gw.ready.is_set() and gw.engine is not None and await gw.engine.ready():
+        return JSONResponse({"status": "ready", "model": gw.model_name, "ready_after_s": gw.ready_after_s})
+    why = gw.boot_error or ("the engine does not answer" if gw.ready.is_set() else "the engine is still starting")
+    return JSONResponse(error_body("not_ready", why), status_code=503, headers={"Retry-After": "5"})
+
+
+@router.get("/metrics", tags=["ops"])
+async def metrics(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    in_process = settings.engine == "vllm"
+    return Response(
+        render(request.app.state.registry, in_process), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
+
+
+@router.get("/v1/usage/keys", tags=["translate"])
+async def usage_by_key(request: Request) -> JSONResponse:
+    """Every key's usage today and this month (an admin key; with keys off, the static keys only)."""
+    keys: KeyRing = request.app.state.keys
+    rec = principal_of(request)
+    if rec is not None and rec.role != "admin":
+        raise APIError(403, "forbidden", "only an admin key sees every key's usage")
+    return JSONResponse({"keys": await keys.usage_all()})
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None, keys: KeyRing | None = None) -> FastAPI:
     """Build the gateway app. ``engine`` overrides the one the settings would build (tests); ``keys`` the key
     ring (default: the settings' static keys and the store's keys table)."""
@@ -150,7 +271,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
         jobs = JobsRuntime.from_settings(settings)  # the durable store: batch jobs, files, translation memory
         await jobs.open()
         app.state.jobs = jobs
-        app.state.jobs_serving = JobsServing(jobs, settings, keys, model=lambda: app.state.gateway.model_name)
         memory = jobs.translation_memory(settings.translation_memory_size)
         app.state.glossaries = GlossaryServing.from_settings(jobs.store, settings)
         gw = Gateway(
@@ -162,6 +282,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
             glossaries=app.state.glossaries,
         )
         app.state.gateway = gw
+        app.state.jobs_serving = JobsServing(jobs, settings, keys, gateway=gw)
         collector = StatsCollector(
             gw.stats, gw.prices, lambda: {"version": __version__, "model": gw.model_name, "template": gw.template.ref}
         )
@@ -200,99 +321,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, k
     # auth, body limits, request ids, security headers: before FastAPI reads anything (middleware.py)
     app.add_middleware(GuardMiddleware, config=GuardConfig.from_settings(settings, keys))
 
-    def gateway(request: Request) -> Gateway:
-        return request.app.state.gateway
-
-    def require_ready(gw: Gateway) -> Translator:
-        if gw.translator is None or not gw.ready.is_set():
-            why = gw.boot_error or "the engine is still starting"
-            raise APIError(503, "not_ready", f"not ready: {why}", headers={"Retry-After": "5"})
-        return gw.translator
-
-    @app.post(
-        "/v1/translate",
-        response_model=TranslateResponse,
-        tags=["translate"],
-        responses={400: {}, 401: {}, 404: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
-    )
-    async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
-        """Translate sentences English→German. One entry per input, in order; a sentence that
-        failed after retries says so in its own slot."""
-        gw = gateway(request)
-        try:
-            translator = require_ready(gw)
-        except APIError:
-            gw.stats.record_request("rejected")
-            raise
-        rec = principal_of(request)
-        return await translator.translate(
-            body, partial(client_gone, request), admit=admission(keys, rec), tenant=rec.id if rec is not None else None
-        )
-
-    @app.get("/v1/info", response_model=Info, tags=["translate"])
-    async def info(request: Request) -> Info:
-        gw = gateway(request)
-        return Info(
-            version=__version__,
-            model=gw.model_name,
-            signature=gw.signature,
-            language_pairs=list(LANGUAGE_PAIRS),
-            limits=Limits(
-                max_sentences_per_request=settings.max_sentences_per_request,
-                max_sentence_chars=settings.max_sentence_chars,
-                max_text_chars=settings.max_text_chars,
-                max_request_chars=settings.max_request_chars,
-            ),
-            max_sentences_per_prompt=gw.max_pack,
-            calibrated_pack_limit=gw.calibrated_pack_limit,
-            pack_policy=settings.pack_policy,
-            template=gw.template.ref,
-            template_variants=settings.template_names if settings.template == "auto" else [],
-        )
-
-    @app.get("/v1/usage", response_model=UsageTotals, tags=["translate"])
-    async def usage(request: Request) -> dict:
-        """Totals since start: sentences, characters, tokens by kind, estimated cost and the saving
-        against one sentence per prompt without a prefix cache (the numbers ``/metrics`` exports). With keys on,
-        a user key gets its own usage instead (``{"key", "today", "this_month"}``); an admin key the totals."""
-        rec = principal_of(request)
-        if rec is not None and rec.role != "admin":  # a tenant sees its own usage only
-            return JSONResponse(await keys.usage_of(rec))  # type: ignore[return-value]
-        gw = gateway(request)
-        return {**usage_totals(gw.stats.snapshot(), gw.prices), "jobs": await jobs_usage(request) or None}
-
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["ops"])
-    async def readyz(request: Request) -> JSONResponse:
-        gw = gateway(request)
-        if getattr(request.app.state, "draining", False):  # SIGTERM: out of the load balancer first (cli.serve)
-            return JSONResponse(error_body("not_ready", "shutting down"), status_code=503, headers={"Retry-After": "5"})
-        store_trouble = await store_health(request.app, settings)
-        if store_trouble is not None:
-            return JSONResponse(error_body("not_ready", store_trouble), status_code=503, headers={"Retry-After": "5"})
-        if gw.ready.is_set() and gw.engine is not None and await gw.engine.ready():
-            return JSONResponse({"status": "ready", "model": gw.model_name, "ready_after_s": gw.ready_after_s})
-        why = gw.boot_error or ("the engine does not answer" if gw.ready.is_set() else "the engine is still starting")
-        return JSONResponse(error_body("not_ready", why), status_code=503, headers={"Retry-After": "5"})
-
-    @app.get("/metrics", tags=["ops"])
-    async def metrics(request: Request) -> Response:
-        in_process = settings.engine == "vllm"
-        return Response(
-            render(request.app.state.registry, in_process), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
-
-    @app.get("/v1/usage/keys", tags=["translate"])
-    async def usage_by_key(request: Request) -> JSONResponse:
-        """Every key's usage today and this month (an admin key; with keys off, the static keys only)."""
-        rec = principal_of(request)
-        if rec is not None and rec.role != "admin":
-            raise APIError(403, "forbidden", "only an admin key sees every key's usage")
-        return JSONResponse({"keys": await keys.usage_all()})
-
+    app.state.settings, app.state.keys = settings, keys
+    app.include_router(router)
     install_dashboard(app)
     install_docs(app)
     install_openapi_limits(app, settings, lambda: keys.enabled)

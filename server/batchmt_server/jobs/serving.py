@@ -6,10 +6,11 @@ Upload a JSONL file (``purpose=batch``) whose lines are ``{"custom_id", "method"
 output and error files, exactly as with OpenAI's Batch API (the official ``openai`` package works against it).
 
 Each line is parsed once and validated when the batch is created, by the same checks as ``/v1/translate``
-(:func:`~..protocol.validation.validate_request`): a line that fails goes to the error file with its ``custom_id``
-and never fails the batch. The worker (:mod:`.worker`) runs the other lines through the same
-``Translator.translate`` as ``/v1/translate`` (same output, same signature), at low priority, in the capacity
-that interactive requests leave.
+(:func:`~..protocol.validation.validate_request`, :func:`~..protocol.validation.prepare_entries`): a line that fails
+goes to the error file with its ``custom_id`` and never fails the batch. The worker (:mod:`.worker`) runs the other
+lines through the same ``Translator.translate`` as ``/v1/translate`` (same output, same signature), at low priority,
+in the capacity that interactive requests leave, from what their validation made (the request, its entries with
+their markup parsed: :class:`~.worker.PreparedLines`, up to a bound) rather than parsing them again.
 """
 
 from __future__ import annotations
@@ -34,15 +35,16 @@ from ..auth.admission import charge_key, charge_units, quality_rounds
 from ..auth.keys import KeyRecord, KeyRing
 from ..protocol.errors import APIError
 from ..protocol.schemas import TranslateRequest, TranslateResponse
-from ..protocol.validation import validate_request
+from ..protocol.validation import prepare_entries, validate_request
 from ..settings import Settings
 from ..stores import FileRecord, JobRecord, NewLine, Store, build_store
 from .protocol import ENDPOINT, BatchList, BatchObject, CreateBatch, FileDeleted, FileList, FileObject
-from .worker import JobWorker, WorkerConfig, error_line
+from .worker import JobWorker, PreparedLine, PreparedLines, WorkerConfig, error_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline.gateway import Gateway
     from ..pipeline.memory import TranslationMemory
+    from ..text.documents import PreparedEntry
 
 __all__ = [
     "JobsConfig",
@@ -50,6 +52,7 @@ __all__ = [
     "JobsServing",
     "Caller",
     "validate_lines",
+    "read_lines",
     "parse_window",
     "jobs_usage",
     "JobsCollector",
@@ -75,6 +78,8 @@ class JobsConfig:
     drain_s: float = 5.0
     poll_seconds: float = 0.5
     workers: bool = True  # run the worker in this process (off: an API-only gateway)
+    #: source characters of validated lines kept prepared for their run (past it, a line is parsed again to run)
+    max_prepared_chars: int = 2_000_000
 
     @classmethod
     def from_settings(cls, s: Settings) -> JobsConfig:
@@ -127,9 +132,17 @@ class _BadLine(Exception):
 
 
 def validate_lines(content: bytes, settings: Settings) -> list[NewLine]:
+    """Every line of an input file, parsed once and validated as a translate request (:func:`read_lines`)."""
+    return read_lines(content, settings)[0]
+
+
+def read_lines(
+    content: bytes, settings: Settings, prepare_chars: int = 0
+) -> tuple[list[NewLine], dict[int, PreparedLine]]:
     """Every line of an input file, parsed once and validated as a translate request: runnable lines get their body
     (and what it carries: characters, texts), the others their error line (with ``custom_id`` when the line has
-    one). Blank lines are skipped."""
+    one). Blank lines are skipped. Runnable lines are also prepared for their run, by line number, until their
+    source characters reach ``prepare_chars`` (the rest only have their markup checked)."""
     try:
         text = content.decode("utf-8-sig")  # a UTF-8 byte-order mark (Windows editors write one) is not line 1's
     except UnicodeDecodeError as exc:
@@ -140,6 +153,7 @@ def validate_lines(content: bytes, settings: Settings) -> list[NewLine]:
             param="input_file_id",
         ) from None
     out: list[NewLine] = []
+    prepared: dict[int, PreparedLine] = {}
     seen: set[str] = set()
     # JSONL lines end at "\n" only (a "\r" before it is JSON whitespace): str.splitlines() also split at U+2028,
     # U+0085, \x1c-\x1e..., which json.dumps(ensure_ascii=False) writes raw inside strings
@@ -158,15 +172,18 @@ def validate_lines(content: bytes, settings: Settings) -> list[NewLine]:
                     "custom_id",
                 )
             seen.add(custom_id)
-            req = _translate_request(no, obj, settings)
+            req, entries = _translate_request(no, obj, settings, prepare=prepare_chars > 0)
         except _BadLine as bad:
             error = error_line(custom_id, bad.status, bad.code, bad.message, param=bad.param, line=no)
             out.append(NewLine(no, custom_id, error_output=error))
             continue
+        if entries is not None:
+            prepared[no] = line = PreparedLine(req, entries)
+            prepare_chars -= line.characters
         # charged by the rule of /v1/translate: an ensemble quality's characters once per round
         characters, texts = charge_units(req.entries, quality_rounds(settings, req.quality))
         out.append(NewLine(no, custom_id, body=req.model_dump_json(), characters=characters, texts=texts))
-    return out
+    return out, prepared
 
 
 def _json_object(no: int, raw: str) -> dict:
@@ -188,15 +205,19 @@ def _custom_id(no: int, obj: dict) -> str:
     return cid
 
 
-def _translate_request(no: int, obj: dict, settings: Settings) -> TranslateRequest:
-    """The line's body as a translate request, checked as ``/v1/translate`` checks one."""
+def _translate_request(
+    no: int, obj: dict, settings: Settings, *, prepare: bool = False
+) -> tuple[TranslateRequest, list[PreparedEntry] | None]:
+    """The line's body as a translate request, checked as ``/v1/translate`` checks one; ``prepare``: its entries
+    prepared for the run too (their markup parsed there, once), else None (the markup only checked)."""
     if obj.get("method", "POST") != "POST":
         raise _BadLine(422, "invalid_method", f"line {no}: method must be 'POST'", "method")
     if obj.get("url") != ENDPOINT:
         raise _BadLine(422, "invalid_url", f"line {no}: url must be {ENDPOINT!r}, the batch's endpoint", "url")
     try:
         req = TranslateRequest.model_validate(obj.get("body"))
-        validate_request(req, settings)
+        validate_request(req, settings, markup=not prepare)
+        entries = prepare_entries(req, settings) if prepare else None
     except ValidationError as exc:
         errors = exc.errors()
         loc = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
@@ -205,7 +226,7 @@ def _translate_request(no: int, obj: dict, settings: Settings) -> TranslateReque
         raise _BadLine(422, "invalid_request", f"line {no}: {where}: {msg}", where) from None
     except APIError as exc:
         raise _BadLine(exc.status, exc.code, f"line {no}: {exc.message}", exc.param and f"body.{exc.param}") from None
-    return req
+    return req, entries
 
 
 # ---------------------------------------------------------------------------- runtime
@@ -221,6 +242,8 @@ class JobsRuntime:
         self.store: Store = store or build_store(config.database_url, config.data_dir)
         self.worker: JobWorker | None = None
         self.memory: TranslationMemory | None = None
+        #: lines validated here, kept prepared for the worker (a line is parsed once)
+        self.prepared = PreparedLines(config.max_prepared_chars)
         self._starter: asyncio.Task | None = None
         self._sweeper: asyncio.Task | None = None
 
@@ -268,7 +291,12 @@ class JobsRuntime:
 
     def start_worker(self, translate: Callable, pressure: Callable[[], int] | None = None) -> JobWorker:
         self.worker = JobWorker(
-            self.store, translate, self.config.worker_config(), pressure=pressure, new_file_id=new_file_id
+            self.store,
+            translate,
+            self.config.worker_config(),
+            pressure=pressure,
+            new_file_id=new_file_id,
+            prepared=self.prepared,
         )
         self.worker.start()
         return self.worker
@@ -379,15 +407,16 @@ class JobsServing:
         runtime: JobsRuntime,
         settings: Settings,
         keys: KeyRing | None = None,
-        model: Callable[[], str] | None = None,
+        gateway: Gateway | None = None,
     ) -> None:
         self.rt, self.settings, self.keys = runtime, settings, keys
         self.config = runtime.config
-        #: the engine's own model name (the settings' may not be what runs: a fake engine, a served one)
-        self.model = model or (lambda: settings.model_name)
+        self.gateway = gateway  # names the model a batch object reports (None: the settings' model name)
 
     def _batch(self, job: JobRecord) -> BatchObject:
-        return BatchObject.of(job, self.settings.currency, self.model())
+        # the engine's own model name (the settings' may not be what runs: a fake engine, a served one)
+        model = self.gateway.model_name if self.gateway is not None else self.settings.model_name
+        return BatchObject.of(job, self.settings.currency, model)
 
     async def _own_file(self, caller: Caller, file_id: str, param: str) -> FileRecord:
         f = await self.rt.store.get_file(file_id)
@@ -467,7 +496,9 @@ class JobsServing:
         if f.purpose != "batch":
             raise APIError(422, "invalid_file", "the input file's purpose is not 'batch'", param="input_file_id")
         content = await self.rt.store.file_content(f.id) or b""
-        lines = await asyncio.to_thread(validate_lines, content, self.settings)
+        # kept prepared for the run only where this gateway runs lines
+        keep = self.rt.prepared.max_chars if self.config.workers else 0
+        lines, prepared = await asyncio.to_thread(read_lines, content, self.settings, keep)
         lines = await self._check_glossaries(caller, lines)
         if not lines:
             raise APIError(422, "empty_file", "the input file has no request lines", param="input_file_id")
@@ -501,6 +532,8 @@ class JobsServing:
             ),
             lines,
         )
+        runnable = {ln.line_no for ln in lines if ln.body is not None}
+        self.rt.prepared.put(job.id, {no: line for no, line in prepared.items() if no in runnable})
         log.info("batch %s: %d lines (%d invalid), window %ss", job.id, job.total, job.failed, window)
         if self.rt.worker is not None:
             self.rt.worker.wake()
@@ -646,7 +679,9 @@ async def _start_when_ready(gw: Gateway, rt: JobsRuntime) -> None:
     translator, batcher = gw.translator, gw.batcher
     assert translator is not None and batcher is not None  # both exist once the gateway is ready
 
-    async def translate(req: TranslateRequest, *, tenant: str | None = None) -> TranslateResponse:
-        return await translator.translate(req, priority=JOB_PRIORITY, tenant=tenant)
+    async def translate(
+        req: TranslateRequest, *, tenant: str | None = None, prepared: list[PreparedEntry] | None = None
+    ) -> TranslateResponse:
+        return await translator.translate(req, priority=JOB_PRIORITY, tenant=tenant, prepared=prepared)
 
     rt.start_worker(translate, pressure=lambda: batcher.interactive_active)

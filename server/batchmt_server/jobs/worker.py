@@ -7,6 +7,10 @@ cap halves whenever interactive sentences are waiting (``pressure() > 0``) and g
 ``grow_every_s`` while they are not (additive increase, multiplicative decrease, as TCP does), so interactive
 callers keep the engine to themselves when they need it and the job fills the rest.
 
+A line validated by this gateway when its batch was created runs from what that validation made
+(:class:`PreparedLines`: its request and its entries, markup parsed once); any other line (created by another
+gateway or before a restart, or past the bound on what is kept) is parsed from its stored body and checked again.
+
 Crash safety (the store's guarantees do the rest): results are written in small batches (every ``flush_s``); a
 line whose worker died is claimed again after its lease expires; a result that arrives after its lease was
 taken over is dropped by the store. On a graceful stop the worker stops claiming, waits up to ``drain_s`` for the
@@ -22,6 +26,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,8 +37,9 @@ from ..pipeline.spare_capacity import SpareCapacity
 from ..protocol.errors import APIError
 from ..protocol.schemas import TranslateRequest, TranslateResponse
 from ..stores import ClaimedLine, JobRecord, JobUsage, LineResult, Store
+from ..text.documents import PreparedEntry
 
-__all__ = ["JobWorker", "WorkerConfig", "output_line", "error_line", "TRANSIENT_CODES"]
+__all__ = ["JobWorker", "WorkerConfig", "PreparedLine", "PreparedLines", "output_line", "error_line", "TRANSIENT_CODES"]
 
 log = logging.getLogger("batchmt.jobs")
 
@@ -42,9 +48,57 @@ TRANSIENT_CODES = frozenset({"shutdown", "timeout", "engine_error", "queue_full"
 
 
 class Translate(Protocol):
-    """Runs one line's request; ``tenant``: the key that owns the batch (its translation memory)."""
+    """Runs one line's request; ``tenant``: the key that owns the batch (its translation memory); ``prepared``: its
+    entries as validated at creation (None: checked and prepared again)."""
 
-    def __call__(self, req: TranslateRequest, *, tenant: str | None = None) -> Awaitable[TranslateResponse]: ...
+    def __call__(
+        self, req: TranslateRequest, *, tenant: str | None = None, prepared: list[PreparedEntry] | None = None
+    ) -> Awaitable[TranslateResponse]: ...
+
+
+@dataclass(frozen=True)
+class PreparedLine:
+    """A line as its batch's creation validated it: the request, and its entries prepared for the translator."""
+
+    request: TranslateRequest
+    entries: list[PreparedEntry]
+
+    @property
+    def characters(self) -> int:
+        return sum(map(len, self.request.entries))
+
+
+class PreparedLines:
+    """The lines this gateway validated and has not run yet, by (job id, line number), so that a line is parsed
+    once (issue 23), at creation. Bounded: past ``max_chars`` characters the oldest go, and their lines are parsed
+    again when they run, as are lines another gateway created."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self._lines: OrderedDict[tuple[str, int], PreparedLine] = OrderedDict()
+        self._chars = 0
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def put(self, job_id: str, lines: dict[int, PreparedLine]) -> None:
+        for line_no, line in lines.items():
+            self._lines[(job_id, line_no)] = line
+            self._chars += line.characters
+        while self._chars > self.max_chars and self._lines:
+            _, old = self._lines.popitem(last=False)
+            self._chars -= old.characters
+
+    def take(self, job_id: str, line_no: int) -> PreparedLine | None:
+        line = self._lines.pop((job_id, line_no), None)
+        if line is not None:
+            self._chars -= line.characters
+        return line
+
+    def drop(self, job_id: str) -> None:
+        """A job that will not run on (cancelled, expired, finished): its lines go."""
+        for key in [k for k in self._lines if k[0] == job_id]:
+            self._chars -= self._lines.pop(key).characters
 
 
 @dataclass(frozen=True)
@@ -137,8 +191,10 @@ class JobWorker:
         pressure: Callable[[], int] | None = None,
         new_file_id: Callable[[], str] | None = None,
         owner: str | None = None,
+        prepared: PreparedLines | None = None,
     ) -> None:
         self.store, self.translate, self.config = store, translate, config
+        self.prepared = prepared if prepared is not None else PreparedLines(0)
         self.pressure = pressure or (lambda: 0)
         self.new_file_id = new_file_id or (lambda: f"file-{secrets.token_hex(12)}")
         self.owner = owner or f"gw-{uuid.uuid4().hex[:12]}"
@@ -246,10 +302,11 @@ class JobWorker:
         self._done(key)
 
     async def _run_line(self, line: ClaimedLine) -> None:
-        n = _texts_in(line.body)
+        prepared = self.prepared.take(line.job_id, line.line_no)
+        n = len(prepared.request.entries) if prepared is not None else _texts_in(line.body)
         self._texts_in_flight += n
         try:
-            await self._run_line_body(line)
+            await self._run_line_body(line, prepared)
         finally:
             self._texts_in_flight -= n
 
@@ -262,36 +319,23 @@ class JobWorker:
             self._owners[job_id] = job.owner if job is not None else None
         return self._owners[job_id]
 
-    async def _run_line_body(self, line: ClaimedLine) -> None:
+    async def _run_line_body(self, line: ClaimedLine, prepared: PreparedLine | None = None) -> None:
         cfg = self.config
         try:
-            req = TranslateRequest.model_validate_json(line.body)
+            req = prepared.request if prepared is not None else TranslateRequest.model_validate_json(line.body)
         except ValidationError as exc:  # validated at creation; a later change of the schema lands here
-            self._results.append(
-                LineResult(
-                    line.job_id,
-                    line.line_no,
-                    False,
-                    error_line(line.custom_id, 422, "invalid_request", str(exc)[:500], line=line.line_no),
-                )
-            )
+            self._fail(line, 422, "invalid_request", str(exc)[:500])
             return
         try:
-            resp = await self.translate(req, tenant=await self._tenant(line.job_id))
+            entries = prepared.entries if prepared is not None else None
+            resp = await self.translate(req, tenant=await self._tenant(line.job_id), prepared=entries)
         except APIError as exc:
             if exc.status in (429, 503):  # saturated or not ready: give the line back, without an attempt
                 self.capacity.back_off()
                 self._release.append((line.job_id, line.line_no))
                 await asyncio.sleep(cfg.busy_backoff_s)
                 return
-            self._results.append(
-                LineResult(
-                    line.job_id,
-                    line.line_no,
-                    False,
-                    error_line(line.custom_id, exc.status, exc.code, exc.message, param=exc.param, line=line.line_no),
-                )
-            )
+            self._fail(line, exc.status, exc.code, exc.message, exc.param)
             return
         except asyncio.CancelledError:
             raise
@@ -300,20 +344,7 @@ class JobWorker:
             if line.attempts < cfg.max_line_attempts:
                 self._release.append((line.job_id, line.line_no))
                 return
-            self._results.append(
-                LineResult(
-                    line.job_id,
-                    line.line_no,
-                    False,
-                    error_line(
-                        line.custom_id,
-                        500,
-                        "internal_error",
-                        f"internal error: {type(exc).__name__}",
-                        line=line.line_no,
-                    ),
-                )
-            )
+            self._fail(line, 500, "internal_error", f"internal error: {type(exc).__name__}")
             return
         transient = [t for t in resp.translations if t.error is not None and t.error.code in TRANSIENT_CODES]
         if transient and (self._stopping.is_set() or line.attempts < cfg.max_line_attempts):
@@ -325,6 +356,11 @@ class JobWorker:
         self._results.append(
             LineResult(line.job_id, line.line_no, True, output_line(line.custom_id, resp), _usage(resp))
         )
+
+    def _fail(self, line: ClaimedLine, status: int, code: str, message: str, param: str | None = None) -> None:
+        """The line's result is an error line (the error file)."""
+        error = error_line(line.custom_id, status, code, message, param=param, line=line.line_no)
+        self._results.append(LineResult(line.job_id, line.line_no, False, error))
 
     async def _flush(self) -> None:
         results, self._results = self._results, []
@@ -375,6 +411,7 @@ class JobWorker:
     # ------------------------------------------------------------------ finishing jobs
     def abandon(self, job_id: str) -> None:
         """Stop working on a job (cancelled or expired): its lines in flight are dropped."""
+        self.prepared.drop(job_id)
         for key, task in list(self._inflight.items()):
             if key[0] == job_id:
                 task.cancel()
@@ -427,6 +464,7 @@ class JobWorker:
                         error_file_id=self.new_file_id(),
                     )
             if done is not None:
+                self.prepared.drop(done.id)
                 log.info(
                     "job %s %s: %d completed, %d failed of %d",
                     done.id,

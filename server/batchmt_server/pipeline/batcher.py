@@ -23,8 +23,8 @@ from ..engines import EngineError
 from ..engines.base import EngineDead
 from ..prompting.parsing import Slot
 from ..prompting.steer import Steer
+from ..telemetry.cost import EngineUsage
 from ..telemetry.stats import Stats
-from ..telemetry.usage import EngineUsage
 from ..text.placeholders import check_masks
 from .consensus import span_confidence
 from .runner import PromptCall, PromptRunner

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 
 from ..engines import EngineError
 from ..prompting.steer import Steer
+from ..telemetry.cost import EngineUsage
 from ..telemetry.stats import Stats
-from ..telemetry.usage import EngineUsage
 from .consensus import Candidate, agreement, mbr_select, should_stop, span_confidence
 from .runner import PromptRunner
 

@@ -20,8 +20,8 @@ from ..engines.loop_stop import LoopRule, source_repeats
 from ..prompting.parsing import Slot
 from ..prompting.steer import Steer, merge_hints, steered_template
 from ..prompting.template import Template
+from ..telemetry.cost import EngineUsage
 from ..telemetry.stats import Stats
-from ..telemetry.usage import EngineUsage
 
 __all__ = ["PromptRunner", "PromptCall"]
 

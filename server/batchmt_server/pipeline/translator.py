@@ -1,4 +1,5 @@
-"""A translate request end to end: validate, cut each text into segments, queue, wait, reassemble in order."""
+"""A translate request end to end, from its prepared entries (checked and cut into segments at the edge:
+protocol/validation.py): look at each text's language, admit, queue, wait, reassemble in order."""
 
 from __future__ import annotations
 
@@ -27,25 +28,16 @@ from ..protocol.schemas import (
     TranslationError,
     Usage,
 )
-from ..protocol.validation import (
-    LANGUAGE_PAIRS,
-    check_source_languages,
-    markup_error,
-    mismatch_message,
-    validate_request,
-)
+from ..protocol.validation import LANGUAGE_PAIRS, check_source_languages, mismatch_message, prepare_request
 from ..settings import Settings
-from ..telemetry.cost import Prices
+from ..telemetry.cost import EngineUsage, Prices
 from ..telemetry.stats import Stats
-from ..telemetry.usage import EngineUsage
 from ..text.documents import PreparedEntry
-from ..text.documents import prepare as prepare_entry
 from ..text.langid import MIN_SCORE, SAMPLE_CHARS, detect_language
-from ..text.markup import MarkupError
 from ..text.placeholders import check_masks
 from .batcher import Batcher, Outcome, QueueFull
 from .ensemble import Ensemble, EnsembleConfig
-from .memory import ANONYMOUS_SCOPE, TranslationMemory
+from .memory import ANONYMOUS_SCOPE, MemoryHit, TranslationMemory
 from .spare_capacity import SpareCapacity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -179,29 +171,17 @@ class Translator:
         cfg = self.ensemble_config(quality)
         return self.signature if cfg is None else f"{self.signature}|quality:{quality}|ens:{cfg.describe()}"
 
-    def validate(self, req: TranslateRequest) -> None:
-        """The request's checks before any work, but its markup: :meth:`prepare` parses that, once (its
-        ``PreparedEntry`` carries the parsed document), and refuses markup that does not parse."""
-        validate_request(req, self.settings, markup=False)
-
-    def prepare(self, req: TranslateRequest) -> list[PreparedEntry]:
-        """Every entry cut into protected segments (after ``validate``), with its source language when
-        ``source_lang_check`` asks (one look per entry, not per segment). Raises ``invalid_markup`` (422) for
-        markup that does not parse, and ``source_lang_mismatch`` (422) under ``source_lang_check: "strict"``."""
-        s, name = self.settings, req.entries_field
-        out = []
-        for i, text in enumerate(req.entries):
-            try:
-                entry = prepare_entry(
-                    text, req.split_sentences, s.max_sentence_chars, req.preserve_placeholders, req.tag_handling
-                )
-            except MarkupError as exc:
-                raise markup_error(name, i, exc) from None
-            if req.source_lang_check != "off":
-                entry = replace(entry, language=detect_language(entry.words(text, SAMPLE_CHARS)))
-            out.append(entry)
-        check_source_languages(req, [entry.language for entry in out])
-        return out
+    @staticmethod
+    def languages(req: TranslateRequest, prepared: list[PreparedEntry]) -> list[PreparedEntry]:
+        """Each entry with its source language when ``source_lang_check`` asks (one look per entry, not per
+        segment); ``source_lang_mismatch`` (422) under ``source_lang_check: "strict"``."""
+        if req.source_lang_check != "off":
+            prepared = [
+                replace(entry, language=detect_language(entry.words(text, SAMPLE_CHARS)))
+                for entry, text in zip(prepared, req.entries)
+            ]
+        check_source_languages(req, [entry.language for entry in prepared])
+        return prepared
 
     async def translate(
         self,
@@ -211,8 +191,12 @@ class Translator:
         priority: int = 0,
         admit: Admit | None = None,
         tenant: str | None = None,
+        prepared: list[PreparedEntry] | None = None,
     ) -> TranslateResponse:
-        """``priority`` > 0: batch-job work, sent in the capacity interactive requests leave. ``admit(characters,
+        """``prepared``: the request's entries as its door checked and prepared them
+        (:func:`~..protocol.validation.prepare_request`); None: this call is the door (a batch line not prepared in
+        this process, an in-process caller), and the same function checks and prepares it here.
+        ``priority`` > 0: batch-job work, sent in the capacity interactive requests leave. ``admit(characters,
         sentences)`` charges the caller's key (quota, character rate) once the request is valid and fits; it
         raises :class:`APIError` to refuse, and returns a refund, awaited when the request is then refused
         (``queue_full``) or fails for the engine (``engine_unavailable``). An ensemble quality is charged its rounds
@@ -223,7 +207,7 @@ class Translator:
         t0 = time.monotonic()
         progress = _Progress()
         try:
-            response = await self._translate(req, disconnected, priority, admit, tenant, progress)
+            response = await self._translate(req, disconnected, priority, admit, tenant, progress, prepared)
         except (APIError, asyncio.CancelledError) as exc:
             self._record(exc, req, progress, t0)
             raise
@@ -263,14 +247,15 @@ class Translator:
         admit: Admit | None,
         tenant: str | None,
         progress: _Progress,
+        prepared: list[PreparedEntry] | None,
     ) -> TranslateResponse:
-        """Checked, prepared, admitted (charged), run; a charge is refunded when the work is then refused or lost."""
-        self.validate(req)
-        # Each entry is cut into segments (sentences; segmenter.py) whose placeholders and inline tags are
+        """Prepared, admitted (charged), run; a charge is refunded when the work is then refused or lost."""
+        # Each entry was cut into segments (sentences; segmenter.py) whose placeholders and inline tags are
         # masked (placeholders.py, markup.py); every segment travels through the batcher like any sentence
         # and the entry is put back together with its layout (documents.py).
-        big = sum(map(len, req.entries)) > 50_000  # ~15 ms per 50k characters: off the event loop
-        prepared = await asyncio.to_thread(self.prepare, req) if big else self.prepare(req)
+        if prepared is None:
+            prepared = await prepare_request(req, self.settings)
+        prepared = self.languages(req, prepared)
         texts: list[str] = [t for entry in prepared for t in entry.engine_texts]
         glossary = await self._glossary(req, tenant)  # 404 for an unknown or another key's, before any work
         texts, steers, unmask = self._steer(req, texts, glossary)
@@ -305,7 +290,8 @@ class Translator:
         tenant: str | None = None,
         steer: _SteerPlan | None = None,
     ) -> TranslateResponse:
-        n_entries = len(req.entries)
+        """The segments the translation memory does not answer go to the engine (one pass or the ensemble); the
+        delivered ones are remembered; the answer is put together from both."""
         steer = steer or _SteerPlan()
         steers = steer.steers
         # the persistent translation memory, under the signature of what this quality runs (with the glossary's
@@ -313,35 +299,20 @@ class Translator:
         sig = self.signature_for(req.quality) + steer.signature
         # each key its own memory (its scope): memory_hits never reveals another tenant's sentences
         scope = tenant if tenant is not None else ANONYMOUS_SCOPE
-        use_memory = self.memory is not None and self.memory.enabled and req.translation_memory
-        remembered = await self.memory.lookup(scope, sig, texts) if use_memory and self.memory is not None else {}
-        remembered = {t: v for t, v in remembered.items() if check_masks(t, v.target) is None}
-        if steers is not None:  # a human entry answers under every signature: it must pass this request's check too
-            steer_of = {t: steers[k] for k, t in enumerate(texts)}
-            remembered = {t: v for t, v in remembered.items() if steer_of[t].check(v.target) is None}
+        memory = self.memory if self.memory is not None and self.memory.enabled and req.translation_memory else None
+        remembered = await self._recall(memory, scope, sig, texts, steers) if memory is not None else {}
         todo = [k for k, t in enumerate(texts) if t not in remembered]
         fresh: list[Outcome] = []
         progress.waiting = True
-        if todo and config is not None:
-            fresh = await self._ensemble(
-                [texts[k] for k in todo],
-                rid,
-                config,
-                disconnected,
-                priority,
-                tenant=tenant,
-                steers=[steers[k] for k in todo] if steers is not None else None,
-            )
-        elif todo:
-            fresh = await self._one_pass(
-                [texts[k] for k in todo],
-                rid,
-                disconnected,
-                priority,
-                confidence=req.confidence,
-                tenant=tenant,
-                steers=[steers[k] for k in todo] if steers is not None else None,
-            )
+        if todo:
+            some = [texts[k] for k in todo]
+            their = [steers[k] for k in todo] if steers is not None else None
+            if config is not None:
+                fresh = await self._ensemble(some, rid, config, disconnected, priority, tenant=tenant, steers=their)
+            else:
+                fresh = await self._one_pass(
+                    some, rid, disconnected, priority, confidence=req.confidence, tenant=tenant, steers=their
+                )
         progress.waiting = False
         outcomes = [
             Outcome(remembered[t].target, from_memory=remembered[t].origin) if t in remembered else None for t in texts
@@ -356,10 +327,10 @@ class Translator:
                 "the engine died while this request was in flight; retry it (this gateway restarts)",
                 headers={"Retry-After": "5"},
             )
-        if use_memory and self.memory is not None:  # delivered, unflagged translations only
+        if memory is not None:  # delivered, unflagged translations only
             keep = [(texts[k], o.text) for k, o in zip(todo, fresh) if o.text is not None and not o.flagged]
             try:
-                await self.memory.remember(scope, sig, keep)
+                await memory.remember(scope, sig, keep)
             except Exception:  # the answer is delivered anyway; the memory is an optimisation
                 log.exception("could not store %d translations in the translation memory", len(keep))
         if steer.unmask is not None:  # glossary method "mask": the target terms in place of their masks
@@ -368,15 +339,40 @@ class Translator:
                 o if o is None or o.text is None or not back[k] else replace(o, text=_unmask(o.text, back[k]))
                 for k, o in enumerate(outcomes)
             ]
+        return self._response(req, prepared, outcomes, chars, config, steer, memory_hits=len(texts) - len(todo))
+
+    @staticmethod
+    async def _recall(
+        memory: TranslationMemory, scope: str, sig: str, texts: list[str], steers: list[Steer] | None
+    ) -> dict[str, MemoryHit]:
+        """The memory's answers for these texts whose protected spans are intact and, when the request steers, that
+        pass its check (a human entry answers under every signature)."""
+        remembered = await memory.lookup(scope, sig, texts)
+        remembered = {t: v for t, v in remembered.items() if check_masks(t, v.target) is None}
+        if steers is not None:
+            steer_of = {t: steers[k] for k, t in enumerate(texts)}
+            remembered = {t: v for t, v in remembered.items() if steer_of[t].check(v.target) is None}
+        return remembered
+
+    def _response(
+        self,
+        req: TranslateRequest,
+        prepared: list[PreparedEntry],
+        outcomes: list[Outcome | None],
+        chars: int,
+        config: EnsembleConfig | None,
+        steer: _SteerPlan,
+        memory_hits: int,
+    ) -> TranslateResponse:
+        """The answer: each entry put together from its segments' outcomes, and the usage and cost they add up to."""
         translations: list[Translation] = []
-        spent: list[EngineUsage] = [o.usage for o in outcomes if o is not None]
         k = 0
         for entry in prepared:
-            mine = outcomes[k : k + entry.segments]
+            translations.append(self._assemble(entry, outcomes[k : k + entry.segments], req.source_lang))
             k += entry.segments
-            translations.append(self._assemble(entry, mine, req.source_lang))
-        total = EngineUsage.total(spent)
+        total = EngineUsage.total([o.usage for o in outcomes if o is not None])
         human = sum(o.from_memory == "human" for o in outcomes if o is not None)
+        n_entries = len(req.entries)
         return TranslateResponse(
             id=f"tr-{secrets.token_hex(6)}",
             model=self.model,
@@ -388,7 +384,7 @@ class Translator:
             usage=Usage(
                 texts=n_entries,
                 sentences=n_entries,
-                segments=len(texts),
+                segments=len(outcomes),
                 characters=chars,
                 prompt_tokens=round(total.prompt_tokens),
                 cached_prompt_tokens=round(total.cached_prompt_tokens),
@@ -402,7 +398,7 @@ class Translator:
                     total.baseline_prompt_tokens, total.baseline_completion_tokens, total.baseline_engine_seconds
                 ),
                 currency=self.prices.currency,
-                memory_hits=len(texts) - len(todo),
+                memory_hits=memory_hits,
                 human_memory_hits=human,
             ),
         )
@@ -661,8 +657,23 @@ class Translator:
             or check_masks(texts[k], o.text) is not None
             or (steers is not None and steers[k].check(o.text) is not None)
         ]
-        if not missing:
-            return outcomes
+        if missing:
+            await self._fall_back(texts, outcomes, missing, rid, disconnected, priority, tenant, steers)
+        return outcomes
+
+    async def _fall_back(
+        self,
+        texts: list[str],
+        outcomes: list[Outcome],
+        missing: list[int],
+        rid: int,
+        disconnected: Callable[[], Awaitable[None]] | None,
+        priority: int,
+        tenant: str | None,
+        steers: list[Steer] | None,
+    ) -> None:
+        """The ensemble's ``missing`` lines through the batcher once more, their outcomes replaced in place (the
+        rounds' cost stays on the sentence); ``queue_full`` in their slots when the queue cannot take them."""
         try:
             futures = self.batcher.submit(
                 [texts[k] for k in missing],
@@ -678,16 +689,15 @@ class Translator:
                     error_code="queue_full",
                     error_message="no valid candidate in the ensemble rounds, and the queue was full for the fallback",
                 )
-            return outcomes
+            return
         try:
             fallback = await self._wait(futures, disconnected)
         except asyncio.CancelledError:
             for f in futures:
                 f.cancel()
             raise
-        for k, o in zip(missing, fallback):  # the rounds' cost stays on the sentence
+        for k, o in zip(missing, fallback):
             outcomes[k] = replace(o, usage=o.usage + outcomes[k].usage + EngineUsage(resent=1))
-        return outcomes
 
     @contextmanager
     def _ensemble_work(self, load: int, *, job: bool) -> Iterator[None]:

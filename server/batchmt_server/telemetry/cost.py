@@ -1,4 +1,10 @@
-"""Cost accounting: prices (settings) applied to a :class:`~batchmt_server.telemetry.stats.StatsSnapshot`.
+"""Cost accounting: what engine work a sentence or a request used (:class:`EngineUsage`), and prices (settings)
+applied to it and to a :class:`~batchmt_server.telemetry.stats.StatsSnapshot`.
+
+Every engine call shares its tokens and busy time among the sentences it carried (by their token share); a sentence
+that is re-sent or goes through ensemble rounds collects several shares; a request adds up its sentences
+(:class:`EngineUsage`, a value that adds up). Its ``baseline_*`` fields are the same sentence sent alone without a
+prefix cache (the baseline below).
 
 Stats only count physical quantities (tokens, engine seconds); money is computed from them at read
 time with the prices below, by the one function :func:`usage_totals` that ``/v1/usage``, the
@@ -23,7 +29,7 @@ at the rate measured on the prompt the sentence actually travelled in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -31,9 +37,40 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings
     from .stats import StatsSnapshot
 
-__all__ = ["Prices", "usage_totals"]
+__all__ = ["EngineUsage", "Prices", "usage_totals"]
 
 _M = 1_000_000.0
+
+
+@dataclass(frozen=True)
+class EngineUsage:
+    """What one sentence (or one request) used of the engine."""
+
+    prompt_tokens: float = 0.0
+    cached_prompt_tokens: float = 0.0
+    completion_tokens: float = 0.0
+    engine_prompts: float = 0.0  # prompts, a shared prompt counted by this sentence's share
+    engine_seconds: float = 0.0  # share of engine busy time (cost accounting)
+    resent: int = 0  # re-sends of this sentence after a flagged output slot or a failed engine call
+    baseline_prompt_tokens: float = 0.0
+    baseline_completion_tokens: float = 0.0
+    baseline_engine_seconds: float = 0.0
+
+    def __add__(self, other: EngineUsage) -> EngineUsage:
+        if not isinstance(other, EngineUsage):
+            return NotImplemented
+        # field by field, in order (the names are looked up once, not per addition: several per sentence)
+        return EngineUsage(*[getattr(self, name) + getattr(other, name) for name in _FIELDS])
+
+    @classmethod
+    def total(cls, items: list[EngineUsage]) -> EngineUsage:
+        out = cls()
+        for u in items:
+            out = out + u
+        return out
+
+
+_FIELDS = tuple(f.name for f in fields(EngineUsage))
 
 
 @dataclass(frozen=True)
