@@ -84,8 +84,9 @@ bench-quick: model
 # self-training (ReST) of the embedded base model on unlabelled English, from scratch, two rounds: Grow, Improve,
 # LoRA training, merge. Round 1 learns zero-shot translation from the base model's own best outputs; round 2 Grows
 # with round 1's model on the next 1000 lines, keeps fewer (0.7), continues round 1's adapter and teaches the
-# layout without echoes (en-de-list) that packs. The adapter and its model card land in the package (what
-# `make serve` merges and serves).
+# layout without echoes (en-de-list) that packs; round 3 Grows with round 2's model on the next 2000 lines, keeps
+# 0.6 and trains on more packed examples. The adapter and its model card land in the package (what `make serve`
+# merges and serves).
 SELFTRAIN_SOURCES ?= ../shared/data/monolingual_en_wmt22/en.txt
 SELFTRAIN_ADAPTER ?= server/batchmt_server/models/adapters/gemma-3-270m-rest
 SELFTRAIN_WORK ?= $(HOME)/.cache/batchmt/selftrain/make
@@ -96,7 +97,12 @@ selftrain: model
 	$(VENV)/bin/batchmt-server selftrain --model $(SELFTRAIN_WORK)/round1/model --template en-de-zero \
 		--sources $(SELFTRAIN_SOURCES) --skip 1000 --keep 0.7 --zero-template en-de-list --packed-share 1.5 \
 		--learning-rate 0.0002 --base-model embedded-base --init-adapter $(SELFTRAIN_WORK)/round1/adapter \
-		--work $(SELFTRAIN_WORK)/round2 --export-adapter $(SELFTRAIN_ADAPTER) $(ARGS)
+		--work $(SELFTRAIN_WORK)/round2 $(ARGS)
+	$(VENV)/bin/batchmt-server selftrain --model $(SELFTRAIN_WORK)/round2/model --template en-de-list \
+		--sources $(SELFTRAIN_SOURCES) --skip 2000 --limit 2000 --keep 0.6 --zero-template en-de-list \
+		--packed-share 2.5 --learning-rate 0.00015 --base-model embedded-base \
+		--init-adapter $(SELFTRAIN_WORK)/round2/adapter --work $(SELFTRAIN_WORK)/round3 \
+		--export-adapter $(SELFTRAIN_ADAPTER) $(ARGS)
 
 # the check gate (CI runs it before the tests): lint, formatting, types
 check: install
