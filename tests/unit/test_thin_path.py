@@ -14,18 +14,7 @@ HTML = ["<p>The museum is <b>closed</b> on Mondays.</p>", "<p>It opens again on 
 
 
 async def test_markup_is_parsed_once_per_text(monkeypatch):
-    from batchmt_server.protocol import validation
-    from batchmt_server.text import documents, markup
-
-    calls: list[str] = []
-    real = markup.parse_markup
-
-    def counting(text, kind):
-        calls.append(text)
-        return real(text, kind)
-
-    monkeypatch.setattr(documents, "parse_markup", counting)
-    monkeypatch.setattr(validation, "parse_markup", counting)
+    calls = _count_markup_parses(monkeypatch)
     async with running_gateway() as (c, _app):
         r = await c.post("/v1/translate", json={"texts": HTML, "tag_handling": "html"})
     assert r.status_code == 200, r.text

@@ -121,13 +121,18 @@ def repeating_tail(ids: Sequence[int], rule: LoopRule) -> bool:
     return TailTracker(rule).update(ids)
 
 
+def _loose(rule: LoopRule) -> LoopRule:
+    """The rule on words and punctuation marks (each at least one token): half the length, one repeat fewer."""
+    return LoopRule(rule.min_tokens // 2, max(2, rule.min_repeats - 1), rule.max_period)
+
+
 def source_repeats(text: str, rule: LoopRule) -> bool:
     """Does the source itself hold a repetition its translation would rightly repeat ("go, go, go, go, ...", a
     phrase pasted forty times)? Then the loop stop would cut a faithful translation: the caller does not ask for it.
     Words and punctuation marks stand in for tokens (a word is at least one), against half the rule's length and
     one repeat fewer, so a repetition the output rule could see is found here first."""
     units = _UNIT.findall(text)
-    loose = LoopRule(rule.min_tokens // 2, max(2, rule.min_repeats - 1), rule.max_period)
+    loose = _loose(rule)
     # a stretch of that length and period repeats at least 2/3 of its units: without as many repeated units, none
     if len(units) < loose.min_tokens or len(units) - len(set(units)) < 2 * loose.min_tokens // 3:
         return False
@@ -143,7 +148,7 @@ def text_loops(text: str, rule: LoopRule) -> bool:
     """Does a translation end in a loop that :class:`RequestLoopStop` cut (a packed slot's line, ended by the slot
     guard)? Words and punctuation marks stand in for tokens, against the loose rule of :func:`source_repeats`."""
     units = _UNIT.findall(text)
-    loose = LoopRule(rule.min_tokens // 2, max(2, rule.min_repeats - 1), rule.max_period)
+    loose = _loose(rule)
     return len(units) >= loose.min_tokens and TailTracker(loose).update(units)
 
 

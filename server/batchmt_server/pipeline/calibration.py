@@ -180,7 +180,7 @@ async def measure(
         pack=pack,
         chrf=sacrebleu.corpus_chrf(hyps, [refs]).score,
         bleu=sacrebleu.corpus_bleu(hyps, [refs]).score,
-        parse_failure_rate=sum(stats.resent_sentences.values()) / len(sources),
+        parse_failure_rate=sum(snap.resent_sentences.values()) / len(sources),
         copy_rate=sum(is_copy(s, h) for s, h in zip(sources, hyps)) / len(sources),
         seconds=clock() - t0,
         billed_tokens=(snap.prompt_tokens - snap.cached_prompt_tokens + snap.completion_tokens) / len(sources),
