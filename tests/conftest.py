@@ -189,6 +189,8 @@ def gateway_url(vllm_server: str) -> str:
                 "off",
                 "--data-dir",
                 tempfile.mkdtemp(prefix="batchmt-store-"),
+                "--translation-memory-size",
+                "0",  # every sentence reaches the engine (repeats included)
                 "--price-prompt-per-mtok",
                 "0.5",
                 "--price-cached-prompt-per-mtok",

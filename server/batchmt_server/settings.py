@@ -112,7 +112,8 @@ class Settings(BaseSettings, SecurityFields):
     )
     template_variants: str = Field(
         "en-de-packed,en-de-short,en-de-zero,en-de-list",
-        description="template 'auto' chooses among these (comma-separated, the first is the fallback)",
+        description="template 'auto' chooses among these (comma-separated, the first is the fallback); by default "
+        "a self-trained model's own template (named in its card) comes first",
     )
     max_copy_increase: float = Field(
         0.05,
@@ -342,12 +343,19 @@ class Settings(BaseSettings, SecurityFields):
 
     @property
     def template_names(self) -> list[str]:
-        """The templates this gateway may use: the one set, or the variants 'auto' chooses among."""
+        """The templates this gateway may use: the one set, or the variants 'auto' chooses among. With the default
+        variants, a self-trained model's own template (its card's) comes first: the fallback without calibration."""
         if self.template != "auto":
             return [self.template]
         names = [n.strip() for n in self.template_variants.split(",") if n.strip()]
         if not names:
             raise ValueError("template_variants is empty")
+        if "template_variants" not in self.model_fields_set and self.engine != "fake":  # the fake engine is no model
+            from .models.embedded import trained_template
+
+            own = trained_template(self.model)
+            if own is not None:
+                names = [own] + [n for n in names if n != own]
         return names
 
     @property

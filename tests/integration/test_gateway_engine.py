@@ -48,7 +48,8 @@ async def test_concurrent_callers_get_their_own_translations_in_order(gateway_ap
         assert r.status_code == 200, r.text
         body = r.json()
         assert len(body["translations"]) == len(sentences)
-        assert body["signature"].startswith("tmpl:en-de-packed@")
+        # calibration is off: the fallback is the template the embedded self-trained model learned (its card's)
+        assert body["signature"].startswith("tmpl:en-de-list@")
         assert body["usage"]["sentences"] == len(sentences) and body["usage"]["prompt_tokens"] > 0
         for src, t in zip(sentences, body["translations"]):
             assert t["status"] == "ok", t
@@ -63,7 +64,8 @@ async def test_concurrent_callers_get_their_own_translations_in_order(gateway_ap
     assert kept >= 0.75 * total, f"only {kept}/{total} translations kept their own number: {report}"
     # the queue deepened beyond the 4 prompt slots, so prompts carried sentences of several callers
     assert after["batchmt_multi_request_prompts_total"] > before["batchmt_multi_request_prompts_total"]
-    assert after["batchmt_cached_prompt_tokens_total"] > before["batchmt_cached_prompt_tokens_total"]
+    # (the zero-shot prefix, 23 tokens, is shorter than one 32-token KV block: these prompts share no cached block;
+    # vLLM's prefix cache is checked with whole repeated prompts below)
 
 
 async def test_real_sentences_come_back_in_german(gateway_app):
@@ -121,8 +123,10 @@ def test_http_engine_against_real_vllm_api_server(gateway_url):
         for src, t in zip(NUMBERED[:4], out):
             assert t["status"] == "ok"
             assert re.findall(r"\d+", src)[0] in t["text"]
-        r2 = client.post("/v1/translate", json={"sentences": NUMBERED[4:6]})
-        assert r2.json()["usage"]["cached_prompt_tokens"] > 0  # the shared prefix came from vLLM's cache
+        # the same prompt again (the fixture runs without a translation memory): its blocks come from vLLM's cache,
+        # reported through the OpenAI API's prompt_tokens_details
+        r2 = client.post("/v1/translate", json={"sentences": NUMBERED[:4]})
+        assert r2.json()["usage"]["cached_prompt_tokens"] > 0
         m = parse_metrics(client.get("/metrics").text)
         assert m["batchmt_prompt_tokens_total"] > 0 and m["batchmt_cached_prompt_tokens_total"] > 0
         bad = client.post("/v1/translate", json={"sentences": ["ok", "   "]})

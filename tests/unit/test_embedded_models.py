@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from batchmt_server.models.embedded import EMBEDDED_MODELS, embedded_model, prepare_embedded_model, resolve_model
+from batchmt_server.models.embedded import (
+    ADAPTERS_DIR,
+    EMBEDDED_MODELS,
+    embedded_model,
+    prepare_embedded_model,
+    resolve_model,
+)
 
 
 def test_names_and_aliases() -> None:
@@ -79,3 +85,26 @@ def test_a_model_made_with_a_shipped_adapter_is_named_by_the_adapter(monkeypatch
     (copy / "adapter_config.json").write_text((copy / "adapter_config.json").read_text() + "\n")
     monkeypatch.setattr(emb, "ADAPTERS_DIR", tmp_path)
     assert Settings(model="embedded").model_name not in (name, spec.served_name)
+
+
+def test_a_self_trained_model_falls_back_to_the_template_it_learned(tmp_path) -> None:
+    """Template ``auto`` tries the template named in the model's self-training card first (the fallback without
+    calibration): the shipped adapter's card for ``embedded``, the folder's card for a merged model."""
+    import json
+
+    from batchmt_server.models.embedded import trained_template
+    from batchmt_server.settings import Settings
+
+    shipped = json.loads((ADAPTERS_DIR / "gemma-3-270m-rest" / "batchmt-selftrain.json").read_text())
+    assert trained_template("embedded") == shipped["data"]["template"].split("@")[0] == "en-de-list"
+    assert trained_template("embedded-base") is None and trained_template(str(tmp_path)) is None
+    (tmp_path / "batchmt-selftrain.json").write_text(json.dumps({"data": {"template": "en-de-zero@1+0123abcd"}}))
+    assert trained_template(str(tmp_path)) == "en-de-zero"
+
+    assert Settings(model=str(tmp_path)).template_names[0] == "en-de-zero"
+    assert Settings().template_names[:2] == ["en-de-list", "en-de-packed"]
+    assert Settings(model="embedded-base").template_names[0] == "en-de-packed"
+    # variants set by the operator, a fixed template, or the fake engine: as given
+    assert Settings(template_variants="en-de-packed,en-de-short").template_names == ["en-de-packed", "en-de-short"]
+    assert Settings(template="en-de-short").template_names == ["en-de-short"]
+    assert Settings(engine="fake").template_names[0] == "en-de-packed"

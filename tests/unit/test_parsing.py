@@ -346,3 +346,31 @@ def test_rotated_translations_behind_correct_echoes_are_never_accepted(shift):
     for i, slot in enumerate(slots):
         assert not slot.ok, (i, slot)
         assert slot.reason == "neighbour"
+
+
+def test_a_near_copy_of_a_few_shot_translation_is_flagged_example() -> None:
+    """Seen from the round-3 model on the few-shot template (CI, 2026-12-08): a source with its own number came
+    back as the example's translation with one word changed, and was delivered ``ok``."""
+    pairs = [
+        (
+            "The city council approved the new budget on Tuesday.",
+            "Der Stadtrat hat am Dienstag den neuen Haushalt beschlossen.",
+        )
+    ]
+    near = "Die Stadt hat am Dienstag den neuen Haushalt beschlossen."
+    assert is_example_copy("We ordered 835 books for the school library.", near, pairs)
+    # a source close to the example's own source may translate close to it
+    assert not is_example_copy("The city council approved the new budget on Wednesday.", near, pairs)
+    # an unrelated translation that shares a few words is not a copy
+    assert not is_example_copy("The council met on Tuesday.", "Der Rat hat sich am Dienstag getroffen.", pairs)
+    text = completion(
+        near,
+        pair(2, "The museum was founded in 1887.", "Das Museum wurde 1887 gegründet."),
+    )
+    slots = parse_completion(
+        text,
+        ["We ordered 835 books for the school library.", "The museum was founded in 1887."],
+        "stop",
+        examples=pairs,
+    )
+    assert [s.reason for s in slots] == ["example", None]

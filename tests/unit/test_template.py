@@ -40,7 +40,7 @@ def test_render_ends_where_parse_begins(tpl: Template) -> None:
         fake_completion(tpl, sources),
         sources,
         "stop",
-        examples=tpl.example_targets,
+        examples=tpl.example_pairs,
         source_label=tpl.source_label,
         target_label=tpl.target_label,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -208,7 +209,7 @@ def _merge_adapter(cache_dir: Path, spec: EmbeddedModel) -> Path:
     try:
         merged.save_pretrained(tmp, safe_serialization=True)
         AutoTokenizer.from_pretrained(str(base)).save_pretrained(tmp)
-        for name in ("README.md", "batchmt-selftrain.json"):
+        for name in ("README.md", CARD_FILE):
             if (adapter / name).exists():
                 shutil.copy(adapter / name, tmp / name)
         (tmp / _MARKER).write_text(f"{spec.base} + adapter {adapter.name} {digest}\n")
@@ -219,6 +220,40 @@ def _merge_adapter(cache_dir: Path, spec: EmbeddedModel) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+CARD_FILE = "batchmt-selftrain.json"
+
+
+def trained_template(model: str) -> str | None:
+    """The prompt template a self-trained model learned (its card's ``data.template``, e.g. ``en-de-list``), or None.
+
+    ``model`` is a ``--model`` value: an embedded model with a shipped adapter (the adapter's card), or a folder that
+    ``batchmt-server selftrain`` merged. Template ``auto`` tries it first and falls back to it without calibration:
+    such a model was never trained on the others, and a few-shot prompt makes it copy the examples."""
+    spec = embedded_model(model)
+    if spec is not None:
+        if spec.adapter is None:
+            return None
+        card = ADAPTERS_DIR / spec.adapter / CARD_FILE
+    else:
+        card = Path(model) / CARD_FILE
+    try:
+        mtime = card.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _card_template(str(card), mtime)
+
+
+@functools.lru_cache(maxsize=8)
+def _card_template(card: str, mtime: int) -> str | None:
+    """The card's template name, read once per version of the file (``mtime``)."""
+    try:
+        info = json.loads(Path(card).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ref = (info.get("data") or {}).get("template") if isinstance(info, dict) else None
+    return ref.split("@", 1)[0] if isinstance(ref, str) and ref else None
 
 
 def resolve_model(model: str, cache_dir: Path) -> str:

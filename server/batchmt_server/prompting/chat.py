@@ -215,7 +215,7 @@ class ChatTemplate:
 
     # ------------------------------------------------------------------ the Template interface
     def __getattr__(self, name: str) -> Any:
-        # examples, example_targets, labels, stop, stop_for, max_tokens, parse ...: the base template's
+        # examples, example_pairs, labels, stop, stop_for, max_tokens, parse ...: the base template's
         if name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.base, name)

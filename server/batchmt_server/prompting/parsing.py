@@ -85,20 +85,43 @@ def is_copy(source: str, output: str) -> bool:
 
 
 def is_example_copy(source: str, output: str, examples: Sequence[str | tuple[str, str]]) -> bool:
-    """True when ``output`` is one of the few-shot translations (three words or more) and ``source``
-    is not that example's own source. ``examples`` holds translations, or (source, translation) pairs."""
+    """True when ``output`` is one of the few-shot translations (three words or more), or a near copy of one
+    (four words or more, ``EXAMPLE_SIMILARITY``), and ``source`` is not that example's own source (nor close to
+    it). ``examples`` holds translations, or (source, translation) pairs."""
     return _is_example_copy(_norm(source), _norm(output), examples)
+
+
+#: an output this similar (difflib ratio, normalised words) to a few-shot translation copies it with a word
+#: changed ("Die Stadt hat am Dienstag den neuen Haushalt beschlossen." from a fine-tuned model given the example
+#: "Der Stadtrat hat am Dienstag ..."), unless the source is as close to that example's source
+EXAMPLE_SIMILARITY = 0.8
 
 
 def _is_example_copy(norm_source: str, out: str, examples: Sequence[str | tuple[str, str]]) -> bool:
     """``is_example_copy`` on texts already normalised (``_norm``)."""
-    if len(out.split()) < 3:
+    words = len(out.split())
+    if words < 3:
         return False
     index = _example_index(tuple(examples))
-    if out not in index:
+    if out in index:
+        sources = index[out]
+        return None in sources or norm_source not in sources
+    if words < 4:
         return False
-    sources = index[out]
-    return None in sources or norm_source not in sources
+    for target, sources in index.items():
+        if len(target.split()) < 4 or not _close(out, target, EXAMPLE_SIMILARITY):
+            continue
+        if None in sources or not any(_close(norm_source, s, EXAMPLE_SIMILARITY) for s in sources):
+            return True
+    return False
+
+
+def _close(a: str, b: str, threshold: float) -> bool:
+    """``_similar(a, b) >= threshold``, with difflib's cheap upper bounds tried first."""
+    if a == b:
+        return True
+    m = SequenceMatcher(None, a, b, autojunk=False)
+    return m.real_quick_ratio() >= threshold and m.quick_ratio() >= threshold and m.ratio() >= threshold
 
 
 @lru_cache(maxsize=16)
@@ -145,8 +168,8 @@ def parse_completion(
     target_label: str = "German",
     echo: bool = True,
 ) -> list[Slot]:
-    """One ``Slot`` per source, in order. ``examples``: the template's few-shot translations
-    (``Template.example_targets``) or (source, translation) pairs; outputs equal to one are flagged
+    """One ``Slot`` per source, in order. ``examples``: the template's few-shot (source, translation) pairs
+    (``Template.example_pairs``) or bare translations; outputs equal or close to one are flagged
     "example". Labels must be the template's (``Template.source_label`` / ``.target_label``).
     ``echo=False``: the layout has no source echoes (``Template.echo``); none is required."""
     n = len(sources)

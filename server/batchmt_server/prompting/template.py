@@ -104,9 +104,10 @@ class Template:
         return f"{self.id}@{self.version}+{self.digest}"
 
     @cached_property
-    def example_targets(self) -> tuple[str, ...]:
-        """Every few-shot translation (as rendered): an output equal to one of them is a copy."""
-        return tuple(clean(t) for ex in self.examples for _, t in ex)
+    def example_pairs(self) -> tuple[tuple[str, str], ...]:
+        """Every few-shot (source, translation), as rendered: an output equal or close to one of the translations
+        copies the prompt, unless its own source is that example's source (or close to it)."""
+        return tuple((clean(s), clean(t)) for ex in self.examples for s, t in ex)
 
     def _list(self, sources: list[str]) -> list[str]:
         return [self.list_header] + [f"{i}. {clean(s)}" for i, s in enumerate(sources, 1)] + [self.answer_header]
@@ -182,7 +183,7 @@ class Template:
             completion,
             sources,
             finish_reason,
-            self.example_targets,
+            self.example_pairs,
             source_label=self.source_label,
             target_label=self.target_label,
             echo=self.echo,
