@@ -86,6 +86,7 @@ async def _gateway(engine: Any, template: Any, srcs: list[str], pack: int) -> tu
         "completion_tokens": snap.completion_tokens,
         "resent_sentences": sum(snap.resent_sentences.values()),
     }
+    tokens.update({f"resent:{reason}": n for reason, n in snap.resent_sentences.items()})
     return hyps, tokens
 
 
@@ -116,7 +117,7 @@ async def run_model(
             secs = time.monotonic() - t0
             row = {"arm": name, "model": model, "template": t.ref, "pack": pack or 1, "plain": pack is None}
             row.update(_scores(hyps, srcs, refs))
-            row.update({k: round(v / len(srcs), 1) for k, v in tokens.items()})
+            row.update({k: round(v / len(srcs), 3 if k.startswith("resent") else 1) for k, v in tokens.items()})
             row.update({"seconds": round(secs, 1), "sentences_per_s": round(len(srcs) / secs, 3)})
             print(json.dumps(row), flush=True)
             out.append(row)
@@ -134,17 +135,25 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
         f"Data: `{args.data}` lines {args.lines} ({rows[0]['n']} sentences), one engine per model, eager.",
         "",
         "| arm | template | pack | chrF | BLEU | copies | prompt tok/sent | billed tok/sent | completion tok/sent"
-        " | sentences/s | × plain base |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " | re-sent / sent | sentences/s | × plain base |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    resent = []
     for r in rows:
         billed = r["prompt_tokens"] - r["cached_prompt_tokens"] + r["completion_tokens"]
         ratio = f"{r['sentences_per_s'] / base['sentences_per_s']:.2f}" if base else "–"
         lines.append(
             f"| {r['arm']} | `{r['template']}` | {r['pack']} | {r['chrf']} | {r['bleu']} | "
             f"{r['copies']} ({100 * r['copies'] / r['n']:.1f}%) | {r['prompt_tokens']} | {billed:.1f} | "
-            f"{r['completion_tokens']} | {r['sentences_per_s']} | {ratio} |"
+            f"{r['completion_tokens']} | {r.get('resent_sentences', 0)} | {r['sentences_per_s']} | {ratio} |"
         )
+        reasons = {k.split(":", 1)[1]: v for k, v in r.items() if k.startswith("resent:")}
+        if reasons:
+            resent.append(
+                f"{r['arm']}: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda x: -x[1]))
+            )
+    if resent:
+        lines += ["", "Re-sent sentences per sentence, by the parser's reason: " + "; ".join(resent) + "."]
     lines += ["", f"chrF `{rows[0]['chrf_signature']}`, BLEU `{rows[0]['bleu_signature']}`.", ""]
     return "\n".join(lines)
 
