@@ -177,6 +177,8 @@ def gateway_url(vllm_server: str) -> str:
                 "serve",
                 "--engine-url",
                 vllm_server,
+                "--model",  # what the api_server serves: its self-training card names its template
+                _model_dir(),
                 "--host",
                 "127.0.0.1",
                 "--max-wait-ms",

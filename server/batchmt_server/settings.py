@@ -344,13 +344,16 @@ class Settings(BaseSettings, SecurityFields):
     @property
     def template_names(self) -> list[str]:
         """The templates this gateway may use: the one set, or the variants 'auto' chooses among. With the default
-        variants, a self-trained model's own template (its card's) comes first: the fallback without calibration."""
+        variants, a self-trained model's own template (its card's) comes first: the fallback without calibration.
+        The model is ``--model``: the in-process engine's, or for an HTTP engine only when it was set (as for the
+        tokenizer: the gateway cannot know what a remote server serves)."""
         if self.template != "auto":
             return [self.template]
         names = [n.strip() for n in self.template_variants.split(",") if n.strip()]
         if not names:
             raise ValueError("template_variants is empty")
-        if "template_variants" not in self.model_fields_set and self.engine != "fake":  # the fake engine is no model
+        served = self.engine == "vllm" or (self.engine == "http" and "model" in self.model_fields_set)
+        if served and "template_variants" not in self.model_fields_set:
             from .models.embedded import trained_template
 
             own = trained_template(self.model)

@@ -102,6 +102,7 @@ async def test_a_replica_killed_mid_run_loses_nothing_is_ejected_and_readmitted_
     settings = Settings(
         engine="http",
         engine_url=f"{a.url},{b.url}",
+        model=a.model,  # what the replicas serve: the template its self-training card names
         data_dir=tmp_path / "store",
         calibration="off",
         max_wait_ms=30.0,

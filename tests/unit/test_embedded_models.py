@@ -108,3 +108,6 @@ def test_a_self_trained_model_falls_back_to_the_template_it_learned(tmp_path) ->
     assert Settings(template_variants="en-de-packed,en-de-short").template_names == ["en-de-packed", "en-de-short"]
     assert Settings(template="en-de-short").template_names == ["en-de-short"]
     assert Settings(engine="fake").template_names[0] == "en-de-packed"
+    # an HTTP engine serves what its server serves: the card is read only when --model names it
+    assert Settings(engine_url="http://127.0.0.1:9").template_names[0] == "en-de-packed"
+    assert Settings(engine_url="http://127.0.0.1:9", model=str(tmp_path)).template_names[0] == "en-de-zero"
