@@ -5,7 +5,7 @@ Arms (each a full pass over the same sentences; one engine per model, started in
 - ``plain-base-long``: plain vLLM (every prompt sent to the engine at once, no gateway), the base model, the long
   few-shot prompt (``en-de-packed``), one sentence per prompt: the baseline of the speed ratio;
 - ``base-zero``: the base model zero-shot (what the long prefix buys it);
-- ``previous-p1`` (with ``--previous``): an earlier round's model with its template, one sentence per prompt;
+- ``previous-pN`` (with ``--previous``): an earlier round's model with its template at ``--previous-packs``;
 - ``trained-pN``: the self-trained model with ``--template`` (zero-shot) through the gateway's batcher at fixed
   pack size N.
 
@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--previous", default=None, help="an earlier round's model, measured at one per prompt")
     ap.add_argument("--previous-template", default="en-de-zero", help="the earlier round's template")
     ap.add_argument("--no-base-zero", action="store_true", help="skip the base model's zero-shot arm")
+    ap.add_argument("--no-base", action="store_true", help="skip the base model (a quick round-over-round check)")
+    ap.add_argument("--previous-packs", default="1", help="the earlier round's pack sizes")
     ap.add_argument("--data", type=Path, default=Path("../shared/data/newstest2021_ende"))
     ap.add_argument("--lines", default="200:1002", help="a:b, the dev lines (0-based, b exclusive)")
     ap.add_argument("--packs", default="1,4,8", help="the trained model's pack sizes")
@@ -180,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     trained_arms: list[tuple[str, str, int | None]] = [
         (f"trained-p{p}", args.template, int(p)) for p in args.packs.split(",")
     ]
-    rows = asyncio.run(run_model(args.base, base_arms, srcs, refs, args.kv_gib))
+    rows = [] if args.no_base else asyncio.run(run_model(args.base, base_arms, srcs, refs, args.kv_gib))
     if args.previous:
-        rows += asyncio.run(
-            run_model(args.previous, [("previous-p1", args.previous_template, 1)], srcs, refs, args.kv_gib)
-        )
+        previous_arms: list[tuple[str, str, int | None]] = [
+            (f"previous-p{p}", args.previous_template, int(p)) for p in args.previous_packs.split(",")
+        ]
+        rows += asyncio.run(run_model(args.previous, previous_arms, srcs, refs, args.kv_gib))
     rows += asyncio.run(run_model(args.model, trained_arms, srcs, refs, args.kv_gib))
     for r in rows:
         r["n"] = len(srcs)
