@@ -581,9 +581,13 @@ async def run(args: argparse.Namespace) -> int:
     # the form the gateway uses too: chat for a model with a chat template (the baseline sends the same prompts)
     # plain vLLM's prompt: the long few-shot prefix (the first template variant), in the form the gateway uses too
     # (chat for a model with a chat template)
-    template = apply_form(Template.load(base_settings.template_names[0]), "auto", engine.tokenizer, engine.model_name)
+    # (the first of --template-variants as configured: a self-trained model's own template, which template_names
+    # puts first, is one the gateway may choose, not the baseline)
+    baseline_name = base_settings.template_variants.split(",")[0].strip()
+    template = apply_form(Template.load(baseline_name), "auto", engine.tokenizer, engine.model_name)
     template_note = ""
-    await engine.generate(template.render([template.examples[0][0][0]]), _params(template, 12))  # warm the prefix cache
+    warm_source = template.examples[0][0][0] if template.examples else "Hello."
+    await engine.generate(template.render([warm_source]), _params(template, 12))  # warm the prefix cache
     startup = time.perf_counter() - t0
     print(f"engine ready in {startup:.0f}s", flush=True)
     results: list[Result] = []
@@ -593,7 +597,7 @@ async def run(args: argparse.Namespace) -> int:
         earlier mode left behind), then the shared prefix cached once, which is what a plain vLLM user
         has after the first request, so the baseline is at its best."""
         await engine.reset_prefix_cache()
-        await engine.generate(template.render([template.examples[0][0][0]]), _params(template, 12))
+        await engine.generate(template.render([warm_source]), _params(template, 12))
 
     baseline: Result | None = None
     profiled: list[Path] = []  # --py-spy: one collapsed-stack file per run, in order
@@ -694,7 +698,7 @@ async def run(args: argparse.Namespace) -> int:
                 "max_sentences_per_prompt": min(default.max_sentences_per_prompt, cal.pack_limit),
             }
         )
-        if chosen != base_settings.template_names[0]:
+        if chosen != baseline_name:
             # plain vLLM with the cheaper prompt too: the saving is the gateway choosing it, said honestly
             r = await record(
                 run_direct, engine, variants[chosen], sources, salted=False, mode="baseline-chosen", load="saturation"

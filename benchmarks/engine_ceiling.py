@@ -225,7 +225,9 @@ class Worker:
         self.llm = AsyncLLM.from_engine_args(args)
         startup = time.perf_counter() - t0
         self.tok = self.llm.get_tokenizer()
-        self.template = apply_form(Template.load(settings.template_names[0]), "auto", self.tok, settings.model_name)
+        # the long few-shot prompt (the first of --template-variants as configured), whatever the model learned
+        long_prompt = settings.template_variants.split(",")[0].strip()
+        self.template = apply_form(Template.load(long_prompt), "auto", self.tok, settings.model_name)
         sc = self.llm.vllm_config.scheduler_config
         return {
             "startup_s": startup,
