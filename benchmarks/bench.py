@@ -583,7 +583,7 @@ async def run(args: argparse.Namespace) -> int:
     # (chat for a model with a chat template)
     # (the first of --template-variants as configured: a self-trained model's own template, which template_names
     # puts first, is one the gateway may choose, not the baseline)
-    baseline_name = base_settings.template_variants.split(",")[0].strip()
+    baseline_name = base_settings.variant_names[0]
     template = apply_form(Template.load(baseline_name), "auto", engine.tokenizer, engine.model_name)
     template_note = ""
     warm_source = template.examples[0][0][0] if template.examples else "Hello."

@@ -226,8 +226,7 @@ class Worker:
         startup = time.perf_counter() - t0
         self.tok = self.llm.get_tokenizer()
         # the long few-shot prompt (the first of --template-variants as configured), whatever the model learned
-        long_prompt = settings.template_variants.split(",")[0].strip()
-        self.template = apply_form(Template.load(long_prompt), "auto", self.tok, settings.model_name)
+        self.template = apply_form(Template.load(settings.variant_names[0]), "auto", self.tok, settings.model_name)
         sc = self.llm.vllm_config.scheduler_config
         return {
             "startup_s": startup,

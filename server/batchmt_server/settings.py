@@ -342,6 +342,14 @@ class Settings(BaseSettings, SecurityFields):
         return self
 
     @property
+    def variant_names(self) -> list[str]:
+        """``--template-variants`` as configured, in its order (the first is the long few-shot prompt by default)."""
+        names = [n.strip() for n in self.template_variants.split(",") if n.strip()]
+        if not names:
+            raise ValueError("template_variants is empty")
+        return names
+
+    @property
     def template_names(self) -> list[str]:
         """The templates this gateway may use: the one set, or the variants 'auto' chooses among. With the default
         variants, a self-trained model's own template (its card's) comes first: the fallback without calibration.
@@ -349,9 +357,7 @@ class Settings(BaseSettings, SecurityFields):
         tokenizer: the gateway cannot know what a remote server serves)."""
         if self.template != "auto":
             return [self.template]
-        names = [n.strip() for n in self.template_variants.split(",") if n.strip()]
-        if not names:
-            raise ValueError("template_variants is empty")
+        names = self.variant_names
         served = self.engine == "vllm" or (self.engine == "http" and "model" in self.model_fields_set)
         if served and "template_variants" not in self.model_fields_set:
             from .models.embedded import trained_template
